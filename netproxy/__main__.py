@@ -1,0 +1,3 @@
+from netproxy.cli import main
+
+main()

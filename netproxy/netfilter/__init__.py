@@ -1,0 +1,1 @@
+"""The netfilter side: rule model, extension table, save-format rules."""
