@@ -76,6 +76,9 @@ class Rule:
     counters: tuple[int, int] | None = None
     line: int = 0
     """1-based line in the text the rule was parsed from; 0 for rules built in code."""
+    opaque: str | None = None
+    """For a line the lenient parser could not understand: its text. Such a rule is kept in
+    place so the tracer can report UNKNOWN when a packet reaches it."""
 
     def modules(self) -> list[str]:
         """Loaded match modules in the order of their ``-m`` tokens."""
@@ -144,6 +147,15 @@ class Table:
                 yield chain, i, rule
 
 
+@dataclass(slots=True, frozen=True)
+class Problem:
+    """Something the lenient parser accepted with a caveat (unknown option, malformed line)."""
+
+    line: int
+    column: int
+    message: str
+
+
 @dataclass(slots=True)
 class Ruleset:
     """Tables of one address family in the order they were declared or printed."""
@@ -151,6 +163,7 @@ class Ruleset:
     family: str = "ipv4"
     tables: dict[str, Table] = field(default_factory=dict)
     source: str = "<rules>"
+    problems: list[Problem] = field(default_factory=list)
 
     def table(self, name: str) -> Table:
         found = self.tables.get(name)
