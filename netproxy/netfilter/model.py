@@ -131,6 +131,10 @@ class Table:
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    writes: list[tuple[str, Rule | None]] | None = None
+    """For a restore payload: the order its lines were written in, as (chain, rule) pairs and
+    (chain, None) for a ``-X chain`` deletion. kube-proxy interleaves chains service by
+    service; ``None`` means chain by chain."""
 
     def chain(self, name: str) -> Chain:
         """The chain ``name``, created as a user chain when missing."""

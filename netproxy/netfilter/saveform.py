@@ -1,0 +1,171 @@
+"""The canonical form of a rule: what ``iptables-save`` prints after the rule was loaded.
+
+``iptables-restore`` accepts many spellings of one rule; the kernel keeps only its meaning and
+``iptables-save`` prints it back in one fixed order and spelling. :func:`to_saved` reproduces
+that, so the compiler can show a node's ``iptables-save`` view and the differ can compare rules
+written in different ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from netproxy.netfilter import extensions as ext
+from netproxy.netfilter.model import Option, Rule, Target
+from netproxy.netfilter.values import (
+    parse_mark,
+    saved_address,
+    saved_ctstate,
+    saved_mark,
+    saved_probability,
+)
+
+SaveOptions = dict[str, object]
+
+_PROTO_NAMES = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp",
+                "icmpv6": "ipv6-icmp", "all": "all", "0": "all"}
+
+_ALL_ONES_MASK = {"ipv4": "255.255.255.255", "ipv6": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+
+
+def _value(opt: Option, args: tuple[str, ...]) -> Option:
+    return opt if args == opt.args else opt._replace(args=args)
+
+
+def _builtin(opt: Option, family: str) -> Option:
+    if opt.name in ("source", "destination") and opt.args:
+        try:
+            return _value(opt, (saved_address(opt.args[0], family),))
+        except ValueError:
+            return opt  # kept as written: the tracer reports it as undecidable
+    if opt.name == "protocol" and opt.args:
+        proto = opt.args[0].lower()
+        return _value(opt, (_PROTO_NAMES.get(proto, proto),))
+    return opt
+
+
+def _match_option(opt: Option, family: str) -> Option:
+    name, args = opt.name, opt.args
+    if not args:
+        return opt
+    try:
+        if name == "mark" and opt.module in ("mark", "connmark"):
+            return _value(opt, (saved_mark(args[0]),))
+        if name == "ctstate" or (name == "state" and opt.module == "state"):
+            return _value(opt, (saved_ctstate(args[0]),))
+        if name == "probability":
+            return _value(opt, (saved_probability(args[0]),))
+        if name in ("src-type", "dst-type"):
+            return _value(opt, (args[0].upper(),))
+    except ValueError:
+        return opt
+    return opt
+
+
+def _recent_defaults(options: list[Option], family: str, iptables_version: tuple[int, ...]) -> list[Option]:
+    names = {o.name for o in options}
+    out = list(options)
+    if "name" not in names:
+        out.append(Option("recent", "name", ("DEFAULT",)))
+    if "rsource" not in names and "rdest" not in names:
+        out.append(Option("recent", "rsource"))
+    mask = next((o for o in out if o.name == "mask"), None)
+    if iptables_version >= (1, 8, 9):
+        if mask is not None and mask.args and mask.args[0] == _ALL_ONES_MASK[family]:
+            out.remove(mask)
+    elif mask is None:
+        out.append(Option("recent", "mask", (_ALL_ONES_MASK[family],)))
+    return out
+
+
+def _target(target: Target | None, family: str) -> Target | None:
+    if target is None:
+        return None
+    fix = _TARGET_FIXES.get(target.name)
+    return fix(target, family) if fix else target
+
+
+def _mark_target(target: Target, family: str) -> Target:
+    opts = []
+    for o in target.options:
+        try:
+            if o.name == "or-mark":
+                v = parse_mark(o.value)[0]
+                o = Option("MARK", "set-xmark", (f"{v:#x}/{v:#x}",))
+            elif o.name == "xor-mark":
+                v = parse_mark(o.value)[0]
+                o = Option("MARK", "set-xmark", (f"{v:#x}/0x0",))
+            elif o.name == "and-mark":
+                v = parse_mark(o.value)[0]
+                o = Option("MARK", "set-xmark", (f"0x0/{(~v) & 0xFFFFFFFF:#x}",))
+            elif o.name == "set-mark":
+                v, m = parse_mark(o.value)
+                o = Option("MARK", "set-xmark", (f"{v:#x}/{(m | v) & 0xFFFFFFFF:#x}",))
+            elif o.name == "set-xmark":
+                v, m = parse_mark(o.value)
+                o = Option("MARK", "set-xmark", (f"{v:#x}/{m:#x}",))
+        except ValueError:
+            pass
+        opts.append(o)
+    return Target(target.name, tuple(opts), target.goto)
+
+
+def _reject_target(target: Target, family: str) -> Target:
+    if target.get("reject-with") is not None:
+        return target
+    default = "icmp6-port-unreachable" if family == "ipv6" else "icmp-port-unreachable"
+    return Target(target.name, (*target.options, Option("REJECT", "reject-with", (default,))), target.goto)
+
+
+_TARGET_FIXES: dict[str, Callable[[Target, str], Target]] = {
+    "MARK": _mark_target,
+    "REJECT": _reject_target,
+}
+
+
+def _sort_key(extension: ext.Extension | None) -> Callable[[Option], int]:
+    if extension is None:
+        return lambda o: 0
+    return lambda o: extension.order(o.name)
+
+
+def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...] = (1, 8, 9)) -> Rule:
+    """``rule`` in the order and spelling ``iptables-save`` prints it.
+
+    Built-in matches first (``-s -d -i -o -p -f``), then every loaded module in the order it was
+    loaded with its options in the module's print order, then the target. Values are printed the
+    way the kernel stores them (host addresses get ``/32``, probabilities are rounded to the
+    kernel's 31-bit fraction, marks are minimal hex, ...). ``iptables_version`` matters for
+    details such as the all-ones ``recent --mask``, which 1.8.9 stopped printing.
+    """
+    if rule.opaque is not None:
+        return rule
+    builtins: list[Option] = []
+    groups: list[tuple[str, list[Option]]] = []  # one group per loaded module, in load order
+    latest: dict[str, list[Option]] = {}
+    for opt in rule.matches:
+        if not opt.module:
+            builtins.append(_builtin(opt, family))
+        elif not opt.name:
+            latest[opt.module] = []
+            groups.append((opt.module, latest[opt.module]))
+        else:
+            group = latest.get(opt.module)
+            if group is None:  # loaded implicitly (``-p tcp --dport 80``)
+                group = latest[opt.module] = []
+                groups.append((opt.module, group))
+            group.append(_match_option(opt, family))
+    builtin_order = ext.BUILTIN_MATCH.order
+    builtins.sort(key=lambda o: builtin_order(o.name))
+    items: list[Option] = builtins
+    for module, options in groups:
+        if module == "recent":
+            options = _recent_defaults(options, family, iptables_version)
+        options.sort(key=_sort_key(ext.match(module)))
+        items.append(Option(module, "", ()))
+        items.extend(options)
+    matches = tuple(items)
+    target = _target(rule.target, family)
+    if matches == rule.matches and target is rule.target:
+        return rule
+    return Rule(matches, target, rule.counters, rule.line)

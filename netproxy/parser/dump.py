@@ -1,0 +1,289 @@
+"""Read ``iptables-save`` output and ``iptables-restore`` input into a :class:`Ruleset`.
+
+Handles every table, chain policies and counters, ``-c``/``[n:m]`` rule counters, header,
+trailer and warning comments, ``-A``/``-I``/``-N``/``-X``/``-F``/``-P`` lines of restore
+payloads, and the ``ip6tables`` flavour. Lenient mode (the default) keeps going past lines it
+cannot understand, keeping them as opaque rules and listing them in ``Ruleset.problems``;
+strict mode stops at the first one. Every error names the source, line and column.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from netproxy.errors import ParseError
+from netproxy.netfilter import extensions as ext
+from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Problem, Rule, Ruleset, Table
+from netproxy.parser.rules import RuleSyntaxError, parse_rule_words
+from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
+
+_POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
+
+
+def _column(line: str, word: int) -> int:
+    try:
+        cols = split_words_with_columns(line)
+    except TokenError:
+        return 1
+    return cols[word][1] if 0 <= word < len(cols) else len(line) + 1
+
+
+class _Reader:
+    def __init__(self, source: str, strict: bool) -> None:
+        self.source = source
+        self.strict = strict
+        self.ruleset = Ruleset(source=source)
+        self.table: Table | None = None
+        self.header = ""
+        self.inserted = False
+
+    def fail(self, message: str, line_no: int, column: int = 0) -> None:
+        """Stop (strict) or record the problem (lenient)."""
+        if self.strict:
+            raise ParseError(message, source=self.source, line=line_no, column=column)
+        self.ruleset.problems.append(Problem(line_no, column, message))
+
+    def fatal(self, message: str, line_no: int, column: int = 0) -> ParseError:
+        return ParseError(message, source=self.source, line=line_no, column=column)
+
+    def read(self, text: str) -> Ruleset:
+        for line_no, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line:
+                continue
+            first = line[0]
+            if first == "#":
+                if line_no <= 2 and "ip6tables" in line:
+                    self.header = line
+                continue
+            if first == "-" or first == "[":
+                self.rule_line(line, line_no)
+            elif first == ":":
+                self.chain_line(line, line_no)
+            elif first == "*":
+                name = line[1:].strip()
+                if name not in BUILTIN_CHAINS:
+                    self.fail(f"unknown table {name!r}", line_no, 2)
+                self.table = self.ruleset.table(name)
+            elif line == "COMMIT":
+                if self.table is None:
+                    self.fail("COMMIT outside a table", line_no, 1)
+                self.table = None
+            else:
+                self.fail(f"cannot read line: {line[:60]!r}", line_no, 1)
+        if self.table is not None:
+            self.fail(f"table {self.table.name!r} has no COMMIT", line_no_end(text))
+        self.check_jumps()
+        for table in self.ruleset.tables.values():
+            if table.writes is not None and (self.inserted or (not table.deleted and _chain_by_chain(table))):
+                table.writes = None
+        self.ruleset.family = infer_family(self.ruleset, self.header)
+        return self.ruleset
+
+    def chain_line(self, line: str, line_no: int) -> None:
+        if self.table is None:
+            raise self.fatal("chain declared outside a table (missing '*table' line)", line_no, 1)
+        parts = line[1:].split()
+        if not parts:
+            raise self.fatal("chain line without a name", line_no, 2)
+        name = parts[0]
+        policy = parts[1] if len(parts) > 1 else "-"
+        if policy not in _POLICIES:
+            self.fail(f"unknown policy {policy!r} for chain {name}", line_no, len(name) + 3)
+        counters = None
+        if len(parts) > 2:
+            counters = _counters(parts[2])
+            if counters is None:
+                self.fail(f"invalid counters {parts[2]!r}", line_no)
+        builtin = name in BUILTIN_CHAINS.get(self.table.name, ())
+        chain = self.table.chains.get(name)
+        if chain is None:
+            chain = self.table.chains[name] = Chain(name)
+        chain.policy = (policy if policy != "-" else "ACCEPT") if builtin else None
+        chain.counters = counters
+        chain.line = line_no
+
+    def rule_line(self, line: str, line_no: int) -> None:
+        try:
+            words = split_words(line)
+        except TokenError as err:
+            self.fail(str(err), line_no, err.column)
+            self.keep_opaque(line, line_no)
+            return
+        counters = None
+        if words[0].startswith("["):
+            counters = _counters(words[0])
+            if counters is None:
+                self.fail(f"invalid counters {words[0]!r}", line_no, 1)
+            words = words[1:]
+            if not words:
+                self.fail("counters without a rule", line_no, 1)
+                return
+        if self.table is None:
+            raise self.fatal("rule outside a table (missing '*table' line)", line_no, 1)
+        cmd = words[0]
+        if cmd in ("-X", "--delete-chain", "-F", "--flush", "-N", "--new-chain", "-Z", "--zero"):
+            self.chain_command(cmd, words, line, line_no)
+            return
+        if cmd in ("-P", "--policy"):
+            if len(words) < 3:
+                raise self.fatal("-P needs a chain and a policy", line_no, 1)
+            self.table.chain(words[1]).policy = words[2]
+            return
+        if cmd not in ("-A", "--append", "-I", "--insert"):
+            self.fail(f"unsupported command {cmd!r}", line_no, 1)
+            return
+        if len(words) < 2:
+            raise self.fatal(f"{cmd} needs a chain name", line_no, 1)
+        chain_name = words[1]
+        start = 2
+        position = None
+        if cmd in ("-I", "--insert") and len(words) > 2 and words[2].isdigit():
+            position = int(words[2]) - 1
+            start = 3
+        chain = self.table.chains.get(chain_name)
+        if chain is None and chain_name in BUILTIN_CHAINS.get(self.table.name, ()):
+            chain = self.table.chain(chain_name)
+        elif chain is None:
+            self.fail(f"chain {chain_name!r} was not declared", line_no, _column(line, 1))
+            chain = self.table.chain(chain_name)
+        try:
+            rule, problems = parse_rule_words(words, start, strict=self.strict)
+        except RuleSyntaxError as err:
+            column = _column(line, err.word + (1 if counters is not None else 0))
+            if self.strict:
+                raise self.fatal(str(err), line_no, column) from None
+            self.ruleset.problems.append(Problem(line_no, column, str(err)))
+            rule = Rule(line=line_no, opaque=line)
+        else:
+            shift = 1 if counters is not None else 0
+            for p in problems:
+                self.ruleset.problems.append(Problem(line_no, _column(line, p.word + shift), p.message))
+            rule.line = line_no
+            if counters is not None:
+                rule.counters = counters
+        if cmd in ("-I", "--insert"):
+            chain.rules.insert(position if position is not None else 0, rule)
+            self.inserted = True
+        else:
+            chain.rules.append(rule)
+        self.writes(chain.name, rule)
+
+    def writes(self, chain: str, rule: Rule | None) -> None:
+        """Record payload order when the text is a restore payload (it has ``-X`` lines or
+        interleaves chains); cheap to keep either way."""
+        assert self.table is not None
+        if self.table.writes is None:
+            self.table.writes = []
+        self.table.writes.append((chain, rule))
+
+    def keep_opaque(self, line: str, line_no: int) -> None:
+        if self.table is None:
+            return
+        words = line.split()
+        if len(words) > 1 and words[0] in ("-A", "--append"):
+            self.table.chain(words[1]).rules.append(Rule(line=line_no, opaque=line))
+
+    def chain_command(self, cmd: str, words: list[str], line: str, line_no: int) -> None:
+        assert self.table is not None
+        name = words[1] if len(words) > 1 else ""
+        if cmd in ("-X", "--delete-chain"):
+            if not name:
+                raise self.fatal("-X needs a chain name", line_no, 1)
+            self.table.chains.pop(name, None)
+            self.table.deleted.append(name)
+            self.writes(name, None)
+        elif cmd in ("-N", "--new-chain"):
+            if not name:
+                raise self.fatal("-N needs a chain name", line_no, 1)
+            self.table.chain(name)
+        elif cmd in ("-F", "--flush"):
+            chains = [self.table.chains[name]] if name in self.table.chains else (
+                [] if name else list(self.table.chains.values()))
+            for chain in chains:
+                chain.rules.clear()
+
+    def check_jumps(self) -> None:
+        for table in self.ruleset.tables.values():
+            for chain in table.chains.values():
+                for rule in chain.rules:
+                    target = rule.target
+                    if target is None or target.name in table.chains or ext.target(target.name):
+                        continue
+                    self.fail(
+                        f"rule in {table.name}/{chain.name} jumps to {target.name!r}, which is "
+                        "neither a declared chain nor a known target",
+                        rule.line,
+                    )
+
+
+def _chain_by_chain(table: Table) -> bool:
+    """Whether the payload order is simply every chain's rules in declaration order."""
+    assert table.writes is not None
+    expected = ((chain.name, rule) for chain in table.chains.values() for rule in chain.rules)
+    return all(w[0] == e[0] and w[1] is e[1] for w, e in zip(table.writes, expected, strict=False)) \
+        and len(table.writes) == sum(len(c.rules) for c in table.chains.values())
+
+
+def _counters(text: str) -> tuple[int, int] | None:
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    pkts, _, byts = text[1:-1].partition(":")
+    try:
+        return int(pkts), int(byts)
+    except ValueError:
+        return None
+
+
+def line_no_end(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") else 1)
+
+
+def infer_family(ruleset: Ruleset, header: str = "") -> str:
+    """``ipv6`` if the header says ip6tables or addresses/ICMPv6 show it; else ``ipv4``."""
+    if "ip6tables" in header:
+        return "ipv6"
+    seen = 0
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            if chain.name in ("KUBE-FIREWALL",):
+                continue
+            for rule in chain.rules:
+                for opt in rule.matches:
+                    if not opt.module and opt.name in ("source", "destination") and opt.args:
+                        return "ipv6" if ":" in opt.args[0] else "ipv4"
+                    if opt.module in ("icmp6", "ipv6-icmp") or (
+                            opt.name == "protocol" and opt.args and opt.args[0] in ("ipv6-icmp", "icmpv6")):
+                        return "ipv6"
+                if rule.target is not None and rule.target.name == "REJECT":
+                    w = rule.target.get("reject-with")
+                    if w is not None and "icmp6" in w.value:
+                        return "ipv6"
+                seen += 1
+                if seen > 5000:
+                    return "ipv4"
+    return "ipv4"
+
+
+def parse_rules(text: str, *, source: str = "<input>", family: str | None = None,
+                strict: bool = False) -> Ruleset:
+    """Parse iptables-save / iptables-restore ``text`` into a ruleset."""
+    ruleset = _Reader(source, strict).read(text)
+    if family is not None:
+        ruleset.family = family
+    return ruleset
+
+
+def read_rules(path: str | Path, *, family: str | None = None, strict: bool = False) -> Ruleset:
+    """Read a dump from ``path``; ``-`` reads standard input."""
+    source = str(path)
+    try:
+        if source == "-":
+            text = sys.stdin.read()
+            source = "<stdin>"
+        else:
+            text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    return parse_rules(text, source=source, family=family, strict=strict)
