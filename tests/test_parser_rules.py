@@ -1,0 +1,101 @@
+"""Option resolution, negation, spellings and errors of the rule parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from netproxy.errors import ParseError
+from netproxy.netfilter.model import Option
+from netproxy.parser import parse_rules, rule_from_args
+from netproxy.render import rule_text
+
+
+def one(text: str, table: str = "filter", strict: bool = False):
+    rs = parse_rules(f"*{table}\n:X - [0:0]\n{text}\nCOMMIT\n", strict=strict)
+    return rs, rs.tables[table].chains["X"].rules[0]
+
+
+def test_written_order_is_kept_and_owners_resolved() -> None:
+    rule = rule_from_args(["-m", "comment", "--comment", "default/web:http cluster IP", "-m", "tcp",
+                           "-p", "tcp", "-d", "10.96.10.10", "--dport", "80", "-j", "KUBE-SVC-X"])
+    assert rule.matches == (
+        Option("comment", "", ()),
+        Option("comment", "comment", ("default/web:http cluster IP",)),
+        Option("tcp", "", ()),
+        Option("", "protocol", ("tcp",)),
+        Option("", "destination", ("10.96.10.10",)),
+        Option("tcp", "dport", ("80",)),
+    )
+    assert rule_text(rule, "KUBE-SERVICES", saved=False) == (
+        '-A KUBE-SERVICES -m comment --comment "default/web:http cluster IP" -m tcp -p tcp '
+        "-d 10.96.10.10 --dport 80 -j KUBE-SVC-X")
+    assert rule_text(rule, "KUBE-SERVICES") == (
+        '-A KUBE-SERVICES -d 10.96.10.10/32 -p tcp -m comment --comment "default/web:http cluster IP" '
+        "-m tcp --dport 80 -j KUBE-SVC-X")
+
+
+def test_aliases_and_implicit_protocol_module() -> None:
+    _, rule = one("-A X --destination 10.0.0.1 --protocol tcp --destination-port 80 -j ACCEPT")
+    assert rule_text(rule, "X") == "-A X -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j ACCEPT"
+
+
+@pytest.mark.parametrize("text", ["-A X ! -s 10.0.0.0/8 -j DROP", "-A X -s ! 10.0.0.0/8 -j DROP"])
+def test_negation_in_both_positions(text: str) -> None:
+    _, rule = one(text)
+    assert rule.builtin("source") == Option("", "source", ("10.0.0.0/8",), True)
+
+
+def test_same_option_in_two_modules_goes_to_the_latest() -> None:
+    _, rule = one("-A X -m mark --mark 0x1 -m connmark --mark 0x2/0xff -j ACCEPT")
+    assert rule.option("mark", "mark") == Option("mark", "mark", ("0x1",))
+    assert rule.option("connmark", "mark") == Option("connmark", "mark", ("0x2/0xff",))
+
+
+def test_target_options_after_jump() -> None:
+    _, rule = one("-A X -p tcp -j DNAT --to-destination 10.1.2.3:80", table="nat")
+    assert rule.target is not None and rule.target.get("to-destination") == Option(
+        "DNAT", "to-destination", ("10.1.2.3:80",))
+
+
+def test_unknown_module_is_kept_in_lenient_mode() -> None:
+    rs, rule = one("-A X -m frobnicate --level 3 --fast -j ACCEPT")
+    assert Option("frobnicate", "level", ("3",)) in rule.matches
+    assert Option("frobnicate", "fast", ()) in rule.matches
+    assert any("frobnicate" in p.message for p in rs.problems)
+
+
+def test_strict_mode_names_line_and_column() -> None:
+    with pytest.raises(ParseError) as err:
+        one("-A X -m frobnicate --level 3 -j ACCEPT", strict=True)
+    assert str(err.value) == "<input>:3:9: unknown match module 'frobnicate'"
+
+
+def test_unparseable_line_becomes_opaque_rule() -> None:
+    rs, rule = one("-A X -s 10.0.0.1 -j")
+    assert rule.opaque == "-A X -s 10.0.0.1 -j" and rule.line == 3
+    assert rs.problems and rs.problems[0].line == 3
+
+
+def test_quotes_and_escapes() -> None:
+    _, rule = one('-A X -m comment --comment "say \\"hi\\" \\\\ there" -j ACCEPT')
+    assert rule.comment() == 'say "hi" \\ there'
+    assert rule_text(rule, "X") == '-A X -m comment --comment "say \\"hi\\" \\\\ there" -j ACCEPT'
+
+
+def test_undeclared_jump_target_is_reported() -> None:
+    rs, _ = one("-A X -j NOWHERE")
+    assert any("NOWHERE" in p.message for p in rs.problems)
+    with pytest.raises(ParseError):
+        one("-A X -j NOWHERE", strict=True)
+
+
+def test_rule_outside_table_is_an_error() -> None:
+    with pytest.raises(ParseError) as err:
+        parse_rules("-A INPUT -j ACCEPT\n", source="dump.rules")
+    assert str(err.value).startswith("dump.rules:1:1: rule outside a table")
+
+
+def test_counter_prefix() -> None:
+    rs = parse_rules("*filter\n:INPUT ACCEPT [5:300]\n[7:420] -A INPUT -j ACCEPT\nCOMMIT\n")
+    chain = rs.tables["filter"].chains["INPUT"]
+    assert chain.counters == (5, 300) and chain.rules[0].counters == (7, 420)
