@@ -1,0 +1,112 @@
+"""Run one iptables variant (legacy or nft) inside a namespace: save and restore.
+
+The variant is chosen per namespace: legacy and nft rules can both live in one namespace,
+and each variant's tools see only their own, so mixing them hides rules.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from netproxy.backend import netns
+from netproxy.errors import BackendError
+
+VARIANTS = ("legacy", "nft")
+
+_ERROR_LINE = re.compile(r"line:? (\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Xtables:
+    """The save/restore binaries of one variant and address family."""
+
+    variant: str
+    family: str = "ipv4"
+
+    @property
+    def prefix(self) -> str:
+        return "ip6tables" if self.family == "ipv6" else "iptables"
+
+    @property
+    def save_bin(self) -> str:
+        return f"{self.prefix}-{self.variant}-save"
+
+    @property
+    def restore_bin(self) -> str:
+        return f"{self.prefix}-{self.variant}-restore"
+
+    def check_installed(self) -> None:
+        for tool in (self.save_bin, self.restore_bin):
+            if shutil.which(tool) is None:
+                raise BackendError(f"{tool} is not installed (needed for --iptables {self.variant})")
+
+
+def host_variant() -> str:
+    """The variant the host's plain ``iptables`` command uses."""
+    tool = shutil.which("iptables")
+    if tool is None:
+        raise BackendError("iptables is not installed")
+    out = subprocess.run([tool, "-V"], capture_output=True, text=True, check=False).stdout
+    return "nft" if "nf_tables" in out else "legacy"
+
+
+def resolve(variant: str, family: str = "ipv4") -> Xtables:
+    """``legacy``, ``nft`` or ``auto`` (the host's default) → checked tool set."""
+    if variant == "auto":
+        variant = host_variant()
+    if variant not in VARIANTS:
+        raise BackendError(f"unknown iptables variant {variant!r} (use legacy, nft or auto)")
+    tools = Xtables(variant, family)
+    tools.check_installed()
+    return tools
+
+
+def save(name: str, tools: Xtables, *, counters: bool = False, table: str | None = None) -> str:
+    """The namespace's rules as ``iptables-save`` prints them."""
+    argv = [tools.save_bin]
+    if counters:
+        argv.append("-c")
+    if table:
+        argv += ["-t", table]
+    return netns.run(name, argv).stdout
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreFailure:
+    """What iptables-restore said when it rejected a payload."""
+
+    line: int
+    message: str
+
+
+def restore(name: str, tools: Xtables, payload: str, *, test: bool = False) -> RestoreFailure | None:
+    """Feed ``payload`` to ``iptables-restore --noflush``; the failure, if it was rejected."""
+    argv = [tools.restore_bin, "--noflush", "-w", "5"]
+    if test:
+        argv.append("--test")
+    proc = netns.run(name, argv, input_text=payload, check=False)
+    if proc.returncode == 0:
+        return None
+    return parse_failure(proc.stderr or proc.stdout)
+
+
+def parse_failure(stderr: str) -> RestoreFailure:
+    """The failing line number and the most useful message from restore's stderr."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("#")]
+    line = 0
+    message = ""
+    for text in lines:
+        if text.startswith("Try `"):
+            continue
+        found = _ERROR_LINE.search(text)
+        if found and (text.startswith("Error occurred") or " failed" in text):
+            line = line or int(found.group(1))
+            tail = text.split("failed", 1)[1].lstrip(": ") if "failed" in text else ""
+            message = message or tail
+            continue
+        if not message:
+            message = re.sub(r"^\S+ v[\d.]+ \([^)]*\): ", "", text)
+    return RestoreFailure(line, message or "rejected")
