@@ -1,0 +1,49 @@
+"""The Service checklist: recover Services from a ruleset and judge each one.
+
+``diagnose(ruleset)`` runs the node checks and, for every Service port found by kube-proxy's
+comments and chain structure, the Service checks; given the ruleset compiled from the
+cluster's objects it also compares the two (see :mod:`.expected`).
+"""
+
+from __future__ import annotations
+
+from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
+from netproxy.doctor.comments import matches_selector
+from netproxy.doctor.report import Finding, Report, ServiceReport
+from netproxy.doctor.view import RulesetView, ServicePortView, build_view
+from netproxy.errors import InputError
+from netproxy.netfilter.model import Ruleset
+
+__all__ = ["Finding", "Report", "build_view", "diagnose"]
+
+
+def _selected(views: dict[tuple[str, str], ServicePortView], selector: str | None) -> list[ServicePortView]:
+    if selector is None:
+        return list(views.values())
+    return [v for v in views.values() if matches_selector(v.name, selector, v.port_numbers())]
+
+
+def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset | None = None) -> Report:
+    """Run the checklist over ``ruleset``; ``expected`` is what the cluster objects compile to."""
+    view = build_view(ruleset)
+    expected_view: RulesetView | None = build_view(expected) if expected is not None else None
+    node: list[Finding] = [check(view) for check in NODE_CHECKS]
+    selected = _selected(view.services, service)
+    extra: list[ServicePortView] = []
+    if expected_view is not None:
+        from netproxy.doctor.expected import compare_node, compare_service, missing_views
+
+        node.append(compare_node(view, expected_view, service))
+        extra = [v for v in missing_views(view, expected_view) if service is None
+                 or matches_selector(v.name, service, v.port_numbers())]
+    if service is not None and not selected and not extra:
+        raise InputError(f"no Service port {service} in the rules"
+                         + (" or the cluster objects" if expected is not None else ""),
+                         where=ruleset.source)
+    reports = []
+    for svc in sorted(selected + extra, key=lambda v: v.key):
+        findings = [check(view, svc) for check in SERVICE_CHECKS]
+        if expected_view is not None:
+            findings += compare_service(view, svc, expected_view.services.get(svc.key))
+        reports.append(ServiceReport(svc.name, svc.protocol, findings))
+    return Report(ruleset.source, ruleset.family, node, reports)

@@ -1,0 +1,470 @@
+"""The "my Service does not work" checklist, one function per question.
+
+Node checks look at what every Service relies on (the hooks into KUBE-SERVICES, the
+masquerade rule, the NodePort jump); Service checks look at one Service port's rules as
+recovered by :mod:`.view`. Each returns a :class:`~.report.Finding`: passed, failed or not
+applicable, the rule lines it looked at, and one sentence on what a failure means.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from netproxy.compiler.names import port_proto_hash
+from netproxy.doctor.comments import parse_comment, service_port_name
+from netproxy.doctor.marks import follow, masquerade_marks, masquerade_rules
+from netproxy.doctor.probability import judge
+from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
+from netproxy.doctor.view import (
+    BALANCING_KINDS,
+    RuleRef,
+    RulesetView,
+    ServicePortView,
+    host,
+)
+
+QUESTIONS: dict[str, tuple[str, str]] = {
+    "service-hooks": (
+        "Do nat PREROUTING and OUTPUT send packets to KUBE-SERVICES?",
+        "Without these jumps no Service address is translated on this node; usually another tool "
+        "flushed or rebuilt the nat table (firewalld reload, iptables -F, a CNI reinstall) and "
+        "kube-proxy has not resynced since.",
+    ),
+    "masquerade": (
+        "Is traffic carrying kube-proxy's masquerade mark masqueraded in nat POSTROUTING?",
+        "Connections kube-proxy marks for SNAT (hairpin, NodePort, external traffic) leave "
+        "unmasqueraded, so replies bypass this node and the client drops them; usually nat "
+        "POSTROUTING was flushed, or kubelet and kube-proxy disagree on --iptables-masquerade-bit.",
+    ),
+    "nodeports-jump": (
+        "Does KUBE-SERVICES hand packets for the node's own addresses to KUBE-NODEPORTS?",
+        "NodePorts are reached only through the last rule of KUBE-SERVICES; without it no node "
+        "port answers; usually a hand edit or another tool rewrote KUBE-SERVICES.",
+    ),
+    "entry": (
+        "Does every address of the Service port lead to its chains, and every chain get used?",
+        "An address without an entry rule is not translated and nothing answers on the bare "
+        "VIP; a chain no rule jumps to is left over from a deleted Service or from kube-proxy "
+        "switching to IPVS mode.",
+    ),
+    "endpoints": (
+        "Does the Service port have endpoints in its chains?",
+        "With no endpoint kube-proxy has nowhere to send connections; usually the selector "
+        "matches no pod, the pods are not Ready (failing readiness probe), or the "
+        "EndpointSlice names another port.",
+    ),
+    "probabilities": (
+        "Do the endpoint rules split new connections evenly?",
+        "An uneven split sends more connections to some endpoints and none to others; usually "
+        "rules left from an old endpoint count (a hand edit, a partial restore, two writers), "
+        "since kube-proxy rewrites the whole chain whenever endpoints change.",
+    ),
+    "endpoint-dnat": (
+        "Does every endpoint chain exist and DNAT to its endpoint?",
+        "Connections sent to a missing or broken endpoint chain keep the VIP as destination "
+        "and time out; usually a damaged or hand-edited restore, or a tool that rewrote "
+        "kube-proxy's chains.",
+    ),
+    "hairpin": (
+        "Does every endpoint chain masquerade traffic from the endpoint itself (hairpin)?",
+        "A pod reaching itself through its Service is answered by itself without SNAT and "
+        "drops the reply, so only that pod sees timeouts; usually rules not written by "
+        "kube-proxy, or a hand edit.",
+    ),
+    "local-endpoints": (
+        "With a Local traffic policy, does this node have local endpoints?",
+        "Traffic the policy keeps on this node is dropped here because no endpoint runs here; "
+        "by design if the load balancer's health check (healthCheckNodePort) takes the node "
+        "out, a problem if traffic still arrives.",
+    ),
+    "chain-names": (
+        "Are the chains named the way kube-proxy names this Service port's chains?",
+        "kube-proxy derives every chain name from the Service port name, protocol and endpoint, "
+        "so a chain that does not match was not written for this Service port by kube-proxy "
+        "(hand-made, copied, or its comment edited) and kube-proxy will not keep it up to date.",
+    ),
+    "cluster-services": (
+        "Do the rules hold exactly the Service ports of the cluster objects?",
+        "Rules for a deleted Service keep answering on its old addresses, and a Service without "
+        "rules is unreachable from this node; usually kube-proxy is not running, cannot reach "
+        "the API server, or is watching another cluster.",
+    ),
+    "cluster-endpoints": (
+        "Do the rules list exactly the endpoints the cluster objects select for this node?",
+        "Missing endpoints get no traffic and stale ones get connections that fail; usually "
+        "kube-proxy has stopped syncing (crash loop, API server unreachable, sync errors in its "
+        "log) or its view of the EndpointSlices is old.",
+    ),
+    "cluster-addresses": (
+        "Do the rules know every address of the Service port (cluster IP, external IPs, "
+        "load-balancer IPs, node port)?",
+        "An address the rules do not know is not translated on this node, and one they still "
+        "know is a leftover; usually kube-proxy has not synced since the Service changed, or "
+        "the LoadBalancer status uses ipMode Proxy or a hostname.",
+    ),
+    "cluster-probabilities": (
+        "Do the endpoint probabilities match the endpoint count the cluster objects give?",
+        "Probabilities computed for another endpoint count split traffic unevenly; usually "
+        "rules left from before endpoints changed, because kube-proxy did not resync.",
+    ),
+    "reject": (
+        "Is no REJECT rule answering for the Service port?",
+        "kube-proxy REJECTs connections to a Service without endpoints, so clients get "
+        "'connection refused' at once; fix the endpoints (selector, readiness, ports), not "
+        "the firewall.",
+    ),
+}
+
+
+def finding(check: str, status: str, summary: str, rules: list[RuleRef] | None = None,
+            details: list[str] | None = None) -> Finding:
+    question, meaning = QUESTIONS[check]
+    return Finding(check, question, status, summary, meaning, list(rules or []), list(details or []))
+
+
+def _chain_refs(view: RulesetView, table: str, chain: str) -> list[RuleRef]:
+    found = view.chain(table, chain)
+    if found is None:
+        return []
+    return [RuleRef(table, chain, i, r) for i, r in enumerate(found.rules)]
+
+
+# -- node checks ------------------------------------------------------------------------------
+
+def check_service_hooks(view: RulesetView) -> Finding:
+    if view.chain("nat", "KUBE-SERVICES") is None:
+        return finding("service-hooks", NOT_APPLICABLE, "no nat KUBE-SERVICES chain: kube-proxy's "
+                       "iptables rules are not on this node")
+    refs: list[RuleRef] = []
+    missing = []
+    for hook in ("PREROUTING", "OUTPUT"):
+        jumps = [r for r in _chain_refs(view, "nat", hook) if r.rule.jump == "KUBE-SERVICES"]
+        refs += jumps
+        if not jumps:
+            missing.append(hook)
+    if missing:
+        return finding("service-hooks", FAILED, f"no jump to KUBE-SERVICES from nat {' and '.join(missing)}",
+                       refs)
+    return finding("service-hooks", PASSED, "nat PREROUTING and OUTPUT jump to KUBE-SERVICES", refs)
+
+
+def check_masquerade(view: RulesetView) -> Finding:
+    nat = view.table("nat")
+    marks = masquerade_marks(view)
+    uses_masq = nat is not None and any(
+        r.jump == "KUBE-MARK-MASQ" for _, _, r in nat.rules()
+    )
+    if nat is None or (not marks and not uses_masq and "KUBE-POSTROUTING" not in nat.chains):
+        return finding("masquerade", NOT_APPLICABLE, "no kube-proxy masquerade mark or rule in nat")
+    looked = [ref for _, ref in marks] + masquerade_rules(nat)
+    if not marks:
+        reason = ("rules jump to KUBE-MARK-MASQ but it sets no mark" if uses_masq
+                  else "nothing sets a masquerade mark")
+        return finding("masquerade", FAILED, reason, looked)
+    failed = []
+    details = []
+    for mark, _ in marks:
+        walk = follow(nat, mark)
+        if walk.masqueraded:
+            details.append(f"mark {mark:#x}: masqueraded by {walk.path[-1].chain} rule {walk.path[-1].index + 1}")
+        else:
+            failed.append(mark)
+            end = walk.path[-1] if walk.path else None
+            where = (f"stops at {end.chain} rule {end.index + 1} (-j {end.rule.jump})" if end
+                     else "reaches no MASQUERADE rule")
+            details.append(f"mark {mark:#x}: {where}")
+    if failed:
+        if "KUBE-POSTROUTING" in nat.chains and not any(
+                r.jump == "KUBE-POSTROUTING" for r in nat.chain("POSTROUTING").rules):
+            details.append("nat POSTROUTING does not jump to KUBE-POSTROUTING")
+        return finding("masquerade", FAILED,
+                       "packets marked " + ", ".join(f"{m:#x}" for m in failed) + " are not masqueraded",
+                       looked, details)
+    return finding("masquerade", PASSED, "marked packets are masqueraded in nat POSTROUTING", looked, details)
+
+
+def check_nodeports_jump(view: RulesetView) -> Finding:
+    services = _chain_refs(view, "nat", "KUBE-SERVICES")
+    tails = [r for r in services if r.rule.jump == "KUBE-NODEPORTS"]
+    nodeports = _chain_refs(view, "nat", "KUBE-NODEPORTS")
+    if not nodeports and not tails:
+        return finding("nodeports-jump", NOT_APPLICABLE, "no node ports in nat KUBE-NODEPORTS")
+    if not tails:
+        return finding("nodeports-jump", FAILED,
+                       f"KUBE-NODEPORTS has {len(nodeports)} rule(s) but KUBE-SERVICES never jumps to it",
+                       nodeports[:3])
+    details = []
+    if tails[-1] is not services[-1]:
+        after = len(services) - tails[-1].index - 1
+        details.append(f"{after} rule(s) follow it; kube-proxy keeps it last")
+    return finding("nodeports-jump", PASSED, "KUBE-SERVICES jumps to KUBE-NODEPORTS", tails, details)
+
+
+NODE_CHECKS: tuple[Callable[[RulesetView], Finding], ...] = (
+    check_service_hooks,
+    check_masquerade,
+    check_nodeports_jump,
+)
+
+
+# -- Service port checks ----------------------------------------------------------------------
+
+def _describe(addr_kind: str) -> str:
+    return {"cluster-ip": "cluster IP", "external-ip": "external IP", "lb-ip": "load-balancer IP",
+            "node-port": "node port"}[addr_kind]
+
+
+def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
+    if not svc.chains and not svc.addresses and not svc.missing_chains:
+        return finding("entry", NOT_APPLICABLE, "no nat rules for this Service port")
+    nat = view.table("nat")
+    refs = [a.ref for a in svc.addresses]
+    problems: list[str] = []
+    summary_parts: list[str] = []
+    for addr in svc.addresses:
+        where = f"{addr.ip}:{addr.port}" if addr.kind != "node-port" else f"{addr.port}"
+        part = f"{_describe(addr.kind)} {where}"
+        if part not in summary_parts:
+            summary_parts.append(part)
+        if addr.ip is not None and not _valid_ip(addr.ip) and not any(addr.ip + " " in p for p in problems):
+            problems.append(f"{_describe(addr.kind)} {addr.ip} is not an address "
+                            f"({_problem_at(view, addr.ref)})")
+        chain = nat.chains.get(addr.target or "") if nat is not None else None
+        if chain is None:
+            problems.append(f"{_describe(addr.kind)} {where} jumps to {addr.target}, which does not exist")
+        elif not chain.rules:
+            problems.append(f"{_describe(addr.kind)} {where} jumps to {addr.target}, which is empty")
+    referenced = {a.target for a in svc.addresses}
+    for ref in svc.ext_rules + svc.firewall_rules + svc.other_balancing_rules:
+        referenced.add(ref.rule.jump)
+    for name in sorted(svc.chains.values()):
+        if name not in referenced:
+            problems.append(f"no rule jumps to {name}: the chain is not in use")
+            refs += _chain_refs(view, "nat", name)[:2]
+    if not svc.addresses:
+        problems.insert(0, "no KUBE-SERVICES or KUBE-NODEPORTS rule leads to this Service port")
+    elif not any(a.kind == "cluster-ip" for a in svc.addresses) and not svc.local_drops and not svc.rejects:
+        problems.append("no cluster-IP rule in KUBE-SERVICES: kube-proxy writes one for every "
+                        "Service port it handles")
+    if problems:
+        return finding("entry", FAILED, problems[0], refs, problems[1:])
+    return finding("entry", PASSED, ", ".join(summary_parts), refs)
+
+
+def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
+    if svc.jumps:
+        dests = sorted({svc.endpoints[j.sep].destination or j.sep if j.sep in svc.endpoints else j.sep
+                        for j in svc.jumps})
+        return finding("endpoints", PASSED, f"{len(dests)} endpoint(s): {', '.join(dests)}",
+                       [j.ref for j in svc.jumps])
+    details = []
+    refs = list(svc.rejects) + list(svc.local_drops)
+    if svc.rejects:
+        details.append("filter REJECT rules answer for it (kube-proxy: no endpoints)")
+    if svc.local_drops:
+        details.append("DROP rules for it: no local endpoints on this node")
+    for kind in BALANCING_KINDS:
+        name = svc.chains.get(kind)
+        if name:
+            refs += _chain_refs(view, "nat", name)
+            details.append(f"{name} has no endpoint rule")
+    return finding("endpoints", FAILED, "no endpoint on this node's rules", refs, details)
+
+
+def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
+    if not svc.jumps:
+        return finding("probabilities", NOT_APPLICABLE, "no endpoint rules")
+    problems: list[str] = []
+    refs: list[RuleRef] = []
+    parts: list[str] = []
+    for kind in BALANCING_KINDS:
+        jumps = svc.balancing(kind)
+        if not jumps:
+            continue
+        refs += [j.ref for j in jumps]
+        split = judge([j.probability for j in jumps])
+        if split.even:
+            parts.append(f"{jumps[0].chain}: {len(jumps)} way(s), {float(split.shares[0]):.2%} each")
+        else:
+            shares = ", ".join(f"{float(s):.2%}" for s in split.shares)
+            problems += [f"{jumps[0].chain}: {p}" for p in split.problems]
+            problems.append(f"{jumps[0].chain}: shares are {shares}")
+    if problems:
+        return finding("probabilities", FAILED, problems[0], refs, problems[1:])
+    return finding("probabilities", PASSED, "; ".join(parts), refs)
+
+
+def _valid_destination(text: str) -> bool:
+    addr, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if addr.startswith("[") and addr.endswith("]"):
+        addr = addr[1:-1]
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return not ip.is_unspecified
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _problem_at(view: RulesetView, ref: RuleRef) -> str:
+    for p in view.ruleset.problems:
+        if p.line == ref.rule.line:
+            return f"line {p.line}: {p.message}"
+    return "the rule could not be read"
+
+
+def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
+    if not svc.jumps and not svc.orphan_endpoints:
+        return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoint chains")
+    problems: list[str] = []
+    refs: list[RuleRef] = []
+    good = 0
+    for jump in svc.jumps:
+        sep = svc.endpoints.get(jump.sep)
+        if sep is None:
+            problems.append(f"{jump.chain} jumps to {jump.sep}, which does not exist")
+            refs.append(jump.ref)
+            continue
+        refs += sep.rules
+        if not sep.dnat:
+            problems.append(f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else ""))
+            continue
+        dest, dnat_ref = sep.dnat[0]
+        if dnat_ref.rule.opaque is not None:
+            problems.append(f"{sep.name}: DNAT rule unreadable ({_problem_at(view, dnat_ref)})")
+            continue
+        if not _valid_destination(dest):
+            problems.append(f"{sep.name}: DNAT to {dest or '(nothing)'!s}, not an endpoint address:port")
+            continue
+        if jump.comment_endpoint and jump.comment_endpoint != dest:
+            problems.append(f"{sep.name}: DNAT to {dest} but {jump.chain} says it is {jump.comment_endpoint}")
+            continue
+        if sep.protocol and svc.protocol != "?" and sep.protocol != svc.protocol:
+            problems.append(f"{sep.name}: DNAT only matches {sep.protocol}, the Service port is {svc.protocol}")
+            continue
+        good += 1
+    for name, sep in sorted(svc.orphan_endpoints.items()):
+        refs += sep.rules[:2]
+        problems.append(f"{name} ({sep.destination or 'no DNAT'}) carries this Service's comment but no "
+                        "Service chain jumps to it")
+    if problems:
+        return finding("endpoint-dnat", FAILED, problems[0], refs, problems[1:])
+    return finding("endpoint-dnat", PASSED, f"{good} endpoint chain(s) DNAT to their endpoint", refs)
+
+
+def check_hairpin(view: RulesetView, svc: ServicePortView) -> Finding:
+    seps = [s for s in svc.endpoints.values() if s.destination and _valid_destination(s.destination)]
+    if not seps:
+        return finding("hairpin", NOT_APPLICABLE, "no endpoint chain with a valid DNAT rule")
+    problems: list[str] = []
+    refs: list[RuleRef] = []
+    for sep in seps:
+        dest = sep.destination or ""
+        ip = dest.rpartition(":")[0].strip("[]")
+        dnat_index = sep.dnat[0][1].index
+        ok = [m for m in sep.masq
+              if m.index < dnat_index and host(_source(m)) == ip]
+        refs += ok or sep.masq or sep.rules[:1]
+        if not ok:
+            wrong = [host(_source(m)) for m in sep.masq]
+            problems.append(f"{sep.name} has no rule marking packets from {ip} for masquerade"
+                            + (f" (it marks {', '.join(str(w) for w in wrong)})" if wrong else ""))
+    if problems:
+        return finding("hairpin", FAILED, problems[0], refs, problems[1:])
+    return finding("hairpin", PASSED, f"{len(seps)} endpoint chain(s) masquerade their own endpoint", refs)
+
+
+def _source(ref: RuleRef) -> str | None:
+    opt = ref.rule.builtin("source")
+    return None if opt is None or opt.negated else opt.value
+
+
+def _policy_local(svc: ServicePortView) -> bool:
+    local_comments = ("ext-local-masq", "ext-local-route", "ext-pod")
+    for ref in svc.ext_rules:
+        c = parse_comment(ref.rule.comment())
+        if c is not None and c.kind in local_comments:
+            return True
+    return "XLB" in svc.chains or "SVL" in svc.chains or bool(svc.local_drops)
+
+
+def check_local_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
+    if not _policy_local(svc):
+        return finding("local-endpoints", NOT_APPLICABLE, "no Local traffic policy in the rules")
+    local = svc.balancing("SVL") + svc.balancing("XLB")
+    refs = [j.ref for j in local] + list(svc.local_drops)
+    ext = svc.chains.get("EXT")
+    svl = svc.chains.get("SVL")
+    details = []
+    if ext is not None:
+        ext_refs = _chain_refs(view, "nat", ext)
+        refs += ext_refs
+        if svl is None or not any(r.rule.jump == svl for r in ext_refs):
+            details.append(f"{ext} does not end in a jump to a local-endpoint chain (KUBE-SVL-)")
+    if svc.local_drops:
+        where = sorted({f"{r.table} {r.chain}" for r in svc.local_drops})
+        details.append("DROP rules for it: " + ", ".join(where))
+    if not local or svc.local_drops:
+        return finding("local-endpoints", FAILED, "no local endpoint on this node: traffic kept local is dropped",
+                       refs, details)
+    return finding("local-endpoints", PASSED, f"{len(local)} local endpoint(s)", refs, details)
+
+
+def check_chain_names(view: RulesetView, svc: ServicePortView) -> Finding:
+    spn = svc.written_name
+    if spn is None or svc.protocol == "?" or (not svc.chains and not svc.endpoints):
+        return finding("chain-names", NOT_APPLICABLE, "no named chains to compare")
+    problems: list[str] = []
+    refs: list[RuleRef] = []
+    expected_hash = port_proto_hash(spn, svc.protocol)
+    for kind, name in sorted(svc.chains.items()):
+        if name != f"KUBE-{kind}-{expected_hash}":
+            problems.append(f"{name} should be KUBE-{kind}-{expected_hash} for {spn} {svc.protocol}")
+            refs += _chain_refs(view, "nat", name)[:1]
+    for name, sep in sorted(svc.endpoints.items()):
+        if sep.spn is not None and service_port_name(sep.spn) != svc.name:
+            problems.append(f"{name} belongs to {service_port_name(sep.spn)}, not to {svc.name}")
+            refs += sep.rules[:1]
+            continue
+        dest = sep.destination
+        if dest and _valid_destination(dest):
+            want = "KUBE-SEP-" + port_proto_hash(spn, svc.protocol, dest)
+            if name != want:
+                problems.append(f"{name} should be {want} for endpoint {dest}")
+                refs += sep.rules[:1]
+    if problems:
+        return finding("chain-names", FAILED, problems[0], refs, problems[1:])
+    return finding("chain-names", PASSED, f"chain names match {spn} {svc.protocol}")
+
+
+def check_reject(view: RulesetView, svc: ServicePortView) -> Finding:
+    if not svc.rejects:
+        return finding("reject", PASSED, "no REJECT rule for it")
+    where = []
+    for ref in svc.rejects:
+        dst = ref.rule.builtin("destination")
+        port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
+        where.append(f"{host(dst.value)}:{port}" if dst is not None else f"node port {port}")
+    return finding("reject", FAILED, f"REJECT for {', '.join(where)}", list(svc.rejects))
+
+
+SERVICE_CHECKS: tuple[Callable[[RulesetView, ServicePortView], Finding], ...] = (
+    check_entry,
+    check_endpoints,
+    check_probabilities,
+    check_endpoint_dnat,
+    check_hairpin,
+    check_local_endpoints,
+    check_chain_names,
+    check_reject,
+)

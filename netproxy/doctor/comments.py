@@ -1,0 +1,79 @@
+"""kube-proxy's rule comments: which Service port a rule belongs to and what the rule is for.
+
+kube-proxy names the Service port in nearly every comment it writes (``"default/web:http
+cluster IP"``, ``"default/web:http -> 10.244.1.5:8080"``, bare ``default/web:http`` in SEP
+chains). Releases before ~1.20 wrote an unnamed port as ``default/web:`` (trailing colon); we
+keep the written form in :attr:`Comment.spn` and give the normalised one in
+:func:`service_port_name`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_SPN = r"(?P<spn>[^\s/]+/[^\s]+?)"
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(pattern))
+    for kind, pattern in (
+        ("cluster-ip", rf"^{_SPN} cluster IP$"),
+        ("external-ip", rf"^{_SPN} external IP$"),
+        ("lb-ip", rf"^{_SPN} loadbalancer IP$"),
+        ("no-endpoints", rf"^{_SPN} has no endpoints$"),
+        ("no-local-endpoints", rf"^{_SPN} has no local endpoints$"),
+        ("health-check", rf"^{_SPN} health check node port$"),
+        ("endpoint", rf"^{_SPN} -> (?P<endpoint>\S+)$"),
+        ("fw-drop", rf"^{_SPN} traffic not accepted by KUBE-FW-\S+$"),
+        ("fw-other", rf"^other traffic to {_SPN} will be dropped by KUBE-PROXY-FIREWALL$"),
+        ("ext-masq", rf"^masquerade traffic for {_SPN} external destinations$"),
+        ("ext-pod", rf"^pod traffic for {_SPN} external destinations$"),
+        ("ext-local-masq", rf"^masquerade LOCAL traffic for {_SPN} external destinations$"),
+        ("ext-local-route", rf"^route LOCAL traffic for {_SPN} external destinations$"),
+        ("xlb-local-masq", rf"^masquerade LOCAL traffic for {_SPN} LB IP$"),
+        ("xlb-local-route", rf"^route LOCAL traffic for {_SPN} LB IP to service chain$"),
+        ("xlb-balance", rf"^Balancing rule (?P<index>\d+) for {_SPN}$"),
+        ("bare", rf"^{_SPN}$"),
+    )
+)
+
+
+class Comment(NamedTuple):
+    """A parsed kube-proxy comment: the Service port name as written and the rule's role."""
+
+    spn: str
+    kind: str
+    endpoint: str | None = None
+
+
+def parse_comment(text: str | None) -> Comment | None:
+    """The Service port and role named by a kube-proxy comment, or None for other comments."""
+    if not text:
+        return None
+    for kind, pattern in _PATTERNS:
+        found = pattern.match(text)
+        if found:
+            groups = found.groupdict()
+            return Comment(groups["spn"], kind, groups.get("endpoint"))
+    return None
+
+
+def service_port_name(spn: str) -> str:
+    """``ns/name`` or ``ns/name:port`` with the old trailing ``:`` of unnamed ports dropped."""
+    return spn[:-1] if spn.endswith(":") else spn
+
+
+def matches_selector(name: str, selector: str, port_numbers: set[int] | None = None) -> bool:
+    """Whether Service port ``name`` is selected by ``NS/NAME`` or ``NS/NAME:PORT``.
+
+    PORT is a port name, or a port number matched against ``port_numbers``.
+    """
+    service, _, port = name.partition(":")
+    want_service, sep, want_port = selector.partition(":")
+    if service != want_service:
+        return False
+    if not sep:
+        return True
+    if want_port == port:
+        return True
+    return want_port.isdigit() and port_numbers is not None and int(want_port) in port_numbers

@@ -1,0 +1,434 @@
+"""A Service-level view of a ruleset, recovered from kube-proxy's comments and chain structure.
+
+Works on what kube-proxy wrote in any release we know of: the current layout (KUBE-SVC /
+KUBE-SVL / KUBE-EXT / KUBE-FW / KUBE-SEP, REJECT and DROP rules in filter), the ~1.11-1.23
+layout (KUBE-XLB for ``externalTrafficPolicy: Local``, masquerade rules in KUBE-SERVICES and
+KUBE-NODEPORTS, ``/32`` addresses) and the ~1.1 layout (SEP chains setting the masquerade mark
+inline with ``-j MARK --set-xmark``). Nothing here judges the rules; :mod:`.checks` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netproxy.doctor.comments import Comment, parse_comment, service_port_name
+from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
+from netproxy.parser.tokens import split_words
+
+SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
+"""Per-Service-port chains; all of one Service port share the hash after the prefix."""
+ENDPOINT_PREFIX = "KUBE-SEP-"
+BALANCING_KINDS = ("SVC", "SVL", "XLB")
+"""Chains that spread traffic over endpoint chains."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    """One rule and where it sits, so findings can quote it."""
+
+    table: str
+    chain: str
+    index: int
+    rule: Rule
+
+
+@dataclass(slots=True)
+class Address:
+    """One way into a Service port: a VIP (cluster, external, LB) or a node port."""
+
+    kind: str  # "cluster-ip", "external-ip", "lb-ip", "node-port"
+    ip: str | None
+    port: int | None
+    target: str | None
+    ref: RuleRef
+
+
+@dataclass(slots=True)
+class EndpointJump:
+    """A balancing rule: an SVC/SVL/XLB rule sending traffic to an endpoint chain."""
+
+    chain: str
+    sep: str
+    probability: str | None
+    comment_endpoint: str | None
+    ref: RuleRef
+
+
+@dataclass(slots=True)
+class EndpointChain:
+    """A KUBE-SEP chain: its hairpin masquerade rule(s) and its DNAT rule(s)."""
+
+    name: str
+    rules: list[RuleRef]
+    dnat: list[tuple[str, RuleRef]]
+    """``--to-destination`` values (possibly malformed) with their rules."""
+    masq: list[RuleRef]
+    """Rules that mark the packet for masquerading (``-j KUBE-MARK-MASQ`` or inline ``MARK``)."""
+    spn: str | None
+    protocol: str | None
+
+    @property
+    def destination(self) -> str | None:
+        return self.dnat[0][0] if self.dnat else None
+
+
+@dataclass(slots=True)
+class ServicePortView:
+    """Everything the rules say about one Service port (``ns/name[:port]`` + protocol)."""
+
+    name: str
+    protocol: str
+    hash: str | None = None
+    written_name: str | None = None
+    """The Service port name as kube-proxy wrote it in comments (old releases: ``ns/name:``)."""
+    chains: dict[str, str] = field(default_factory=dict)
+    """Kind (SVC, SVL, EXT, FW, XLB) to chain name, for chains present in the nat table."""
+    missing_chains: dict[str, str] = field(default_factory=dict)
+    """Chains that rules jump to but that are not declared."""
+    addresses: list[Address] = field(default_factory=list)
+    jumps: list[EndpointJump] = field(default_factory=list)
+    affinity: list[RuleRef] = field(default_factory=list)
+    other_balancing_rules: list[RuleRef] = field(default_factory=list)
+    """Rules in SVC/SVL/XLB chains that neither balance nor masquerade (e.g. XLB redirects)."""
+    masq_rules: list[RuleRef] = field(default_factory=list)
+    rejects: list[RuleRef] = field(default_factory=list)
+    local_drops: list[RuleRef] = field(default_factory=list)
+    health_checks: list[RuleRef] = field(default_factory=list)
+    firewall_rules: list[RuleRef] = field(default_factory=list)
+    ext_rules: list[RuleRef] = field(default_factory=list)
+    endpoints: dict[str, EndpointChain] = field(default_factory=dict)
+    """Endpoint chains reached from this port's balancing chains, by name."""
+    orphan_endpoints: dict[str, EndpointChain] = field(default_factory=dict)
+    """Endpoint chains carrying this port's comment that no balancing chain jumps to."""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.name, self.protocol)
+
+    def balancing(self, kind: str) -> list[EndpointJump]:
+        """The balancing rules of chain kind SVC, SVL or XLB, in chain order."""
+        name = self.chains.get(kind) or self.missing_chains.get(kind)
+        return [j for j in self.jumps if j.chain == name]
+
+    def port_numbers(self) -> set[int]:
+        return {a.port for a in self.addresses if a.port is not None and a.kind != "node-port"}
+
+
+@dataclass(slots=True)
+class RulesetView:
+    """All Service ports of a ruleset, plus the node-wide chains the checks need."""
+
+    ruleset: Ruleset
+    services: dict[tuple[str, str], ServicePortView]
+    endpoint_chains: dict[str, EndpointChain]
+
+    def table(self, name: str) -> Table | None:
+        return self.ruleset.tables.get(name)
+
+    def chain(self, table: str, name: str) -> Chain | None:
+        found = self.ruleset.tables.get(table)
+        return found.chains.get(name) if found is not None else None
+
+
+def host(text: str | None) -> str | None:
+    """An address without a host prefix length (``10.0.0.1/32`` -> ``10.0.0.1``)."""
+    if text is None:
+        return None
+    for suffix in ("/32", "/128"):
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return text
+
+
+def _protocol(rule: Rule) -> str | None:
+    opt = rule.builtin("protocol")
+    if opt is None or opt.negated or not opt.args:
+        return None
+    return opt.args[0].lower()
+
+
+def _dport(rule: Rule) -> int | None:
+    for opt in rule.matches:
+        if opt.name == "dport" and opt.args and not opt.negated:
+            try:
+                return int(opt.args[0])
+            except ValueError:
+                return None
+    return None
+
+
+def _destination(rule: Rule) -> str | None:
+    opt = rule.builtin("destination")
+    if opt is None or opt.negated or not opt.args:
+        return None
+    return host(opt.args[0])
+
+
+def _chain_kind(name: str | None) -> str | None:
+    if name is None:
+        return None
+    for prefix in SERVICE_CHAIN_PREFIXES:
+        if name.startswith(prefix):
+            return prefix[5:-1]
+    return None
+
+
+def _hash(name: str) -> str:
+    return name.split("-", 2)[2]
+
+
+def _is_masq_mark(rule: Rule) -> bool:
+    """Whether the rule marks for masquerading: ``-j KUBE-MARK-MASQ`` or an inline MARK set."""
+    target = rule.target
+    if target is None:
+        return False
+    if target.name == "KUBE-MARK-MASQ":
+        return True
+    return target.name == "MARK" and any(
+        o.name in ("set-xmark", "set-mark", "or-mark") for o in target.options
+    )
+
+
+def _refs(table: Table, chain: Chain) -> list[RuleRef]:
+    return [RuleRef(table.name, chain.name, i, r) for i, r in enumerate(chain.rules)]
+
+
+def _opaque_words(rule: Rule) -> dict[str, str]:
+    """``-p``, ``--comment`` and ``-j`` of a line the lenient parser kept as text."""
+    try:
+        words = split_words(rule.opaque or "")
+    except ValueError:
+        return {}
+    found: dict[str, str] = {}
+    for flag, value in zip(words, words[1:], strict=False):
+        if flag in ("-p", "--comment", "-j") and flag not in found:
+            found[flag] = value
+    return found
+
+
+def _endpoint_chain(table: Table, chain: Chain) -> EndpointChain:
+    refs = _refs(table, chain)
+    dnat: list[tuple[str, RuleRef]] = []
+    masq: list[RuleRef] = []
+    spn = protocol = None
+    for ref in refs:
+        rule = ref.rule
+        if rule.opaque is not None:
+            words = _opaque_words(rule)
+            opaque_comment = parse_comment(words.get("--comment"))
+            if opaque_comment is not None and spn is None:
+                spn = opaque_comment.spn
+            if words.get("-j") == "DNAT":
+                dnat.append(("", ref))
+                protocol = protocol or words.get("-p")
+            continue
+        comment = parse_comment(rule.comment())
+        if comment is not None and spn is None:
+            spn = comment.spn
+        if rule.target is not None and rule.target.name == "DNAT":
+            opt = rule.target.get("to-destination")
+            dnat.append((opt.value if opt is not None else "", ref))
+            protocol = protocol or _protocol(rule)
+        elif _is_masq_mark(rule):
+            masq.append(ref)
+    return EndpointChain(chain.name, refs, dnat, masq, spn, protocol)
+
+
+class _Builder:
+    """Collects rules into Service port views; one instance per ruleset."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.by_key: dict[tuple[str, str], ServicePortView] = {}
+        self.by_hash: dict[str, ServicePortView] = {}
+        self.hash_names: dict[str, tuple[str, str | None]] = {}
+        """Hash to (Service port name, protocol) learnt from comments."""
+        self.written: dict[str, str] = {}
+        """Normalised Service port name to the spelling found in comments."""
+
+    # -- naming: which Service port a hash belongs to -------------------------------------
+    def learn(self, chain_name: str | None, comment: Comment | None, protocol: str | None) -> None:
+        if chain_name is None or comment is None or _chain_kind(chain_name) is None:
+            return
+        h = _hash(chain_name)
+        self.written.setdefault(service_port_name(comment.spn), comment.spn)
+        name, proto = self.hash_names.get(h, (service_port_name(comment.spn), None))
+        self.hash_names[h] = (name, proto or protocol)
+
+    def view_for_hash(self, h: str) -> ServicePortView:
+        found = self.by_hash.get(h)
+        if found is not None:
+            return found
+        name, proto = self.hash_names.get(h, (f"<unknown {h}>", None))
+        view = self.view(name, proto or "?")
+        view.hash = h
+        self.by_hash[h] = view
+        return view
+
+    def view(self, name: str, protocol: str) -> ServicePortView:
+        key = (name, protocol)
+        found = self.by_key.get(key)
+        if found is None:
+            found = self.by_key[key] = ServicePortView(name, protocol)
+        return found
+
+    def finish(self) -> None:
+        for view in self.by_key.values():
+            view.written_name = self.written.get(view.name)
+
+
+def build_view(ruleset: Ruleset) -> RulesetView:
+    """Recover every Service port kube-proxy wrote into ``ruleset``."""
+    b = _Builder(ruleset)
+    nat = ruleset.tables.get("nat")
+    filt = ruleset.tables.get("filter")
+    endpoint_chains: dict[str, EndpointChain] = {}
+    if nat is not None:
+        _learn_names(b, nat)
+        _collect_nat(b, nat, endpoint_chains)
+    if filt is not None:
+        _collect_filter(b, filt)
+    b.finish()
+    services = dict(sorted(b.by_key.items()))
+    return RulesetView(ruleset, services, endpoint_chains)
+
+
+def _learn_names(b: _Builder, nat: Table) -> None:
+    """First pass: map chain hashes to Service port names from every comment that names one."""
+    for chain, _, rule in nat.rules():
+        comment = parse_comment(rule.comment())
+        if comment is None:
+            continue
+        proto = _protocol(rule)
+        b.learn(rule.jump, comment, proto)
+        if _chain_kind(chain.name) is not None:
+            b.learn(chain.name, comment, proto)
+    for chain, _, rule in nat.rules():
+        # Endpoint chains know the protocol (their DNAT rule has -p); hand it to the jumper.
+        target = rule.jump
+        kind = _chain_kind(chain.name)
+        if kind is None or target is None or not target.startswith(ENDPOINT_PREFIX):
+            continue
+        sep = nat.chains.get(target)
+        if sep is None:
+            continue
+        proto = _endpoint_chain(nat, sep).protocol
+        h = _hash(chain.name)
+        if h in b.hash_names:
+            name, known = b.hash_names[h]
+            b.hash_names[h] = (name, known or proto)
+
+
+def _collect_nat(b: _Builder, nat: Table, endpoint_chains: dict[str, EndpointChain]) -> None:
+    for chain in nat.chains.values():
+        if chain.name.startswith(ENDPOINT_PREFIX):
+            endpoint_chains[chain.name] = _endpoint_chain(nat, chain)
+    # Chains that exist, grouped by hash.
+    for chain in nat.chains.values():
+        kind = _chain_kind(chain.name)
+        if kind is not None:
+            b.view_for_hash(_hash(chain.name)).chains[kind] = chain.name
+    _collect_entries(b, nat, "KUBE-SERVICES")
+    _collect_entries(b, nat, "KUBE-NODEPORTS")
+    reached: set[str] = set()
+    for chain in nat.chains.values():
+        kind = _chain_kind(chain.name)
+        if kind is None:
+            continue
+        view = b.view_for_hash(_hash(chain.name))
+        for ref in _refs(nat, chain):
+            rule = ref.rule
+            target = rule.jump
+            if kind == "EXT":
+                view.ext_rules.append(ref)
+            elif kind == "FW":
+                view.firewall_rules.append(ref)
+            if target is not None and target not in nat.chains and _chain_kind(target):
+                view.missing_chains[_chain_kind(target) or ""] = target
+            if kind not in BALANCING_KINDS:
+                continue
+            if target is not None and target.startswith(ENDPOINT_PREFIX):
+                if rule.option("recent", "rcheck") is not None:
+                    view.affinity.append(ref)
+                    continue
+                prob = rule.option("statistic", "probability")
+                comment = parse_comment(rule.comment())
+                view.jumps.append(
+                    EndpointJump(
+                        chain.name,
+                        target,
+                        prob.value if prob is not None else None,
+                        comment.endpoint if comment is not None else None,
+                        ref,
+                    )
+                )
+                reached.add(target)
+                if target in endpoint_chains:
+                    view.endpoints[target] = endpoint_chains[target]
+            elif _is_masq_mark(rule):
+                view.masq_rules.append(ref)
+            elif kind == "XLB" and target == "KUBE-MARK-DROP":
+                view.local_drops.append(ref)
+            else:
+                view.other_balancing_rules.append(ref)
+    for name, sep in endpoint_chains.items():
+        if name in reached or sep.spn is None:
+            continue
+        b.written.setdefault(service_port_name(sep.spn), sep.spn)
+        view = b.view(service_port_name(sep.spn), sep.protocol or "?")
+        view.orphan_endpoints[name] = sep
+
+
+def _collect_entries(b: _Builder, nat: Table, chain_name: str) -> None:
+    """VIP and node-port rules of KUBE-SERVICES / KUBE-NODEPORTS, and the old masquerade rules."""
+    chain = nat.chains.get(chain_name)
+    if chain is None:
+        return
+    for ref in _refs(nat, chain):
+        rule = ref.rule
+        target = rule.jump
+        comment = parse_comment(rule.comment())
+        kind = _chain_kind(target)
+        if kind is not None and target is not None:
+            view = b.view_for_hash(_hash(target))
+            if target not in nat.chains:
+                view.missing_chains[kind] = target
+            if chain_name == "KUBE-NODEPORTS":
+                addr_kind = "node-port"
+            elif comment is not None and comment.kind in ("cluster-ip", "external-ip", "lb-ip"):
+                addr_kind = comment.kind
+            else:
+                addr_kind = "cluster-ip" if kind in ("SVC", "SVL") else "external-ip"
+            ip = None if addr_kind == "node-port" else _destination(rule)
+            view.addresses.append(Address(addr_kind, ip, _dport(rule), target, ref))
+        elif comment is not None and _is_masq_mark(rule):
+            view = b.view(service_port_name(comment.spn), _protocol(rule) or "?")
+            view.masq_rules.append(ref)
+
+
+def _collect_filter(b: _Builder, filt: Table) -> None:
+    """REJECT / DROP / ACCEPT rules kube-proxy writes in filter for a Service port."""
+    for chain_name in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"):
+        chain = filt.chains.get(chain_name)
+        if chain is None:
+            continue
+        for ref in _refs(filt, chain):
+            comment = parse_comment(ref.rule.comment())
+            if comment is None:
+                continue
+            name = service_port_name(comment.spn)
+            b.written.setdefault(name, comment.spn)
+            proto = _protocol(ref.rule) or "?"
+            if comment.kind == "health-check":
+                # Always tcp; attach to whichever protocol views the Service port has.
+                views = [v for v in b.by_key.values() if v.name == name] or [b.view(name, proto)]
+                for view in views:
+                    view.health_checks.append(ref)
+                continue
+            view = b.view(name, proto)
+            if comment.kind == "no-endpoints":
+                view.rejects.append(ref)
+            elif comment.kind == "no-local-endpoints":
+                view.local_drops.append(ref)
+            elif comment.kind == "fw-drop":
+                view.firewall_rules.append(ref)
