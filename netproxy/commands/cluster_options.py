@@ -1,0 +1,189 @@
+"""The inputs and kube-proxy flags shared by every command that compiles a cluster.
+
+``@cluster_options`` adds the ``INPUTS...`` argument and the flags; :func:`build_ruleset`
+turns the resulting parameters into the node's ruleset (the save view), which is what
+``trace``, ``diff --expected``, ``apply`` and ``doctor`` work on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from netproxy.compiler import Compiled, compile_cluster
+from netproxy.errors import InputError
+from netproxy.k8s.config import KubeProxyConfig, config_from_document, load_config, split_cidrs
+from netproxy.k8s.ipaddr import family_of, parse_ip
+from netproxy.k8s.loader import Cluster, env_hostname, load_inputs
+from netproxy.netfilter.model import Ruleset
+from netproxy.proxy.localdetect import local_detector
+from netproxy.proxy.nodeports import nodeport_addresses
+from netproxy.proxy.settings import ProxySettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS: list[Callable[[F], F]] = [
+    click.argument("inputs", nargs=-1, metavar="INPUTS...", type=click.Path(allow_dash=True)),
+    click.option("--config", "config_path", metavar="FILE", type=click.Path(allow_dash=False),
+                 help="KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1)."),
+    click.option("--hostname-override", metavar="NAME",
+                 help="Node name (default: config, the only Node in the inputs, or this host)."),
+    click.option("--cluster-cidr", metavar="CIDRS", help="Pod CIDRs, comma-separated (one per family)."),
+    click.option("--detect-local-mode", metavar="MODE",
+                 help="ClusterCIDR (default), NodeCIDR, BridgeInterface or InterfaceNamePrefix."),
+    click.option("--pod-bridge-interface", "--bridge-interface", "bridge_interface", metavar="IFACE",
+                 help="Bridge of the BridgeInterface detector."),
+    click.option("--pod-interface-name-prefix", "interface_name_prefix", metavar="PREFIX",
+                 help="Interface prefix of the InterfaceNamePrefix detector."),
+    click.option("--masquerade-all/--no-masquerade-all", default=None,
+                 help="SNAT all service traffic (kube-proxy --masquerade-all)."),
+    click.option("--iptables-masquerade-bit", "masquerade_bit", type=click.IntRange(0, 31),
+                 metavar="BIT", help="fwmark bit for SNAT (default 14)."),
+    click.option("--iptables-localhost-nodeports/--no-iptables-localhost-nodeports",
+                 "localhost_nodeports", default=None,
+                 help="NodePorts reachable on 127.0.0.1 (default on)."),
+    click.option("--nodeport-addresses", metavar="CIDRS", multiple=True,
+                 help="CIDRs NodePorts listen on, comma-separated or repeated; 'primary' = node IPs."),
+    click.option("--conntrack-tcp-be-liberal/--no-conntrack-tcp-be-liberal", "tcp_be_liberal",
+                 default=None, help="nf_conntrack_tcp_be_liberal is set (no INVALID drop rule)."),
+    click.option("--node-ip", "node_ips", metavar="IP", multiple=True,
+                 help="Node address (repeatable; the first of a family is the primary node IP)."),
+    click.option("--random-fully/--no-random-fully", default=True, show_default=True,
+                 help="iptables supports MASQUERADE --random-fully."),
+    click.option("--nfacct/--no-nfacct", default=True, show_default=True,
+                 help="nfacct counters are available."),
+    click.option("--family", type=click.Choice(["ipv4", "ipv6"]), default="ipv4", show_default=True,
+                 help="IP family of the proxier (ip6tables for ipv6)."),
+]
+
+
+def cluster_options(f: F) -> F:
+    """Decorate a click command with ``INPUTS...`` and every compile flag."""
+    for option in reversed(_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _split(values: Any) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in values or ():
+        out.extend(p.strip() for p in str(value).split(",") if p.strip())
+    return tuple(out)
+
+
+def _note(text: str) -> None:
+    click.echo(f"netproxy: note: {text}", err=True)
+
+
+def load_cluster(params: dict[str, Any]) -> Cluster:
+    """Read the inputs named by ``params['inputs']`` (notes go to stderr)."""
+    inputs = params.get("inputs") or ()
+    if not inputs:
+        raise InputError("no inputs: give YAML/JSON files, directories, or - for stdin")
+    return load_inputs(inputs, note=_note)
+
+
+def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> KubeProxyConfig:
+    """The KubeProxyConfiguration (file or inputs) with the flags applied on top."""
+    if params.get("config_path"):
+        cfg = load_config(params["config_path"])
+    elif cluster is not None and cluster.configs:
+        if len(cluster.configs) > 1:
+            raise InputError("more than one KubeProxyConfiguration among the inputs",
+                             where=cluster.configs[1][1])
+        cfg = config_from_document(*cluster.configs[0])
+    else:
+        cfg = KubeProxyConfig()
+    npa = _split(params.get("nodeport_addresses"))
+    cidr = params.get("cluster_cidr")
+    return cfg.with_changes(
+        hostname_override=params.get("hostname_override"),
+        cluster_cidrs=split_cidrs(cidr) if cidr is not None else None,
+        detect_local_mode=params.get("detect_local_mode"),
+        bridge_interface=params.get("bridge_interface"),
+        interface_name_prefix=params.get("interface_name_prefix"),
+        masquerade_bit=params.get("masquerade_bit"),
+        masquerade_all=params.get("masquerade_all"),
+        localhost_nodeports=params.get("localhost_nodeports"),
+        nodeport_addresses=npa or None,
+        tcp_be_liberal=params.get("tcp_be_liberal"),
+    )
+
+
+def _node_name(cfg: KubeProxyConfig, cluster: Cluster) -> str:
+    if cfg.hostname_override:
+        return cfg.hostname_override.strip().lower()
+    if len(cluster.nodes) == 1:
+        return cluster.nodes[0].name
+    return env_hostname()
+
+
+def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[str]:
+    """All node addresses (both families): ``--node-ip`` flags, else the Node's addresses."""
+    flags = _split(params.get("node_ips"))
+    out: list[str] = []
+    for text in flags:
+        addr = parse_ip(text)
+        if addr is None:
+            raise InputError(f"invalid IP address {text!r}", where="--node-ip")
+        out.append(str(addr))
+    if out:
+        return out
+    node = cluster.node(node_name)
+    if node is not None:
+        for kind in ("InternalIP", "ExternalIP"):
+            for typ, text in node.addresses:
+                addr = parse_ip(text)
+                if typ == kind and addr is not None and str(addr) not in out:
+                    out.append(str(addr))
+    return out
+
+
+def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
+    """The proxier settings for ``params['family']`` on the chosen node."""
+    cfg = effective_config(params, cluster)
+    family = params.get("family") or "ipv4"
+    node_name = _node_name(cfg, cluster)
+    node = cluster.node(node_name)
+    ips = [ip for ip in _node_ips(params, cluster, node_name)
+           if family_of(parse_ip(ip)) == family]  # type: ignore[arg-type]
+    if cfg.detect_local_mode == "NodeCIDR" and (node is None or not node.pod_cidrs):
+        raise InputError(f"detectLocalMode NodeCIDR needs a Node object named {node_name!r} "
+                         "with spec.podCIDRs among the inputs", where="detectLocalMode")
+    detector = local_detector(
+        cfg.detect_local_mode, family, cluster_cidrs=cfg.cluster_cidrs,
+        node_pod_cidrs=node.pod_cidrs if node is not None else (),
+        bridge_interface=cfg.bridge_interface, interface_prefix=cfg.interface_name_prefix)
+    return ProxySettings(
+        family=family,
+        node_name=node_name,
+        node_ips=tuple(ips),
+        zone=node.zone if node is not None else "",
+        detector=detector,
+        masquerade_bit=cfg.masquerade_bit,
+        masquerade_all=cfg.masquerade_all,
+        localhost_nodeports=cfg.localhost_nodeports,
+        nodeports=nodeport_addresses(cfg.nodeport_addresses, family, ips),
+        random_fully=bool(params.get("random_fully", True)),
+        nfacct=bool(params.get("nfacct", True)),
+        tcp_be_liberal=cfg.tcp_be_liberal,
+    )
+
+
+def compile_params(params: dict[str, Any]) -> Compiled:
+    """Load the inputs and compile them: both the restore payload and the save view."""
+    cluster = load_cluster(params)
+    return compile_cluster(cluster, settings_for(params, cluster))
+
+
+def build_ruleset(params: dict[str, Any]) -> Ruleset:
+    """The node's ruleset after kube-proxy's sync (what iptables-save shows), for the family."""
+    return compile_params(params).save
+
+
+def node_local_ips(params: dict[str, Any]) -> list[str]:
+    """The node's own addresses of the chosen family, loopback first (for the tracer)."""
+    cluster = load_cluster(params)
+    return list(settings_for(params, cluster).local_addresses)

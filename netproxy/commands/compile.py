@@ -1,0 +1,50 @@
+"""``netproxy compile``: Services and EndpointSlices in, kube-proxy's exact rules out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+import click
+
+from netproxy.commands.cluster_options import cluster_options, compile_params
+from netproxy.errors import InputError
+from netproxy.render import render_restore, render_save
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".netproxy-", dir=directory)
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror}", where=path) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        os.unlink(tmp)
+        raise InputError(f"cannot write: {err.strerror}", where=path) from None
+
+
+@click.command("compile")
+@cluster_options
+@click.option("--format", "fmt", type=click.Choice(["save", "restore"]), default="save",
+              show_default=True,
+              help="save: what iptables-save shows on the node; restore: kube-proxy's payload.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
+def command(fmt: str, output: str | None, **params: Any) -> None:
+    """Compile Services and EndpointSlices into kube-proxy's iptables rules.
+
+    INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
+    multi-document files, List objects). Flags use kube-proxy's names.
+    """
+    compiled = compile_params(params)
+    text = render_restore(compiled.payload) if fmt == "restore" else render_save(compiled.save)
+    if output:
+        write_atomically(output, text)
+    else:
+        sys.stdout.write(text)

@@ -1,0 +1,43 @@
+"""The compiler: kube-proxy's model of the cluster plus node settings -> the rule model.
+
+:func:`compile_cluster` gives both the restore payload kube-proxy writes on a full sync and
+the save view (what ``iptables-save`` shows on the node afterwards).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netproxy.compiler.payload import ProxyModel, compile_payload
+from netproxy.compiler.saveview import save_view
+from netproxy.k8s.loader import Cluster
+from netproxy.netfilter.model import Ruleset
+from netproxy.proxy.endpoints import endpoints_map
+from netproxy.proxy.serviceport import all_service_ports
+from netproxy.proxy.settings import ProxySettings
+
+
+@dataclass(slots=True)
+class Compiled:
+    payload: Ruleset
+    save: Ruleset
+    model: ProxyModel
+
+
+def proxy_model(cluster: Cluster, settings: ProxySettings) -> ProxyModel:
+    """Service ports (sorted) and endpoints kube-proxy would see for ``settings.family``."""
+    return ProxyModel(
+        service_ports=all_service_ports(cluster.services, settings.family),
+        endpoints=endpoints_map(cluster.slices, settings.family, settings.node_name,
+                                node_hints=settings.prefer_same_node),
+    )
+
+
+def compile_cluster(cluster: Cluster, settings: ProxySettings) -> Compiled:
+    """Compile ``cluster`` for one node and one IP family."""
+    model = proxy_model(cluster, settings)
+    payload = compile_payload(model, settings)
+    return Compiled(payload=payload, save=save_view(payload), model=model)
+
+
+__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "proxy_model", "save_view"]

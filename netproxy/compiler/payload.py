@@ -1,0 +1,48 @@
+"""A whole full-sync restore payload: fixed chains, every service port, the tail (spec §2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netproxy.compiler.fixed import (
+    declare_fixed_chains,
+    write_forward,
+    write_head,
+    write_nodeports_tail,
+)
+from netproxy.compiler.services import write_service_port
+from netproxy.compiler.writer import PayloadWriter
+from netproxy.netfilter.model import Ruleset
+from netproxy.proxy.endpoints import EndpointInfo
+from netproxy.proxy.serviceport import ServicePortInfo, ServicePortName
+from netproxy.proxy.settings import ProxySettings
+from netproxy.proxy.topology import categorize
+
+
+@dataclass(slots=True)
+class ProxyModel:
+    """kube-proxy's view of the cluster for one family: service ports and their endpoints."""
+
+    service_ports: list[ServicePortInfo]
+    """Sorted by (namespace, name, port name, protocol): our deterministic iteration order."""
+    endpoints: dict[ServicePortName, list[EndpointInfo]]
+
+    def total_endpoints(self) -> int:
+        """What kube-proxy compares with the large-cluster threshold."""
+        return sum(len(self.endpoints.get(s.name, ())) for s in self.service_ports)
+
+
+def compile_payload(model: ProxyModel, settings: ProxySettings) -> Ruleset:
+    """The ``iptables-restore`` payload of a full sync on a node without stale chains."""
+    out = PayloadWriter(settings.family)
+    declare_fixed_chains(out, settings)
+    write_head(out, settings)
+    large = model.total_endpoints() > settings.large_cluster_endpoints
+    for svc in model.service_ports:
+        eps = model.endpoints.get(svc.name, [])
+        cat = categorize(eps, svc, settings.node_name, settings.zone,
+                         prefer_same_node=settings.prefer_same_node)
+        write_service_port(out, svc, cat, settings, large)
+    write_nodeports_tail(out, settings)
+    write_forward(out, settings)
+    return out.ruleset

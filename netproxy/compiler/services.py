@@ -1,0 +1,288 @@
+"""Per service-port rules (spec §2.3), one small function per chain family.
+
+The order of calls in :func:`write_service_port` is the order kube-proxy's ``syncProxyRules``
+writes lines, so the payload matches byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netproxy.compiler import names
+from netproxy.compiler.build import (
+    addrtype,
+    comment,
+    dest,
+    dport,
+    in_iface,
+    module,
+    nfacct,
+    probability,
+    proto,
+    rule,
+    source,
+)
+from netproxy.compiler.fixed import LOCALHOST_NP_COUNTER
+from netproxy.compiler.writer import PayloadWriter
+from netproxy.netfilter.model import Option, Target
+from netproxy.proxy.endpoints import EndpointInfo
+from netproxy.proxy.serviceport import ServicePortInfo
+from netproxy.proxy.settings import ProxySettings
+from netproxy.proxy.topology import Categorized
+
+MARK_MASQ = "KUBE-MARK-MASQ"
+
+
+@dataclass(slots=True)
+class Plan:
+    """The decisions kube-proxy takes for one service port before writing its rules."""
+
+    svc: ServicePortInfo
+    cat: Categorized
+    spn: str
+    p: str
+    svc_chain: str
+    svl_chain: str
+    ext_chain: str
+    fw_chain: str
+    internal_chain: str
+    external_policy_chain: str
+    has_internal: bool
+    has_external: bool
+    uses_cluster_chain: bool
+    uses_local_chain: bool
+    uses_ext_chain: bool
+    uses_fw_chain: bool
+    int_target: str
+    ext_target: str
+    int_comment: str
+    ext_comment: str
+
+    @property
+    def lb_target(self) -> str:
+        return self.fw_chain if self.uses_fw_chain else self.ext_chain
+
+
+def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
+    """Which chains and targets a service port uses (the top of kube-proxy's service loop)."""
+    spn, p = svc.spn, svc.protocol
+    digest = names.port_proto_hash(spn, p)
+    svc_chain, svl_chain = "KUBE-SVC-" + digest, "KUBE-SVL-" + digest
+    has_eps = cat.has_any
+    has_internal = has_eps and (not svc.internal_policy_local or bool(cat.local))
+    has_external = has_eps and (not svc.external_policy_local or bool(cat.local))
+    int_target = svl_chain if svc.internal_policy_local else svc_chain
+    ext_target = svl_chain if svc.external_policy_local else svc_chain
+    int_comment = ext_comment = ""
+    if not has_eps:
+        int_target = ext_target = "REJECT"
+        int_comment = ext_comment = f"{spn} has no endpoints"
+    else:
+        if not has_internal:
+            int_target, int_comment = "DROP", f"{spn} has no local endpoints"
+        if not has_external:
+            ext_target, ext_comment = "DROP", f"{spn} has no local endpoints"
+    return Plan(
+        svc=svc, cat=cat, spn=spn, p=p, svc_chain=svc_chain, svl_chain=svl_chain,
+        ext_chain="KUBE-EXT-" + digest, fw_chain="KUBE-FW-" + digest,
+        internal_chain=svl_chain if svc.internal_policy_local else svc_chain,
+        external_policy_chain=svl_chain if svc.external_policy_local else svc_chain,
+        has_internal=has_internal, has_external=has_external,
+        uses_cluster_chain=bool(cat.cluster) and svc.uses_cluster_endpoints,
+        uses_local_chain=bool(cat.local) and svc.uses_local_endpoints,
+        uses_ext_chain=has_eps and svc.externally_accessible,
+        uses_fw_chain=has_eps and bool(svc.lb_vips) and bool(svc.source_ranges),
+        int_target=int_target, ext_target=ext_target,
+        int_comment=int_comment, ext_comment=ext_comment,
+    )
+
+
+def _dst_port(pl: Plan, addr: str, port: int) -> tuple[Option, ...]:
+    """``-m P -p P -d ADDR --dport PORT`` in kube-proxy's order."""
+    return (*proto(pl.p), dest(addr), dport(pl.p, port))
+
+
+def write_cluster_ip(out: PayloadWriter, pl: Plan) -> None:
+    svc = pl.svc
+    match = _dst_port(pl, svc.cluster_ip, svc.port)
+    if pl.has_internal:
+        out.add_nat("KUBE-SERVICES", rule(comment(f"{pl.spn} cluster IP") + match, pl.internal_chain))
+    else:
+        out.add_filter("KUBE-SERVICES", rule(comment(pl.int_comment) + match, pl.int_target))
+
+
+def write_external_ips(out: PayloadWriter, pl: Plan) -> None:
+    svc = pl.svc
+    for addr in svc.external_ips:
+        match = _dst_port(pl, addr, svc.port)
+        if pl.cat.has_any:
+            out.add_nat("KUBE-SERVICES", rule(comment(f"{pl.spn} external IP") + match, pl.ext_chain))
+        if not pl.has_external:
+            out.add_filter("KUBE-EXTERNAL-SERVICES", rule(comment(pl.ext_comment) + match, pl.ext_target))
+
+
+def write_load_balancer_ips(out: PayloadWriter, pl: Plan) -> None:
+    svc = pl.svc
+    for addr in svc.lb_vips:
+        match = _dst_port(pl, addr, svc.port)
+        if pl.cat.has_any:
+            out.add_nat("KUBE-SERVICES", rule(comment(f"{pl.spn} loadbalancer IP") + match, pl.lb_target))
+        if pl.uses_fw_chain:
+            out.add_filter("KUBE-PROXY-FIREWALL", rule(
+                comment(f"{pl.spn} traffic not accepted by {pl.fw_chain}") + match, "DROP"))
+    if not pl.has_external:
+        for addr in svc.lb_vips:
+            out.add_filter("KUBE-EXTERNAL-SERVICES", rule(
+                comment(pl.ext_comment) + _dst_port(pl, addr, svc.port), pl.ext_target))
+
+
+def write_node_port(out: PayloadWriter, pl: Plan, settings: ProxySettings) -> None:
+    svc = pl.svc
+    if not svc.node_port:
+        return
+    if pl.cat.has_any:
+        if settings.localhost_nodeports_effective and settings.nfacct:
+            out.add_nat("KUBE-NODEPORTS", rule(
+                comment(pl.spn) + (*proto(pl.p), dest("127.0.0.0/8"), dport(pl.p, svc.node_port))
+                + nfacct(LOCALHOST_NP_COUNTER), pl.ext_chain))
+        out.add_nat("KUBE-NODEPORTS", rule(
+            comment(pl.spn) + (*proto(pl.p), dport(pl.p, svc.node_port)), pl.ext_chain))
+    if not pl.has_external:
+        out.add_filter("KUBE-EXTERNAL-SERVICES", rule(
+            comment(pl.ext_comment) + addrtype("dst-type") + (*proto(pl.p), dport(pl.p, svc.node_port)),
+            pl.ext_target))
+
+
+def write_health_check(out: PayloadWriter, pl: Plan) -> None:
+    hc = pl.svc.health_check_node_port
+    if hc:
+        out.add_filter("KUBE-NODEPORTS", rule(
+            comment(f"{pl.spn} health check node port") + (*proto("tcp"), dport("tcp", hc)), "ACCEPT"))
+
+
+def detector_matches(settings: ProxySettings, local: bool) -> tuple[Option, ...]:
+    """``-s CIDR`` / ``-i IFACE`` (local) or their negations (not local); empty when no-op."""
+    det = settings.detector
+    if det.kind == "source":
+        return (source(det.value, not local),)
+    if det.kind == "interface":
+        return (in_iface(det.value, not local),)
+    return ()
+
+
+def write_internal_masquerade(out: PayloadWriter, pl: Plan, settings: ProxySettings) -> None:
+    if not pl.has_internal:
+        return
+    svc = pl.svc
+    match = comment(f"{pl.spn} cluster IP") + _dst_port(pl, svc.cluster_ip, svc.port)
+    if settings.masquerade_all:
+        out.add_nat(pl.internal_chain, rule(match, MARK_MASQ))
+    elif settings.detector.implemented:
+        out.add_nat(pl.internal_chain, rule(match + detector_matches(settings, False), MARK_MASQ))
+
+
+def write_ext_chain(out: PayloadWriter, pl: Plan, settings: ProxySettings) -> None:
+    if not pl.uses_ext_chain:
+        return
+    ext, spn = pl.ext_chain, pl.spn
+    if not pl.svc.external_policy_local:
+        out.add_nat(ext, rule(comment(f"masquerade traffic for {spn} external destinations"), MARK_MASQ))
+    else:
+        if settings.detector.implemented:
+            out.add_nat(ext, rule(comment(f"pod traffic for {spn} external destinations")
+                                  + detector_matches(settings, True), pl.svc_chain))
+        out.add_nat(ext, rule(comment(f"masquerade LOCAL traffic for {spn} external destinations")
+                              + addrtype("src-type"), MARK_MASQ))
+        out.add_nat(ext, rule(comment(f"route LOCAL traffic for {spn} external destinations")
+                              + addrtype("src-type"), pl.svc_chain))
+    if pl.has_external:
+        out.add_nat(ext, rule((), pl.external_policy_chain))
+
+
+def write_fw_chain(out: PayloadWriter, pl: Plan, settings: ProxySettings) -> None:
+    if not pl.uses_fw_chain:
+        return
+    fw, spn, svc = pl.fw_chain, pl.spn, pl.svc
+    lb_comment = comment(f"{spn} loadbalancer IP")
+    node_ip = settings.primary_ip
+    allow_from_node = False
+    for cidr in svc.source_ranges:
+        out.add_nat(fw, rule(lb_comment + (source(cidr),), pl.ext_chain))
+        if node_ip and _contains(cidr, node_ip):
+            allow_from_node = True
+    if allow_from_node:
+        for addr in svc.lb_vips:
+            out.add_nat(fw, rule(lb_comment + (source(addr),), pl.ext_chain))
+    out.add_nat(fw, rule(comment(f"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL"), None))
+
+
+def _contains(cidr: str, ip: str) -> bool:
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr)
+    addr = ipaddress.ip_address(ip)
+    return addr.version == net.version and addr in net
+
+
+def write_endpoint_choice(out: PayloadWriter, pl: Plan, chain: str, eps: list[EndpointInfo],
+                          large: bool) -> None:
+    """SVC/SVL: affinity checks, then one probability rule per endpoint (spec §2.3.12)."""
+    spn, p = pl.spn, pl.p
+    seps = [names.endpoint_chain(spn, p, ep.endpoint) for ep in eps]
+    if pl.svc.client_ip_affinity:
+        seconds = str(pl.svc.sticky_seconds)
+        for ep, sep in zip(eps, seps, strict=True):
+            cm = () if large else comment(f"{spn} -> {ep.endpoint}")
+            out.add_nat(chain, rule(cm + (
+                module("recent"), Option("recent", "name", (sep,)), Option("recent", "rcheck"),
+                Option("recent", "seconds", (seconds,)), Option("recent", "reap")), sep))
+    n = len(eps)
+    for i, (ep, sep) in enumerate(zip(eps, seps, strict=True)):
+        cm: tuple[Option, ...] = () if large else comment(f"{spn} -> {ep.endpoint}")
+        if i < n - 1:
+            cm = cm + probability(n - i)
+        out.add_nat(chain, rule(cm, sep))
+
+
+def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
+    """KUBE-SEP: hairpin masquerade and DNAT for every reachable endpoint (spec §2.3.13)."""
+    spn, p = pl.spn, pl.p
+    cm = () if large else comment(spn)
+    affinity = pl.svc.client_ip_affinity
+    for ep in pl.cat.all_reachable:
+        sep = names.endpoint_chain(spn, p, ep.endpoint)
+        out.declare(out.nat, sep)
+        out.add_nat(sep, rule(cm + (source(ep.ip),), MARK_MASQ))
+        recent: tuple[Option, ...] = ()
+        if affinity:
+            recent = (module("recent"), Option("recent", "name", (sep,)), Option("recent", "set"))
+        out.add_nat(sep, rule(cm + recent + proto(p), Target(
+            "DNAT", (Option("DNAT", "to-destination", (ep.endpoint,)),))))
+
+
+def write_service_port(out: PayloadWriter, svc: ServicePortInfo, cat: Categorized,
+                       settings: ProxySettings, large: bool) -> None:
+    """Every line kube-proxy writes for one service port, in its order."""
+    pl = plan(svc, cat)
+    write_cluster_ip(out, pl)
+    write_external_ips(out, pl)
+    write_load_balancer_ips(out, pl)
+    write_node_port(out, pl, settings)
+    write_health_check(out, pl)
+    # Chains are declared where kube-proxy writes their chain lines: EXT, FW, SVC, SVL, SEP.
+    if pl.uses_ext_chain:
+        out.declare(out.nat, pl.ext_chain)
+    if pl.uses_fw_chain:
+        out.declare(out.nat, pl.fw_chain)
+    if pl.uses_cluster_chain:
+        out.declare(out.nat, pl.svc_chain)
+    if pl.uses_local_chain:
+        out.declare(out.nat, pl.svl_chain)
+    write_internal_masquerade(out, pl, settings)
+    write_ext_chain(out, pl, settings)
+    write_fw_chain(out, pl, settings)
+    if pl.uses_cluster_chain:
+        write_endpoint_choice(out, pl, pl.svc_chain, cat.cluster, large)
+    if pl.uses_local_chain:
+        write_endpoint_choice(out, pl, pl.svl_chain, cat.local, large)
+    write_endpoint_chains(out, pl, large)

@@ -1,0 +1,130 @@
+"""``KubeProxyConfiguration`` (``kubeproxy.config.k8s.io/v1alpha1``) with kube-proxy's defaults.
+
+Only the settings that change iptables rules are kept. Flags override these values in
+:mod:`netproxy.commands.cluster_options`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from netproxy.errors import InputError
+from netproxy.k8s.decode import fail
+from netproxy.k8s.ipaddr import parse_cidr
+
+API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
+DETECT_LOCAL_MODES = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
+
+
+@dataclass(frozen=True, slots=True)
+class KubeProxyConfig:
+    """The rule-relevant part of kube-proxy's configuration (defaults = kube-proxy's)."""
+
+    hostname_override: str = ""
+    cluster_cidrs: tuple[str, ...] = ()
+    detect_local_mode: str = "ClusterCIDR"
+    bridge_interface: str = ""
+    interface_name_prefix: str = ""
+    masquerade_bit: int = 14
+    masquerade_all: bool = False
+    localhost_nodeports: bool = True
+    nodeport_addresses: tuple[str, ...] = ()
+    tcp_be_liberal: bool = False
+    mode: str = "iptables"
+    source: str = field(default="", compare=False)
+
+    def with_changes(self, **changes: Any) -> KubeProxyConfig:
+        """A copy with ``changes`` applied (``None`` values are ignored) and validated."""
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        validate(updated, "flags")
+        return updated
+
+
+def split_cidrs(text: str) -> tuple[str, ...]:
+    """kube-proxy's comma-separated CIDR list (``--cluster-cidr``, ``clusterCIDR``)."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def validate(cfg: KubeProxyConfig, where: str) -> None:
+    """Reject settings kube-proxy itself would refuse to start with."""
+    if cfg.mode not in ("", "iptables"):
+        raise fail(where, "mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles iptables mode)")
+    if cfg.detect_local_mode not in DETECT_LOCAL_MODES:
+        raise fail(where, "detectLocalMode", f"unknown mode {cfg.detect_local_mode!r} "
+                   f"(want {', '.join(DETECT_LOCAL_MODES)})")
+    if cfg.detect_local_mode == "BridgeInterface" and not cfg.bridge_interface:
+        raise fail(where, "detectLocal.bridgeInterface", "required when detectLocalMode is BridgeInterface")
+    if cfg.detect_local_mode == "InterfaceNamePrefix" and not cfg.interface_name_prefix:
+        raise fail(where, "detectLocal.interfaceNamePrefix",
+                   "required when detectLocalMode is InterfaceNamePrefix")
+    for cidr in cfg.cluster_cidrs:
+        if parse_cidr(cidr) is None:
+            raise fail(where, "clusterCIDR", f"invalid CIDR {cidr!r}")
+    families = [parse_cidr(c).version for c in cfg.cluster_cidrs]  # type: ignore[union-attr]
+    if len(families) > 2 or len(set(families)) != len(families):
+        raise fail(where, "clusterCIDR", "at most one CIDR per IP family")
+    if not 0 <= cfg.masquerade_bit <= 31:
+        raise fail(where, "iptables.masqueradeBit", f"must be 0-31, not {cfg.masquerade_bit}")
+    for addr in cfg.nodeport_addresses:
+        if addr == "primary":
+            if len(cfg.nodeport_addresses) != 1:
+                raise fail(where, "nodePortAddresses", "'primary' must be the only entry")
+        elif parse_cidr(addr) is None:
+            raise fail(where, "nodePortAddresses", f"invalid CIDR {addr!r}")
+
+
+def _get(doc: dict[str, Any], where: str, path: str, kind: type, default: Any) -> Any:
+    value: Any = doc
+    for part in path.split("."):
+        if value is None:
+            break
+        if not isinstance(value, dict):
+            raise fail(where, path, "must be a mapping")
+        value = value.get(part)
+    if value is None:
+        return default
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise fail(where, path, f"must be {kind.__name__}, not {value!r}")
+    return value
+
+
+def config_from_document(doc: dict[str, Any], where: str) -> KubeProxyConfig:
+    """Decode one ``KubeProxyConfiguration`` document."""
+    if doc.get("kind") != "KubeProxyConfiguration":
+        raise fail(where, "kind", f"expected KubeProxyConfiguration, got {doc.get('kind')!r}")
+    if doc.get("apiVersion") != API_VERSION:
+        raise fail(where, "apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}")
+    npa = _get(doc, where, "nodePortAddresses", list, [])
+    for i, item in enumerate(npa):
+        if not isinstance(item, str):
+            raise fail(where, f"nodePortAddresses[{i}]", f"must be a string, not {item!r}")
+    cfg = KubeProxyConfig(
+        hostname_override=_get(doc, where, "hostnameOverride", str, ""),
+        cluster_cidrs=split_cidrs(_get(doc, where, "clusterCIDR", str, "")),
+        detect_local_mode=_get(doc, where, "detectLocalMode", str, "") or "ClusterCIDR",
+        bridge_interface=_get(doc, where, "detectLocal.bridgeInterface", str, ""),
+        interface_name_prefix=_get(doc, where, "detectLocal.interfaceNamePrefix", str, ""),
+        masquerade_bit=_get(doc, where, "iptables.masqueradeBit", int, 14),
+        masquerade_all=_get(doc, where, "iptables.masqueradeAll", bool, False),
+        localhost_nodeports=_get(doc, where, "iptables.localhostNodePorts", bool, True),
+        nodeport_addresses=tuple(npa),
+        tcp_be_liberal=_get(doc, where, "conntrack.tcpBeLiberal", bool, False),
+        mode=_get(doc, where, "mode", str, "") or "iptables",
+        source=where,
+    )
+    validate(cfg, where)
+    return cfg
+
+
+def load_config(path: str) -> KubeProxyConfig:
+    """Read ``--config FILE`` (YAML or JSON, one KubeProxyConfiguration document)."""
+    from netproxy.k8s.loader import parse_documents, read_text
+
+    docs = parse_documents(read_text(path), path)
+    configs = [(d, f"{path}, document {i}") for i, d in enumerate(docs, 1)
+               if isinstance(d, dict) and d.get("kind") == "KubeProxyConfiguration"]
+    if len(configs) != 1:
+        raise InputError(f"expected one KubeProxyConfiguration document, found {len(configs)}",
+                         where=path)
+    return config_from_document(*configs[0])

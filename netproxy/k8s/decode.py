@@ -1,0 +1,301 @@
+"""Decode Kubernetes objects (plain dicts from YAML/JSON) into :mod:`netproxy.k8s.objects`.
+
+Applies the API server's defaults and validates the fields kube-proxy depends on. Every error
+is an :class:`~netproxy.errors.InputError` naming the source (file and document) and the field
+path, e.g. ``svc.yaml, document 2: spec.ports[0].port: ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netproxy.errors import InputError
+from netproxy.k8s.ipaddr import parse_cidr, parse_ip
+from netproxy.k8s.objects import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    LoadBalancerIngress,
+    Node,
+    Service,
+    ServicePortSpec,
+)
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+
+
+def fail(source: str, path: str, message: str) -> InputError:
+    """The one-line error for field ``path`` of the object read from ``source``."""
+    return InputError(f"{path}: {message}" if path else message, where=source)
+
+
+def _map(value: Any, source: str, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(source, path, f"must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, source: str, path: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise fail(source, path, f"must be a list, not {type(value).__name__}")
+    return value
+
+
+def _str(value: Any, source: str, path: str, default: str = "") -> str:
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise fail(source, path, f"must be a string, not {value!r}")
+    return value
+
+
+def _labels(meta: dict[str, Any], source: str) -> dict[str, str]:
+    labels = _map(meta.get("labels"), source, "metadata.labels")
+    return {str(k): "" if v is None else str(v) for k, v in labels.items()}
+
+
+def _int(value: Any, source: str, path: str, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise fail(source, path, f"invalid {what} {value!r} (want {low}-{high})")
+    if isinstance(value, str):
+        if not value.isdigit():
+            raise fail(source, path, f"invalid {what} {value!r} (want {low}-{high})")
+        value = int(value)
+    if not low <= value <= high:
+        raise fail(source, path, f"invalid {what} {value} (want {low}-{high})")
+    return value
+
+
+def _bool(value: Any, source: str, path: str, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise fail(source, path, f"must be true or false, not {value!r}")
+    return value
+
+
+def _ip(value: Any, source: str, path: str) -> str:
+    text = _str(value, source, path)
+    if parse_ip(text) is None:
+        raise fail(source, path, f"invalid IP address {text!r}")
+    return text
+
+
+def _protocol(value: Any, source: str, path: str) -> str:
+    proto = _str(value, source, path, "TCP")
+    if proto not in PROTOCOLS:
+        raise fail(source, path, f"unknown protocol {proto!r} (want TCP, UDP or SCTP)")
+    return proto
+
+
+def metadata(doc: dict[str, Any], source: str) -> tuple[str, str, dict[str, Any]]:
+    """``(namespace, name, metadata)``; the namespace defaults to ``default`` like kubectl."""
+    meta = _map(doc.get("metadata"), source, "metadata")
+    name = _str(meta.get("name"), source, "metadata.name")
+    if not name:
+        raise fail(source, "metadata.name", "missing")
+    namespace = _str(meta.get("namespace"), source, "metadata.namespace") or "default"
+    return namespace, name, meta
+
+
+def decode_service(doc: dict[str, Any], source: str) -> Service:
+    """A ``v1`` Service with API defaults; invalid IPs, ports or policies are errors."""
+    namespace, name, meta = metadata(doc, source)
+    spec = _map(doc.get("spec"), source, "spec")
+    svc = Service(namespace, name, source=source, labels=_labels(meta, source))
+    svc.type = _str(spec.get("type"), source, "spec.type", "ClusterIP")
+    if svc.type not in SERVICE_TYPES:
+        raise fail(source, "spec.type", f"unknown service type {svc.type!r}")
+    if svc.type == "ExternalName":
+        return svc
+    svc.cluster_ip = _str(spec.get("clusterIP"), source, "spec.clusterIP")
+    cluster_ips = [_str(v, source, f"spec.clusterIPs[{i}]")
+                   for i, v in enumerate(_list(spec.get("clusterIPs"), source, "spec.clusterIPs"))]
+    if not svc.cluster_ip and cluster_ips:
+        svc.cluster_ip = cluster_ips[0]
+    if not svc.cluster_ip:
+        raise fail(source, "spec.clusterIP",
+                   "missing (use the object as the API server returns it, or clusterIP: None)")
+    if svc.cluster_ip != "None":
+        _ip(svc.cluster_ip, source, "spec.clusterIP")
+        for i, ip in enumerate(cluster_ips):
+            _ip(ip, source, f"spec.clusterIPs[{i}]")
+    svc.cluster_ips = cluster_ips or [svc.cluster_ip]
+    svc.ip_families = [_str(v, source, f"spec.ipFamilies[{i}]")
+                       for i, v in enumerate(_list(spec.get("ipFamilies"), source, "spec.ipFamilies"))]
+    for i, fam in enumerate(svc.ip_families):
+        if fam not in ("IPv4", "IPv6"):
+            raise fail(source, f"spec.ipFamilies[{i}]", f"unknown IP family {fam!r}")
+    selector = spec.get("selector")
+    svc.selector = None if selector is None else {
+        str(k): str(v) for k, v in _map(selector, source, "spec.selector").items()}
+    for i, raw in enumerate(_list(spec.get("ports"), source, "spec.ports")):
+        svc.ports.append(_service_port(raw, svc.type, source, f"spec.ports[{i}]"))
+    svc.external_ips = [_ip(v, source, f"spec.externalIPs[{i}]")
+                        for i, v in enumerate(_list(spec.get("externalIPs"), source, "spec.externalIPs"))]
+    for i, raw in enumerate(_list(spec.get("loadBalancerSourceRanges"), source,
+                                  "spec.loadBalancerSourceRanges")):
+        text = _str(raw, source, f"spec.loadBalancerSourceRanges[{i}]").strip()
+        if parse_cidr(text) is None:
+            raise fail(source, f"spec.loadBalancerSourceRanges[{i}]", f"invalid CIDR {text!r}")
+        svc.lb_source_ranges.append(text)
+    external = spec.get("externalTrafficPolicy")
+    svc.external_traffic_policy = _policy(external, source, "spec.externalTrafficPolicy",
+                                          "Cluster" if svc.type in ("NodePort", "LoadBalancer") else "")
+    svc.internal_traffic_policy = _policy(spec.get("internalTrafficPolicy"), source,
+                                          "spec.internalTrafficPolicy", "Cluster")
+    hc = spec.get("healthCheckNodePort")
+    svc.health_check_node_port = 0 if hc in (None, 0) else _int(
+        hc, source, "spec.healthCheckNodePort", 1, 65535, "port")
+    svc.session_affinity = _str(spec.get("sessionAffinity"), source, "spec.sessionAffinity", "None")
+    if svc.session_affinity not in ("None", "ClientIP"):
+        raise fail(source, "spec.sessionAffinity", f"unknown session affinity {svc.session_affinity!r}")
+    cfg = _map(_map(spec.get("sessionAffinityConfig"), source, "spec.sessionAffinityConfig")
+               .get("clientIP"), source, "spec.sessionAffinityConfig.clientIP")
+    timeout = cfg.get("timeoutSeconds")
+    if timeout is not None:
+        svc.affinity_timeout = _int(timeout, source, "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                                    1, 86400, "timeout")
+    svc.traffic_distribution = _str(spec.get("trafficDistribution"), source, "spec.trafficDistribution")
+    status = _map(doc.get("status"), source, "status")
+    lb = _map(status.get("loadBalancer"), source, "status.loadBalancer")
+    for i, raw in enumerate(_list(lb.get("ingress"), source, "status.loadBalancer.ingress")):
+        path = f"status.loadBalancer.ingress[{i}]"
+        entry = _map(raw, source, path)
+        ip = _str(entry.get("ip"), source, path + ".ip")
+        if ip:
+            _ip(ip, source, path + ".ip")
+        svc.lb_ingress.append(LoadBalancerIngress(
+            ip, _str(entry.get("ipMode"), source, path + ".ipMode"),
+            _str(entry.get("hostname"), source, path + ".hostname")))
+    return svc
+
+
+def _policy(value: Any, source: str, path: str, default: str) -> str:
+    policy = _str(value, source, path, default) or default
+    if policy not in ("Cluster", "Local", ""):
+        raise fail(source, path, f"unknown traffic policy {policy!r} (want Cluster or Local)")
+    return policy
+
+
+def _service_port(raw: Any, svc_type: str, source: str, path: str) -> ServicePortSpec:
+    entry = _map(raw, source, path)
+    if "port" not in entry:
+        raise fail(source, path + ".port", "missing")
+    port = _int(entry.get("port"), source, path + ".port", 1, 65535, "port")
+    node_port = 0
+    if entry.get("nodePort") not in (None, 0):
+        node_port = _int(entry["nodePort"], source, path + ".nodePort", 1, 65535, "port")
+    elif svc_type == "NodePort":
+        raise fail(source, path + ".nodePort", "missing for a NodePort service")
+    target = entry.get("targetPort")
+    return ServicePortSpec(
+        name=_str(entry.get("name"), source, path + ".name"),
+        protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
+        port=port,
+        node_port=node_port,
+        target_port="" if target is None else str(target),
+    )
+
+
+def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
+    """A ``discovery.k8s.io/v1`` EndpointSlice, conditions defaulted the way kube-proxy reads them."""
+    namespace, name, meta = metadata(doc, source)
+    labels = _labels(meta, source)
+    address_type = _str(doc.get("addressType"), source, "addressType")
+    if address_type not in ("IPv4", "IPv6", "FQDN"):
+        raise fail(source, "addressType", f"missing or unknown address type {address_type!r}")
+    eps = EndpointSlice(namespace, name, labels.get("kubernetes.io/service-name", ""),
+                        address_type, labels=labels, source=source)
+    for i, raw in enumerate(_list(doc.get("ports"), source, "ports")):
+        path = f"ports[{i}]"
+        entry = _map(raw, source, path)
+        port = entry.get("port")
+        eps.ports.append(EndpointPort(
+            name=_str(entry.get("name"), source, path + ".name"),
+            protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
+            port=0 if port is None else _int(port, source, path + ".port", 1, 65535, "port"),
+        ))
+    check_ips = address_type != "FQDN"
+    for i, raw in enumerate(_list(doc.get("endpoints"), source, "endpoints")):
+        eps.endpoints.append(_endpoint(raw, check_ips, source, f"endpoints[{i}]"))
+    return eps
+
+
+def _names(raw: Any, source: str, path: str) -> frozenset[str]:
+    out = []
+    for i, item in enumerate(_list(raw, source, path)):
+        out.append(_str(_map(item, source, f"{path}[{i}]").get("name"), source, f"{path}[{i}].name"))
+    return frozenset(out)
+
+
+def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
+    entry = _map(raw, source, path)
+    addresses = [_str(a, source, f"{path}.addresses[{j}]")
+                 for j, a in enumerate(_list(entry.get("addresses"), source, path + ".addresses"))]
+    if not addresses:
+        raise fail(source, path + ".addresses", "must list at least one address")
+    if check_ips:
+        for j, addr in enumerate(addresses):
+            if parse_ip(addr) is None:
+                raise fail(source, f"{path}.addresses[{j}]", f"invalid IP address {addr!r}")
+    cond = _map(entry.get("conditions"), source, path + ".conditions")
+    hints = _map(entry.get("hints"), source, path + ".hints")
+    return Endpoint(
+        addresses=addresses,
+        ready=_bool(cond.get("ready"), source, path + ".conditions.ready", True),
+        serving=_bool(cond.get("serving"), source, path + ".conditions.serving", True),
+        terminating=_bool(cond.get("terminating"), source, path + ".conditions.terminating", False),
+        node_name=_str(entry.get("nodeName"), source, path + ".nodeName"),
+        zone=_str(entry.get("zone"), source, path + ".zone"),
+        zone_hints=_names(hints.get("forZones"), source, path + ".hints.forZones"),
+        node_hints=_names(hints.get("forNodes"), source, path + ".hints.forNodes"),
+    )
+
+
+def decode_endpoints(doc: dict[str, Any], source: str) -> tuple[str, str, dict[str, str], list[Any]]:
+    """A legacy ``v1`` Endpoints: ``(namespace, name, labels, subsets)`` after validation."""
+    namespace, name, meta = metadata(doc, source)
+    subsets = _list(doc.get("subsets"), source, "subsets")
+    for i, raw in enumerate(subsets):
+        subset = _map(raw, source, f"subsets[{i}]")
+        for key in ("addresses", "notReadyAddresses"):
+            for j, addr in enumerate(_list(subset.get(key), source, f"subsets[{i}].{key}")):
+                entry = _map(addr, source, f"subsets[{i}].{key}[{j}]")
+                _ip(entry.get("ip"), source, f"subsets[{i}].{key}[{j}].ip")
+                _str(entry.get("nodeName"), source, f"subsets[{i}].{key}[{j}].nodeName")
+        for j, port in enumerate(_list(subset.get("ports"), source, f"subsets[{i}].ports")):
+            entry = _map(port, source, f"subsets[{i}].ports[{j}]")
+            _int(entry.get("port"), source, f"subsets[{i}].ports[{j}].port", 1, 65535, "port")
+            _protocol(entry.get("protocol"), source, f"subsets[{i}].ports[{j}].protocol")
+            _str(entry.get("name"), source, f"subsets[{i}].ports[{j}].name")
+    return namespace, name, _labels(meta, source), subsets
+
+
+def decode_node(doc: dict[str, Any], source: str) -> Node:
+    """A ``v1`` Node: name, labels, ``status.addresses`` and ``spec.podCIDRs``."""
+    meta = _map(doc.get("metadata"), source, "metadata")
+    name = _str(meta.get("name"), source, "metadata.name")
+    if not name:
+        raise fail(source, "metadata.name", "missing")
+    node = Node(name, labels=_labels(meta, source), source=source)
+    spec = _map(doc.get("spec"), source, "spec")
+    cidrs = _list(spec.get("podCIDRs"), source, "spec.podCIDRs")
+    if not cidrs and spec.get("podCIDR"):
+        cidrs = [spec["podCIDR"]]
+    for i, raw in enumerate(cidrs):
+        text = _str(raw, source, f"spec.podCIDRs[{i}]")
+        if parse_cidr(text) is None:
+            raise fail(source, f"spec.podCIDRs[{i}]", f"invalid CIDR {text!r}")
+        node.pod_cidrs.append(text)
+    status = _map(doc.get("status"), source, "status")
+    for i, raw in enumerate(_list(status.get("addresses"), source, "status.addresses")):
+        entry = _map(raw, source, f"status.addresses[{i}]")
+        node.addresses.append((_str(entry.get("type"), source, f"status.addresses[{i}].type"),
+                               _str(entry.get("address"), source, f"status.addresses[{i}].address")))
+    return node

@@ -1,0 +1,54 @@
+"""IP and CIDR parsing the way Kubernetes does it ("sloppy": IPv4 octets may have leading zeros).
+
+kube-proxy parses addresses with ``netutils.ParseIPSloppy`` and prints them with Go's
+``net.IP.String()``: dotted quad for IPv4 (also for IPv4-mapped IPv6), RFC 5952 for IPv6.
+Python's :mod:`ipaddress` prints the same canonical forms once leading zeros are removed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _strip_v4_zeros(text: str) -> str:
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
+        return ".".join(str(int(p)) for p in parts)
+    return text
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """The address ``text`` denotes, or None when it is not an IP address."""
+    if not isinstance(text, str) or not text or "/" in text:
+        return None
+    try:
+        if ":" in text:
+            addr6 = ipaddress.IPv6Address(text)
+            return addr6.ipv4_mapped or addr6
+        return ipaddress.IPv4Address(_strip_v4_zeros(text))
+    except ValueError:
+        return None
+
+
+def parse_cidr(text: str) -> IPNetwork | None:
+    """The network ``text`` denotes (host bits cleared, like Go's ParseCIDR), or None."""
+    if not isinstance(text, str) or "/" not in text:
+        return None
+    addr_text, _, bits = text.partition("/")
+    addr = parse_ip(addr_text)
+    if addr is None or not bits.isdigit() or int(bits) > addr.max_prefixlen:
+        return None
+    if ":" in addr_text and addr.version == 4:
+        return None  # an IPv4-mapped CIDR is ambiguous; Kubernetes rejects it as well
+    try:
+        return ipaddress.ip_network(f"{addr}/{int(bits)}", strict=False)
+    except ValueError:
+        return None
+
+
+def family_of(addr: IPAddress | IPNetwork) -> str:
+    """``"ipv4"`` or ``"ipv6"``."""
+    return "ipv4" if addr.version == 4 else "ipv6"

@@ -1,0 +1,73 @@
+"""EndpointSlices to kube-proxy's per-service-port endpoint lists (``endpointslicecache.go``).
+
+Endpoints of all slices of a service are merged per service port, de-duplicated by
+``ip:port`` (a non-terminating entry wins over a terminating one) and sorted by that string,
+byte-wise, exactly as kube-proxy sorts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netproxy.k8s.ipaddr import parse_ip
+from netproxy.k8s.objects import EndpointSlice
+from netproxy.proxy.serviceport import ServicePortName, is_ignored
+
+
+@dataclass(slots=True, frozen=True)
+class EndpointInfo:
+    """One endpoint of one service port, as kube-proxy's ``BaseEndpointInfo``."""
+
+    ip: str
+    port: int
+    ready: bool = True
+    serving: bool = True
+    terminating: bool = False
+    is_local: bool = False
+    zone_hints: frozenset[str] = frozenset()
+    node_hints: frozenset[str] = frozenset()
+
+    @property
+    def endpoint(self) -> str:
+        """``ip:port``, or ``[ip]:port`` for IPv6 (used in DNAT, comments and SEP hashes)."""
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
+                  *, node_hints: bool = True) -> dict[ServicePortName, list[EndpointInfo]]:
+    """Sorted, de-duplicated endpoints per service port for ``family``.
+
+    ``node_hints`` models the PreferSameTrafficDistribution gate (node hints ignored when off).
+    Later slices with the same namespace and name replace earlier ones, like informer updates.
+    """
+    latest: dict[tuple[str, str], EndpointSlice] = {}
+    for eps in slices:
+        latest[(eps.namespace, eps.name)] = eps
+    want6 = family == "ipv6"
+    merged: dict[ServicePortName, dict[str, EndpointInfo]] = {}
+    for (namespace, _), eps in sorted(latest.items()):
+        if not eps.service_name or eps.address_type == "FQDN" or is_ignored(eps.labels):
+            continue
+        parsed = []
+        for ep in eps.endpoints:
+            addr = parse_ip(ep.addresses[0])
+            if addr is None or (addr.version == 6) != want6:
+                continue
+            parsed.append((str(addr), ep))
+        for port in eps.ports:
+            if port.port == 0:
+                continue
+            key = ServicePortName(namespace, eps.service_name, port.name, port.protocol)
+            target = merged.setdefault(key, {})
+            for ip, ep in parsed:
+                info = EndpointInfo(
+                    ip=ip, port=port.port, ready=ep.ready, serving=ep.serving,
+                    terminating=ep.terminating,
+                    is_local=bool(node_name) and ep.node_name == node_name,
+                    zone_hints=ep.zone_hints,
+                    node_hints=ep.node_hints if node_hints else frozenset(),
+                )
+                text = info.endpoint
+                if text not in target or not info.terminating:
+                    target[text] = info
+    return {key: [found[k] for k in sorted(found)] for key, found in merged.items()}

@@ -1,0 +1,145 @@
+"""Services to kube-proxy's per-port model (``pkg/proxy/serviceport.go``), for one IP family."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netproxy.k8s.ipaddr import family_of, parse_cidr, parse_ip
+from netproxy.k8s.objects import Service
+
+IGNORED_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless")
+"""Objects carrying any of these labels are invisible to kube-proxy (its informers filter them)."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ServicePortName:
+    """``namespace/name:port`` plus protocol: the key of a service port."""
+
+    namespace: str
+    name: str
+    port: str
+    protocol: str
+    """Upper case, as in the API (``TCP``)."""
+
+    def __str__(self) -> str:
+        base = f"{self.namespace}/{self.name}"
+        return f"{base}:{self.port}" if self.port else base
+
+
+@dataclass(slots=True)
+class ServicePortInfo:
+    """Everything kube-proxy knows about one service port, filtered to one IP family."""
+
+    name: ServicePortName
+    cluster_ip: str
+    port: int
+    protocol: str
+    """Lower case (``tcp``), as written into rules and hashed into chain names."""
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    lb_vips: tuple[str, ...] = ()
+    source_ranges: tuple[str, ...] = ()
+    client_ip_affinity: bool = False
+    sticky_seconds: int = 0
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    health_check_node_port: int = 0
+
+    @property
+    def spn(self) -> str:
+        return str(self.name)
+
+    @property
+    def externally_accessible(self) -> bool:
+        return self.node_port != 0 or bool(self.lb_vips) or bool(self.external_ips)
+
+    @property
+    def uses_cluster_endpoints(self) -> bool:
+        return not self.internal_policy_local or self.externally_accessible
+
+    @property
+    def uses_local_endpoints(self) -> bool:
+        return self.internal_policy_local or (self.external_policy_local and self.externally_accessible)
+
+
+def is_ignored(labels: dict[str, str]) -> bool:
+    return any(label in labels for label in IGNORED_LABELS)
+
+
+def cluster_ip_for(svc: Service, family: str) -> str:
+    """The service's cluster IP of ``family`` (``GetClusterIPByFamily``), or ``""``."""
+    if svc.cluster_ip in ("", "None"):
+        return ""
+    want = "IPv4" if family == "ipv4" else "IPv6"
+    if not svc.ip_families:
+        addr = parse_ip(svc.cluster_ip)
+        return str(addr) if addr is not None and family_of(addr) == family else ""
+    for i, fam in enumerate(svc.ip_families):
+        if fam == want and i < len(svc.cluster_ips):
+            addr = parse_ip(svc.cluster_ips[i])
+            return str(addr) if addr is not None and family_of(addr) == family else ""
+    return ""
+
+
+def _ips_of_family(values: list[str], family: str) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        addr = parse_ip(value)
+        if addr is not None and family_of(addr) == family:
+            out.append(str(addr))
+    return tuple(out)
+
+
+def service_ports(svc: Service, family: str) -> list[ServicePortInfo]:
+    """The service ports kube-proxy programs for ``svc`` in ``family`` (none when skipped)."""
+    if svc.type == "ExternalName" or is_ignored(svc.labels):
+        return []
+    cluster_ip = cluster_ip_for(svc, family)
+    if not cluster_ip:
+        return []
+    external_ips = _ips_of_family(svc.external_ips, family)
+    lb_vips = _ips_of_family([i.ip for i in svc.lb_ingress if i.ip and i.ip_mode in ("", "VIP")],
+                             family)
+    ranges = []
+    for text in svc.lb_source_ranges:
+        net = parse_cidr(text.strip())
+        if net is not None and family_of(net) == family:
+            ranges.append(str(net))
+    external_local = (svc.type in ("NodePort", "LoadBalancer") or bool(svc.external_ips)) \
+        and svc.external_traffic_policy == "Local"
+    affinity = svc.session_affinity == "ClientIP"
+    out = []
+    for spec in svc.ports:
+        hc = svc.health_check_node_port if svc.type == "LoadBalancer" and external_local else 0
+        out.append(ServicePortInfo(
+            name=ServicePortName(svc.namespace, svc.name, spec.name, spec.protocol),
+            cluster_ip=cluster_ip,
+            port=spec.port,
+            protocol=spec.protocol.lower(),
+            node_port=spec.node_port,
+            external_ips=external_ips,
+            lb_vips=lb_vips,
+            source_ranges=tuple(ranges),
+            client_ip_affinity=affinity,
+            sticky_seconds=svc.affinity_timeout if affinity else 0,
+            external_policy_local=external_local,
+            internal_policy_local=svc.internal_traffic_policy == "Local",
+            health_check_node_port=hc,
+        ))
+    return out
+
+
+def all_service_ports(services: list[Service], family: str) -> list[ServicePortInfo]:
+    """Every service port of ``family``, sorted by (namespace, name, port name, protocol).
+
+    kube-proxy iterates a Go map (random order); sorting makes our output deterministic.
+    A later duplicate of the same Service replaces the earlier one, like an informer update.
+    """
+    latest: dict[tuple[str, str], Service] = {}
+    for svc in services:
+        latest[svc.key] = svc
+    ports: dict[ServicePortName, ServicePortInfo] = {}
+    for svc in latest.values():
+        for info in service_ports(svc, family):
+            ports[info.name] = info
+    return [ports[k] for k in sorted(ports)]
