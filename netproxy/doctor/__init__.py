@@ -11,8 +11,10 @@ from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
 from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.report import Finding, Report, ServiceReport
 from netproxy.doctor.view import RulesetView, ServicePortView, build_view
+from netproxy.doctor.walks import WALK_CHECKS
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Ruleset
+from netproxy.trace import Tracer
 
 __all__ = ["Finding", "Report", "build_view", "diagnose"]
 
@@ -40,9 +42,11 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
         raise InputError(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
                          where=ruleset.source)
+    tracer = Tracer(ruleset)
     reports = []
     for svc in sorted(selected + extra, key=lambda v: v.key):
         findings = [check(view, svc) for check in SERVICE_CHECKS]
+        findings += [walk(view, svc, tracer) for walk in WALK_CHECKS]
         if expected_view is not None:
             findings += compare_service(view, svc, expected_view.services.get(svc.key))
         reports.append(ServiceReport(svc.name, svc.protocol, findings))

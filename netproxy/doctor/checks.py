@@ -157,8 +157,9 @@ def check_masquerade(view: RulesetView) -> Finding:
     )
     if nat is None or (not marks and not uses_masq and "KUBE-POSTROUTING" not in nat.chains):
         return finding("masquerade", NOT_APPLICABLE, "no kube-proxy masquerade mark or rule in nat")
-    looked = [ref for _, ref in marks] + masquerade_rules(nat)
+    looked = [ref for _, ref in marks]
     if not marks:
+        looked += masquerade_rules(nat)
         reason = ("rules jump to KUBE-MARK-MASQ but it sets no mark" if uses_masq
                   else "nothing sets a masquerade mark")
         return finding("masquerade", FAILED, reason, looked)
@@ -166,13 +167,16 @@ def check_masquerade(view: RulesetView) -> Finding:
     details = []
     for mark, _ in marks:
         walk = follow(nat, mark)
+        looked += [r for r in walk.path if r not in looked]
         if walk.masqueraded:
             details.append(f"mark {mark:#x}: masqueraded by {walk.path[-1].chain} rule {walk.path[-1].index + 1}")
         else:
             failed.append(mark)
             end = walk.path[-1] if walk.path else None
-            where = (f"stops at {end.chain} rule {end.index + 1} (-j {end.rule.jump})" if end
-                     else "reaches no MASQUERADE rule")
+            if end is not None and end.rule.jump in ("RETURN", "ACCEPT", "DROP"):
+                where = f"stops at {end.chain} rule {end.index + 1} (-j {end.rule.jump})"
+            else:
+                where = "reaches no MASQUERADE rule"
             details.append(f"mark {mark:#x}: {where}")
     if failed:
         if "KUBE-POSTROUTING" in nat.chains and not any(
@@ -329,7 +333,11 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
     problems: list[str] = []
     refs: list[RuleRef] = []
     good = 0
+    seen: set[str] = set()
     for jump in svc.jumps:
+        if jump.sep in seen:
+            continue
+        seen.add(jump.sep)
         sep = svc.endpoints.get(jump.sep)
         if sep is None:
             problems.append(f"{jump.chain} jumps to {jump.sep}, which does not exist")

@@ -14,8 +14,8 @@ FAILED = "failed"
 NOT_APPLICABLE = "not applicable"
 STATUSES = (PASSED, FAILED, NOT_APPLICABLE)
 
-MAX_TEXT_RULES = 8
-"""Rule lines quoted per check in text output (JSON always has all of them)."""
+MAX_TEXT_RULES = {"passed": 3, "failed": 12, "not applicable": 3}
+"""Rule lines quoted per check in text output, by status (JSON always has all of them)."""
 
 
 @dataclass(slots=True)
@@ -128,11 +128,12 @@ def _finding_text(f: Finding, family: str, out: list[str]) -> None:
         out.append(f"         - {line}")
     if f.status == FAILED:
         out.append(f"         why: {f.meaning}")
-    for ref in f.rules[:MAX_TEXT_RULES]:
+    limit = MAX_TEXT_RULES[f.status]
+    for ref in f.rules[:limit]:
         where = f"{ref.table}:{ref.rule.line}" if ref.rule.line else ref.table
         out.append(f"         {where:<9} {_rule_line(ref, family)}")
-    if len(f.rules) > MAX_TEXT_RULES:
-        out.append(f"         ... {len(f.rules) - MAX_TEXT_RULES} more rule(s) (see --json)")
+    if len(f.rules) > limit:
+        out.append(f"         ... {len(f.rules) - limit} more rule(s) (see --json)")
 
 
 def to_text(report: Report) -> str:

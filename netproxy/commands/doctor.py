@@ -1,0 +1,62 @@
+"""``netproxy doctor``: the "my Service does not work" checklist over a dump or a namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.doctor import diagnose
+from netproxy.doctor.report import to_json, to_text
+from netproxy.errors import InputError
+from netproxy.netfilter.model import Ruleset
+from netproxy.parser import parse_rules, read_rules
+
+
+def _live_rules(name: str, variant: str, family: str) -> Ruleset:
+    """The rules of namespace ``name``, read through the apply backend."""
+    from netproxy.backend import select
+
+    backend = select.open_backend(name, variant=variant, family=family, allow_host=True)
+    return parse_rules(backend.read(counters=False), source=f"netns {name}", family=family)
+
+
+@click.command("doctor")
+@click.option("--rules", "rules_path", metavar="DUMP", type=click.Path(allow_dash=True),
+              help="iptables-save output of the node ('-' reads stdin).")
+@click.option("--netns", "netns_name", metavar="NAME",
+              help="Read the live rules of this network namespace instead of a dump.")
+@click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
+              show_default=True, help="iptables variant used with --netns.")
+@click.option("--service", metavar="NS/NAME[:PORT]",
+              help="Check only this Service (PORT: a port name or number).")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@cluster_options
+def command(rules_path: str | None, netns_name: str | None, variant: str, service: str | None,
+            as_json: bool, **params: Any) -> int:
+    """Run the Service checklist over a node's rules: entry rules, endpoints, even
+    probabilities, DNAT, masquerade and hairpin, Local traffic policy, REJECTs.
+
+    With INPUTS (Services, EndpointSlices, ... as for 'netproxy compile') the rules are also
+    compared with what kube-proxy should have written for them. Exit code 0 when every check
+    passes, 1 when any fails, 2 on bad input.
+    """
+    if (rules_path is None) == (netns_name is None):
+        raise InputError("give exactly one of --rules DUMP or --netns NAME")
+    if service is not None and "/" not in service:
+        raise InputError(f"expected NS/NAME[:PORT], got {service!r}", where="--service")
+    ctx = click.get_current_context()
+    family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
+    if netns_name is not None:
+        ruleset = _live_rules(netns_name, variant, params.get("family") or "ipv4")
+    else:
+        ruleset = read_rules(rules_path or "-", family=params["family"] if family_given else None)
+    expected = None
+    if params.get("inputs"):
+        params["family"] = ruleset.family
+        expected = build_ruleset(params)
+    report = diagnose(ruleset, service=service, expected=expected)
+    click.echo(to_json(report) if as_json else to_text(report), nl=False)
+    return report.exit_code
