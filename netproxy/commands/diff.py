@@ -1,0 +1,86 @@
+"""``netproxy diff``: compare two rulesets by meaning, grouped by Service."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.diff import diff_rulesets, render_text
+from netproxy.diff.load import load_ruleset
+from netproxy.errors import InputError
+from netproxy.netfilter.model import Ruleset
+
+
+def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset, Ruleset]:
+    inputs = tuple(params.get("inputs") or ())
+    if len(inputs) < 2:
+        raise InputError("--expected needs cluster INPUTS... followed by the node's dump")
+    actual = load_ruleset(inputs[-1], strict=strict)
+    expected = build_ruleset({**params, "inputs": inputs[:-1]})
+    expected.source = "expected (compiled from " + ", ".join(inputs[:-1]) + ")"
+    if actual.family != expected.family:
+        raise InputError(f"the dump is {actual.family} but the rules were compiled for "
+                         f"{expected.family} (use --family)", where=inputs[-1])
+    return expected, actual
+
+
+@click.command("diff")
+@cluster_options
+@click.option("--expected", is_flag=True,
+              help="Compile the cluster INPUTS (with the compile flags) and compare the result "
+                   "with the dump given last.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--behaviour", "--behavior", "behaviour", is_flag=True,
+              help="Also trace probe packets for every service frontend through both rulesets; "
+                   "the exit code then follows the outcomes.")
+@click.option("--scope", type=click.Choice(["all", "kube"]), default=None,
+              help="all: every chain (default for two dumps); kube: only kube-proxy's chains "
+                   "and the jumps into them (default with --expected).")
+@click.option("--brief", is_flag=True, help="Service facts only, without the rule lines.")
+@click.option("--strict-names", is_flag=True,
+              help="Count chains that differ only by name as differences.")
+@click.option("--strict", is_flag=True, help="Reject dumps with rules the parser does not know.")
+@click.option("--local-ip", "local_ips", multiple=True, metavar="IP",
+              help="The node's own addresses for --behaviour (repeatable; default: guessed).")
+def command(expected: bool, as_json: bool, behaviour: bool, scope: str | None, brief: bool,
+            strict_names: bool, strict: bool, local_ips: tuple[str, ...], **params: Any) -> int:
+    """Compare two rulesets by meaning: netproxy diff OLD NEW.
+
+    OLD and NEW are iptables-save dumps or restore payloads (files or -). With --expected, the
+    INPUTS are cluster objects compiled the way `netproxy compile` does, and the last INPUT is
+    the node's dump: netproxy diff --expected cluster.yaml [compile flags] node.rules.
+
+    Counters, header comments, chain order, the order of rules that never match the same
+    packet, equivalent spellings and chain names are ignored. Exit code 0: equivalent,
+    1: different, 2: error.
+    """
+    if expected:
+        old, new = _expected_and_actual(params, strict)
+        scope = scope or "kube"
+    else:
+        inputs = tuple(params.get("inputs") or ())
+        if len(inputs) != 2:
+            raise InputError(f"diff needs two rulesets (OLD NEW), got {len(inputs)}; "
+                             "for expected-versus-actual use --expected")
+        if inputs[0] == "-" and inputs[1] == "-":
+            raise InputError("only one of OLD and NEW can be read from stdin")
+        old = load_ruleset(inputs[0], strict=strict)
+        new = load_ruleset(inputs[1], strict=strict)
+        if old.family != new.family:
+            raise InputError(f"cannot compare an {old.family} ruleset with an {new.family} one",
+                             where=inputs[1])
+        scope = scope or "all"
+    report = diff_rulesets(old, new, scope=scope, strict_names=strict_names)
+    if behaviour:
+        from netproxy.diff.behaviour import compare_behaviour
+
+        compare_behaviour(report, old, new, local_ips=list(local_ips))
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(report, rules=not brief))
+    return 0 if report.equivalent else 1

@@ -1,0 +1,226 @@
+"""Put the pieces together: chain diffs grouped by service, service facts compared, findings."""
+
+from __future__ import annotations
+
+from netproxy.diff.chains import ChainDiff, compare
+from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
+from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey, is_kube_chain
+from netproxy.diff.kubeview import KubeView, analyse
+from netproxy.diff.report import DiffReport, Fact, FindingLine, Group, RuleLine
+from netproxy.diff.structure import Finding, findings
+from netproxy.netfilter.model import Rule, Ruleset
+from netproxy.render import rule_text
+
+_SAME_SHARE = 1e-6
+"""Shares closer than this are the same (saved probabilities are 31-bit fractions)."""
+_ROLE_LABEL = {"SVC": "cluster", "SVL": "local", "XLB": "local"}
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.2f}%"
+
+
+def _set_changes(a: set[str], b: set[str], what: str) -> list[Fact]:
+    out = [Fact("-", f"{what} {x}") for x in sorted(a - b)]
+    out += [Fact("+", f"{what} {x}") for x in sorted(b - a)]
+    return out
+
+
+def fact_changes(a: ServiceFacts | None, b: ServiceFacts | None) -> tuple[list[Fact], dict[str, int]]:
+    """What changed between two sets of facts of one service, and endpoint counts."""
+    counts = {"endpoints_added": 0, "endpoints_removed": 0, "endpoints_changed": 0}
+    fa = a or ServiceFacts()
+    fb = b or ServiceFacts()
+    out = _set_changes(fa.frontends, fb.frontends, "frontend")
+    reported: set[str] = set()
+    for role in POLICY_ROLES:
+        ea = {e.endpoint: e for e in fa.endpoints.get(role, [])}
+        eb = {e.endpoint: e for e in fb.endpoints.get(role, [])}
+        label = _ROLE_LABEL[role]
+        for ep, e in ea.items():
+            if ep not in eb:
+                out.append(Fact("-", f"endpoint {ep} ({label}, was {_pct(e.share)})"))
+                counts["endpoints_removed"] += 1
+                reported.add(ep)
+        for ep, e in eb.items():
+            if ep not in ea:
+                out.append(Fact("+", f"endpoint {ep} ({label}, {_pct(e.share)})"))
+                counts["endpoints_added"] += 1
+                reported.add(ep)
+        for ep, e in ea.items():
+            n = eb.get(ep)
+            if n is None:
+                continue
+            if abs(n.share - e.share) > _SAME_SHARE:
+                out.append(Fact("~", f"endpoint {ep} ({label}) share {_pct(e.share)} -> {_pct(n.share)} "
+                                     f"(probability {e.probability or 'rest'} -> {n.probability or 'rest'})"))
+                counts["endpoints_changed"] += 1
+                reported.add(ep)
+            elif n.position != e.position:
+                out.append(Fact("=", f"endpoint {ep} ({label}) moved {e.position} -> {n.position}, "
+                                     f"share unchanged {_pct(n.share)}"))
+    for ep in sorted(set(fa.endpoint_notes) | set(fb.endpoint_notes)):
+        na, nb = fa.endpoint_notes.get(ep), fb.endpoint_notes.get(ep)
+        if na == nb:
+            continue
+        if na is not None and nb is not None:
+            out.append(Fact("~", f"endpoint {ep}: {na} -> {nb}"))
+            if ep not in reported:
+                counts["endpoints_changed"] += 1
+        elif ep not in reported:
+            sign = "-" if nb is None else "+"
+            out.append(Fact(sign, f"endpoint chain for {ep}: {na or nb}"))
+    out += _set_changes(fa.masquerade, fb.masquerade, "masquerade")
+    out += _set_changes(fa.source_ranges, fb.source_ranges, "source range")
+    for what, va, vb in (("session affinity", fa.affinity, fb.affinity),
+                         ("externalTrafficPolicy", fa.external_policy, fb.external_policy),
+                         ("internalTrafficPolicy", fa.internal_policy, fb.internal_policy)):
+        if va == vb or (a is not None and b is not None and "-" in (va, vb)):
+            continue
+        if a is None:
+            if vb not in ("None", "-"):
+                out.append(Fact("+", f"{what} {vb}"))
+        elif b is None:
+            if va not in ("None", "-"):
+                out.append(Fact("-", f"{what} {va}"))
+        else:
+            out.append(Fact("~", f"{what} {va} -> {vb}"))
+    return out, counts
+
+
+class _Grouper:
+    def __init__(self, old: KubeView, new: KubeView) -> None:
+        self.old = old
+        self.new = new
+        self.family = new.ruleset.family
+        self.services: dict[ServiceKey, Group] = {}
+        self.kube = Group("kube-proxy", "shared chains")
+        self.other: dict[tuple[str, str], Group] = {}
+        self.renames = 0
+
+    def _service_group(self, key: ServiceKey) -> Group:
+        g = self.services.get(key)
+        if g is None:
+            g = self.services[key] = Group("service", key.label())
+        return g
+
+    def _group_for(self, view: KubeView, table: str, chain: str, rule: Rule | None) -> Group:
+        info = view.chains.get((table, chain))
+        if info is not None and info.service is not None:
+            return self._service_group(info.service)
+        if is_kube_chain(chain):
+            if rule is not None and chain in FRONTEND_CHAINS:
+                key = view.service_of_rule(table, chain, rule)
+                if key is not None:
+                    return self._service_group(key)
+            return self.kube
+        if rule is not None and rule.target is not None and is_kube_chain(rule.target.name):
+            return self.kube  # a built-in chain's jump into kube-proxy
+        g = self.other.get((table, chain))
+        if g is None:
+            g = self.other[(table, chain)] = Group("other", f"{table} {chain}")
+        return g
+
+    def add(self, d: ChainDiff) -> None:
+        side_view, side_name = (self.new, d.new) if d.new is not None else (self.old, d.old)
+        assert side_name is not None
+        home = self._group_for(side_view, d.table, side_name, None)
+        if d.renamed:
+            self.renames += 1
+            home.facts.append(Fact("=", f"chain {d.table} {d.old} renamed to {d.new}"))
+        if d.old is None:
+            home.facts.append(Fact("+", f"chain {d.table} {d.new} added"))
+        elif d.new is None:
+            home.facts.append(Fact("-", f"chain {d.table} {d.old} removed"))
+        if d.old_policy != d.new_policy and d.old is not None and d.new is not None:
+            home.facts.append(Fact("~", f"policy of {d.table} {d.name}: {d.old_policy} -> {d.new_policy}"))
+        for rule in d.removed:
+            assert d.old is not None
+            g = self._group_for(self.old, d.table, d.old, rule)
+            g.rules.append(RuleLine("-", d.table, d.old, rule_text(rule, d.old, self.family)))
+        for rule in d.added:
+            assert d.new is not None
+            g = self._group_for(self.new, d.table, d.new, rule)
+            g.rules.append(RuleLine("+", d.table, d.new, rule_text(rule, d.new, self.family)))
+
+
+def _finding_lines(old: list[Finding], new: list[Finding]) -> list[FindingLine]:
+    def key(f: Finding) -> tuple[str, str, str, str]:
+        return (f.kind, f.table, f.chain, f.detail)
+    ko = {key(f) for f in old}
+    kn = {key(f) for f in new}
+    out = [FindingLine("both", *k) for k in sorted(ko & kn)]
+    out += [FindingLine("old", *k) for k in sorted(ko - kn)]
+    out += [FindingLine("new", *k) for k in sorted(kn - ko)]
+    return out
+
+
+def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
+                  strict_names: bool = False) -> DiffReport:
+    """Compare two rulesets by meaning (see :mod:`netproxy.diff`)."""
+    ov, nv = analyse(old), analyse(new)
+    grouper = _Grouper(ov, nv)
+    diffs = compare(ov, nv, scope)
+    for d in diffs:
+        grouper.add(d)
+    fo, fn = findings(ov), findings(nv)
+    if scope == "kube":
+        fo = [f for f in fo if is_kube_chain(f.chain)]
+        fn = [f for f in fn if is_kube_chain(f.chain)]
+    report = DiffReport(old.source, new.source, strict_names=strict_names)
+    for line in _finding_lines(fo, fn):
+        info = (ov if line.side == "old" else nv).chains.get((line.table, line.chain))
+        group = grouper.services.get(info.service) if info is not None and info.service else None
+        if line.side != "both" and group is not None:
+            group.facts.append(Fact("!", f"{line.kind} in {line.side}: {line.table} {line.chain} "
+                                         f"{line.detail}"))
+        else:
+            report.findings.append(line)
+    summary = {k: 0 for k in (
+        "services_added", "services_removed", "services_changed", "endpoints_added",
+        "endpoints_removed", "endpoints_changed", "kube_rules_added", "kube_rules_removed",
+        "other_rules_added", "other_rules_removed", "chains_renamed", "stale_old", "stale_new",
+        "dangling_old", "dangling_new")}
+    for key in sorted(grouper.services):
+        g = grouper.services[key]
+        a = ov.services.get(key)
+        b = nv.services.get(key)
+        fa = service_facts(a, ov) if a is not None else None
+        fb = service_facts(b, nv) if b is not None else None
+        changes, counts = fact_changes(fa, fb)
+        g.facts = changes + g.facts
+        for k, v in counts.items():
+            summary[k] += v
+        if a is None:
+            g.status = "added"
+        elif b is None:
+            g.status = "removed"
+        elif not g.rules and all(f.sign == "=" for f in g.facts) and g.facts:
+            g.status = "renamed"
+        summary[f"services_{g.status}"] = summary.get(f"services_{g.status}", 0) + 1
+        report.groups.append(g)
+    if grouper.kube.rules or grouper.kube.facts:
+        if not grouper.kube.rules and all(f.sign == "=" for f in grouper.kube.facts):
+            grouper.kube.status = "renamed"
+        report.groups.append(grouper.kube)
+    for where in sorted(grouper.other):
+        g = grouper.other[where]
+        if not g.rules and not g.facts:
+            continue
+        if not g.rules and all(f.sign == "=" for f in g.facts):
+            g.status = "renamed"
+        report.groups.append(g)
+    summary.pop("services_renamed", None)
+    for g in report.groups:
+        plus = sum(1 for r in g.rules if r.sign == "+")
+        minus = len(g.rules) - plus
+        prefix = "other" if g.kind == "other" else "kube"
+        summary[f"{prefix}_rules_added"] += plus
+        summary[f"{prefix}_rules_removed"] += minus
+    summary["chains_renamed"] = grouper.renames
+    summary["stale_old"] = sum(1 for f in fo if f.kind == "stale")
+    summary["stale_new"] = sum(1 for f in fn if f.kind == "stale")
+    summary["dangling_old"] = sum(1 for f in fo if f.kind == "dangling")
+    summary["dangling_new"] = sum(1 for f in fn if f.kind == "dangling")
+    report.summary = summary
+    return report

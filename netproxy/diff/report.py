@@ -1,0 +1,139 @@
+"""The diff report: groups of changes by service, findings, a summary; as text or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GROUP_SIGNS = {"added": "+", "removed": "-", "changed": "~", "renamed": "="}
+
+
+@dataclass(slots=True)
+class RuleLine:
+    sign: str
+    table: str
+    chain: str
+    text: str
+
+
+@dataclass(slots=True)
+class Fact:
+    sign: str
+    """``+`` added, ``-`` removed, ``~`` changed, ``!`` a finding, ``=`` no effect (rename)."""
+    text: str
+
+
+@dataclass(slots=True)
+class Group:
+    kind: str
+    """``service``, ``kube-proxy`` (kube-proxy's shared rules) or ``other`` (other programs)."""
+    title: str
+    status: str = "changed"
+    facts: list[Fact] = field(default_factory=list)
+    rules: list[RuleLine] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class FindingLine:
+    side: str
+    """``old``, ``new`` or ``both``."""
+    kind: str
+    table: str
+    chain: str
+    detail: str
+
+
+@dataclass(slots=True)
+class ProbeLine:
+    probe: str
+    old: list[str]
+    new: list[str]
+
+
+@dataclass(slots=True)
+class DiffReport:
+    old: str
+    new: str
+    groups: list[Group] = field(default_factory=list)
+    findings: list[FindingLine] = field(default_factory=list)
+    summary: dict[str, int] = field(default_factory=dict)
+    behaviour: list[ProbeLine] | None = None
+    probes: int = 0
+    strict_names: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def text_equivalent(self) -> bool:
+        if self.strict_names:
+            return not self.groups
+        return all(g.status == "renamed" for g in self.groups)
+
+    @property
+    def equivalent(self) -> bool:
+        """With a behaviour check, the behaviour decides; otherwise the rules do."""
+        if self.behaviour is not None:
+            return not self.behaviour
+        return self.text_equivalent
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["equivalent"] = self.equivalent
+        data["text_equivalent"] = self.text_equivalent
+        return data
+
+
+def _summary_line(s: dict[str, int]) -> str:
+    parts = [
+        f"services +{s['services_added']} -{s['services_removed']} ~{s['services_changed']}",
+        f"endpoints +{s['endpoints_added']} -{s['endpoints_removed']} ~{s['endpoints_changed']}",
+        f"kube-proxy rules +{s['kube_rules_added']} -{s['kube_rules_removed']}",
+        f"other rules +{s['other_rules_added']} -{s['other_rules_removed']}",
+        f"renamed chains {s['chains_renamed']}",
+        f"stale chains {s['stale_old']}/{s['stale_new']}",
+        f"dangling jumps {s['dangling_old']}/{s['dangling_new']}",
+    ]
+    return "summary: " + "; ".join(parts) + " (old/new)"
+
+
+def render_text(report: DiffReport, *, rules: bool = True) -> str:
+    """The human view: one block per service or chain, +/- lines, then the summary."""
+    out = [f"--- {report.old}", f"+++ {report.new}"]
+    for w in report.warnings:
+        out.append(f"warning: {w}")
+    for g in report.groups:
+        sign = GROUP_SIGNS.get(g.status, "~")
+        head = {"service": "service", "kube-proxy": "kube-proxy", "other": "chain"}[g.kind]
+        out.append(f"{sign} {head} {g.title}".rstrip())
+        for f in g.facts:
+            out.append(f"    {f.sign} {f.text}")
+        if rules and g.rules:
+            last = None
+            for r in g.rules:
+                where = (r.table, r.chain)
+                if where != last:
+                    out.append(f"    {r.table} {r.chain}:")
+                    last = where
+                out.append(f"      {r.sign} {r.text}")
+    if report.findings:
+        out.append("findings:")
+        for fl in report.findings:
+            out.append(f"    ! {fl.kind} ({fl.side}): {fl.table} {fl.chain}: {fl.detail}")
+    if report.behaviour is not None:
+        if report.behaviour:
+            out.append(f"behaviour: {len(report.behaviour)} of {report.probes} probes differ")
+            for p in report.behaviour:
+                out.append(f"    ~ {p.probe}")
+                out.extend(f"        - {o}" for o in p.old)
+                out.extend(f"        + {n}" for n in p.new)
+        else:
+            out.append(f"behaviour: same outcomes for all {report.probes} probes")
+    out.append(_summary_line(report.summary))
+    if report.equivalent:
+        verdict = "equivalent"
+        if report.groups:
+            verdict += " (differences above do not change behaviour)" if report.behaviour is not None \
+                else " (only chain names differ)"
+    else:
+        verdict = "different"
+    out.append(verdict)
+    return "\n".join(out) + "\n"
