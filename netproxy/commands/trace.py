@@ -1,0 +1,136 @@
+"""``netproxy trace``: where does this packet go, and why -- every branch with its weight."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from netproxy.commands.cluster_options import cluster_options
+from netproxy.errors import InputError, TraceError
+
+_PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_interface",
+                 "ct_state", "mark", "origin")
+
+
+@click.command("trace")
+@click.option("--rules", "rules_path", metavar="FILE",
+              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS.")
+@cluster_options
+@click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
+@click.option("--dst", metavar="IP", help="Destination address.")
+@click.option("--dport", type=click.IntRange(0, 65535), metavar="PORT", help="Destination port.")
+@click.option("--sport", type=click.IntRange(0, 65535), metavar="PORT", help="Source port.")
+@click.option("--proto", default="tcp", show_default=True, metavar="PROTO",
+              help="tcp, udp, sctp, icmp, icmpv6 or a number.")
+@click.option("--in-interface", "-i", "in_interface", metavar="IFACE",
+              help="Interface the packet arrives on.")
+@click.option("--out-interface", "-o", "out_interface", metavar="IFACE",
+              help="Egress interface (routing is modelled only as local versus forwarded).")
+@click.option("--ct-state", default="NEW", show_default=True, metavar="STATE",
+              help="Conntrack state: NEW, ESTABLISHED, RELATED, INVALID (comma list).")
+@click.option("--mark", default="0", show_default=True, metavar="MARK", help="Packet fwmark.")
+@click.option("--from", "origin", type=click.Choice(["pod", "external", "node", "localhost"]),
+              help="Where the packet comes from (default: inferred from --src).")
+@click.option("--local-ip", "local_ip", multiple=True, metavar="IP",
+              help="A node address (repeatable); loopback is always local.")
+@click.option("--ipsets", "ipsets_path", metavar="FILE", help="ipset save output for -m set matches.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text",
+              show_default=True)
+@click.option("--repeat", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="Send the packet N times in a row (recent lists persist: session affinity).")
+@click.option("--packets", "packets_path", metavar="FILE",
+              help="A packet sequence: one 'key=value ...' or JSON object per line.")
+@click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
+@click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
+@click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
+def command(rules_path: str | None, src: str | None, dst: str | None, dport: int | None,
+            sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
+            ct_state: str, mark: str, origin: str | None, local_ip: tuple[str, ...],
+            ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
+            packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
+            **params: Any) -> None:
+    """Walk a packet through a ruleset the way netfilter does.
+
+    Trace a dump with --rules FILE, or the rules compiled from cluster objects (INPUTS and
+    compile flags, as for `netproxy compile`). Every statistic branch is followed with the
+    probability the kernel really uses; outcomes sum to 1.
+    """
+    from netproxy.trace import Packet, Tracer
+
+    if as_json:
+        fmt = "json"
+    try:
+        mark_value = int(mark, 0)
+    except ValueError:
+        raise TraceError(f"bad --mark {mark!r}") from None
+    locals_: list[str] = list(local_ip)
+    if rules_path is not None:
+        if params.get("inputs"):
+            raise InputError("give either --rules FILE or cluster INPUTS, not both")
+        from netproxy.parser import read_rules
+
+        ruleset = read_rules(rules_path, strict=strict)
+    else:
+        if not params.get("inputs"):
+            raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
+        from netproxy.commands.cluster_options import build_ruleset, node_local_ips
+
+        ruleset = build_ruleset(params)
+        locals_ += [ip for ip in node_local_ips(params) if ip not in locals_]
+    ipsets = None
+    if ipsets_path:
+        from netproxy.trace.ipsets import read_ipsets
+
+        ipsets = read_ipsets(ipsets_path)
+    tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict)
+    defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
+                                "proto": proto, "in_interface": in_interface,
+                                "out_interface": out_interface, "ct_state": ct_state,
+                                "mark": mark_value, "origin": origin}
+    if pcap_path:
+        from netproxy.trace.pcap import read_pcap
+
+        packets = read_pcap(pcap_path, {k: v for k, v in defaults.items()
+                                        if k in ("in_interface", "out_interface", "origin")})
+        brief = True
+    elif packets_path:
+        from netproxy.trace.packets import read_packets
+
+        packets = read_packets(packets_path, defaults)
+    else:
+        if dst is None:
+            raise TraceError("--dst is required (or --packets FILE / --pcap FILE)")
+        packets = [Packet(**{k: v for k, v in defaults.items()})] * repeat
+    results = tracer.trace_sequence(packets) if len(packets) > 1 else [tracer.trace(packets[0])]
+    _emit(results, fmt, brief)
+
+
+def _emit(results: list[Any], fmt: str, brief: bool) -> None:
+    from netproxy.trace.explain import describe_packet, render_dot, render_text
+    from netproxy.trace.result import summary
+
+    out = sys.stdout
+    if fmt == "json":
+        if len(results) == 1:
+            out.write(json.dumps(results[0].to_dict(), indent=2) + "\n")
+        else:
+            out.write(json.dumps({"packets": [r.to_dict() for r in results]}, indent=2) + "\n")
+        return
+    if fmt == "dot":
+        for r in results:
+            out.write(render_dot(r))
+        return
+    for n, r in enumerate(results, 1):
+        if brief:
+            prefix = f"{n}: " if len(results) > 1 else ""
+            same = (f" [same endpoint as before: {r.same_as_previous * 100:.1f}%]"
+                    if r.same_as_previous is not None else "")
+            out.write(f"{prefix}{describe_packet(r)}: {summary(r)}{same}\n")
+        else:
+            if len(results) > 1:
+                out.write(f"=== packet {n} ===\n")
+            out.write(render_text(r))

@@ -1,0 +1,86 @@
+"""Addresses as integers: the tracer compares ``(addr & mask) == net`` on every rule."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+BITS = {"ipv4": 32, "ipv6": 128}
+LOOPBACK = {"ipv4": (0x7F000000, 0xFF000000), "ipv6": (1, (1 << 128) - 1)}
+"""127.0.0.0/8 and ::1/128: always local, whatever the node's addresses."""
+
+
+def family_of(text: str) -> str:
+    return "ipv6" if ":" in text else "ipv4"
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_addr(text: str, family: str) -> int:
+    """A host address of ``family`` as an integer; ValueError if it is not one."""
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    if (ip.version == 6) != (family == "ipv6"):
+        raise ValueError(f"{text!r} is not an {family} address")
+    return int(ip)
+
+
+@lru_cache(maxsize=1 << 18)
+def parse_net(text: str, family: str) -> tuple[int, int]:
+    """``addr[/len]`` or ``addr/netmask`` as (network, mask) integers."""
+    bits = BITS[family]
+    full = (1 << bits) - 1
+    base, sep, plen = text.partition("/")
+    addr = parse_addr(base, family)
+    if not sep:
+        return addr, full
+    if plen.isdigit():
+        n = int(plen)
+        if n > bits:
+            raise ValueError(f"prefix length {plen} is too long in {text!r}")
+        mask = full ^ ((1 << (bits - n)) - 1)
+    else:
+        mask = parse_addr(plen, family)
+    return addr & mask, mask
+
+
+def format_addr(value: int, family: str) -> str:
+    if family == "ipv6":
+        return str(ipaddress.IPv6Address(value))
+    return str(ipaddress.IPv4Address(value))
+
+
+def format_endpoint(value: int, port: int | None, family: str) -> str:
+    """``10.1.2.3:80`` / ``[fd00::1]:80`` (the address alone without a port)."""
+    text = format_addr(value, family)
+    if port is None:
+        return text
+    return f"[{text}]:{port}" if family == "ipv6" else f"{text}:{port}"
+
+
+def is_multicast(value: int, family: str) -> bool:
+    if family == "ipv6":
+        return value >> 120 == 0xFF
+    return value >> 28 == 0xE
+
+
+def is_limited_broadcast(value: int, family: str) -> bool:
+    return family == "ipv4" and value == 0xFFFFFFFF
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``80``, ``80:90``, ``:90``, ``80:`` as an inclusive range."""
+    lo, sep, hi = text.partition(":")
+    if not sep:
+        lo, sep, hi = text.partition("-")
+    if not sep:
+        port = _port(lo)
+        return port, port
+    return (_port(lo) if lo else 0), (_port(hi) if hi else 65535)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError(f"{text!r} is not a port number")
+    return int(text)

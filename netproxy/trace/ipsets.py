@@ -1,0 +1,122 @@
+"""ipset contents (``ipset save`` text) and the ``-m set --match-set`` evaluator.
+
+Without the contents of a set the match cannot be decided and the branch is UNKNOWN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netproxy.errors import InputError
+from netproxy.netfilter.model import Option
+from netproxy.trace.addr import family_of, parse_net, parse_port_range
+from netproxy.trace.packet import PROTOCOLS
+from netproxy.trace.state import Walk
+
+_DIMS = {"ip", "net", "port"}
+
+
+@dataclass(slots=True)
+class IpSet:
+    name: str
+    kind: str
+    dims: tuple[str, ...]
+    members: list[tuple[tuple[Any, ...], bool]] = field(default_factory=list)
+    """(one value per dimension, nomatch flag)."""
+
+
+def read_ipsets(path: str) -> dict[str, IpSet]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"cannot read ipsets: {err.strerror or err}", where=path) from None
+    return parse_ipsets(text, path)
+
+
+def parse_ipsets(text: str, source: str = "<ipsets>") -> dict[str, IpSet]:
+    """Parse ``ipset save`` output (``create`` and ``add`` lines)."""
+    sets: dict[str, IpSet] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        words = raw.split()
+        if not words or words[0].startswith("#"):
+            continue
+        where = f"{source}:{n}"
+        if words[0] == "create" and len(words) >= 3:
+            kind = words[2]
+            method, _, dims = kind.partition(":")
+            sets[words[1]] = IpSet(words[1], kind, tuple(dims.split(",")) if dims else ())
+        elif words[0] == "add" and len(words) >= 3:
+            found = sets.get(words[1])
+            if found is None:
+                raise InputError(f"add to undeclared set {words[1]!r}", where=where)
+            try:
+                found.members.append((_member(found, words[2]), "nomatch" in words[3:]))
+            except ValueError as err:
+                raise InputError(f"bad member {words[2]!r}: {err}", where=where) from None
+        else:
+            raise InputError(f"cannot read line {raw[:60]!r}", where=where)
+    return sets
+
+
+def _member(s: IpSet, text: str) -> tuple[Any, ...]:
+    parts = text.split(",")
+    if len(parts) != len(s.dims):
+        raise ValueError(f"{s.kind} needs {len(s.dims)} parts")
+    out: list[Any] = []
+    for dim, part in zip(s.dims, parts, strict=True):
+        if dim in ("ip", "net"):
+            if "-" in part and "/" not in part:
+                raise ValueError("address ranges are not supported")
+            out.append(parse_net(part, family_of(part)))
+        elif dim == "port":
+            proto, _, port = part.rpartition(":")
+            if proto and not port.isdigit() and "-" not in port:
+                raise ValueError("bad port")
+            num = PROTOCOLS.get(proto or "tcp", 6)
+            out.append((num, parse_port_range(port.replace("-", ":"))))
+        else:
+            raise ValueError(f"dimension {dim!r} is not supported")
+    return tuple(out)
+
+
+def set_eval(o: Option, ctx: Any) -> Any:
+    name, flags_text = o.args[0], (o.args[1] if len(o.args) > 1 else "src")
+    flags = flags_text.split(",")
+    negated = o.negated
+    sets = ctx.ipsets
+
+    def f(w: Walk) -> object:
+        if sets is None or name not in sets:
+            return f"contents of ipset {name!r} are not known (give --ipsets FILE)"
+        s = sets[name]
+        if not s.dims or not set(s.dims) <= _DIMS:
+            return f"ipset type {s.kind} is not modelled"
+        values: list[Any] = []
+        for i, dim in enumerate(s.dims):
+            side = flags[i] if i < len(flags) else flags[-1]
+            if dim == "port":
+                port = w.sport if side == "src" else w.dport
+                if port is None:
+                    return f"port needed for ipset {name!r} not given"
+                values.append((w.pkt.proto, port))
+            else:
+                values.append(w.src if side == "src" else w.dst)
+        hit = nomatch = False
+        for member, excluded in s.members:
+            if all(_inside(dim, m, v) for dim, m, v in zip(s.dims, member, values, strict=True)):
+                if excluded:
+                    nomatch = True
+                else:
+                    hit = True
+        return (hit and not nomatch) != negated
+    return f
+
+
+def _inside(dim: str, member: Any, value: Any) -> bool:
+    if dim == "port":
+        proto, (lo, hi) = member
+        return bool(value[0] == proto and lo <= value[1] <= hi)
+    net, mask = member
+    return bool(value & mask == net)

@@ -1,0 +1,163 @@
+"""The packet a user asks about: addresses, ports, interfaces, marks, conntrack state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from netproxy.errors import TraceError
+from netproxy.trace.addr import family_of, parse_addr
+
+PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58,
+             "udplite": 136, "dccp": 33, "esp": 50, "ah": 51, "gre": 47}
+PORT_PROTOCOLS = frozenset({6, 17, 132, 136, 33})
+CT_STATES = frozenset({"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT", "DNAT"})
+ORIGINS = {"external": "external", "pod": "pod", "node": "node", "local": "node",
+           "localhost": "localhost"}
+"""Where a packet comes from: ``external``/``pod`` arrive on an interface (PREROUTING);
+``node``/``localhost`` are generated on the node (OUTPUT)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """A packet to trace. Only ``dst`` is required; everything else has a stated default.
+
+    ``src`` defaults to the first local address for ``origin="node"`` and to the loopback
+    address for ``origin="localhost"``. ``origin`` is inferred when not given: a source that
+    is a node address (or loopback) means the node generated the packet.
+    """
+
+    dst: str
+    src: str | None = None
+    proto: str = "tcp"
+    dport: int | None = None
+    sport: int | None = None
+    in_interface: str | None = None
+    out_interface: str | None = None
+    ct_state: str = "NEW"
+    mark: int = 0
+    ctmark: int = 0
+    origin: str | None = None
+    tcp_flags: str | None = None
+    """Comma list of set TCP flags; default SYN for NEW connections, ACK otherwise."""
+    icmp_type: str | None = None
+    """``type`` or ``type/code`` (numbers); default echo request."""
+    uid: int | None = None
+    gid: int | None = None
+    physdev_in: str | None = None
+    physdev_out: str | None = None
+    bridged: bool | None = None
+    """Whether the packet crosses a Linux bridge (physdev); None means not known."""
+    time: float = 0.0
+    """Seconds since the first packet of a sequence (recent, limit)."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def with_(self, **changes: Any) -> Packet:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], where: str = "packet") -> Packet:
+        """Build from a dict of field names (``in-interface`` spelling accepted)."""
+        names = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            name = {"from": "origin", "protocol": "proto", "state": "ct_state"}.get(name, name)
+            if name not in names or name == "extra":
+                raise TraceError(f"unknown packet field {key!r}", where=where)
+            values[name] = value
+        if "dst" not in values:
+            raise TraceError("a packet needs dst", where=where)
+        try:
+            for name in ("dport", "sport", "uid", "gid"):
+                if values.get(name) is not None:
+                    values[name] = int(values[name])
+            for name in ("mark", "ctmark"):
+                if values.get(name) is not None:
+                    values[name] = int(str(values[name]), 0)
+            if values.get("time") is not None:
+                values["time"] = float(values["time"])
+        except ValueError as err:
+            raise TraceError(f"bad number: {err}", where=where) from None
+        if isinstance(values.get("bridged"), str):
+            values["bridged"] = values["bridged"].lower() in ("1", "true", "yes")
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A validated packet: numeric addresses, the family, the origin decided."""
+
+    packet: Packet
+    family: str
+    src: int
+    dst: int
+    src_text: str
+    proto: int
+    origin: str
+    ct: frozenset[str]
+    tcp_flags: frozenset[str]
+    icmp: tuple[int, int] | None
+
+
+def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
+            first_local: str | None) -> Resolved:
+    """Validate ``packet`` against the ruleset family and decide where it comes from."""
+    pfam = family_of(packet.dst)
+    if pfam != family:
+        raise TraceError(f"destination {packet.dst} is {pfam} but the rules are {family}")
+    try:
+        dst = parse_addr(packet.dst, family)
+    except ValueError as err:
+        raise TraceError(f"bad destination address: {err}") from None
+    origin = ORIGINS.get(packet.origin or "") if packet.origin else None
+    if packet.origin and origin is None:
+        raise TraceError(f"unknown origin {packet.origin!r} (pod, external, node, localhost)")
+    src_text = packet.src
+    if src_text is None:
+        if origin == "localhost":
+            src_text = "::1" if family == "ipv6" else "127.0.0.1"
+        elif origin == "node" and first_local is not None:
+            src_text = first_local
+        else:
+            raise TraceError("a source address is needed (--src), or --from node/localhost")
+    try:
+        src = parse_addr(src_text, family)
+    except ValueError as err:
+        raise TraceError(f"bad source address: {err}") from None
+    if origin is None:
+        origin = "node" if any(src & m == n for n, m in local) else "external"
+    proto_name = packet.proto.lower()
+    if proto_name.isdigit():
+        proto = int(proto_name)
+    elif proto_name in PROTOCOLS:
+        proto = PROTOCOLS[proto_name]
+    else:
+        raise TraceError(f"unknown protocol {packet.proto!r}")
+    if family == "ipv6" and proto == 1:
+        proto = 58
+    for name in ("dport", "sport"):
+        port = getattr(packet, name)
+        if port is not None and not 0 <= port <= 65535:
+            raise TraceError(f"{name} {port} is not a port number")
+    states = frozenset(s.strip().upper() for s in packet.ct_state.split(",") if s.strip())
+    if not states or not states <= CT_STATES:
+        raise TraceError(f"unknown conntrack state {packet.ct_state!r}")
+    if packet.tcp_flags is not None:
+        flags = frozenset(f.strip().upper() for f in packet.tcp_flags.split(",") if f.strip())
+    else:
+        flags = frozenset({"SYN"} if "NEW" in states else {"ACK"})
+    icmp = None
+    if proto in (1, 58):
+        icmp = _icmp(packet.icmp_type, proto)
+    return Resolved(packet, family, src, dst, src_text, proto, origin, states, flags, icmp)
+
+
+def _icmp(text: str | None, proto: int) -> tuple[int, int]:
+    if text is None:
+        return (8, 0) if proto == 1 else (128, 0)
+    kind, _, code = text.partition("/")
+    try:
+        return int(kind), int(code or 0)
+    except ValueError:
+        raise TraceError(f"icmp type must be numeric type[/code], not {text!r}") from None

@@ -1,0 +1,57 @@
+"""Packet sequences from a file: one packet per line, ``key=value`` words or a JSON object.
+
+    # client 10.244.1.5 asks the same Service twice, ten seconds apart
+    src=10.244.1.5 dst=10.96.0.10 dport=53 proto=udp
+    src=10.244.1.5 dst=10.96.0.10 dport=53 proto=udp time=10
+
+Keys are :class:`~netproxy.trace.packet.Packet` fields (``in-interface`` spelling accepted);
+values given on the command line fill in what a line leaves out.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from netproxy.errors import InputError, TraceError
+from netproxy.trace.packet import Packet
+
+
+def read_packets(path: str, defaults: dict[str, Any]) -> list[Packet]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read packets: {getattr(err, 'strerror', None) or err}",
+                         where=path) from None
+    out: list[Packet] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{path}:{n}"
+        data: dict[str, Any]
+        if line.startswith("{"):
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"bad JSON: {err.msg}", where=where) from None
+            if not isinstance(data, dict):
+                raise InputError("a packet line must be a JSON object", where=where)
+        else:
+            data = {}
+            for word in line.split():
+                key, sep, value = word.partition("=")
+                if not sep:
+                    raise InputError(f"expected key=value, got {word!r}", where=where)
+                data[key] = value
+        merged = {k: v for k, v in defaults.items() if v is not None}
+        merged.update({str(k).replace("-", "_"): v for k, v in data.items()})
+        try:
+            out.append(Packet.from_mapping(merged, where=where))
+        except TypeError as err:
+            raise TraceError(f"bad packet: {err}", where=where) from None
+    if not out:
+        raise InputError("no packets in the file", where=path)
+    return out

@@ -1,0 +1,101 @@
+"""The state of one branch of a walk, and the memory that outlives a packet.
+
+A :class:`Walk` is one possible history of a packet: its (possibly rewritten) header, marks,
+conntrack facts, the chain stack, the hops so far and the probability of this branch. Forking
+(``statistic --mode random``) copies it. :class:`Memory` holds what the kernel keeps between
+packets -- ``recent`` lists, ``nth`` counters, ``limit`` buckets -- and is copied on write so
+forks never see each other's changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from netproxy.trace.packet import Resolved
+
+
+class Memory:
+    """Kernel state that persists across the packets of a sequence (copy on write)."""
+
+    __slots__ = ("recent", "nth", "limit")
+
+    def __init__(self, recent: dict[str, dict[int, tuple[float, ...]]] | None = None,
+                 nth: dict[Any, int] | None = None,
+                 limit: dict[Any, tuple[float, float]] | None = None) -> None:
+        self.recent = recent or {}
+        self.nth = nth or {}
+        self.limit = limit or {}
+
+    def with_recent(self, name: str, addr: int, stamps: tuple[float, ...] | None) -> Memory:
+        table = dict(self.recent.get(name, {}))
+        if stamps is None:
+            table.pop(addr, None)
+        else:
+            table[addr] = stamps
+        recent = dict(self.recent)
+        recent[name] = table
+        return Memory(recent, self.nth, self.limit)
+
+    def with_nth(self, key: Any, count: int) -> Memory:
+        nth = dict(self.nth)
+        nth[key] = count
+        return Memory(self.recent, nth, self.limit)
+
+    def with_limit(self, key: Any, bucket: tuple[float, float]) -> Memory:
+        limit = dict(self.limit)
+        limit[key] = bucket
+        return Memory(self.recent, self.nth, limit)
+
+    def key(self) -> tuple[Any, ...]:
+        """A hashable summary, so identical worlds of a packet sequence can be merged."""
+        recent = tuple(sorted((n, tuple(sorted(t.items()))) for n, t in self.recent.items() if t))
+        return (recent, tuple(sorted(self.nth.items(), key=repr)),
+                tuple(sorted(self.limit.items(), key=repr)))
+
+
+class Walk:
+    """One branch of a packet's walk through the hooks."""
+
+    __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
+                 "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
+                 "nat_rule", "memory", "nat_ok", "looped", "notes", "orig_dst", "orig_dport",
+                 "steps_done")
+
+    def __init__(self, pkt: Resolved, memory: Memory) -> None:
+        p = pkt.packet
+        self.pkt = pkt
+        self.src = pkt.src
+        self.dst = pkt.dst
+        self.sport = p.sport
+        self.dport = p.dport
+        self.orig_dst = pkt.dst
+        self.orig_dport = p.dport
+        self.mark = p.mark
+        self.ctmark = p.ctmark
+        self.ct: frozenset[str] = pkt.ct
+        self.hook = ""
+        self.iif: str | None = ""
+        self.oif: str | None = ""
+        self.prob = 1.0
+        self.stack: list[list[Any]] = []
+        self.path: list[Any] = []
+        self.steps: tuple[tuple[str, str], ...] = ()
+        self.si = 0
+        self.dnat: tuple[int, int | None] | None = None
+        self.snat: str | None = None
+        self.masquerade = False
+        self.nat_rule: Any = None
+        self.memory = memory
+        self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
+        self.looped = False
+        self.notes: list[str] = []
+        self.steps_done = 0
+
+    def fork(self) -> Walk:
+        other = Walk.__new__(Walk)
+        for name in Walk.__slots__:
+            setattr(other, name, getattr(self, name))
+        other.stack = [f[:] for f in self.stack]
+        other.path = self.path[:]
+        other.notes = self.notes[:]
+        return other
