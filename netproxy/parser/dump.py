@@ -9,13 +9,22 @@ strict mode stops at the first one. Every error names the source, line and colum
 
 from __future__ import annotations
 
+import gc
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from netproxy.errors import ParseError
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Problem, Rule, Ruleset, Table
-from netproxy.parser.rules import RuleSyntaxError, parse_rule_words
+from netproxy.parser.rules import (
+    _PLAUSIBLE_ADDRESS,
+    Plan,
+    RuleSyntaxError,
+    compile_plan,
+    parse_rule_words,
+)
+from netproxy.parser.shapes import shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
@@ -37,6 +46,8 @@ class _Reader:
         self.table: Table | None = None
         self.header = ""
         self.inserted = False
+        self.order: list[Chain | str] = []  # chain of every rule line, names of -X lines
+        self.plans: dict[tuple[object, ...], tuple[Plan, Callable[[Sequence[str], int], Rule]]] = {}
 
     def fail(self, message: str, line_no: int, column: int = 0) -> None:
         """Stop (strict) or record the problem (lenient)."""
@@ -48,11 +59,31 @@ class _Reader:
         return ParseError(message, source=self.source, line=line_no, column=column)
 
     def read(self, text: str) -> Ruleset:
-        for line_no, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
+        plans = self.plans
+        problems = self.ruleset.problems
+        split = split_words
+        key_of = shape_key
+        plausible = _PLAUSIBLE_ADDRESS.match
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if line[-1:].isspace() or line[:1].isspace():
+                line = line.strip()
             if not line:
                 continue
             first = line[0]
+            if first == "-" and line.startswith("-A ") and self.table is not None:
+                # Hot path: a rule whose shape was parsed before (see parser.shapes).
+                words = split(line)
+                found = plans.get(key_of(words, 2))
+                chain = self.table.chains.get(words[1]) if found is not None else None
+                if found is not None and chain is not None:
+                    plan, build = found
+                    if all(plausible(words[k]) for k in plan.addresses):
+                        rule = build(words, line_no)
+                        for p in plan.problems:
+                            problems.append(Problem(line_no, _column(line, p.word), p.message))
+                        chain.rules.append(rule)
+                        self.order.append(chain)
+                        continue
             if first == "#":
                 if line_no <= 2 and "ip6tables" in line:
                     self.header = line
@@ -62,6 +93,7 @@ class _Reader:
             elif first == ":":
                 self.chain_line(line, line_no)
             elif first == "*":
+                self.finish_table()
                 name = line[1:].strip()
                 if name not in BUILTIN_CHAINS:
                     self.fail(f"unknown table {name!r}", line_no, 2)
@@ -69,19 +101,56 @@ class _Reader:
             elif line == "COMMIT":
                 if self.table is None:
                     self.fail("COMMIT outside a table", line_no, 1)
+                self.finish_table()
                 self.table = None
             else:
                 self.fail(f"cannot read line: {line[:60]!r}", line_no, 1)
         if self.table is not None:
             self.fail(f"table {self.table.name!r} has no COMMIT", line_no_end(text))
+            self.finish_table()
         self.check_jumps()
-        for table in self.ruleset.tables.values():
-            if table.writes is not None and (self.inserted or (not table.deleted and _chain_by_chain(table))):
-                table.writes = None
         self.ruleset.family = infer_family(self.ruleset, self.header)
         return self.ruleset
 
+    def finish_table(self) -> None:
+        """Keep the written order of a table's rules when it is not simply chain by chain."""
+        table, order = self.table, self.order
+        self.order = []
+        if table is None:
+            return
+        # Chain by chain in declaration order is what rendering does by default.
+        rank = {name: k for k, name in enumerate(table.chains)}
+        interleaved = False
+        previous: Chain | str | None = None
+        last = -1
+        for entry in order:
+            if entry is not previous:
+                now = rank.get(entry.name, -1) if isinstance(entry, Chain) else -1
+                if now <= last:
+                    interleaved = True
+                    break
+                last, previous = now, entry
+        if not (interleaved or table.deleted) or self.inserted:
+            return
+        positions: dict[str, int] = {}
+        writes: list[tuple[str, Rule | None]] = []
+        for entry in order:
+            if isinstance(entry, str):
+                writes.append((entry, None))
+                continue
+            k = positions.get(entry.name, 0)
+            positions[entry.name] = k + 1
+            writes.append((entry.name, entry.rules[k]))
+        table.writes = writes
+
     def chain_line(self, line: str, line_no: int) -> None:
+        table = self.table
+        if table is not None and line.endswith(" - [0:0]"):
+            name = line[1:-8]
+            if " " not in name and name not in table.chains \
+                    and name not in BUILTIN_CHAINS.get(table.name, ()):
+                table.chains[name] = Chain(name, None, (0, 0), [], line_no)
+                return
         if self.table is None:
             raise self.fatal("chain declared outside a table (missing '*table' line)", line_no, 1)
         parts = line[1:].split()
@@ -149,7 +218,9 @@ class _Reader:
             self.fail(f"chain {chain_name!r} was not declared", line_no, _column(line, 1))
             chain = self.table.chain(chain_name)
         try:
-            rule, problems = parse_rule_words(words, start, strict=self.strict)
+            rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
+            if plan is not None and counters is None and not problems:
+                self.plans[shape_key(words, start)] = (plan, compile_plan(plan))
         except RuleSyntaxError as err:
             column = _column(line, err.word + (1 if counters is not None else 0))
             if self.strict:
@@ -168,15 +239,7 @@ class _Reader:
             self.inserted = True
         else:
             chain.rules.append(rule)
-        self.writes(chain.name, rule)
-
-    def writes(self, chain: str, rule: Rule | None) -> None:
-        """Record payload order when the text is a restore payload (it has ``-X`` lines or
-        interleaves chains); cheap to keep either way."""
-        assert self.table is not None
-        if self.table.writes is None:
-            self.table.writes = []
-        self.table.writes.append((chain, rule))
+            self.order.append(chain)
 
     def keep_opaque(self, line: str, line_no: int) -> None:
         if self.table is None:
@@ -193,7 +256,7 @@ class _Reader:
                 raise self.fatal("-X needs a chain name", line_no, 1)
             self.table.chains.pop(name, None)
             self.table.deleted.append(name)
-            self.writes(name, None)
+            self.order.append(name)
         elif cmd in ("-N", "--new-chain"):
             if not name:
                 raise self.fatal("-N needs a chain name", line_no, 1)
@@ -206,24 +269,19 @@ class _Reader:
 
     def check_jumps(self) -> None:
         for table in self.ruleset.tables.values():
+            names = {r.target.name for c in table.chains.values() for r in c.rules
+                     if r.target is not None}
+            missing = {n for n in names if n not in table.chains and ext.target(n) is None}
+            if not missing:
+                continue
             for chain in table.chains.values():
                 for rule in chain.rules:
-                    target = rule.target
-                    if target is None or target.name in table.chains or ext.target(target.name):
-                        continue
-                    self.fail(
-                        f"rule in {table.name}/{chain.name} jumps to {target.name!r}, which is "
-                        "neither a declared chain nor a known target",
-                        rule.line,
-                    )
-
-
-def _chain_by_chain(table: Table) -> bool:
-    """Whether the payload order is simply every chain's rules in declaration order."""
-    assert table.writes is not None
-    expected = ((chain.name, rule) for chain in table.chains.values() for rule in chain.rules)
-    return all(w[0] == e[0] and w[1] is e[1] for w, e in zip(table.writes, expected, strict=False)) \
-        and len(table.writes) == sum(len(c.rules) for c in table.chains.values())
+                    if rule.target is not None and rule.target.name in missing:
+                        self.fail(
+                            f"rule in {table.name}/{chain.name} jumps to {rule.target.name!r}, "
+                            "which is neither a declared chain nor a known target",
+                            rule.line,
+                        )
 
 
 def _counters(text: str) -> tuple[int, int] | None:
@@ -269,7 +327,14 @@ def infer_family(ruleset: Ruleset, header: str = "") -> str:
 def parse_rules(text: str, *, source: str = "<input>", family: str | None = None,
                 strict: bool = False) -> Ruleset:
     """Parse iptables-save / iptables-restore ``text`` into a ruleset."""
-    ruleset = _Reader(source, strict).read(text)
+    # The model is acyclic; the cyclic collector would only rescan the growing heap.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        ruleset = _Reader(source, strict).read(text)
+    finally:
+        if enabled:
+            gc.enable()
     if family is not None:
         ruleset.family = family
     return ruleset

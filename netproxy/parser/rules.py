@@ -13,8 +13,8 @@ tracer treats them as undecidable. Strict mode rejects them.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, cast
 
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Target
@@ -47,6 +47,23 @@ class RuleProblem(NamedTuple):
     message: str
 
 
+class Plan(NamedTuple):
+    """How to build a rule from the words of any line of the same shape (see :mod:`.shapes`).
+
+    ``matches`` and ``target_options`` hold either a finished :class:`Option` (no arguments)
+    or ``(module, name, first, end, negated)``: an option whose arguments are
+    ``words[first:end]``.
+    """
+
+    matches: tuple[object, ...]
+    target: int  # index of the target name, -1 for none
+    goto: bool
+    target_options: tuple[object, ...]
+    counters: int  # index of the first counter word, -1 for none
+    addresses: tuple[int, ...]  # words to check as addresses on every line
+    problems: tuple[RuleProblem, ...]
+
+
 class RuleSyntaxError(ValueError):
     def __init__(self, message: str, word: int) -> None:
         super().__init__(message)
@@ -55,10 +72,12 @@ class RuleSyntaxError(ValueError):
 
 def parse_rule_words(
     words: Sequence[str], start: int = 0, *, strict: bool = False
-) -> tuple[Rule, list[RuleProblem]]:
+) -> tuple[Rule, list[RuleProblem], Plan | None]:
     """Parse ``words[start:]`` (everything after ``-A CHAIN``) into a rule.
 
-    Returns the rule and the problems a lenient parse accepted; raises
+    Returns the rule, the problems a lenient parse accepted, and the :class:`Plan` that builds
+    the same rule from any line of this shape (``None`` when the parse depended on values in a
+    way a plan cannot repeat); raises
     :class:`RuleSyntaxError` (with the offending word index) for what cannot be read at all,
     and in strict mode for every problem.
     """
@@ -75,30 +94,53 @@ def parse_rule_words(
     negate = False
     n = len(words)
     i = start
+    match_steps: list[object] = []
+    target_steps: list[object] = []
+    target_index = -1
+    counters_index = -1
+    addresses: list[int] = []
+    cacheable = True
+    structural: list[RuleProblem] = []
 
-    def problem(message: str, at: int) -> None:
+    def problem(message: str, at: int, *, structural_: bool = True) -> None:
         if strict:
             raise RuleSyntaxError(message, at)
         problems.append(RuleProblem(at, message))
+        if structural_:
+            structural.append(RuleProblem(at, message))
 
-    def take(count: int, at: int, name: str) -> tuple[tuple[str, ...], bool]:
-        """The next ``count`` words as arguments (an old-style ``!`` among them negates)."""
-        nonlocal i
+    def add(steps: list[object], out: list[Option], module: str, name: str,
+            first: int, args: tuple[str, ...], neg: bool) -> None:
+        opt = Option(module, name, args, neg)
+        if args:
+            steps.append((module, name, first, first + len(args), neg))
+            out.append(opt)
+        else:
+            opt = _intern(opt)
+            steps.append(opt)
+            out.append(opt)
+
+    def take(count: int, at: int, name: str) -> tuple[tuple[str, ...], bool, int]:
+        """The next ``count`` words as arguments (an old-style ``!`` among them negates),
+        with the index of the first one."""
+        nonlocal i, cacheable
         neg = False
         if count > 0 and i < n and words[i] == "!":
             neg = True
             i += 1
+        first = i
         args = tuple(words[i:i + count])
         if len(args) < count:
             raise RuleSyntaxError(f"option {name} needs {count} argument(s)", at)
         if count and any(a.startswith("--") and len(a) > 2 for a in args):
             # Malformed dumps print an empty value followed by the next option.
             problem(f"option {name} has no value", at)
+            cacheable = False
             args = tuple(a for a in args if not a.startswith("--"))
             i += len(args)
-            return args or ("",), neg
+            return args or ("",), neg, first
         i += count
-        return args, neg
+        return args, neg, first
 
     def take_greedy() -> tuple[str, ...]:
         nonlocal i
@@ -119,12 +161,14 @@ def parse_rule_words(
             continue
         spec = _BUILTIN_SPELLINGS.get(word)
         if spec is not None:
-            args, neg = take(spec.nargs, at, word)
-            if spec.name in ("source", "destination") and args and not _PLAUSIBLE_ADDRESS.match(args[0]):
-                problem(f"invalid address {args[0]!r} for {word}", at + 1)
+            args, neg, first = take(spec.nargs, at, word)
+            if spec.name in ("source", "destination") and args:
+                addresses.append(first)
+                if not _PLAUSIBLE_ADDRESS.match(args[0]):
+                    problem(f"invalid address {args[0]!r} for {word}", first, structural_=False)
             if spec.name == "protocol" and args:
                 protocol = args[0].lower()
-            matches.append(_intern(Option("", spec.name, args, negate or neg)))
+            add(match_steps, matches, "", spec.name, first, args, negate or neg)
             negate = False
             continue
         if word in ("-m", "--match"):
@@ -135,7 +179,7 @@ def parse_rule_words(
             if ext.match(module) is None:
                 problem(f"unknown match module {module!r}", at + 1)
             modules.append(module)
-            matches.append(_intern(Option(module, "", ())))
+            add(match_steps, matches, module, "", i, (), False)
             continue
         if word in ("-j", "--jump", "-g", "--goto"):
             if i >= n:
@@ -143,12 +187,13 @@ def parse_rule_words(
             if target_name:
                 raise RuleSyntaxError("more than one target", at)
             target_name = words[i]
+            target_index = i
             goto = word in ("-g", "--goto")
             target_spec = ext.target(target_name)
             i += 1
             continue
         if word in ("-c", "--set-counters"):
-            args, _ = take(2, at, word)
+            args, _, counters_index = take(2, at, word)
             try:
                 counters = (int(args[0]), int(args[1]))
             except ValueError:
@@ -163,8 +208,8 @@ def parse_rule_words(
             ospec = target_spec.lookup(spelling)
             if ospec is not None:
                 owner = target_name
-                args, neg = take(ospec.nargs, at, word)
-                target_opts.append(_intern(Option(target_name, ospec.name, args, negate or neg)))
+                args, neg, first = take(ospec.nargs, at, word)
+                add(target_steps, target_opts, target_name, ospec.name, first, args, negate or neg)
                 negate = False
                 continue
         for module in reversed(modules):
@@ -180,10 +225,10 @@ def parse_rule_words(
             if ospec is not None:
                 owner = implied
                 modules.append(implied)
-                matches.append(_intern(Option(implied, "", ())))
+                add(match_steps, matches, implied, "", i, (), False)
         if owner is not None and ospec is not None:
-            args, neg = take(ospec.nargs, at, word)
-            matches.append(_intern(Option(owner, ospec.name, args, negate or neg)))
+            args, neg, first = take(ospec.nargs, at, word)
+            add(match_steps, matches, owner, ospec.name, first, args, negate or neg)
             negate = False
             continue
         # Nobody knows this option: keep it with the most recent unknown owner.
@@ -193,20 +238,59 @@ def parse_rule_words(
         elif modules and ext.match(modules[-1]) is None:
             unknown_owner = modules[-1]
         problem(f"unknown option {word}", at)
+        first = i
         args = take_greedy()
         if unknown_owner is not None and unknown_owner == target_name:
-            target_opts.append(Option(target_name, spelling, args, negate))
+            add(target_steps, target_opts, target_name, spelling, first, args, negate)
         else:
-            matches.append(Option(unknown_owner or (modules[-1] if modules else "?"), spelling, args, negate))
+            owner_name = unknown_owner or (modules[-1] if modules else "?")
+            add(match_steps, matches, owner_name, spelling, first, args, negate)
         negate = False
     if negate:
         raise RuleSyntaxError("'!' at the end of the rule", n - 1)
     if target_name:
         target = Target(target_name, tuple(target_opts), goto)
-    return Rule(tuple(matches), target, counters), problems
+    plan = None
+    if cacheable:
+        plan = Plan(tuple(match_steps), target_index, goto, tuple(target_steps), counters_index,
+                    tuple(addresses), tuple(structural))
+    return Rule(tuple(matches), target, counters), problems, plan
+
+
+_new_option = tuple.__new__
+
+
+def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule]:
+    """Turn ``plan`` into one Python function that builds the rule for a line's words.
+
+    The generated code only indexes the words and calls the model constructors; every
+    constant is passed through the environment or as a ``repr`` literal.
+    """
+    env: dict[str, object] = {"Rule": Rule, "Target": Target, "new": _new_option, "Option": Option}
+
+    def items(steps: tuple[object, ...], prefix: str) -> str:
+        out = []
+        for k, step in enumerate(steps):
+            if step.__class__ is Option:
+                env[f"{prefix}{k}"] = step
+                out.append(f"{prefix}{k}")
+            else:
+                module, name, first, end, neg = cast(tuple[str, str, int, int, bool], step)
+                out.append(f"new(Option, ({module!r}, {name!r}, w[{first}:{end}], {neg!r}))")
+        return "(" + "".join(f"{x}, " for x in out) + ")"
+
+    target = "None"
+    if plan.target >= 0:
+        target = f"Target(w[{plan.target}], {items(plan.target_options, 't')}, {plan.goto!r})"
+    counters = "None"
+    if plan.counters >= 0:
+        counters = f"(int(w[{plan.counters}]), int(w[{plan.counters + 1}]))"
+    source = f"lambda w, line: Rule({items(plan.matches, 'm')}, {target}, {counters}, line)"
+    built: Callable[[Sequence[str], int], Rule] = eval(source, env)  # noqa: S307 - generated above
+    return built
 
 
 def rule_from_args(args: Sequence[str], *, strict: bool = True) -> Rule:
     """A rule from an argument list as kube-proxy builds it (``["-m", "comment", ...]``)."""
-    rule, _ = parse_rule_words(args, 0, strict=strict)
+    rule, _, _ = parse_rule_words(args, 0, strict=strict)
     return rule

@@ -1,0 +1,42 @@
+"""Parse each *shape* of rule once.
+
+Real dumps hold hundreds of thousands of rules but only a few dozen shapes: the same options
+in the same order, differing only in addresses, ports, comments and chain names. Everything
+the rule parser decides depends on which words are options (they start with ``-``), on the
+known option spellings, module names, protocol names and target names among the words, and
+on nothing else -- provided every option and module in the line is known, which is the only
+case the reader caches a :class:`~netproxy.parser.rules.Plan` for.
+
+:func:`shape_key` captures exactly that, with two C-level passes over the words: each word
+mapped to itself if it is one of those known names (else ``""``), and whether it starts with
+``-``. Two lines with equal keys therefore parse the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import repeat
+
+from netproxy.netfilter import extensions as ext
+
+
+def _structural_words() -> dict[str, str]:
+    words = {"!", "-m", "--match", "-j", "--jump", "-g", "--goto", "-c", "--set-counters"}
+    for extension in (ext.BUILTIN_MATCH, *ext.MATCHES.values(), *ext.TARGETS.values()):
+        words.add(extension.name)
+        for option in extension.options:
+            for spelling in (option.name, *option.aliases):
+                words.add(("-" if len(spelling) == 1 else "--") + spelling)
+    words.update(ext.PROTOCOL_MODULES)
+    words.discard("")
+    return {w: w for w in words}
+
+
+_STRUCTURAL = _structural_words()
+_get = _STRUCTURAL.get
+_startswith = str.startswith
+
+
+def shape_key(words: Sequence[str], start: int) -> tuple[object, ...]:
+    """A key equal for two lines exactly when the parser treats them alike."""
+    return (start, tuple(map(_get, words, repeat(""))), tuple(map(_startswith, words, repeat("-"))))
