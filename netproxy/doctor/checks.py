@@ -262,6 +262,8 @@ def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
                         for j in svc.jumps})
         return finding("endpoints", PASSED, f"{len(dests)} endpoint(s): {', '.join(dests)}",
                        [j.ref for j in svc.jumps])
+    if not svc.addresses and not svc.rejects and not svc.local_drops and svc.chains:
+        return finding("endpoints", NOT_APPLICABLE, "nothing leads to this Service port's chains (see entry)")
     details = []
     refs = list(svc.rejects) + list(svc.local_drops)
     if svc.rejects:

@@ -1,0 +1,189 @@
+"""``netproxy doctor`` end to end: exit codes, JSON, and the comparison with cluster objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from netproxy.cli import main
+
+DATA = Path(__file__).resolve().parent / "data" / "doctor"
+NODE = ["--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI as the console script does: (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def healthy_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    out = tmp_path / "node-1.rules"
+    code, _, err = run(capsys, "compile", str(DATA / "healthy.yaml"), *NODE, "-o", str(out))
+    assert code == 0, err
+    return out
+
+
+def edited_cluster(tmp_path: Path, change) -> Path:
+    """A copy of healthy.yaml with ``change(docs)`` applied."""
+    docs = list(yaml.safe_load_all((DATA / "healthy.yaml").read_text()))
+    change(docs)
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    return path
+
+
+def by_check(data: dict, service: str) -> dict[str, dict]:
+    svc = next(s for s in data["services"] if s["service"] == service)
+    return {c["check"]: c for c in svc["checks"]}
+
+
+def test_healthy_exit_zero_and_text(capsys: pytest.CaptureFixture[str], healthy_rules: Path) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules))
+    assert code == 0
+    assert out.splitlines()[0] == (
+        f"netproxy doctor: {healthy_rules} (ipv4), 2 Service port(s): 22 passed, 0 failed, "
+        "1 not applicable")
+    assert "default/web:http (tcp): passed" in out
+    assert "  [pass] probabilities       KUBE-SVC-CDGGSHYLG3RE2FKL: 3 way(s), 33.33% each" in out
+
+
+def test_failure_exit_one_with_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "missing-masquerade.rules"))
+    assert code == 1
+    assert "  [FAIL] masquerade          packets marked 0x4000 are not masqueraded" in out
+    assert "         why: Connections kube-proxy marks for SNAT" in out
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "uneven-probabilities.rules"),
+                       "--service", "default/web", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["status"] == "failed"
+    assert [s["service"] for s in data["services"]] == ["default/web:http"]
+    probs = by_check(data, "default/web:http")["probabilities"]
+    assert probs["status"] == "failed"
+    assert probs["rules"][0] == {
+        "table": "nat", "chain": "KUBE-SVC-CDGGSHYLG3RE2FKL", "line": 89,
+        "text": '-A KUBE-SVC-CDGGSHYLG3RE2FKL -m comment --comment "default/web:http -> '
+                '10.244.1.5:8080" -m statistic --mode random --probability 0.50000000000 '
+                "-j KUBE-SEP-AFGSLHOD2HFNCBX4"}
+    assert sum(data["counts"].values()) == len(data["node"]) + len(data["services"][0]["checks"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give exactly one of --rules DUMP or --netns NAME"),
+        (["--rules", "/nonexistent/dump"], "/nonexistent/dump: cannot read"),
+        (["--rules", "RULES", "--service", "web"], "--service: expected NS/NAME[:PORT], got 'web'"),
+        (["--rules", "RULES", "--service", "default/nope"], "no Service port default/nope in the rules"),
+        (["--rules", "RULES", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml"),
+    ],
+)
+def test_bad_input_exit_two(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    args = [str(DATA / "old-xlb.rules") if a == "RULES" else a for a in args]
+    code, out, err = run(capsys, "doctor", *args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("netproxy: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_matches_its_cluster(capsys: pytest.CaptureFixture[str], healthy_rules: Path) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(DATA / "healthy.yaml"),
+                       *NODE, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["node"][-1]["check"] == "cluster-services"
+    assert data["node"][-1]["status"] == "passed"
+    web = by_check(data, "default/web:http")
+    assert {web[c]["status"] for c in ("cluster-endpoints", "cluster-addresses",
+                                       "cluster-probabilities")} == {"passed"}
+
+
+def test_endpoint_gone_from_the_cluster(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                        healthy_rules: Path) -> None:
+    def drop_endpoint(docs: list) -> None:
+        slice_ = next(d for d in docs if d["metadata"]["name"] == "web-abc12")
+        slice_["endpoints"] = [e for e in slice_["endpoints"] if e["addresses"] != ["10.244.1.6"]]
+
+    cluster = edited_cluster(tmp_path, drop_endpoint)
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(cluster), *NODE, "--json")
+    assert code == 1
+    web = by_check(json.loads(out), "default/web:http")
+    assert web["cluster-endpoints"]["summary"] == (
+        "cluster endpoints in the rules that no longer exist: 10.244.1.6:8080")
+    assert web["cluster-probabilities"]["summary"] == (
+        "KUBE-SVC-CDGGSHYLG3RE2FKL splits over 3 endpoint rule(s), the cluster objects give 2")
+    assert web["probabilities"]["status"] == "passed"  # the rules alone look fine
+
+
+def test_endpoint_missing_from_the_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         healthy_rules: Path) -> None:
+    def add_endpoint(docs: list) -> None:
+        slice_ = next(d for d in docs if d["metadata"]["name"] == "web-abc12")
+        slice_["endpoints"].append({"addresses": ["10.244.3.3"], "nodeName": "node-3",
+                                    "conditions": {"ready": True}})
+
+    cluster = edited_cluster(tmp_path, add_endpoint)
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(cluster), *NODE, "--json")
+    assert code == 1
+    web = by_check(json.loads(out), "default/web:http")
+    assert web["cluster-endpoints"]["summary"] == "cluster endpoints missing from the rules: 10.244.3.3:8080"
+
+
+def test_node_port_the_rules_do_not_know(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                         healthy_rules: Path) -> None:
+    def move_node_port(docs: list) -> None:
+        echo = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "echo")
+        echo["spec"]["ports"][0]["nodePort"] = 30081
+
+    cluster = edited_cluster(tmp_path, move_node_port)
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(cluster), *NODE, "--json")
+    assert code == 1
+    echo = by_check(json.loads(out), "default/echo")
+    assert echo["cluster-addresses"]["summary"] == "addresses the rules do not know: node port 30081"
+    assert echo["cluster-addresses"]["details"] == ["addresses the Service no longer has: node port 30080"]
+
+
+def test_load_balancer_ip_the_rules_do_not_know(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                healthy_rules: Path) -> None:
+    def give_lb_ip(docs: list) -> None:
+        echo = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "echo")
+        echo["spec"]["type"] = "LoadBalancer"
+        echo["status"] = {"loadBalancer": {"ingress": [{"ip": "203.0.113.99"}]}}
+
+    cluster = edited_cluster(tmp_path, give_lb_ip)
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(cluster), *NODE,
+                       "--service", "default/echo", "--json")
+    assert code == 1
+    echo = by_check(json.loads(out), "default/echo")
+    assert echo["cluster-addresses"]["summary"] == (
+        "addresses the rules do not know: load-balancer IP 203.0.113.99:8080")
+
+
+def test_deleted_service_leaves_stale_rules(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                            healthy_rules: Path) -> None:
+    def delete_web(docs: list) -> None:
+        docs[:] = [d for d in docs if d["metadata"]["name"] not in ("web", "web-abc12")]
+
+    cluster = edited_cluster(tmp_path, delete_web)
+    code, out, _ = run(capsys, "doctor", "--rules", str(healthy_rules), str(cluster), *NODE, "--json")
+    assert code == 1
+    data = json.loads(out)
+    node = data["node"][-1]
+    assert node["summary"] == "1 stale, 0 missing Service port(s)"
+    assert node["details"] == ["rules for Service ports not in the cluster objects: default/web:http (tcp)"]
+    web = by_check(data, "default/web:http")
+    assert web["cluster-endpoints"]["summary"] == (
+        "the cluster objects have no such Service port: these rules are stale")
