@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from netproxy.commands.cluster_options import cluster_options, compile_params
+from netproxy.commands.cluster_options import cluster_options, compile_params, paused_gc
 from netproxy.errors import InputError
 from netproxy.render import render_restore, render_save
 
@@ -42,8 +42,9 @@ def command(fmt: str, output: str | None, **params: Any) -> None:
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.
     """
-    compiled = compile_params(params)
-    text = render_restore(compiled.payload) if fmt == "restore" else render_save(compiled.save)
+    with paused_gc():
+        compiled = compile_params(params)
+        text = render_restore(compiled.payload) if fmt == "restore" else render_save(compiled.save)
     if output:
         write_atomically(output, text)
     else:

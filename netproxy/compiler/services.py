@@ -57,6 +57,14 @@ class Plan:
     ext_target: str
     int_comment: str
     ext_comment: str
+    sep_names: dict[str, str]
+    """Endpoint string -> KUBE-SEP chain name, hashed once per endpoint."""
+
+    def sep(self, endpoint: str) -> str:
+        name = self.sep_names.get(endpoint)
+        if name is None:
+            name = self.sep_names[endpoint] = names.endpoint_chain(self.spn, self.p, endpoint)
+        return name
 
     @property
     def lb_target(self) -> str:
@@ -93,7 +101,7 @@ def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
         uses_ext_chain=has_eps and svc.externally_accessible,
         uses_fw_chain=has_eps and bool(svc.lb_vips) and bool(svc.source_ranges),
         int_target=int_target, ext_target=ext_target,
-        int_comment=int_comment, ext_comment=ext_comment,
+        int_comment=int_comment, ext_comment=ext_comment, sep_names={},
     )
 
 
@@ -227,18 +235,18 @@ def _contains(cidr: str, ip: str) -> bool:
 def write_endpoint_choice(out: PayloadWriter, pl: Plan, chain: str, eps: list[EndpointInfo],
                           large: bool) -> None:
     """SVC/SVL: affinity checks, then one probability rule per endpoint (spec §2.3.12)."""
-    spn, p = pl.spn, pl.p
-    seps = [names.endpoint_chain(spn, p, ep.endpoint) for ep in eps]
+    spn = pl.spn
+    seps = [pl.sep(ep.endpoint) for ep in eps]
     if pl.svc.client_ip_affinity:
         seconds = str(pl.svc.sticky_seconds)
         for ep, sep in zip(eps, seps, strict=True):
-            cm = () if large else comment(f"{spn} -> {ep.endpoint}")
+            cm: tuple[Option, ...] = () if large else comment(f"{spn} -> {ep.endpoint}")
             out.add_nat(chain, rule(cm + (
                 module("recent"), Option("recent", "name", (sep,)), Option("recent", "rcheck"),
                 Option("recent", "seconds", (seconds,)), Option("recent", "reap")), sep))
     n = len(eps)
     for i, (ep, sep) in enumerate(zip(eps, seps, strict=True)):
-        cm: tuple[Option, ...] = () if large else comment(f"{spn} -> {ep.endpoint}")
+        cm = () if large else comment(f"{spn} -> {ep.endpoint}")
         if i < n - 1:
             cm = cm + probability(n - i)
         out.add_nat(chain, rule(cm, sep))
@@ -250,7 +258,7 @@ def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
     cm = () if large else comment(spn)
     affinity = pl.svc.client_ip_affinity
     for ep in pl.cat.all_reachable:
-        sep = names.endpoint_chain(spn, p, ep.endpoint)
+        sep = pl.sep(ep.endpoint)
         out.declare(out.nat, sep)
         out.add_nat(sep, rule(cm + (source(ep.ip),), MARK_MASQ))
         recent: tuple[Option, ...] = ()

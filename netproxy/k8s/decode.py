@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from netproxy.errors import InputError
-from netproxy.k8s.ipaddr import parse_cidr, parse_ip
+from netproxy.k8s.ipaddr import canonical_ip, parse_cidr
 from netproxy.k8s.objects import (
     Endpoint,
     EndpointPort,
@@ -81,7 +81,7 @@ def _bool(value: Any, source: str, path: str, default: bool) -> bool:
 
 def _ip(value: Any, source: str, path: str) -> str:
     text = _str(value, source, path)
-    if parse_ip(text) is None:
+    if canonical_ip(text) is None:
         raise fail(source, path, f"invalid IP address {text!r}")
     return text
 
@@ -234,7 +234,31 @@ def _names(raw: Any, source: str, path: str) -> frozenset[str]:
     return frozenset(out)
 
 
+_CONDITION_TYPES = (bool, type(None))
+
+
 def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
+    """One endpoint; a fast path handles the common well-formed case without building paths."""
+    if type(raw) is dict:
+        addrs = raw.get("addresses")
+        cond = raw.get("conditions")
+        node = raw.get("nodeName")
+        zone = raw.get("zone")
+        if (type(addrs) is list and addrs and raw.get("hints") is None
+                and all(type(a) is str and (not check_ips or canonical_ip(a)) for a in addrs)
+                and (node is None or type(node) is str) and (zone is None or type(zone) is str)
+                and (cond is None or (type(cond) is dict
+                                      and isinstance(cond.get("ready"), _CONDITION_TYPES)
+                                      and isinstance(cond.get("serving"), _CONDITION_TYPES)
+                                      and isinstance(cond.get("terminating"), _CONDITION_TYPES)))):
+            cond = cond or {}
+            ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
+            return Endpoint(addrs, ready is not False, serving is not False, terminating is True,
+                            node or "", zone or "")
+    return _endpoint_checked(raw, check_ips, source, path)
+
+
+def _endpoint_checked(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
     entry = _map(raw, source, path)
     addresses = [_str(a, source, f"{path}.addresses[{j}]")
                  for j, a in enumerate(_list(entry.get("addresses"), source, path + ".addresses"))]
@@ -242,7 +266,7 @@ def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
         raise fail(source, path + ".addresses", "must list at least one address")
     if check_ips:
         for j, addr in enumerate(addresses):
-            if parse_ip(addr) is None:
+            if canonical_ip(addr) is None:
                 raise fail(source, f"{path}.addresses[{j}]", f"invalid IP address {addr!r}")
     cond = _map(entry.get("conditions"), source, path + ".conditions")
     hints = _map(entry.get("hints"), source, path + ".hints")

@@ -8,6 +8,8 @@ Python's :mod:`ipaddress` prints the same canonical forms once leading zeros are
 from __future__ import annotations
 
 import ipaddress
+import re
+from functools import lru_cache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -18,6 +20,25 @@ def _strip_v4_zeros(text: str) -> str:
     if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
         return ".".join(str(int(p)) for p in parts)
     return text
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+@lru_cache(maxsize=1 << 18)
+def canonical_ip(text: str) -> str | None:
+    """``text`` printed the way Go prints the parsed address, or None if it is not an IP.
+
+    The common case (an already canonical dotted quad) is answered without :mod:`ipaddress`;
+    results are cached because the same addresses are checked while loading and compiling.
+    """
+    if not isinstance(text, str):
+        return None
+    if _CANONICAL_V4.fullmatch(text):
+        return text
+    addr = parse_ip(text)
+    return None if addr is None else str(addr)
 
 
 def parse_ip(text: str) -> IPAddress | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netproxy.k8s.ipaddr import parse_ip
+from netproxy.k8s.ipaddr import canonical_ip
 from netproxy.k8s.objects import EndpointSlice
 from netproxy.proxy.serviceport import ServicePortName, is_ignored
 
@@ -20,6 +20,8 @@ class EndpointInfo:
 
     ip: str
     port: int
+    endpoint: str
+    """``ip:port``, or ``[ip]:port`` for IPv6 (used in DNAT, comments and SEP hashes)."""
     ready: bool = True
     serving: bool = True
     terminating: bool = False
@@ -27,10 +29,10 @@ class EndpointInfo:
     zone_hints: frozenset[str] = frozenset()
     node_hints: frozenset[str] = frozenset()
 
-    @property
-    def endpoint(self) -> str:
-        """``ip:port``, or ``[ip]:port`` for IPv6 (used in DNAT, comments and SEP hashes)."""
-        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+def endpoint_string(ip: str, port: int) -> str:
+    """``ip:port``, or ``[ip]:port`` for IPv6."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
 def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
@@ -50,24 +52,24 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
             continue
         parsed = []
         for ep in eps.endpoints:
-            addr = parse_ip(ep.addresses[0])
-            if addr is None or (addr.version == 6) != want6:
+            addr = canonical_ip(ep.addresses[0])
+            if addr is None or (":" in addr) != want6:
                 continue
-            parsed.append((str(addr), ep))
+            parsed.append((addr, ep))
         for port in eps.ports:
             if port.port == 0:
                 continue
             key = ServicePortName(namespace, eps.service_name, port.name, port.protocol)
             target = merged.setdefault(key, {})
             for ip, ep in parsed:
+                text = f"[{ip}]:{port.port}" if want6 else f"{ip}:{port.port}"
                 info = EndpointInfo(
-                    ip=ip, port=port.port, ready=ep.ready, serving=ep.serving,
+                    ip=ip, port=port.port, endpoint=text, ready=ep.ready, serving=ep.serving,
                     terminating=ep.terminating,
                     is_local=bool(node_name) and ep.node_name == node_name,
                     zone_hints=ep.zone_hints,
                     node_hints=ep.node_hints if node_hints else frozenset(),
                 )
-                text = info.endpoint
                 if text not in target or not info.terminating:
                     target[text] = info
     return {key: [found[k] for k in sorted(found)] for key, found in merged.items()}

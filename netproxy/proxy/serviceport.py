@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netproxy.k8s.ipaddr import family_of, parse_cidr, parse_ip
+from netproxy.k8s.ipaddr import canonical_ip, family_of, parse_cidr
 from netproxy.k8s.objects import Service
 
 IGNORED_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless")
@@ -72,22 +72,23 @@ def cluster_ip_for(svc: Service, family: str) -> str:
         return ""
     want = "IPv4" if family == "ipv4" else "IPv6"
     if not svc.ip_families:
-        addr = parse_ip(svc.cluster_ip)
-        return str(addr) if addr is not None and family_of(addr) == family else ""
+        return _of_family(svc.cluster_ip, family)
     for i, fam in enumerate(svc.ip_families):
         if fam == want and i < len(svc.cluster_ips):
-            addr = parse_ip(svc.cluster_ips[i])
-            return str(addr) if addr is not None and family_of(addr) == family else ""
+            return _of_family(svc.cluster_ips[i], family)
     return ""
 
 
+def _of_family(text: str, family: str) -> str:
+    """The canonical form of address ``text`` if it belongs to ``family``, else ``""``."""
+    addr = canonical_ip(text)
+    if addr is None or (":" in addr) != (family == "ipv6"):
+        return ""
+    return addr
+
+
 def _ips_of_family(values: list[str], family: str) -> tuple[str, ...]:
-    out = []
-    for value in values:
-        addr = parse_ip(value)
-        if addr is not None and family_of(addr) == family:
-            out.append(str(addr))
-    return tuple(out)
+    return tuple(a for a in (_of_family(v, family) for v in values) if a)
 
 
 def service_ports(svc: Service, family: str) -> list[ServicePortInfo]:
