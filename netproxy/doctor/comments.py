@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from netproxy.diff.kubenames import normalise_spn
+
 _SPN = r"(?P<spn>[^\s/]+/[^\s]+?)"
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -58,9 +60,8 @@ def parse_comment(text: str | None) -> Comment | None:
     return None
 
 
-def service_port_name(spn: str) -> str:
-    """``ns/name`` or ``ns/name:port`` with the old trailing ``:`` of unnamed ports dropped."""
-    return spn[:-1] if spn.endswith(":") else spn
+service_port_name = normalise_spn
+"""``ns/name`` or ``ns/name:port`` with the old trailing ``:`` of unnamed ports dropped."""
 
 
 def matches_selector(name: str, selector: str, port_numbers: set[int] | None = None) -> bool:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from netproxy.diff.kubenames import SERVICE_ROLES, chain_hash, chain_role
 from netproxy.doctor.comments import Comment, parse_comment, service_port_name
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
 from netproxy.parser.tokens import split_words
 
-SERVICE_CHAIN_PREFIXES = ("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-XLB-")
-"""Per-Service-port chains; all of one Service port share the hash after the prefix."""
 ENDPOINT_PREFIX = "KUBE-SEP-"
 BALANCING_KINDS = ("SVC", "SVL", "XLB")
 """Chains that spread traffic over endpoint chains."""
@@ -165,16 +164,14 @@ def _destination(rule: Rule) -> str | None:
 
 
 def _chain_kind(name: str | None) -> str | None:
+    """SVC, SVL, EXT, FW or XLB for a per-Service-port chain (they share one hash), else None."""
     if name is None:
         return None
-    for prefix in SERVICE_CHAIN_PREFIXES:
-        if name.startswith(prefix):
-            return prefix[5:-1]
-    return None
+    role = chain_role(name)
+    return role if role in SERVICE_ROLES else None
 
 
-def _hash(name: str) -> str:
-    return name.split("-", 2)[2]
+_hash = chain_hash
 
 
 def _is_masq_mark(rule: Rule) -> bool:
