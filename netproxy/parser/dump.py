@@ -18,7 +18,6 @@ from netproxy.errors import ParseError
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Problem, Rule, Ruleset, Table
 from netproxy.parser.rules import (
-    _PLAUSIBLE_ADDRESS,
     Plan,
     RuleSyntaxError,
     compile_plan,
@@ -47,7 +46,7 @@ class _Reader:
         self.header = ""
         self.inserted = False
         self.order: list[Chain | str] = []  # chain of every rule line, names of -X lines
-        self.plans: dict[tuple[object, ...], tuple[Plan, Callable[[Sequence[str], int], Rule]]] = {}
+        self.plans: dict[tuple[object, ...], tuple[Plan, Callable[[Sequence[str], int], Rule | None]]] = {}
 
     def fail(self, message: str, line_no: int, column: int = 0) -> None:
         """Stop (strict) or record the problem (lenient)."""
@@ -60,10 +59,9 @@ class _Reader:
 
     def read(self, text: str) -> Ruleset:
         plans = self.plans
-        problems = self.ruleset.problems
         split = split_words
         key_of = shape_key
-        plausible = _PLAUSIBLE_ADDRESS.match
+        order_append = self.order.append
         for line_no, line in enumerate(text.splitlines(), 1):
             if line[-1:].isspace() or line[:1].isspace():
                 line = line.strip()
@@ -75,14 +73,11 @@ class _Reader:
                 words = split(line)
                 found = plans.get(key_of(words, 2))
                 chain = self.table.chains.get(words[1]) if found is not None else None
-                if found is not None and chain is not None:
-                    plan, build = found
-                    if all(plausible(words[k]) for k in plan.addresses):
-                        rule = build(words, line_no)
-                        for p in plan.problems:
-                            problems.append(Problem(line_no, _column(line, p.word), p.message))
+                if chain is not None:
+                    rule = found[1](words, line_no)  # type: ignore[index]
+                    if rule is not None:
                         chain.rules.append(rule)
-                        self.order.append(chain)
+                        order_append(chain)
                         continue
             if first == "#":
                 if line_no <= 2 and "ip6tables" in line:
@@ -114,8 +109,8 @@ class _Reader:
 
     def finish_table(self) -> None:
         """Keep the written order of a table's rules when it is not simply chain by chain."""
-        table, order = self.table, self.order
-        self.order = []
+        table, order = self.table, self.order[:]
+        self.order.clear()
         if table is None:
             return
         # Chain by chain in declaration order is what rendering does by default.

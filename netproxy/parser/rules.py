@@ -260,8 +260,9 @@ def parse_rule_words(
 _new_option = tuple.__new__
 
 
-def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule]:
-    """Turn ``plan`` into one Python function that builds the rule for a line's words.
+def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule | None]:
+    """Turn ``plan`` into one Python function that builds the rule for a line's words
+    (``None`` when an address word does not look like an address: the slow path decides).
 
     The generated code only indexes the words and calls the model constructors; every
     constant is passed through the environment or as a ``repr`` literal.
@@ -285,8 +286,10 @@ def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule]:
     counters = "None"
     if plan.counters >= 0:
         counters = f"(int(w[{plan.counters}]), int(w[{plan.counters + 1}]))"
-    source = f"lambda w, line: Rule({items(plan.matches, 'm')}, {target}, {counters}, line)"
-    built: Callable[[Sequence[str], int], Rule] = eval(source, env)  # noqa: S307 - generated above
+    checks = "".join(f"plausible(w[{k}]) and " for k in plan.addresses)
+    source = (f"lambda w, line: {checks}Rule({items(plan.matches, 'm')}, {target}, {counters}, line)")
+    env["plausible"] = _PLAUSIBLE_ADDRESS.match
+    built: Callable[[Sequence[str], int], Rule | None] = eval(source, env)  # noqa: S307 - generated above
     return built
 
 

@@ -7,9 +7,9 @@ known option spellings, module names, protocol names and target names among the 
 on nothing else -- provided every option and module in the line is known, which is the only
 case the reader caches a :class:`~netproxy.parser.rules.Plan` for.
 
-:func:`shape_key` captures exactly that, with two C-level passes over the words: each word
-mapped to itself if it is one of those known names (else ``""``), and whether it starts with
-``-``. Two lines with equal keys therefore parse the same way.
+:func:`shape_key` captures exactly that in one C-level pass over the words: each word is
+mapped to itself if it is one of those known names, else to whether it starts with ``-``.
+Two lines with equal keys therefore parse the same way.
 """
 
 from __future__ import annotations
@@ -39,4 +39,5 @@ _startswith = str.startswith
 
 def shape_key(words: Sequence[str], start: int) -> tuple[object, ...]:
     """A key equal for two lines exactly when the parser treats them alike."""
-    return (start, tuple(map(_get, words, repeat(""))), tuple(map(_startswith, words, repeat("-"))))
+    # Known names map to themselves; every other word to whether it starts with "-".
+    return (start, *map(_get, words, map(_startswith, words, repeat("-"))))

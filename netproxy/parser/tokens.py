@@ -40,6 +40,14 @@ def _split_quoted(line: str) -> list[str] | None:
     """Fast split when every quoted part stands alone between blanks (``--comment "a b"``)."""
     parts = line.split('"')
     n = len(parts)
+    if n == 3:  # the common case: one quoted comment
+        before, quoted, after = parts
+        if before[-1:].isspace() and (not after or after[0].isspace()):
+            words = before.split()
+            words.append(quoted)
+            words.extend(after.split())
+            return words
+        return None
     if n % 2 == 0:
         return None
     words = parts[0].split()
