@@ -220,6 +220,9 @@ def _describe(addr_kind: str) -> str:
 
 
 def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
+    if svc.only_expected:
+        return finding("entry", FAILED, "the rules have nothing for this Service port of the "
+                       "cluster objects")
     if not svc.chains and not svc.addresses and not svc.missing_chains:
         return finding("entry", NOT_APPLICABLE, "no nat rules for this Service port")
     nat = view.table("nat")

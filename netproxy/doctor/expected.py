@@ -26,7 +26,7 @@ def _selected(view: RulesetView, selector: str | None) -> dict[tuple[str, str], 
 
 def missing_views(actual: RulesetView, expected: RulesetView) -> list[ServicePortView]:
     """Empty views for Service ports the cluster objects have and the rules lack."""
-    return [ServicePortView(v.name, v.protocol, written_name=v.written_name)
+    return [ServicePortView(v.name, v.protocol, written_name=v.written_name, only_expected=True)
             for k, v in expected.services.items() if _has_rules(v) and k not in actual.services]
 
 

@@ -123,7 +123,7 @@ _MARK = {PASSED: "pass", FAILED: "FAIL", NOT_APPLICABLE: "n/a "}
 
 
 def _finding_text(f: Finding, family: str, out: list[str]) -> None:
-    out.append(f"  [{_MARK[f.status]}] {f.check:<19} {f.summary}")
+    out.append(f"  [{_MARK[f.status]}] {f.check:<21} {f.summary}")
     for line in f.details:
         out.append(f"         - {line}")
     if f.status == FAILED:

@@ -99,6 +99,8 @@ class ServicePortView:
     """Endpoint chains reached from this port's balancing chains, by name."""
     orphan_endpoints: dict[str, EndpointChain] = field(default_factory=dict)
     """Endpoint chains carrying this port's comment that no balancing chain jumps to."""
+    only_expected: bool = False
+    """Known only from the cluster objects: the rules have nothing for it."""
 
     @property
     def key(self) -> tuple[str, str]:
