@@ -54,7 +54,7 @@ def go_mark(bit: int) -> str:
 
 def kube_probability(k: int) -> str:
     """kube-proxy's payload probability for 1/k: Go ``%0.10f``."""
-    return "%0.10f" % (1.0 / k)
+    return f"{1.0 / k:0.10f}"
 
 
 def kernel_probability(text: str) -> float:
@@ -73,7 +73,7 @@ def kernel_probability(text: str) -> float:
 
 def saved_probability(text: str) -> str:
     """What ``iptables-save`` prints for ``--probability text``: ``%.11f`` of the stored value."""
-    return "%.11f" % kernel_probability(text)
+    return f"{kernel_probability(text):.11f}"
 
 
 CTSTATE_ORDER = ("INVALID", "NEW", "RELATED", "ESTABLISHED", "UNTRACKED", "SNAT", "DNAT")
