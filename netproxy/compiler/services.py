@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from netproxy.compiler import names
 from netproxy.compiler.build import (
+    COMMENT,
     addrtype,
     comment,
     dest,
@@ -24,13 +25,23 @@ from netproxy.compiler.build import (
 )
 from netproxy.compiler.fixed import LOCALHOST_NP_COUNTER
 from netproxy.compiler.writer import PayloadWriter
-from netproxy.netfilter.model import Option, Target
+from netproxy.netfilter.model import Chain, Option, Rule, Target
 from netproxy.proxy.endpoints import EndpointInfo
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.settings import ProxySettings
 from netproxy.proxy.topology import Categorized
 
 MARK_MASQ = "KUBE-MARK-MASQ"
+RECENT = module("recent")
+RCHECK = Option("recent", "rcheck")
+REAP = Option("recent", "reap")
+SET = Option("recent", "set")
+_new_tuple = tuple.__new__
+
+
+def _opt(mod: str, name: str, args: tuple[str, ...]) -> Option:
+    """A non-negated option, built without NamedTuple's Python-level constructor."""
+    return _new_tuple(Option, (mod, name, args, False))
 
 
 @dataclass(slots=True)
@@ -234,38 +245,53 @@ def _contains(cidr: str, ip: str) -> bool:
 
 def write_endpoint_choice(out: PayloadWriter, pl: Plan, chain: str, eps: list[EndpointInfo],
                           large: bool) -> None:
-    """SVC/SVL: affinity checks, then one probability rule per endpoint (spec §2.3.12)."""
+    """SVC/SVL: affinity checks, then one probability rule per endpoint (spec §2.3.12).
+
+    This and :func:`write_endpoint_chains` write most of a big payload, so they build
+    options and rules directly instead of through the small helpers.
+    """
     spn = pl.spn
     seps = [pl.sep(ep.endpoint) for ep in eps]
+    rules = out.nat.chains[chain].rules
+    writes = out.nat.writes
+    assert writes is not None
     if pl.svc.client_ip_affinity:
         seconds = str(pl.svc.sticky_seconds)
         for ep, sep in zip(eps, seps, strict=True):
-            cm: tuple[Option, ...] = () if large else comment(f"{spn} -> {ep.endpoint}")
-            out.add_nat(chain, rule(cm + (
-                module("recent"), Option("recent", "name", (sep,)), Option("recent", "rcheck"),
-                Option("recent", "seconds", (seconds,)), Option("recent", "reap")), sep))
+            cm: tuple[Option, ...] = () if large else (COMMENT, _opt("comment", "comment", (f"{spn} -> {ep.endpoint}",)))
+            new = Rule(cm + (RECENT, _opt("recent", "name", (sep,)), RCHECK,
+                             _opt("recent", "seconds", (seconds,)), REAP), Target(sep))
+            rules.append(new)
+            writes.append((chain, new))
     n = len(eps)
     for i, (ep, sep) in enumerate(zip(eps, seps, strict=True)):
-        cm = () if large else comment(f"{spn} -> {ep.endpoint}")
+        cm = () if large else (COMMENT, _opt("comment", "comment", (f"{spn} -> {ep.endpoint}",)))
         if i < n - 1:
             cm = cm + probability(n - i)
-        out.add_nat(chain, rule(cm, sep))
+        new = Rule(cm, Target(sep))
+        rules.append(new)
+        writes.append((chain, new))
 
 
 def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
     """KUBE-SEP: hairpin masquerade and DNAT for every reachable endpoint (spec §2.3.13)."""
-    spn, p = pl.spn, pl.p
-    cm = () if large else comment(spn)
+    cm = () if large else comment(pl.spn)
     affinity = pl.svc.client_ip_affinity
+    dnat_tail = proto(pl.p)
+    chains = out.nat.chains
+    writes = out.nat.writes
+    assert writes is not None
     for ep in pl.cat.all_reachable:
         sep = pl.sep(ep.endpoint)
-        out.declare(out.nat, sep)
-        out.add_nat(sep, rule(cm + (source(ep.ip),), MARK_MASQ))
+        masq = Rule(cm + (_opt("", "source", (ep.ip,)),), Target(MARK_MASQ))
         recent: tuple[Option, ...] = ()
         if affinity:
-            recent = (module("recent"), Option("recent", "name", (sep,)), Option("recent", "set"))
-        out.add_nat(sep, rule(cm + recent + proto(p), Target(
-            "DNAT", (Option("DNAT", "to-destination", (ep.endpoint,)),))))
+            recent = (RECENT, _opt("recent", "name", (sep,)), SET)
+        dnat = Rule(cm + recent + dnat_tail,
+                    Target("DNAT", (_opt("DNAT", "to-destination", (ep.endpoint,)),)))
+        chains[sep] = Chain(sep, None, None, [masq, dnat])
+        writes.append((sep, masq))
+        writes.append((sep, dnat))
 
 
 def write_service_port(out: PayloadWriter, svc: ServicePortInfo, cat: Categorized,

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Benchmark ``netproxy compile`` against ``iptables-restore --test`` on the same output.
+
+    python scripts/bench_compile.py [--services 10000] [--endpoints 10] [--seed 1]
+
+Generates a synthetic cluster (scripts/synth_cluster.py, JSON), then in the same run:
+1. compiles it in a subprocess (``netproxy compile --format restore`` and ``--format save``),
+   reporting wall time and peak RSS (from ``wait4``), plus a per-phase breakdown;
+2. loads the restore payload with ``iptables-nft-restore --test`` and
+   ``iptables-legacy-restore --test`` inside a network namespace created for the run (and
+   always deleted), timing each;
+3. prints the ratios. Target: compile <= 1/4 of the restore test time, peak < 1.5 GB.
+Needs root for step 2 (skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def run_measured(cmd: list[str], stdin_path: str | None = None) -> tuple[float, int, int]:
+    """Run ``cmd``; return (wall seconds, peak RSS in KiB, exit code)."""
+    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        if proc.returncode != 0:
+            print(f"  ! {' '.join(cmd[:4])}... exited {proc.returncode}: {err.strip()[:300]}")
+        return wall, usage.ru_maxrss, proc.returncode
+    finally:
+        if stdin_path:
+            stdin.close()  # type: ignore[union-attr]
+
+
+def phases(path: str) -> dict[str, float]:
+    """Time load, plan and render in this process (used through ``--phases``)."""
+    from netproxy.commands.cluster_options import load_cluster, paused_gc, settings_for
+    from netproxy.compiler import compile_payload, proxy_model, save_view
+    from netproxy.render import render_restore, render_save
+
+    params = {"inputs": (path,), "family": "ipv4", "random_fully": True, "nfacct": True}
+    out: dict[str, float] = {}
+    with paused_gc():
+        t0 = time.perf_counter()
+        cluster = load_cluster(params)
+        t1 = time.perf_counter()
+        settings = settings_for(params, cluster)
+        model = proxy_model(cluster, settings)
+        payload = compile_payload(model, settings)
+        t2 = time.perf_counter()
+        text = render_restore(payload)
+        t3 = time.perf_counter()
+        save = render_save(save_view(payload))
+        t4 = time.perf_counter()
+    out.update(load=t1 - t0, plan=t2 - t1, render_restore=t3 - t2, save_view_and_render=t4 - t3,
+               rules=float(payload.rule_count()), restore_lines=float(text.count("\n")),
+               save_lines=float(save.count("\n")))
+    return out
+
+
+def restore_tests(payload: str) -> dict[str, float]:
+    """Seconds ``<tool> --test`` needs for ``payload``, in a throwaway network namespace."""
+    results: dict[str, float] = {}
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print("  (not root: iptables-restore --test skipped)")
+        return results
+    name = f"np-bench-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for tool in ("iptables-nft-restore", "iptables-legacy-restore"):
+            if shutil.which(tool) is None:
+                continue
+            wall, _, code = run_measured(["ip", "netns", "exec", name, tool, "--test"], payload)
+            if code == 0:
+                results[tool] = wall
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="compile benchmark")
+    ap.add_argument("--services", type=int, default=10000)
+    ap.add_argument("--endpoints", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.phases:
+        print(json.dumps(phases(args.phases)))
+        return 0
+    import synth_cluster
+
+    with tempfile.TemporaryDirectory(prefix="np-bench-") as tmp:
+        cluster = os.path.join(tmp, "cluster.json")
+        synth_cluster.main(["--services", str(args.services), "--endpoints", str(args.endpoints),
+                            "--seed", str(args.seed), "-o", cluster])
+        restore = os.path.join(tmp, "out.restore")
+        save = os.path.join(tmp, "out.save")
+        base = [sys.executable, "-m", "netproxy", "compile", cluster]
+        t_restore, rss_restore, _ = run_measured(base + ["--format", "restore", "-o", restore])
+        t_save, rss_save, _ = run_measured(base + ["--format", "save", "-o", save])
+        detail = subprocess.run([sys.executable, __file__, "--phases", cluster],
+                                capture_output=True, text=True, check=True)
+        ph = json.loads(detail.stdout)
+        tests = restore_tests(restore)
+    print(f"cluster: {args.services} services x {args.endpoints} endpoints (seed {args.seed}), "
+          f"{int(ph['rules'])} rules, {int(ph['restore_lines'])} payload lines")
+    print(f"compile --format restore: {t_restore:6.2f} s  peak {rss_restore / 1024:7.1f} MiB")
+    print(f"compile --format save:    {t_save:6.2f} s  peak {rss_save / 1024:7.1f} MiB")
+    print("phases (in-process):      " + ", ".join(
+        f"{k} {ph[k]:.2f} s" for k in ("load", "plan", "render_restore", "save_view_and_render")))
+    for tool, secs in tests.items():
+        print(f"{tool} --test:  {secs:6.2f} s   compile/restore-test = {t_restore / secs:.2f}"
+              f" (target <= 0.25)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
