@@ -136,3 +136,16 @@ def test_old_seed_dump_is_judged_even(dumps_dir: Path) -> None:
 def test_service_selector(selector: str) -> None:
     report = diagnose(compiled("healthy.yaml"), service=selector)
     assert [s.name for s in report.services] == ["default/web:http"]
+
+
+def test_compiled_ipv6_node() -> None:
+    rules = build_ruleset({"inputs": (str(DATA / "ipv6.yaml"),), "hostname_override": "node-1",
+                           "cluster_cidr": "fd00:244::/64", "family": "ipv6"})
+    report = diagnose(rules)
+    assert report.family == "ipv6"
+    assert failures(report) == {}
+    assert find(report, "default/web6:http", "entry").summary == (
+        "cluster IP [fd00:96::10]:80, node port 30680")
+    assert find(report, "default/web6:http", "walk-hairpin").status == PASSED
+    assert find(report, "default/web6:http", "endpoints").summary == (
+        "2 endpoint(s): [fd00:244::5]:8080, [fd00:244::6]:8080")

@@ -22,6 +22,7 @@ from netproxy.doctor.view import (
     RulesetView,
     ServicePortView,
     host,
+    hostport,
 )
 
 QUESTIONS: dict[str, tuple[str, str]] = {
@@ -230,7 +231,7 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
     problems: list[str] = []
     summary_parts: list[str] = []
     for addr in svc.addresses:
-        where = f"{addr.ip}:{addr.port}" if addr.kind != "node-port" else f"{addr.port}"
+        where = hostport(addr.ip, addr.port) if addr.kind != "node-port" else f"{addr.port}"
         part = f"{_describe(addr.kind)} {where}"
         if part not in summary_parts:
             summary_parts.append(part)
@@ -467,7 +468,7 @@ def check_reject(view: RulesetView, svc: ServicePortView) -> Finding:
     for ref in svc.rejects:
         dst = ref.rule.builtin("destination")
         port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
-        where.append(f"{host(dst.value)}:{port}" if dst is not None else f"node port {port}")
+        where.append(hostport(host(dst.value), port) if dst is not None else f"node port {port}")
     return finding("reject", FAILED, f"REJECT for {', '.join(where)}", list(svc.rejects))
 
 

@@ -12,7 +12,7 @@ from netproxy.doctor.checks import BALANCING_KINDS, finding
 from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.probability import stored
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
-from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, host
+from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, host, hostport
 
 
 def _has_rules(svc: ServicePortView) -> bool:
@@ -81,7 +81,7 @@ def _label(key: tuple[str | None, int | None], kind: str) -> str:
     ip, port = key
     names = {"cluster-ip": "cluster IP", "external-ip": "external IP", "lb-ip": "load-balancer IP",
              "node-port": "node port"}
-    return f"{names[kind]} {ip}:{port}" if ip is not None else f"node port {port}"
+    return f"{names[kind]} {hostport(ip, port)}" if ip is not None else f"node port {port}"
 
 
 def compare_service(actual: RulesetView, svc: ServicePortView,

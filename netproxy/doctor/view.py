@@ -141,6 +141,12 @@ def host(text: str | None) -> str | None:
     return text
 
 
+def hostport(ip: str | None, port: object) -> str:
+    """``ip:port``, with brackets around IPv6 addresses (``[fd00::1]:80``)."""
+    text = ip or ""
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
 def _protocol(rule: Rule) -> str | None:
     opt = rule.builtin("protocol")
     if opt is None or opt.negated or not opt.args:

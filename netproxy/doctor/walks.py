@@ -10,7 +10,7 @@ bridged), as pod-to-Service traffic is.
 from __future__ import annotations
 
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
-from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView
+from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.errors import TraceError
 from netproxy.trace import Hop, Outcome, Packet, Tracer
 
@@ -112,7 +112,7 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
     worst = next((o for o in outcomes if (o.dnat or "") not in endpoints), outcomes[0])
     if problems:
         return _finding("walk-split", FAILED, problems[0], _refs(view, worst.path), problems[1:])
-    return _finding("walk-split", PASSED, f"{ip}:{port} reaches {len(endpoints)} endpoint(s), "
+    return _finding("walk-split", PASSED, f"{hostport(ip, port)} reaches {len(endpoints)} endpoint(s), "
                     f"{even:.2%} each", _refs(view, outcomes[0].path)[:3])
 
 
@@ -142,7 +142,7 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
         checked += 1
         bad = [o for o in own if not o.masquerade and o.verdict == "ACCEPT"]
         if bad:
-            problems.append(f"{pod} -> {ip}:{port} -> {ep} leaves without masquerade")
+            problems.append(f"{pod} -> {hostport(ip, port)} -> {ep} leaves without masquerade")
             refs += _refs(view, bad[0].path)
     if problems:
         return _finding("walk-hairpin", FAILED, problems[0], refs, problems[1:] + undecided)
