@@ -149,3 +149,13 @@ def test_compiled_ipv6_node() -> None:
     assert find(report, "default/web6:http", "walk-hairpin").status == PASSED
     assert find(report, "default/web6:http", "endpoints").summary == (
         "2 endpoint(s): [fd00:244::5]:8080, [fd00:244::6]:8080")
+
+
+def test_firewall_drop_outside_kube_proxy_chains_shows_in_the_walk() -> None:
+    report = diagnose(read_rules(DATA / "forward-drop.rules"))
+    assert failures(report) == {"default/web:http": {"walk-split"}}
+    walk = find(report, "default/web:http", "walk-split")
+    assert walk.summary == "10.244.2.7:8080 gets 0.00%, expected 33.33%"
+    assert walk.details == ["33.33% ends DROP after DNAT to 10.244.2.7:8080"]
+    assert (walk.rules[-1].table, walk.rules[-1].chain, walk.rules[-1].rule.jump) == (
+        "filter", "FORWARD", "DROP")

@@ -98,7 +98,10 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
                         f"{unknown[0].reason}", refs[-1:])
     shares: dict[str, float] = {}
     for o in outcomes:
-        key = o.dnat or f"{o.verdict} (no DNAT)"
+        if o.verdict == "ACCEPT" and o.dnat:
+            key = o.dnat
+        else:
+            key = o.verdict + (f" after DNAT to {o.dnat}" if o.dnat else " without DNAT")
         shares[key] = shares.get(key, 0.0) + o.probability
     even = 1.0 / len(endpoints)
     problems = []
@@ -109,7 +112,8 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
     for key, got in sorted(shares.items()):
         if key not in endpoints and got > SHARE_TOLERANCE:
             problems.append(f"{got:.2%} ends {key}")
-    worst = next((o for o in outcomes if (o.dnat or "") not in endpoints), outcomes[0])
+    worst = next((o for o in outcomes if o.verdict != "ACCEPT" or (o.dnat or "") not in endpoints),
+                 outcomes[0])
     if problems:
         return _finding("walk-split", FAILED, problems[0], _refs(view, worst.path), problems[1:])
     return _finding("walk-split", PASSED, f"{hostport(ip, port)} reaches {len(endpoints)} endpoint(s), "
