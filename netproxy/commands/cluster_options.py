@@ -167,7 +167,7 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
         masquerade_bit=cfg.masquerade_bit,
         masquerade_all=cfg.masquerade_all,
         localhost_nodeports=cfg.localhost_nodeports,
-        nodeports=nodeport_addresses(cfg.nodeport_addresses, family, ips),
+        nodeports=nodeport_addresses(cfg.nodeport_addresses, family, ips[:1]),
         random_fully=bool(params.get("random_fully", True)),
         nfacct=bool(params.get("nfacct", True)),
         tcp_be_liberal=cfg.tcp_be_liberal,
