@@ -18,6 +18,7 @@ from typing import NamedTuple, cast
 
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Target
+from netproxy.parser.shapes import is_structural
 
 _BUILTIN_SPELLINGS: dict[str, ext.OptionSpec] = {}
 for _o in ext.BUILTIN_MATCH.options:
@@ -112,7 +113,7 @@ def parse_rule_words(
     def add(steps: list[object], out: list[Option], module: str, name: str,
             first: int, args: tuple[str, ...], neg: bool) -> None:
         opt = Option(module, name, args, neg)
-        if args:
+        if args and not all(is_structural(a) for a in args):
             steps.append((module, name, first, first + len(args), neg))
             out.append(opt)
         else:

@@ -20,6 +20,20 @@ from itertools import repeat
 from netproxy.netfilter import extensions as ext
 
 
+COMMON_VALUES = frozenset({
+    "random", "nth", "LOCAL", "UNICAST", "BROADCAST", "MULTICAST", "NEW", "INVALID",
+    "ESTABLISHED", "RELATED", "RELATED,ESTABLISHED", "ESTABLISHED,RELATED",
+    "RELATED,ESTABLISHED,DNAT", "icmp-port-unreachable", "icmp6-port-unreachable",
+    "icmp-host-prohibited", "tcp-reset", "0x4000/0x4000", "0x4000/0x0", "0x8000/0x8000",
+})
+"""Argument values so frequent that keeping them in the key lets the parser share their
+:class:`~netproxy.netfilter.model.Option` objects instead of building one per rule."""
+
+
+def is_structural(word: str) -> bool:
+    return word in _STRUCTURAL
+
+
 def _structural_words() -> dict[str, str]:
     words = {"!", "-m", "--match", "-j", "--jump", "-g", "--goto", "-c", "--set-counters"}
     for extension in (ext.BUILTIN_MATCH, *ext.MATCHES.values(), *ext.TARGETS.values()):
@@ -28,6 +42,7 @@ def _structural_words() -> dict[str, str]:
             for spelling in (option.name, *option.aliases):
                 words.add(("-" if len(spelling) == 1 else "--") + spelling)
     words.update(ext.PROTOCOL_MODULES)
+    words.update(COMMON_VALUES)
     words.discard("")
     return {w: w for w in words}
 
