@@ -32,10 +32,12 @@ def _live_rules(name: str, variant: str, family: str) -> Ruleset:
               show_default=True, help="iptables variant used with --netns.")
 @click.option("--service", metavar="NS/NAME[:PORT]",
               help="Check only this Service (PORT: a port name or number).")
+@click.option("--brief", is_flag=True,
+              help="Quote rule lines and reasons only for failed checks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @cluster_options
 def command(rules_path: str | None, netns_name: str | None, variant: str, service: str | None,
-            as_json: bool, **params: Any) -> int:
+            brief: bool, as_json: bool, **params: Any) -> int:
     """Run the Service checklist over a node's rules: entry rules, endpoints, even
     probabilities, DNAT, masquerade and hairpin, Local traffic policy, REJECTs.
 
@@ -58,5 +60,5 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         params["family"] = ruleset.family
         expected = build_ruleset(params)
     report = diagnose(ruleset, service=service, expected=expected)
-    click.echo(to_json(report) if as_json else to_text(report), nl=False)
+    click.echo(to_json(report) if as_json else to_text(report, brief=brief), nl=False)
     return report.exit_code

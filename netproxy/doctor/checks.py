@@ -18,6 +18,8 @@ from netproxy.doctor.probability import judge
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
 from netproxy.doctor.view import (
     BALANCING_KINDS,
+    EndpointChain,
+    EndpointJump,
     RuleRef,
     RulesetView,
     ServicePortView,
@@ -262,8 +264,7 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
 
 def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
     if svc.jumps:
-        dests = sorted({svc.endpoints[j.sep].destination or j.sep if j.sep in svc.endpoints else j.sep
-                        for j in svc.jumps})
+        dests = sorted({_endpoint_label(svc, j) for j in svc.jumps})
         return finding("endpoints", PASSED, f"{len(dests)} endpoint(s): {', '.join(dests)}",
                        [j.ref for j in svc.jumps])
     if not svc.addresses and not svc.rejects and not svc.local_drops and svc.chains:
@@ -280,6 +281,14 @@ def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
             refs += _chain_refs(view, "nat", name)
             details.append(f"{name} has no endpoint rule")
     return finding("endpoints", FAILED, "no endpoint on this node's rules", refs, details)
+
+
+def _endpoint_label(svc: ServicePortView, jump: EndpointJump) -> str:
+    sep = svc.endpoints.get(jump.sep)
+    if sep is not None and sep.destination:
+        return sep.destination
+    said = jump.comment_endpoint
+    return f"{said} ({jump.sep} missing)" if said and sep is None else (said or jump.sep)
 
 
 def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
@@ -337,8 +346,8 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
     if not svc.jumps and not svc.orphan_endpoints:
         return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoint chains")
     problems: list[str] = []
-    refs: list[RuleRef] = []
-    good = 0
+    bad: list[RuleRef] = []
+    good: list[RuleRef] = []
     seen: set[str] = set()
     for jump in svc.jumps:
         if jump.sep in seen:
@@ -347,33 +356,38 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
         sep = svc.endpoints.get(jump.sep)
         if sep is None:
             problems.append(f"{jump.chain} jumps to {jump.sep}, which does not exist")
-            refs.append(jump.ref)
+            bad.append(jump.ref)
             continue
-        refs += sep.rules
-        if not sep.dnat:
-            problems.append(f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else ""))
-            continue
-        dest, dnat_ref = sep.dnat[0]
-        if dnat_ref.rule.opaque is not None:
-            problems.append(f"{sep.name}: DNAT rule unreadable ({_problem_at(view, dnat_ref)})")
-            continue
-        if not _valid_destination(dest):
-            problems.append(f"{sep.name}: DNAT to {dest or '(nothing)'!s}, not an endpoint address:port")
-            continue
-        if jump.comment_endpoint and jump.comment_endpoint != dest:
-            problems.append(f"{sep.name}: DNAT to {dest} but {jump.chain} says it is {jump.comment_endpoint}")
-            continue
-        if sep.protocol and svc.protocol != "?" and sep.protocol != svc.protocol:
-            problems.append(f"{sep.name}: DNAT only matches {sep.protocol}, the Service port is {svc.protocol}")
-            continue
-        good += 1
+        problem = _dnat_problem(view, svc, jump.chain, jump.comment_endpoint, sep)
+        if problem:
+            problems.append(problem)
+            bad += sep.rules or [jump.ref]
+        else:
+            good += sep.rules
     for name, sep in sorted(svc.orphan_endpoints.items()):
-        refs += sep.rules[:2]
+        bad += sep.rules[:2]
         problems.append(f"{name} ({sep.destination or 'no DNAT'}) carries this Service's comment but no "
                         "Service chain jumps to it")
     if problems:
-        return finding("endpoint-dnat", FAILED, problems[0], refs, problems[1:])
-    return finding("endpoint-dnat", PASSED, f"{good} endpoint chain(s) DNAT to their endpoint", refs)
+        return finding("endpoint-dnat", FAILED, problems[0], bad + good, problems[1:])
+    return finding("endpoint-dnat", PASSED, f"{len(seen)} endpoint chain(s) DNAT to their endpoint", good)
+
+
+def _dnat_problem(view: RulesetView, svc: ServicePortView, chain: str, said: str | None,
+                  sep: EndpointChain) -> str | None:
+    """What is wrong with an endpoint chain's DNAT, or None."""
+    if not sep.dnat:
+        return f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else "")
+    dest, dnat_ref = sep.dnat[0]
+    if dnat_ref.rule.opaque is not None:
+        return f"{sep.name}: DNAT rule unreadable ({_problem_at(view, dnat_ref)})"
+    if not _valid_destination(dest):
+        return f"{sep.name}: DNAT to {dest or '(nothing)'}, not an endpoint address:port"
+    if said and said != dest:
+        return f"{sep.name}: DNAT to {dest} but {chain} says it is {said}"
+    if sep.protocol and svc.protocol != "?" and sep.protocol != svc.protocol:
+        return f"{sep.name}: DNAT only matches {sep.protocol}, the Service port is {svc.protocol}"
+    return None
 
 
 def check_hairpin(view: RulesetView, svc: ServicePortView) -> Finding:

@@ -122,8 +122,10 @@ def to_json(report: Report) -> str:
 _MARK = {PASSED: "pass", FAILED: "FAIL", NOT_APPLICABLE: "n/a "}
 
 
-def _finding_text(f: Finding, family: str, out: list[str]) -> None:
+def _finding_text(f: Finding, family: str, out: list[str], brief: bool) -> None:
     out.append(f"  [{_MARK[f.status]}] {f.check:<21} {f.summary}")
+    if brief and f.status != FAILED:
+        return
     for line in f.details:
         out.append(f"         - {line}")
     if f.status == FAILED:
@@ -136,7 +138,8 @@ def _finding_text(f: Finding, family: str, out: list[str]) -> None:
         out.append(f"         ... {len(f.rules) - limit} more rule(s) (see --json)")
 
 
-def to_text(report: Report) -> str:
+def to_text(report: Report, *, brief: bool = False) -> str:
+    """The report for people; ``brief`` quotes rules and reasons only for failed checks."""
     out: list[str] = []
     counts = report.counts()
     out.append(
@@ -148,10 +151,10 @@ def to_text(report: Report) -> str:
     out.append("")
     out.append("node")
     for f in report.node:
-        _finding_text(f, report.family, out)
+        _finding_text(f, report.family, out, brief)
     for s in report.services:
         out.append("")
         out.append(f"{s.name} ({s.protocol}): {s.status}")
         for f in s.findings:
-            _finding_text(f, report.family, out)
+            _finding_text(f, report.family, out, brief)
     return "\n".join(out) + "\n"
