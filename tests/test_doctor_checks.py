@@ -50,7 +50,7 @@ def test_compiled_healthy_node_passes_everything() -> None:
     web = {f.check: f.status for f in report.services[1].findings}
     assert web["local-endpoints"] == NOT_APPLICABLE
     assert find(report, "default/web:http", "probabilities").summary == (
-        "KUBE-SVC-CDGGSHYLG3RE2FKL: 3 way(s), 33.33% each")
+        "KUBE-SVC-CDGGSHYLG3RE2FKL: 3 ways, 33.33% each")
 
 
 def test_compiled_trouble_services_fail_where_they_should() -> None:
@@ -126,7 +126,7 @@ def test_old_seed_dump_is_judged_even(dumps_dir: Path) -> None:
     report = diagnose(read_rules(dumps_dir / "00-seed-hostnames.rules"))
     probs = find(report, "default/hostnames", "probabilities")
     assert probs.status == PASSED
-    assert probs.summary == "KUBE-SVC-NWV5X2332I4OT4T3: 3 way(s), 33.33% each"
+    assert probs.summary == "KUBE-SVC-NWV5X2332I4OT4T3: 3 ways, 33.33% each"
     hairpin = find(report, "default/hostnames", "hairpin")
     assert hairpin.status == PASSED  # inline -j MARK --set-xmark in the SEP chains
     assert find(report, "default/hostnames", "walk-hairpin").status == PASSED

@@ -118,6 +118,6 @@ def test_affinity_and_seven_way_split(dumps_dir: Path) -> None:
     report = diagnose(read_rules(dumps_dir / "06-eks-awsvpccni-affinity.rules"))
     by_name = {s.name: {f.check: f for f in s.findings} for s in report.services}
     assert by_name["default/hello"]["probabilities"].summary == (
-        "KUBE-SVC-TWVLBX4WCEZSIVWL: 7 way(s), 14.29% each")
+        "KUBE-SVC-TWVLBX4WCEZSIVWL: 7 ways, 14.29% each")
     assert by_name["default/hello"]["walk-split"].status == "passed"
     assert by_name["default/kubernetes:https"]["probabilities"].status == "passed"

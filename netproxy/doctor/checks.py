@@ -303,8 +303,10 @@ def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
             continue
         refs += [j.ref for j in jumps]
         split = judge([j.probability for j in jumps])
-        if split.even:
-            parts.append(f"{jumps[0].chain}: {len(jumps)} way(s), {float(split.shares[0]):.2%} each")
+        if split.even and len(jumps) == 1:
+            parts.append(f"{jumps[0].chain}: one endpoint rule, it takes all connections")
+        elif split.even:
+            parts.append(f"{jumps[0].chain}: {len(jumps)} ways, {float(split.shares[0]):.2%} each")
         else:
             shares = ", ".join(f"{float(s):.2%}" for s in split.shares)
             problems += [f"{jumps[0].chain}: {p}" for p in split.problems]
