@@ -278,7 +278,8 @@ def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule | None]:
                 out.append(f"{prefix}{k}")
             else:
                 module, name, first, end, neg = cast(tuple[str, str, int, int, bool], step)
-                out.append(f"new(Option, ({module!r}, {name!r}, w[{first}:{end}], {neg!r}))")
+                args = "(" + "".join(f"w[{j}], " for j in range(first, end)) + ")"  # a tuple, as the model says
+                out.append(f"new(Option, ({module!r}, {name!r}, {args}, {neg!r}))")
         return "(" + "".join(f"{x}, " for x in out) + ")"
 
     target = "None"
