@@ -10,7 +10,7 @@ computed.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netproxy.diff.canon import canonical_order, rule_key
@@ -110,40 +110,56 @@ def diff_rules(a: list[Rule], b: list[Rule], family: str, ra: Callable[[str], st
     return removed, added
 
 
-def _paired(old: KubeView, new: KubeView, table: str) -> Iterator[tuple[Chain | None, Chain | None]]:
-    ot = old.ruleset.tables.get(table)
-    nt = new.ruleset.tables.get(table)
-    ochains = ot.chains if ot is not None else {}
-    nchains = nt.chains if nt is not None else {}
-    orename = old.rename(table)
-    nrename = new.rename(table)
-    by_identity = {nrename(name): chain for name, chain in nchains.items()}
-    seen: set[str] = set()
-    for name, chain in ochains.items():
-        ident = orename(name)
-        seen.add(ident)
-        yield chain, by_identity.get(ident)
-    for name, chain in nchains.items():
-        if nrename(name) not in seen:
-            yield None, chain
+def _same_by_name(a: list[Rule], b: list[Rule]) -> bool:
+    """Rules equal as parsed, chain names included (the parser shares equal options)."""
+    if len(a) != len(b):
+        return False
+    return [(x.matches, x.target, x.opaque) for x in a] == [(y.matches, y.target, y.opaque) for y in b]
 
 
 def compare(old: KubeView, new: KubeView, scope: str = "all") -> list[ChainDiff]:
-    """Every chain pair that differs (including pairs that differ only by name)."""
+    """Every chain pair that differs (including pairs that differ only by name).
+
+    Chains equal by name and content are set aside first; only the rest is analysed for
+    identities and paired by them.
+    """
     family = new.ruleset.family
     tables = list(old.ruleset.tables)
     tables += [t for t in new.ruleset.tables if t not in old.ruleset.tables]
     out: list[ChainDiff] = []
     for table in tables:
+        ot = old.ruleset.tables.get(table)
+        nt = new.ruleset.tables.get(table)
+        ochains = {n: c for n, c in (ot.chains.items() if ot else ()) if _in_scope(c, table, scope)}
+        nchains = {n: c for n, c in (nt.chains.items() if nt else ()) if _in_scope(c, table, scope)}
+        focus_old: list[str] = []
+        focus_new: list[str] = []
+        everything = scope == "all"
+        for name, a in ochains.items():
+            b = nchains.get(name)
+            if b is None:
+                focus_old.append(name)
+            elif a.policy != b.policy or not _same_by_name(
+                    a.rules if everything else _scoped_rules(a, table, scope),
+                    b.rules if everything else _scoped_rules(b, table, scope)):
+                focus_old.append(name)
+                focus_new.append(name)
+        focus_new += [name for name in nchains if name not in ochains]
+        if not focus_old and not focus_new:
+            continue
+        old.analyse_chains(table, focus_old)
+        new.analyse_chains(table, focus_new)
         ra = old.rename(table)
         rb = new.rename(table)
-        for a, b in _paired(old, new, table):
-            if a is not None and not _in_scope(a, table, scope):
-                a = None
-            if b is not None and not _in_scope(b, table, scope):
-                b = None
-            if a is None and b is None:
-                continue
+        by_identity = {rb(name): nchains[name] for name in focus_new}
+        paired: list[tuple[Chain | None, Chain | None]] = []
+        seen: set[str] = set()
+        for name in focus_old:
+            ident = ra(name)
+            seen.add(ident)
+            paired.append((ochains[name], by_identity.get(ident)))
+        paired += [(None, nchains[n]) for n in focus_new if rb(n) not in seen]
+        for a, b in paired:
             ar = _scoped_rules(a, table, scope) if a is not None else []
             br = _scoped_rules(b, table, scope) if b is not None else []
             if a is not None and b is not None:
@@ -151,8 +167,7 @@ def compare(old: KubeView, new: KubeView, scope: str = "all") -> list[ChainDiff]
             else:
                 removed, added = list(ar), list(br)
             name = (a or b).name  # type: ignore[union-attr]
-            policies = scope == "all" or is_kube_chain(name)
-            if policies:
+            if scope == "all" or is_kube_chain(name):
                 d = ChainDiff(table, a.name if a else None, b.name if b else None, removed, added,
                               a.policy if a else None, b.policy if b else None)
             else:  # a built-in chain seen only for its jumps into kube-proxy's chains

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from netproxy.diff.chains import ChainDiff, compare
 from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
 from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey, is_kube_chain
@@ -105,7 +107,7 @@ class _Grouper:
         return g
 
     def _group_for(self, view: KubeView, table: str, chain: str, rule: Rule | None) -> Group:
-        info = view.chains.get((table, chain))
+        info = view.info(table, chain)
         if info is not None and info.service is not None:
             return self._service_group(info.service)
         if is_kube_chain(chain):
@@ -158,6 +160,18 @@ def _finding_lines(old: list[Finding], new: list[Finding]) -> list[FindingLine]:
 def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
                   strict_names: bool = False) -> DiffReport:
     """Compare two rulesets by meaning (see :mod:`netproxy.diff`)."""
+    # The parsed rulesets are millions of objects; the cyclic collector would rescan them
+    # again and again while the diff allocates, for no garbage (the diff makes no cycles).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _diff(old, new, scope=scope, strict_names=strict_names)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> DiffReport:
     ov, nv = analyse(old), analyse(new)
     grouper = _Grouper(ov, nv)
     diffs = compare(ov, nv, scope)
@@ -169,7 +183,7 @@ def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
         fn = [f for f in fn if is_kube_chain(f.chain)]
     report = DiffReport(old.source, new.source, strict_names=strict_names)
     for line in _finding_lines(fo, fn):
-        info = (ov if line.side == "old" else nv).chains.get((line.table, line.chain))
+        info = (ov if line.side == "old" else nv).info(line.table, line.chain)
         group = grouper.services.get(info.service) if info is not None and info.service else None
         if line.side != "both" and group is not None:
             group.facts.append(Fact("!", f"{line.kind} in {line.side}: {line.table} {line.chain} "
@@ -183,18 +197,17 @@ def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
         "dangling_old", "dangling_new")}
     for key in sorted(grouper.services):
         g = grouper.services[key]
-        a = ov.services.get(key)
-        b = nv.services.get(key)
+        a = ov.service(key)
+        b = nv.service(key)
         fa = service_facts(a, ov) if a is not None else None
         fb = service_facts(b, nv) if b is not None else None
         changes, counts = fact_changes(fa, fb)
         g.facts = changes + g.facts
         for k, v in counts.items():
             summary[k] += v
-        if a is None:
-            g.status = "added"
-        elif b is None:
-            g.status = "removed"
+        if a is None or b is None:
+            g.status = "added" if a is None else "removed"
+            g.facts = [f for f in g.facts if not (f.text.startswith("chain ") and f.sign in "+-")]
         elif not g.rules and all(f.sign == "=" for f in g.facts) and g.facts:
             g.status = "renamed"
         summary[f"services_{g.status}"] = summary.get(f"services_{g.status}", 0) + 1

@@ -23,6 +23,7 @@ from netproxy.diff.kubenames import (
 from netproxy.diff.kubeview import KubeView, ServiceIndex
 from netproxy.netfilter.model import Chain, Option, Rule
 from netproxy.netfilter.saveform import to_saved
+from netproxy.netfilter.values import kernel_probability, saved_probability
 
 POLICY_ROLES = ("SVC", "SVL", "XLB")
 _SHOWN_BUILTINS = {"source": "-s", "destination": "-d", "in-interface": "-i", "out-interface": "-o"}
@@ -88,7 +89,7 @@ def _action(rule: Rule, view: KubeView, table: str) -> str:
     t = rule.target
     if t is None:
         return "continue"
-    info = view.chains.get((table, t.name))
+    info = view.info(table, t.name)
     if info is not None and info.role is not None:
         return info.role
     if t.name == DROP_CHAIN:
@@ -142,12 +143,13 @@ def _frontend(rule: Rule, chain: str, view: KubeView, table: str, family: str) -
     return f"{text} -> {action}", False
 
 
-def _probability(rule: Rule) -> float | None:
+def _probability(rule: Rule) -> tuple[float, str] | None:
+    """The probability the kernel applies (31-bit fraction) and its saved spelling."""
     opt = rule.option("statistic", "probability")
     if opt is None or not opt.args:
         return None
     try:
-        return float(opt.args[0])
+        return kernel_probability(opt.args[0]), saved_probability(opt.args[0])
     except ValueError:
         return None
 
@@ -160,7 +162,7 @@ def _affinity(rule: Rule) -> str | None:
 
 
 def _endpoint_label(view: KubeView, table: str, name: str, rule: Rule | None = None) -> str:
-    info = view.chains.get((table, name))
+    info = view.info(table, name)
     if info is not None and info.endpoint:
         return info.endpoint
     if rule is not None:
@@ -181,20 +183,20 @@ def _policy_endpoints(rules: list[Rule], view: KubeView, table: str,
         if chain_role(t.name) != ENDPOINT_ROLE:
             continue
         label = _endpoint_label(view, table, t.name, rule)
-        if (table, t.name) not in view.chains:
+        if view.info(table, t.name) is None:
             facts.endpoint_notes[label] = f"chain {t.name} does not exist"
         aff = _affinity(rule)
         if aff is not None:
             facts.affinity = aff
             continue
-        p = _probability(rule)
-        if p is None:
+        found = _probability(rule)
+        if found is None:
             share, prob_text = remaining, ""
             remaining = 0.0
         else:
-            share = remaining * p
+            share = remaining * found[0]
             remaining -= share
-            prob_text = rule.option("statistic", "probability").value  # type: ignore[union-attr]
+            prob_text = found[1]
         out.append(EndpointShare(label, prob_text, share, len(out) + 1))
     return out
 

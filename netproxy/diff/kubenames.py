@@ -48,10 +48,10 @@ def chain_role(name: str) -> str | None:
     """``SVC``, ``SVL``, ``EXT``, ``FW``, ``XLB`` or ``SEP`` for per-service chains, else None."""
     if not name.startswith("KUBE-"):
         return None
-    for prefix, role in _ROLE_PREFIXES.items():
-        if name.startswith(prefix):
-            return role
-    return None
+    cut = name.find("-", 5)
+    if cut < 0:
+        return None
+    return _ROLE_PREFIXES.get(name[:cut + 1])
 
 
 def chain_hash(name: str) -> str:

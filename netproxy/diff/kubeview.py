@@ -1,20 +1,23 @@
-"""Which service port and endpoint every kube-proxy chain and shared rule belongs to.
+"""Which service port and endpoint a kube-proxy chain or shared rule belongs to, on demand.
 
 Read from the names and comments kube-proxy writes and from the chain structure: a
 ``KUBE-SVC-<h>`` chain and its ``KUBE-SVL/EXT/FW/XLB-<h>`` siblings share the hash ``<h>``;
 the service-port name comes from their comments, or from the frontend rules that jump to
-them (comments survive large-cluster mode only there); an endpoint chain's service comes
-from its comment or the service chain that jumps to it, its endpoint from its DNAT rule.
+them (only those keep comments in large-cluster mode); an endpoint chain's service comes
+from its comment or from the service chain that jumps to it, its endpoint from its DNAT rule.
 
-Each chain gets an *identity*: ``SVC<ns/name:port|tcp>``, ``SEP<ns/name:port|tcp|ip:port>``,
-or its own name for chains that are not per-service (or cannot be told apart). Rules are
-compared with chain names replaced by identities, so a ruleset whose chains were merely
-renamed compares equal to the original.
+Each analysed chain gets an *identity*: ``SVC<ns/name:port|tcp>``,
+``SEP<ns/name:port|tcp|ip:port>``, or its own name for chains that are not per-service (or
+cannot be told apart). Rules are compared with chain names replaced by identities, so a
+ruleset whose chains were merely renamed compares equal to the original.
+
+Analysis is lazy: the differ only asks about chains that differ by name and content, so a
+large ruleset with a small change costs little more than one pass over its rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from netproxy.diff.kubenames import (
@@ -52,54 +55,6 @@ class ServiceIndex:
     """``(table, chain, rule)`` of its rules in shared chains (KUBE-SERVICES, ...)."""
 
 
-@dataclass(slots=True)
-class KubeView:
-    """Per-chain identities and per-service indexes of one ruleset."""
-
-    ruleset: Ruleset
-    chains: dict[tuple[str, str], ChainInfo]
-    services: dict[ServiceKey, ServiceIndex]
-    identities: dict[str, dict[str, str]]
-    """Table to (chain name to identity); only for chains whose identity is not their name."""
-    spn_index: dict[str, list[ServiceKey]] = field(default_factory=dict)
-
-    def rename(self, table: str) -> Callable[[str], str]:
-        """The name-to-identity mapping of ``table`` (names without identity map to themselves)."""
-        mapping = self.identities.get(table, {})
-        get = mapping.get
-        return lambda name: get(name, name)
-
-    def service_of_rule(self, table: str, chain: str, rule: Rule) -> ServiceKey | None:
-        """The service a rule belongs to: its chain's, else its target's, else its comment's."""
-        info = self.chains.get((table, chain))
-        if info is not None and info.service is not None:
-            return info.service
-        target = rule.target
-        if target is not None:
-            tinfo = self.chains.get((table, target.name))
-            if tinfo is not None and tinfo.service is not None:
-                return tinfo.service
-        spn = comment_spn(rule.comment())
-        if spn is None:
-            return None
-        return self._resolve(spn, _protocol(rule))
-
-    def _resolve(self, spn: str, proto: str) -> ServiceKey:
-        key = ServiceKey(spn, proto)
-        if key in self.services:
-            return key
-        same = self.spn_index.get(spn, [])
-        return same[0] if len(same) == 1 else key
-
-    def index_for(self, key: ServiceKey) -> ServiceIndex:
-        """The index of ``key``, created when missing."""
-        index = self.services.get(key)
-        if index is None:
-            index = self.services[key] = ServiceIndex(key)
-            self.spn_index.setdefault(key.spn, []).append(key)
-        return index
-
-
 def _protocol(rule: Rule) -> str:
     opt = rule.builtin("protocol")
     return opt.args[0].lower() if opt is not None and opt.args and not opt.negated else ""
@@ -132,132 +87,271 @@ def _first_protocol(rules: list[Rule]) -> str:
     return ""
 
 
-def _analyse_table(table: Table, view: KubeView) -> None:
-    chains = table.chains
-    roles = {name: chain_role(name) for name in chains}
-    # Who jumps to each per-service chain, and what the jumping rules say.
-    jumpers: dict[str, list[tuple[str, Rule]]] = {}
-    for name, chain in chains.items():
-        for rule in chain.rules:
-            target = rule.target
-            if target is None:
-                continue
-            tname = target.name
-            if roles.get(tname) is not None:
-                jumpers.setdefault(tname, []).append((name, rule))
+class _TableIndex:
+    """Per-table lookups built once: frontend rules by target and by service name."""
 
-    # Service-port chains, grouped by hash.
-    groups: dict[str, list[str]] = {}
-    for name, role in roles.items():
-        if role in SERVICE_ROLES:
-            groups.setdefault(chain_hash(name), []).append(name)
-    group_key: dict[str, tuple[str | None, str]] = {}
-    for h, names in groups.items():
-        names.sort(key=lambda n: SERVICE_ROLES.index(roles[n] or ""))
-        spn: str | None = None
-        proto = ""
-        for n in names:
-            spn = spn or _first_spn(chains[n].rules)
-            proto = proto or _first_protocol(chains[n].rules)
-        for n in names:
-            for src, rule in jumpers.get(n, ()):
-                if src in FRONTEND_CHAINS:
-                    spn = spn or comment_spn(rule.comment())
-                    proto = proto or _protocol(rule)
-        group_key[h] = (spn, proto)
-
-    # Endpoint chains.
-    sep_info: dict[str, tuple[str | None, str, str | None]] = {}
-    for name, role in roles.items():
-        if role != ENDPOINT_ROLE:
-            continue
-        rules = chains[name].rules
-        endpoint, proto = _dnat_destination(rules)
-        spn = _first_spn(rules)
-        if spn is None or not proto:
-            for src, _rule in jumpers.get(name, ()):
-                if roles.get(src) in SERVICE_ROLES:
-                    gspn, gproto = group_key.get(chain_hash(src), (None, ""))
-                    spn = spn or gspn
-                    proto = proto or gproto
-        sep_info[name] = (spn, proto, endpoint)
-    # A service group without a protocol of its own takes its endpoints'.
-    for h, names in groups.items():
-        spn, proto = group_key[h]
-        if spn is not None and not proto:
-            for n in names:
-                for rule in chains[n].rules:
-                    t = rule.target
-                    if t is not None and t.name in sep_info and sep_info[t.name][1]:
-                        proto = sep_info[t.name][1]
-                        break
-                if proto:
-                    break
-            group_key[h] = (spn, proto)
-
-    # Identities; a collision falls back to names for every chain involved.
-    wanted: dict[str, str] = {}
-    for name, role in roles.items():
-        if role is None:
-            continue
-        info = ChainInfo(table.name, name, role)
-        if role == ENDPOINT_ROLE:
-            spn, proto, endpoint = sep_info[name]
-            info.endpoint = endpoint
-            if spn is not None:
-                info.service = ServiceKey(spn, proto)
-                if endpoint is not None:
-                    wanted[name] = f"SEP<{spn}|{proto}|{endpoint}>"
-        else:
-            spn, proto = group_key[chain_hash(name)]
-            if spn is not None:
-                info.service = ServiceKey(spn, proto)
-                wanted[name] = f"{role}<{spn}|{proto}>"
-        view.chains[(table.name, name)] = info
-    counts: dict[str, int] = {}
-    for wanted_ident in wanted.values():
-        counts[wanted_ident] = counts.get(wanted_ident, 0) + 1
-    mapping = view.identities.setdefault(table.name, {})
-    for name, role in roles.items():
-        if role is None:
-            continue
-        info = view.chains[(table.name, name)]
-        ident = wanted.get(name)
-        if ident is not None and counts[ident] == 1:
-            info.identity = ident
-            mapping[name] = ident
-        else:
-            info.identity = name
-        if info.service is not None:
-            view.index_for(info.service).chains.setdefault(role, []).append(name)
-
-
-def _attribute_shared(view: KubeView) -> None:
-    """Hang every rule of the shared frontend chains on its service."""
-    pending: list[tuple[str, str, Rule, str, str]] = []
-    for tname, table in view.ruleset.tables.items():
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.by_target: dict[str, list[tuple[str, Rule]]] = {}
+        self.by_spn: dict[str, list[tuple[str, Rule]]] = {}
         for cname in FRONTEND_CHAINS:
             chain = table.chains.get(cname)
             if chain is None:
                 continue
             for rule in chain.rules:
-                target = rule.target
-                if target is not None:
-                    info = view.chains.get((tname, target.name))
-                    if info is not None and info.service is not None:
-                        view.services[info.service].shared.append((tname, cname, rule))
-                        continue
+                t = rule.target
+                if t is not None and chain_role(t.name) is not None:
+                    self.by_target.setdefault(t.name, []).append((cname, rule))
                 spn = comment_spn(rule.comment())
                 if spn is not None:
-                    pending.append((tname, cname, rule, spn, _protocol(rule)))
-    for tname, cname, rule, spn, proto in pending:
-        view.index_for(view._resolve(spn, proto)).shared.append((tname, cname, rule))
+                    self.by_spn.setdefault(spn, []).append((cname, rule))
+        self.parents: dict[str, list[str]] | None = None
+        """Endpoint chain to the policy chains jumping to it (built only when needed)."""
+
+    def sep_parents(self, name: str) -> list[str]:
+        if self.parents is None:
+            parents: dict[str, list[str]] = {}
+            for cname, chain in self.table.chains.items():
+                if chain_role(cname) in ("SVC", "SVL", "XLB"):
+                    for rule in chain.rules:
+                        t = rule.target
+                        if t is not None and t.name.startswith("KUBE-SEP-"):
+                            parents.setdefault(t.name, []).append(cname)
+            self.parents = parents
+        return self.parents.get(name, [])
+
+
+class KubeView:
+    """Chain identities and service indexes of one ruleset, computed on demand."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self.chains: dict[tuple[str, str], ChainInfo] = {}
+        self.identities: dict[str, dict[str, str]] = {}
+        """Table to (chain name to identity) for analysed chains whose identity is not their name."""
+        self._tables: dict[str, _TableIndex] = {}
+        self._groups: dict[tuple[str, str], tuple[str | None, str]] = {}
+        self._services: dict[ServiceKey, ServiceIndex] = {}
+        self._hints: dict[str, dict[str, list[str]]] = {}
+        self._by_service: dict[ServiceKey, list[ChainInfo]] = {}
+
+    # -- lookups -------------------------------------------------------------------------
+    def _index(self, table: str) -> _TableIndex | None:
+        found = self._tables.get(table)
+        if found is None:
+            t = self.ruleset.tables.get(table)
+            if t is None:
+                return None
+            found = self._tables[table] = _TableIndex(t)
+        return found
+
+    def rename(self, table: str) -> Callable[[str], str]:
+        """The name-to-identity mapping of ``table`` (unanalysed names map to themselves)."""
+        mapping = self.identities.setdefault(table, {})
+        get = mapping.get
+        return lambda name: get(name, name)
+
+    def _group(self, table: str, h: str) -> tuple[str | None, str]:
+        """Service-port name and protocol of the SVC/SVL/EXT/FW/XLB chains with hash ``h``."""
+        found = self._groups.get((table, h))
+        if found is not None:
+            return found
+        index = self._index(table)
+        spn: str | None = None
+        proto = ""
+        if index is not None:
+            chains = index.table.chains
+            names = [f"KUBE-{r}-{h}" for r in SERVICE_ROLES if f"KUBE-{r}-{h}" in chains]
+            for n in names:
+                spn = spn or _first_spn(chains[n].rules)
+                proto = proto or _first_protocol(chains[n].rules)
+            for n in names:
+                for _src, rule in index.by_target.get(n, ()):
+                    spn = spn or comment_spn(rule.comment())
+                    proto = proto or _protocol(rule)
+            if spn is not None and not proto:
+                for n in names:
+                    for rule in chains[n].rules:
+                        t = rule.target
+                        if t is not None and t.name in chains and t.name.startswith("KUBE-SEP-"):
+                            proto = _dnat_destination(chains[t.name].rules)[1]
+                            if proto:
+                                break
+                    if proto:
+                        break
+        self._groups[(table, h)] = (spn, proto)
+        return spn, proto
+
+    def info(self, table: str, name: str) -> ChainInfo | None:
+        """What chain ``name`` is (None for chains that are not per-service or do not exist)."""
+        found = self.chains.get((table, name))
+        if found is not None:
+            return found
+        role = chain_role(name)
+        t = self.ruleset.tables.get(table)
+        if role is None or t is None or name not in t.chains:
+            return None
+        info = ChainInfo(table, name, role, identity=name)
+        if role == ENDPOINT_ROLE:
+            rules = t.chains[name].rules
+            endpoint, proto = _dnat_destination(rules)
+            spn = _first_spn(rules)
+            info.endpoint = endpoint
+            if spn is None or not proto:
+                parents = self._hints.get(table, {}).get(name)
+                if not parents:
+                    index = self._index(table)
+                    parents = index.sep_parents(name) if index is not None else []
+                for parent in parents:
+                    gspn, gproto = self._group(table, chain_hash(parent))
+                    spn = spn or gspn
+                    proto = proto or gproto
+            if spn is not None:
+                info.service = ServiceKey(spn, proto)
+                if endpoint is not None:
+                    info.identity = f"SEP<{spn}|{proto}|{endpoint}>"
+        else:
+            spn, proto = self._group(table, chain_hash(name))
+            if spn is not None:
+                info.service = ServiceKey(spn, proto)
+                info.identity = f"{role}<{spn}|{proto}>"
+        self.chains[(table, name)] = info
+        if info.service is not None:
+            self._by_service.setdefault(info.service, []).append(info)
+        return info
+
+    def analyse_chains(self, table: str, names: Iterable[str]) -> None:
+        """Give identities to ``names``; an identity two of them share falls back to names.
+
+        Policy chains among ``names`` also tell which service their endpoint chains belong
+        to, which saves a pass over the whole table for endpoint chains without comments.
+        """
+        names = list(names)
+        t = self.ruleset.tables.get(table)
+        if t is None:
+            return
+        hints = self._hints.setdefault(table, {})
+        for p in names:
+            if chain_role(p) in ("SVC", "SVL", "XLB") and p in t.chains:
+                for rule in t.chains[p].rules:
+                    target = rule.target
+                    if target is not None and target.name.startswith("KUBE-SEP-"):
+                        hints.setdefault(target.name, []).append(p)
+        infos = [i for i in (self.info(table, n) for n in names) if i is not None]
+        counts: dict[str, int] = {}
+        for i in infos:
+            counts[i.identity] = counts.get(i.identity, 0) + 1
+        mapping = self.identities.setdefault(table, {})
+        for i in infos:
+            if counts[i.identity] > 1:
+                i.identity = i.name
+            if i.identity != i.name:
+                mapping[i.name] = i.identity
+
+    # -- services ------------------------------------------------------------------------
+    def service_of_rule(self, table: str, chain: str, rule: Rule) -> ServiceKey | None:
+        """The service a rule belongs to: its chain's, else its target's, else its comment's."""
+        info = self.info(table, chain)
+        if info is not None and info.service is not None:
+            return info.service
+        target = rule.target
+        if target is not None:
+            tinfo = self.info(table, target.name)
+            if tinfo is not None and tinfo.service is not None:
+                return tinfo.service
+        spn = comment_spn(rule.comment())
+        if spn is None:
+            return None
+        return self.resolve(spn, _protocol(rule))
+
+    def _protocols_of(self, spn: str) -> set[str]:
+        protos: set[str] = set()
+        for table in self.ruleset.tables:
+            index = self._index(table)
+            if index is None:
+                continue
+            for _c, rule in index.by_spn.get(spn, ()):
+                t = rule.target
+                if t is not None and chain_role(t.name) is not None:
+                    p = _protocol(rule)
+                    if p:
+                        protos.add(p)
+        return protos
+
+    def resolve(self, spn: str, proto: str) -> ServiceKey:
+        """The service key for a comment's name and a rule's protocol.
+
+        The health-check rule is always TCP, so a name whose service ports all use one other
+        protocol resolves to that one.
+        """
+        protos = self._protocols_of(spn)
+        if proto in protos or not protos:
+            return ServiceKey(spn, proto)
+        if len(protos) == 1:
+            return ServiceKey(spn, next(iter(protos)))
+        return ServiceKey(spn, proto)
+
+    def service(self, key: ServiceKey) -> ServiceIndex | None:
+        """Where service port ``key`` lives, or None if this ruleset does not have it."""
+        if key in self._services:
+            return self._services[key]
+        out = ServiceIndex(key)
+        hashes: set[str] = set()
+        for tname in self.ruleset.tables:
+            index = self._index(tname)
+            if index is None:
+                continue
+            for cname, rule in index.by_spn.get(key.spn, ()):
+                t = rule.target
+                if t is not None and chain_role(t.name) in SERVICE_ROLES:
+                    info = self.info(tname, t.name)
+                    if info is not None and info.service == key:
+                        hashes.add(chain_hash(t.name))
+                        continue
+                if (t is None or chain_role(t.name) is None) \
+                        and self.service_of_rule(tname, cname, rule) == key:
+                    out.shared.append((tname, cname, rule))
+        analysed = self._by_service.get(key, [])
+        for info in analysed:
+            if info.role in SERVICE_ROLES:
+                hashes.add(chain_hash(info.name))
+        nat = self.ruleset.tables.get("nat")
+        seps: list[str] = []
+        if nat is not None:
+            index = self._index("nat")
+            for h in sorted(hashes):
+                for role in SERVICE_ROLES:
+                    name = f"KUBE-{role}-{h}"
+                    if name not in nat.chains:
+                        continue
+                    out.chains.setdefault(role, []).append(name)
+                    if index is not None:
+                        out.shared.extend(("nat", c, r) for c, r in index.by_target.get(name, ()))
+                    for rule in nat.chains[name].rules:
+                        t = rule.target
+                        if t is not None and t.name.startswith("KUBE-SEP-") and t.name in nat.chains \
+                                and t.name not in seps:
+                            seps.append(t.name)
+        for info in analysed:
+            if info.table == "nat" and info.role == ENDPOINT_ROLE and info.name not in seps:
+                seps.append(info.name)
+        if seps:
+            out.chains[ENDPOINT_ROLE] = seps
+        for tname in self.ruleset.tables:
+            if tname == "nat":
+                continue
+            index = self._index(tname)
+            if index is None:
+                continue
+            for h in hashes:
+                for role in SERVICE_ROLES:
+                    out.shared.extend((tname, c, r) for c, r in index.by_target.get(f"KUBE-{role}-{h}", ()))
+        result = out if (out.chains or out.shared) else None
+        if result is not None:
+            self._services[key] = result
+        return result
 
 
 def analyse(ruleset: Ruleset) -> KubeView:
-    """Identities of every chain and the per-service indexes of ``ruleset``."""
-    view = KubeView(ruleset, {}, {}, {})
-    for table in ruleset.tables.values():
-        _analyse_table(table, view)
-    _attribute_shared(view)
-    return view
+    """A lazy view of ``ruleset`` (chains are analysed when first asked about)."""
+    return KubeView(ruleset)

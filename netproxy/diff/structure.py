@@ -8,6 +8,7 @@ is neither a chain of the table nor a target extension.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from netproxy.diff.kubenames import chain_role
@@ -31,33 +32,33 @@ def findings(view: KubeView) -> list[Finding]:
     out: list[Finding] = []
     for tname, table in view.ruleset.tables.items():
         chains = table.chains
-        edges: dict[str, set[str]] = {}
-        for name, chain in chains.items():
-            targets = edges.setdefault(name, set())
-            for rule in chain.rules:
+        refs = Counter([r.target.name for c in chains.values() for r in c.rules if r.target is not None])
+        for name in refs:
+            if name in chains or name in VERDICTS or ext.target(name) is not None:
+                continue
+            for cname, chain in chains.items():
+                for rule in chain.rules:
+                    if rule.target is not None and rule.target.name == name:
+                        out.append(Finding("dangling", tname, cname,
+                                           f"jumps to {name}, which does not exist", rule.line))
+        # A per-service chain nothing jumps to is stale, and so are the chains only stale
+        # chains jump to.
+        stale: list[str] = []
+        todo = [n for n in chains if n not in refs and chain_role(n) is not None]
+        while todo:
+            name = todo.pop()
+            stale.append(name)
+            for rule in chains[name].rules:
                 t = rule.target
-                if t is None:
-                    continue
-                if t.name in chains:
-                    targets.add(t.name)
-                elif t.name not in VERDICTS and ext.target(t.name) is None:
-                    out.append(Finding("dangling", tname, name,
-                                       f"jumps to {t.name}, which does not exist", rule.line))
-        roots = [n for n in chains if chain_role(n) is None]
-        seen = set(roots)
-        stack = list(roots)
-        while stack:
-            for nxt in edges.get(stack.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
-        for name in chains:
-            if name not in seen:
-                info = view.chains.get((tname, name))
-                what = ""
-                if info is not None and info.service is not None:
-                    what = f" ({info.service.label()}"
-                    what += f", endpoint {info.endpoint})" if info.endpoint else ")"
-                out.append(Finding("stale", tname, name, f"nothing jumps to it{what}",
-                                   chains[name].line))
+                if t is not None and t.name in chains and chain_role(t.name) is not None:
+                    refs[t.name] -= 1
+                    if refs[t.name] == 0:
+                        todo.append(t.name)
+        for name in sorted(stale):
+            info = view.info(tname, name)
+            what = ""
+            if info is not None and info.service is not None:
+                what = f" ({info.service.label()}"
+                what += f", endpoint {info.endpoint})" if info.endpoint else ")"
+            out.append(Finding("stale", tname, name, f"nothing jumps to it{what}", chains[name].line))
     return out
