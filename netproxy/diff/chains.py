@@ -135,13 +135,13 @@ def compare(old: KubeView, new: KubeView, scope: str = "all") -> list[ChainDiff]
         focus_old: list[str] = []
         focus_new: list[str] = []
         everything = scope == "all"
-        for name, a in ochains.items():
-            b = nchains.get(name)
-            if b is None:
+        for name, och in ochains.items():
+            nch = nchains.get(name)
+            if nch is None:
                 focus_old.append(name)
-            elif a.policy != b.policy or not _same_by_name(
-                    a.rules if everything else _scoped_rules(a, table, scope),
-                    b.rules if everything else _scoped_rules(b, table, scope)):
+            elif och.policy != nch.policy or not _same_by_name(
+                    och.rules if everything else _scoped_rules(och, table, scope),
+                    nch.rules if everything else _scoped_rules(nch, table, scope)):
                 focus_old.append(name)
                 focus_new.append(name)
         focus_new += [name for name in nchains if name not in ochains]
