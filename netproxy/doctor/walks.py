@@ -116,8 +116,11 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
                  outcomes[0])
     if problems:
         return _finding("walk-split", FAILED, problems[0], _refs(view, worst.path), problems[1:])
-    return _finding("walk-split", PASSED, f"{hostport(ip, port)} reaches {len(endpoints)} endpoint(s), "
-                    f"{even:.2%} each", _refs(view, outcomes[0].path)[:3])
+    if len(endpoints) == 1:
+        summary = f"{hostport(ip, port)} reaches its one endpoint"
+    else:
+        summary = f"{hostport(ip, port)} reaches {len(endpoints)} endpoints, {even:.2%} each"
+    return _finding("walk-split", PASSED, summary, _refs(view, outcomes[0].path)[:3])
 
 
 def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
