@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from functools import lru_cache
 
 from netproxy.compiler.names import port_proto_hash
 from netproxy.doctor.comments import parse_comment, service_port_name
@@ -316,6 +317,7 @@ def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
     return finding("probabilities", PASSED, "; ".join(parts), refs)
 
 
+@lru_cache(maxsize=1 << 16)
 def _valid_destination(text: str) -> bool:
     addr, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:

@@ -289,7 +289,10 @@ def build_view(ruleset: Ruleset) -> RulesetView:
     filt = ruleset.tables.get("filter")
     endpoint_chains: dict[str, EndpointChain] = {}
     if nat is not None:
-        _learn_names(b, nat)
+        for chain in nat.chains.values():
+            if chain.name.startswith(ENDPOINT_PREFIX):
+                endpoint_chains[chain.name] = _endpoint_chain(nat, chain)
+        _learn_names(b, nat, endpoint_chains)
         _collect_nat(b, nat, endpoint_chains)
     if filt is not None:
         _collect_filter(b, filt)
@@ -298,7 +301,7 @@ def build_view(ruleset: Ruleset) -> RulesetView:
     return RulesetView(ruleset, services, endpoint_chains)
 
 
-def _learn_names(b: _Builder, nat: Table) -> None:
+def _learn_names(b: _Builder, nat: Table, endpoint_chains: dict[str, EndpointChain]) -> None:
     """First pass: map chain hashes to Service port names from every comment that names one."""
     for chain, _, rule in nat.rules():
         comment = parse_comment(rule.comment())
@@ -314,10 +317,10 @@ def _learn_names(b: _Builder, nat: Table) -> None:
         kind = _chain_kind(chain.name)
         if kind is None or target is None or not target.startswith(ENDPOINT_PREFIX):
             continue
-        sep = nat.chains.get(target)
+        sep = endpoint_chains.get(target)
         if sep is None:
             continue
-        proto = _endpoint_chain(nat, sep).protocol
+        proto = sep.protocol
         h = _hash(chain.name)
         if h in b.hash_names:
             name, known = b.hash_names[h]
@@ -325,9 +328,6 @@ def _learn_names(b: _Builder, nat: Table) -> None:
 
 
 def _collect_nat(b: _Builder, nat: Table, endpoint_chains: dict[str, EndpointChain]) -> None:
-    for chain in nat.chains.values():
-        if chain.name.startswith(ENDPOINT_PREFIX):
-            endpoint_chains[chain.name] = _endpoint_chain(nat, chain)
     # Chains that exist, grouped by hash.
     for chain in nat.chains.values():
         kind = _chain_kind(chain.name)
