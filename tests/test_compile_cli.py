@@ -38,13 +38,13 @@ def test_stdin_input() -> None:
 @pytest.mark.parametrize("args, message", [
     ((), "no inputs: give YAML/JSON files, directories, or - for stdin"),
     (("missing.yaml",), "missing.yaml: no such file or directory"),
-    ((str(EXAMPLE), "--detect-local-mode", "Magic"), "flags: detectLocalMode: unknown mode 'Magic'"),
-    ((str(EXAMPLE), "--cluster-cidr", "10.244.0.0/99"), "flags: clusterCIDR: invalid CIDR '10.244.0.0/99'"),
+    ((str(EXAMPLE), "--detect-local-mode", "Magic"), "--detect-local-mode: unknown mode 'Magic'"),
+    ((str(EXAMPLE), "--cluster-cidr", "10.244.0.0/99"), "--cluster-cidr: invalid CIDR '10.244.0.0/99'"),
     ((str(EXAMPLE), "--node-ip", "1.2.3"), "--node-ip: invalid IP address '1.2.3'"),
     ((str(EXAMPLE), "--nodeport-addresses", "primary,10.0.0.0/8"),
-     "flags: nodePortAddresses: 'primary' must be the only entry"),
+     "--nodeport-addresses: 'primary' must be the only entry"),
     ((str(EXAMPLE), "--detect-local-mode", "BridgeInterface"),
-     "flags: detectLocal.bridgeInterface: required when detectLocalMode is BridgeInterface"),
+     "--pod-bridge-interface: required when detectLocalMode is BridgeInterface"),
     ((str(EXAMPLE), "--config", "nope.yaml"), "nope.yaml: cannot read"),
 ])
 def test_bad_input_one_line_exit_2(args: tuple[str, ...], message: str, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_every_field() -> None:
 def test_flags_override_and_validate() -> None:
     cfg = KubeProxyConfig(cluster_cidrs=("10.1.0.0/16",))
     assert cfg.with_changes(cluster_cidrs=("10.2.0.0/16",), masquerade_all=None).cluster_cidrs == ("10.2.0.0/16",)
-    with pytest.raises(InputError, match="flags: iptables.masqueradeBit: must be 0-31"):
+    with pytest.raises(InputError, match="--iptables-masquerade-bit: must be 0-31"):
         cfg.with_changes(masquerade_bit=32)
     with pytest.raises(InputError, match="at most one CIDR per IP family"):
         cfg.with_changes(cluster_cidrs=("10.1.0.0/16", "10.2.0.0/16"))

@@ -37,7 +37,7 @@ class KubeProxyConfig:
     def with_changes(self, **changes: Any) -> KubeProxyConfig:
         """A copy with ``changes`` applied (``None`` values are ignored) and validated."""
         updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        validate(updated, "flags")
+        validate(updated, "", FLAG_NAMES)
         return updated
 
 
@@ -46,32 +46,48 @@ def split_cidrs(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def validate(cfg: KubeProxyConfig, where: str) -> None:
-    """Reject settings kube-proxy itself would refuse to start with."""
+FLAG_NAMES = {
+    "mode": "--proxy-mode", "detectLocalMode": "--detect-local-mode",
+    "detectLocal.bridgeInterface": "--pod-bridge-interface",
+    "detectLocal.interfaceNamePrefix": "--pod-interface-name-prefix",
+    "clusterCIDR": "--cluster-cidr", "iptables.masqueradeBit": "--iptables-masquerade-bit",
+    "nodePortAddresses": "--nodeport-addresses",
+}
+"""Configuration fields and the kube-proxy flags that set them (for messages about flags)."""
+
+
+def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = None) -> None:
+    """Reject settings kube-proxy itself would refuse to start with.
+
+    Errors name ``where`` and the config field, or the flag from ``names`` when given.
+    """
+    def err(path: str, message: str) -> InputError:
+        return fail(where, names.get(path, path) if names else path, message)
+
     if cfg.mode not in ("", "iptables"):
-        raise fail(where, "mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles iptables mode)")
+        raise err("mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles iptables mode)")
     if cfg.detect_local_mode not in DETECT_LOCAL_MODES:
-        raise fail(where, "detectLocalMode", f"unknown mode {cfg.detect_local_mode!r} "
+        raise err("detectLocalMode", f"unknown mode {cfg.detect_local_mode!r} "
                    f"(want {', '.join(DETECT_LOCAL_MODES)})")
     if cfg.detect_local_mode == "BridgeInterface" and not cfg.bridge_interface:
-        raise fail(where, "detectLocal.bridgeInterface", "required when detectLocalMode is BridgeInterface")
+        raise err("detectLocal.bridgeInterface", "required when detectLocalMode is BridgeInterface")
     if cfg.detect_local_mode == "InterfaceNamePrefix" and not cfg.interface_name_prefix:
-        raise fail(where, "detectLocal.interfaceNamePrefix",
+        raise err("detectLocal.interfaceNamePrefix",
                    "required when detectLocalMode is InterfaceNamePrefix")
     for cidr in cfg.cluster_cidrs:
         if parse_cidr(cidr) is None:
-            raise fail(where, "clusterCIDR", f"invalid CIDR {cidr!r}")
+            raise err("clusterCIDR", f"invalid CIDR {cidr!r}")
     families = [parse_cidr(c).version for c in cfg.cluster_cidrs]  # type: ignore[union-attr]
     if len(families) > 2 or len(set(families)) != len(families):
-        raise fail(where, "clusterCIDR", "at most one CIDR per IP family")
+        raise err("clusterCIDR", "at most one CIDR per IP family")
     if not 0 <= cfg.masquerade_bit <= 31:
-        raise fail(where, "iptables.masqueradeBit", f"must be 0-31, not {cfg.masquerade_bit}")
+        raise err("iptables.masqueradeBit", f"must be 0-31, not {cfg.masquerade_bit}")
     for addr in cfg.nodeport_addresses:
         if addr == "primary":
             if len(cfg.nodeport_addresses) != 1:
-                raise fail(where, "nodePortAddresses", "'primary' must be the only entry")
+                raise err("nodePortAddresses", "'primary' must be the only entry")
         elif parse_cidr(addr) is None:
-            raise fail(where, "nodePortAddresses", f"invalid CIDR {addr!r}")
+            raise err("nodePortAddresses", f"invalid CIDR {addr!r}")
 
 
 def _get(doc: dict[str, Any], where: str, path: str, kind: type, default: Any) -> Any:

@@ -244,8 +244,8 @@ def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
         cond = raw.get("conditions")
         node = raw.get("nodeName")
         zone = raw.get("zone")
-        if (type(addrs) is list and addrs and raw.get("hints") is None
-                and all(type(a) is str and (not check_ips or canonical_ip(a)) for a in addrs)
+        if (type(addrs) is list and len(addrs) == 1 and raw.get("hints") is None
+                and type(addrs[0]) is str and (not check_ips or canonical_ip(addrs[0]))
                 and (node is None or type(node) is str) and (zone is None or type(zone) is str)
                 and (cond is None or (type(cond) is dict
                                       and isinstance(cond.get("ready"), _CONDITION_TYPES)

@@ -7,16 +7,16 @@ byte-wise, exactly as kube-proxy sorts them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from netproxy.k8s.ipaddr import canonical_ip
 from netproxy.k8s.objects import EndpointSlice
 from netproxy.proxy.serviceport import ServicePortName, is_ignored
 
 
-@dataclass(slots=True, frozen=True)
-class EndpointInfo:
-    """One endpoint of one service port, as kube-proxy's ``BaseEndpointInfo``."""
+class EndpointInfo(NamedTuple):
+    """One endpoint of one service port, as kube-proxy's ``BaseEndpointInfo`` (a tuple: there
+    are as many of these as endpoints in the cluster)."""
 
     ip: str
     port: int
@@ -35,6 +35,9 @@ def endpoint_string(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
                   *, node_hints: bool = True) -> dict[ServicePortName, list[EndpointInfo]]:
     """Sorted, de-duplicated endpoints per service port for ``family``.
@@ -46,6 +49,8 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
     for eps in slices:
         latest[(eps.namespace, eps.name)] = eps
     want6 = family == "ipv6"
+    local = bool(node_name)
+    new = tuple.__new__
     merged: dict[ServicePortName, dict[str, EndpointInfo]] = {}
     for (namespace, _), eps in sorted(latest.items()):
         if not eps.service_name or eps.address_type == "FQDN" or is_ignored(eps.labels):
@@ -61,15 +66,14 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
                 continue
             key = ServicePortName(namespace, eps.service_name, port.name, port.protocol)
             target = merged.setdefault(key, {})
+            num = port.port
             for ip, ep in parsed:
-                text = f"[{ip}]:{port.port}" if want6 else f"{ip}:{port.port}"
-                info = EndpointInfo(
-                    ip=ip, port=port.port, endpoint=text, ready=ep.ready, serving=ep.serving,
-                    terminating=ep.terminating,
-                    is_local=bool(node_name) and ep.node_name == node_name,
-                    zone_hints=ep.zone_hints,
-                    node_hints=ep.node_hints if node_hints else frozenset(),
-                )
-                if text not in target or not info.terminating:
-                    target[text] = info
+                text = f"[{ip}]:{num}" if want6 else f"{ip}:{num}"
+                terminating = ep.terminating
+                if terminating and text in target:
+                    continue  # a non-terminating duplicate wins
+                target[text] = new(EndpointInfo, (
+                    ip, num, text, ep.ready, ep.serving, terminating,
+                    local and ep.node_name == node_name, ep.zone_hints,
+                    ep.node_hints if node_hints else _NONE))
     return {key: [found[k] for k in sorted(found)] for key, found in merged.items()}

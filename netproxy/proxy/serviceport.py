@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from netproxy.k8s.ipaddr import canonical_ip, family_of, parse_cidr
 from netproxy.k8s.objects import Service
@@ -11,15 +12,16 @@ IGNORED_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernete
 """Objects carrying any of these labels are invisible to kube-proxy (its informers filter them)."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class ServicePortName:
-    """``namespace/name:port`` plus protocol: the key of a service port."""
+class ServicePortName(NamedTuple):
+    """``namespace/name:port`` plus protocol (upper case, as in the API): a service port's key.
+
+    A tuple, so sorting by (namespace, name, port name, protocol) and hashing are cheap.
+    """
 
     namespace: str
     name: str
     port: str
     protocol: str
-    """Upper case, as in the API (``TCP``)."""
 
     def __str__(self) -> str:
         base = f"{self.namespace}/{self.name}"
