@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Benchmark ``netproxy diff`` on two large rulesets that differ in a few services.
+
+    python scripts/bench_diff.py                      # 10,000 services x 10 endpoints, 1% changed
+    python scripts/bench_diff.py --services 2000 --endpoints 5 --repeat 5
+    python scripts/bench_diff.py --workdir /tmp/bench  # keep (and reuse) the generated files
+
+The two rulesets come from ``scripts/synth_cluster.py`` (the second with ``--change-percent``)
+compiled by ``netproxy compile``. Each measurement runs in a fresh Python process so that its
+peak memory (``ru_maxrss``) is its own. Reported beside the diff time, measured in the same
+run: the time to parse both files (the reference the diff is compared to) and GNU ``diff``
+on the same files. Targets: full text diff under 5 s, peak memory under 2 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TARGET_SECONDS = 5.0
+TARGET_PEAK_MB = 2048.0
+
+_CHILD = r"""
+import gc, json, resource, sys, time
+from netproxy.diff import diff_rulesets, render_text
+from netproxy.diff.load import load_ruleset
+gc.disable()  # as `netproxy diff` does
+t0 = time.perf_counter()
+old = load_ruleset(sys.argv[1])
+new = load_ruleset(sys.argv[2])
+t1 = time.perf_counter()
+rss_parsed = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+report = diff_rulesets(old, new)
+t2 = time.perf_counter()
+text = render_text(report)
+t3 = time.perf_counter()
+print(json.dumps({
+    "parse": t1 - t0, "diff": t2 - t1, "render": t3 - t2,
+    "rules": old.rule_count() + new.rule_count(),
+    "peak_mb_after_parse": rss_parsed / 1024,
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "summary": text.splitlines()[-2], "verdict": text.splitlines()[-1],
+}))
+"""
+
+
+def _run(cmd: list[str], **kw: object) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
+    if done.returncode != 0:
+        sys.exit(f"bench_diff: {' '.join(cmd)} failed:\n{done.stderr}")
+
+
+def make_rulesets(workdir: Path, services: int, endpoints: int, percent: float, seed: int) -> tuple[Path, Path]:
+    """The old and new rulesets (generated and compiled unless already in ``workdir``)."""
+    tag = f"{services}x{endpoints}-s{seed}-p{percent}"
+    old = workdir / f"old-{tag}.rules"
+    new = workdir / f"new-{tag}.rules"
+    for path, extra in ((old, []), (new, ["--change-percent", str(percent)])):
+        if path.exists():
+            continue
+        cluster = workdir / f"{path.stem}.json"
+        _run([sys.executable, str(HERE / "synth_cluster.py"), "--services", str(services),
+              "--endpoints", str(endpoints), "--seed", str(seed), *extra, "-o", str(cluster)])
+        _run([sys.executable, "-m", "netproxy", "compile", str(cluster), "-o", str(path)])
+    return old, new
+
+
+def measure(old: Path, new: Path) -> dict[str, float | str | int]:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(old), str(new)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench_diff: measurement failed:\n{done.stderr}")
+    result: dict[str, float | str | int] = json.loads(done.stdout)
+    return result
+
+
+def cli_seconds(old: Path, new: Path) -> tuple[float, float]:
+    """Wall time and peak memory (MB) of ``netproxy diff OLD NEW`` as a user runs it."""
+    t0 = time.perf_counter()
+    with subprocess.Popen([sys.executable, "-m", "netproxy", "diff", str(old), str(new)],
+                          stdout=subprocess.DEVNULL) as proc:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
+def gnu_diff_seconds(old: Path, new: Path) -> float | None:
+    if shutil.which("diff") is None:
+        return None
+    t0 = time.perf_counter()
+    subprocess.run(["diff", str(old), str(new)], stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--services", type=int, default=10_000)
+    ap.add_argument("--endpoints", type=int, default=10)
+    ap.add_argument("--change-percent", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--workdir", help="keep generated files here (reused when present)")
+    args = ap.parse_args()
+    tmp = None
+    if args.workdir:
+        workdir = Path(args.workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="bench-diff-")
+        workdir = Path(tmp)
+    try:
+        t0 = time.perf_counter()
+        old, new = make_rulesets(workdir, args.services, args.endpoints, args.change_percent, args.seed)
+        print(f"rulesets: {args.services} services x {args.endpoints} endpoints, "
+              f"{args.change_percent:g}% changed ({old.stat().st_size / 1e6:.1f} MB + "
+              f"{new.stat().st_size / 1e6:.1f} MB; prepared in {time.perf_counter() - t0:.1f} s)")
+        runs = [measure(old, new) for _ in range(args.repeat)]
+        gnu = [gnu_diff_seconds(old, new) for _ in range(args.repeat)]
+        cli = [cli_seconds(old, new) for _ in range(args.repeat)]
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(key: str) -> float:
+        return statistics.median(float(r[key]) for r in runs)
+
+    parse, diff, render, peak = med("parse"), med("diff"), med("render"), max(float(r["peak_mb"]) for r in runs)
+    print(f"rules in both files:   {runs[0]['rules']}")
+    print(f"parse both files:      {parse:6.2f} s   (reference)")
+    print(f"diff (model):          {diff:6.2f} s   = {diff / parse:.2f} x parse")
+    print(f"render report:         {render:6.2f} s")
+    print(f"full text diff:        {diff + render:6.2f} s   = {(diff + render) / parse:.2f} x parse"
+          f"   target < {TARGET_SECONDS:g} s: {'ok' if diff + render < TARGET_SECONDS else 'MISSED'}")
+    print(f"parse + diff + render: {parse + diff + render:6.2f} s")
+    print(f"peak memory:           {peak:6.0f} MB (after parsing: "
+          f"{max(float(r['peak_mb_after_parse']) for r in runs):.0f} MB)"
+          f"   target < {TARGET_PEAK_MB:g} MB: {'ok' if peak < TARGET_PEAK_MB else 'MISSED'}")
+    print(f"netproxy diff (CLI):   {statistics.median(c[0] for c in cli):6.2f} s end to end, "
+          f"peak {max(c[1] for c in cli):.0f} MB")
+    gnu_ok = [g for g in gnu if g is not None]
+    if gnu_ok:
+        print(f"GNU diff (same files): {statistics.median(gnu_ok):6.2f} s")
+    print(f"report: {runs[0]['summary']}")
+    print(f"verdict: {runs[0]['verdict']}  (median of {args.repeat} runs, {os.cpu_count()} CPUs)")
+    return 0 if diff + render < TARGET_SECONDS and peak < TARGET_PEAK_MB else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
