@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import lru_cache
 
 BITS = {"ipv4": 32, "ipv6": 128}
@@ -14,16 +15,21 @@ def family_of(text: str) -> str:
     return "ipv6" if ":" in text else "ipv4"
 
 
-@lru_cache(maxsize=1 << 16)
+_AF = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6}
+
+
 def parse_addr(text: str, family: str) -> int:
     """A host address of ``family`` as an integer; ValueError if it is not one."""
+    try:
+        return int.from_bytes(socket.inet_pton(_AF[family], text.strip("[]")), "big")
+    except (OSError, ValueError):
+        pass
     try:
         ip = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
         raise ValueError(f"{text!r} is not an IP address") from None
-    if (ip.version == 6) != (family == "ipv6"):
-        raise ValueError(f"{text!r} is not an {family} address")
-    return int(ip)
+    raise ValueError(f"{text!r} is not an {family} address" if (ip.version == 6) != (
+        family == "ipv6") else f"{text!r} is not an IP address")
 
 
 @lru_cache(maxsize=1 << 18)

@@ -16,14 +16,16 @@ the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from netproxy.errors import TraceError
 from netproxy.netfilter import extensions as ext
-from netproxy.netfilter.model import Rule, Ruleset
-from netproxy.trace.addr import LOOPBACK, format_addr, format_endpoint, parse_addr
-from netproxy.trace.index import ChainCode
+from netproxy.netfilter.model import Option, Rule, Ruleset
+from netproxy.trace.addr import LOOPBACK, format_endpoint, parse_addr, parse_net
+from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches
 from netproxy.trace.packet import Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
@@ -52,13 +54,36 @@ _SENT = (("DONE", "sent"),)
 class Compiled:
     """A rule ready to evaluate: its matcher and target."""
 
-    __slots__ = ("matcher", "kind", "data", "opaque")
+    __slots__ = ("addr", "matcher", "kind", "data")
 
-    def __init__(self, matcher: Matcher, kind: str, data: Any, opaque: str | None) -> None:
+    def __init__(self, addr: tuple[tuple[bool, int, int, bool], ...], matcher: Matcher,
+                 kind: str, data: Any) -> None:
+        self.addr = addr
+        """Source/destination matches as (is_source, network, mask, negated): checked first,
+        as the kernel's ip header match is, and kept out of the shared matcher."""
         self.matcher = matcher
         self.kind = kind
         self.data = data
-        self.opaque = opaque
+
+
+_UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be parsed")
+_ADDR = frozenset({"source", "destination"})
+_NO_CACHE_MODULES = frozenset({"limit", "statistic"})
+"""Rules with per-rule kernel state (limit buckets, nth counters) get their own matcher."""
+_IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building many small objects next to a big parsed ruleset: collections would walk the
+    whole heap again and again for nothing."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Tracer:
@@ -79,14 +104,17 @@ class Tracer:
                 raise TraceError(f"bad --local-ip: {err}") from None
             self.local_ips.append(text)
         self._hosts = frozenset(hosts)
-        lo_net, lo_mask = LOOPBACK[fam]
-        self._lo = (lo_net, lo_mask)
+        self._lo = LOOPBACK[fam]
         self.ctx = Context(fam, self.is_local, ipsets)
         self.codes: dict[tuple[str, str], ChainCode] = {}
-        for tname, table in ruleset.tables.items():
-            for chain in table.chains.values():
-                self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
+        self._matchers: dict[Any, Matcher] = {}
+        self._targets: dict[Any, tuple[str, Any]] = {}
         self._texts: dict[int, str] = {}
+        with _gc_paused():
+            for tname, table in ruleset.tables.items():
+                for chain in table.chains.values():
+                    if chain.policy is not None or len(chain.rules) >= INDEX_MIN_RULES:
+                        self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
         if strict:
             self._check_strict()
 
@@ -95,29 +123,78 @@ class Tracer:
     def is_local(self, addr: int) -> bool:
         return addr in self._hosts or (addr & self._lo[1]) == self._lo[0]
 
+    def code(self, table: str, chain: str) -> ChainCode:
+        """The prepared chain (made on first use for small chains)."""
+        found = self.codes.get((table, chain))
+        if found is None:
+            found = self.codes[(table, chain)] = ChainCode(
+                table, self.ruleset.tables[table].chains[chain], self.family)
+        return found
+
     def _check_strict(self) -> None:
-        for (tname, cname), code in self.codes.items():
-            for pos, rule in enumerate(code.rules):
-                where = f"{self.source}:{rule.line}" if rule.line else self.source
-                if rule.opaque is not None:
-                    raise TraceError(f"{tname}/{cname}: unreadable rule", where=where)
-                for module in rule.modules():
-                    if ext.match(module) is None:
-                        raise TraceError(f"{tname}/{cname} #{pos + 1}: unknown match module "
-                                         f"{module!r}", where=where)
-                c = self._compile(code, pos)
-                if c.kind == "unknown":
-                    raise TraceError(f"{tname}/{cname} #{pos + 1}: {c.data}", where=where)
+        for tname, table in self.ruleset.tables.items():
+            for cname in table.chains:
+                code = self.code(tname, cname)
+                for pos, rule in enumerate(code.rules):
+                    where = f"{self.source}:{rule.line}" if rule.line else self.source
+                    if rule.opaque is not None:
+                        raise TraceError(f"{tname}/{cname}: unreadable rule", where=where)
+                    for module in rule.modules():
+                        if ext.match(module) is None:
+                            raise TraceError(f"{tname}/{cname} #{pos + 1}: unknown match "
+                                             f"module {module!r}", where=where)
+                    c = self._compile(code, pos)
+                    if c.kind == "unknown":
+                        raise TraceError(f"{tname}/{cname} #{pos + 1}: {c.data}", where=where)
 
     def _compile(self, code: ChainCode, pos: int) -> Compiled:
         rule = code.rules[pos]
         if rule.opaque is not None:
-            c = Compiled(Matcher((), ()), "unknown", "rule could not be parsed", rule.opaque)
-        else:
+            code.compiled[pos] = _UNPARSED
+            return _UNPARSED
+        # Rules that differ only in comments share one matcher (kube-proxy's SEP and SVC
+        # rules repeat the same few match shapes thousands of times).
+        # Addresses are checked outside the matcher, so rules differing only in them share it.
+        addr: list[tuple[bool, int, int, bool]] = []
+        key_items: list[Option] = []
+        bad_addr = False
+        for o in rule.matches:
+            if o.module in _IGNORED_IN_KEY:
+                continue
+            if not o.module and o.name in _ADDR:
+                try:
+                    net, mask = parse_net(o.args[0], self.family)
+                except (ValueError, IndexError):
+                    bad_addr = True
+                    key_items.append(o)
+                    continue
+                addr.append((o.name == "source", net, mask, o.negated))
+                continue
+            key_items.append(o)
+        key: tuple[Option, ...] | None = tuple(key_items)
+        try:
+            matcher = self._matchers.get(key)
+        except TypeError:  # an option built in code with list arguments
+            key, matcher = None, None
+        if matcher is None:
+            matcher = compile_matches(rule, self.ctx, (code.table, code.name, pos),
+                                      skip_addresses=not bad_addr)
+            if key is not None and not any(
+                    o.module in _NO_CACHE_MODULES and o.name == "mode" and o.value != "random"
+                    or o.module == "limit" for o in key):
+                self._matchers[key] = matcher
+        t = rule.target
+        tkey = (code.table, t.name, t.options, t.goto) if t is not None else None
+        try:
+            target = self._targets.get(tkey)
+        except TypeError:
+            tkey, target = None, None
+        if target is None:
             chains = self.ruleset.tables[code.table].chains
-            matcher = compile_matches(rule, self.ctx, (code.table, code.name, pos))
-            kind, data = compile_target(rule.target, chains, self.family)
-            c = Compiled(matcher, kind, data, None)
+            target = compile_target(t, chains, self.family)
+            if tkey is not None:
+                self._targets[tkey] = target
+        c = Compiled(() if bad_addr else tuple(addr), matcher, target[0], target[1])
         code.compiled[pos] = c
         return c
 
@@ -135,14 +212,14 @@ class Tracer:
             self._texts[key] = text
         return text
 
-    def _hop(self, code: ChainCode, pos: int, depth: int) -> Hop:
+    def hop(self, code: ChainCode, pos: int | None, depth: int) -> Hop:
+        """A path entry as a :class:`Hop` (``pos`` None: the chain policy)."""
+        if pos is None:
+            return Hop(code.table, code.name, None, code.chain.line,
+                       text=f"-P {code.name} {code.policy}", depth=depth)
         rule = code.rules[pos]
         return Hop(code.table, code.name, pos + 1, rule.line,
                    render=lambda: self.rule_text(code.table, code.name, rule), depth=depth)
-
-    def _policy_hop(self, code: ChainCode) -> Hop:
-        return Hop(code.table, code.name, None, code.chain.line,
-                   text=f"-P {code.name} {code.policy}")
 
     # ------------------------------------------------------------------ public API
 
@@ -221,25 +298,23 @@ class Tracer:
     def _enter(self, w: Walk, hook: str) -> None:
         p = w.pkt.packet
         w.hook = hook
-        iif = "lo" if w.looped else p.in_interface
-        if w.pkt.origin in ("node", "localhost") and not w.looped:
-            iif = ""
-        if hook in ("PREROUTING", "INPUT"):
+        local_origin = w.pkt.origin in ("node", "localhost")
+        iif = "lo" if w.looped else ("" if local_origin else p.in_interface)
+        if hook == "PREROUTING" or hook == "INPUT":
             w.iif, w.oif = iif, ""
         elif hook == "FORWARD":
             w.iif, w.oif = iif, p.out_interface
         else:
             w.iif = ""
-            local_out = w.pkt.origin in ("node", "localhost") and self.is_local(w.dst)
-            w.oif = "lo" if local_out else p.out_interface
+            w.oif = "lo" if local_origin and self.is_local(w.dst) else p.out_interface
 
     def _advance(self, w: Walk, todo: list[Walk], out: list[Outcome]) -> None:
         codes = self.codes
         stack = w.stack
+        path = w.path
+        proto = w.pkt.proto
         while True:
             if not stack:
-                if w.si >= len(w.steps):
-                    raise TraceError("internal: walk ran past its last hook")
                 hook, table = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
@@ -247,8 +322,8 @@ class Tracer:
                     w.si = 0
                     continue
                 if hook == "LOOP":
-                    w.steps = _LOOP if self.is_local(w.dst) else _SENT
-                    w.looped = w.steps is _LOOP
+                    w.looped = self.is_local(w.dst)
+                    w.steps = _LOOP if w.looped else _SENT
                     w.si = 0
                     continue
                 if hook == "DONE":
@@ -257,27 +332,26 @@ class Tracer:
                 if table == "nat" and not w.nat_ok:
                     continue
                 code = codes.get((table, hook))
-                if code is None:
-                    continue
+                if code is None or (not code.rules and code.policy == "ACCEPT"):
+                    continue  # absent, or empty with policy ACCEPT: no effect, not shown
                 self._enter(w, hook)
-                stack.append([code, code.candidates(w.dst, w.pkt.proto, w.dport), 0,
-                              (hook,), code])
+                stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (hook,), code])
                 continue
             frame = stack[-1]
-            code = frame[0]
             cands = frame[1]
             i = frame[2]
             if i >= len(cands):
                 stack.pop()
                 base = frame[4]
                 if base is not None:
-                    w.path.append(self._policy_hop(base))
+                    path.append((base, None, len(stack)))
                     if base.policy == "ACCEPT":
                         stack.clear()
                         continue
                     out.append(self._outcome(w, base.policy or "DROP"))
                     return
                 continue
+            code = frame[0]
             pos = cands[i]
             frame[2] = i + 1
             c = code.compiled[pos]
@@ -287,11 +361,17 @@ class Tracer:
             if w.steps_done > MAX_STEPS:
                 raise TraceError(f"walk did not finish within {MAX_STEPS} rule evaluations",
                                  where=self.source)
+            miss = False
+            for is_src, net, mask, neg in c.addr:
+                if (((w.src if is_src else w.dst) & mask) == net) is neg:
+                    miss = True
+                    break
+            if miss:
+                continue
             r = self._match(c.matcher, w, todo)
             if r is False:
                 continue
-            hop = self._hop(code, pos, len(stack) - 1)
-            w.path.append(hop)
+            path.append((code, pos, len(stack) - 1))
             if r is not True:
                 out.append(self._outcome(w, "UNKNOWN", reason=str(r)))
                 return
@@ -299,11 +379,12 @@ class Tracer:
             if kind == "none" or kind == "nop":
                 continue
             if kind == "jump" or kind == "goto":
-                target = codes[(code.table, c.data)]
+                target = codes.get((code.table, c.data)) or self.code(code.table, c.data)
                 self._check_jump(w, frame, target, pos)
-                cands2 = target.candidates(w.dst, w.pkt.proto, w.dport)
+                cands2 = target.candidates(w.dst, proto, w.dport)
                 if kind == "jump":
-                    stack.append([target, cands2, 0, (target.name,), None])
+                    if cands2:  # an empty candidate list returns at once
+                        stack.append([target, cands2, 0, (target.name,), None])
                 else:
                     stack[-1] = [target, cands2, 0, frame[3] + (target.name,), frame[4]]
                 continue
@@ -314,7 +395,7 @@ class Tracer:
                 stack.pop()
                 base = frame[4]
                 if base is not None:
-                    w.path.append(self._policy_hop(base))
+                    path.append((base, None, len(stack)))
                     if base.policy == "ACCEPT":
                         stack.clear()
                         continue
@@ -341,21 +422,23 @@ class Tracer:
                 w.ct = frozenset({"UNTRACKED"})
                 w.nat_ok = False
                 continue
-            if kind in ("DNAT", "REDIRECT", "SNAT", "MASQUERADE"):
+            if kind == "DNAT" or kind == "SNAT" or kind == "MASQUERADE" or kind == "REDIRECT":
                 reason = self._nat(w, kind, c.data, code.table)
                 if reason is not None:
                     out.append(self._outcome(w, "UNKNOWN", reason=reason))
                     return
-                w.nat_rule = hop
+                if kind == "MASQUERADE":
+                    w.nat_rule = c.data
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(c.data)))
             return
 
     def _check_jump(self, w: Walk, frame: list[Any], target: ChainCode, pos: int) -> None:
+        name = target.name
         for f in w.stack:
-            if target.name in f[3]:
-                names = [n for g in w.stack for n in g[3]] + [target.name]
+            if name in f[3]:
+                names = [n for g in w.stack for n in g[3]] + [name]
                 line = frame[0].rules[pos].line
                 where = f"{self.source}:{line}" if line else self.source
                 raise TraceError(f"jump loop in table {target.table}: " + " -> ".join(names),
@@ -364,14 +447,12 @@ class Tracer:
             line = frame[0].rules[pos].line
             where = f"{self.source}:{line}" if line else self.source
             raise TraceError(f"chains nested deeper than {MAX_DEPTH} (at {frame[0].name} -> "
-                             f"{target.name})", where=where)
+                             f"{name})", where=where)
 
     def _match(self, m: Matcher, w: Walk, todo: list[Walk]) -> object:
-        evals = m.evals
-        n = len(evals)
         j = 0
-        while j < n:
-            r = evals[j](w)
+        for f in m.evals:
+            r = f(w)
             if r is True:
                 j += 1
                 continue
@@ -391,11 +472,11 @@ class Tracer:
                 j += 1
                 continue
             # Undecidable: the rule still cannot match if a later side-effect-free match fails.
-            for k in range(j + 1, n):
+            evals = m.evals
+            for k in range(j + 1, len(evals)):
                 if not m.pure[k]:
                     break
-                later = evals[k](w)
-                if later is False:
+                if evals[k](w) is False:
                     return False
             return r
         return True
@@ -409,16 +490,14 @@ class Tracer:
             else:
                 port = data
                 if w.hook == "OUTPUT":
-                    addr = self._lo[0] if self.family == "ipv4" else 1
-                    if self.family == "ipv4":
-                        addr = 0x7F000001
+                    addr = 0x7F000001 if self.family == "ipv4" else 1
                 else:
-                    first = next((a for a in (parse_addr(t, self.family) for t in self.local_ips)
-                                  if (a & self._lo[1]) != self._lo[0]), None)
-                    if first is None:
-                        return "REDIRECT: the incoming interface's address is not known " \
-                               "(give --local-ip)"
-                    addr = first
+                    lo_net, lo_mask = self._lo
+                    addr = next((a for a in (parse_addr(t, self.family) for t in self.local_ips)
+                                 if (a & lo_mask) != lo_net), None)
+                    if addr is None:
+                        return ("REDIRECT: the incoming interface's address is not known "
+                                "(give --local-ip)")
             if addr is not None:
                 w.dst = addr
             if port is not None:
@@ -440,15 +519,16 @@ class Tracer:
 
     def _outcome(self, w: Walk, verdict: str, *, reason: str | None = None,
                  delivered: str | None = None) -> Outcome:
+        raw = w.path
+        dnat = w.dnat
+        dst, dport = w.dst, w.dport
         fam = self.family
-        dnat = format_endpoint(w.dnat[0], w.dnat[1], fam) if w.dnat is not None else None
-        flags = ""
-        if w.masquerade and w.nat_rule is not None:
-            c = self.codes[(w.nat_rule.table, w.nat_rule.chain)].compiled[w.nat_rule.rule - 1]
-            flags = c.data if c is not None and c.kind == "MASQUERADE" else ""
-        return Outcome(w.prob, verdict, dnat, w.masquerade, w.snat, w.path, reason, delivered,
-                       w.memory, flags, format_endpoint(w.dst, w.dport, fam))
 
+        def build() -> tuple[list[Hop], str | None, str]:
+            hops = [self.hop(code, pos, depth) for code, pos, depth in raw]
+            text = format_endpoint(dnat[0], dnat[1], fam) if dnat is not None else None
+            return hops, text, format_endpoint(dst, dport, fam)
 
-def describe_address(value: int, family: str) -> str:
-    return format_addr(value, family)
+        flags = w.nat_rule if w.masquerade and isinstance(w.nat_rule, str) else ""
+        return Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
+                            flags, build)

@@ -39,10 +39,10 @@ class ChainCode:
         self.policy = chain.policy
         self.all: Sequence[int] = range(len(chain.rules))
         self.dim: str | None = None
-        self.buckets: dict[Any, list[int]] = {}
-        self.always: tuple[int, ...] = ()
-        self.cache: dict[Any, tuple[int, ...]] = {}
         if len(chain.rules) >= INDEX_MIN_RULES:
+            self.buckets: dict[Any, list[int]] = {}
+            self.always: tuple[int, ...] = ()
+            self.cache: dict[Any, tuple[int, ...]] = {}
             self._build(family)
 
     def _build(self, family: str) -> None:

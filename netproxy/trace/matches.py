@@ -580,12 +580,18 @@ def _set_module(opts: list[Option], ctx: Context) -> list[Eval]:
 _ALWAYS = {"comment", "nfacct"}
 
 
-def compile_matches(rule: Rule, ctx: Context, key: Any) -> Matcher:
-    """Evaluators for ``rule`` in kernel order: the built-in header match, then each ``-m``."""
+def compile_matches(rule: Rule, ctx: Context, key: Any, *,
+                    skip_addresses: bool = False) -> Matcher:
+    """Evaluators for ``rule`` in kernel order: the built-in header match, then each ``-m``.
+
+    ``skip_addresses``: leave ``-s``/``-d`` out (the caller checks them itself).
+    """
     evals: list[Eval] = []
     pure: list[bool] = []
     forks: dict[int, tuple[float, bool]] = {}
     for opt in rule.matches:
+        if skip_addresses and not opt.module and opt.name in ("source", "destination"):
+            continue
         if not opt.module:
             evals.append(_safe(opt, ctx))
             pure.append(True)

@@ -51,10 +51,14 @@ class Hop:
 
 
 class Outcome:
-    """One branch of the walk: its probability, verdict, NAT results and path."""
+    """One branch of the walk: its probability, verdict, NAT results and path.
 
-    __slots__ = ("probability", "verdict", "dnat", "masquerade", "snat", "path", "reason",
-                 "delivered", "memory", "masquerade_flags", "final")
+    The engine fills outcomes lazily (the path as raw positions, the DNAT destination as
+    numbers); ``path``, ``dnat`` and ``final`` are built on first access.
+    """
+
+    __slots__ = ("probability", "verdict", "_dnat", "masquerade", "snat", "_path", "reason",
+                 "delivered", "memory", "masquerade_flags", "_final", "_lazy")
 
     def __init__(self, probability: float, verdict: str, dnat: str | None, masquerade: bool,
                  snat: str | None, path: list[Hop], reason: str | None = None,
@@ -62,18 +66,61 @@ class Outcome:
                  masquerade_flags: str = "", final: str = "") -> None:
         self.probability = probability
         self.verdict = verdict
-        self.dnat = dnat
+        self._dnat = dnat
         self.masquerade = masquerade
         self.snat = snat
-        self.path = path
+        self._path: list[Hop] | None = path
         self.reason = reason
         """For UNKNOWN: why the last hop could not be decided."""
         self.delivered = delivered
         """For ACCEPT: ``local`` (a process on the node), ``forwarded`` or ``sent``."""
         self.memory = memory
         self.masquerade_flags = masquerade_flags
-        self.final = final
+        self._final = final
+        self._lazy: Any = None
+
+    @classmethod
+    def lazy(cls, probability: float, verdict: str, masquerade: bool, snat: str | None,
+             reason: str | None, delivered: str | None, memory: Memory, flags: str,
+             build: Any) -> Outcome:
+        """An outcome whose path/dnat/final come from ``build() -> (path, dnat, final)``."""
+        o = cls.__new__(cls)
+        o.probability = probability
+        o.verdict = verdict
+        o.masquerade = masquerade
+        o.snat = snat
+        o.reason = reason
+        o.delivered = delivered
+        o.memory = memory
+        o.masquerade_flags = flags
+        o._path = None
+        o._dnat = None
+        o._final = ""
+        o._lazy = build
+        return o
+
+    def _fill(self) -> None:
+        if self._lazy is not None:
+            self._path, self._dnat, self._final = self._lazy()
+            self._lazy = None
+
+    @property
+    def path(self) -> list[Hop]:
+        self._fill()
+        assert self._path is not None
+        return self._path
+
+    @property
+    def dnat(self) -> str | None:
+        """The destination after DNAT (``ip:port``), or None when no DNAT happened."""
+        self._fill()
+        return self._dnat
+
+    @property
+    def final(self) -> str:
         """Destination after the walk (``ip:port``)."""
+        self._fill()
+        return self._final
 
     def key(self) -> tuple[Any, ...]:
         """Identity of the outcome apart from its probability (to merge equal branches)."""

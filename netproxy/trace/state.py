@@ -92,10 +92,32 @@ class Walk:
         self.steps_done = 0
 
     def fork(self) -> Walk:
-        other = Walk.__new__(Walk)
-        for name in Walk.__slots__:
-            setattr(other, name, getattr(self, name))
-        other.stack = [f[:] for f in self.stack]
-        other.path = self.path[:]
-        other.notes = self.notes[:]
-        return other
+        o = Walk.__new__(Walk)
+        o.pkt = self.pkt
+        o.src = self.src
+        o.dst = self.dst
+        o.sport = self.sport
+        o.dport = self.dport
+        o.mark = self.mark
+        o.ctmark = self.ctmark
+        o.ct = self.ct
+        o.hook = self.hook
+        o.iif = self.iif
+        o.oif = self.oif
+        o.prob = self.prob
+        o.stack = [f[:] for f in self.stack]
+        o.path = self.path[:]
+        o.steps = self.steps
+        o.si = self.si
+        o.dnat = self.dnat
+        o.snat = self.snat
+        o.masquerade = self.masquerade
+        o.nat_rule = self.nat_rule
+        o.memory = self.memory
+        o.nat_ok = self.nat_ok
+        o.looped = self.looped
+        o.notes = self.notes[:]
+        o.orig_dst = self.orig_dst
+        o.orig_dport = self.orig_dport
+        o.steps_done = self.steps_done
+        return o
