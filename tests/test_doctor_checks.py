@@ -159,3 +159,14 @@ def test_firewall_drop_outside_kube_proxy_chains_shows_in_the_walk() -> None:
     assert walk.details == ["33.33% ends DROP after DNAT to 10.244.2.7:8080"]
     assert (walk.rules[-1].table, walk.rules[-1].chain, walk.rules[-1].rule.jump) == (
         "filter", "FORWARD", "DROP")
+
+
+def test_internal_traffic_policy_local() -> None:
+    report = diagnose(compiled("internal-local.yaml"))
+    assert failures(report) == {"default/cache:redis": {"local-endpoints"}}
+    assert find(report, "default/cache:redis", "endpoints").status == NOT_APPLICABLE
+    drop = find(report, "default/cache:redis", "local-endpoints")
+    assert drop.details == ["DROP rules for it: filter KUBE-SERVICES"]
+    assert find(report, "default/cache2:redis", "local-endpoints").status == PASSED
+    assert find(report, "default/cache2:redis", "walk-split").summary == (
+        "10.96.70.71:6379 reaches its one endpoint")

@@ -89,10 +89,16 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["--rules", "RULES", "--service", "web"], "--service: expected NS/NAME[:PORT], got 'web'"),
         (["--rules", "RULES", "--service", "default/nope"], "no Service port default/nope in the rules"),
         (["--rules", "RULES", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml"),
+        (["--rules", "EMPTY"], "no tables in the rules"),
+        (["--rules", "YAML"], "rule outside a table"),
     ],
 )
-def test_bad_input_exit_two(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
-    args = [str(DATA / "old-xlb.rules") if a == "RULES" else a for a in args]
+def test_bad_input_exit_two(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str],
+                            message: str) -> None:
+    empty = tmp_path / "empty.rules"
+    empty.write_text("")
+    files = {"RULES": str(DATA / "old-xlb.rules"), "EMPTY": str(empty), "YAML": str(DATA / "healthy.yaml")}
+    args = [files.get(a, a) for a in args]
     code, out, err = run(capsys, "doctor", *args)
     assert code == 2
     assert out == ""

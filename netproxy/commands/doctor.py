@@ -55,6 +55,8 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         ruleset = _live_rules(netns_name, variant, params.get("family") or "ipv4")
     else:
         ruleset = read_rules(rules_path or "-", family=params["family"] if family_given else None)
+    if not ruleset.tables:
+        raise InputError("no tables in the rules (expected iptables-save output)", where=ruleset.source)
     expected = None
     if params.get("inputs"):
         params["family"] = ruleset.family

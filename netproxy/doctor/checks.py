@@ -270,6 +270,9 @@ def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
                        [j.ref for j in svc.jumps])
     if not svc.addresses and not svc.rejects and not svc.local_drops and svc.chains:
         return finding("endpoints", NOT_APPLICABLE, "nothing leads to this Service port's chains (see entry)")
+    if svc.local_drops and not svc.rejects and not svc.chains:
+        return finding("endpoints", NOT_APPLICABLE, "kube-proxy knows endpoints, none on this node "
+                       "(see local-endpoints)", list(svc.local_drops))
     details = []
     refs = list(svc.rejects) + list(svc.local_drops)
     if svc.rejects:
