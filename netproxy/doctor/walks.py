@@ -150,7 +150,7 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
         bad = [o for o in own if not o.masquerade and o.verdict == "ACCEPT"]
         if bad:
             problems.append(f"{pod} -> {hostport(ip, port)} -> {ep} leaves without masquerade")
-            refs += _refs(view, bad[0].path)
+            refs = refs or _refs(view, bad[0].path)  # one path is enough to show where
     if problems:
         return _finding("walk-hairpin", FAILED, problems[0], refs, problems[1:] + undecided)
     if not checked:
