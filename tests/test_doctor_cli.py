@@ -193,3 +193,11 @@ def test_deleted_service_leaves_stale_rules(capsys: pytest.CaptureFixture[str], 
     web = by_check(data, "default/web:http")
     assert web["cluster-endpoints"]["summary"] == (
         "the cluster objects have no such Service port: these rules are stale")
+
+
+def test_no_walk_leaves_out_the_traced_checks(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "uneven-probabilities.rules"),
+                       "--no-walk", "--json")
+    assert code == 1
+    checks = {c["check"] for s in json.loads(out)["services"] for c in s["checks"]}
+    assert "probabilities" in checks and not {"walk-split", "walk-hairpin"} & checks

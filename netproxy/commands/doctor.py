@@ -32,12 +32,14 @@ def _live_rules(name: str, variant: str, family: str) -> Ruleset:
               show_default=True, help="iptables variant used with --netns.")
 @click.option("--service", metavar="NS/NAME[:PORT]",
               help="Check only this Service (PORT: a port name or number).")
+@click.option("--walk/--no-walk", default=True, show_default=True,
+              help="Also trace connections through the whole ruleset (walk-split, walk-hairpin).")
 @click.option("--brief", is_flag=True,
               help="Quote rule lines and reasons only for failed checks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @cluster_options
 def command(rules_path: str | None, netns_name: str | None, variant: str, service: str | None,
-            brief: bool, as_json: bool, **params: Any) -> int:
+            walk: bool, brief: bool, as_json: bool, **params: Any) -> int:
     """Run the Service checklist over a node's rules: entry rules, endpoints, even
     probabilities, DNAT, masquerade and hairpin, Local traffic policy, REJECTs.
 
@@ -61,6 +63,6 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     if params.get("inputs"):
         params["family"] = ruleset.family
         expected = build_ruleset(params)
-    report = diagnose(ruleset, service=service, expected=expected)
+    report = diagnose(ruleset, service=service, expected=expected, walk=walk)
     click.echo(to_json(report) if as_json else to_text(report, brief=brief), nl=False)
     return report.exit_code

@@ -25,8 +25,12 @@ def _selected(views: dict[tuple[str, str], ServicePortView], selector: str | Non
     return [v for v in views.values() if matches_selector(v.name, selector, v.port_numbers())]
 
 
-def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset | None = None) -> Report:
-    """Run the checklist over ``ruleset``; ``expected`` is what the cluster objects compile to."""
+def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset | None = None,
+             walk: bool = True) -> Report:
+    """Run the checklist over ``ruleset``; ``expected`` is what the cluster objects compile to.
+
+    ``walk=False`` leaves out the traced checks (they cost a few walks per Service port).
+    """
     view = build_view(ruleset)
     expected_view: RulesetView | None = build_view(expected) if expected is not None else None
     node: list[Finding] = [check(view) for check in NODE_CHECKS]
@@ -42,11 +46,12 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
         raise InputError(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
                          where=ruleset.source)
-    tracer = Tracer(ruleset)
+    tracer = Tracer(ruleset) if walk else None
     reports = []
     for svc in sorted(selected + extra, key=lambda v: v.key):
         findings = [check(view, svc) for check in SERVICE_CHECKS]
-        findings += [walk(view, svc, tracer) for walk in WALK_CHECKS]
+        if tracer is not None:
+            findings += [walk_check(view, svc, tracer) for walk_check in WALK_CHECKS]
         if expected_view is not None:
             findings += compare_service(view, svc, expected_view.services.get(svc.key))
         reports.append(ServiceReport(svc.name, svc.protocol, findings))
