@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
 from netproxy.diff import diff_rulesets, render_text
 from netproxy.diff.load import load_ruleset
 from netproxy.errors import InputError
@@ -82,7 +82,13 @@ def command(expected: bool, as_json: bool, behaviour: bool, scope: str | None, b
     if behaviour:
         from netproxy.diff.behaviour import compare_behaviour
 
-        compare_behaviour(report, old, new, local_ips=list(local_ips))
+        ips = list(local_ips)
+        if expected and not ips:
+            ips = node_local_ips({**params, "inputs": tuple(params["inputs"])[:-1]})
+        try:
+            compare_behaviour(report, old, new, local_ips=ips)
+        except ValueError as err:
+            raise InputError(f"bad address: {err}", where="--local-ip") from None
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -1,0 +1,179 @@
+"""Behavioural comparison: trace the same probe packets through both rulesets.
+
+Probes come from every service frontend either ruleset has (cluster IPs, external IPs,
+load-balancer IPs with their ports, node ports on a node address) and are sent from each
+kind of source: a pod, the node itself and an outside client. Two rulesets behave alike for
+a probe when the tracer finds the same outcomes: verdict, DNAT destination and masquerade,
+each with the same probability.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from netproxy.diff.kubenames import FRONTEND_CHAINS
+from netproxy.diff.report import DiffReport, ProbeLine
+from netproxy.errors import TraceError
+from netproxy.netfilter.model import Rule, Ruleset
+from netproxy.netfilter.values import saved_address
+from netproxy.trace import Packet, Tracer
+
+_EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
+_NODE = {"ipv4": "192.0.2.10", "ipv6": "2001:db8:1::10"}
+_PORT_MODULES = ("tcp", "udp", "sctp")
+_SAME = 1e-6
+_POD_IF = "probe-pod0"
+"""Interface names of the probes: the same on both sides, so outcomes stay comparable."""
+_OUT_IF = "eth0"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Frontend:
+    dst: str
+    """A service address, or ``""`` for a node port (sent to a node address)."""
+    proto: str
+    port: int
+
+
+def _host(value: str) -> str | None:
+    addr, _, plen = value.partition("/")
+    if plen in ("", "32", "128"):
+        return addr
+    return None
+
+
+def _frontend(rule: Rule) -> Frontend | None:
+    proto = rule.builtin("protocol")
+    if proto is None or proto.negated or not proto.args:
+        return None
+    port = None
+    for module in _PORT_MODULES:
+        opt = rule.option(module, "dport")
+        if opt is not None and opt.args and not opt.negated:
+            port = opt.args[0]
+    if port is None or not port.isdigit():
+        return None
+    dst = rule.builtin("destination")
+    if dst is None:
+        return Frontend("", proto.args[0].lower(), int(port))
+    if dst.negated or not dst.args:
+        return None
+    host = _host(dst.args[0])
+    return Frontend(host, proto.args[0].lower(), int(port)) if host else None
+
+
+def frontends(ruleset: Ruleset) -> set[Frontend]:
+    """Every (address, protocol, port) a frontend rule of kube-proxy matches."""
+    out: set[Frontend] = set()
+    for table in ruleset.tables.values():
+        for cname in FRONTEND_CHAINS:
+            chain = table.chains.get(cname)
+            for rule in chain.rules if chain is not None else ():
+                if rule.opaque is None:
+                    f = _frontend(rule)
+                    if f is not None:
+                        out.add(f)
+    return out
+
+
+def pod_source(rulesets: list[Ruleset], family: str) -> str:
+    """An address inside the pod network: from the local-traffic detector's CIDR
+    (``! -s <cidr> -j KUBE-MARK-MASQ``), else next to an endpoint."""
+    endpoint: str | None = None
+    for ruleset in rulesets:
+        nat = ruleset.tables.get("nat")
+        if nat is None:
+            continue
+        for chain in nat.chains.values():
+            for rule in chain.rules:
+                t = rule.target
+                if t is None:
+                    continue
+                src = rule.builtin("source")
+                if t.name == "KUBE-MARK-MASQ" and src is not None and src.negated and src.args:
+                    try:
+                        net = ipaddress.ip_network(saved_address(src.args[0], family), strict=False)
+                    except ValueError:
+                        continue
+                    if net.num_addresses > 4:
+                        return str(net.network_address + min(250, net.num_addresses - 2))
+                if endpoint is None and t.name == "DNAT":
+                    opt = t.get("to-destination")
+                    if opt is not None and opt.args:
+                        endpoint = opt.args[0].rsplit(":", 1)[0].strip("[]")
+    if endpoint is not None:
+        try:
+            return str(ipaddress.ip_address(endpoint) + 1)
+        except ValueError:
+            pass
+    return "10.244.0.250" if family == "ipv4" else "fd00:10:244::250"
+
+
+def _outcomes(tracer: Tracer, packet: Packet) -> dict[str, float]:
+    try:
+        result = tracer.trace(packet)
+    except TraceError as err:
+        return {f"error: {err}": 1.0}
+    merged: dict[str, float] = {}
+    for o in result.outcomes:
+        text = o.verdict
+        if o.dnat:
+            text += f" DNAT {o.dnat}"
+        if o.masquerade:
+            text += " masquerade"
+        if o.reason:
+            text += f" ({o.reason})"
+        merged[text] = merged.get(text, 0.0) + o.probability
+    return merged
+
+
+def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+    if set(a) != set(b):
+        return False
+    return all(abs(a[k] - b[k]) <= _SAME for k in a)
+
+
+def _lines(outcomes: dict[str, float]) -> list[str]:
+    return [f"{p * 100:.2f}% {text}" for text, p in sorted(outcomes.items())]
+
+
+def probes(old: Ruleset, new: Ruleset, node_ip: str) -> list[tuple[str, Packet]]:
+    """``(description, packet)`` for every frontend of either ruleset and source kind."""
+    family = new.family
+    pod = pod_source([old, new], family)
+    out: list[tuple[str, Packet]] = []
+    for f in sorted(frontends(old) | frontends(new)):
+        dst = f.dst or node_ip
+        what = f"{f.proto} {dst}:{f.port}" if f.dst else f"{f.proto} node port {node_ip}:{f.port}"
+        out.append((f"{what} from pod {pod}", Packet(dst, pod, f.proto, f.port, origin="pod",
+                                                     in_interface=_POD_IF, out_interface=_OUT_IF)))
+        out.append((f"{what} from the node", Packet(dst, None, f.proto, f.port, origin="node",
+                                                    out_interface=_OUT_IF)))
+        ext = _EXTERNAL[family]
+        out.append((f"{what} from outside {ext}", Packet(dst, ext, f.proto, f.port, origin="external",
+                                                         in_interface=_OUT_IF, out_interface=_OUT_IF)))
+    return out
+
+
+def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
+                      local_ips: list[str] | None = None) -> None:
+    """Trace every probe through both rulesets; record the probes whose outcomes differ."""
+    family = new.family
+    local = list(local_ips or [])
+    node_ips = [ip for ip in local if not ipaddress.ip_address(ip).is_loopback]
+    if not node_ips:
+        node_ips = [_NODE[family]]
+        local.append(node_ips[0])
+    told = Tracer(old, local_ips=local)
+    tnew = Tracer(new, local_ips=local)
+    found: list[ProbeLine] = []
+    plan = probes(old, new, node_ips[0])
+    for text, packet in plan:
+        a = _outcomes(told, packet)
+        b = _outcomes(tnew, packet)
+        if not _same(a, b):
+            found.append(ProbeLine(text, _lines(a), _lines(b)))
+    report.behaviour = found
+    report.probes = len(plan)
+    report.summary["behaviour_differences"] = len(found)

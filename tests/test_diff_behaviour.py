@@ -1,0 +1,99 @@
+"""netproxy diff --behaviour (probe packets through both rulesets) and --expected (compiled
+cluster objects against a node's dump)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netproxy.cli import main
+from netproxy.diff import diff_rulesets
+from netproxy.diff.behaviour import compare_behaviour, frontends, pod_source
+from netproxy.diff.load import load_ruleset
+
+DATA = Path(__file__).resolve().parent / "data" / "diff"
+NODE = ["--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", *args])
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def behaviour(new: str):
+    old_rules = load_ruleset(str(DATA / "base.rules"))
+    new_rules = load_ruleset(str(DATA / f"{new}.rules"))
+    report = diff_rulesets(old_rules, new_rules)
+    compare_behaviour(report, old_rules, new_rules)
+    return report
+
+
+def test_probes_cover_every_frontend_and_source():
+    rules = load_ruleset(str(DATA / "base.rules"))
+    assert sorted((f.dst, f.proto, f.port) for f in frontends(rules)) == [
+        ("", "tcp", 30080), ("10.96.10.10", "tcp", 80), ("10.96.20.20", "tcp", 8080)]
+    assert pod_source([rules], "ipv4") == "10.244.0.250"
+    assert behaviour("shuffled").probes == 9  # 3 frontends x pod, node, outside
+
+
+def test_text_different_but_behaviour_equal(capsys):
+    report = behaviour("endpoints-swapped")
+    assert not report.text_equivalent
+    assert report.behaviour == [] and report.equivalent
+    code, out, _ = run(capsys, "--behaviour", str(DATA / "base.rules"), str(DATA / "endpoints-swapped.rules"))
+    assert code == 0
+    assert "behaviour: same outcomes for all 9 probes" in out
+    assert out.splitlines()[-1] == "equivalent (differences above do not change behaviour)"
+    code, _, _ = run(capsys, str(DATA / "base.rules"), str(DATA / "endpoints-swapped.rules"))
+    assert code == 1  # without --behaviour the text model decides
+
+
+def test_removed_endpoint_changes_cluster_ip_outcomes():
+    report = behaviour("endpoint-removed")
+    probes = {p.probe: p for p in report.behaviour or []}
+    p = probes["tcp 10.96.10.10:80 from pod 10.244.0.250"]
+    assert p.old == ["50.00% ACCEPT DNAT 10.244.1.5:8080", "50.00% ACCEPT DNAT 10.244.2.7:8080"]
+    assert p.new == ["100.00% ACCEPT DNAT 10.244.1.5:8080"]
+    # echo is untouched
+    assert not [k for k in probes if "10.96.20.20" in k or "30080" in k]
+
+
+def test_forgotten_chain_shows_as_undecidable_share():
+    report = behaviour("partial-forgot")
+    probes = {p.probe: p for p in report.behaviour or []}
+    p = probes["tcp 10.96.20.20:8080 from pod 10.244.0.250"]
+    assert any(line.startswith("33.33% UNKNOWN") and "KUBE-SEP-F5QH6TV4YGLZK6ZP" in line for line in p.new)
+    # From outside, echo's node port only reaches its local endpoint: unchanged.
+    assert "tcp node port 192.0.2.10:30080 from outside 203.0.113.77" not in probes
+
+
+def test_other_programs_rules_can_change_behaviour():
+    report = behaviour("docker-changed")
+    assert report.behaviour == []  # DOCKER-USER drops 192.168/16, no probe comes from there
+
+
+def test_expected_matches_the_spec_example(capsys):
+    code, out, _ = run(capsys, "--expected", str(DATA / "cluster.yaml"), *NODE, "--no-nfacct",
+                       str(DATA / "base.rules"))
+    assert code == 0, out
+    assert out.splitlines()[0] == f"--- expected (compiled from {DATA / 'cluster.yaml'})"
+
+
+def test_expected_reports_what_the_node_lacks(capsys):
+    # With nfacct available kube-proxy writes two rules the example node does not have.
+    code, out, _ = run(capsys, "--expected", str(DATA / "cluster.yaml"), *NODE, str(DATA / "base.rules"))
+    assert code == 1
+    assert ("      - -A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name "
+            "ct_state_invalid_dropped_pkts -j DROP") in out.splitlines()
+    code, out, _ = run(capsys, "--expected", str(DATA / "cluster.yaml"), *NODE, "--no-nfacct",
+                       "--behaviour", str(DATA / "stale-sep.rules"))
+    assert code == 0  # a stale chain changes no outcome
+    assert "! stale in new: nat KUBE-SEP-C2JQYSXHMAEDJ7T5" in out
+
+
+def test_expected_needs_a_dump(capsys):
+    code, _, err = run(capsys, "--expected", str(DATA / "cluster.yaml"))
+    assert code == 2 and "--expected needs" in err
