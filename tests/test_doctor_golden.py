@@ -1,0 +1,30 @@
+"""Golden text reports of the hand-edited dumps (regenerate with NETPROXY_REGEN=1, then read
+the diff: every line must be what the spec and the dump say)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from netproxy.doctor import diagnose
+from netproxy.doctor.report import to_text
+from netproxy.parser import parse_rules
+
+DATA = Path(__file__).resolve().parent / "data" / "doctor"
+GOLDEN = DATA / "golden"
+CASES = sorted(p.stem for p in DATA.glob("*.rules"))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_text_report(case: str) -> None:
+    source = f"{case}.rules"
+    report = diagnose(parse_rules((DATA / source).read_text(), source=source))
+    text = to_text(report)
+    golden = GOLDEN / f"{case}.txt"
+    if os.environ.get("NETPROXY_REGEN") == "1":
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden for {case}: run with NETPROXY_REGEN=1"
+    assert text == golden.read_text()
