@@ -79,7 +79,12 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
             raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
         from netproxy.commands.cluster_options import build_ruleset, node_local_ips
 
-        ruleset = build_ruleset(params)
+        from netproxy.parser import parse_rules
+        from netproxy.render import render_save
+
+        # Through the save text, so hop line numbers are those of `netproxy compile`.
+        ruleset = parse_rules(render_save(build_ruleset(params)), source="<compiled>",
+                              family=params.get("family") or "ipv4")
         locals_ += [ip for ip in node_local_ips(params) if ip not in locals_]
     ipsets = None
     if ipsets_path:
