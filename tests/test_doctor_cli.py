@@ -189,7 +189,10 @@ def test_deleted_service_leaves_stale_rules(capsys: pytest.CaptureFixture[str], 
     data = json.loads(out)
     node = data["node"][-1]
     assert node["summary"] == "1 stale, 0 missing Service port(s)"
-    assert node["details"] == ["rules for Service ports not in the cluster objects: default/web:http (tcp)"]
+    assert node["details"] == [
+        "rules for Service ports not in the cluster objects: default/web:http (tcp)",
+        "stale chains of default/web:http (tcp): KUBE-SVC-CDGGSHYLG3RE2FKL, KUBE-SEP-2RIJ5GIYXEFH6G4D, "
+        "KUBE-SEP-AFGSLHOD2HFNCBX4, KUBE-SEP-F7BHZ7WL3PFYMSRY"]
     web = by_check(data, "default/web:http")
     assert web["cluster-endpoints"]["summary"] == (
         "the cluster objects have no such Service port: these rules are stale")

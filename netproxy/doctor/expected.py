@@ -44,6 +44,9 @@ def compare_node(actual: RulesetView, expected: RulesetView, selector: str | Non
     for key in sorted(set(have) - set(want)):
         svc = have[key]
         refs += [a.ref for a in svc.addresses][:2] + svc.rejects[:1]
+        chains = sorted(svc.chains.values()) + sorted(svc.endpoints)
+        if chains:
+            details.append(f"stale chains of {key[0]} ({key[1]}): {', '.join(chains)}")
     if details:
         return finding("cluster-services", FAILED, f"{len(stale)} stale, {len(missing)} missing Service port(s)",
                        refs, details)
