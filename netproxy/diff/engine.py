@@ -13,6 +13,7 @@ from netproxy.diff.structure import Finding, findings
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.render import rule_text
 
+_MAX_WARNINGS = 5
 _SAME_SHARE = 1e-6
 """Shares closer than this are the same (saved probabilities are 31-bit fractions)."""
 _ROLE_LABEL = {"SVC": "cluster", "SVL": "local", "XLB": "local"}
@@ -182,6 +183,12 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
         fo = [f for f in fo if is_kube_chain(f.chain)]
         fn = [f for f in fn if is_kube_chain(f.chain)]
     report = DiffReport(old.source, new.source, strict_names=strict_names)
+    for ruleset in (old, new):
+        problems = ruleset.problems
+        for p in problems[:_MAX_WARNINGS]:
+            report.warnings.append(f"{ruleset.source}:{p.line}: {p.message} (kept as written)")
+        if len(problems) > _MAX_WARNINGS:
+            report.warnings.append(f"{ruleset.source}: {len(problems) - _MAX_WARNINGS} more such lines")
     for line in _finding_lines(fo, fn):
         info = (ov if line.side == "old" else nv).info(line.table, line.chain)
         group = grouper.services.get(info.service) if info is not None and info.service else None

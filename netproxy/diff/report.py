@@ -106,6 +106,9 @@ def render_text(report: DiffReport, *, rules: bool = True) -> str:
         out.append(f"{sign} {head} {g.title}".rstrip())
         for f in g.facts:
             out.append(f"    {f.sign} {f.text}")
+        if not rules and g.rules:
+            plus = sum(1 for r in g.rules if r.sign == "+")
+            out.append(f"    rules +{plus} -{len(g.rules) - plus}")
         if rules and g.rules:
             last = None
             for r in g.rules:
