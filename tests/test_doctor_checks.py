@@ -170,3 +170,20 @@ def test_internal_traffic_policy_local() -> None:
     assert find(report, "default/cache2:redis", "local-endpoints").status == PASSED
     assert find(report, "default/cache2:redis", "walk-split").summary == (
         "10.96.70.71:6379 reaches its one endpoint")
+
+
+def test_node_port_walks_need_the_node_address() -> None:
+    rules = compiled("healthy.yaml", "trouble.yaml")
+    blind = diagnose(rules)
+    assert find(blind, "default/echo", "walk-nodeport").summary == (
+        "node address not known (give --node-ip)")
+    report = diagnose(rules, local_ips=["192.168.0.10"])
+    assert failures(report) == {
+        "default/idle:http": {"endpoints", "reject"},
+        "default/shop:https": {"local-endpoints", "walk-nodeport"},
+    }
+    echo = find(report, "default/echo", "walk-nodeport")
+    assert echo.summary == "192.168.0.10:30080 (Local policy) reaches its one endpoint"
+    shop = find(report, "default/shop:https", "walk-nodeport")
+    assert shop.summary == "192.168.0.10:30443 (Local policy): 100.00% ends DROP without DNAT"
+    assert (shop.rules[-1].chain, shop.rules[-1].rule.jump) == ("KUBE-EXTERNAL-SERVICES", "DROP")

@@ -52,7 +52,7 @@ def test_healthy_exit_zero_and_text(capsys: pytest.CaptureFixture[str], healthy_
     assert code == 0
     assert out.splitlines()[0] == (
         f"netproxy doctor: {healthy_rules} (ipv4), 2 Service port(s): 22 passed, 0 failed, "
-        "1 not applicable")
+        "3 not applicable")
     assert "default/web:http (tcp): passed" in out
     assert "  [pass] probabilities         KUBE-SVC-CDGGSHYLG3RE2FKL: 3 ways, 33.33% each" in out
 

@@ -15,12 +15,14 @@ from netproxy.parser import parse_rules
 DATA = Path(__file__).resolve().parent / "data" / "doctor"
 GOLDEN = DATA / "golden"
 CASES = sorted(p.stem for p in DATA.glob("*.rules"))
+NODE_IP = "192.168.0.10"
+"""node-1's address, so the node ports are walked too."""
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_text_report(case: str) -> None:
     source = f"{case}.rules"
-    report = diagnose(parse_rules((DATA / source).read_text(), source=source))
+    report = diagnose(parse_rules((DATA / source).read_text(), source=source), local_ips=[NODE_IP])
     text = to_text(report)
     golden = GOLDEN / f"{case}.txt"
     if os.environ.get("NETPROXY_REGEN") == "1":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
 from netproxy.doctor import diagnose
 from netproxy.doctor.report import to_json, to_text
 from netproxy.errors import InputError
@@ -21,6 +22,22 @@ def _live_rules(name: str, variant: str, family: str) -> Ruleset:
 
     backend = select.open_backend(name, variant=variant, family=family, allow_host=True)
     return parse_rules(backend.read(counters=False), source=f"netns {name}", family=family)
+
+
+def _flag_ips(params: dict[str, Any]) -> list[str]:
+    """``--node-ip`` values (comma lists allowed), checked."""
+    out: list[str] = []
+    for value in params.get("node_ips") or ():
+        for text in str(value).split(","):
+            text = text.strip()
+            if not text:
+                continue
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                raise InputError(f"invalid IP address {text!r}", where="--node-ip") from None
+            out.append(text)
+    return out
 
 
 @click.command("doctor")
@@ -60,9 +77,11 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     if not ruleset.tables:
         raise InputError("no tables in the rules (expected iptables-save output)", where=ruleset.source)
     expected = None
+    local_ips = _flag_ips(params)
     if params.get("inputs"):
         params["family"] = ruleset.family
         expected = build_ruleset(params)
-    report = diagnose(ruleset, service=service, expected=expected, walk=walk)
+        local_ips += [ip for ip in node_local_ips(params) if ip not in local_ips]
+    report = diagnose(ruleset, service=service, expected=expected, walk=walk, local_ips=local_ips)
     click.echo(to_json(report) if as_json else to_text(report, brief=brief), nl=False)
     return report.exit_code

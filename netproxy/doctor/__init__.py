@@ -7,6 +7,8 @@ cluster's objects it also compares the two (see :mod:`.expected`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
 from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.report import Finding, Report, ServiceReport
@@ -26,10 +28,11 @@ def _selected(views: dict[tuple[str, str], ServicePortView], selector: str | Non
 
 
 def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset | None = None,
-             walk: bool = True) -> Report:
+             walk: bool = True, local_ips: Sequence[str] = ()) -> Report:
     """Run the checklist over ``ruleset``; ``expected`` is what the cluster objects compile to.
 
-    ``walk=False`` leaves out the traced checks (they cost a few walks per Service port).
+    ``walk=False`` leaves out the traced checks (they cost a few walks per Service port);
+    ``local_ips`` are the node's addresses, for walks to its node ports.
     """
     view = build_view(ruleset)
     expected_view: RulesetView | None = build_view(expected) if expected is not None else None
@@ -46,7 +49,7 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
         raise InputError(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
                          where=ruleset.source)
-    tracer = Tracer(ruleset) if walk else None
+    tracer = Tracer(ruleset, local_ips=local_ips) if walk else None
     reports = []
     for svc in sorted(selected + extra, key=lambda v: v.key):
         findings = [check(view, svc) for check in SERVICE_CHECKS]

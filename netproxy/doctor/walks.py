@@ -31,6 +31,13 @@ QUESTIONS: dict[str, tuple[str, str]] = {
         "software (an earlier DROP, ACCEPT or DNAT, a firewall REJECT) that take traffic away "
         "from the endpoints show up here even when kube-proxy's chains look right.",
     ),
+    "walk-nodeport": (
+        "Does a traced connection from outside to the node port reach the endpoints its traffic "
+        "policy allows, evenly?",
+        "Clients of the NodePort (and of load balancers that forward to it) reach no endpoint or "
+        "an uneven share of them on this node; usually a Local policy without a pod here, or a "
+        "firewall rule on the node that drops or rejects the port.",
+    ),
     "walk-hairpin": (
         "Is a pod that connects to its own Service masqueraded, as traced?",
         "Without SNAT the pod answers itself directly and drops the reply, so a pod cannot "
@@ -161,4 +168,67 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
                     details=undecided)
 
 
-WALK_CHECKS = (check_walk_split, check_walk_hairpin)
+def _local_policy(svc: ServicePortView) -> bool:
+    return "XLB" in svc.chains or any(
+        (r.rule.comment() or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic"))
+        for r in svc.ext_rules)
+
+
+def check_walk_nodeport(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
+    ports = sorted({a.port for a in svc.addresses if a.kind == "node-port" and a.port is not None})
+    node_ip = next((ip for ip in tracer.local_ips if not _loopback(ip)), None)
+    if not ports or svc.protocol not in ("tcp", "udp", "sctp"):
+        return _finding("walk-nodeport", NOT_APPLICABLE, "no node port")
+    if node_ip is None:
+        return _finding("walk-nodeport", NOT_APPLICABLE, "node address not known (give --node-ip)")
+    local = _local_policy(svc)
+    chains = (svc.balancing("SVL") or svc.balancing("XLB")) if local else svc.balancing("SVC")
+    allowed: list[str] = []
+    for jump in chains:
+        sep = svc.endpoints.get(jump.sep)
+        if sep is not None and sep.destination and sep.destination not in allowed:
+            allowed.append(sep.destination)
+    packet = Packet(dst=node_ip, dport=ports[0], proto=svc.protocol, src=OUTSIDE[view.ruleset.family],
+                    origin="external", in_interface=POD_INTERFACE, out_interface=OUT_INTERFACE,
+                    bridged=False)
+    outcomes = _trace(tracer, packet)
+    where = f"{hostport(node_ip, ports[0])}"
+    if isinstance(outcomes, str):
+        return _finding("walk-nodeport", NOT_APPLICABLE, f"the tracer cannot walk it: {outcomes}")
+    unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
+    if unknown:
+        return _finding("walk-nodeport", NOT_APPLICABLE,
+                        f"the tracer cannot decide {sum(o.probability for o in unknown):.2%} of it: "
+                        f"{unknown[0].reason}", _refs(view, unknown[0].path)[-1:])
+    reached: dict[str, float] = {}
+    lost: dict[str, float] = {}
+    for o in outcomes:
+        if o.verdict == "ACCEPT" and o.dnat:
+            reached[o.dnat] = reached.get(o.dnat, 0.0) + o.probability
+        else:
+            key = o.verdict + (f" after DNAT to {o.dnat}" if o.dnat else " without DNAT")
+            lost[key] = lost.get(key, 0.0) + o.probability
+    problems = [f"{p:.2%} ends {k}" for k, p in sorted(lost.items()) if p > SHARE_TOLERANCE]
+    if allowed:
+        even = 1.0 / len(allowed)
+        problems += [f"{ep} gets {reached.get(ep, 0.0):.2%}, expected {even:.2%}" for ep in allowed
+                     if abs(reached.get(ep, 0.0) - even) > SHARE_TOLERANCE]
+    problems += [f"{ep} gets {p:.2%} but the {'Local' if local else 'Cluster'} policy does not "
+                 "allow it" for ep, p in sorted(reached.items()) if ep not in allowed]
+    policy = "Local" if local else "Cluster"
+    if problems:
+        worst = next((o for o in outcomes if o.verdict != "ACCEPT"), outcomes[0])
+        return _finding("walk-nodeport", FAILED, f"{where} ({policy} policy): {problems[0]}",
+                        _refs(view, worst.path), problems[1:])
+    if len(allowed) == 1:
+        summary = f"{where} ({policy} policy) reaches its one endpoint"
+    else:
+        summary = f"{where} ({policy} policy) reaches {len(allowed)} endpoints, {1 / len(allowed):.2%} each"
+    return _finding("walk-nodeport", PASSED, summary, _refs(view, outcomes[0].path)[:3])
+
+
+def _loopback(ip: str) -> bool:
+    return ip.startswith("127.") or ip == "::1"
+
+
+WALK_CHECKS = (check_walk_split, check_walk_nodeport, check_walk_hairpin)
