@@ -90,6 +90,7 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
         (["--rules", "RULES", "--service", "default/nope"], "no Service port default/nope in the rules"),
         (["--rules", "RULES", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml"),
         (["--rules", "EMPTY"], "no tables in the rules"),
+        (["--rules", "RULES", "--node-ip", "10.0.0.999"], "--node-ip: invalid IP address '10.0.0.999'"),
         (["--rules", "YAML"], "rule outside a table"),
     ],
 )
