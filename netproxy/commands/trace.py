@@ -29,6 +29,9 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
               help="Interface the packet arrives on.")
 @click.option("--out-interface", "-o", "out_interface", metavar="IFACE",
               help="Egress interface (routing is modelled only as local versus forwarded).")
+@click.option("--physdev-in", metavar="PORT", help="Bridge port the packet arrived on (physdev).")
+@click.option("--physdev-out", metavar="PORT", help="Bridge port it is bridged out of (physdev).")
+@click.option("--not-bridged", is_flag=True, help="No Linux bridge is involved (physdev never matches).")
 @click.option("--ct-state", default="NEW", show_default=True, metavar="STATE",
               help="Conntrack state: NEW, ESTABLISHED, RELATED, INVALID (comma list).")
 @click.option("--mark", default="0", show_default=True, metavar="MARK", help="Packet fwmark.")
@@ -49,7 +52,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
 def command(rules_path: str | None, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
-            ct_state: str, mark: str, origin: str | None, local_ip: tuple[str, ...],
+            physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str, mark: str, origin: str | None, local_ip: tuple[str, ...],
             ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
             packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
             **params: Any) -> None:
@@ -95,7 +98,9 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
-                                "mark": mark_value, "origin": origin}
+                                "mark": mark_value, "origin": origin, "physdev_in": physdev_in,
+                                "physdev_out": physdev_out,
+                                "bridged": False if not_bridged else None}
     if pcap_path:
         from netproxy.trace.pcap import read_pcap
 

@@ -469,26 +469,31 @@ def _physdev_module(opts: list[Option], ctx: Context) -> list[Eval]:
 
 
 def _physdev_eval(o: Option) -> Eval:
+    """xt_physdev: the bridge ports a packet came in on / leaves by ("" for none).
+
+    ``--physdev-is-bridged`` means the packet is being bridged (it has an output port);
+    a packet routed after arriving through a bridge has only an input port.
+    """
+    name = o.name
+    inbound = name in ("physdev-in", "physdev-is-in")
+    if name not in ("physdev-in", "physdev-out", "physdev-is-in", "physdev-is-out",
+                    "physdev-is-bridged"):
+        return _unknown(f"physdev --{name} is not modelled")
+    want = o.value
+
     def f(w: Walk) -> object:
         p = w.pkt.packet
-        if p.bridged is None:
-            return "whether the packet is bridged is not known (physdev)"
-        if not p.bridged:
+        port = p.physdev_in if inbound else p.physdev_out
+        if port is None and p.bridged is False:
+            port = ""
+        if port is None:
+            return ("bridge port not known (give --physdev-in/--physdev-out, or "
+                    "--not-bridged)")
+        if name.startswith("physdev-is-"):
+            return (port != "") != o.negated
+        if not port:
             return o.negated
-        if o.name == "physdev-is-bridged":
-            return not o.negated
-        if o.name in ("physdev-is-in", "physdev-in"):
-            have = p.physdev_in
-        elif o.name in ("physdev-is-out", "physdev-out"):
-            have = p.physdev_out
-        else:
-            return f"physdev --{o.name} is not modelled"
-        if have is None:
-            return "bridge port not known (physdev)"
-        if o.name.startswith("physdev-is-"):
-            return (have != "") != o.negated
-        name = o.value
-        ok = have.startswith(name[:-1]) if name.endswith("+") else have == name
+        ok = port.startswith(want[:-1]) if want.endswith("+") else port == want
         return ok != o.negated
     return f
 

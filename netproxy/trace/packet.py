@@ -45,9 +45,11 @@ class Packet:
     uid: int | None = None
     gid: int | None = None
     physdev_in: str | None = None
+    """Bridge port the packet arrived on ("" for none); None means not known."""
     physdev_out: str | None = None
+    """Bridge port the packet is bridged out of ("" when it is routed); None: not known."""
     bridged: bool | None = None
-    """Whether the packet crosses a Linux bridge (physdev); None means not known."""
+    """``False``: no bridge is involved (both physdev ports are empty)."""
     time: float = 0.0
     """Seconds since the first packet of a sequence (recent, limit)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
