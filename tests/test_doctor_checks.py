@@ -61,6 +61,7 @@ def test_compiled_trouble_services_fail_where_they_should() -> None:
     }
     shop = find(report, "default/shop:https", "local-endpoints")
     assert any("KUBE-EXTERNAL-SERVICES" in d for d in shop.details)
+    assert shop.details[-1].startswith("health check node port 32000 is open")
     assert {r.chain for r in shop.rules} >= {"KUBE-EXTERNAL-SERVICES", "KUBE-EXT-YBRHFGZD3TRL7I6I"}
     reject = find(report, "default/idle:http", "reject")
     assert reject.summary == "REJECT for 10.96.40.40:80"

@@ -450,6 +450,11 @@ def check_local_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
         where = sorted({f"{r.table} {r.chain}" for r in svc.local_drops})
         details.append("DROP rules for it: " + ", ".join(where))
     if not local or svc.local_drops:
+        for ref in svc.health_checks:
+            port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
+            details.append(f"health check node port {port} is open: kube-proxy answers it with 503 "
+                           "while no pod runs here, so a load balancer that checks it stops sending")
+            refs.append(ref)
         return finding("local-endpoints", FAILED, "no local endpoint on this node: traffic kept local is dropped",
                        refs, details)
     return finding("local-endpoints", PASSED, f"{len(local)} local endpoint(s)", refs, details)
