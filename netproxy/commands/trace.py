@@ -81,7 +81,6 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         if not params.get("inputs"):
             raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
         from netproxy.commands.cluster_options import build_ruleset, node_local_ips
-
         from netproxy.parser import parse_rules
         from netproxy.render import render_save
 

@@ -1,0 +1,199 @@
+"""`netproxy trace` end to end: output formats, packet sequences, captures, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DUMPS = REPO.parent / "shared" / "dumps"
+DATA = REPO / "tests" / "data" / "trace"
+GOLDEN = REPO / "tests" / "golden" / "trace"
+CLUSTER = str(DATA / "cluster.yaml")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netproxy", "trace", *args], input=stdin,
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def dump(name: str) -> str:
+    path = DUMPS / f"{name}.rules"
+    if not path.exists():
+        pytest.skip("real-world dumps not present beside the project")
+    return str(path)
+
+
+def check_golden(name: str, text: str) -> None:
+    """Compare with tests/golden/trace/NAME; NETPROXY_REGEN=1 rewrites it (then read it!)."""
+    path = GOLDEN / name
+    if os.environ.get("NETPROXY_REGEN") == "1":
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_text_golden_nodeport_local() -> None:
+    r = run(CLUSTER, "--src", "172.16.5.5", "--dst", "192.168.0.10", "--dport", "30081")
+    assert r.returncode == 0, r.stderr
+    check_golden("nodeport-local.txt", r.stdout)
+
+
+def test_text_golden_clusterip_three_endpoints() -> None:
+    r = run(CLUSTER, "--src", "172.16.5.5", "--dst", "10.96.0.10", "--dport", "80")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == "summary: 3 endpoints, 33.3% each, masqueraded"
+    check_golden("clusterip-external.txt", r.stdout)
+
+
+def test_text_golden_real_dump() -> None:
+    r = run("--rules", dump("01-minik8s-flannel-docker"), "--local-ip", "192.168.157.133",
+            "--src", "10.244.0.7", "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp",
+            "-i", "cni0", "-o", "cni0")
+    assert r.returncode == 0, r.stderr
+    check_golden("flannel-dns.txt", r.stdout.replace(str(DUMPS), "DUMPS"))
+
+
+def test_json_shape() -> None:
+    r = run("--rules", dump("00-seed-hostnames"), "--src", "10.244.1.9", "--dst", "10.0.1.175",
+            "--dport", "80", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    outs = data["outcomes"]
+    assert len(outs) == 3
+    assert sum(o["probability"] for o in outs) == pytest.approx(1.0, abs=1e-12)
+    for o in outs:
+        assert o["verdict"] == "ACCEPT" and o["masquerade"] is False
+        assert o["dnat"].endswith(":9376")
+        for hop in o["path"]:
+            assert set(hop) >= {"table", "chain", "rule", "line", "text"}
+        assert o["path"][1] == {
+            "table": "nat", "chain": "KUBE-SERVICES", "rule": 1, "line": 31,
+            "text": '-A KUBE-SERVICES -d 10.0.1.175/32 -p tcp -m comment --comment '
+                    '"default/hostnames: cluster IP" -m tcp --dport 80 -j KUBE-SVC-NWV5X2332I4OT4T3'}
+    assert outs[0]["probability"] == int(2**31 * 0.33332999982 + 0.5) / 2**31
+
+
+def test_json_ipv6_dnat_brackets() -> None:
+    r = run(str(DATA / "cluster-v6.yaml"), "--family", "ipv6", "--src", "fd00:10:244:1::50",
+            "--dst", "fd00:96::10", "--dport", "80", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    dnats = sorted(o["dnat"] for o in json.loads(r.stdout)["outcomes"])
+    assert dnats == ["[fd00:10:244:1::5]:8080", "[fd00:10:244:2::6]:8080"]
+
+
+def test_dot_shows_only_visited_chains() -> None:
+    r = run("--rules", dump("01-minik8s-flannel-docker"), "--local-ip", "192.168.157.133",
+            "--src", "10.244.0.7", "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp",
+            "-i", "cni0", "-o", "cni0", "--format", "dot")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("digraph trace {")
+    assert '"nat/KUBE-SVC-TCOU7JCQXEZGVUNU"' in r.stdout
+    assert "KUBE-SVC-NPX46M4PTMTKRN6Y" not in r.stdout  # another service: not visited
+    assert "DOCKER-ISOLATION-STAGE-2" not in r.stdout
+    check = subprocess.run(["dot", "-Tsvg"], input=r.stdout, capture_output=True, text=True)
+    if check.returncode != 127:
+        assert check.returncode == 0, check.stderr
+
+
+def test_repeat_shows_affinity() -> None:
+    r = run(CLUSTER, "--src", "10.244.1.50", "--dst", "10.96.0.70", "--dport", "80",
+            "--repeat", "3", "--brief")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    assert lines[0].endswith("2 endpoints, 50% each, not masqueraded")
+    assert lines[1].endswith("[same endpoint as before: 100.0%]")
+
+
+def test_packets_file(tmp_path: Path) -> None:
+    f = tmp_path / "packets.txt"
+    f.write_text("# two clients\nsrc=10.244.1.50 dst=10.96.0.70 dport=80\n"
+                 '{"src": "10.244.1.50", "dst": "10.96.0.70", "dport": 80, "time": 601}\n'
+                 "src=10.244.1.50 dst=10.96.0.60 dport=80\n")
+    r = run(CLUSTER, "--packets", str(f), "--brief")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "same endpoint as before: 50.0%" in lines[1]  # affinity expired after 600 s
+    assert "REJECT 100%" in lines[2]
+
+
+def test_pcap(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.utils import wrpcap
+
+    pkts = [IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="S"),
+            IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="A"),
+            IP(src="10.244.1.50", dst="10.96.0.100") / UDP(sport=5000, dport=53)]
+    path = tmp_path / "c.pcap"
+    wrpcap(str(path), pkts)
+    r = run(CLUSTER, "--pcap", str(path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    assert "3 endpoints" in lines[0] and "NEW" in lines[0]
+    assert "ESTABLISHED" in lines[1] and "accepted without DNAT" in lines[1]
+    assert "1 endpoint 10.244.1.21:5353" in lines[2]
+
+
+def test_stdin_rules() -> None:
+    text = (DUMPS / "00-seed-hostnames.rules").read_text() if DUMPS.exists() else pytest.skip()
+    r = run("--rules", "-", "--src", "10.244.1.9", "--dst", "10.0.1.175", "--dport", "80",
+            "--brief", stdin=text)
+    assert r.returncode == 0, r.stderr
+    assert "3 endpoints" in r.stdout
+
+
+LOOP = """*filter
+:INPUT ACCEPT [0:0]
+:A - [0:0]
+:B - [0:0]
+-A INPUT -j A
+-A A -j B
+-A B -j A
+COMMIT
+"""
+
+
+def _deep(n: int) -> str:
+    lines = ["*filter", ":INPUT ACCEPT [0:0]"] + [f":C{i} - [0:0]" for i in range(n)]
+    lines.append("-A INPUT -j C0")
+    lines += [f"-A C{i} -j C{i + 1}" for i in range(n - 1)]
+    return "\n".join(lines + ["COMMIT", ""])
+
+
+@pytest.mark.parametrize(("args", "stdin", "message"), [
+    (["--rules", "/nonexistent/x.rules", "--dst", "10.0.0.1", "--src", "10.0.0.2"], None,
+     "/nonexistent/x.rules: cannot read"),
+    (["--rules", "-", "--src", "10.0.0.2", "--dst", "10.0.0.300"], LOOP, "bad destination"),
+    (["--rules", "-", "--src", "10.0.0.2", "--dst", "10.0.0.1", "--local-ip", "10.0.0.1"], LOOP,
+     "<stdin>:7: jump loop in table filter: INPUT -> A -> B -> A"),
+    (["--rules", "-", "--strict", "--src", "10.0.0.2", "--dst", "10.0.0.1"],
+     LOOP.replace("-A B -j A", "-A B -j NOWHERE"), "NOWHERE"),
+    (["--rules", "-", "--src", "10.0.0.2", "--dst", "10.0.0.1", "--local-ip", "10.0.0.1"],
+     _deep(100_000), "chains nested deeper than 1000"),
+    (["--rules", "-", "--src", "10.0.0.2", "--dst", "10.0.0.1", "--local-ip", "nope"], LOOP,
+     "bad --local-ip"),
+    (["--rules", "-", "--src", "10.0.0.2"], LOOP, "--dst is required"),
+    ([CLUSTER, "--rules", "-", "--dst", "10.0.0.1"], LOOP, "not both"),
+], ids=["unreadable", "bad-address", "jump-loop", "unknown-chain", "deep-chain", "bad-local-ip",
+        "no-dst", "rules-and-inputs"])
+def test_bad_input_is_one_line_exit_2(args: list[str], stdin: str | None, message: str) -> None:
+    r = run(*args, stdin=stdin)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("netproxy: "), r.stderr
+    assert message in err[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_packets_file(tmp_path: Path) -> None:
+    f = tmp_path / "p.txt"
+    f.write_text("src=10.244.1.50 dst=10.96.0.70 dport=80\nsrc=10.0.0.1 bogus\n")
+    r = run(CLUSTER, "--packets", str(f))
+    assert r.returncode == 2
+    assert f"{f}:2: expected key=value" in r.stderr
