@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from netproxy.netfilter.model import Rule
+from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.netfilter.saveform import to_saved
 
 Rename = Callable[[str], str]
@@ -34,24 +34,26 @@ def _same(name: str) -> str:
 DisjointKey = tuple[str, str, str | None]
 
 
-def rule_key(rule: Rule, family: str, rename: Rename = _same) -> tuple[str, DisjointKey | None]:
-    """The comparison key of ``rule`` and its disjointness key.
+_MatchPart = tuple[str, str | None, str | None, str | None, bool]
+_MATCHES: dict[tuple[str, tuple[Option, ...]], _MatchPart] = {}
+_TARGETS: dict[tuple[str, str, tuple[Option, ...]], str] = {}
+_CACHE_LIMIT = 1_000_000
+"""Canonical forms are cached by the parsed option tuples (the parser shares equal options,
+and kube-proxy repeats the same few shapes thousands of times)."""
 
-    The first item is a string that two rules share exactly when ``iptables-save`` prints
-    them alike (``rename`` maps the chain names in the rule -- jump target, ``recent --name``
-    -- to the names they are compared by). The second is ``(protocol, dport, exact
-    destination or None)`` for rules pinned to one protocol and destination port, else
-    ``None``: rules with different protocol or port never match the same packet, and with
-    the same protocol and port they are disjoint when both name different host destinations.
-    """
-    if rule.opaque is not None:
-        return "?" + " ".join(rule.opaque.split()), None
-    saved = to_saved(rule, family)
+
+def _match_part(matches: tuple[Option, ...], family: str, rename: Rename) -> _MatchPart:
+    """(key, protocol, dport, host destination, pinned) of a rule's matches."""
+    found = _MATCHES.get((family, matches))
+    if found is not None:
+        return found
+    saved = to_saved(Rule(matches), family)
     parts: list[str] = []
     proto: str | None = None
     dport: str | None = None
     dest: str | None = None
     pinned = True
+    cacheable = True
     for o in saved.matches:
         args = o.args
         module = o.module
@@ -70,15 +72,50 @@ def rule_key(rule: Rule, family: str, rename: Rename = _same) -> tuple[str, Disj
                 dport = args[0]
         elif module == "recent" and o.name == "name" and args:
             args = (rename(args[0]),)
+            cacheable = False
         parts.append(("!" if o.negated else "") + module + ":" + o.name + "=" + _ARG.join(args))
-    target = saved.target
+    result = (_SEP.join(parts), proto, dport, dest, pinned)
+    if cacheable:
+        if len(_MATCHES) > _CACHE_LIMIT:
+            _MATCHES.clear()
+        _MATCHES[(family, matches)] = result
+    return result
+
+
+def _target_part(target: Target, family: str) -> str:
+    """The canonical options of a target (its name is added by the caller, renamed)."""
+    cache_key = (family, target.name, target.options)
+    found = _TARGETS.get(cache_key)
+    if found is None:
+        saved = to_saved(Rule((), target), family).target
+        assert saved is not None
+        found = "".join(_SEP + ("!" if o.negated else "") + o.name + "=" + _ARG.join(o.args)
+                        for o in saved.options)
+        if len(_TARGETS) > _CACHE_LIMIT:
+            _TARGETS.clear()
+        _TARGETS[cache_key] = found
+    return found
+
+
+def rule_key(rule: Rule, family: str, rename: Rename = _same) -> tuple[str, DisjointKey | None]:
+    """The comparison key of ``rule`` and its disjointness key.
+
+    The first item is a string that two rules share exactly when ``iptables-save`` prints
+    them alike (``rename`` maps the chain names in the rule -- jump target, ``recent --name``
+    -- to the names they are compared by). The second is ``(protocol, dport, exact
+    destination or None)`` for rules pinned to one protocol and destination port, else
+    ``None``: rules with different protocol or port never match the same packet, and with
+    the same protocol and port they are disjoint when both name different host destinations.
+    """
+    if rule.opaque is not None:
+        return "?" + " ".join(rule.opaque.split()), None
+    mkey, proto, dport, dest, pinned = _match_part(rule.matches, family, rename)
+    target = rule.target
     if target is None:
-        parts.append("->")
+        key = mkey + _SEP + "->"
     else:
-        parts.append(("-g " if target.goto else "-j ") + rename(target.name))
-        for o in target.options:
-            parts.append(("!" if o.negated else "") + o.name + "=" + _ARG.join(o.args))
-    key = _SEP.join(parts)
+        key = (mkey + _SEP + ("-g " if target.goto else "-j ") + rename(target.name)
+               + _target_part(target, family))
     if pinned and proto is not None and dport is not None:
         return key, (proto, dport, dest)
     return key, None

@@ -88,17 +88,33 @@ def _canonical(rules: list[Rule], family: str, rename: Callable[[str], str]) -> 
     return [(keys[i], rules[i]) for i in order]
 
 
+def _same_canonical(a: list[Rule], b: list[Rule], family: str, ra: Callable[[str], str],
+                    rb: Callable[[str], str]) -> bool:
+    """Whether the chains are equivalent: same canonical keys, as written or in canonical order."""
+    if len(a) != len(b):
+        return False
+    keyed_a = [rule_key(r, family, ra) for r in a]
+    keyed_b = [rule_key(r, family, rb) for r in b]
+    ka = [k for k, _ in keyed_a]
+    kb = [k for k, _ in keyed_b]
+    if ka == kb:
+        return True
+    if sorted(ka) != sorted(kb):
+        return False
+    oa = canonical_order(ka, [d for _, d in keyed_a])
+    ob = canonical_order(kb, [d for _, d in keyed_b])
+    return [ka[i] for i in oa] == [kb[i] for i in ob]
+
+
 def diff_rules(a: list[Rule], b: list[Rule], family: str, ra: Callable[[str], str],
                rb: Callable[[str], str]) -> tuple[list[Rule], list[Rule]]:
     """Rules only in ``a`` and only in ``b`` (empty lists when the chains are equivalent)."""
-    if _raw_equal(a, b, ra, rb):
+    if _raw_equal(a, b, ra, rb) or _same_canonical(a, b, family, ra, rb):
         return [], []
     ca = _canonical(a, family, ra)
     cb = _canonical(b, family, rb)
     ka = [k for k, _ in ca]
     kb = [k for k, _ in cb]
-    if ka == kb:
-        return [], []
     removed: list[Rule] = []
     added: list[Rule] = []
     matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
@@ -108,6 +124,10 @@ def diff_rules(a: list[Rule], b: list[Rule], family: str, ra: Callable[[str], st
         removed.extend(r for _, r in ca[i1:i2])
         added.extend(r for _, r in cb[j1:j2])
     return removed, added
+
+
+def _same_name(name: str) -> str:
+    return name
 
 
 def _same_by_name(a: list[Rule], b: list[Rule]) -> bool:
@@ -139,11 +159,15 @@ def compare(old: KubeView, new: KubeView, scope: str = "all") -> list[ChainDiff]
             nch = nchains.get(name)
             if nch is None:
                 focus_old.append(name)
-            elif och.policy != nch.policy or not _same_by_name(
-                    och.rules if everything else _scoped_rules(och, table, scope),
-                    nch.rules if everything else _scoped_rules(nch, table, scope)):
-                focus_old.append(name)
-                focus_new.append(name)
+                continue
+            orules = och.rules if everything else _scoped_rules(och, table, scope)
+            nrules = nch.rules if everything else _scoped_rules(nch, table, scope)
+            if och.policy == nch.policy and (
+                    _same_by_name(orules, nrules)
+                    or _same_canonical(orules, nrules, family, _same_name, _same_name)):
+                continue
+            focus_old.append(name)
+            focus_new.append(name)
         focus_new += [name for name in nchains if name not in ochains]
         if not focus_old and not focus_new:
             continue
