@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from typing import Any
@@ -80,19 +81,25 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     else:
         if not params.get("inputs"):
             raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
-        from netproxy.commands.cluster_options import build_ruleset, node_local_ips
+        from netproxy.commands.cluster_options import load_cluster, settings_for
+        from netproxy.compiler import compile_cluster
         from netproxy.parser import parse_rules
         from netproxy.render import render_save
 
+        cluster = load_cluster(params)  # once: both the rules and the node addresses
+        settings = settings_for(params, cluster)
+        compiled = compile_cluster(cluster, settings)
         # Through the save text, so hop line numbers are those of `netproxy compile`.
-        ruleset = parse_rules(render_save(build_ruleset(params)), source="<compiled>",
-                              family=params.get("family") or "ipv4")
-        locals_ += [ip for ip in node_local_ips(params) if ip not in locals_]
+        ruleset = parse_rules(render_save(compiled.save), source="<compiled>",
+                              family=settings.family)
+        locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
     ipsets = None
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
 
         ipsets = read_ipsets(ipsets_path)
+    # The parsed ruleset lives until exit: keep the collector from walking it again and again.
+    gc.freeze()
     tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
