@@ -53,6 +53,25 @@ print(json.dumps({
 """
 
 
+_EXPECTED_CHILD = r"""
+import gc, json, resource, sys, time
+from netproxy.commands.cluster_options import build_ruleset
+from netproxy.diff import diff_rulesets, render_text
+from netproxy.diff.load import load_ruleset
+gc.disable()
+t0 = time.perf_counter()
+expected = build_ruleset({"inputs": (sys.argv[1],), "family": "ipv4", "random_fully": True,
+                          "nfacct": True})
+t1 = time.perf_counter()
+actual = load_ruleset(sys.argv[2])
+t2 = time.perf_counter()
+text = render_text(diff_rulesets(expected, actual, scope="kube"))
+t3 = time.perf_counter()
+print(json.dumps({"compile": t1 - t0, "parse": t2 - t1, "diff": t3 - t2,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
 def _run(cmd: list[str], **kw: object) -> None:
     done = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     if done.returncode != 0:
@@ -80,6 +99,15 @@ def measure(old: Path, new: Path) -> dict[str, float | str | int]:
     if done.returncode != 0:
         sys.exit(f"bench_diff: measurement failed:\n{done.stderr}")
     result: dict[str, float | str | int] = json.loads(done.stdout)
+    return result
+
+
+def measure_expected(cluster: Path, actual: Path) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", _EXPECTED_CHILD, str(cluster), str(actual)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench_diff: expected measurement failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout)
     return result
 
 
@@ -126,6 +154,8 @@ def main() -> int:
         runs = [measure(old, new) for _ in range(args.repeat)]
         gnu = [gnu_diff_seconds(old, new) for _ in range(args.repeat)]
         cli = [cli_seconds(old, new) for _ in range(args.repeat)]
+        cluster = workdir / f"{old.stem}.json"
+        exp = [measure_expected(cluster, new) for _ in range(args.repeat)] if cluster.exists() else []
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -146,6 +176,11 @@ def main() -> int:
           f"   target < {TARGET_PEAK_MB:g} MB: {'ok' if peak < TARGET_PEAK_MB else 'MISSED'}")
     print(f"netproxy diff (CLI):   {statistics.median(c[0] for c in cli):6.2f} s end to end, "
           f"peak {max(c[1] for c in cli):.0f} MB")
+    if exp:
+        e = {k: statistics.median(r[k] for r in exp) for k in ("compile", "parse", "diff")}
+        print(f"--expected (compiled old cluster vs new dump): compile {e['compile']:.2f} s, "
+              f"parse {e['parse']:.2f} s, diff {e['diff']:.2f} s "
+              f"(every chain differs in spelling), peak {max(r['peak_mb'] for r in exp):.0f} MB")
     gnu_ok = [g for g in gnu if g is not None]
     if gnu_ok:
         print(f"GNU diff (same files): {statistics.median(gnu_ok):6.2f} s")
