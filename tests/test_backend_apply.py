@@ -8,7 +8,7 @@ import pytest
 
 from netproxy.backend import netns, xtables
 from netproxy.backend.engine import RestoreBackend, apply_state, cleanup
-from netproxy.backend.savetext import split_saved, strip_counters
+from netproxy.backend.savetext import comparable, split_saved, strip_counters
 from netproxy.errors import BackendError
 
 pytestmark = pytest.mark.netns
@@ -174,3 +174,31 @@ def test_missing_namespace_and_host_namespace_are_refused(monkeypatch: pytest.Mo
     with pytest.raises(BackendError, match="host's own namespace"):
         netns.require("np-looks-like-host")
     netns.require("np-looks-like-host", allow_host=True)
+
+
+@pytest.mark.parametrize("variant", ["legacy", "nft"])
+def test_record_is_used_only_while_the_kernel_is_unchanged(spaces: netns.Namespaces, variant: str) -> None:
+    backend = _backend(spaces, variant)
+    assert apply_state(backend, split_saved(V1)).state_from == "read"
+    second = apply_state(backend, split_saved(V2))
+    assert second.state_from == "record" and second.counts["chains_written"] == 2
+    # another tool edits an owned chain behind netproxy's back: the record no longer counts
+    netns.run(backend.netns, [f"iptables-{variant}", "-t", "nat", "-A", "KUBE-MARK-MASQ", "-j", "RETURN"])
+    third = apply_state(backend, split_saved(V2))
+    assert third.state_from == "read" and third.counts["chains_written"] == 1
+    reference = _backend(spaces, variant)
+    apply_state(reference, split_saved(V2))
+    assert _saved(backend) == _saved(reference)
+
+
+@pytest.mark.parametrize("variant", ["legacy", "nft"])
+def test_whole_table_rewrite_only_without_other_software(spaces: netns.Namespaces, variant: str) -> None:
+    alone = _backend(spaces, variant, other=False)
+    first = apply_state(alone, split_saved(V1))
+    assert not first.noflush  # nothing else in the tables: rewritten whole
+    shared = _backend(spaces, variant)
+    assert apply_state(shared, split_saved(V1)).noflush
+    assert apply_state(alone, split_saved(V2)).noflush  # few chains change: --noflush
+    apply_state(shared, split_saved(V2))
+    kube_only = [ln for ln in comparable(shared.read()).splitlines() if ln.startswith("-A") and "KUBE-" in ln]
+    assert kube_only == [ln for ln in comparable(alone.read()).splitlines() if ln.startswith("-A")]

@@ -1,8 +1,10 @@
-"""Apply, clean up and read back: plan, send, verify, and roll back on failure.
+"""Apply, clean up and read back: plan, send, record, and roll back on failure.
 
 ``iptables-restore`` commits table by table, so a payload whose second table is rejected
-has already changed the first. When a restore fails the engine reads the namespace again
-and restores the owned parts it had before, so the namespace keeps its previous rules.
+has already changed the first. Tables are sent smallest first; before sending, the engine
+holds the full text of every table but the last (read cheaply with ``-t TABLE`` when the
+rest of the state came from the record), and on failure it restores the tables that had
+already committed, so the namespace keeps its previous rules.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from netproxy.backend import xtables
+from netproxy.backend import record, xtables
+from netproxy.backend.fingerprint import fingerprint
+from netproxy.backend.owned import owned_chain, owned_jump
 from netproxy.backend.plan import Plan, make_plan
-from netproxy.backend.savetext import TextState, split_saved
+from netproxy.backend.savetext import ChainText, TextState, split_saved
 from netproxy.errors import BackendError
 from netproxy.netfilter.model import Ruleset
 
@@ -25,29 +29,50 @@ class Backend(Protocol):
     netns: str
 
     @property
+    def family(self) -> str: ...
+
+    @property
     def label(self) -> str: ...
 
-    def read(self, *, counters: bool = False) -> str: ...
+    @property
+    def variant(self) -> str: ...
+
+    @property
+    def supports_replace(self) -> bool: ...
+
+    def read(self, *, counters: bool = False, table: str | None = None) -> str: ...
 
     def send(self, plan: Plan, desired: Ruleset | None) -> xtables.RestoreFailure | None: ...
 
 
 @dataclass(slots=True)
 class RestoreBackend:
-    """``iptables-restore --noflush`` / ``iptables-save`` of one variant, in a namespace."""
+    """``iptables-restore`` / ``iptables-save`` of one variant, in a namespace."""
 
     netns: str
     tools: xtables.Xtables
 
     @property
+    def family(self) -> str:
+        return self.tools.family
+
+    @property
     def label(self) -> str:
         return self.tools.restore_bin
 
-    def read(self, *, counters: bool = False) -> str:
-        return xtables.save(self.netns, self.tools, counters=counters)
+    @property
+    def variant(self) -> str:
+        return self.tools.variant
+
+    @property
+    def supports_replace(self) -> bool:
+        return True
+
+    def read(self, *, counters: bool = False, table: str | None = None) -> str:
+        return xtables.save(self.netns, self.tools, counters=counters, table=table)
 
     def send(self, plan: Plan, desired: Ruleset | None) -> xtables.RestoreFailure | None:
-        return xtables.restore(self.netns, self.tools, plan.payload)
+        return xtables.restore(self.netns, self.tools, plan.payload, noflush=plan.noflush)
 
 
 @dataclass(slots=True)
@@ -59,21 +84,26 @@ class ApplyResult:
     changed: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
+    state_from: str = "read"
+    """``read`` (rules read back) or ``record`` (the record of the last apply was valid)."""
+    noflush: bool = True
 
     def summary(self) -> str:
         c = self.counts
         if not self.changed:
             return f"netns {self.netns}: already up to date ({self.backend}, nothing sent)"
+        how = "--noflush" if self.noflush else "whole-table rewrite"
         return (
-            f"netns {self.netns}: {self.mode} apply with {self.backend}: "
+            f"netns {self.netns}: {self.mode} apply with {self.backend} ({how}): "
             f"{c.get('chains_written', 0)} chains written, {c.get('chains_deleted', 0)} deleted, "
             f"{c.get('builtin_chains_fixed', 0)} built-in chains' jumps fixed "
             f"({c.get('payload_lines', 0)} payload lines, {self.seconds.get('total', 0):.2f}s)"
         )
 
 
-def current_state(backend: Backend) -> TextState:
-    return split_saved(backend.read(), source=f"{backend.label.replace('restore', 'save')} in {backend.netns}")
+def current_state(backend: Backend, table: str | None = None) -> TextState:
+    what = backend.label.replace("restore", "save")
+    return split_saved(backend.read(table=table), source=f"{what} in {backend.netns}")
 
 
 def apply_state(
@@ -82,40 +112,90 @@ def apply_state(
     *,
     model: Ruleset | None = None,
     full: bool = False,
+    reread: bool = False,
     mode: str | None = None,
 ) -> ApplyResult:
-    """Bring the owned part of the namespace to ``desired``; partial unless ``full``."""
+    """Bring the owned part of the namespace to ``desired``; partial unless ``full``.
+
+    The current state comes from the record of the last apply when the kernel fingerprint
+    still matches it, else from reading the rules (always with ``full`` or ``reread``).
+    """
     t0 = time.perf_counter()
-    before = current_state(backend)
+    path = record.record_path(backend.netns, backend.variant, backend.family)
+    mark = fingerprint(backend.netns, backend.variant, backend.family)
+    loaded = None if (full or reread) else record.load(path, mark)
+    if loaded is not None:
+        before, foreign = loaded
+    else:
+        before = current_state(backend)
+        foreign = record.foreign_of(before)
     t1 = time.perf_counter()
-    plan = make_plan(before, desired, full=full)
+    plan = make_plan(before, desired, full=full, allow_replace=backend.supports_replace, foreign=foreign)
     result = ApplyResult(backend.netns, backend.label, mode or ("full" if full else "partial"))
     result.counts = plan.counts()
     result.ignored = plan.ignored
+    result.state_from = "record" if loaded is not None else "read"
+    result.noflush = plan.noflush
+    t2 = time.perf_counter()
     if not plan.empty():
+        busy = [t.name for t in plan.tables if not t.empty()]
+        busy.sort(key=lambda name: plan.lines.index(f"*{name}"))
+        if loaded is not None:  # full text of the tables that commit before the last one
+            for name in busy[:-1]:
+                before[name] = current_state(backend, name).get(name, {})
         failure = backend.send(plan, model)
         if failure is not None:
-            rolled = _roll_back(backend, before)
+            record.forget(path)
+            rolled = _roll_back(backend, plan, failure, before)
             raise BackendError(describe_failure(backend, plan, failure, rolled))
         result.changed = True
-    t2 = time.perf_counter()
-    result.seconds = {"read": t1 - t0, "plan": 0.0, "send": t2 - t1, "total": t2 - t0}
+    t3 = time.perf_counter()
+    record.store(path, _after(before, desired), foreign,
+                 fingerprint(backend.netns, backend.variant, backend.family))
+    t4 = time.perf_counter()
+    result.seconds = {"state": t1 - t0, "plan": t2 - t1, "send": t3 - t2, "record": t4 - t3, "total": t4 - t0}
     return result
 
 
-def cleanup(backend: Backend) -> ApplyResult:
+def cleanup(backend: Backend, *, reread: bool = False) -> ApplyResult:
     """Remove every owned chain and the built-in jumps to them; leave everything else."""
-    return apply_state(backend, {}, mode="cleanup")
+    return apply_state(backend, {}, mode="cleanup", reread=reread)
 
 
-def _roll_back(backend: Backend, before: TextState) -> bool:
-    """Put the owned parts back the way they were; True when that worked (or was not needed)."""
+def _after(before: TextState, desired: TextState) -> TextState:
+    """The owned state once ``desired`` is in place (what the record keeps)."""
+    state: TextState = {}
+    for tname in list(desired) + [t for t in before if t not in desired]:
+        old, new = before.get(tname, {}), desired.get(tname, {})
+        chains: dict[str, ChainText] = {}
+        for cname in [n for n, c in old.items() if c.policy is not None] + [
+            n for n, c in new.items() if c.policy is not None and n not in old
+        ]:
+            policy = old[cname].policy if cname in old else new[cname].policy
+            jumps = [r for r in new[cname].rules if owned_jump(r)] if cname in new else []
+            chains[cname] = ChainText(cname, policy, jumps)
+        for cname, chain in new.items():
+            if chain.policy is None and owned_chain(cname):
+                chains[cname] = chain
+        state[tname] = chains
+    return state
+
+
+def _roll_back(backend: Backend, plan: Plan, failure: xtables.RestoreFailure, before: TextState) -> bool:
+    """Put back the tables that committed before the failing line; True when that worked."""
+    committed = []
+    for i, line in enumerate(plan.lines[: max(failure.line - 1, 0)]):
+        if line.startswith("*") and "COMMIT" in plan.lines[i: failure.line - 1]:
+            end = plan.lines.index("COMMIT", i)
+            if end < failure.line - 1:
+                committed.append(line[1:])
     try:
-        after = current_state(backend)
-        undo = make_plan(after, before)
-        if undo.empty():
-            return True
-        return backend.send(undo, None) is None
+        for table in committed:
+            now = current_state(backend, table)
+            undo = make_plan(now, {table: before.get(table, {})})
+            if not undo.empty() and backend.send(undo, None) is not None:
+                return False
+        return True
     except BackendError:
         return False
 

@@ -91,6 +91,14 @@ class IptcBackend:
     def label(self) -> str:
         return "python-iptables (legacy)"
 
+    @property
+    def variant(self) -> str:
+        return "legacy"
+
+    @property
+    def supports_replace(self) -> bool:
+        return False
+
     @classmethod
     def open(cls, name: str, *, variant: str, family: str) -> IptcBackend:
         if variant == "nft" or (variant == "auto" and _has_nft_rules(name, family)):
@@ -105,10 +113,10 @@ class IptcBackend:
         iptc = _iptc()
         return (iptc.Table6, iptc.Rule6) if self.family == "ipv6" else (iptc.Table, iptc.Rule)
 
-    def read(self, *, counters: bool = False) -> str:
-        return run_in_netns(self.netns, lambda: self._read(counters))
+    def read(self, *, counters: bool = False, table: str | None = None) -> str:
+        return run_in_netns(self.netns, lambda: self._read(counters, table))
 
-    def _read(self, counters: bool) -> str:
+    def _read(self, counters: bool, only: str | None) -> str:
         table_cls, _ = self._classes()
         names_file = "ip6_tables_names" if self.family == "ipv6" else "ip_tables_names"
         try:
@@ -116,7 +124,7 @@ class IptcBackend:
         except OSError:
             loaded = []
         out: list[str] = []
-        for tname in loaded:
+        for tname in [t for t in loaded if only is None or t == only]:
             table = table_cls(tname, autocommit=False)
             table.refresh()
             chains = list(table.chains)

@@ -17,6 +17,8 @@ from pathlib import Path
 from netproxy.errors import BackendError
 
 NETNS_DIR = Path("/run/netns")
+STATE_DIR = Path(os.environ.get("NETPROXY_STATE_DIR", "/run/netproxy"))
+"""Where apply keeps its record of what it last wrote into each namespace."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _counter = itertools.count(1)
 
@@ -84,6 +86,14 @@ def delete(name: str) -> None:
     """Delete namespace ``name`` if it exists (no error when it is already gone)."""
     if exists(name):
         subprocess.run([ip_tool(), "netns", "delete", name], capture_output=True, check=False)
+    forget_records(name)
+
+
+def forget_records(name: str) -> None:
+    """Drop apply's records of namespace ``name`` (the namespace is gone or re-created)."""
+    check_name(name)
+    for stale in STATE_DIR.glob(f"{name}@*.json"):
+        stale.unlink(missing_ok=True)
 
 
 def run_host(argv: Sequence[str], *, input_text: str | None = None) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shlex
 
+from netproxy.backend.savetext import ChainText
+
 OWNED_PREFIX = "KUBE-"
 
 
@@ -35,3 +37,14 @@ def owned_jump(line: str) -> bool:
     """A rule (in a built-in chain) that hands packets to an owned chain."""
     target = rule_target(line)
     return target is not None and owned_chain(target)
+
+
+def foreign_content(chains: dict[str, ChainText]) -> bool:
+    """Whether a table holds anything not owned: other chains, other rules, a non-ACCEPT policy."""
+    for name, chain in chains.items():
+        if chain.policy is None:
+            if not owned_chain(name):
+                return True
+        elif chain.policy != "ACCEPT" or any(not owned_jump(r) for r in chain.rules):
+            return True
+    return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.backend.owned import owned_chain, owned_jump
+from netproxy.backend.owned import foreign_content, owned_chain, owned_jump
 from netproxy.backend.savetext import ChainText, TextState
 
 
@@ -36,6 +36,8 @@ class Plan:
     """Per payload line: ``table T chain C`` plus the rule's origin, for error messages."""
     ignored: list[str] = field(default_factory=list)
     """Desired chains left out because kube-proxy does not own them (``table/chain``)."""
+    noflush: bool = True
+    """False for a whole-table rewrite (only chosen for tables holding nothing but ours)."""
 
     @property
     def payload(self) -> str:
@@ -63,7 +65,7 @@ def plan_table(name: str, current: dict[str, ChainText], desired: dict[str, Chai
     have = {n: c for n, c in current.items() if c.policy is None and owned_chain(n)}
     for cname, chain in want.items():
         old = have.get(cname)
-        if full or old is None or old.rules != chain.rules:
+        if full or old is None or old.key() != chain.key():
             plan.write.append(cname)
     plan.delete = [n for n in have if n not in want]
     builtins = [n for n, c in desired.items() if c.policy is not None]
@@ -79,19 +81,74 @@ def _body(line: str, chain: str) -> str:
     return line[len(f"-A {chain} ") :]
 
 
-def make_plan(current: TextState, desired: TextState, *, full: bool = False) -> Plan:
-    """The plan from ``current`` to ``desired`` (only owned parts of ``desired`` count)."""
+def make_plan(current: TextState, desired: TextState, *, full: bool = False,
+              allow_replace: bool = False, foreign: dict[str, bool] | None = None) -> Plan:
+    """The plan from ``current`` to ``desired`` (only owned parts of ``desired`` count).
+
+    With ``allow_replace``, when most owned chains must be written anyway and every table
+    touched holds nothing but kube-proxy's chains and jumps, the plan rewrites those tables
+    whole (``iptables-restore`` without ``--noflush``): the same end state, and far faster
+    on iptables-nft, whose ``--noflush`` mode slows down quadratically with the chain count.
+    ``foreign`` says which tables hold other software's rules (default: look at ``current``).
+    Tables are emitted smallest first, so the biggest one (nat) commits last.
+    """
     plan = Plan()
     names = list(desired) + [t for t in current if t not in desired]
     for tname in names:
         dchains = desired.get(tname, {})
         plan.ignored += [f"{tname}/{n}" for n, c in dchains.items() if c.policy is None and not owned_chain(n)]
-        tplan = plan_table(tname, current.get(tname, {}), dchains, full=full)
-        plan.tables.append(tplan)
-        if tplan.empty():
-            continue
-        _emit(plan, tplan, dchains)
+        plan.tables.append(plan_table(tname, current.get(tname, {}), dchains, full=full))
+    if foreign is None:
+        foreign = {t: foreign_content(chains) for t, chains in current.items()}
+    busy = sorted((t for t in plan.tables if not t.empty()), key=lambda t: _size(current, desired, t.name))
+    if allow_replace and busy and _replaceable(busy, foreign, desired):
+        plan.noflush = False
+        for tplan in busy:
+            _emit_whole(plan, tplan, current.get(tplan.name, {}), desired.get(tplan.name, {}))
+        return plan
+    for tplan in busy:
+        _emit(plan, tplan, desired.get(tplan.name, {}))
     return plan
+
+
+def _size(current: TextState, desired: TextState, table: str) -> int:
+    return max(len(current.get(table, {})), len(desired.get(table, {})))
+
+
+def _replaceable(busy: list[TablePlan], foreign: dict[str, bool], desired: TextState) -> bool:
+    if any(foreign.get(t.name, False) for t in busy):
+        return False
+    wanted = sum(1 for t in busy for n, c in desired.get(t.name, {}).items() if c.policy is None and owned_chain(n))
+    return sum(len(t.write) for t in busy) * 2 >= wanted
+
+
+def _emit_whole(plan: Plan, tplan: TablePlan, current: dict[str, ChainText], dchains: dict[str, ChainText]) -> None:
+    """The table rewritten whole: built-ins keep their policies, then every owned chain."""
+    t = tplan.name
+    tplan.write = [n for n, c in dchains.items() if c.policy is None and owned_chain(n)]
+    builtins = [n for n, c in current.items() if c.policy is not None]
+    builtins += [n for n, c in dchains.items() if c.policy is not None and n not in builtins]
+    plan.lines.append(f"*{t}")
+    plan.context.append(f"table {t}")
+    for cname in builtins:
+        policy = current[cname].policy if cname in current else "ACCEPT"
+        plan.lines.append(f":{cname} {policy} [0:0]")
+        plan.context.append(f"table {t} chain {cname}")
+    for cname in tplan.write:
+        plan.lines.append(f":{cname} - [0:0]")
+        plan.context.append(f"table {t} chain {cname}")
+    for cname in builtins + tplan.write:
+        chain = dchains.get(cname)
+        if chain is None:
+            continue
+        origins = chain.origins or [""] * len(chain.rules)
+        for line, origin in zip(chain.rules, origins, strict=False):
+            if chain.policy is not None and not owned_jump(line):
+                continue
+            plan.lines.append(line)
+            plan.context.append(f"table {t} chain {cname}" + (f" from {origin}" if origin else ""))
+    plan.lines.append("COMMIT")
+    plan.context.append(f"table {t} (commit)")
 
 
 def _emit(plan: Plan, tplan: TablePlan, dchains: dict[str, ChainText]) -> None:

@@ -6,6 +6,7 @@ chain whose saved lines equal the desired lines is left alone, any other is rese
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from netproxy.errors import BackendError
@@ -20,6 +21,14 @@ class ChainText:
     """Full ``-A NAME ...`` lines, in kernel order."""
     origins: list[str] = field(default_factory=list)
     """Per rule, where it came from (``file:line``) or ``""``; used in error messages."""
+    digest: str | None = None
+    """Digest of ``rules``; set alone (``rules`` empty) for chains known from a record."""
+
+    def key(self) -> str:
+        """What plans compare: a digest of the rule lines."""
+        if self.digest is None:
+            self.digest = hashlib.blake2b("\n".join(self.rules).encode(), digest_size=12).hexdigest()
+        return self.digest
 
 
 TextState = dict[str, dict[str, ChainText]]
