@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -13,7 +14,7 @@ from netproxy.commands import cluster_options
 from netproxy.compiler import Compiled
 from netproxy.netfilter.extensions import TARGETS
 from netproxy.netfilter.model import Rule, Ruleset
-from netproxy.parser import parse_rules
+from netproxy.parser import parse_rules, read_rules
 from netproxy.render import render_restore, render_save
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "compile"
@@ -28,15 +29,17 @@ def compiled(case: str, monkeypatch: pytest.MonkeyPatch) -> Compiled:
     captured: dict = {}
 
     @cluster_options.cluster_options
+    @click.option("--existing-rules")
     def grab(**params: object) -> None:
         captured.update(params)
-
-    import click
 
     command = click.command()(grab)
     result = CliRunner().invoke(command, shlex.split((folder / "flags").read_text()))
     assert result.exit_code == 0, result.output
-    return cluster_options.compile_params(captured)
+    existing: tuple[str, ...] = ()
+    if captured.pop("existing_rules"):
+        existing = tuple(read_rules(folder / "node-before.rules").tables["nat"].chains)
+    return cluster_options.compile_params(captured, existing)
 
 
 def jumps(ruleset: Ruleset) -> list[tuple[str, str, str]]:
@@ -74,7 +77,9 @@ def test_payload_is_part_of_save_view(case: str, monkeypatch: pytest.MonkeyPatch
         for chain in table.chains.values():
             assert result.save.tables[name].chains[chain.name].rules == chain.rules
         assert table.writes is not None
-        assert len(table.writes) == sum(len(c.rules) for c in table.chains.values())
+        assert len(table.writes) == sum(len(c.rules) for c in table.chains.values()) + len(table.deleted)
+        for gone in table.deleted:
+            assert gone not in result.save.tables[name].chains
 
 
 def _shape(rule: Rule) -> tuple:

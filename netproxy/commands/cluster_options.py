@@ -190,11 +190,11 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def compile_params(params: dict[str, Any]) -> Compiled:
+def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] = ()) -> Compiled:
     """Load the inputs and compile them: both the restore payload and the save view."""
     with paused_gc():
         cluster = load_cluster(params)
-        return compile_cluster(cluster, settings_for(params, cluster))
+        return compile_cluster(cluster, settings_for(params, cluster), existing_nat_chains)
 
 
 def build_ruleset(params: dict[str, Any]) -> Ruleset:

@@ -11,6 +11,7 @@ import click
 
 from netproxy.commands.cluster_options import cluster_options, compile_params, paused_gc
 from netproxy.errors import InputError
+from netproxy.parser import read_rules
 from netproxy.render import render_restore, render_save
 
 
@@ -36,14 +37,22 @@ def write_atomically(path: str, text: str) -> None:
               show_default=True,
               help="save: what iptables-save shows on the node; restore: kube-proxy's payload.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
-def command(fmt: str, output: str | None, **params: Any) -> None:
+@click.option("--existing-rules", metavar="DUMP",
+              help="The node's current iptables-save output: kube-proxy chains it holds that this "
+                   "sync no longer writes are deleted (-X), as kube-proxy does.")
+def command(fmt: str, output: str | None, existing_rules: str | None, **params: Any) -> None:
     """Compile Services and EndpointSlices into kube-proxy's iptables rules.
 
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.
     """
+    existing: tuple[str, ...] = ()
+    if existing_rules:
+        dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
+        nat = dump.tables.get("nat")
+        existing = tuple(nat.chains) if nat is not None else ()
     with paused_gc():
-        compiled = compile_params(params)
+        compiled = compile_params(params, existing)
         text = render_restore(compiled.payload) if fmt == "restore" else render_save(compiled.save)
     if output:
         write_atomically(output, text)

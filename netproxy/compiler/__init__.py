@@ -6,6 +6,7 @@ the save view (what ``iptables-save`` shows on the node afterwards).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netproxy.compiler.payload import ProxyModel, compile_payload
@@ -33,10 +34,11 @@ def proxy_model(cluster: Cluster, settings: ProxySettings) -> ProxyModel:
     )
 
 
-def compile_cluster(cluster: Cluster, settings: ProxySettings) -> Compiled:
-    """Compile ``cluster`` for one node and one IP family."""
+def compile_cluster(cluster: Cluster, settings: ProxySettings,
+                    existing_nat_chains: Iterable[str] = ()) -> Compiled:
+    """Compile ``cluster`` for one node and one IP family (see :func:`compile_payload`)."""
     model = proxy_model(cluster, settings)
-    payload = compile_payload(model, settings)
+    payload = compile_payload(model, settings, existing_nat_chains)
     return Compiled(payload=payload, save=save_view(payload), model=model)
 
 

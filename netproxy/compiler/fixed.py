@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from netproxy.compiler.build import addrtype, comment, ctstate, dest, module, nfacct, rule, source
+from netproxy.compiler.names import OWNED_PREFIXES
 from netproxy.compiler.writer import PayloadWriter
 from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.proxy.settings import ProxySettings
@@ -61,6 +64,20 @@ def write_nodeports_tail(out: PayloadWriter, settings: ProxySettings) -> None:
         if loopback and (settings.ipv6 or not settings.localhost_nodeports_effective):
             continue
         out.add_nat("KUBE-SERVICES", rule(comment(TAIL_COMMENT) + (dest(addr),), "KUBE-NODEPORTS"))
+
+
+def write_stale_deletions(out: PayloadWriter, existing: Iterable[str]) -> None:
+    """``:NAME`` + ``-X NAME`` for owned chains on the node that this sync no longer uses.
+
+    kube-proxy writes them after all service rules and before the nodeports tail rule, in Go
+    set order (random); we sort them.
+    """
+    nat = out.nat
+    assert nat.writes is not None
+    for name in sorted(set(existing)):
+        if name.startswith(OWNED_PREFIXES) and name not in nat.chains:
+            nat.deleted.append(name)
+            nat.writes.append((name, None))
 
 
 def write_forward(out: PayloadWriter, settings: ProxySettings) -> None:

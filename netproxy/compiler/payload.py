@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netproxy.compiler.fixed import (
@@ -9,6 +10,7 @@ from netproxy.compiler.fixed import (
     write_forward,
     write_head,
     write_nodeports_tail,
+    write_stale_deletions,
 )
 from netproxy.compiler.services import write_service_port
 from netproxy.compiler.writer import PayloadWriter
@@ -32,8 +34,13 @@ class ProxyModel:
         return sum(len(self.endpoints.get(s.name, ())) for s in self.service_ports)
 
 
-def compile_payload(model: ProxyModel, settings: ProxySettings) -> Ruleset:
-    """The ``iptables-restore`` payload of a full sync on a node without stale chains."""
+def compile_payload(model: ProxyModel, settings: ProxySettings,
+                    existing_nat_chains: Iterable[str] = ()) -> Ruleset:
+    """The ``iptables-restore`` payload of a full sync.
+
+    ``existing_nat_chains`` are the nat chains already on the node (kube-proxy reads them with
+    ``iptables-save -t nat``); kube-proxy-owned ones this sync does not write are deleted.
+    """
     out = PayloadWriter(settings.family)
     declare_fixed_chains(out, settings)
     write_head(out, settings)
@@ -43,6 +50,7 @@ def compile_payload(model: ProxyModel, settings: ProxySettings) -> Ruleset:
         cat = categorize(eps, svc, settings.node_name, settings.zone,
                          prefer_same_node=settings.prefer_same_node)
         write_service_port(out, svc, cat, settings, large)
+    write_stale_deletions(out, existing_nat_chains)
     write_nodeports_tail(out, settings)
     write_forward(out, settings)
     return out.ruleset
