@@ -55,6 +55,10 @@ def _option_words(opt: Option, saved: bool, out: list[str]) -> None:
     out.append("--" + opt.name)
     if saved and opt.name in _SAVE_STRING_OPTIONS:
         out.extend(_save_string(a) for a in opt.args)
+    elif saved and opt.module == "nfacct":
+        # libxt_nfacct prints " --nfacct-name " and then the name through
+        # xtables_save_string, which adds its own leading space: two spaces in the output.
+        out.extend(" " + a for a in opt.args)
     elif saved:
         out.extend(opt.args)
     else:

@@ -24,7 +24,7 @@ CASES = [
     ('-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections" -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP',
      '-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP'),
     ('-A KUBE-SVC-X -m comment --comment "ns/s:p -> 10.0.0.1:80" -m recent --name KUBE-SEP-Y --rcheck --seconds 10800 --reap -j KUBE-SEP-Y',
-     '-A KUBE-SVC-X -m comment --comment "ns/s:p -> 10.0.0.1:80" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y --rsource -j KUBE-SEP-Y'),
+     '-A KUBE-SVC-X -m comment --comment "ns/s:p -> 10.0.0.1:80" -m recent --rcheck --seconds 10800 --reap --name KUBE-SEP-Y --mask 255.255.255.255 --rsource -j KUBE-SEP-Y'),
     ("-A KUBE-SVC-X -m comment --comment \"x cluster IP\" -m tcp -p tcp -d 10.96.10.10 --dport 80 ! -i cbr0 -j KUBE-MARK-MASQ",
      "-A KUBE-SVC-X -d 10.96.10.10/32 ! -i cbr0 -p tcp -m comment --comment \"x cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ"),
 ]

@@ -70,7 +70,9 @@ def _recent_defaults(options: list[Option], family: str, iptables_version: tuple
     if "rsource" not in names and "rdest" not in names:
         out.append(Option("recent", "rsource"))
     mask = next((o for o in out if o.name == "mask"), None)
-    if iptables_version >= (1, 8, 9):
+    # iptables 1.8.9 (legacy and nft, checked by running them) still prints the all-ones
+    # mask; only later releases drop it.
+    if iptables_version >= (1, 8, 10):
         if mask is not None and mask.args and mask.args[0] == _ALL_ONES_MASK[family]:
             out.remove(mask)
     elif mask is None:
@@ -136,7 +138,7 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     loaded with its options in the module's print order, then the target. Values are printed the
     way the kernel stores them (host addresses get ``/32``, probabilities are rounded to the
     kernel's 31-bit fraction, marks are minimal hex, ...). ``iptables_version`` matters for
-    details such as the all-ones ``recent --mask``, which 1.8.9 stopped printing.
+    details such as the all-ones ``recent --mask``, which releases after 1.8.9 stopped printing.
     """
     if rule.opaque is not None:
         return rule
