@@ -86,7 +86,7 @@ def test_expected_reports_what_the_node_lacks(capsys):
     # With nfacct available kube-proxy writes two rules the example node does not have.
     code, out, _ = run(capsys, "--expected", str(DATA / "cluster.yaml"), *NODE, str(DATA / "base.rules"))
     assert code == 1
-    assert ("      - -A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name "
+    assert ("      - -A KUBE-FORWARD -m conntrack --ctstate INVALID -m nfacct --nfacct-name  "
             "ct_state_invalid_dropped_pkts -j DROP") in out.splitlines()
     code, out, _ = run(capsys, "--expected", str(DATA / "cluster.yaml"), *NODE, "--no-nfacct",
                        "--behaviour", str(DATA / "stale-sep.rules"))
