@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from netproxy.backend import record, xtables
+from netproxy.backend import nfacct, record, xtables
 from netproxy.backend.fingerprint import fingerprint
 from netproxy.backend.owned import owned_chain, owned_jump
 from netproxy.backend.plan import Plan, make_plan
@@ -143,6 +143,7 @@ def apply_state(
         if loaded is not None:  # full text of the tables that commit before the last one
             for name in busy[:-1]:
                 before[name] = current_state(backend, name).get(name, {})
+        nfacct.ensure(backend.netns, nfacct.names_in(plan.lines))
         failure = backend.send(plan, model)
         if failure is not None:
             record.forget(path)

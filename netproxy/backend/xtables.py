@@ -95,20 +95,31 @@ def restore(name: str, tools: Xtables, payload: str, *, noflush: bool = True,
     return parse_failure(proc.stderr or proc.stdout)
 
 
+_LINE_PATTERNS = (
+    re.compile(r"^line (\d+): (.*)$"),  # nft: "line 3: RULE_APPEND failed (...): rule in chain X"
+    re.compile(r"^Error occurred at line: (\d+)()$"),
+    re.compile(r"^\S+: line (\d+) failed:? ?(.*)$"),  # "iptables-restore: line 4 failed[: why]"
+)
+_VERSION_PREFIX = re.compile(r"^\S+ v[\d.]+(?: \([^)]*\))?:\s*")
+
+
 def parse_failure(stderr: str) -> RestoreFailure:
     """The failing line number and the most useful message from restore's stderr."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.startswith("#")]
     line = 0
-    message = ""
-    for text in lines:
-        if text.startswith("Try `"):
+    reasons: list[str] = []
+    for raw in stderr.splitlines():
+        text = raw.strip()
+        if not text or text.startswith("#") or text.startswith("Try `"):
             continue
-        found = _ERROR_LINE.search(text)
-        if found and (text.startswith("Error occurred") or " failed" in text):
-            line = line or int(found.group(1))
-            tail = text.split("failed", 1)[1].lstrip(": ") if "failed" in text else ""
-            message = message or tail
-            continue
-        if not message:
-            message = re.sub(r"^\S+ v[\d.]+ \([^)]*\): ", "", text)
-    return RestoreFailure(line, message or "rejected")
+        for pattern in _LINE_PATTERNS:
+            found = pattern.match(text)
+            if found:
+                line = line or int(found.group(1))
+                if found.group(2):
+                    reasons.append(found.group(2))
+                break
+        else:
+            rest = _VERSION_PREFIX.sub("", text)
+            if rest:
+                reasons.append(rest)
+    return RestoreFailure(line, reasons[0] if reasons else "rejected by the kernel (no reason given)")

@@ -1,0 +1,120 @@
+"""``netproxy apply``: load rules into a network namespace the way kube-proxy does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from netproxy.backend import select
+from netproxy.backend.desired import desired_state
+from netproxy.backend.engine import apply_state, cleanup, current_state
+from netproxy.backend.owned import owned_chain
+from netproxy.backend.plan import make_plan
+from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.commands.save import netns_options
+from netproxy.errors import InputError
+from netproxy.netfilter.model import Chain, Rule, Ruleset
+
+
+def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
+    """The ruleset to apply: ``--rules FILE`` or compiled from the cluster inputs."""
+    if rules_file is not None:
+        if params.get("inputs"):
+            raise InputError("give either --rules FILE or cluster INPUTS, not both")
+        from netproxy.parser import read_rules
+
+        return read_rules(rules_file, strict=True)
+    if not params.get("inputs"):
+        raise InputError("nothing to apply: give cluster INPUTS or --rules FILE (or --cleanup)")
+    return build_ruleset(params)
+
+
+@click.command("apply")
+@netns_options
+@click.option("--rules", "rules_file", metavar="FILE",
+              help="Apply this iptables-save/-restore file instead of compiling ('-' = stdin).")
+@click.option("--full", is_flag=True, help="Rewrite every owned chain, not only the changed ones.")
+@click.option("--dry-run", is_flag=True, help="Show the semantic diff and the plan; change nothing.")
+@click.option("--cleanup", "do_cleanup", is_flag=True,
+              help="Remove every KUBE-* chain and the built-in jumps to them.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@cluster_options
+def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: bool,
+            rules_file: str | None, full: bool, dry_run: bool, do_cleanup: bool, as_json: bool,
+            **params: Any) -> None:
+    """Load rules into namespace NAME with iptables-restore --noflush, touching only the
+    chains kube-proxy owns (KUBE-*) and the jumps to them; other software's rules survive.
+    Only the chains that differ are sent; the result equals a full apply."""
+    ruleset = None if do_cleanup else load_ruleset(params, rules_file)
+    family = ruleset.family if ruleset is not None else "ipv4"
+    backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
+                                  family=family, allow_host=allow_host_netns)
+    desired = desired_state(ruleset) if ruleset is not None else {}
+    if dry_run:
+        _dry_run(backend, ruleset, desired, full=full, as_json=as_json)
+        return
+    result = cleanup(backend) if do_cleanup else apply_state(backend, desired, model=ruleset, full=full)
+    if as_json:
+        click.echo(json.dumps({"netns": result.netns, "backend": result.backend, "mode": result.mode,
+                               "changed": result.changed, **result.counts,
+                               "ignored_chains": result.ignored,
+                               "seconds": {k: round(v, 3) for k, v in result.seconds.items()}}, indent=2))
+        return
+    click.echo(result.summary())
+    if result.ignored:
+        click.echo(f"note: {len(result.ignored)} chains not owned by kube-proxy were not applied: "
+                   + ", ".join(result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else ""), err=True)
+
+
+def _dry_run(backend: Any, ruleset: Ruleset | None, desired: Any, *, full: bool, as_json: bool) -> None:
+    from netproxy.parser import parse_rules
+
+    text = backend.read()
+    plan = make_plan(current_state(backend), desired, full=full, allow_replace=backend.supports_replace)
+    current = parse_rules(text, source=f"netns {backend.netns}", family=ruleset.family if ruleset else None)
+    after = expected_after(current, ruleset or Ruleset(family=current.family))
+    diff_text = _semantic_diff(current, after)
+    c = plan.counts()
+    if as_json:
+        click.echo(json.dumps({"netns": backend.netns, "would_change": not plan.empty(), **c,
+                               "diff": diff_text}, indent=2))
+        return
+    click.echo(diff_text.rstrip("\n"))
+    verb = "would send" if not plan.empty() else "nothing to send"
+    click.echo(f"dry run: {verb}: {c['chains_written']} chains written, {c['chains_deleted']} deleted, "
+               f"{c['builtin_chains_fixed']} built-in chains' jumps fixed ({c['payload_lines']} payload lines)")
+
+
+def expected_after(current: Ruleset, desired: Ruleset) -> Ruleset:
+    """The namespace's rules as they will be after the apply: other software's chains and
+    rules as they are, kube-proxy's owned chains and jumps replaced by the desired ones."""
+    after = Ruleset(family=current.family, source="after apply")
+    for tname in list(current.tables) + [t for t in desired.tables if t not in current.tables]:
+        old = current.tables.get(tname)
+        new = desired.tables.get(tname)
+        table = after.table(tname)
+        for chain in old.chains.values() if old else ():
+            if chain.builtin or not owned_chain(chain.name):
+                kept = [r for r in chain.rules if not (chain.builtin and _owned_rule(r))]
+                table.chains[chain.name] = Chain(chain.name, chain.policy, chain.counters, kept)
+        for chain in new.chains.values() if new else ():
+            if chain.builtin:
+                jumps = [r for r in chain.rules if _owned_rule(r)]
+                target = table.chain(chain.name)
+                target.rules[:0] = jumps
+            elif owned_chain(chain.name):
+                table.chains[chain.name] = Chain(chain.name, None, None, list(chain.rules))
+    return after
+
+
+def _owned_rule(rule: Rule) -> bool:
+    return rule.jump is not None and owned_chain(rule.jump)
+
+
+def _semantic_diff(current: Ruleset, after: Ruleset) -> str:
+    """The differ's report of what applying would change (namespace now → after apply)."""
+    from netproxy.diff import diff_rulesets, render_text
+
+    return render_text(diff_rulesets(current, after))
