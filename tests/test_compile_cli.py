@@ -107,3 +107,13 @@ def test_build_ruleset_and_node_ips_for_other_commands() -> None:
     assert "KUBE-SVC-PY4JZH2ITZYEO4CN" in ruleset.tables["nat"].chains
     assert node_local_ips(params) == ["127.0.0.1", "192.168.0.11"]  # from the Node object
     assert node_local_ips({**params, "node_ips": ("10.0.0.1", "fd00::1"), "family": "ipv6"}) == ["::1", "fd00::1"]
+
+
+def test_iptables_version_changes_only_the_recent_mask() -> None:
+    case = GOLDEN / "session-affinity"
+    args = ("inputs/", "--hostname-override", "node-1", "--node-ip", "192.168.0.10",
+            "--cluster-cidr", "10.244.0.0/16")
+    old = run(*args, cwd=case).stdout
+    new = run(*args, "--iptables-version", "1.8.10", cwd=case).stdout
+    assert old == (case / "expected.save").read_text()
+    assert new == old.replace(" --mask 255.255.255.255", "") and new != old

@@ -31,6 +31,13 @@ def write_atomically(path: str, text: str) -> None:
         raise InputError(f"cannot write: {err.strerror}", where=path) from None
 
 
+def _version(text: str) -> tuple[int, ...]:
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+        raise click.BadParameter(f"{text!r} is not a version like 1.8.9")
+    return tuple(int(p) for p in parts)
+
+
 @click.command("compile")
 @cluster_options
 @click.option("--format", "fmt", type=click.Choice(["save", "restore"]), default="save",
@@ -40,7 +47,11 @@ def write_atomically(path: str, text: str) -> None:
 @click.option("--existing-rules", metavar="DUMP",
               help="The node's current iptables-save output: kube-proxy chains it holds that this "
                    "sync no longer writes are deleted (-X), as kube-proxy does.")
-def command(fmt: str, output: str | None, existing_rules: str | None, **params: Any) -> None:
+@click.option("--iptables-version", "iptables_version", metavar="X.Y.Z", default="1.8.9",
+              show_default=True, callback=lambda _c, _p, v: _version(v),
+              help="iptables release whose iptables-save spelling the save view uses.")
+def command(fmt: str, output: str | None, existing_rules: str | None,
+            iptables_version: tuple[int, ...], **params: Any) -> None:
     """Compile Services and EndpointSlices into kube-proxy's iptables rules.
 
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
@@ -53,7 +64,10 @@ def command(fmt: str, output: str | None, existing_rules: str | None, **params: 
         existing = tuple(nat.chains) if nat is not None else ()
     with paused_gc():
         compiled = compile_params(params, existing)
-        text = render_restore(compiled.payload) if fmt == "restore" else render_save(compiled.save)
+        if fmt == "restore":
+            text = render_restore(compiled.payload)
+        else:
+            text = render_save(compiled.save, iptables_version=iptables_version)
     if output:
         write_atomically(output, text)
     else:
