@@ -36,7 +36,6 @@ MAX_DEPTH = 1000
 """Deepest chain nesting followed (iptables-nft refuses more than 16; legacy has no fixed
 limit, but a ruleset nested this deep is a generated mistake)."""
 MAX_BRANCHES = 100_000
-MAX_STEPS = 2_000_000
 
 _PRE = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("PREROUTING", "nat"), ("ROUTE", ""))
 _IN = (("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security"), ("INPUT", "nat"),
@@ -184,16 +183,22 @@ class Tracer:
                     or o.module == "limit" for o in key):
                 self._matchers[key] = matcher
         t = rule.target
-        tkey = (code.table, t.name, t.options, t.goto) if t is not None else None
-        try:
-            target = self._targets.get(tkey)
-        except TypeError:
-            tkey, target = None, None
-        if target is None:
-            chains = self.ruleset.tables[code.table].chains
-            target = compile_target(t, chains, self.family)
-            if tkey is not None:
-                self._targets[tkey] = target
+        chains = self.ruleset.tables[code.table].chains
+        target: tuple[str, Any] | None
+        if t is None:
+            target = ("none", None)
+        elif not t.options and t.name in chains:  # a jump: no need to look anything up
+            target = ("goto" if t.goto else "jump", t.name)
+        else:
+            tkey: Any = (code.table, t.name, t.options, t.goto)
+            try:
+                target = self._targets.get(tkey)
+            except TypeError:
+                tkey, target = None, None
+            if target is None:
+                target = compile_target(t, chains, self.family)
+                if tkey is not None:
+                    self._targets[tkey] = target
         c = Compiled(() if bad_addr else tuple(addr), matcher, target[0], target[1])
         code.compiled[pos] = c
         return c
@@ -309,10 +314,12 @@ class Tracer:
             w.oif = "lo" if local_origin and self.is_local(w.dst) else p.out_interface
 
     def _advance(self, w: Walk, todo: list[Walk], out: list[Outcome]) -> None:
+        """Run one branch until it ends (outcome appended); forks go onto ``todo``."""
         codes = self.codes
         stack = w.stack
         path = w.path
         proto = w.pkt.proto
+        match = self._match
         while True:
             if not stack:
                 hook, table = w.steps[w.si]
@@ -338,9 +345,49 @@ class Tracer:
                 stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (hook,), code])
                 continue
             frame = stack[-1]
+            code = frame[0]
             cands = frame[1]
+            compiled = code.compiled
+            n = len(cands)
             i = frame[2]
-            if i >= len(cands):
+            acted = False
+            while i < n:
+                pos = cands[i]
+                i += 1
+                c = compiled[pos]
+                if c is None:
+                    c = self._compile(code, pos)
+                if c.addr:
+                    miss = False
+                    for is_src, net, mask, neg in c.addr:
+                        if (((w.src if is_src else w.dst) & mask) == net) is neg:
+                            miss = True
+                            break
+                    if miss:
+                        continue
+                if c.matcher.evals:
+                    frame[2] = i  # a fork resumes after this rule
+                    r = match(c.matcher, w, todo)
+                    if r is False:
+                        continue
+                else:
+                    r = True
+                frame[2] = i
+                path.append((code, pos, len(stack) - 1))
+                if r is not True:
+                    out.append(self._outcome(w, "UNKNOWN", reason=str(r)))
+                    return
+                kind = c.kind
+                if kind == "none" or kind == "nop":
+                    continue
+                if kind == "MARK":
+                    value, mask = c.data
+                    w.mark = (w.mark & ~mask & 0xFFFFFFFF) ^ value
+                    continue
+                acted = True
+                break
+            if not acted:
+                # Fell off the end of the chain: return, or the policy of a built-in chain.
                 stack.pop()
                 base = frame[4]
                 if base is not None:
@@ -350,33 +397,6 @@ class Tracer:
                         continue
                     out.append(self._outcome(w, base.policy or "DROP"))
                     return
-                continue
-            code = frame[0]
-            pos = cands[i]
-            frame[2] = i + 1
-            c = code.compiled[pos]
-            if c is None:
-                c = self._compile(code, pos)
-            w.steps_done += 1
-            if w.steps_done > MAX_STEPS:
-                raise TraceError(f"walk did not finish within {MAX_STEPS} rule evaluations",
-                                 where=self.source)
-            miss = False
-            for is_src, net, mask, neg in c.addr:
-                if (((w.src if is_src else w.dst) & mask) == net) is neg:
-                    miss = True
-                    break
-            if miss:
-                continue
-            r = self._match(c.matcher, w, todo)
-            if r is False:
-                continue
-            path.append((code, pos, len(stack) - 1))
-            if r is not True:
-                out.append(self._outcome(w, "UNKNOWN", reason=str(r)))
-                return
-            kind = c.kind
-            if kind == "none" or kind == "nop":
                 continue
             if kind == "jump" or kind == "goto":
                 target = codes.get((code.table, c.data)) or self.code(code.table, c.data)
@@ -405,10 +425,6 @@ class Tracer:
             if kind == "DROP" or kind == "REJECT":
                 out.append(self._outcome(w, kind))
                 return
-            if kind == "MARK":
-                value, mask = c.data
-                w.mark = (w.mark & ~mask & 0xFFFFFFFF) ^ value
-                continue
             if kind == "CONNMARK":
                 op, a, b = c.data
                 if op == "set":

@@ -58,8 +58,7 @@ class Walk:
 
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
-                 "nat_rule", "memory", "nat_ok", "looped", "notes", "orig_dst", "orig_dport",
-                 "steps_done")
+                 "nat_rule", "memory", "nat_ok", "looped", "notes", "orig_dst", "orig_dport")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -89,7 +88,6 @@ class Walk:
         self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
         self.looped = False
         self.notes: list[str] = []
-        self.steps_done = 0
 
     def fork(self) -> Walk:
         o = Walk.__new__(Walk)
@@ -119,5 +117,4 @@ class Walk:
         o.notes = self.notes[:]
         o.orig_dst = self.orig_dst
         o.orig_dport = self.orig_dport
-        o.steps_done = self.steps_done
         return o
