@@ -158,3 +158,29 @@ def test_not_a_dump(tmp_path, capsys, text, expect):
 def test_wrong_argument_count(capsys):
     code, _, err = run(capsys, str(DATA / "base.rules"))
     assert code == 2 and "two rulesets" in err
+
+
+def _large_cluster_mode(text: str) -> str:
+    """kube-proxy's large-cluster mode: no per-endpoint comments in SVC/SVL and SEP chains."""
+    import re
+
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("-A KUBE-SEP-", "-A KUBE-SVC-", "-A KUBE-SVL-")) and (
+                " -> " in line or "cluster IP" not in line):
+            line = re.sub(r' -m comment --comment "[^"]*"', "", line)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_large_cluster_mode_rename_and_endpoint_change():
+    from netproxy.parser import parse_rules
+
+    base = _large_cluster_mode((DATA / "base.rules").read_text())
+    assert "default/web:http -> " not in base and '"default/web:http cluster IP"' in base
+    renamed = base.replace("KUBE-SEP-AFGSLHOD2HFNCBX4", "KUBE-SEP-ZZRENAMEDCHAIN01")
+    rep = diff_rulesets(parse_rules(base, source="a"), parse_rules(renamed, source="b"))
+    assert rep.equivalent and [g.title for g in rep.groups] == ["default/web:http tcp"]
+    removed = _large_cluster_mode((DATA / "endpoint-removed.rules").read_text())
+    rep = diff_rulesets(parse_rules(base, source="a"), parse_rules(removed, source="b"))
+    assert facts(rep, "default/web:http tcp")[0] == "- endpoint 10.244.2.7:8080 (cluster, was 50.00%)"

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from netproxy.netfilter.model import Option, Rule, Target
+from netproxy.netfilter import saveform
 from netproxy.netfilter.saveform import to_saved
 
 Rename = Callable[[str], str]
@@ -37,6 +38,8 @@ DisjointKey = tuple[str, str, str | None]
 _MatchPart = tuple[str, str | None, str | None, str | None, bool]
 _MATCHES: dict[tuple[str, tuple[Option, ...]], _MatchPart] = {}
 _TARGETS: dict[tuple[str, str, tuple[Option, ...]], str] = {}
+_RESPELLED_TARGETS = frozenset(saveform._TARGET_FIXES)
+"""Targets whose options ``iptables-save`` prints differently from how they were written."""
 _CACHE_LIMIT = 1_000_000
 """Canonical forms are cached by the parsed option tuples (the parser shares equal options,
 and kube-proxy repeats the same few shapes thousands of times)."""
@@ -84,10 +87,13 @@ def _match_part(matches: tuple[Option, ...], family: str, rename: Rename) -> _Ma
 
 def _target_part(target: Target, family: str) -> str:
     """The canonical options of a target (its name is added by the caller, renamed)."""
+    respelled = target.name in _RESPELLED_TARGETS
+    if not target.options and not respelled:
+        return ""
     cache_key = (family, target.name, target.options)
     found = _TARGETS.get(cache_key)
     if found is None:
-        saved = to_saved(Rule((), target), family).target
+        saved = to_saved(Rule((), target), family).target if respelled else target
         assert saved is not None
         found = "".join(_SEP + ("!" if o.negated else "") + o.name + "=" + _ARG.join(o.args)
                         for o in saved.options)
