@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.netfilter import saveform
+from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.netfilter.saveform import to_saved
 
 Rename = Callable[[str], str]
