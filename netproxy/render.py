@@ -86,9 +86,35 @@ def rule_text(rule: Rule, chain: str, family: str = "ipv4", saved: bool = True,
         return rule.opaque
     if saved:
         rule = to_saved(rule, family, iptables_version)
-    words = rule_words(rule, saved=saved)
-    head = f"-A {chain}"
-    return f"{head} {' '.join(words)}" if words else head
+    parts = [_option_text(opt, saved) for opt in rule.matches]
+    target = rule.target
+    if target is not None:
+        parts.append(("-g " if target.goto else "-j ") + target.name)
+        parts.extend(_option_text(opt, saved) for opt in target.options)
+    return f"-A {chain} {' '.join(parts)}" if parts else f"-A {chain}"
+
+
+_OPTION_TEXT: tuple[dict[Option, str], dict[Option, str]] = ({}, {})
+"""Rendered text of options already seen (restore, save): big rulesets repeat most options."""
+
+
+def _option_text(opt: Option, saved: bool) -> str:
+    """The words of one option joined, cached (same text as :func:`rule_words` produces)."""
+    cache = _OPTION_TEXT[saved]
+    try:
+        return cache[opt]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable arguments (a list): render without caching
+        words: list[str] = []
+        _option_words(opt, saved, words)
+        return " ".join(words)
+    words = []
+    _option_words(opt, saved, words)
+    text = cache[opt] = " ".join(words)
+    if len(cache) > 300_000:
+        cache.clear()
+    return text
 
 
 def _counters(counters: tuple[int, int] | None) -> str:
