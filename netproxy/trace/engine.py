@@ -400,12 +400,14 @@ class Tracer:
                 continue
             if kind == "jump" or kind == "goto":
                 target = codes.get((code.table, c.data)) or self.code(code.table, c.data)
-                self._check_jump(w, frame, target, pos)
-                cands2 = target.candidates(w.dst, proto, w.dport)
+                cands2 = target.all if target.dim is None else target.candidates(
+                    w.dst, proto, w.dport)
                 if kind == "jump":
-                    if cands2:  # an empty candidate list returns at once
+                    if cands2:  # no candidate rules: returns at once (and cannot loop)
+                        self._check_jump(w, frame, target, pos)
                         stack.append([target, cands2, 0, (target.name,), None])
                 else:
+                    self._check_jump(w, frame, target, pos)
                     stack[-1] = [target, cands2, 0, frame[3] + (target.name,), frame[4]]
                 continue
             if kind == "ACCEPT":
