@@ -184,3 +184,13 @@ def test_large_cluster_mode_rename_and_endpoint_change():
     removed = _large_cluster_mode((DATA / "endpoint-removed.rules").read_text())
     rep = diff_rulesets(parse_rules(base, source="a"), parse_rules(removed, source="b"))
     assert facts(rep, "default/web:http tcp")[0] == "- endpoint 10.244.2.7:8080 (cluster, was 50.00%)"
+
+
+def test_chain_declared_but_left_empty():
+    # A restore that declared (flushed) an endpoint chain but forgot its rules.
+    rep = report("emptied-sep")
+    assert facts(rep, "default/echo tcp") == [
+        "~ endpoint 10.244.1.9:5678: hairpin masquerade [-s 10.244.1.9], DNAT to 10.244.1.9:5678 "
+        "-> empty chain (no DNAT)"]
+    assert [(r.sign, r.chain) for r in rep.groups[0].rules] == [
+        ("-", "KUBE-SEP-L5QMNQ7OSVWN2BEA"), ("-", "KUBE-SEP-L5QMNQ7OSVWN2BEA")]

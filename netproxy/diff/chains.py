@@ -178,11 +178,19 @@ def compare(old: KubeView, new: KubeView, scope: str = "all") -> list[ChainDiff]
         by_identity = {rb(name): nchains[name] for name in focus_new}
         paired: list[tuple[Chain | None, Chain | None]] = []
         seen: set[str] = set()
+        used: set[str] = set()
+        old_identities = {ra(n) for n in focus_old}
+        new_names = set(focus_new)
         for name in focus_old:
             ident = ra(name)
             seen.add(ident)
-            paired.append((ochains[name], by_identity.get(ident)))
-        paired += [(None, nchains[n]) for n in focus_new if rb(n) not in seen]
+            match = by_identity.get(ident)
+            if match is None and name in new_names and rb(name) not in old_identities:
+                match = nchains[name]  # identity lost on one side (e.g. an emptied chain): by name
+            if match is not None:
+                used.add(match.name)
+            paired.append((ochains[name], match))
+        paired += [(None, nchains[n]) for n in focus_new if rb(n) not in seen and n not in used]
         for a, b in paired:
             ar = _scoped_rules(a, table, scope) if a is not None else []
             br = _scoped_rules(b, table, scope) if b is not None else []

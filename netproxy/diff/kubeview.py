@@ -27,6 +27,7 @@ from netproxy.diff.kubenames import (
     ServiceKey,
     chain_hash,
     chain_role,
+    comment_endpoint,
     comment_spn,
 )
 from netproxy.netfilter.model import Rule, Ruleset, Table
@@ -69,6 +70,16 @@ def _dnat_destination(rules: list[Rule]) -> tuple[str | None, str]:
             if opt is not None and opt.args and opt.args[0]:
                 return opt.args[0], _protocol(rule)
     return None, ""
+
+
+def _endpoint_from_jumps(rules: list[Rule], target: str) -> str | None:
+    """``ip:port`` from the ``"ns/name:port -> ip:port"`` comment of a jump to ``target``."""
+    for rule in rules:
+        if rule.target is not None and rule.target.name == target:
+            found = comment_endpoint(rule.comment())
+            if found:
+                return found
+    return None
 
 
 def _first_spn(rules: list[Rule]) -> str | None:
@@ -197,7 +208,7 @@ class KubeView:
             endpoint, proto = _dnat_destination(rules)
             spn = _first_spn(rules)
             info.endpoint = endpoint
-            if spn is None or not proto:
+            if spn is None or not proto or endpoint is None:
                 parents = self._hints.get(table, {}).get(name)
                 if not parents:
                     index = self._index(table)
@@ -206,6 +217,9 @@ class KubeView:
                     gspn, gproto = self._group(table, chain_hash(parent))
                     spn = spn or gspn
                     proto = proto or gproto
+                    if endpoint is None:  # no DNAT rule (an emptied chain): the jump's comment
+                        endpoint = _endpoint_from_jumps(t.chains[parent].rules, name) if parent in t.chains else None
+                info.endpoint = endpoint
             if spn is not None:
                 info.service = ServiceKey(spn, proto)
                 if endpoint is not None:
