@@ -24,7 +24,14 @@ from typing import Any
 from netproxy.errors import TraceError
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Ruleset
-from netproxy.trace.addr import LOOPBACK, format_endpoint, parse_addr, parse_net
+from netproxy.trace.addr import (
+    LOOPBACK,
+    format_endpoint,
+    is_limited_broadcast,
+    is_multicast,
+    parse_addr,
+    parse_net,
+)
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches
 from netproxy.trace.packet import Packet, Resolved, resolve
@@ -121,6 +128,12 @@ class Tracer:
 
     def is_local(self, addr: int) -> bool:
         return addr in self._hosts or (addr & self._lo[1]) == self._lo[0]
+
+    def _delivered_here(self, addr: int) -> bool:
+        """The routing decision: a local address, or multicast / limited broadcast (which the
+        node receives; multicast routing is not modelled)."""
+        return (self.is_local(addr) or is_multicast(addr, self.family)
+                or is_limited_broadcast(addr, self.family))
 
     def code(self, table: str, chain: str) -> ChainCode:
         """The prepared chain (made on first use for small chains)."""
@@ -325,7 +338,7 @@ class Tracer:
                 hook, table = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
-                    w.steps = _IN if self.is_local(w.dst) else _FWD
+                    w.steps = _IN if self._delivered_here(w.dst) else _FWD
                     w.si = 0
                     continue
                 if hook == "LOOP":
