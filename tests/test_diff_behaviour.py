@@ -97,3 +97,38 @@ def test_expected_reports_what_the_node_lacks(capsys):
 def test_expected_needs_a_dump(capsys):
     code, _, err = run(capsys, "--expected", str(DATA / "cluster.yaml"))
     assert code == 2 and "--expected needs" in err
+
+
+def _compiled(path: str):
+    from netproxy.commands.cluster_options import build_ruleset
+
+    return build_ruleset({"inputs": (path,), "hostname_override": "node-1",
+                          "cluster_cidr": "10.244.0.0/16", "family": "ipv4"})
+
+
+def test_load_balancer_facts(tmp_path):
+    cluster = (DATA / "lb-cluster.yaml").read_text()
+    before = tmp_path / "before.yaml"
+    after = tmp_path / "after.yaml"
+    before.write_text(cluster)
+    after.write_text(cluster.replace("198.51.100.0/24", "192.0.2.0/24")
+                     .replace("timeoutSeconds: 10800", "timeoutSeconds: 600")
+                     .replace("  externalTrafficPolicy: Local\n  healthCheckNodePort: 32100\n", ""))
+    old, new = _compiled(str(before)), _compiled(str(after))
+    empty = diff_rulesets(load_ruleset(str(DATA / "base.rules")), old, scope="kube")
+    shop = next(g for g in empty.groups if g.title == "prod/shop:https tcp")
+    got = [f"{f.sign} {f.text}" for f in shop.facts]
+    assert "+ frontend loadbalancer IP 203.0.113.40:443 -> FW" in got
+    assert "+ frontend loadbalancer IP 203.0.113.40:443 (filter) -> DROP (source not allowed)" in got
+    assert "+ frontend health check node port 32100 (filter) -> ACCEPT" in got
+    assert "+ endpoint 10.244.0.7:8443 (local, 100.00%)" in got
+    assert "+ source range 198.51.100.0/24" in got
+    assert "+ session affinity ClientIP 10800s" in got
+    assert "+ externalTrafficPolicy Local" in got
+    report = diff_rulesets(old, new)
+    got = [f"{f.sign} {f.text}" for f in report.groups[0].facts]
+    assert "- source range 198.51.100.0/24" in got and "+ source range 192.0.2.0/24" in got
+    assert "~ session affinity ClientIP 10800s -> ClientIP 600s" in got
+    assert "~ externalTrafficPolicy Local -> Cluster" in got
+    assert "- endpoint 10.244.0.7:8443 (local, was 100.00%)" in got
+    assert "- frontend health check node port 32100 (filter) -> ACCEPT" in got

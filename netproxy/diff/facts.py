@@ -111,8 +111,13 @@ def _port_address(rule: Rule, family: str) -> tuple[str, str]:
 _FRONTEND_SKIP = frozenset({"destination", "protocol", "dport"})
 
 
-def _frontend(rule: Rule, chain: str, view: KubeView, table: str, family: str) -> tuple[str, bool]:
-    """A frontend statement for a shared-chain rule, and whether it is a masquerade rule."""
+def _frontend(rule: Rule, chain: str, view: KubeView, table: str, family: str,
+              lb_addresses: frozenset[str] = frozenset()) -> tuple[str, bool]:
+    """A frontend statement for a shared-chain rule, and whether it is a masquerade rule.
+
+    ``lb_addresses`` are the service's load-balancer IPs: the "no (local) endpoints" rules
+    of KUBE-EXTERNAL-SERVICES do not say whether their address is an external or an LB IP.
+    """
     comment = rule.comment()
     kind = frontend_kind(comment, chain)
     addr, port = _port_address(rule, family)
@@ -121,7 +126,7 @@ def _frontend(rule: Rule, chain: str, view: KubeView, table: str, family: str) -
         if chain == "KUBE-SERVICES":
             kind = "cluster IP"
         elif chain == "KUBE-EXTERNAL-SERVICES":
-            kind = "external IP" if addr else "node port"
+            kind = ("loadbalancer IP" if addr in lb_addresses else "external IP") if addr else "node port"
         elif chain == "KUBE-PROXY-FIREWALL":
             kind = "loadbalancer IP"
         else:
@@ -229,8 +234,11 @@ def service_facts(index: ServiceIndex, view: KubeView) -> ServiceFacts:
     facts = ServiceFacts()
     nat = view.ruleset.tables.get("nat")
     nat_chains: dict[str, Chain] = nat.chains if nat is not None else {}
+    lb_addresses = frozenset(
+        _port_address(rule, family)[0] for _t, chain, rule in index.shared
+        if frontend_kind(rule.comment(), chain) == "loadbalancer IP")
     for table, chain, rule in index.shared:
-        text, masq = _frontend(rule, chain, view, table, family)
+        text, masq = _frontend(rule, chain, view, table, family, lb_addresses)
         if masq:
             facts.masquerade.add(f"in {chain} for {text}")
         else:
