@@ -20,9 +20,17 @@ from netproxy.proxy.settings import ProxySettings
 
 @dataclass(slots=True)
 class Compiled:
+    """A compiled node: the restore payload, and the save view built from it on first use."""
+
     payload: Ruleset
-    save: Ruleset
     model: ProxyModel
+    _save: Ruleset | None = None
+
+    @property
+    def save(self) -> Ruleset:
+        if self._save is None:
+            self._save = save_view(self.payload)
+        return self._save
 
 
 def proxy_model(cluster: Cluster, settings: ProxySettings) -> ProxyModel:
@@ -39,7 +47,7 @@ def compile_cluster(cluster: Cluster, settings: ProxySettings,
     """Compile ``cluster`` for one node and one IP family (see :func:`compile_payload`)."""
     model = proxy_model(cluster, settings)
     payload = compile_payload(model, settings, existing_nat_chains)
-    return Compiled(payload=payload, save=save_view(payload), model=model)
+    return Compiled(payload=payload, model=model)
 
 
 __all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "proxy_model", "save_view"]
