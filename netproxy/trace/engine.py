@@ -264,34 +264,46 @@ class Tracer:
 
     def trace_sequence(self, packets: Sequence[Packet]) -> list[TraceResult]:
         """Trace packets in order; kernel memory (recent lists for session affinity, nth
-        counters, limit buckets) carries over, in every world the earlier branches left."""
+        counters, limit buckets) carries over, in every world the earlier branches left.
+
+        A world is (probability, memory, DNAT destination of its last packet); worlds with
+        the same memory are traced once and share the outcomes.
+        """
         worlds: list[tuple[float, Memory, str | None]] = [(1.0, Memory(), None)]
         results: list[TraceResult] = []
         for index, packet in enumerate(packets):
+            groups: dict[tuple[Any, ...], tuple[Memory, list[tuple[float, str | None]]]] = {}
+            for weight, memory, previous in worlds:
+                key = memory.key()
+                if key not in groups:
+                    groups[key] = (memory, [])
+                groups[key][1].append((weight, previous))
             merged: dict[tuple[Any, ...], Outcome] = {}
             nxt: dict[tuple[Any, ...], list[Any]] = {}
             same = 0.0
             first: TraceResult | None = None
-            for weight, memory, previous in worlds:
+            for memory, members in groups.values():
                 res = self.trace(packet, memory)
                 first = first or res
+                total = sum(weight for weight, _ in members)
                 for o in res.outcomes:
-                    p = weight * o.probability
-                    if index and o.dnat is not None and o.dnat == previous:
-                        same += p
+                    p = total * o.probability
+                    dnat = o.dnat
+                    if index and dnat is not None:
+                        same += o.probability * sum(wt for wt, prev in members if prev == dnat)
                     k = o.key()
                     if k in merged:
                         merged[k].probability += p
                     else:
-                        merged[k] = Outcome(p, o.verdict, o.dnat, o.masquerade, o.snat, o.path,
+                        merged[k] = Outcome(p, o.verdict, dnat, o.masquerade, o.snat, o.path,
                                             o.reason, o.delivered, None, o.masquerade_flags,
                                             o.final)
                     mem = o.memory or Memory()
-                    wk = (mem.key(), o.dnat)
+                    wk = (mem.key(), dnat)
                     if wk in nxt:
                         nxt[wk][0] += p
                     else:
-                        nxt[wk] = [p, mem, o.dnat]
+                        nxt[wk] = [p, mem, dnat]
             worlds = [(w[0], w[1], w[2]) for w in nxt.values()]
             if len(worlds) > MAX_BRANCHES:
                 raise TraceError(f"packet sequence has more than {MAX_BRANCHES} possible states")
