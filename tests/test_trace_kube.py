@@ -165,3 +165,27 @@ def test_paths_name_lines_and_rule_text() -> None:
     assert any(c.startswith("KUBE-SVL-") for c in chains)
     assert all(h.text.startswith(("-A ", "-P ")) for h in o.path)
     assert o.path[-1].text.startswith("-P POSTROUTING ACCEPT")
+
+
+def _tracer_with(**flags: object) -> Tracer:
+    params = {"inputs": (str(DATA / "cluster.yaml"),), "family": "ipv4", **flags}
+    return Tracer(build_ruleset(params), local_ips=node_local_ips(params))
+
+
+def test_bridge_interface_detector_needs_the_interface() -> None:
+    t = _tracer_with(detect_local_mode="BridgeInterface", bridge_interface="cni0")
+    pod = t.trace(Packet(src=POD, dst="10.96.0.10", dport=80, in_interface="cni0"))
+    assert {o.masquerade for o in pod.outcomes} == {False}
+    other = t.trace(Packet(src=POD, dst="10.96.0.10", dport=80, in_interface="eth0"))
+    assert {o.masquerade for o in other.outcomes} == {True}
+    unknown = t.trace(Packet(src=POD, dst="10.96.0.10", dport=80))
+    (o,) = unknown.outcomes  # decided before the statistic fork: one branch
+    assert o.verdict == "UNKNOWN" and "--in-interface" in (o.reason or "")
+    assert "! -i cni0" in o.path[-1].text
+
+
+def test_masquerade_all() -> None:
+    t = _tracer_with(masquerade_all=True)
+    res = t.trace(Packet(src=POD, dst="10.96.0.10", dport=80))
+    assert {o.masquerade for o in res.outcomes} == {True}
+    assert sum(o.probability for o in res.outcomes) == pytest.approx(1.0)
