@@ -6,6 +6,8 @@ writes lines, so the payload matches byte for byte.
 
 from __future__ import annotations
 
+import ipaddress
+
 from netproxy.compiler.build import (
     COMMENT,
     addrtype,
@@ -162,8 +164,7 @@ def write_fw_chain(out: PayloadWriter, pl: Plan, settings: ProxySettings) -> Non
 
 
 def _contains(cidr: str, ip: str) -> bool:
-    import ipaddress
-
+    """Whether node address ``ip`` is inside source range ``cidr`` (both canonical already)."""
     net = ipaddress.ip_network(cidr)
     addr = ipaddress.ip_address(ip)
     return addr.version == net.version and addr in net
