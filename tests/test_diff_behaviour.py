@@ -132,3 +132,14 @@ def test_load_balancer_facts(tmp_path):
     assert "~ externalTrafficPolicy Local -> Cluster" in got
     assert "- endpoint 10.244.0.7:8443 (local, was 100.00%)" in got
     assert "- frontend health check node port 32100 (filter) -> ACCEPT" in got
+
+
+def test_probes_of_changed_services_only(capsys):
+    code, out, _ = run(capsys, "--behaviour", "--probes", "changed", "--brief",
+                       str(DATA / "base.rules"), str(DATA / "endpoint-removed.rules"))
+    assert code == 1
+    assert "behaviour: 3 of 3 probes differ (frontends of the changed services)" in out
+    # A change outside the services can change any outcome: every frontend is probed.
+    code, out, _ = run(capsys, "--behaviour", "--probes", "changed",
+                       str(DATA / "base.rules"), str(DATA / "docker-changed.rules"))
+    assert code == 0 and "behaviour: same outcomes for all 9 probes\n" in out

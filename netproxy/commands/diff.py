@@ -38,6 +38,10 @@ def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset,
 @click.option("--behaviour", "--behavior", "behaviour", is_flag=True,
               help="Also trace probe packets for every service frontend through both rulesets; "
                    "the exit code then follows the outcomes.")
+@click.option("--probes", "probe_scope", type=click.Choice(["all", "changed"]), default="all",
+              show_default=True,
+              help="With --behaviour: probe every frontend, or only those of the services the "
+                   "text diff found changed (every frontend when rules outside services changed).")
 @click.option("--scope", type=click.Choice(["all", "kube"]), default=None,
               help="all: every chain (default for two dumps); kube: only kube-proxy's chains "
                    "and the jumps into them (default with --expected).")
@@ -47,7 +51,8 @@ def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset,
 @click.option("--strict", is_flag=True, help="Reject dumps with rules the parser does not know.")
 @click.option("--local-ip", "local_ips", multiple=True, metavar="IP",
               help="The node's own addresses for --behaviour (repeatable; default: guessed).")
-def command(expected: bool, as_json: bool, behaviour: bool, scope: str | None, brief: bool,
+def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, scope: str | None,
+            brief: bool,
             strict_names: bool, strict: bool, local_ips: tuple[str, ...], **params: Any) -> int:
     """Compare two rulesets by meaning: netproxy diff OLD NEW.
 
@@ -86,7 +91,7 @@ def command(expected: bool, as_json: bool, behaviour: bool, scope: str | None, b
         if expected and not ips:
             ips = node_local_ips({**params, "inputs": tuple(params["inputs"])[:-1]})
         try:
-            compare_behaviour(report, old, new, local_ips=ips)
+            compare_behaviour(report, old, new, local_ips=ips, scope=probe_scope)
         except ValueError as err:
             raise InputError(f"bad address: {err}", where="--local-ip") from None
     if as_json:

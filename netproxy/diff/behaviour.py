@@ -12,7 +12,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from netproxy.diff.kubenames import FRONTEND_CHAINS
+from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey
+from netproxy.diff.kubeview import KubeView
 from netproxy.diff.report import DiffReport, ProbeLine
 from netproxy.errors import TraceError
 from netproxy.netfilter.model import Rule, Ruleset
@@ -138,12 +139,28 @@ def _lines(outcomes: dict[str, float]) -> list[str]:
     return [f"{p * 100:.2f}% {text}" for text, p in sorted(outcomes.items())]
 
 
-def probes(old: Ruleset, new: Ruleset, node_ip: str) -> list[tuple[str, Packet]]:
-    """``(description, packet)`` for every frontend of either ruleset and source kind."""
+def service_frontends(ruleset: Ruleset, keys: list[tuple[str, str]]) -> set[Frontend]:
+    """The frontends of the given service ports only."""
+    view = KubeView(ruleset)
+    out: set[Frontend] = set()
+    for spn, proto in keys:
+        index = view.service(ServiceKey(spn, proto))
+        for _table, _chain, rule in index.shared if index is not None else ():
+            f = _frontend(rule) if rule.opaque is None else None
+            if f is not None:
+                out.add(f)
+    return out
+
+
+def probes(old: Ruleset, new: Ruleset, node_ip: str,
+           only: set[Frontend] | None = None) -> list[tuple[str, Packet]]:
+    """``(description, packet)`` for every frontend of either ruleset (or those in ``only``)
+    and every source kind."""
     family = new.family
     pod = pod_source([old, new], family)
     out: list[tuple[str, Packet]] = []
-    for f in sorted(frontends(old) | frontends(new)):
+    chosen = only if only is not None else frontends(old) | frontends(new)
+    for f in sorted(chosen):
         dst = f.dst or node_ip
         what = f"{f.proto} {dst}:{f.port}" if f.dst else f"{f.proto} node port {node_ip}:{f.port}"
         out.append((f"{what} from pod {pod}", Packet(dst, pod, f.proto, f.port, origin="pod",
@@ -157,8 +174,13 @@ def probes(old: Ruleset, new: Ruleset, node_ip: str) -> list[tuple[str, Packet]]
 
 
 def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
-                      local_ips: list[str] | None = None) -> None:
-    """Trace every probe through both rulesets; record the probes whose outcomes differ."""
+                      local_ips: list[str] | None = None, scope: str = "all") -> None:
+    """Trace every probe through both rulesets; record the probes whose outcomes differ.
+
+    ``scope="changed"`` probes only the frontends of the services the text diff found
+    changed -- unless rules outside the services changed (kube-proxy's shared rules, other
+    programs' chains), which can change any outcome; then every frontend is probed.
+    """
     family = new.family
     local = list(local_ips or [])
     node_ips = [ip for ip in local if not ipaddress.ip_address(ip).is_loopback]
@@ -168,7 +190,12 @@ def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
     told = Tracer(old, local_ips=local)
     tnew = Tracer(new, local_ips=local)
     found: list[ProbeLine] = []
-    plan = probes(old, new, node_ips[0])
+    only: set[Frontend] | None = None
+    if scope == "changed" and all(g.kind == "service" for g in report.groups):
+        only = service_frontends(old, report.changed_services) | \
+            service_frontends(new, report.changed_services)
+    report.probe_scope = "all" if only is None else "changed"
+    plan = probes(old, new, node_ips[0], only)
     for text, packet in plan:
         a = _outcomes(told, packet)
         b = _outcomes(tnew, packet)

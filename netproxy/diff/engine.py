@@ -219,6 +219,7 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
             g.status = "renamed"
         summary[f"services_{g.status}"] = summary.get(f"services_{g.status}", 0) + 1
         report.groups.append(g)
+        report.changed_services.append((key.spn, key.protocol))
     if grouper.kube.rules or grouper.kube.facts:
         if not grouper.kube.rules and all(f.sign == "=" for f in grouper.kube.facts):
             grouper.kube.status = "renamed"

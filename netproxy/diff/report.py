@@ -61,6 +61,10 @@ class DiffReport:
     probes: int = 0
     strict_names: bool = False
     warnings: list[str] = field(default_factory=list)
+    changed_services: list[tuple[str, str]] = field(default_factory=list)
+    """``(service-port name, protocol)`` of every service group."""
+    probe_scope: str = "all"
+    """Which frontends the behaviour probes covered: ``all`` or ``changed`` services only."""
 
     @property
     def text_equivalent(self) -> bool:
@@ -122,14 +126,15 @@ def render_text(report: DiffReport, *, rules: bool = True) -> str:
         for fl in report.findings:
             out.append(f"    ! {fl.kind} ({fl.side}): {fl.table} {fl.chain}: {fl.detail}")
     if report.behaviour is not None:
+        scope = "" if report.probe_scope == "all" else " (frontends of the changed services)"
         if report.behaviour:
-            out.append(f"behaviour: {len(report.behaviour)} of {report.probes} probes differ")
+            out.append(f"behaviour: {len(report.behaviour)} of {report.probes} probes differ{scope}")
             for p in report.behaviour:
                 out.append(f"    ~ {p.probe}")
                 out.extend(f"        - {o}" for o in p.old)
                 out.extend(f"        + {n}" for n in p.new)
         else:
-            out.append(f"behaviour: same outcomes for all {report.probes} probes")
+            out.append(f"behaviour: same outcomes for all {report.probes} probes{scope}")
     out.append(_summary_line(report.summary))
     if report.equivalent:
         verdict = "equivalent"
