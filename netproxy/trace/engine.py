@@ -120,7 +120,8 @@ class Tracer:
             for tname, table in ruleset.tables.items():
                 for chain in table.chains.values():
                     if chain.policy is not None or len(chain.rules) >= INDEX_MIN_RULES:
-                        self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
+                        code = self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
+                        code.table_chains = table.chains
         if strict:
             self._check_strict()
 
@@ -139,8 +140,9 @@ class Tracer:
         """The prepared chain (made on first use for small chains)."""
         found = self.codes.get((table, chain))
         if found is None:
-            found = self.codes[(table, chain)] = ChainCode(
-                table, self.ruleset.tables[table].chains[chain], self.family)
+            chains = self.ruleset.tables[table].chains
+            found = self.codes[(table, chain)] = ChainCode(table, chains[chain], self.family)
+            found.table_chains = chains
         return found
 
     def _check_strict(self) -> None:
@@ -170,17 +172,21 @@ class Tracer:
         addr: list[tuple[bool, int, int, bool]] = []
         key_items: list[Option] = []
         bad_addr = False
+        family = self.family
         for o in rule.matches:
-            if o.module in _IGNORED_IN_KEY:
+            module, name, args, negated = o
+            if module:
+                if module not in _IGNORED_IN_KEY:
+                    key_items.append(o)
                 continue
-            if not o.module and o.name in _ADDR:
+            if name == "source" or name == "destination":
                 try:
-                    net, mask = parse_net(o.args[0], self.family)
+                    net, mask = parse_net(args[0], family)
                 except (ValueError, IndexError):
                     bad_addr = True
                     key_items.append(o)
                     continue
-                addr.append((o.name == "source", net, mask, o.negated))
+                addr.append((name == "source", net, mask, negated))
                 continue
             key_items.append(o)
         key: tuple[Option, ...] | None = tuple(key_items)
@@ -196,7 +202,7 @@ class Tracer:
                     or o.module == "limit" for o in key):
                 self._matchers[key] = matcher
         t = rule.target
-        chains = self.ruleset.tables[code.table].chains
+        chains = code.table_chains
         target: tuple[str, Any] | None
         if t is None:
             target = ("none", None)

@@ -27,7 +27,7 @@ class ChainCode:
     """A chain prepared for walking: rules, lazily compiled rules, and its index."""
 
     __slots__ = ("table", "name", "chain", "rules", "compiled", "builtin", "policy", "dim",
-                 "buckets", "always", "all", "cache")
+                 "buckets", "always", "all", "cache", "table_chains")
 
     def __init__(self, table: str, chain: Chain, family: str) -> None:
         self.table = table
@@ -35,6 +35,8 @@ class ChainCode:
         self.chain = chain
         self.rules: list[Rule] = chain.rules
         self.compiled: list[Any] = [None] * len(chain.rules)
+        self.table_chains: dict[str, Chain] = {}
+        """All chains of the table (jump targets), set by the tracer."""
         self.builtin = chain.policy is not None
         self.policy = chain.policy
         self.all: Sequence[int] = range(len(chain.rules))

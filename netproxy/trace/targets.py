@@ -31,6 +31,10 @@ def compile_target(target: Target | None, chains: dict[str, Any], family: str) -
 
 def _extension(target: Target, family: str) -> tuple[str, Any]:
     name = target.name
+    if name == "DNAT" and len(target.options) == 1:
+        fast = _plain_dnat(target.options[0], family)
+        if fast is not None:
+            return fast
     if ext.target(name) is None:
         return "unknown", f"target or chain {name!r} is unknown"
     if name in ("ACCEPT", "DROP", "RETURN"):
@@ -103,6 +107,29 @@ def _single_port(text: str) -> int:
     if not lo.isdigit():
         raise ValueError(f"bad port {text!r}")
     return int(lo)
+
+
+def _plain_dnat(opt: Any, family: str) -> tuple[str, Any] | None:
+    """The common ``--to-destination a.b.c.d:port`` / ``[v6]:port``, parsed cheaply
+    (kube-proxy writes one per endpoint); None sends anything else the general way."""
+    if opt.name != "to-destination" or not opt.args:
+        return None
+    text = opt.args[0]
+    if text.startswith("["):
+        head, sep, port_t = text[1:].partition("]:")
+    elif family == "ipv4":
+        head, sep, port_t = text.partition(":")
+    else:
+        return None
+    if not sep or not port_t.isdigit() or "-" in head or not head:
+        return None
+    port = int(port_t)
+    if port > 65535:
+        return None
+    try:
+        return "DNAT", (parse_addr(head, family), port, text)
+    except ValueError:
+        return None
 
 
 def _nat(target: Target, option: str, family: str, kind: str) -> tuple[str, Any]:
