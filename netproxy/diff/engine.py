@@ -184,7 +184,8 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
         fn = [f for f in fn if is_kube_chain(f.chain)]
     report = DiffReport(old.source, new.source, strict_names=strict_names)
     for ruleset in (old, new):
-        problems = ruleset.problems
+        # jumps to missing chains are reported as findings, with their service
+        problems = [p for p in ruleset.problems if "neither a declared chain" not in p.message]
         for p in problems[:_MAX_WARNINGS]:
             report.warnings.append(f"{ruleset.source}:{p.line}: {p.message} (kept as written)")
         if len(problems) > _MAX_WARNINGS:
