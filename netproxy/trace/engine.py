@@ -73,7 +73,6 @@ class Compiled:
 
 
 _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be parsed")
-_ADDR = frozenset({"source", "destination"})
 _NO_CACHE_MODULES = frozenset({"limit", "statistic"})
 """Rules with per-rule kernel state (limit buckets, nth counters) get their own matcher."""
 _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
@@ -477,7 +476,7 @@ class Tracer:
                     out.append(self._outcome(w, "UNKNOWN", reason=reason))
                     return
                 if kind == "MASQUERADE":
-                    w.nat_rule = c.data
+                    w.masq_flags = c.data
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(c.data)))
@@ -578,6 +577,6 @@ class Tracer:
             text = format_endpoint(dnat[0], dnat[1], fam) if dnat is not None else None
             return hops, text, format_endpoint(dst, dport, fam)
 
-        flags = w.nat_rule if w.masquerade and isinstance(w.nat_rule, str) else ""
+        flags = w.masq_flags if w.masquerade else ""
         return Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
                             flags, build)

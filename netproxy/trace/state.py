@@ -58,7 +58,7 @@ class Walk:
 
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
-                 "nat_rule", "memory", "nat_ok", "looped", "notes", "orig_dst", "orig_dport")
+                 "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -83,11 +83,11 @@ class Walk:
         self.dnat: tuple[int, int | None] | None = None
         self.snat: str | None = None
         self.masquerade = False
-        self.nat_rule: Any = None
+        self.masq_flags = ""
+        """Options of the MASQUERADE rule that applied (``--random-fully``)."""
         self.memory = memory
         self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
         self.looped = False
-        self.notes: list[str] = []
 
     def fork(self) -> Walk:
         o = Walk.__new__(Walk)
@@ -110,11 +110,10 @@ class Walk:
         o.dnat = self.dnat
         o.snat = self.snat
         o.masquerade = self.masquerade
-        o.nat_rule = self.nat_rule
+        o.masq_flags = self.masq_flags
         o.memory = self.memory
         o.nat_ok = self.nat_ok
         o.looped = self.looped
-        o.notes = self.notes[:]
         o.orig_dst = self.orig_dst
         o.orig_dport = self.orig_dport
         return o
