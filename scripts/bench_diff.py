@@ -3,7 +3,7 @@
 
     python scripts/bench_diff.py                      # 10,000 services x 10 endpoints, 1% changed
     python scripts/bench_diff.py --services 2000 --endpoints 5 --repeat 5
-    python scripts/bench_diff.py --workdir /tmp/bench  # keep (and reuse) the generated files
+    python scripts/bench_diff.py --workdir bench-files  # keep (and reuse) the generated files
 
 The two rulesets come from ``scripts/synth_cluster.py`` (the second with ``--change-percent``)
 compiled by ``netproxy compile``. Each measurement runs in a fresh Python process so that its
