@@ -162,3 +162,78 @@ def test_unreadable_paths(tmp_path: Path) -> None:
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(InputError, match="cannot read"):
         load_inputs([str(binary)])
+
+
+KUBECTL_OUTPUT = """\
+apiVersion: v1
+items:
+- apiVersion: v1
+  kind: Service
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: |
+        {"apiVersion":"v1","kind":"Service"}
+    creationTimestamp: "2024-05-01T10:00:00Z"
+    labels: {app: web}
+    managedFields:
+    - apiVersion: v1
+      fieldsType: FieldsV1
+      fieldsV1: {f:spec: {}}
+      manager: kubectl
+      operation: Update
+    name: web
+    namespace: shop
+    resourceVersion: "1234"
+    uid: 5b1f3a4e-0000-0000-0000-000000000000
+  spec:
+    clusterIP: 10.96.0.20
+    clusterIPs: [10.96.0.20]
+    internalTrafficPolicy: Cluster
+    ipFamilies: [IPv4]
+    ipFamilyPolicy: SingleStack
+    ports:
+    - {appProtocol: http, name: http, port: 80, protocol: TCP, targetPort: http}
+    selector: {app: web}
+    sessionAffinity: None
+    type: ClusterIP
+  status:
+    loadBalancer: {}
+- addressType: IPv4
+  apiVersion: discovery.k8s.io/v1
+  endpoints:
+  - addresses: [10.244.1.7]
+    conditions: {ready: true, serving: true, terminating: false}
+    nodeName: node-1
+    targetRef: {kind: Pod, name: web-7d9c, namespace: shop, uid: 11111111-2222}
+    zone: zone-a
+  kind: EndpointSlice
+  metadata:
+    generateName: web-
+    labels:
+      endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io
+      kubernetes.io/service-name: web
+    name: web-x7k2p
+    namespace: shop
+    ownerReferences:
+    - {apiVersion: v1, blockOwnerDeletion: true, controller: true, kind: Service, name: web, uid: 5b1f}
+  ports:
+  - {appProtocol: http, name: http, port: 8080, protocol: TCP}
+- apiVersion: v1
+  kind: Endpoints
+  metadata: {name: web, namespace: shop}
+  subsets:
+  - addresses: [{ip: 10.244.1.7, nodeName: node-1}]
+    ports: [{name: http, port: 8080, protocol: TCP}]
+kind: List
+metadata:
+  resourceVersion: ""
+"""
+
+
+def test_kubectl_get_output(tmp_path: Path) -> None:
+    cluster = load_inputs([write(tmp_path, "kubectl.yaml", KUBECTL_OUTPUT)])
+    (svc,) = cluster.services
+    assert (svc.namespace, svc.name, svc.ports[0].target_port) == ("shop", "web", "http")
+    assert [s.name for s in cluster.slices] == ["web-x7k2p"]  # Endpoints not mirrored again
+    ep = cluster.slices[0].endpoints[0]
+    assert (ep.addresses, ep.node_name, ep.zone, ep.ready) == (["10.244.1.7"], "node-1", "zone-a", True)
