@@ -222,8 +222,9 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
             port=0 if port is None else _int(port, source, path + ".port", 1, 65535, "port"),
         ))
     check_ips = address_type != "FQDN"
+    out = eps.endpoints
     for i, raw in enumerate(_list(doc.get("endpoints"), source, "endpoints")):
-        eps.endpoints.append(_endpoint(raw, check_ips, source, f"endpoints[{i}]"))
+        out.append(_endpoint(raw, check_ips, source, i))
     return eps
 
 
@@ -235,9 +236,11 @@ def _names(raw: Any, source: str, path: str) -> frozenset[str]:
 
 
 _CONDITION_TYPES = (bool, type(None))
+_NONE: frozenset[str] = frozenset()
+_new_tuple = tuple.__new__
 
 
-def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
+def _endpoint(raw: Any, check_ips: bool, source: str, index: int) -> Endpoint:
     """One endpoint; a fast path handles the common well-formed case without building paths."""
     if type(raw) is dict:
         addrs = raw.get("addresses")
@@ -253,9 +256,9 @@ def _endpoint(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
                                       and isinstance(cond.get("terminating"), _CONDITION_TYPES)))):
             cond = cond or {}
             ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
-            return Endpoint(addrs, ready is not False, serving is not False, terminating is True,
-                            node or "", zone or "")
-    return _endpoint_checked(raw, check_ips, source, path)
+            return _new_tuple(Endpoint, (addrs, ready is not False, serving is not False,
+                                         terminating is True, node or "", zone or "", _NONE, _NONE))
+    return _endpoint_checked(raw, check_ips, source, f"endpoints[{index}]")
 
 
 def _endpoint_checked(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:

@@ -7,6 +7,7 @@ what the API server would return: protocol ``TCP``, type ``ClusterIP``, affinity
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass(slots=True)
@@ -68,9 +69,11 @@ class EndpointPort:
     port: int
 
 
-@dataclass(slots=True)
-class Endpoint:
-    """One entry of an EndpointSlice's ``endpoints`` (conditions already defaulted)."""
+class Endpoint(NamedTuple):
+    """One entry of an EndpointSlice's ``endpoints`` (conditions already defaulted).
+
+    A tuple: big clusters have hundreds of thousands of these.
+    """
 
     addresses: list[str]
     ready: bool = True
