@@ -143,3 +143,25 @@ def test_probes_of_changed_services_only(capsys):
     code, out, _ = run(capsys, "--behaviour", "--probes", "changed",
                        str(DATA / "base.rules"), str(DATA / "docker-changed.rules"))
     assert code == 0 and "behaviour: same outcomes for all 9 probes\n" in out
+
+
+def test_ipv6_endpoint_removed(tmp_path):
+    from netproxy.commands.cluster_options import build_ruleset
+
+    cluster = (DATA / "v6-cluster.yaml").read_text()
+    after = tmp_path / "after.yaml"
+    after.write_text(cluster.replace('  - addresses: ["fd00:244:1::7"]\n    nodeName: node-2\n'
+                                     '    conditions: {ready: true}\n', ""))
+    params = {"hostname_override": "node-1", "cluster_cidr": "fd00:244::/56", "family": "ipv6"}
+    old = build_ruleset({**params, "inputs": (str(DATA / "v6-cluster.yaml"),)})
+    new = build_ruleset({**params, "inputs": (str(after),)})
+    assert old.family == new.family == "ipv6"
+    report = diff_rulesets(old, new)
+    got = [f"{f.sign} {f.text}" for f in report.groups[0].facts]
+    assert report.groups[0].title == "default/web6:http tcp"
+    assert "- endpoint [fd00:244:1::7]:8080 (cluster, was 50.00%)" in got
+    compare_behaviour(report, old, new)
+    probes = {p.probe: p for p in report.behaviour or []}
+    pod = probes["tcp [fd00:96::10]:80 from pod fd00:244::fa"]
+    assert pod.old == ["50.00% ACCEPT DNAT [fd00:244:1::7]:8080", "50.00% ACCEPT DNAT [fd00:244::5]:8080"]
+    assert pod.new == ["100.00% ACCEPT DNAT [fd00:244::5]:8080"]

@@ -162,7 +162,8 @@ def probes(old: Ruleset, new: Ruleset, node_ip: str,
     chosen = only if only is not None else frontends(old) | frontends(new)
     for f in sorted(chosen):
         dst = f.dst or node_ip
-        what = f"{f.proto} {dst}:{f.port}" if f.dst else f"{f.proto} node port {node_ip}:{f.port}"
+        shown = f"[{dst}]" if ":" in dst else dst
+        what = f"{f.proto} {shown}:{f.port}" if f.dst else f"{f.proto} node port {shown}:{f.port}"
         out.append((f"{what} from pod {pod}", Packet(dst, pod, f.proto, f.port, origin="pod",
                                                      in_interface=_POD_IF, out_interface=_OUT_IF)))
         out.append((f"{what} from the node", Packet(dst, None, f.proto, f.port, origin="node",
