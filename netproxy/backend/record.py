@@ -85,7 +85,7 @@ def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerp
     fd, tmp = tempfile.mkstemp(prefix=".record.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, separators=(",", ":"))
+            handle.write(json.dumps(data, separators=(",", ":")))  # dumps: the C encoder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

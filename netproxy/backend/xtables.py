@@ -86,7 +86,7 @@ def restore(name: str, tools: Xtables, payload: str, *, noflush: bool = True,
             test: bool = False) -> RestoreFailure | None:
     """Feed ``payload`` to ``iptables-restore`` (``--noflush`` unless told otherwise);
     the failure, if it was rejected."""
-    argv = [tools.restore_bin, "-w", "5"] + (["--noflush"] if noflush else [])
+    argv = [tools.restore_bin, "-w", "60"] + (["--noflush"] if noflush else [])
     if test:
         argv.append("--test")
     proc = netns.run(name, argv, input_text=payload, check=False)

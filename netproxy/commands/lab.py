@@ -1,0 +1,193 @@
+"""``netproxy lab up / check / down``: the kernel as the judge of the tracer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from netproxy.backend import netns, xtables
+from netproxy.backend.desired import desired_state
+from netproxy.backend.engine import RestoreBackend, apply_state
+from netproxy.backend.lab import spec as labspec
+from netproxy.backend.lab.topology import Lab, teardown
+from netproxy.commands.cluster_options import (
+    build_ruleset,
+    cluster_options,
+    effective_config,
+    load_cluster,
+    settings_for,
+)
+from netproxy.errors import BackendError, InputError
+
+DEFAULT_STATE = netns.STATE_DIR / "lab.json"
+
+
+def state_option(func: Any) -> Any:
+    return click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
+                        default=DEFAULT_STATE, show_default=True,
+                        help="Where the lab records what it made.")(func)
+
+
+@click.group("lab")
+def command() -> None:
+    """Build a throwaway namespace lab from cluster objects and check the tracer against
+    the kernel with real TCP and UDP traffic."""
+
+
+def frontends_of(params: dict[str, Any], node_ips: list[str], localhost_nodeports: bool) -> list[labspec.Frontend]:
+    """Every address:port the services answer on (ClusterIP, NodePorts, external, LB)."""
+    from netproxy.proxy.serviceport import all_service_ports
+
+    cluster = load_cluster(params)
+    out: list[labspec.Frontend] = []
+    for spi in all_service_ports(cluster.services, params.get("family") or "ipv4"):
+        base = {"service": spi.spn, "port": spi.port, "proto": spi.protocol, "affinity": spi.client_ip_affinity}
+        if spi.protocol not in ("tcp", "udp"):
+            continue
+        out.append(labspec.Frontend(kind="cluster-ip", ip=spi.cluster_ip, **base))  # type: ignore[arg-type]
+        if spi.node_port:
+            np_base = dict(base, port=spi.node_port)
+            for ip in node_ips:
+                out.append(labspec.Frontend(kind="node-port", ip=ip, **np_base))  # type: ignore[arg-type]
+            if localhost_nodeports:
+                out.append(labspec.Frontend(kind="localhost-node-port", ip="127.0.0.1", **np_base))  # type: ignore[arg-type]
+        for ip in spi.external_ips:
+            out.append(labspec.Frontend(kind="external-ip", ip=ip, **base))  # type: ignore[arg-type]
+        for ip in spi.lb_vips:
+            out.append(labspec.Frontend(kind="load-balancer", ip=ip, source_ranges=list(spi.source_ranges),
+                                        **base))  # type: ignore[arg-type]
+    return out
+
+
+def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
+    if (params.get("family") or "ipv4") != "ipv4":
+        raise InputError("the lab supports IPv4 only", where="--family")
+    ruleset = build_ruleset(params)
+    cluster = load_cluster(params)
+    settings = settings_for(params, cluster)
+    cfg = effective_config(params, cluster)
+    node_ips = list(settings.node_ips) or [labspec.DEFAULT_NODE_IP]
+    pods = labspec.endpoints_of(ruleset)
+    taken = {p.ip for p in pods} | set(node_ips)
+    frontends = frontends_of(params, node_ips, settings.localhost_nodeports)
+    sources = [labspec.EXTERNAL_CLIENT]
+    for f in frontends:
+        for cidr in f.source_ranges:
+            extra = labspec.source_for_range(cidr, taken)
+            if extra and extra not in sources:
+                sources.append(extra)
+    ranges = [c for f in frontends for c in f.source_ranges]
+    if ranges:  # and one source outside every range, to see the firewall drop it
+        outside = labspec.source_outside(ranges)
+        if outside and outside not in sources:
+            sources.append(outside)
+    spec = labspec.LabSpec(node_ips=node_ips, pods=pods,
+                           pod_client=labspec.pick_client(list(cfg.cluster_cidrs or ()), taken),
+                           external_sources=sources, frontends=frontends,
+                           localhost_nodeports=settings.localhost_nodeports)
+    return spec, ruleset
+
+
+def _load_state(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BackendError(f"no lab is up (no state file {path})") from None
+    except ValueError as exc:
+        raise BackendError(f"{path}: unreadable lab state: {exc}") from None
+    return data
+
+
+@command.command("up")
+@state_option
+@click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
+              show_default=True, help="iptables variant used in the node namespace.")
+@cluster_options
+def up(state_path: Path, variant: str, **params: Any) -> None:
+    """Create the node, pod and client namespaces and apply the compiled rules."""
+    if not params.get("inputs"):
+        raise InputError("lab up needs cluster INPUTS")
+    if state_path.exists():
+        raise BackendError(f"a lab is already up ({state_path}); run 'netproxy lab down' first")
+    spec, ruleset = build_spec(params)
+    tools = xtables.resolve(variant)
+    lab = Lab(state_path)
+    try:
+        lab.build(spec)
+        result = apply_state(RestoreBackend(lab.state["node"], tools), desired_state(ruleset))
+        lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
+        lab.save()
+    except BaseException:
+        teardown(lab.state)
+        state_path.unlink(missing_ok=True)
+        raise
+    click.echo(f"lab {lab.prefix} is up: node {lab.state['node']} ({tools.variant}, "
+               f"{result.counts['chains_written']} chains), {len(spec.pods)} pods, "
+               f"{len(spec.frontends)} frontends, clients: pod {spec.pod_client}, "
+               f"external {', '.join(spec.external_sources)}, node-local")
+    click.echo(f"state: {state_path}")
+
+
+@command.command("check")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+@click.option("--count", type=click.IntRange(10, 1000), default=40, show_default=True,
+              help="Attempts per frontend and source.")
+@click.option("--timeout", type=click.FloatRange(0.05, 5.0), default=0.4, show_default=True,
+              help="Seconds before an attempt counts as timed out (DROP).")
+@click.option("--budget", type=click.FloatRange(5, 3600), default=300, show_default=True,
+              help="Upper bound on the whole check, in seconds.")
+@click.option("--kernel-paths", type=click.IntRange(0, 100), default=12, show_default=True,
+              help="Sample packets whose kernel rule path is compared hop by hop (nft only).")
+def check(state_path: Path, as_json: bool, count: int, timeout: float, budget: float, kernel_paths: int) -> int:
+    """Send TCP/UDP traffic to every frontend from pod, external and node-local clients
+    and compare with the tracer's predictions for the rules read back from the node."""
+    from netproxy.backend.lab.check import Checker
+    from netproxy.parser import parse_rules
+
+    state = _load_state(state_path)
+    if "spec" not in state:
+        raise BackendError(f"{state_path}: the lab did not finish coming up; run 'netproxy lab down'")
+    spec = labspec.LabSpec.from_dict(state["spec"])
+    tools = xtables.resolve(state["variant"])
+    text = RestoreBackend(state["node"], tools).read()
+    ruleset = parse_rules(text, source=f"netns {state['node']}")
+    report = Checker(state, spec, ruleset, count=count, timeout=timeout, budget=budget,
+                     kernel_paths=kernel_paths, variant=tools.variant).run()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0 if report["agree"] == report["groups"] else 1
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    for name, entry in report["frontends"].items():
+        mark = "ok  " if entry["agree"] == entry["groups"] else "FAIL"
+        click.echo(f"{mark} {name}: {entry['agree']}/{entry['groups']} sources agree")
+        for src in entry["sources"]:
+            seen = ", ".join(f"{k} x{v}" for k, v in sorted(src["observed"].items()))
+            line = f"       from {src['source']:<8} {src['src'] or '':<15} saw {seen}"
+            if src["kernel_path"] is not None:
+                line += f"; kernel path {'matches' if src['kernel_path']['ok'] else 'DIFFERS'}"
+            if not src["ok"]:
+                failed = [k for k, c in src["checks"].items() if not c["ok"]]
+                line += f"  <- {', '.join(failed)}; predicted {src['predicted']}"
+            click.echo(line)
+    kp = report["kernel_paths"]
+    click.echo(f"total: {report['agree']}/{report['groups']} frontend/source groups agree "
+               f"({report['agreement']:.1%}), {report['attempts']} attempts; kernel paths "
+               f"{kp['agree']}/{kp['sampled']} match; test: {report['statistics']}")
+
+
+@command.command("down")
+@state_option
+def down(state_path: Path) -> None:
+    """Stop the lab's servers and delete every namespace it made."""
+    state = _load_state(state_path)
+    removed = teardown(state)
+    state_path.unlink(missing_ok=True)
+    click.echo(f"lab {state.get('prefix', '?')} is down: {len(removed)} namespaces deleted")

@@ -1,0 +1,46 @@
+"""The lab's statistics and the parsing of xtables-monitor traces (no kernel needed)."""
+
+from __future__ import annotations
+
+import math
+
+from netproxy.backend.lab import ktrace, stats
+
+
+def test_binomial_pmf_sums_to_one_and_matches_known_values() -> None:
+    assert math.isclose(sum(stats.binomial_pmf(k, 40, 0.3) for k in range(41)), 1.0)
+    assert math.isclose(stats.binomial_pmf(2, 4, 0.5), 6 / 16)
+
+
+def test_two_sided_p_value() -> None:
+    # a fair split is unremarkable, a 40:0 split of a 50% outcome is not
+    assert math.isclose(stats.two_sided_p(20, 40, 0.5), 1.0)
+    assert stats.two_sided_p(0, 40, 0.5) < 1e-11
+    # exact value for a small case: P(X<=1 or X>=5) under Bin(6, .5) = (1+6+6+1)/64
+    assert math.isclose(stats.two_sided_p(1, 6, 0.5), 14 / 64)
+
+
+def test_accepted_band_is_the_interval_of_plausible_counts() -> None:
+    low, high = stats.interval(40, 0.5, 0.001 / 2)
+    assert 5 < low < 20 < high < 35
+    assert stats.two_sided_p(low - 1, 40, 0.5) < 0.0005 <= stats.two_sided_p(low, 40, 0.5)
+
+
+MONITOR = """\
+PACKET: 2 9a1b OUT=lo SRC=10.0.0.1 DST=10.96.0.1 LEN=60 SPORT=4000 DPORT=443 SYN
+ TRACE: 2 9a1b raw:OUTPUT:rule:0x2:CONTINUE  -4 -t raw -A OUTPUT -d 10.96.0.1/32 -j TRACE
+ TRACE: 2 9a1b nat:OUTPUT:rule:0x3:JUMP:KUBE-SERVICES  -4 -t nat -A OUTPUT -j KUBE-SERVICES
+ TRACE: 2 9a1b nat:KUBE-SERVICES:return:
+ TRACE: 2 9a1b nat:OUTPUT:policy:ACCEPT
+PACKET: 2 9a1b OUT=lo SRC=10.0.0.1 DST=10.96.0.1 LEN=52 SPORT=4000 DPORT=443 ACK
+ TRACE: 2 9a1b filter:OUTPUT:policy:ACCEPT
+"""
+
+
+def test_monitor_output_keeps_the_first_packet_only() -> None:
+    hops = ktrace.parse_monitor(MONITOR, "10.0.0.1")
+    assert [(h.table, h.chain, h.text) for h in hops] == [
+        ("raw", "OUTPUT", "-A OUTPUT -d 10.96.0.1/32 -j TRACE"),
+        ("nat", "OUTPUT", "-A OUTPUT -j KUBE-SERVICES"),
+        ("nat", "OUTPUT", "ACCEPT"),
+    ]
