@@ -183,13 +183,7 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
         fo = [f for f in fo if is_kube_chain(f.chain)]
         fn = [f for f in fn if is_kube_chain(f.chain)]
     report = DiffReport(old.source, new.source, strict_names=strict_names)
-    for ruleset in (old, new):
-        # jumps to missing chains are reported as findings, with their service
-        problems = [p for p in ruleset.problems if "neither a declared chain" not in p.message]
-        for p in problems[:_MAX_WARNINGS]:
-            report.warnings.append(f"{ruleset.source}:{p.line}: {p.message} (kept as written)")
-        if len(problems) > _MAX_WARNINGS:
-            report.warnings.append(f"{ruleset.source}: {len(problems) - _MAX_WARNINGS} more such lines")
+    report.warnings = _warnings(old) + _warnings(new)
     for line in _finding_lines(fo, fn):
         info = (ov if line.side == "old" else nv).info(line.table, line.chain)
         group = grouper.services.get(info.service) if info is not None and info.service else None
@@ -233,16 +227,27 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
             g.status = "renamed"
         report.groups.append(g)
     summary.pop("services_renamed", None)
-    for g in report.groups:
-        plus = sum(1 for r in g.rules if r.sign == "+")
-        minus = len(g.rules) - plus
-        prefix = "other" if g.kind == "other" else "kube"
-        summary[f"{prefix}_rules_added"] += plus
-        summary[f"{prefix}_rules_removed"] += minus
+    _count_rules(summary, report.groups)
     summary["chains_renamed"] = grouper.renames
-    summary["stale_old"] = sum(1 for f in fo if f.kind == "stale")
-    summary["stale_new"] = sum(1 for f in fn if f.kind == "stale")
-    summary["dangling_old"] = sum(1 for f in fo if f.kind == "dangling")
-    summary["dangling_new"] = sum(1 for f in fn if f.kind == "dangling")
+    for side, found in (("old", fo), ("new", fn)):
+        summary[f"stale_{side}"] = sum(1 for f in found if f.kind == "stale")
+        summary[f"dangling_{side}"] = sum(1 for f in found if f.kind == "dangling")
     report.summary = summary
     return report
+
+
+def _warnings(ruleset: Ruleset) -> list[str]:
+    """The lines the parser kept as written (jumps to missing chains are findings instead)."""
+    problems = [p for p in ruleset.problems if "neither a declared chain" not in p.message]
+    out = [f"{ruleset.source}:{p.line}: {p.message} (kept as written)" for p in problems[:_MAX_WARNINGS]]
+    if len(problems) > _MAX_WARNINGS:
+        out.append(f"{ruleset.source}: {len(problems) - _MAX_WARNINGS} more such lines")
+    return out
+
+
+def _count_rules(summary: dict[str, int], groups: list[Group]) -> None:
+    for g in groups:
+        plus = sum(1 for r in g.rules if r.sign == "+")
+        prefix = "other" if g.kind == "other" else "kube"
+        summary[f"{prefix}_rules_added"] += plus
+        summary[f"{prefix}_rules_removed"] += len(g.rules) - plus
