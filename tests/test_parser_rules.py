@@ -99,3 +99,12 @@ def test_counter_prefix() -> None:
     rs = parse_rules("*filter\n:INPUT ACCEPT [5:300]\n[7:420] -A INPUT -j ACCEPT\nCOMMIT\n")
     chain = rs.tables["filter"].chains["INPUT"]
     assert chain.counters == (5, 300) and chain.rules[0].counters == (7, 420)
+
+
+def test_unterminated_quote_is_a_problem_not_a_crash() -> None:
+    rs, rule = one('-A X -m comment --comment "open -j ACCEPT')
+    assert rule.opaque is not None
+    assert rs.problems[0].message == "unterminated quote" and rs.problems[0].line == 3
+    with pytest.raises(ParseError) as err:
+        one('-A X -m comment --comment "open -j ACCEPT', strict=True)
+    assert str(err.value) == "<input>:3:27: unterminated quote"

@@ -70,8 +70,11 @@ class _Reader:
             first = line[0]
             if first == "-" and line.startswith("-A ") and self.table is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes).
-                words = split(line)
-                found = plans.get(key_of(words, 2))
+                try:
+                    words = split(line)
+                except TokenError:
+                    words = []  # rule_line below reports it with its column
+                found = plans.get(key_of(words, 2)) if len(words) > 2 else None
                 chain = self.table.chains.get(words[1]) if found is not None else None
                 if chain is not None:
                     rule = found[1](words, line_no)  # type: ignore[index]
