@@ -55,6 +55,8 @@ def _params(params: dict[str, list[str]], quoted: bool) -> list[str]:
             words.append("!")
             vals = vals[1:]
         words.append(f"--{name}")
+        if name == "nfacct-name":  # libxt_nfacct prints the name after two spaces
+            vals = [" " + v for v in vals]
         words.extend(_quote(v) if quoted and name in _QUOTED_OPTIONS else v for v in vals)
     return words
 
@@ -223,7 +225,9 @@ class IptcBackend:
                 match.set_parameter(opt.name, (["!"] if opt.negated else []) + list(opt.args))
         if pending:
             raise BackendError(f"option --{pending[0].name} without its -m {pending[0].module}")
-        if rule.target is not None:
+        if rule.target is None:
+            out.create_target("")  # no -j: the empty standard target, packets continue
+        else:
             target = out.create_target(rule.target.name, goto=rule.target.goto)
             for opt in rule.target.options:
                 target.set_parameter(opt.name, (["!"] if opt.negated else []) + list(opt.args))

@@ -59,15 +59,24 @@ def _jumps(chain: ChainText | None) -> list[str]:
     return [r for r in chain.rules if owned_jump(r)] if chain is not None else []
 
 
+def owned_keys(chains: dict[str, ChainText]) -> dict[str, str]:
+    """Digest of every owned user chain (a recorded table carries them ready-made)."""
+    ready = getattr(chains, "owned_keys", None)
+    if ready is not None:
+        return dict(ready)
+    return {n: c.key() for n, c in chains.items() if c.policy is None and owned_chain(n)}
+
+
 def plan_table(name: str, current: dict[str, ChainText], desired: dict[str, ChainText], *, full: bool) -> TablePlan:
     plan = TablePlan(name)
-    want = {n: c for n, c in desired.items() if c.policy is None and owned_chain(n)}
-    have = {n: c for n, c in current.items() if c.policy is None and owned_chain(n)}
-    for cname, chain in want.items():
-        old = have.get(cname)
-        if full or old is None or old.key() != chain.key():
+    have = owned_keys(current)
+    for cname, chain in desired.items():
+        if chain.policy is not None or not owned_chain(cname):
+            continue
+        old = have.pop(cname, None)
+        if full or old != chain.key():
             plan.write.append(cname)
-    plan.delete = [n for n in have if n not in want]
+    plan.delete = list(have)  # owned chains no longer wanted
     builtins = [n for n, c in desired.items() if c.policy is not None]
     builtins += [n for n, c in current.items() if c.policy is not None and n not in builtins]
     for cname in builtins:

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from netproxy.backend import netns
-from netproxy.backend.owned import foreign_content, owned_chain, owned_jump
-from netproxy.backend.savetext import ChainText, TextState
-
-FORMAT = 1
+from netproxy.backend.owned import foreign_content, owned_jump
+from netproxy.backend.plan import owned_keys
+from netproxy.backend.savetext import ChainText, KeyedChains, TextState
 
 
 def record_path(name: str, variant: str, family: str) -> Path | None:
@@ -32,28 +31,41 @@ def record_path(name: str, variant: str, family: str) -> Path | None:
     return netns.STATE_DIR / f"{name}@{st.st_dev}-{st.st_ino}@{variant}@{family}.json"
 
 
-def to_record(state: TextState, foreign: dict[str, bool]) -> dict[str, Any]:
-    tables: dict[str, Any] = {}
+FORMAT = 2
+"""Line 1: JSON (format, fingerprint, per table: built-in chains' policies and owned jumps,
+foreign flag); then one ``table<TAB>chain<TAB>digest`` line per owned chain -- plain lines
+because a large node has 100,000+ chains and this must load in a fraction of a second."""
+
+
+def render(state: TextState, foreign: dict[str, bool], fingerprint: str) -> str:
+    head: dict[str, Any] = {"format": FORMAT, "fingerprint": fingerprint, "tables": {}}
+    lines: list[str] = []
     for tname, chains in state.items():
-        owned = {n: c.key() for n, c in chains.items() if c.policy is None and owned_chain(n)}
-        builtins = {n: {"policy": c.policy, "jumps": [r for r in c.rules if owned_jump(r)]}
-                    for n, c in chains.items() if c.policy is not None}
-        tables[tname] = {"chains": owned, "builtins": builtins, "foreign": foreign.get(tname, False)}
-    return {"format": FORMAT, "tables": tables}
+        head["tables"][tname] = {
+            "builtins": {n: {"policy": c.policy, "jumps": [r for r in c.rules if owned_jump(r)]}
+                         for n, c in chains.items() if c.policy is not None},
+            "foreign": foreign.get(tname, False),
+        }
+        lines.extend(f"{tname}\t{n}\t{k}" for n, k in owned_keys(chains).items())
+    return json.dumps(head, separators=(",", ":")) + "\n" + "\n".join(lines) + "\n"
 
 
-def from_record(data: dict[str, Any]) -> tuple[TextState, dict[str, bool]]:
+def parse(text: str) -> tuple[str, TextState, dict[str, bool]]:
+    head_text, _, body = text.partition("\n")
+    head = json.loads(head_text)
+    if head.get("format") != FORMAT:
+        raise ValueError("old record format")
+    keys: dict[str, dict[str, str]] = {t: {} for t in head["tables"]}
+    for line in body.splitlines():
+        tname, cname, digest = line.split("\t")
+        keys[tname][cname] = digest
     state: TextState = {}
     foreign: dict[str, bool] = {}
-    for tname, table in data["tables"].items():
-        chains: dict[str, ChainText] = {}
-        for cname, info in table["builtins"].items():
-            chains[cname] = ChainText(cname, info["policy"], list(info["jumps"]))
-        for cname, digest in table["chains"].items():
-            chains[cname] = ChainText(cname, None, digest=digest)
-        state[tname] = chains
+    for tname, table in head["tables"].items():
+        builtins = {n: ChainText(n, info["policy"], list(info["jumps"])) for n, info in table["builtins"].items()}
+        state[tname] = KeyedChains(builtins, keys[tname])
         foreign[tname] = bool(table["foreign"])
-    return state, foreign
+    return str(head["fingerprint"]), state, foreign
 
 
 def load(path: Path | None, fingerprint: str) -> tuple[TextState, dict[str, bool]] | None:
@@ -61,22 +73,17 @@ def load(path: Path | None, fingerprint: str) -> tuple[TextState, dict[str, bool
     if path is None:
         return None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+        recorded, state, foreign = parse(text)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if data.get("format") != FORMAT or data.get("fingerprint") != fingerprint:
-        return None
-    try:
-        return from_record(data)
-    except (KeyError, TypeError):
-        return None
+    return (state, foreign) if recorded == fingerprint else None
 
 
 def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerprint: str) -> None:
     if path is None:
         return
-    data = to_record(state, foreign)
-    data["fingerprint"] = fingerprint
+    text = render(state, foreign, fingerprint)
     path.parent.mkdir(parents=True, exist_ok=True)
     name, inode = path.name.split("@")[:2]
     for old in path.parent.glob(f"{name}@*.json"):  # records of an earlier namespace of that name
@@ -85,7 +92,7 @@ def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerp
     fd, tmp = tempfile.mkstemp(prefix=".record.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(data, separators=(",", ":")))  # dumps: the C encoder
+            handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -35,6 +35,16 @@ TextState = dict[str, dict[str, ChainText]]
 """table name → chain name → chain, in the order printed."""
 
 
+class KeyedChains(dict[str, ChainText]):
+    """A table known from a record: built-in chains in full, owned chains by digest only."""
+
+    owned_keys: dict[str, str]
+
+    def __init__(self, builtins: dict[str, ChainText], owned_keys: dict[str, str]) -> None:
+        super().__init__(builtins)
+        self.owned_keys = owned_keys
+
+
 def split_saved(text: str, *, source: str = "iptables-save") -> TextState:
     """Split ``iptables-save`` output (without counters) into tables and chains."""
     state: TextState = {}

@@ -16,6 +16,7 @@ from netproxy.commands.cluster_options import build_ruleset, cluster_options
 from netproxy.commands.save import netns_options
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Chain, Rule, Ruleset
+from netproxy.netfilter.saveform import to_saved
 
 
 def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
@@ -36,13 +37,15 @@ def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
 @click.option("--rules", "rules_file", metavar="FILE",
               help="Apply this iptables-save/-restore file instead of compiling ('-' = stdin).")
 @click.option("--full", is_flag=True, help="Rewrite every owned chain, not only the changed ones.")
+@click.option("--reread", is_flag=True,
+              help="Read the namespace's rules even if the record of the last apply is still valid.")
 @click.option("--dry-run", is_flag=True, help="Show the semantic diff and the plan; change nothing.")
 @click.option("--cleanup", "do_cleanup", is_flag=True,
               help="Remove every KUBE-* chain and the built-in jumps to them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @cluster_options
 def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: bool,
-            rules_file: str | None, full: bool, dry_run: bool, do_cleanup: bool, as_json: bool,
+            rules_file: str | None, full: bool, reread: bool, dry_run: bool, do_cleanup: bool, as_json: bool,
             **params: Any) -> None:
     """Load rules into namespace NAME with iptables-restore --noflush, touching only the
     chains kube-proxy owns (KUBE-*) and the jumps to them; other software's rules survive.
@@ -55,7 +58,10 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     if dry_run:
         _dry_run(backend, ruleset, desired, full=full, as_json=as_json)
         return
-    result = cleanup(backend) if do_cleanup else apply_state(backend, desired, model=ruleset, full=full)
+    if do_cleanup:
+        result = cleanup(backend, reread=reread)
+    else:
+        result = apply_state(backend, desired, model=ruleset, full=full, reread=reread)
     if as_json:
         click.echo(json.dumps({"netns": result.netns, "backend": result.backend, "mode": result.mode,
                                "changed": result.changed, **result.counts,
@@ -100,12 +106,11 @@ def expected_after(current: Ruleset, desired: Ruleset) -> Ruleset:
                 kept = [r for r in chain.rules if not (chain.builtin and _owned_rule(r))]
                 table.chains[chain.name] = Chain(chain.name, chain.policy, chain.counters, kept)
         for chain in new.chains.values() if new else ():
+            saved = [to_saved(r, desired.family) for r in chain.rules]  # as the kernel will print them
             if chain.builtin:
-                jumps = [r for r in chain.rules if _owned_rule(r)]
-                target = table.chain(chain.name)
-                target.rules[:0] = jumps
+                table.chain(chain.name).rules[:0] = [r for r in saved if _owned_rule(r)]
             elif owned_chain(chain.name):
-                table.chains[chain.name] = Chain(chain.name, None, None, list(chain.rules))
+                table.chains[chain.name] = Chain(chain.name, None, None, saved)
     return after
 
 
