@@ -319,3 +319,26 @@ def test_memory_is_not_shared_between_branches() -> None:
     m = Memory()
     m2 = m.with_recent("X", 1, (0.0,))
     assert m.recent == {} and m2.recent == {"X": {1: (0.0,)}}
+
+
+def test_branch_explosion_is_a_clear_error() -> None:
+    lines = ["*filter", ":INPUT ACCEPT [0:0]"] + [f":F{i} - [0:0]" for i in range(5)]
+    lines.append("-A INPUT -j F0")
+    for i in range(4):  # 16-way splits, four deep: 65,536 branches
+        for k in range(15):
+            lines.append(f"-A F{i} -m statistic --mode random --probability {1 / (16 - k):.10f}"
+                         f" -g F{i + 1}")
+        lines.append(f"-A F{i} -g F{i + 1}")
+    t = Tracer(rules("\n".join(lines + ["COMMIT", ""])), local_ips=["10.0.0.1"])
+    with pytest.raises(TraceError, match="more than 50000 branches"):
+        t.trace(Packet(src="10.9.9.9", dst="10.0.0.1", dport=1))
+
+
+def test_endless_re_entry_is_a_clear_error() -> None:
+    lines = ["*filter", ":INPUT ACCEPT [0:0]"] + [f":F{i} - [0:0]" for i in range(21)]
+    lines.append("-A INPUT -j F0")
+    for i in range(20):  # every chain entered twice from its parent: 2^20 visits of F20
+        lines += [f"-A F{i} -j F{i + 1}", f"-A F{i} -j F{i + 1}"]
+    t = Tracer(rules("\n".join(lines + ["COMMIT", ""])), local_ips=["10.0.0.1"])
+    with pytest.raises(TraceError, match="longer than 20000 hops"):
+        t.trace(Packet(src="10.9.9.9", dst="10.0.0.1", dport=1))

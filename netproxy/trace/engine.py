@@ -42,7 +42,10 @@ from netproxy.trace.targets import compile_target
 MAX_DEPTH = 1000
 """Deepest chain nesting followed (iptables-nft refuses more than 16; legacy has no fixed
 limit, but a ruleset nested this deep is a generated mistake)."""
-MAX_BRANCHES = 100_000
+MAX_BRANCHES = 50_000
+MAX_HOPS = 20_000
+"""Longest path of one branch: chains re-entered over and over (legal, but a generated
+mistake at this size) end with a clear error instead of running for hours."""
 
 _PRE = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("PREROUTING", "nat"), ("ROUTE", ""))
 _IN = (("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security"), ("INPUT", "nat"),
@@ -322,12 +325,13 @@ class Tracer:
     def _run(self, start: Walk) -> list[Outcome]:
         todo = [start]
         out: list[Outcome] = []
-        while todo:
-            w = todo.pop()
-            self._advance(w, todo, out)
-            if len(out) + len(todo) > MAX_BRANCHES:
-                raise TraceError(f"more than {MAX_BRANCHES} branches for one packet",
-                                 where=self.source)
+        with _gc_paused():  # branches are freed by reference counting; no cycles to find
+            while todo:
+                w = todo.pop()
+                self._advance(w, todo, out)
+                if len(out) + len(todo) > MAX_BRANCHES:
+                    raise TraceError(f"more than {MAX_BRANCHES} branches for one packet",
+                                     where=self.source)
         return out
 
     def _enter(self, w: Walk, hook: str) -> None:
@@ -491,6 +495,12 @@ class Tracer:
                 where = f"{self.source}:{line}" if line else self.source
                 raise TraceError(f"jump loop in table {target.table}: " + " -> ".join(names),
                                  where=where)
+        if len(w.path) > MAX_HOPS:
+            line = frame[0].rules[pos].line
+            where = f"{self.source}:{line}" if line else self.source
+            raise TraceError(f"a branch of the walk is longer than {MAX_HOPS} hops (chains "
+                             f"re-entered again and again, last {frame[0].name} -> {name})",
+                             where=where)
         if len(w.stack) >= MAX_DEPTH:
             line = frame[0].rules[pos].line
             where = f"{self.source}:{line}" if line else self.source
