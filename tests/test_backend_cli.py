@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_backend_apply import V1, V2
 
 from netproxy.backend import netns
-from tests.test_backend_apply import V1, V2
 
 pytestmark = pytest.mark.netns
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from test_backend_apply import V1, V2
 
 from netproxy.backend import netns, xtables
 from netproxy.backend.engine import RestoreBackend, apply_state, cleanup
 from netproxy.backend.iptc_backend import IptcBackend
 from netproxy.backend.savetext import comparable, split_saved
 from netproxy.errors import BackendError
-from tests.test_backend_apply import V1, V2
 
 pytestmark = pytest.mark.netns
 
@@ -87,7 +87,7 @@ def test_iptc_reads_back_exactly_what_it_applied(spaces: netns.Namespaces) -> No
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     compiled = subprocess.run([sys.executable, "-m", "netproxy", "compile", str(REPO / "fixtures" / "example-cluster"),
                                "--format", "save"], capture_output=True, text=True, check=True).stdout

@@ -16,7 +16,8 @@ import pytest
 
 from netproxy.backend import netns
 from netproxy.backend.lab.topology import Lab, teardown
-from tests.conftest import REPO
+
+from conftest import REPO
 
 pytestmark = pytest.mark.netns
 
