@@ -124,8 +124,20 @@ class Tracer:
                     if chain.policy is not None or len(chain.rules) >= INDEX_MIN_RULES:
                         code = self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
                         code.table_chains = table.chains
+        # Hook sequences without the chains that cannot have an effect (absent, or empty
+        # with policy ACCEPT), so the walk does not step through them for every branch.
+        self._steps: dict[str, tuple[tuple[str, str], ...]] = {
+            name: tuple(step for step in seq if self._may_act(*step))
+            for name, seq in (("pre", _PRE), ("in", _IN), ("fwd", _FWD), ("out", _OUT),
+                              ("loop", _LOOP), ("sent", _SENT))}
         if strict:
             self._check_strict()
+
+    def _may_act(self, hook: str, table: str) -> bool:
+        if hook in ("ROUTE", "LOOP", "DONE"):
+            return True
+        code = self.codes.get((table, hook))
+        return code is not None and bool(code.rules or code.policy != "ACCEPT")
 
     # ------------------------------------------------------------------ helpers
 
@@ -262,7 +274,7 @@ class Tracer:
         packets of a sequence (a fresh one when omitted)."""
         pkt = self.resolve(packet)
         walk = Walk(pkt, memory if memory is not None else Memory())
-        walk.steps = _OUT if pkt.origin in ("node", "localhost") else _PRE
+        walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
         outcomes = self._run(walk)
         notes: list[str] = []
         if not walk.nat_ok:
@@ -354,17 +366,18 @@ class Tracer:
         path = w.path
         proto = w.pkt.proto
         match = self._match
+        steps = self._steps
         while True:
             if not stack:
                 hook, table = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
-                    w.steps = _IN if self._delivered_here(w.dst) else _FWD
+                    w.steps = steps["in" if self._delivered_here(w.dst) else "fwd"]
                     w.si = 0
                     continue
                 if hook == "LOOP":
                     w.looped = self.is_local(w.dst)
-                    w.steps = _LOOP if w.looped else _SENT
+                    w.steps = steps["loop" if w.looped else "sent"]
                     w.si = 0
                     continue
                 if hook == "DONE":
