@@ -342,3 +342,10 @@ def test_endless_re_entry_is_a_clear_error() -> None:
     t = Tracer(rules("\n".join(lines + ["COMMIT", ""])), local_ips=["10.0.0.1"])
     with pytest.raises(TraceError, match="longer than 20000 hops"):
         t.trace(Packet(src="10.9.9.9", dst="10.0.0.1", dport=1))
+
+
+def test_queue_policy_is_unknown() -> None:
+    t = Tracer(rules("*filter\n:INPUT QUEUE [0:0]\nCOMMIT\n"), local_ips=["10.0.0.1"])
+    (o,) = t.trace(Packet(src="10.9.9.9", dst="10.0.0.1", dport=1)).outcomes
+    assert o.verdict == "UNKNOWN" and "QUEUE" in (o.reason or "")
+    assert o.path[-1].text == "-P INPUT QUEUE"

@@ -442,7 +442,7 @@ class Tracer:
                     if base.policy == "ACCEPT":
                         stack.clear()
                         continue
-                    out.append(self._outcome(w, base.policy or "DROP"))
+                    out.append(self._policy_outcome(w, base))
                     return
                 continue
             if kind == "jump" or kind == "goto":
@@ -468,7 +468,7 @@ class Tracer:
                     if base.policy == "ACCEPT":
                         stack.clear()
                         continue
-                    out.append(self._outcome(w, base.policy or "DROP"))
+                    out.append(self._policy_outcome(w, base))
                     return
                 continue
             if kind == "DROP" or kind == "REJECT":
@@ -498,6 +498,12 @@ class Tracer:
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(c.data)))
             return
+
+    def _policy_outcome(self, w: Walk, base: ChainCode) -> Outcome:
+        if base.policy == "DROP":
+            return self._outcome(w, "DROP")
+        return self._outcome(w, "UNKNOWN", reason=f"chain policy {base.policy}: the verdict is "
+                             "given by a userspace program")
 
     def _check_jump(self, w: Walk, frame: list[Any], target: ChainCode, pos: int) -> None:
         name = target.name
