@@ -169,3 +169,15 @@ def test_ipv6_icmp_and_addresses() -> None:
     assert verdict(t, src="fd00::5", dst="fd00:1::1", proto="icmpv6") == "DROP"
     assert verdict(t, src="fd00:2::5", dst="fd00:1::1", proto="icmpv6") == "ACCEPT"
     assert verdict(t, src="fd00::5", dst="fd00:1::1", proto="icmpv6", icmp_type="129") == "ACCEPT"
+
+
+@pytest.mark.parametrize(("rule", "state", "expected"), [
+    ("-m conntrack --ctstate DNAT", "ESTABLISHED", "UNKNOWN"),
+    ("-m conntrack --ctstate DNAT", "ESTABLISHED,DNAT", "DROP"),
+    ("-m conntrack --ctstate DNAT", "ESTABLISHED,SNAT", "ACCEPT"),
+    ("-m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT", "ESTABLISHED", "ACCEPT"),
+    ("-m conntrack --ctstate DNAT", "NEW", "ACCEPT"),
+    ("-m conntrack --ctstate DNAT", "INVALID", "ACCEPT"),
+])
+def test_nat_states_of_later_packets(rule: str, state: str, expected: str) -> None:
+    assert verdict(filter_input(rule), ct_state=state) == expected

@@ -273,9 +273,22 @@ def _mark_module(opts: list[Option], ctx: Context, conn: bool) -> list[Eval]:
     return [_mark_eval(o.value, o.negated, conn) for o in opts if o.name == "mark"]
 
 
+_NAT_STATES = frozenset({"SNAT", "DNAT"})
+
+
 def _ctstate_eval(text: str, negated: bool) -> Eval:
     wanted = frozenset(s.strip().upper() for s in text.split(",") if s.strip())
-    return lambda w: bool(w.ct & wanted) != negated
+    nat = wanted & _NAT_STATES
+
+    def f(w: Walk) -> object:
+        if w.ct & wanted:
+            return not negated
+        if nat and w.pkt.ct & {"ESTABLISHED", "RELATED"} and not w.pkt.ct & _NAT_STATES:
+            # A later packet of a connection: whether it was NATed is not in the packet.
+            return ("whether the connection was NATed is not known for a non-NEW packet "
+                    "(add DNAT or SNAT to --ct-state)")
+        return negated
+    return f
 
 
 def _conntrack_module(opts: list[Option], ctx: Context) -> list[Eval]:
