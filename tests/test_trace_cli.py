@@ -197,3 +197,14 @@ def test_bad_packets_file(tmp_path: Path) -> None:
     r = run(CLUSTER, "--packets", str(f))
     assert r.returncode == 2
     assert f"{f}:2: expected key=value" in r.stderr
+
+
+def test_mark_and_ctmark_flags() -> None:
+    rules = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m connmark --mark 0x10/0x10 -j DROP\n"
+             "-A INPUT -m mark --mark 0x1 -j REJECT\nCOMMIT\n")
+    base = ["--rules", "-", "--src", "10.9.9.9", "--dst", "10.0.0.1", "--local-ip", "10.0.0.1",
+            "--brief"]
+    assert "DROP 100%" in run(*base, "--ctmark", "0x30", stdin=rules).stdout
+    assert "REJECT 100%" in run(*base, "--mark", "1", stdin=rules).stdout
+    r = run(*base, "--mark", "zz", stdin=rules)
+    assert r.returncode == 2 and "bad --mark" in r.stderr

@@ -36,6 +36,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--ct-state", default="NEW", show_default=True, metavar="STATE",
               help="Conntrack state: NEW, ESTABLISHED, RELATED, INVALID (comma list).")
 @click.option("--mark", default="0", show_default=True, metavar="MARK", help="Packet fwmark.")
+@click.option("--ctmark", default="0", show_default=True, metavar="MARK",
+              help="Connection mark (0 for a new connection; give it for later packets).")
 @click.option("--from", "origin", type=click.Choice(["pod", "external", "node", "localhost"]),
               help="Where the packet comes from (default: inferred from --src).")
 @click.option("--local-ip", "local_ip", multiple=True, metavar="IP",
@@ -53,7 +55,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
 def command(rules_path: str | None, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
-            physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str, mark: str, origin: str | None, local_ip: tuple[str, ...],
+            physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
+            mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
             ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
             packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
             **params: Any) -> None:
@@ -69,8 +72,9 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         fmt = "json"
     try:
         mark_value = int(mark, 0)
+        ctmark_value = int(ctmark, 0)
     except ValueError:
-        raise TraceError(f"bad --mark {mark!r}") from None
+        raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     if rules_path is not None:
         if params.get("inputs"):
@@ -104,7 +108,8 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
-                                "mark": mark_value, "origin": origin, "physdev_in": physdev_in,
+                                "mark": mark_value, "ctmark": ctmark_value, "origin": origin,
+                                "physdev_in": physdev_in,
                                 "physdev_out": physdev_out,
                                 "bridged": False if not_bridged else None}
     if pcap_path:
