@@ -179,6 +179,13 @@ def test_dump_packet(dump: str, local: list[str], ipsets: str | None, packet: di
         assert all(o.reason for o in unknown)
 
 
+@pytest.mark.parametrize("name", ["11-cilium-ipvs-docker-broken-dnat", "12-calico-vxlan-ipvs-nat"])
+def test_ipvs_mode_is_noted(name: str) -> None:
+    res = _tracer(name, ["192.168.0.2"]).trace(Packet(src="10.0.0.9", dst="10.96.0.1", dport=443,
+                                                       in_interface="eth0"))
+    assert any("IPVS" in n for n in res.notes)
+
+
 def test_affinity_on_a_real_dump() -> None:
     t = _tracer("06-eks-awsvpccni-affinity", ["192.168.182.224"])
     pk = Packet(src="192.168.10.5", dst="10.100.0.1", dport=443, in_interface="eth0",

@@ -124,6 +124,15 @@ class Tracer:
                     if chain.policy is not None or len(chain.rules) >= INDEX_MIN_RULES:
                         code = self.codes[(tname, chain.name)] = ChainCode(tname, chain, fam)
                         code.table_chains = table.chains
+        self.notes: list[str] = []
+        """Facts about the ruleset shown with every result."""
+        nat = ruleset.tables.get("nat")
+        services = nat.chains.get("KUBE-SERVICES") if nat is not None else None
+        if services is not None and any(o.module == "set" and o.args and o.args[0] ==
+                                        "KUBE-CLUSTER-IP" for r in services.rules
+                                        for o in r.matches):
+            self.notes.append("kube-proxy runs in IPVS mode here: its load balancing happens in "
+                              "IPVS, outside iptables, and is not traced")
         # Hook sequences without the chains that cannot have an effect (absent, or empty
         # with policy ACCEPT), so the walk does not step through them for every branch.
         self._steps: dict[str, tuple[tuple[str, str], ...]] = {
@@ -276,7 +285,7 @@ class Tracer:
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
         outcomes = self._run(walk)
-        notes: list[str] = []
+        notes: list[str] = list(self.notes)
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
