@@ -296,6 +296,7 @@ def test_bad_packets() -> None:
         t.trace(Packet(dst="10.0.0.1"))
     with pytest.raises(TraceError, match="bad --local-ip"):
         Tracer(rules(BASIC), local_ips=["nope"])
+    assert Tracer(rules(BASIC), local_ips=["fd00::1", "192.168.0.10"]).local_ips == ["192.168.0.10"]
 
 
 def test_rule_models_built_in_code() -> None:

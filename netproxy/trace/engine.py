@@ -106,10 +106,15 @@ class Tracer:
         self.local_ips: list[str] = []
         hosts: set[int] = set()
         for text in local_ips:
+            other = "ipv6" if fam == "ipv4" else "ipv4"
             try:
                 hosts.add(parse_addr(text, fam))
             except ValueError as err:
-                raise TraceError(f"bad --local-ip: {err}") from None
+                try:
+                    parse_addr(text, other)
+                except ValueError:
+                    raise TraceError(f"bad --local-ip: {err}") from None
+                continue  # an address of the other family can never be a packet's
             self.local_ips.append(text)
         self._hosts = frozenset(hosts)
         self._lo = LOOPBACK[fam]
