@@ -139,7 +139,7 @@ def test_broken_dump_is_one_line_with_line_number(capsys):
     code, out, err = run(capsys, str(DATA / "base.rules"), str(DATA / "broken.rules"))
     assert code == 2
     assert out == ""
-    assert err.strip().splitlines() == [f"netproxy: {DATA / 'broken.rules'}:41: unterminated quote"]
+    assert err.strip().splitlines() == [f"netproxy: {DATA / 'broken.rules'}:41:38: unterminated quote"]
 
 
 @pytest.mark.parametrize("text,expect", [

@@ -108,3 +108,13 @@ def test_unterminated_quote_is_a_problem_not_a_crash() -> None:
     with pytest.raises(ParseError) as err:
         one('-A X -m comment --comment "open -j ACCEPT', strict=True)
     assert str(err.value) == "<input>:3:27: unterminated quote"
+
+
+def test_hot_path_options_have_tuple_args() -> None:
+    text = "*nat\n:X - [0:0]\n" + "".join(
+        f'-A X -d 10.0.0.{i} -p tcp -m comment --comment "svc {i}" -m tcp --dport 80 -j ACCEPT\n'
+        for i in range(3)) + "COMMIT\n"
+    rules = parse_rules(text).tables["nat"].chains["X"].rules
+    for rule in rules:  # the second and third come from the cached plan
+        assert all(type(opt.args) is tuple for opt in rule.matches)
+        hash(rule.matches)
