@@ -9,6 +9,7 @@ written in different ways.
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import itemgetter
 
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Target
@@ -131,6 +132,59 @@ def _sort_key(extension: ext.Extension | None) -> Callable[[Option], int]:
     return lambda o: extension.order(o.name)
 
 
+_module_and_name = itemgetter(0, 1)
+
+_NEEDS_NORMALIZING = frozenset({
+    ("", "source"), ("", "destination"), ("", "protocol"), ("mark", "mark"), ("connmark", "mark"),
+    ("conntrack", "ctstate"), ("state", "state"), ("statistic", "probability"),
+    ("addrtype", "src-type"), ("addrtype", "dst-type"),
+})
+
+_LAYOUTS: dict[tuple[tuple[str, str], ...], tuple[object, ...] | None] = {}
+"""Save-order layout per rule signature (the (module, name) of every item): an index into the
+rule's items (``~index`` where the value needs normalizing) or an inserted ``-m`` Option.
+``None`` for signatures the general path handles (``recent``, which gains default options)."""
+
+
+def _normalize(opt: Option, family: str) -> Option:
+    return _builtin(opt, family) if not opt.module else _match_option(opt, family)
+
+
+def _layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None:
+    """The same reordering as the general path of :func:`to_saved`, computed on positions."""
+    builtins: list[int] = []
+    groups: list[tuple[str, list[int]]] = []
+    latest: dict[str, list[int]] = {}
+    for i, (module, name) in enumerate(signature):
+        if module == "recent":
+            return None
+        if not module:
+            builtins.append(i)
+        elif not name:
+            latest[module] = []
+            groups.append((module, latest[module]))
+        else:
+            group = latest.get(module)
+            if group is None:
+                group = latest[module] = []
+                groups.append((module, group))
+            group.append(i)
+    builtin_order = ext.BUILTIN_MATCH.order
+    builtins.sort(key=lambda i: builtin_order(signature[i][1]))
+
+    def entry(i: int) -> int:
+        return ~i if signature[i] in _NEEDS_NORMALIZING else i
+
+    entries: list[object] = [entry(i) for i in builtins]
+    for module, positions in groups:
+        extension = ext.match(module)
+        if extension is not None:
+            positions.sort(key=lambda i: extension.order(signature[i][1]))
+        entries.append(Option(module, "", ()))
+        entries.extend(entry(i) for i in positions)
+    return tuple(entries)
+
+
 def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...] = (1, 8, 9)) -> Rule:
     """``rule`` in the order and spelling ``iptables-save`` prints it.
 
@@ -142,6 +196,20 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     """
     if rule.opaque is not None:
         return rule
+    signature = tuple(map(_module_and_name, rule.matches))
+    layout = _LAYOUTS.get(signature, False)
+    if layout is False:
+        layout = _LAYOUTS[signature] = _layout(signature)
+    if layout is not None:
+        matches = rule.matches
+        items_fast = tuple([
+            entry if entry.__class__ is Option
+            else (matches[entry] if entry >= 0 else _normalize(matches[~entry], family))  # type: ignore[operator]
+            for entry in layout])
+        target = _target(rule.target, family)
+        if items_fast == matches and target is rule.target:
+            return rule
+        return Rule(items_fast, target, rule.counters, rule.line)
     builtins: list[Option] = []
     groups: list[tuple[str, list[Option]]] = []  # one group per loaded module, in load order
     latest: dict[str, list[Option]] = {}

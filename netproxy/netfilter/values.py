@@ -6,7 +6,8 @@ import ipaddress
 import re
 from functools import lru_cache
 
-_IPV4_HOST = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4_HOST = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$")
 
 
 @lru_cache(maxsize=1 << 18)
@@ -16,8 +17,8 @@ def saved_address(text: str, family: str) -> str:
     Raises ValueError for text that is not an address or network of ``family``.
     """
     if family == "ipv4" and _IPV4_HOST.match(text):
-        # Fast path for the common plain host address (kube-proxy writes these by the 100k).
-        ipaddress.IPv4Address(text)  # validates the octets
+        # Fast path for the common plain host address (kube-proxy writes these by the 100k);
+        # the pattern admits only valid octets without leading zeros.
         return text + "/32"
     net = ipaddress.ip_network(text, strict=False)
     if (net.version == 6) != (family == "ipv6"):

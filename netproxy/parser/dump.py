@@ -77,7 +77,7 @@ class _Reader:
                 found = plans.get(key_of(words, 2)) if len(words) > 2 else None
                 chain = self.table.chains.get(words[1]) if found is not None else None
                 if chain is not None:
-                    rule = found[1](tuple(words), line_no)  # type: ignore[index]
+                    rule = found[1](words, line_no)  # type: ignore[index]
                     if rule is not None:
                         chain.rules.append(rule)
                         order_append(chain)

@@ -19,7 +19,6 @@ from itertools import repeat
 
 from netproxy.netfilter import extensions as ext
 
-
 COMMON_VALUES = frozenset({
     "random", "nth", "LOCAL", "UNICAST", "BROADCAST", "MULTICAST", "NEW", "INVALID",
     "ESTABLISHED", "RELATED", "RELATED,ESTABLISHED", "ESTABLISHED,RELATED",
