@@ -197,8 +197,9 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     if rule.opaque is not None:
         return rule
     signature = tuple(map(_module_and_name, rule.matches))
-    layout = _LAYOUTS.get(signature, False)
-    if layout is False:
+    if signature in _LAYOUTS:
+        layout = _LAYOUTS[signature]
+    else:
         layout = _LAYOUTS[signature] = _layout(signature)
     if layout is not None:
         matches = rule.matches
