@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import itemgetter
+from typing import cast
 
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Target
@@ -204,9 +205,9 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     if layout is not None:
         matches = rule.matches
         items_fast = tuple([
-            entry if entry.__class__ is Option
-            else (matches[entry] if entry >= 0 else _normalize(matches[~entry], family))  # type: ignore[operator]
-            for entry in layout])
+            entry if isinstance(entry, Option)
+            else (matches[entry] if entry >= 0 else _normalize(matches[~entry], family))
+            for entry in cast(tuple[Option | int, ...], layout)])
         target = _target(rule.target, family)
         if items_fast == matches and target is rule.target:
             return rule
