@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from typing import Any
 
 import click
 
 from netproxy.commands.cluster_options import cluster_options, compile_params, paused_gc
-from netproxy.errors import InputError
+from netproxy.fileio import write_atomic
 from netproxy.parser import read_rules
 from netproxy.render import render_restore, render_save
-
-
-def write_atomically(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".netproxy-", dir=directory)
-    except OSError as err:
-        raise InputError(f"cannot write: {err.strerror}", where=path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        os.unlink(tmp)
-        raise InputError(f"cannot write: {err.strerror}", where=path) from None
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -69,6 +51,6 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         else:
             text = render_save(compiled.save, iptables_version=iptables_version)
     if output:
-        write_atomically(output, text)
+        write_atomic(output, text)
     else:
         sys.stdout.write(text)
