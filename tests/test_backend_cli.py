@@ -87,3 +87,12 @@ def test_errors_are_one_line(ns: str, tmp_path: Path) -> None:
     assert "python-iptables cannot see" in iptc_nft
     both = _one_line_error(run("apply", "--netns", ns, "--rules", str(rules), str(rules)))
     assert "not both" in both
+
+
+def test_mixing_variants_is_pointed_out(ns: str, tmp_path: Path) -> None:
+    rules = tmp_path / "v1.rules"
+    rules.write_text(V1)
+    assert "also holds" not in run("apply", "--netns", ns, "--iptables", "legacy", "--rules", str(rules)).stderr
+    mixed = run("apply", "--netns", ns, "--iptables", "nft", "--rules", str(rules))
+    assert mixed.returncode == 0
+    assert "also holds iptables-legacy rules (filter, nat)" in mixed.stderr

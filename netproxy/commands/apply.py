@@ -55,6 +55,9 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=allow_host_netns)
     desired = desired_state(ruleset) if ruleset is not None else {}
+    note = select.other_variant_note(backend)
+    if note:
+        click.echo(note, err=True)
     if dry_run:
         _dry_run(backend, ruleset, desired, full=full, as_json=as_json)
         return
