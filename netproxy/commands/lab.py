@@ -141,7 +141,7 @@ def up(state_path: Path, variant: str, **params: Any) -> None:
 @click.option("--budget", type=click.FloatRange(5, 3600), default=300, show_default=True,
               help="Upper bound on the whole check, in seconds.")
 @click.option("--kernel-paths", type=click.IntRange(0, 100), default=12, show_default=True,
-              help="Sample packets whose kernel rule path is compared hop by hop (nft only).")
+              help="Sample packets whose kernel rule path is compared hop by hop.")
 def check(state_path: Path, as_json: bool, count: int, timeout: float, budget: float, kernel_paths: int) -> int:
     """Send TCP/UDP traffic to every frontend from pod, external and node-local clients
     and compare with the tracer's predictions for the rules read back from the node."""

@@ -10,8 +10,9 @@ Per probe group (one frontend, one source) the checks are:
   for affinity services instead: all attempts reached the same endpoint;
 * ``masquerade``: the source the endpoint saw is the client's own address exactly when the
   tracer predicts no masquerading;
-* ``kernel path`` (iptables-nft, sampled groups): the rules the kernel reports for one
-  packet (``xtables-monitor --trace``) equal the tracer's path for the branch taken.
+* ``kernel path`` (sampled groups): the rules the kernel reports for one packet
+  (``xtables-monitor --trace`` on iptables-nft, the TRACE target through nfnetlink_log on
+  iptables-legacy) equal the tracer's path for the branch taken.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netproxy.backend import netns
-from netproxy.backend.lab import ktrace, stats
+from netproxy.backend.lab import ktrace, nflog, stats
 from netproxy.backend.lab.spec import (
     EXTERNAL_CLIENT,
     NODE_EXTERNAL,
@@ -91,7 +92,9 @@ class Checker:
         self.count = count
         self.timeout = timeout
         self.deadline = time.monotonic() + budget
-        self.kernel_paths = kernel_paths if variant == "nft" else 0
+        self.kernel_paths = kernel_paths
+        self.variant = variant
+        self.ruleset = ruleset
         self.local_ips = {*spec.node_ips, NODE_EXTERNAL, NODE_GATEWAY, "127.0.0.1"}
         self.tracer = Tracer(ruleset, local_ips=sorted(self.local_ips))
         self.groups: list[Group] = []
@@ -205,7 +208,10 @@ class Checker:
                       "timeout": self.timeout}]
             sample.extend(self._run_probes(g.client_ns, probe)[0]["results"])
 
-        hops = ktrace.kernel_path(self.state["node"], match, hook, send, src)
+        if self.variant == "nft":
+            hops = ktrace.kernel_path(self.state["node"], match, hook, send, src)
+        else:
+            hops = nflog.kernel_path(self.state["node"], match, hook, send, src, self._rule_text, self._policy)
         kernel = [(h.table, h.chain, h.text) for h in hops if h.table in PATH_TABLES]
         taken = observed_key(sample[0]) if sample else "timeout"
         origin = "node" if g.source == "node" else g.source
@@ -225,6 +231,17 @@ class Checker:
         g.kernel_path = {"ok": bool(kernel) and best == kernel, "taken": taken,
                          "kernel": [" ".join(k) for k in kernel], "tracer": [" ".join(t) for t in best]}
         g.checks["kernel_path"] = {"ok": g.kernel_path["ok"]}
+
+    def _rule_text(self, table: str, chain: str, number: int) -> str:
+        from netproxy.render import rule_text
+
+        found = self.ruleset.tables.get(table)
+        rules = found.chains[chain].rules if found is not None and chain in found.chains else []
+        return rule_text(rules[number - 1], chain, self.ruleset.family) if 0 < number <= len(rules) else f"#{number}"
+
+    def _policy(self, table: str, chain: str) -> str:
+        found = self.ruleset.tables.get(table)
+        return (found.chains[chain].policy or "") if found is not None and chain in found.chains else ""
 
     def run(self) -> dict[str, Any]:
         self.plan()
