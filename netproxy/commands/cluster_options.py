@@ -7,15 +7,14 @@ turns the resulting parameters into the node's ruleset (the save view), which is
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from netproxy.compiler import Compiled, compile_cluster
 from netproxy.errors import InputError
+from netproxy.gcpause import paused_gc
 from netproxy.k8s.config import KubeProxyConfig, config_from_document, load_config, split_cidrs
 from netproxy.k8s.ipaddr import family_of, parse_ip
 from netproxy.k8s.loader import Cluster, env_hostname, load_inputs
@@ -174,28 +173,9 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
     )
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building large acyclic structures.
-
-    Compiling allocates millions of small objects and no cycles; without this, CPython's
-    collector rescans the growing heap again and again (about half of the compile time).
-    On the way out the surviving objects are frozen (``gc.freeze``) so that re-enabling the
-    collector does not start with a full scan of them; they are still freed normally.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.freeze()
-            gc.enable()
-
-
 def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] = ()) -> Compiled:
     """Load the inputs and compile them: both the restore payload and the save view."""
-    with paused_gc():
+    with paused_gc(freeze=True):
         cluster = load_cluster(params)
         return compile_cluster(cluster, settings_for(params, cluster), existing_nat_chains)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
-
 from netproxy.diff.chains import ChainDiff, compare
 from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
 from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey, is_kube_chain
 from netproxy.diff.kubeview import KubeView, analyse
 from netproxy.diff.report import DiffReport, Fact, FindingLine, Group, RuleLine
 from netproxy.diff.structure import Finding, findings
+from netproxy.gcpause import paused_gc
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.render import rule_text
 
@@ -163,13 +162,8 @@ def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
     """Compare two rulesets by meaning (see :mod:`netproxy.diff`)."""
     # The parsed rulesets are millions of objects; the cyclic collector would rescan them
     # again and again while the diff allocates, for no garbage (the diff makes no cycles).
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _diff(old, new, scope=scope, strict_names=strict_names)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> DiffReport:

@@ -9,12 +9,12 @@ strict mode stops at the first one. Every error names the source, line and colum
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from netproxy.errors import ParseError
+from netproxy.gcpause import paused_gc
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Problem, Rule, Ruleset, Table
 from netproxy.parser.rules import (
@@ -326,13 +326,8 @@ def parse_rules(text: str, *, source: str = "<input>", family: str | None = None
                 strict: bool = False) -> Ruleset:
     """Parse iptables-save / iptables-restore ``text`` into a ruleset."""
     # The model is acyclic; the cyclic collector would only rescan the growing heap.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc(freeze=True):
         ruleset = _Reader(source, strict).read(text)
-    finally:
-        if enabled:
-            gc.enable()
     if family is not None:
         ruleset.family = family
     return ruleset

@@ -16,12 +16,11 @@ the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as 
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from netproxy.errors import TraceError
+from netproxy.gcpause import paused_gc
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Ruleset
 from netproxy.trace.addr import (
@@ -81,19 +80,6 @@ _NO_CACHE_MODULES = frozenset({"limit", "statistic"})
 _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Building many small objects next to a big parsed ruleset: collections would walk the
-    whole heap again and again for nothing."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 class Tracer:
     """Walks packets through one ruleset. Build once (indexes big chains), trace many."""
 
@@ -123,7 +109,7 @@ class Tracer:
         self._matchers: dict[Any, Matcher] = {}
         self._targets: dict[Any, tuple[str, Any]] = {}
         self._texts: dict[int, str] = {}
-        with _gc_paused():
+        with paused_gc():
             for tname, table in ruleset.tables.items():
                 for chain in table.chains.values():
                     if chain.policy is not None or len(chain.rules) >= INDEX_MIN_RULES:
@@ -351,7 +337,7 @@ class Tracer:
     def _run(self, start: Walk) -> list[Outcome]:
         todo = [start]
         out: list[Outcome] = []
-        with _gc_paused():  # branches are freed by reference counting; no cycles to find
+        with paused_gc():  # branches are freed by reference counting; no cycles to find
             while todo:
                 w = todo.pop()
                 self._advance(w, todo, out)
