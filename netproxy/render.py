@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from netproxy.gcpause import paused_gc
 from netproxy.netfilter.extensions import BUILTIN_SHORT
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Option, Rule, Ruleset, Table
 from netproxy.netfilter.saveform import to_saved
@@ -184,7 +185,8 @@ def iter_save(ruleset: Ruleset, *, counters: bool = False,
 def render_save(ruleset: Ruleset, *, counters: bool = False,
                 iptables_version: tuple[int, ...] = (1, 8, 9)) -> str:
     """What ``iptables-save`` prints for ``ruleset`` (no header lines, deterministic)."""
-    return "".join(iter_save(ruleset, counters=counters, iptables_version=iptables_version))
+    with paused_gc():
+        return "".join(iter_save(ruleset, counters=counters, iptables_version=iptables_version))
 
 
 def _restore_table(table: Table, family: str) -> dict[str, Any]:
@@ -211,4 +213,5 @@ def iter_restore(ruleset: Ruleset) -> Iterator[str]:
 
 def render_restore(ruleset: Ruleset) -> str:
     """An ``iptables-restore`` payload for ``ruleset``: rules as written, in written order."""
-    return "".join(iter_restore(ruleset))
+    with paused_gc():
+        return "".join(iter_restore(ruleset))
