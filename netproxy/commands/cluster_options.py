@@ -8,20 +8,21 @@ turns the resulting parameters into the node's ruleset (the save view), which is
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from netproxy.compiler import Compiled, compile_cluster
 from netproxy.errors import InputError
 from netproxy.gcpause import paused_gc
-from netproxy.k8s.config import KubeProxyConfig, config_from_document, load_config, split_cidrs
-from netproxy.k8s.ipaddr import family_of, parse_ip
-from netproxy.k8s.loader import Cluster, env_hostname, load_inputs
-from netproxy.netfilter.model import Ruleset
-from netproxy.proxy.localdetect import local_detector
-from netproxy.proxy.nodeports import nodeport_addresses
-from netproxy.proxy.settings import ProxySettings
+
+# The Kubernetes side and the compiler are imported where they are used, so commands that
+# take these flags but read a dump (``trace --rules``) start without loading them.
+if TYPE_CHECKING:
+    from netproxy.compiler import Compiled
+    from netproxy.k8s.config import KubeProxyConfig
+    from netproxy.k8s.loader import Cluster
+    from netproxy.netfilter.model import Ruleset
+    from netproxy.proxy.settings import ProxySettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +81,8 @@ def _note(text: str) -> None:
 
 def load_cluster(params: dict[str, Any]) -> Cluster:
     """Read the inputs named by ``params['inputs']`` (notes go to stderr)."""
+    from netproxy.k8s.loader import load_inputs
+
     inputs = params.get("inputs") or ()
     if not inputs:
         raise InputError("no inputs: give YAML/JSON files, directories, or - for stdin")
@@ -88,6 +91,8 @@ def load_cluster(params: dict[str, Any]) -> Cluster:
 
 def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> KubeProxyConfig:
     """The KubeProxyConfiguration (file or inputs) with the flags applied on top."""
+    from netproxy.k8s.config import KubeProxyConfig, config_from_document, load_config, split_cidrs
+
     if params.get("config_path"):
         cfg = load_config(params["config_path"])
     elif cluster is not None and cluster.configs:
@@ -114,6 +119,8 @@ def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> 
 
 
 def _node_name(cfg: KubeProxyConfig, cluster: Cluster) -> str:
+    from netproxy.k8s.loader import env_hostname
+
     if cfg.hostname_override:
         return cfg.hostname_override.strip().lower()
     if len(cluster.nodes) == 1:
@@ -123,6 +130,8 @@ def _node_name(cfg: KubeProxyConfig, cluster: Cluster) -> str:
 
 def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[str]:
     """All node addresses (both families): ``--node-ip`` flags, else the Node's addresses."""
+    from netproxy.k8s.ipaddr import parse_ip
+
     flags = _split(params.get("node_ips"))
     out: list[str] = []
     for text in flags:
@@ -144,6 +153,11 @@ def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[
 
 def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
     """The proxier settings for ``params['family']`` on the chosen node."""
+    from netproxy.k8s.ipaddr import family_of, parse_ip
+    from netproxy.proxy.localdetect import local_detector
+    from netproxy.proxy.nodeports import nodeport_addresses
+    from netproxy.proxy.settings import ProxySettings
+
     cfg = effective_config(params, cluster)
     family = params.get("family") or "ipv4"
     node_name = _node_name(cfg, cluster)
@@ -175,6 +189,8 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
 
 def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] = ()) -> Compiled:
     """Load the inputs and compile them: both the restore payload and the save view."""
+    from netproxy.compiler import compile_cluster
+
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
         return compile_cluster(cluster, settings_for(params, cluster), existing_nat_chains)

@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
-from netproxy.commands.cluster_options import cluster_options, compile_params, paused_gc
+from netproxy.commands.cluster_options import cluster_options, compile_params
 from netproxy.fileio import write_atomic
+from netproxy.gcpause import paused_gc
 from netproxy.parser import read_rules
 from netproxy.render import render_restore, render_save
 
