@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from netproxy.backend import netns
 from netproxy.backend.owned import foreign_content, owned_jump
 from netproxy.backend.plan import owned_keys
 from netproxy.backend.savetext import ChainText, KeyedChains, TextState
+from netproxy.fileio import write_atomic
 
 
 def record_path(name: str, variant: str, family: str) -> Path | None:
@@ -89,14 +89,7 @@ def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerp
     for old in path.parent.glob(f"{name}@*.json"):  # records of an earlier namespace of that name
         if old.name.split("@")[1] != inode:
             old.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".record.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text)
 
 
 def forget(path: Path | None) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import click
 
 from netproxy.backend import select
+from netproxy.fileio import write_atomic
 
 IPTABLES_CHOICE = click.Choice(["auto", "legacy", "nft"])
 
@@ -26,19 +24,6 @@ def netns_options(func: Any) -> Any:
     func = click.option("--netns", "netns_name", required=True, metavar="NAME",
                         help="Network namespace (as in 'ip netns list').")(func)
     return func
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename (never half-written)."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command("save")

@@ -32,6 +32,7 @@ from netproxy.backend.lab.spec import (
     LabSpec,
 )
 from netproxy.errors import BackendError
+from netproxy.fileio import write_atomic
 
 ECHO_MODULE = "netproxy.backend.echo"
 
@@ -54,10 +55,8 @@ class Lab:
         self.state: dict[str, Any] = {"prefix": self.prefix, "namespaces": [], "pids": []}
 
     def save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(self.state, indent=1))
-        os.replace(tmp, self.state_path)
+        write_atomic(self.state_path, json.dumps(self.state, indent=1))
 
     def make_ns(self, suffix: str) -> str:
         name = f"{self.prefix}-{suffix}"
