@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from pathlib import Path
 
 from netproxy.errors import ParseError
@@ -23,7 +24,7 @@ from netproxy.parser.rules import (
     compile_plan,
     parse_rule_words,
 )
-from netproxy.parser.shapes import shape_key
+from netproxy.parser.shapes import STRUCTURAL, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
@@ -60,28 +61,47 @@ class _Reader:
     def read(self, text: str) -> Ruleset:
         plans = self.plans
         split = split_words
-        key_of = shape_key
+        structural = STRUCTURAL.get
+        dash = str.startswith
         order_append = self.order.append
+        chains: dict[str, Chain] = {}
         for line_no, line in enumerate(text.splitlines(), 1):
             if line[-1:].isspace() or line[:1].isspace():
                 line = line.strip()
             if not line:
                 continue
             first = line[0]
-            if first == "-" and line.startswith("-A ") and self.table is not None:
-                # Hot path: a rule whose shape was parsed before (see parser.shapes).
-                try:
-                    words = split(line)
-                except TokenError:
-                    words = []  # rule_line below reports it with its column
-                found = plans.get(key_of(words, 2)) if len(words) > 2 else None
-                chain = self.table.chains.get(words[1]) if found is not None else None
-                if chain is not None:
-                    rule = found[1](words, line_no)  # type: ignore[index]
-                    if rule is not None:
-                        chain.rules.append(rule)
-                        order_append(chain)
-                        continue
+            if first == "-" and line[:3] == "-A " and self.table is not None:
+                # Hot path: a rule whose shape was parsed before (see parser.shapes). The
+                # common one-comment line is split inline; anything else goes to split_words.
+                if '"' not in line and "'" not in line:
+                    words = line.split()
+                else:
+                    parts = line.split('"')
+                    if len(parts) == 3 and parts[0][-1:] == " " and parts[2][:1] in (" ", "") \
+                            and "\\" not in line and "'" not in line:
+                        words = parts[0].split()
+                        words.append(parts[1])
+                        words += parts[2].split()
+                    else:
+                        try:
+                            words = split(line)
+                        except TokenError:
+                            words = []  # rule_line below reports it with its column
+                if len(words) > 2:
+                    # shape_key, inlined: every word mapped to itself when it is a known name,
+                    # else to whether it starts with "-".
+                    found = plans.get((2, *map(structural, words, map(dash, words, repeat("-")))))
+                    if found is not None:
+                        if chains is not self.table.chains:
+                            chains = self.table.chains
+                        chain = chains.get(words[1])
+                        if chain is not None:
+                            rule = found[1](words, line_no)
+                            if rule is not None:
+                                chain.rules.append(rule)
+                                order_append(chain)
+                                continue
             if first == "#":
                 if line_no <= 2 and "ip6tables" in line:
                     self.header = line

@@ -30,7 +30,7 @@ COMMON_VALUES = frozenset({
 
 
 def is_structural(word: str) -> bool:
-    return word in _STRUCTURAL
+    return word in STRUCTURAL
 
 
 def _structural_words() -> dict[str, str]:
@@ -46,8 +46,9 @@ def _structural_words() -> dict[str, str]:
     return {w: w for w in words}
 
 
-_STRUCTURAL = _structural_words()
-_get = _STRUCTURAL.get
+STRUCTURAL = _structural_words()
+"""Every known option spelling, module, protocol, target and common value, mapped to itself."""
+_get = STRUCTURAL.get
 _startswith = str.startswith
 
 
