@@ -45,7 +45,7 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
-    with paused_gc():
+    with paused_gc(freeze=True):
         compiled = compile_params(params, existing)
         if fmt == "restore":
             text = render_restore(compiled.payload)
