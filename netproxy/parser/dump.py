@@ -64,14 +64,9 @@ class _Reader:
         structural = STRUCTURAL.get
         dash = str.startswith
         order_append = self.order.append
-        chains: dict[str, Chain] = {}
+        chains: dict[str, Chain] | None = None  # the current table's chains (None: no table)
         for line_no, line in enumerate(text.splitlines(), 1):
-            if line[-1:].isspace() or line[:1].isspace():
-                line = line.strip()
-            if not line:
-                continue
-            first = line[0]
-            if first == "-" and line[:3] == "-A " and self.table is not None:
+            if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
                 # common one-comment line is split inline; anything else goes to split_words.
                 if '"' not in line and "'" not in line:
@@ -93,8 +88,6 @@ class _Reader:
                     # else to whether it starts with "-".
                     found = plans.get((2, *map(structural, words, map(dash, words, repeat("-")))))
                     if found is not None:
-                        if chains is not self.table.chains:
-                            chains = self.table.chains
                         chain = chains.get(words[1])
                         if chain is not None:
                             rule = found[1](words, line_no)
@@ -102,6 +95,10 @@ class _Reader:
                                 chain.rules.append(rule)
                                 order_append(chain)
                                 continue
+            line = line.strip()
+            if not line:
+                continue
+            first = line[0]
             if first == "#":
                 if line_no <= 2 and "ip6tables" in line:
                     self.header = line
@@ -123,6 +120,7 @@ class _Reader:
                 self.table = None
             else:
                 self.fail(f"cannot read line: {line[:60]!r}", line_no, 1)
+            chains = self.table.chains if self.table is not None else None
         if self.table is not None:
             self.fail(f"table {self.table.name!r} has no COMMIT", line_no_end(text))
             self.finish_table()
