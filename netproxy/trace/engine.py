@@ -434,17 +434,8 @@ class Tracer:
                 acted = True
                 break
             if not acted:
-                # Fell off the end of the chain: return, or the policy of a built-in chain.
-                stack.pop()
-                base = frame[4]
-                if base is not None:
-                    path.append((base, None, len(stack)))
-                    if base.policy == "ACCEPT":
-                        stack.clear()
-                        continue
-                    out.append(self._policy_outcome(w, base))
-                    return
-                continue
+                # Falling off the end of a chain is a RETURN (the policy, in a built-in chain).
+                kind = "RETURN"
             if kind == "jump" or kind == "goto":
                 target = codes.get((code.table, c.data)) or self.code(code.table, c.data)
                 cands2 = target.all if target.dim is None else target.candidates(
@@ -460,7 +451,7 @@ class Tracer:
             if kind == "ACCEPT":
                 stack.clear()
                 continue
-            if kind == "RETURN":
+            if kind == "RETURN":  # back to the caller, or the policy of a built-in chain
                 stack.pop()
                 base = frame[4]
                 if base is not None:
