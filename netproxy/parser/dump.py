@@ -86,7 +86,7 @@ class _Reader:
                 if len(words) > 2:
                     # shape_key, inlined: every word mapped to itself when it is a known name,
                     # else to whether it starts with "-".
-                    found = plans.get((2, *map(structural, words, map(dash, words, repeat("-")))))
+                    found = plans.get(tuple(map(structural, words, map(dash, words, repeat("-")))))
                     if found is not None:
                         chain = chains.get(words[1])
                         if chain is not None:
@@ -235,8 +235,8 @@ class _Reader:
             chain = self.table.chain(chain_name)
         try:
             rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
-            if plan is not None and counters is None and not problems:
-                self.plans[shape_key(words, start)] = (plan, compile_plan(plan))
+            if plan is not None and counters is None and not problems and start == 2:
+                self.plans[shape_key(words)] = (plan, compile_plan(plan))
         except RuleSyntaxError as err:
             column = _column(line, err.word + (1 if counters is not None else 0))
             if self.strict:

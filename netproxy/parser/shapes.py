@@ -52,7 +52,8 @@ _get = STRUCTURAL.get
 _startswith = str.startswith
 
 
-def shape_key(words: Sequence[str], start: int) -> tuple[object, ...]:
-    """A key equal for two lines exactly when the parser treats them alike."""
+def shape_key(words: Sequence[str]) -> tuple[object, ...]:
+    """A key equal for two lines exactly when the parser treats them alike (for rules whose
+    options start at word 2, i.e. ``-A CHAIN ...``)."""
     # Known names map to themselves; every other word to whether it starts with "-".
-    return (start, *map(_get, words, map(_startswith, words, repeat("-"))))
+    return tuple(map(_get, words, map(_startswith, words, repeat("-"))))
