@@ -208,3 +208,16 @@ def test_mark_and_ctmark_flags() -> None:
     assert "REJECT 100%" in run(*base, "--mark", "1", stdin=rules).stdout
     r = run(*base, "--mark", "zz", stdin=rules)
     assert r.returncode == 2 and "bad --mark" in r.stderr
+
+
+def test_origin_is_labelled_pod_inside_the_cluster_cidr() -> None:
+    # The example cluster's KubeProxyConfiguration sets clusterCIDR 10.244.0.0/16.
+    example = str(REPO / "fixtures" / "example-cluster")
+    pod = run(example, "--src", "10.244.2.50", "--dst", "10.96.100.10", "--dport", "80", "--brief")
+    outside = run(example, "--src", "172.16.0.9", "--dst", "10.96.100.10", "--dport", "80", "--brief")
+    assert pod.returncode == 0 and outside.returncode == 0, pod.stderr + outside.stderr
+    assert "from pod," in pod.stdout and "not masqueraded" in pod.stdout
+    assert "from external," in outside.stdout and "masqueraded" in outside.stdout
+    forced = run(example, "--src", "10.244.2.50", "--dst", "10.96.100.10", "--dport", "80",
+                 "--brief", "--from", "external")
+    assert "from external," in forced.stdout

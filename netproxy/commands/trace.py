@@ -76,6 +76,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     except ValueError:
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
+    pod_cidrs: tuple[str, ...] = ()
     if rules_path is not None:
         if params.get("inputs"):
             raise InputError("give either --rules FILE or cluster INPUTS, not both")
@@ -85,7 +86,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     else:
         if not params.get("inputs"):
             raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
-        from netproxy.commands.cluster_options import load_cluster, settings_for
+        from netproxy.commands.cluster_options import effective_config, load_cluster, settings_for
         from netproxy.compiler import compile_cluster
         from netproxy.parser import parse_rules
         from netproxy.render import render_save
@@ -97,6 +98,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         ruleset = parse_rules(render_save(compiled.save), source="<compiled>",
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
+        pod_cidrs = effective_config(params, cluster).cluster_cidrs
     ipsets = None
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
@@ -104,7 +106,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         ipsets = read_ipsets(ipsets_path)
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
-    tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict)
+    tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,

@@ -84,7 +84,8 @@ class Tracer:
     """Walks packets through one ruleset. Build once (indexes big chains), trace many."""
 
     def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] = (), *,
-                 ipsets: dict[str, Any] | None = None, strict: bool = False) -> None:
+                 ipsets: dict[str, Any] | None = None, strict: bool = False,
+                 pod_cidrs: Iterable[str] = ()) -> None:
         self.ruleset = ruleset
         self.family = ruleset.family
         self.source = ruleset.source
@@ -103,6 +104,13 @@ class Tracer:
                 continue  # an address of the other family can never be a packet's
             self.local_ips.append(text)
         self._hosts = frozenset(hosts)
+        self._pods: list[tuple[int, int]] = []
+        """Pod networks: a source inside one (and not local) is labelled ``pod``."""
+        for text in pod_cidrs:
+            try:
+                self._pods.append(parse_net(text, fam))
+            except ValueError:
+                continue  # a CIDR of the other family
         self._lo = LOOPBACK[fam]
         self.ctx = Context(fam, self.is_local, ipsets)
         self.codes: dict[tuple[str, str], ChainCode] = {}
@@ -267,7 +275,7 @@ class Tracer:
                       if parse_addr(ip, self.family) & lo_mask != lo_net), None)
         local = [(h, (1 << (32 if self.family == "ipv4" else 128)) - 1) for h in self._hosts]
         local.append(self._lo)
-        return resolve(packet, self.family, local, first)
+        return resolve(packet, self.family, local, first, self._pods)
 
     def trace(self, packet: Packet, memory: Memory | None = None) -> TraceResult:
         """Every outcome of ``packet``; ``memory`` carries recent/nth/limit state between

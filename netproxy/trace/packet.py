@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -103,7 +104,7 @@ class Resolved:
 
 
 def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
-            first_local: str | None) -> Resolved:
+            first_local: str | None, pods: Sequence[tuple[int, int]] = ()) -> Resolved:
     """Validate ``packet`` against the ruleset family and decide where it comes from."""
     pfam = family_of(packet.dst)
     if pfam != family:
@@ -128,7 +129,12 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
     except ValueError as err:
         raise TraceError(f"bad source address: {err}") from None
     if origin is None:
-        origin = "node" if any(src & m == n for n, m in local) else "external"
+        if any(src & m == n for n, m in local):
+            origin = "node"
+        elif any(src & m == n for n, m in pods):
+            origin = "pod"
+        else:
+            origin = "external"
     proto_name = packet.proto.lower()
     if proto_name.isdigit():
         proto = int(proto_name)
