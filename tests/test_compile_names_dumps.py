@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from netproxy.compiler.names import endpoint_chain, service_chain
+from netproxy.chainnames import endpoint_chain, service_chain
 
 DUMPS = Path(__file__).resolve().parents[1].parent / "shared" / "dumps"
 DNAT = re.compile(r'^-A (KUBE-SEP-[A-Z2-7]{16}) -p (tcp|udp|sctp) -m comment --comment "?([^" ]+)"? '

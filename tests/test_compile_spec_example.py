@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from netproxy.commands.cluster_options import load_cluster, settings_for
-from netproxy.compiler import compile_payload, proxy_model, save_view
-from netproxy.compiler.names import (
+from netproxy.chainnames import (
     endpoint_chain,
     port_proto_hash,
     port_proto_hash_reference,
     service_chain,
 )
+from netproxy.commands.cluster_options import load_cluster, settings_for
+from netproxy.compiler import compile_payload, proxy_model, save_view
 from netproxy.render import render_restore, render_save
 
 HERE = Path(__file__).resolve().parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from netproxy.chainnames import OWNED_PREFIXES
 from netproxy.compiler.build import addrtype, comment, ctstate, dest, module, nfacct, rule, source
-from netproxy.compiler.names import OWNED_PREFIXES
 from netproxy.compiler.writer import PayloadWriter
 from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.proxy.settings import ProxySettings

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from netproxy.compiler import names
+from netproxy import chainnames as names
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.topology import Categorized
 

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 from functools import lru_cache
 
-from netproxy.compiler.names import port_proto_hash
+from netproxy.chainnames import port_proto_hash
 from netproxy.doctor.comments import parse_comment, service_port_name
 from netproxy.doctor.marks import follow, masquerade_marks, masquerade_rules
 from netproxy.doctor.probability import judge
