@@ -102,19 +102,13 @@ _OPTION_TEXT: tuple[dict[Option, str], dict[Option, str]] = ({}, {})
 def _option_text(opt: Option, saved: bool) -> str:
     """The words of one option joined, cached (same text as :func:`rule_words` produces)."""
     cache = _OPTION_TEXT[saved]
-    try:
-        return cache[opt]
-    except KeyError:
-        pass
-    except TypeError:  # unhashable arguments (a list): render without caching
+    text = cache.get(opt)
+    if text is None:
         words: list[str] = []
         _option_words(opt, saved, words)
-        return " ".join(words)
-    words = []
-    _option_words(opt, saved, words)
-    text = cache[opt] = " ".join(words)
-    if len(cache) > 300_000:
-        cache.clear()
+        text = cache[opt] = " ".join(words)
+        if len(cache) > 300_000:
+            cache.clear()
     return text
 
 
