@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netproxy.backend.netns import Namespaces
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -87,17 +89,14 @@ def restore_tests(payload: str, repeat: int) -> dict[str, tuple[float, float]]:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         print("  (not root: iptables-restore --test skipped)")
         return results
-    name = f"np-bench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    with Namespaces("bench-compile") as spaces:
+        name = spaces.make()
         for tool in ("iptables-nft-restore", "iptables-legacy-restore"):
             if shutil.which(tool) is None:
                 continue
             wall, _, code, cpu = best_of(repeat, ["ip", "netns", "exec", name, tool, "--test"], payload)
             if code == 0:
                 results[tool] = (wall, cpu)
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False)
     return results
 
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from netproxy.backend.netns import Namespaces
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,17 +73,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="np-bench-parse-") as tmp:
         path = args.rules or make_dump(args.services, args.endpoints, Path(tmp))
         size = path.stat().st_size / 1e6
-        ns = f"np-bench-parse-{os.getpid()}"
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        try:
+        with Namespaces("bench-parse") as spaces:
+            ns = spaces.make()
             refs: dict[str, float] = {}
             for variant in ("iptables-nft-restore", "iptables-legacy-restore"):
                 if shutil.which(variant):
                     refs[variant] = min(child_cpu(["ip", "netns", "exec", ns, variant, "--test"], path)
                                         for _ in range(args.repeat))
             runs = [parse_cpu(path) for _ in range(args.repeat)]
-        finally:
-            subprocess.run(["ip", "netns", "delete", ns], check=False)
     best = min(r[0] for r in runs)
     rules, peak = runs[0][1], max(r[2] for r in runs)
     print(f"dump: {rules} rules, {size:.1f} MB; load average {os.getloadavg()[0]:.1f}")

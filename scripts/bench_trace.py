@@ -28,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from netproxy.backend.netns import Namespaces  # noqa: E402
+from netproxy.errors import BackendError  # noqa: E402
 from netproxy.parser import read_rules  # noqa: E402
 from netproxy.trace import Packet, Tracer  # noqa: E402
 from netproxy.trace.addr import parse_net  # noqa: E402
@@ -54,21 +56,20 @@ def restore_test(path: Path) -> float | None:
     """Wall time of ``iptables-restore --test`` in a namespace of our own (None if unavailable)."""
     if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("iptables-restore") is None:
         return None
-    name = f"np-bench-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
-        return None
     try:
-        with path.open("rb") as fh:
-            t0 = time.perf_counter()
-            done = subprocess.run(["ip", "netns", "exec", name, "iptables-restore", "--test"],
-                                  stdin=fh, capture_output=True)
-            took = time.perf_counter() - t0
-        if done.returncode != 0:
-            print(f"iptables-restore --test failed: {done.stderr.decode().strip()[:200]}")
-            return None
-        return took
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        with Namespaces("bench-trace") as spaces:
+            name = spaces.make()
+            with path.open("rb") as fh:
+                t0 = time.perf_counter()
+                done = subprocess.run(["ip", "netns", "exec", name, "iptables-restore", "--test"],
+                                      stdin=fh, capture_output=True)
+                took = time.perf_counter() - t0
+    except BackendError:
+        return None
+    if done.returncode != 0:
+        print(f"iptables-restore --test failed: {done.stderr.decode().strip()[:200]}")
+        return None
+    return took
 
 
 def service_packets(ruleset, count: int, seed: int) -> list[Packet]:  # type: ignore[no-untyped-def]

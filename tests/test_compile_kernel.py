@@ -5,7 +5,6 @@ the golden save view byte for byte (header comments aside)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from netproxy.backend.netns import Namespaces
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "compile"
 CASES = sorted(p.parent.name for p in GOLDEN.glob("*/flags"))
@@ -55,12 +56,8 @@ JUMPS = [
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"np-compile-k{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+    with Namespaces("compile-k") as made:
+        yield made.make()
 
 
 def start_node(ns: str, ipv6: bool, before: Path | None) -> list[str]:

@@ -6,13 +6,14 @@ namespace's firewall is never touched.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from netproxy.backend.netns import Namespaces
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "compile"
 CASES = sorted(p.parent.name for p in GOLDEN.glob("*/flags"))
@@ -22,12 +23,8 @@ pytestmark = pytest.mark.netns
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
-    name = f"np-compile-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+    with Namespaces("compile") as made:
+        yield made.make()
 
 
 def family_of(case: str) -> str:

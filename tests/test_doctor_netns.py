@@ -19,12 +19,8 @@ BROKEN_HAIRPIN = '-A KUBE-SEP-D67JQUDAKRP7USVT -s 10.244.0.5/32 -m comment --com
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
-    name = netns.unique_name("doctor")
-    netns.create(name)
-    try:
-        yield name
-    finally:
-        netns.delete(name)
+    with netns.Namespaces("doctor") as made:
+        yield made.make()
 
 
 def test_live_rules_of_a_namespace(capsys: pytest.CaptureFixture[str], tmp_path: Path,
