@@ -66,20 +66,6 @@ def _option_words(opt: Option, saved: bool, out: list[str]) -> None:
         out.extend(_restore_word(a) for a in opt.args)
 
 
-def rule_words(rule: Rule, *, saved: bool) -> list[str]:
-    """The words after ``-A CHAIN`` (already quoted for their layout)."""
-    out: list[str] = []
-    for opt in rule.matches:
-        _option_words(opt, saved, out)
-    target = rule.target
-    if target is not None:
-        out.append("-g" if target.goto else "-j")
-        out.append(target.name)
-        for opt in target.options:
-            _option_words(opt, saved, out)
-    return out
-
-
 def rule_text(rule: Rule, chain: str, family: str = "ipv4", saved: bool = True,
               iptables_version: tuple[int, ...] = (1, 8, 9)) -> str:
     """One ``-A CHAIN ...`` line; ``saved=True`` gives the ``iptables-save`` spelling."""
@@ -100,7 +86,7 @@ _OPTION_TEXT: tuple[dict[Option, str], dict[Option, str]] = ({}, {})
 
 
 def _option_text(opt: Option, saved: bool) -> str:
-    """The words of one option joined, cached (same text as :func:`rule_words` produces)."""
+    """The words of one option joined, cached (what ``iptables-save`` or ``iptables-restore`` spells)."""
     cache = _OPTION_TEXT[saved]
     text = cache.get(opt)
     if text is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache, lru_cache
 
 from netproxy.netfilter.model import Option, Rule, Target
+from netproxy.netfilter.values import kube_probability
 
 COMMENT = Option("comment", "")
 
@@ -68,7 +69,7 @@ def nfacct(name: str) -> tuple[Option, Option]:
 def probability(n: int) -> tuple[Option, Option, Option]:
     """``-m statistic --mode random --probability 1/n`` formatted like Go's ``%0.10f``."""
     return (module("statistic"), Option("statistic", "mode", ("random",)),
-            Option("statistic", "probability", ("%0.10f" % (1.0 / n),)))
+            Option("statistic", "probability", (kube_probability(n),)))
 
 
 def jump(name: str) -> Target:

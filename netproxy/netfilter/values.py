@@ -48,11 +48,6 @@ def saved_mark(text: str) -> str:
     return f"{value:#x}" if mask == 0xFFFFFFFF else f"{value:#x}/{mask:#x}"
 
 
-def go_mark(bit: int) -> str:
-    """kube-proxy's mark string: Go ``%#08x`` of ``1 << bit`` (8 hex digits after ``0x``)."""
-    return f"0x{1 << bit:08x}"
-
-
 def kube_probability(k: int) -> str:
     """kube-proxy's payload probability for 1/k: Go ``%0.10f``."""
     return f"{1.0 / k:0.10f}"
