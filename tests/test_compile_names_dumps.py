@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from netproxy.chainnames import endpoint_chain, service_chain
 
-DUMPS = Path(__file__).resolve().parents[1].parent / "shared" / "dumps"
+from conftest import DUMPS
+
 DNAT = re.compile(r'^-A (KUBE-SEP-[A-Z2-7]{16}) -p (tcp|udp|sctp) -m comment --comment "?([^" ]+)"? '
                   r'(?:-m recent --set --name \S+ (?:--mask \S+ )?--rsource )?-m \2 -j DNAT '
                   r'--to-destination (\S+)$')

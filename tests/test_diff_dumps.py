@@ -13,8 +13,9 @@ from netproxy.netfilter.model import Ruleset
 from netproxy.parser import parse_rules
 from netproxy.render import render_save
 
+from conftest import DUMPS
+
 HERE = Path(__file__).resolve().parent
-DUMPS = HERE.parents[0].parent / "shared" / "dumps"
 DATA = HERE / "data" / "diff"
 ALL = sorted(DUMPS.glob("*.rules"))
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DUMPS
+
 REPO = Path(__file__).resolve().parents[1]
-DUMPS = REPO.parent / "shared" / "dumps"
 DATA = REPO / "tests" / "data" / "trace"
 GOLDEN = REPO / "tests" / "golden" / "trace"
 CLUSTER = str(DATA / "cluster.yaml")

@@ -16,7 +16,8 @@ from netproxy.parser import read_rules
 from netproxy.trace import Packet, Tracer
 from netproxy.trace.ipsets import read_ipsets
 
-DUMPS = Path(__file__).resolve().parents[1].parent / "shared" / "dumps"
+from conftest import DUMPS
+
 DATA = Path(__file__).resolve().parent / "data" / "trace"
 
 
