@@ -16,7 +16,6 @@ from netproxy.commands.cluster_options import build_ruleset, cluster_options
 from netproxy.commands.save import netns_options
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Chain, Rule, Ruleset
-from netproxy.netfilter.saveform import to_saved
 
 
 def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
@@ -109,7 +108,7 @@ def expected_after(current: Ruleset, desired: Ruleset) -> Ruleset:
                 kept = [r for r in chain.rules if not (chain.builtin and _owned_rule(r))]
                 table.chains[chain.name] = Chain(chain.name, chain.policy, chain.counters, kept)
         for chain in new.chains.values() if new else ():
-            saved = [to_saved(r, desired.family) for r in chain.rules]  # as the kernel will print them
+            saved = list(chain.rules)
             if chain.builtin:
                 table.chain(chain.name).rules[:0] = [r for r in saved if _owned_rule(r)]
             elif owned_chain(chain.name):
