@@ -118,3 +118,33 @@ def test_hot_path_options_have_tuple_args() -> None:
     for rule in rules:  # the second and third come from the cached plan
         assert all(type(opt.args) is tuple for opt in rule.matches)
         hash(rule.matches)
+
+
+def _chain_rules(lines: list[str]) -> tuple[list, list]:
+    rs = parse_rules("*filter\n:X - [0:0]\n" + "".join(f"{line}\n" for line in lines) + "COMMIT\n")
+    return rs.tables["filter"].chains["X"].rules, rs.problems
+
+
+@pytest.mark.parametrize("second", [
+    "-A X -s 10.0.0.2/32 -m comment --comment --bogus -j ACCEPT",   # "--" in a value
+    '-A X -s 10.0.0.2/32 -m comment --comment "--bogus" -j ACCEPT',  # the same, quoted
+    '-A X -s 10.0.0.2/32 -m comment --comment -"-bogus" -j ACCEPT',  # a quote joins the dashes
+])
+def test_a_cached_shape_does_not_hide_a_long_option_among_values(second: str) -> None:
+    # Same known words in the same places as the first line, so the same shape key; the
+    # "--" where the first line had a value must still be read (and reported) as an option.
+    first = '-A X -s 10.0.0.1/32 -m comment --comment "svc a" -j ACCEPT'
+    expected, expected_problems = _chain_rules([second])
+    rules, problems = _chain_rules([first, second])
+    assert rules[1].matches == expected[0].matches and rules[1].target == expected[0].target
+    assert [p.message for p in problems] == [p.message for p in expected_problems] != []
+
+
+def test_a_cached_shape_does_not_decide_the_protocol_of_an_unknown_spelling() -> None:
+    # "-p TCP" loads tcp for --dport; "-p 6" is no protocol netproxy knows by that name, so
+    # --dport there is an unknown option, whatever the line before it was.
+    rules, problems = _chain_rules(["-A X -p TCP --dport 80 -j ACCEPT",
+                                    "-A X -p 6 --dport 80 -j ACCEPT"])
+    assert rules[0].option("tcp", "dport") is not None
+    assert rules[1].option("tcp", "dport") is None
+    assert [p.line for p in problems] == [4]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from itertools import repeat
 from pathlib import Path
 
 from netproxy.errors import ParseError
@@ -19,12 +18,11 @@ from netproxy.gcpause import paused_gc
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Problem, Rule, Ruleset, Table
 from netproxy.parser.rules import (
-    Plan,
     RuleSyntaxError,
     compile_plan,
     parse_rule_words,
 )
-from netproxy.parser.shapes import STRUCTURAL, shape_key
+from netproxy.parser.shapes import STRUCTURAL, long_dashes, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
@@ -47,7 +45,8 @@ class _Reader:
         self.header = ""
         self.inserted = False
         self.order: list[Chain | str] = []  # chain of every rule line, names of -X lines
-        self.plans: dict[tuple[object, ...], tuple[Plan, Callable[[Sequence[str], int], Rule | None]]] = {}
+        # shape key -> (long_dashes of the line, the plan's compiled builder)
+        self.plans: dict[tuple[str | None, ...], tuple[int, Callable[[Sequence[str], int], Rule | None]]] = {}
 
     def fail(self, message: str, line_no: int, column: int = 0) -> None:
         """Stop (strict) or record the problem (lenient)."""
@@ -62,15 +61,17 @@ class _Reader:
         plans = self.plans
         split = split_words
         structural = STRUCTURAL.get
-        dash = str.startswith
         order_append = self.order.append
         chains: dict[str, Chain] | None = None  # the current table's chains (None: no table)
         for line_no, line in enumerate(text.splitlines(), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
                 # common one-comment line is split inline; anything else goes to split_words.
+                # ``dashes`` is how many "--" the words hold, counted on the line where no
+                # "--" can cross a word boundary.
                 if '"' not in line and "'" not in line:
                     words = line.split()
+                    dashes = line.count("--")
                 else:
                     parts = line.split('"')
                     if len(parts) == 3 and parts[0][-1:] == " " and parts[2][:1] in (" ", "") \
@@ -78,16 +79,16 @@ class _Reader:
                         words = parts[0].split()
                         words.append(parts[1])
                         words += parts[2].split()
+                        dashes = line.count("--")
                     else:
                         try:
                             words = split(line)
                         except TokenError:
                             words = []  # rule_line below reports it with its column
+                        dashes = " ".join(words).count("--")
                 if len(words) > 2:
-                    # shape_key, inlined: every word mapped to itself when it is a known name,
-                    # else to whether it starts with "-".
-                    found = plans.get(tuple(map(structural, words, map(dash, words, repeat("-")))))
-                    if found is not None:
+                    found = plans.get(tuple(map(structural, words)))  # shape_key, inlined
+                    if found is not None and found[0] == dashes:
                         chain = chains.get(words[1])
                         if chain is not None:
                             rule = found[1](words, line_no)
@@ -236,7 +237,7 @@ class _Reader:
         try:
             rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
             if plan is not None and counters is None and not problems and start == 2:
-                self.plans[shape_key(words)] = (plan, compile_plan(plan))
+                self.plans[shape_key(words)] = (long_dashes(words), compile_plan(plan))
         except RuleSyntaxError as err:
             column = _column(line, err.word + (1 if counters is not None else 0))
             if self.strict:

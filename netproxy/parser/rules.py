@@ -91,7 +91,7 @@ def parse_rule_words(
     goto = False
     counters: tuple[int, int] | None = None
     problems: list[RuleProblem] = []
-    protocol = ""
+    protocol = protocol_word = ""
     negate = False
     n = len(words)
     i = start
@@ -168,7 +168,8 @@ def parse_rule_words(
                 if not _PLAUSIBLE_ADDRESS.match(args[0]):
                     problem(f"invalid address {args[0]!r} for {word}", first, structural_=False)
             if spec.name == "protocol" and args:
-                protocol = args[0].lower()
+                protocol_word = args[0]
+                protocol = protocol_word.lower()
             add(match_steps, matches, "", spec.name, first, args, negate or neg)
             negate = False
             continue
@@ -225,6 +226,9 @@ def parse_rule_words(
             ospec = ext.MATCHES[implied].lookup(spelling)
             if ospec is not None:
                 owner = implied
+                # The parse now depends on the protocol's spelling ("TCP", "6"), which a
+                # shape key only sees when it is a known name.
+                cacheable = cacheable and is_structural(protocol_word)
                 modules.append(implied)
                 add(match_steps, matches, implied, "", i, (), False)
         if owner is not None and ospec is not None:

@@ -7,15 +7,20 @@ known option spellings, module names, protocol names and target names among the 
 on nothing else -- provided every option and module in the line is known, which is the only
 case the reader caches a :class:`~netproxy.parser.rules.Plan` for.
 
-:func:`shape_key` captures exactly that in one C-level pass over the words: each word is
-mapped to itself if it is one of those known names, else to whether it starts with ``-``.
-Two lines with equal keys therefore parse the same way.
+:func:`shape_key` captures that in one C-level pass over the words: each word is mapped to
+itself if it is one of those known names, else to ``None``. That alone does not say where
+unknown options are, so a plan also records :func:`long_dashes` of the line it was made
+from -- how many ``--`` its known words hold. Every word of a line splits off whole (no
+``--`` crosses a blank or a quote), so ``line.count("--")`` of another line with the same
+key equals that figure exactly when none of its other words holds a ``--``; such a line has
+no unknown long option and no ``--``-like value in an argument, which are the only places
+where the words outside the key could change the parse. Lines that fail the check take the
+general path. Two lines with equal keys and equal counts therefore parse the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
 
 from netproxy.netfilter import extensions as ext
 
@@ -49,11 +54,15 @@ def _structural_words() -> dict[str, str]:
 STRUCTURAL = _structural_words()
 """Every known option spelling, module, protocol, target and common value, mapped to itself."""
 _get = STRUCTURAL.get
-_startswith = str.startswith
 
 
-def shape_key(words: Sequence[str]) -> tuple[object, ...]:
-    """A key equal for two lines exactly when the parser treats them alike (for rules whose
-    options start at word 2, i.e. ``-A CHAIN ...``)."""
-    # Known names map to themselves; every other word to whether it starts with "-".
-    return tuple(map(_get, words, map(_startswith, words, repeat("-"))))
+def shape_key(words: Sequence[str]) -> tuple[str | None, ...]:
+    """A key equal for lines whose known words (options, modules, protocols, targets,
+    common values) stand in the same places; see :func:`long_dashes` for the rest."""
+    return tuple(map(_get, words))
+
+
+def long_dashes(words: Sequence[str]) -> int:
+    """How many ``--`` the known words of a line hold (what ``line.count("--")`` must be for
+    another line of the same shape to parse alike)."""
+    return sum(w.count("--") for w in words if w in STRUCTURAL)
