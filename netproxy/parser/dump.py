@@ -45,8 +45,11 @@ class _Reader:
         self.header = ""
         self.inserted = False
         self.order: list[Chain | str] = []  # chain of every rule line, names of -X lines
-        # shape key -> (long_dashes of the line, the plan's compiled builder)
-        self.plans: dict[tuple[str | None, ...], tuple[int, Callable[[Sequence[str], int], Rule | None]]] = {}
+        # shape key -> (long_dashes of the line, the plan's compiled builder, index of the
+        # target's word or 0 for none)
+        self.plans: dict[tuple[str | None, ...],
+                         tuple[int, Callable[[Sequence[str], int], Rule | None], int]] = {}
+        self.jumps: dict[str, set[str]] = {}  # per table: every target name rules were read with
 
     def fail(self, message: str, line_no: int, column: int = 0) -> None:
         """Stop (strict) or record the problem (lenient)."""
@@ -63,6 +66,8 @@ class _Reader:
         structural = STRUCTURAL.get
         order_append = self.order.append
         chains: dict[str, Chain] | None = None  # the current table's chains (None: no table)
+        builtin: tuple[str, ...] = ()  # the current table's built-in chains
+        jumps_add = set().add
         for line_no, line in enumerate(text.splitlines(), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
@@ -95,7 +100,15 @@ class _Reader:
                             if rule is not None:
                                 chain.rules.append(rule)
                                 order_append(chain)
+                                if found[2]:
+                                    jumps_add(words[found[2]])
                                 continue
+            elif line[:1] == ":" and line[-8:] == " - [0:0]" and chains is not None:
+                # Hot path: a new user chain, as iptables-save prints it.
+                name = line[1:-8]
+                if " " not in name and name not in chains and name not in builtin:
+                    chains[name] = Chain(name, None, (0, 0), [], line_no)
+                    continue
             line = line.strip()
             if not line:
                 continue
@@ -121,7 +134,11 @@ class _Reader:
                 self.table = None
             else:
                 self.fail(f"cannot read line: {line[:60]!r}", line_no, 1)
-            chains = self.table.chains if self.table is not None else None
+            if self.table is not None:
+                chains, builtin = self.table.chains, BUILTIN_CHAINS[self.table.name]
+                jumps_add = self.jumps.setdefault(self.table.name, set()).add
+            else:
+                chains = None
         if self.table is not None:
             self.fail(f"table {self.table.name!r} has no COMMIT", line_no_end(text))
             self.finish_table()
@@ -237,7 +254,7 @@ class _Reader:
         try:
             rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
             if plan is not None and counters is None and not problems and start == 2:
-                self.plans[shape_key(words)] = (long_dashes(words), compile_plan(plan))
+                self.plans[shape_key(words)] = (long_dashes(words), compile_plan(plan), max(plan.target, 0))
         except RuleSyntaxError as err:
             column = _column(line, err.word + (1 if counters is not None else 0))
             if self.strict:
@@ -251,6 +268,8 @@ class _Reader:
             rule.line = line_no
             if counters is not None:
                 rule.counters = counters
+        if rule.target is not None:
+            self.jumps.setdefault(self.table.name, set()).add(rule.target.name)
         if cmd in ("-I", "--insert"):
             chain.rules.insert(position if position is not None else 0, rule)
             self.inserted = True
@@ -286,8 +305,9 @@ class _Reader:
 
     def check_jumps(self) -> None:
         for table in self.ruleset.tables.values():
-            names = {r.target.name for c in table.chains.values() for r in c.rules
-                     if r.target is not None}
+            # Every rule's target is among the names seen while reading (flushed rules' too);
+            # only when one of those is missing are the rules themselves looked at.
+            names = self.jumps.get(table.name, ())
             missing = {n for n in names if n not in table.chains and ext.target(n) is None}
             if not missing:
                 continue
