@@ -67,7 +67,8 @@ class _Reader:
         order_append = self.order.append
         chains: dict[str, Chain] | None = None  # the current table's chains (None: no table)
         builtin: tuple[str, ...] = ()  # the current table's built-in chains
-        jumps_add = set().add
+        no_table: set[str] = set()
+        jumps_add = no_table.add
         for line_no, line in enumerate(text.splitlines(), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
