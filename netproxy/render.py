@@ -8,26 +8,39 @@ order they were written, with ``-X`` deletions).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 
 from netproxy.gcpause import paused_gc
+from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.extensions import BUILTIN_SHORT
-from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Option, Rule, Ruleset, Table
-from netproxy.netfilter.saveform import to_saved
+from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Option, Rule, Ruleset, Table, Target
+from netproxy.netfilter.saveform import (
+    PROTOCOL_NAMES,
+    RESPELLED_TARGETS,
+    normalized,
+    save_layout,
+    saved_target,
+    to_saved,
+)
+from netproxy.netfilter.values import saved_address
 
 _SAVE_STRING_OPTIONS = frozenset({"comment", "log-prefix", "nflog-prefix", "string", "path"})
-_NO_QUOTE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_RESTORE_QUOTE = frozenset(" \t\"'\\")
+_BARE_SAVE = re.compile(r"[A-Za-z0-9_-]+").fullmatch
+"""libxtables prints a string bare iff it is only these characters (and not empty)."""
+_RESTORE_SPECIAL = re.compile(r"[ \t\"'\\]").search
+"""Characters iptables-restore's tokenizer needs quoted."""
 
 
 def _save_string(value: str) -> str:
     """libxtables' quoting: bare iff only ``[A-Za-z0-9_-]``, else double quotes with escapes."""
-    if value and all(c in _NO_QUOTE for c in value):
+    if _BARE_SAVE(value):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
     return f'"{escaped}"'
@@ -35,67 +48,193 @@ def _save_string(value: str) -> str:
 
 def _restore_word(value: str) -> str:
     """Quote a word for iptables-restore only where its tokenizer needs it."""
-    if value and not any(c in _RESTORE_QUOTE for c in value):
+    if value and not _RESTORE_SPECIAL(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _option_words(opt: Option, saved: bool, out: list[str]) -> None:
-    if not opt.module:
-        if opt.negated:
-            out.append("!")
-        out.append("-" + BUILTIN_SHORT.get(opt.name, opt.name))
-        out.extend(opt.args)
-        return
-    if not opt.name:
-        out.append("-m")
-        out.append(opt.module)
-        return
-    if opt.negated:
-        out.append("!")
-    out.append("--" + opt.name)
-    if saved and opt.name in _SAVE_STRING_OPTIONS:
-        out.extend(_save_string(a) for a in opt.args)
-    elif saved and opt.module == "nfacct":
+def _option_text(opt: Option, saved: bool) -> str:
+    """The words of one option, joined (what ``iptables-save`` or ``iptables-restore`` spells)."""
+    module, name, args, negated = opt
+    if not module:
+        head = ("! -" if negated else "-") + BUILTIN_SHORT.get(name, name)
+        return " ".join((head, *args)) if args else head
+    if not name:
+        return "-m " + module
+    head = ("! --" if negated else "--") + name
+    if not args:
+        return head
+    if not saved:
+        return " ".join((head, *map(_restore_word, args)))
+    if name in _SAVE_STRING_OPTIONS:
+        return " ".join((head, *map(_save_string, args)))
+    if module == "nfacct":
         # libxt_nfacct prints " --nfacct-name " and then the name through
         # xtables_save_string, which adds its own leading space: two spaces in the output.
-        out.extend(" " + a for a in opt.args)
-    elif saved:
-        out.extend(opt.args)
-    else:
-        out.extend(_restore_word(a) for a in opt.args)
+        return " ".join((head, *(" " + a for a in args)))
+    return " ".join((head, *args))
+
+
+_shape_key = itemgetter(0, 1, 3)
+"""A rule's items by (module, name, negated): what decides how its match part is laid out."""
+
+
+class _MatchText:
+    """The text of a rule's match part, one generated function per shape of match part.
+
+    A ruleset of 376,000 rules has a few dozen shapes (the same items in the same order, with
+    other addresses, ports and comments). For each shape the words around the values and, for
+    the save spelling, the canonical order (:func:`~netproxy.netfilter.saveform.save_layout`)
+    are worked out once and compiled into one function that only indexes the items and quotes
+    or normalizes the values. Match parts that do not fit the generated code (an item with
+    other than one argument, the ``recent`` module's save defaults) take the general path.
+    """
+
+    def __init__(self, saved: bool, family: str, iptables_version: tuple[int, ...],
+                 targets: bool = False) -> None:
+        self.saved = saved
+        self.targets = targets
+        """Formatting a target's options (kept in written order) rather than match parts."""
+        self.reorder = saved and not targets
+        self.family = family
+        self.version = iptables_version
+        self.shapes: dict[tuple[tuple[str, str, bool], ...], Callable[[tuple[Option, ...]], str | None]] = {}
+
+    def __call__(self, matches: tuple[Option, ...]) -> str:
+        key = tuple(map(_shape_key, matches))
+        fn = self.shapes.get(key)
+        if fn is None:
+            fn = self.shapes[key] = self._compile(key)
+        text = fn(matches)
+        return self._general(matches) if text is None else text
+
+    def _general(self, matches: tuple[Option, ...]) -> str:
+        if self.reorder:
+            matches = to_saved(Rule(matches), self.family, self.version).matches
+        return " ".join(_option_text(opt, self.saved) for opt in matches)
+
+    def _flag(self, module: str, name: str) -> bool:
+        """Whether the extension table says option ``name`` takes no argument."""
+        if not module:
+            extension: ext.Extension | None = ext.BUILTIN_MATCH
+        else:
+            extension = ext.target(module) if self.targets else ext.match(module)
+        spec = extension.lookup(name) if extension is not None else None
+        return spec is not None and spec.nargs == 0
+
+    def _compile(self, key: tuple[tuple[str, str, bool], ...]) -> Callable[[tuple[Option, ...]], str | None]:
+        entries: list[object] = list(range(len(key)))
+        if self.reorder:
+            layout = save_layout(tuple((module, name) for module, name, _ in key))
+            if layout is None:
+                return lambda matches: None
+            entries = list(layout)
+        env: dict[str, object] = {"W": _restore_word, "S": _save_string, "B": _BARE_SAVE,
+                                  "Q": _RESTORE_SPECIAL, "A": saved_address, "N": normalized,
+                                  "P": PROTOCOL_NAMES, "F": self.family}
+        body: list[str] = []
+        guards: list[str] = []
+        parts: list[str] = []
+        for entry in entries:
+            if isinstance(entry, Option):  # inserted by the save layout
+                parts.append(repr(_option_text(entry, self.saved)))
+                continue
+            i = cast(int, entry)
+            normalize = i < 0
+            i = ~i if normalize else i
+            module, name, negated = key[i]
+            if module and not name:
+                parts.append(repr("-m " + module))  # the -m token: its words are fixed
+                continue
+            head = ("! " if negated else "") + (
+                "--" + name if module else "-" + BUILTIN_SHORT.get(name, name))
+            if self._flag(module, name):
+                guards.append(f"m[{i}][2]")
+                parts.append(repr(head))
+                continue
+            guards.append(f"len(m[{i}][2]) != 1")
+            v = f"v{i}"
+            if normalize and name in ("source", "destination"):
+                body += [f"{v} = m[{i}][2][0]", "try:", f"    {v} = A({v}, F)",
+                         "except ValueError:", "    pass"]
+            elif normalize and name == "protocol":
+                body += [f"{v} = m[{i}][2][0].lower()", f"{v} = P.get({v}, {v})"]
+            elif normalize:
+                body.append(f"{v} = N(m[{i}], F)[2][0]")
+            else:
+                body.append(f"{v} = m[{i}][2][0]")
+                if module and not self.saved:
+                    body.append(f"if not {v} or Q({v}): {v} = W({v})")
+                elif module and name in _SAVE_STRING_OPTIONS:
+                    body.append(f"if not B({v}): {v} = S({v})")
+                elif module == "nfacct":
+                    body.append(f"{v} = ' ' + {v}")
+            parts.append(f"{head + ' '!r} + {v}")
+        lines = ["def text(m):"]
+        if guards:
+            lines.append(f"    if {' or '.join(guards)}: return None")
+        lines += [f"    {line}" for line in body]
+        joined = " + ' ' + ".join(parts) if parts else "''"
+        lines.append(f"    return {joined}")
+        exec("\n".join(lines), env)  # noqa: S102 - generated above from known names
+        return cast(Callable[[tuple[Option, ...]], str | None], env["text"])
+
+
+_MATCH_TEXTS: dict[tuple[bool, str, tuple[int, ...], bool], _MatchText] = {}
+
+
+def _match_text(saved: bool, family: str, iptables_version: tuple[int, ...],
+                targets: bool = False) -> _MatchText:
+    """The formatter of match parts (``targets``: of target options, kept in order)."""
+    key = (saved, family, iptables_version, targets)
+    found = _MATCH_TEXTS.get(key)
+    if found is None:
+        found = _MATCH_TEXTS[key] = _MatchText(saved, family, iptables_version, targets)
+    return found
 
 
 def rule_text(rule: Rule, chain: str, family: str = "ipv4", saved: bool = True,
               iptables_version: tuple[int, ...] = (1, 8, 9)) -> str:
     """One ``-A CHAIN ...`` line; ``saved=True`` gives the ``iptables-save`` spelling."""
-    if rule.opaque is not None:
-        return rule.opaque
-    if saved:
-        rule = to_saved(rule, family, iptables_version)
-    parts = [_option_text(opt, saved) for opt in rule.matches]
-    target = rule.target
-    if target is not None:
-        parts.append(("-g " if target.goto else "-j ") + target.name)
-        parts.extend(_option_text(opt, saved) for opt in target.options)
-    return f"-A {chain} {' '.join(parts)}" if parts else f"-A {chain}"
+    return _rule_lines(((chain, rule),), saved, family, iptables_version)[0]
 
 
-_OPTION_TEXT: tuple[dict[Option, str], dict[Option, str]] = ({}, {})
-"""Rendered text of options already seen (restore, save): big rulesets repeat most options."""
+def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: str,
+                iptables_version: tuple[int, ...], counters: bool = False) -> list[str]:
+    """The lines of ``(chain, rule)`` pairs (``rule`` None: a ``-X chain`` deletion).
 
-
-def _option_text(opt: Option, saved: bool) -> str:
-    """The words of one option joined, cached (what ``iptables-save`` or ``iptables-restore`` spells)."""
-    cache = _OPTION_TEXT[saved]
-    text = cache.get(opt)
-    if text is None:
-        words: list[str] = []
-        _option_words(opt, saved, words)
-        text = cache[opt] = " ".join(words)
-        if len(cache) > 300_000:
-            cache.clear()
-    return text
+    Match parts are formatted once per distinct value: big rulesets share most of them
+    (the ``-m tcp -p tcp`` of every DNAT rule, the probability of every n-th endpoint).
+    """
+    match_text = _match_text(saved, family, iptables_version)
+    option_text = _match_text(saved, family, iptables_version, targets=True)
+    done: dict[tuple[Option, ...], str] = {}
+    out: list[str] = []
+    append = out.append
+    for chain, rule in writes:
+        if rule is None:
+            append("-X " + chain)
+            continue
+        if rule.opaque is not None:
+            append(rule.opaque)
+            continue
+        matches = rule.matches
+        text = done.get(matches)
+        if text is None:
+            text = done[matches] = match_text(matches)
+        target = rule.target
+        if target is not None:
+            if saved and target.name in RESPELLED_TARGETS:
+                target = cast(Target, saved_target(target, family))
+            tt = ("-g " if target.goto else "-j ") + target.name
+            if target.options:
+                tt = f"{tt} {option_text(target.options)}"
+            text = f"{text} {tt}" if text else tt
+        line = f"-A {chain} {text}" if text else "-A " + chain
+        if counters:
+            line = f"{_counters(rule.counters)} {line}"
+        append(line)
+    return out
 
 
 def _counters(counters: tuple[int, int] | None) -> str:
@@ -104,6 +243,8 @@ def _counters(counters: tuple[int, int] | None) -> str:
 
 
 def _chain_line(chain: Chain) -> str:
+    if chain.counters is None:
+        return f":{chain.name} {chain.policy or '-'} [0:0]"
     return f":{chain.name} {chain.policy or '-'} {_counters(chain.counters)}"
 
 
@@ -138,60 +279,45 @@ def _save_chains(table: Table) -> list[Chain]:
     return builtins + users
 
 
+def _block(lines: list[str]) -> str:
+    """Lines as one block of text, each ending in a newline."""
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def _save_table(table: Table, family: str, counters: bool,
                 version: tuple[int, ...]) -> dict[str, Any]:
     chains = _save_chains(table)
-
-    def rule_lines() -> Iterator[str]:
-        for chain in chains:
-            for rule in chain.rules:
-                line = rule_text(rule, chain.name, family, True, version)
-                if counters and rule.opaque is None:
-                    line = f"{_counters(rule.counters)} {line}"
-                yield line
-
-    return {"name": table.name, "chain_lines": [_chain_line(c) for c in chains],
-            "rule_lines": rule_lines()}
-
-
-def iter_save(ruleset: Ruleset, *, counters: bool = False,
-              iptables_version: tuple[int, ...] = (1, 8, 9)) -> Iterator[str]:
-    """Stream what ``iptables-save`` (``-c`` with ``counters``) prints for ``ruleset``."""
-    tables = [_save_table(t, ruleset.family, counters, iptables_version)
-              for t in ruleset.tables.values()]
-    yield from environment().get_template("save.j2").generate(tables=tables)
+    rules = _rule_lines(((c.name, r) for c in chains for r in c.rules), True, family, version,
+                        counters)
+    return {"name": table.name, "chain_lines": _block([_chain_line(c) for c in chains]),
+            "rule_lines": _block(rules)}
 
 
 def render_save(ruleset: Ruleset, *, counters: bool = False,
                 iptables_version: tuple[int, ...] = (1, 8, 9)) -> str:
-    """What ``iptables-save`` prints for ``ruleset`` (no header lines, deterministic)."""
+    """What ``iptables-save`` (``-c`` with ``counters``) prints for ``ruleset`` (no header
+    lines, deterministic)."""
     with paused_gc():
-        return "".join(iter_save(ruleset, counters=counters, iptables_version=iptables_version))
+        tables = [_save_table(t, ruleset.family, counters, iptables_version)
+                  for t in ruleset.tables.values()]
+        return environment().get_template("save.j2").render(tables=tables)
 
 
 def _restore_table(table: Table, family: str) -> dict[str, Any]:
     chain_lines = [_chain_line(c) for c in table.chains.values()]
     chain_lines.extend(f":{name} - [0:0]" for name in table.deleted if name not in table.chains)
-
-    def rule_lines() -> Iterator[str]:
-        writes: Iterable[tuple[str, Rule | None]]
-        if table.writes is not None:
-            writes = table.writes
-        else:
-            writes = [(c.name, r) for c in table.chains.values() for r in c.rules]
-            writes += [(name, None) for name in table.deleted]
-        for chain, rule in writes:
-            yield f"-X {chain}" if rule is None else rule_text(rule, chain, family, saved=False)
-
-    return {"name": table.name, "chain_lines": chain_lines, "rule_lines": rule_lines()}
-
-
-def iter_restore(ruleset: Ruleset) -> Iterator[str]:
-    tables = [_restore_table(t, ruleset.family) for t in ruleset.tables.values()]
-    yield from environment().get_template("restore.j2").generate(tables=tables)
+    writes: Iterable[tuple[str, Rule | None]]
+    if table.writes is not None:
+        writes = table.writes
+    else:
+        writes = [(c.name, r) for c in table.chains.values() for r in c.rules]
+        writes += [(name, None) for name in table.deleted]
+    return {"name": table.name, "chain_lines": _block(chain_lines),
+            "rule_lines": _block(_rule_lines(writes, False, family, (1, 8, 9)))}
 
 
 def render_restore(ruleset: Ruleset) -> str:
     """An ``iptables-restore`` payload for ``ruleset``: rules as written, in written order."""
     with paused_gc():
-        return "".join(iter_restore(ruleset))
+        tables = [_restore_table(t, ruleset.family) for t in ruleset.tables.values()]
+        return environment().get_template("restore.j2").render(tables=tables)

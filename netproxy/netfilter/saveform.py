@@ -27,6 +27,9 @@ SaveOptions = dict[str, object]
 _PROTO_NAMES = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp",
                 "icmpv6": "ipv6-icmp", "all": "all", "0": "all"}
 
+PROTOCOL_NAMES = _PROTO_NAMES
+"""How ``iptables-save`` names a protocol given by number or alias (lower case)."""
+
 _ALL_ONES_MASK = {"ipv4": "255.255.255.255", "ipv6": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
 
 
@@ -89,6 +92,11 @@ def _target(target: Target | None, family: str) -> Target | None:
     return fix(target, family) if fix else target
 
 
+saved_target = _target
+"""The target as ``iptables-save`` prints it (``MARK`` options as ``--set-xmark``, ``REJECT``
+with its default ``--reject-with``); other targets are returned unchanged."""
+
+
 def _mark_target(target: Target, family: str) -> Target:
     opts = []
     for o in target.options:
@@ -125,6 +133,8 @@ _TARGET_FIXES: dict[str, Callable[[Target, str], Target]] = {
     "MARK": _mark_target,
     "REJECT": _reject_target,
 }
+RESPELLED_TARGETS = frozenset(_TARGET_FIXES)
+"""Targets :func:`saved_target` may print differently from how they were written."""
 
 
 def _sort_key(extension: ext.Extension | None) -> Callable[[Option], int]:
@@ -186,6 +196,23 @@ def _layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None
     return tuple(entries)
 
 
+def save_layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None:
+    """The save-order layout of rules whose items have ``signature`` ((module, name) each).
+
+    Entries are an index into the rule's items, ``~index`` where the value needs normalizing
+    (:func:`normalized`), or an inserted ``-m module`` :class:`Option`; ``None`` when the
+    general path of :func:`to_saved` is needed (``recent`` gains default options).
+    """
+    if signature in _LAYOUTS:
+        return _LAYOUTS[signature]
+    layout = _LAYOUTS[signature] = _layout(signature)
+    return layout
+
+
+normalized = _normalize
+"""An item's value as the kernel stores and prints it (for the ``~index`` layout entries)."""
+
+
 def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...] = (1, 8, 9)) -> Rule:
     """``rule`` in the order and spelling ``iptables-save`` prints it.
 
@@ -197,11 +224,7 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     """
     if rule.opaque is not None:
         return rule
-    signature = tuple(map(_module_and_name, rule.matches))
-    if signature in _LAYOUTS:
-        layout = _LAYOUTS[signature]
-    else:
-        layout = _LAYOUTS[signature] = _layout(signature)
+    layout = save_layout(tuple(map(_module_and_name, rule.matches)))
     if layout is not None:
         matches = rule.matches
         items_fast = tuple([
