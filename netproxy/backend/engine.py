@@ -16,9 +16,9 @@ from typing import Protocol
 
 from netproxy.backend import nfacct, record, xtables
 from netproxy.backend.fingerprint import fingerprint
-from netproxy.backend.owned import owned_chain, owned_jump
-from netproxy.backend.plan import Plan, make_plan
-from netproxy.backend.savetext import ChainText, TextState, split_saved
+from netproxy.backend.owned import owned_jump
+from netproxy.backend.plan import Plan, make_plan, owned_keys
+from netproxy.backend.savetext import ChainText, KeyedChains, TextState, split_saved
 from netproxy.errors import BackendError
 from netproxy.netfilter.model import Ruleset
 
@@ -164,21 +164,19 @@ def cleanup(backend: Backend, *, reread: bool = False) -> ApplyResult:
 
 
 def _after(before: TextState, desired: TextState) -> TextState:
-    """The owned state once ``desired`` is in place (what the record keeps)."""
+    """The owned state once ``desired`` is in place (what the record keeps): per table the
+    built-in chains with their policies and owned jumps, and the owned chains' digests."""
     state: TextState = {}
     for tname in list(desired) + [t for t in before if t not in desired]:
         old, new = before.get(tname, {}), desired.get(tname, {})
-        chains: dict[str, ChainText] = {}
+        builtins: dict[str, ChainText] = {}
         for cname in [n for n, c in old.items() if c.policy is not None] + [
             n for n, c in new.items() if c.policy is not None and n not in old
         ]:
             policy = old[cname].policy if cname in old else new[cname].policy
             jumps = [r for r in new[cname].rules if owned_jump(r)] if cname in new else []
-            chains[cname] = ChainText(cname, policy, jumps)
-        for cname, chain in new.items():
-            if chain.policy is None and owned_chain(cname):
-                chains[cname] = chain
-        state[tname] = chains
+            builtins[cname] = ChainText(cname, policy, jumps)
+        state[tname] = KeyedChains(builtins, owned_keys(new))
     return state
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.backend.owned import foreign_content, owned_chain, owned_jump
+from netproxy.backend.owned import OWNED_PREFIX, foreign_content, owned_jump
 from netproxy.backend.savetext import ChainText, TextState
 
 
@@ -22,6 +22,8 @@ class TablePlan:
     delete: list[str] = field(default_factory=list)
     jumps: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
     """built-in chain → (owned jump lines now, owned jump lines wanted)."""
+    wanted: int = 0
+    """How many owned user chains the desired table has."""
 
     def empty(self) -> bool:
         return not (self.write or self.delete or self.jumps)
@@ -59,22 +61,27 @@ def _jumps(chain: ChainText | None) -> list[str]:
     return [r for r in chain.rules if owned_jump(r)] if chain is not None else []
 
 
+def chain_keys(chains: dict[str, ChainText]) -> dict[str, str]:
+    """Digest of every owned user chain among ``chains`` (their rules must be there)."""
+    return {n: c.key() for n, c in chains.items() if c.policy is None and n.startswith(OWNED_PREFIX)}
+
+
 def owned_keys(chains: dict[str, ChainText]) -> dict[str, str]:
     """Digest of every owned user chain (a recorded table carries them ready-made)."""
     ready = getattr(chains, "owned_keys", None)
     if ready is not None:
         return dict(ready)
-    return {n: c.key() for n, c in chains.items() if c.policy is None and owned_chain(n)}
+    return chain_keys(chains)
 
 
 def plan_table(name: str, current: dict[str, ChainText], desired: dict[str, ChainText], *, full: bool) -> TablePlan:
     plan = TablePlan(name)
     have = owned_keys(current)
-    for cname, chain in desired.items():
-        if chain.policy is not None or not owned_chain(cname):
-            continue
+    want = chain_keys(desired)
+    plan.wanted = len(want)
+    for cname, key in want.items():
         old = have.pop(cname, None)
-        if full or old != chain.key():
+        if full or old != key:
             plan.write.append(cname)
     plan.delete = list(have)  # owned chains no longer wanted
     builtins = [n for n, c in desired.items() if c.policy is not None]
@@ -105,12 +112,13 @@ def make_plan(current: TextState, desired: TextState, *, full: bool = False,
     names = list(desired) + [t for t in current if t not in desired]
     for tname in names:
         dchains = desired.get(tname, {})
-        plan.ignored += [f"{tname}/{n}" for n, c in dchains.items() if c.policy is None and not owned_chain(n)]
+        plan.ignored += [f"{tname}/{n}" for n, c in dchains.items()
+                         if c.policy is None and not n.startswith(OWNED_PREFIX)]
         plan.tables.append(plan_table(tname, current.get(tname, {}), dchains, full=full))
     if foreign is None:
         foreign = {t: foreign_content(chains) for t, chains in current.items()}
     busy = sorted((t for t in plan.tables if not t.empty()), key=lambda t: _size(current, desired, t.name))
-    if allow_replace and busy and _replaceable(busy, foreign, desired):
+    if allow_replace and busy and _replaceable(busy, foreign):
         plan.noflush = False
         for tplan in busy:
             _emit_whole(plan, tplan, current.get(tplan.name, {}), desired.get(tplan.name, {}))
@@ -124,17 +132,16 @@ def _size(current: TextState, desired: TextState, table: str) -> int:
     return max(len(current.get(table, {})), len(desired.get(table, {})))
 
 
-def _replaceable(busy: list[TablePlan], foreign: dict[str, bool], desired: TextState) -> bool:
+def _replaceable(busy: list[TablePlan], foreign: dict[str, bool]) -> bool:
     if any(foreign.get(t.name, False) for t in busy):
         return False
-    wanted = sum(1 for t in busy for n, c in desired.get(t.name, {}).items() if c.policy is None and owned_chain(n))
-    return sum(len(t.write) for t in busy) * 2 >= wanted
+    return sum(len(t.write) for t in busy) * 2 >= sum(t.wanted for t in busy)
 
 
 def _emit_whole(plan: Plan, tplan: TablePlan, current: dict[str, ChainText], dchains: dict[str, ChainText]) -> None:
     """The table rewritten whole: built-ins keep their policies, then every owned chain."""
     t = tplan.name
-    tplan.write = [n for n, c in dchains.items() if c.policy is None and owned_chain(n)]
+    tplan.write = [n for n, c in dchains.items() if c.policy is None and n.startswith(OWNED_PREFIX)]
     builtins = [n for n, c in current.items() if c.policy is not None]
     builtins += [n for n, c in dchains.items() if c.policy is not None and n not in builtins]
     plan.lines.append(f"*{t}")
