@@ -222,3 +222,17 @@ def test_origin_is_labelled_pod_inside_the_cluster_cidr() -> None:
     forced = run(example, "--src", "10.244.2.50", "--dst", "10.96.100.10", "--dport", "80",
                  "--brief", "--from", "external")
     assert "from external," in forced.stdout
+
+
+def test_dump_sources_are_pods_inside_the_cluster_cidr(tmp_path: Path) -> None:
+    rules = tmp_path / "node.rules"
+    made = subprocess.run([sys.executable, "-m", "netproxy", "compile", CLUSTER, "-o", str(rules)],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    args = ["--rules", str(rules), "--src", "10.244.1.5", "--dst", "10.96.0.100", "--dport", "53",
+            "--proto", "udp"]
+    assert "from external" in run(*args).stdout.splitlines()[0]
+    assert "from pod" in run(*args, "--cluster-cidr", "10.244.0.0/16").stdout.splitlines()[0]
+    bad = run(*args, "--cluster-cidr", "10.244.0.0/99")
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "netproxy: --cluster-cidr: invalid CIDR '10.244.0.0/99'"

@@ -83,6 +83,11 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         from netproxy.parser import read_rules
 
         ruleset = read_rules(rules_path, strict=strict)
+        if params.get("cluster_cidr") or params.get("config_path"):
+            # The pod CIDRs let a dump's pod sources be told from external ones.
+            from netproxy.commands.cluster_options import effective_config
+
+            pod_cidrs = effective_config(params).cluster_cidrs
     else:
         if not params.get("inputs"):
             raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
