@@ -36,7 +36,7 @@ class Plan:
     int_comment: str
     ext_comment: str
     sep_names: dict[str, str]
-    """Endpoint string -> KUBE-SEP chain name, hashed once per endpoint."""
+    """Endpoint string -> KUBE-SEP chain name, hashed once per reachable endpoint."""
 
     def sep(self, endpoint: str) -> str:
         name = self.sep_names.get(endpoint)
@@ -52,7 +52,8 @@ class Plan:
 def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
     """Which chains and targets a service port uses (the top of kube-proxy's service loop)."""
     spn, p = svc.spn, svc.protocol
-    digest = names.port_proto_hash(spn, p)
+    hash_of = names.port_proto_hash
+    digest = hash_of(spn, p)
     svc_chain, svl_chain = "KUBE-SVC-" + digest, "KUBE-SVL-" + digest
     has_eps = cat.has_any
     has_internal = has_eps and (not svc.internal_policy_local or bool(cat.local))
@@ -79,5 +80,6 @@ def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
         uses_ext_chain=has_eps and svc.externally_accessible,
         uses_fw_chain=has_eps and bool(svc.lb_vips) and bool(svc.source_ranges),
         int_target=int_target, ext_target=ext_target,
-        int_comment=int_comment, ext_comment=ext_comment, sep_names={},
+        int_comment=int_comment, ext_comment=ext_comment,
+        sep_names={ep.endpoint: "KUBE-SEP-" + hash_of(spn, p, ep.endpoint) for ep in cat.all_reachable},
     )

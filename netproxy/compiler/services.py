@@ -178,26 +178,38 @@ def write_endpoint_choice(out: PayloadWriter, pl: Plan, chain: str, eps: list[En
     options and rules directly instead of through the small helpers.
     """
     spn = pl.spn
-    seps = [pl.sep(ep.endpoint) for ep in eps]
+    sep_of = pl.sep_names
+    seps = [sep_of.get(ep.endpoint) or pl.sep(ep.endpoint) for ep in eps]
+    targets = [Target(sep) for sep in seps]
     rules = out.nat.chains[chain].rules
     writes = out.nat.writes
     assert writes is not None
     if pl.svc.client_ip_affinity:
-        seconds = str(pl.svc.sticky_seconds)
-        for ep, sep in zip(eps, seps, strict=True):
+        seconds = _new_tuple(Option, ("recent", "seconds", (str(pl.svc.sticky_seconds),), False))
+        for ep, sep, target in zip(eps, seps, targets, strict=True):
             cm: tuple[Option, ...] = () if large else (COMMENT, _opt("comment", "comment", (f"{spn} -> {ep.endpoint}",)))
-            new = Rule(cm + (RECENT, _opt("recent", "name", (sep,)), RCHECK,
-                             _opt("recent", "seconds", (seconds,)), REAP), Target(sep))
+            new = Rule(cm + (RECENT, _opt("recent", "name", (sep,)), RCHECK, seconds, REAP), target)
             rules.append(new)
             writes.append((chain, new))
     n = len(eps)
-    for i, (ep, sep) in enumerate(zip(eps, seps, strict=True)):
-        cm = () if large else (COMMENT, _opt("comment", "comment", (f"{spn} -> {ep.endpoint}",)))
-        if i < n - 1:
-            cm = cm + probability(n - i)
-        new = Rule(cm, Target(sep))
-        rules.append(new)
-        writes.append((chain, new))
+    if large:
+        # No comments: the match parts are the shared probability tuples (and none for the last).
+        new_rules = [Rule(probability(n - i), target) for i, target in enumerate(targets[:-1])]
+        if targets:
+            new_rules.append(Rule((), targets[-1]))
+    else:
+        new_rules = []
+        for i, ep in enumerate(eps):
+            cm = (COMMENT, _opt("comment", "comment", (f"{spn} -> {ep.endpoint}",)))
+            if i < n - 1:
+                cm = cm + probability(n - i)
+            new_rules.append(Rule(cm, targets[i]))
+    rules.extend(new_rules)
+    writes.extend([(chain, new) for new in new_rules])
+
+
+_MASQ_TARGET = Target(MARK_MASQ)
+"""Shared by every hairpin rule (the compiler never changes a rule's target after writing it)."""
 
 
 def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
@@ -208,14 +220,18 @@ def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
     chains = out.nat.chains
     writes = out.nat.writes
     assert writes is not None
+    sep_of = pl.sep_names
+    new = _new_tuple
+    masq_target = _MASQ_TARGET
     for ep in pl.cat.all_reachable:
-        sep = pl.sep(ep.endpoint)
-        masq = Rule(cm + (_opt("", "source", (ep.ip,)),), Target(MARK_MASQ))
-        recent: tuple[Option, ...] = ()
+        sep = sep_of.get(ep.endpoint) or pl.sep(ep.endpoint)
+        masq = Rule(cm + (new(Option, ("", "source", (ep.ip,), False)),), masq_target)
         if affinity:
-            recent = (RECENT, _opt("recent", "name", (sep,)), SET)
-        dnat = Rule(cm + recent + dnat_tail,
-                    Target("DNAT", (_opt("DNAT", "to-destination", (ep.endpoint,)),)))
+            dnat_matches = cm + (RECENT, new(Option, ("recent", "name", (sep,), False)), SET) + dnat_tail
+        else:
+            dnat_matches = cm + dnat_tail
+        dnat = Rule(dnat_matches,
+                    Target("DNAT", (new(Option, ("DNAT", "to-destination", (ep.endpoint,), False)),)))
         chains[sep] = Chain(sep, None, None, [masq, dnat])
         writes.append((sep, masq))
         writes.append((sep, dnat))
