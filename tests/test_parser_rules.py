@@ -148,3 +148,19 @@ def test_a_cached_shape_does_not_decide_the_protocol_of_an_unknown_spelling() ->
     assert rules[0].option("tcp", "dport") is not None
     assert rules[1].option("tcp", "dport") is None
     assert [p.line for p in problems] == [4]
+
+
+def test_restore_payload_flushing_a_chain_it_wrote_before() -> None:
+    rs = parse_rules("*filter\n:X - [0:0]\n:Y - [0:0]\n-A X -j ACCEPT\n-A Y -j ACCEPT\n-F X\n"
+                     "-A X -j DROP\nCOMMIT\n")
+    table = rs.tables["filter"]
+    assert [r.jump for r in table.chains["X"].rules] == ["DROP"]
+    assert table.writes is None  # rendered chain by chain: what the kernel holds afterwards
+
+
+def test_interleaved_restore_payload_keeps_its_written_order() -> None:
+    text = ("*nat\n:A - [0:0]\n:B - [0:0]\n-A B -j RETURN\n-A A -s 10.0.0.1/32 -j RETURN\n"
+            "-A A -s 10.0.0.2/32 -j RETURN\n-A B -j ACCEPT\n-X C\nCOMMIT\n")
+    table = parse_rules(text).tables["nat"]
+    assert [(c, r.line if r else None) for c, r in table.writes or []] == [
+        ("B", 4), ("A", 5), ("A", 6), ("B", 7), ("C", None)]

@@ -43,8 +43,10 @@ class _Reader:
         self.ruleset = Ruleset(source=source)
         self.table: Table | None = None
         self.header = ""
-        self.inserted = False
-        self.order: list[Chain | str] = []  # chain of every rule line, names of -X lines
+        # The written order of the current table: (chain, index of its first rule) for every
+        # run of rules appended to one chain, the name of every -X line.
+        self.order: list[tuple[Chain, int] | str] = []
+        self.reordered = False  # -I or -F: the written order no longer maps to the chains
         # shape key -> (long_dashes of the line, the plan's compiled builder, index of the
         # target's word or 0 for none)
         self.plans: dict[tuple[str | None, ...],
@@ -65,6 +67,7 @@ class _Reader:
         split = split_words
         structural = STRUCTURAL.get
         order_append = self.order.append
+        last: Chain | None = None  # the chain the previous hot-path rule went to
         chains: dict[str, Chain] | None = None  # the current table's chains (None: no table)
         builtin: tuple[str, ...] = ()  # the current table's built-in chains
         no_table: set[str] = set()
@@ -92,24 +95,27 @@ class _Reader:
                         except TokenError:
                             words = []  # rule_line below reports it with its column
                         dashes = " ".join(words).count("--")
-                if len(words) > 2:
-                    found = plans.get(tuple(map(structural, words)))  # shape_key, inlined
-                    if found is not None and found[0] == dashes:
-                        chain = chains.get(words[1])
-                        if chain is not None:
-                            rule = found[1](words, line_no)
-                            if rule is not None:
-                                chain.rules.append(rule)
-                                order_append(chain)
-                                if found[2]:
-                                    jumps_add(words[found[2]])
-                                continue
+                # A key of fewer than two words has no plan: words[1] is safe below.
+                found = plans.get(tuple(map(structural, words)))  # shape_key, inlined
+                if found is not None and found[0] == dashes:
+                    chain = chains.get(words[1])
+                    if chain is not None:
+                        rule = found[1](words, line_no)
+                        if rule is not None:
+                            if chain is not last:
+                                order_append((chain, len(chain.rules)))
+                                last = chain
+                            chain.rules.append(rule)
+                            if found[2]:
+                                jumps_add(words[found[2]])
+                            continue
             elif line[:1] == ":" and line[-8:] == " - [0:0]" and chains is not None:
                 # Hot path: a new user chain, as iptables-save prints it.
                 name = line[1:-8]
                 if " " not in name and name not in chains and name not in builtin:
                     chains[name] = Chain(name, None, (0, 0), [], line_no)
                     continue
+            last = None  # the general path may write rules too
             line = line.strip()
             if not line:
                 continue
@@ -149,33 +155,46 @@ class _Reader:
 
     def finish_table(self) -> None:
         """Keep the written order of a table's rules when it is not simply chain by chain."""
-        table, order = self.table, self.order[:]
+        table, order, reordered = self.table, self.order[:], self.reordered
         self.order.clear()
-        if table is None:
+        self.reordered = False
+        if table is None or reordered:
             return
         # Chain by chain in declaration order is what rendering does by default.
         rank = {name: k for k, name in enumerate(table.chains)}
         interleaved = False
-        previous: Chain | str | None = None
         last = -1
+        previous: Chain | None = None
         for entry in order:
-            if entry is not previous:
-                now = rank.get(entry.name, -1) if isinstance(entry, Chain) else -1
-                if now <= last:
-                    interleaved = True
-                    break
-                last, previous = now, entry
-        if not (interleaved or table.deleted) or self.inserted:
+            if isinstance(entry, str):
+                interleaved = True  # a -X between rules
+                break
+            if entry[0] is previous:
+                continue  # one run cut in two by a line the general path read
+            previous = entry[0]
+            now = rank.get(previous.name, -1)
+            if now <= last:
+                interleaved = True
+                break
+            last = now
+        if not (interleaved or table.deleted):
             return
-        positions: dict[str, int] = {}
+        # Run k of a chain ends where its next run starts, the last one at the chain's end.
+        ends: dict[int, int] = {}
+        following: dict[str, int] = {}
+        for k in range(len(order) - 1, -1, -1):
+            entry = order[k]
+            if not isinstance(entry, str):
+                chain, start = entry
+                ends[k] = following.get(chain.name, len(chain.rules))
+                following[chain.name] = start
         writes: list[tuple[str, Rule | None]] = []
-        for entry in order:
+        for k, entry in enumerate(order):
             if isinstance(entry, str):
                 writes.append((entry, None))
                 continue
-            k = positions.get(entry.name, 0)
-            positions[entry.name] = k + 1
-            writes.append((entry.name, entry.rules[k]))
+            chain, start = entry
+            writes.extend((chain.name, rule) for rule in chain.rules[start:ends[k]])
         table.writes = writes
 
     def chain_line(self, line: str, line_no: int) -> None:
@@ -273,17 +292,25 @@ class _Reader:
             self.jumps.setdefault(self.table.name, set()).add(rule.target.name)
         if cmd in ("-I", "--insert"):
             chain.rules.insert(position if position is not None else 0, rule)
-            self.inserted = True
+            self.reordered = True
         else:
+            self.note_append(chain)
             chain.rules.append(rule)
-            self.order.append(chain)
+
+    def note_append(self, chain: Chain) -> None:
+        """Record, before a rule is appended to ``chain``, where a new run of rules begins."""
+        order = self.order
+        if not order or isinstance(order[-1], str) or order[-1][0] is not chain:
+            order.append((chain, len(chain.rules)))
 
     def keep_opaque(self, line: str, line_no: int) -> None:
         if self.table is None:
             return
         words = line.split()
         if len(words) > 1 and words[0] in ("-A", "--append"):
-            self.table.chain(words[1]).rules.append(Rule(line=line_no, opaque=line))
+            chain = self.table.chain(words[1])
+            self.note_append(chain)
+            chain.rules.append(Rule(line=line_no, opaque=line))
 
     def chain_command(self, cmd: str, words: list[str], line: str, line_no: int) -> None:
         assert self.table is not None
@@ -303,6 +330,7 @@ class _Reader:
                 [] if name else list(self.table.chains.values()))
             for chain in chains:
                 chain.rules.clear()
+            self.reordered = True  # the runs recorded so far no longer hold those rules
 
     def check_jumps(self) -> None:
         for table in self.ruleset.tables.values():
