@@ -274,8 +274,8 @@ def _save_chains(table: Table) -> list[Chain]:
     builtins = [table.chains[n] for n in builtin_names if n in table.chains]
     missing = [Chain(n, "ACCEPT") for n in builtin_names if n not in table.chains]
     builtins = sorted(builtins + missing, key=lambda c: builtin_names.index(c.name))
-    users = sorted((c for c in table.chains.values() if c.name not in builtin_names),
-                   key=lambda c: c.name.encode())
+    # Code point order is UTF-8 byte order, so plain string sorting is strcmp's order.
+    users = [table.chains[n] for n in sorted(table.chains.keys() - set(builtin_names))]
     return builtins + users
 
 

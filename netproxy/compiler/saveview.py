@@ -51,7 +51,8 @@ def _new_table(name: str) -> Table:
 def _sorted(table: Table) -> Table:
     """Built-ins in hook order, then user chains sorted like iptables-save (strcmp)."""
     builtins = [n for n in BUILTIN_CHAINS[table.name] if n in table.chains]
-    users = sorted((n for n in table.chains if n not in builtins), key=str.encode)
+    # Code point order is UTF-8 byte order, so plain string sorting is strcmp's order.
+    users = sorted(table.chains.keys() - set(builtins))
     table.chains = {n: table.chains[n] for n in builtins + users}
     return table
 
@@ -88,8 +89,16 @@ def save_view(payload: Ruleset) -> Ruleset:
     _ensure_jumps(tables)
     for name, written in payload.tables.items():
         table = tables[name]
+        chains = table.chains
+        builtins = BUILTIN_CHAINS[name]
         for chain in written.chains.values():
-            table.chain(chain.name).rules = list(chain.rules)  # --noflush: declared chains are replaced
+            # --noflush: declared chains are replaced (what Table.chain + new rules does).
+            found = chains.get(chain.name)
+            if found is None:
+                policy = "ACCEPT" if chain.name in builtins else None
+                chains[chain.name] = Chain(chain.name, policy, None, list(chain.rules))
+            else:
+                found.rules = list(chain.rules)
         for gone in written.deleted:
             table.chains.pop(gone, None)
     out = Ruleset(family=family, source="<compiled>")
