@@ -223,18 +223,17 @@ def write_endpoint_chains(out: PayloadWriter, pl: Plan, large: bool) -> None:
     sep_of = pl.sep_names
     new = _new_tuple
     masq_target = _MASQ_TARGET
+    dnat_matches = cm + dnat_tail
     for ep in pl.cat.all_reachable:
-        sep = sep_of.get(ep.endpoint) or pl.sep(ep.endpoint)
-        masq = Rule(cm + (new(Option, ("", "source", (ep.ip,), False)),), masq_target)
+        ip, endpoint = ep.ip, ep.endpoint
+        sep = sep_of[endpoint]  # the plan named every reachable endpoint's chain
+        masq = Rule(cm + (new(Option, ("", "source", (ip,), False)),), masq_target)
         if affinity:
             dnat_matches = cm + (RECENT, new(Option, ("recent", "name", (sep,), False)), SET) + dnat_tail
-        else:
-            dnat_matches = cm + dnat_tail
         dnat = Rule(dnat_matches,
-                    Target("DNAT", (new(Option, ("DNAT", "to-destination", (ep.endpoint,), False)),)))
+                    Target("DNAT", (new(Option, ("DNAT", "to-destination", (endpoint,), False)),)))
         chains[sep] = Chain(sep, None, None, [masq, dnat])
-        writes.append((sep, masq))
-        writes.append((sep, dnat))
+        writes += ((sep, masq), (sep, dnat))
 
 
 def write_service_port(out: PayloadWriter, svc: ServicePortInfo, cat: Categorized,
