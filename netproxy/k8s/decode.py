@@ -235,27 +235,30 @@ def _names(raw: Any, source: str, path: str) -> frozenset[str]:
     return frozenset(out)
 
 
-_CONDITION_TYPES = (bool, type(None))
 _NONE: frozenset[str] = frozenset()
 _new_tuple = tuple.__new__
+_FLAG_TYPES = (bool, type(None))
 
 
 def _endpoint(raw: Any, check_ips: bool, source: str, index: int) -> Endpoint:
-    """One endpoint; a fast path handles the common well-formed case without building paths."""
-    if type(raw) is dict:
+    """One endpoint; a fast path handles the common well-formed case without building paths
+    (anything unusual goes to :func:`_endpoint_checked`, which names the bad field)."""
+    if raw.__class__ is dict:
         addrs = raw.get("addresses")
         cond = raw.get("conditions")
         node = raw.get("nodeName")
         zone = raw.get("zone")
-        if (type(addrs) is list and len(addrs) == 1 and raw.get("hints") is None
-                and type(addrs[0]) is str and (not check_ips or canonical_ip(addrs[0]))
-                and (node is None or type(node) is str) and (zone is None or type(zone) is str)
-                and (cond is None or (type(cond) is dict
-                                      and isinstance(cond.get("ready"), _CONDITION_TYPES)
-                                      and isinstance(cond.get("serving"), _CONDITION_TYPES)
-                                      and isinstance(cond.get("terminating"), _CONDITION_TYPES)))):
-            cond = cond or {}
+        if cond is None:
+            ready = serving = terminating = None
+        elif cond.__class__ is dict:
             ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
+        else:
+            ready = serving = terminating = 0  # not a flag: the checked path reports it
+        if (addrs.__class__ is list and len(addrs) == 1 and addrs[0].__class__ is str
+                and ready.__class__ in _FLAG_TYPES and serving.__class__ in _FLAG_TYPES
+                and terminating.__class__ in _FLAG_TYPES
+                and (node is None or node.__class__ is str) and (zone is None or zone.__class__ is str)
+                and raw.get("hints") is None and (not check_ips or canonical_ip(addrs[0]))):
             return _new_tuple(Endpoint, (addrs, ready is not False, serving is not False,
                                          terminating is True, node or "", zone or "", _NONE, _NONE))
     return _endpoint_checked(raw, check_ips, source, f"endpoints[{index}]")
