@@ -10,7 +10,6 @@ import click
 from netproxy.commands.cluster_options import cluster_options, compile_params
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
-from netproxy.parser import read_rules
 from netproxy.render import render_restore, render_save
 
 
@@ -42,6 +41,8 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
     """
     existing: tuple[str, ...] = ()
     if existing_rules:
+        from netproxy.parser import read_rules  # only for --existing-rules
+
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()

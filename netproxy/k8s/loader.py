@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from netproxy.errors import InputError
 from netproxy.k8s.decode import (
     decode_endpoint_slice,
@@ -27,11 +25,6 @@ from netproxy.k8s.decode import (
 )
 from netproxy.k8s.mirror import mirror_endpoints
 from netproxy.k8s.objects import EndpointSlice, Node, Service
-
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -97,8 +90,11 @@ def parse_documents(text: str, name: str) -> list[Any]:
         except json.JSONDecodeError as err:
             raise InputError(f"line {err.lineno}: invalid JSON: {err.msg}", where=name) from None
         return data if isinstance(data, list) else [data]
+    import yaml  # only for YAML input: JSON (the fast way for big clusters) starts without it
+
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
     try:
-        return [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+        return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
