@@ -210,6 +210,12 @@ def best_of(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, flo
     return min(results, key=lambda r: r.get("wall", r.get("total", 0.0)))
 
 
+def _without_recent(text: str) -> str:
+    """Saved rules without the lines that use ``-m recent`` (an experiment, not a cluster:
+    the affinity services lose their affinity rules and their endpoints' DNAT rules)."""
+    return "".join(line for line in text.splitlines(keepends=True) if " -m recent " not in line)
+
+
 def _fresh(state: TextState) -> TextState:
     """``state`` with its chain digests forgotten, so every apply computes them as a new
     ``netproxy apply`` process would (they are cached on the chains once computed)."""
@@ -292,6 +298,9 @@ def main() -> int:
     ap.add_argument("--variants", default="legacy,nft")
     ap.add_argument("--reference-timeout", type=float, default=300.0)
     ap.add_argument("--repeat", type=int, default=3, help="runs of the partial apply and of each floor measurement (best kept)")
+    ap.add_argument("--drop-recent", action="store_true",
+                    help="leave out every rule using -m recent (ClientIP session affinity) from both "
+                         "rulesets, to see what the kernel's xt_recent checks cost each commit")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -299,15 +308,17 @@ def main() -> int:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         first, second = generate(workdir, args.services, args.endpoints, args.change_percent, args.seed)
-        before = split_saved(first.read_text())
-        after = split_saved(second.read_text())
+        before = split_saved(_without_recent(first.read_text()) if args.drop_recent else first.read_text())
+        after = split_saved(_without_recent(second.read_text()) if args.drop_recent else second.read_text())
         rules = sum(len(c.rules) for t in after.values() for c in t.values())
         chains = sum(len(t) for t in after.values())
         print(f"ruleset: {args.services} services x {args.endpoints} endpoints: {rules} rules, "
-              f"{chains} chains; {args.change_percent}% of services changed", file=sys.stderr)
+              f"{chains} chains; {args.change_percent}% of services changed"
+              + ("; rules using -m recent left out" if args.drop_recent else ""), file=sys.stderr)
         results = [bench_variant(v, before, after, args.reference_timeout, args.repeat)
                    for v in args.variants.split(",")]
     report = {"services": args.services, "endpoints": args.endpoints, "rules": rules, "chains": chains,
+              "drop_recent": args.drop_recent,
               "change_percent": args.change_percent, "results": results}
     Path(os.environ["XTABLES_LOCKFILE"]).unlink(missing_ok=True)
     if args.json:
