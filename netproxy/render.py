@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
+from itertools import chain as chain_items
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
@@ -125,7 +127,8 @@ class _MatchText:
     def _compile(self, key: tuple[tuple[str, str, bool], ...]) -> Callable[[tuple[Option, ...]], str | None]:
         entries: list[object] = list(range(len(key)))
         if self.reorder:
-            layout = save_layout(tuple((module, name) for module, name, _ in key))
+            layout = save_layout(tuple((module, name) for module, name, _ in key), self.family,
+                                 self.version)
             if layout is None:
                 return lambda matches: None
             entries = list(layout)
@@ -208,6 +211,7 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
     """
     match_text = _match_text(saved, family, iptables_version)
     option_text = _match_text(saved, family, iptables_version, targets=True)
+    respelled = RESPELLED_TARGETS if saved else frozenset()
     done: dict[tuple[Option, ...], str] = {}
     out: list[str] = []
     append = out.append
@@ -223,14 +227,15 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
         if text is None:
             text = done[matches] = match_text(matches)
         target = rule.target
-        if target is not None:
-            if saved and target.name in RESPELLED_TARGETS:
+        if target is None:
+            line = f"-A {chain} {text}" if text else "-A " + chain
+        else:
+            if target.name in respelled:
                 target = cast(Target, saved_target(target, family))
-            tt = ("-g " if target.goto else "-j ") + target.name
+            jump = f"-g {target.name}" if target.goto else f"-j {target.name}"
             if target.options:
-                tt = f"{tt} {option_text(target.options)}"
-            text = f"{text} {tt}" if text else tt
-        line = f"-A {chain} {text}" if text else "-A " + chain
+                jump = f"{jump} {option_text(target.options)}"
+            line = f"-A {chain} {text} {jump}" if text else f"-A {chain} {jump}"
         if counters:
             line = f"{_counters(rule.counters)} {line}"
         append(line)
@@ -287,8 +292,8 @@ def _block(lines: list[str]) -> str:
 def _save_table(table: Table, family: str, counters: bool,
                 version: tuple[int, ...]) -> dict[str, Any]:
     chains = _save_chains(table)
-    rules = _rule_lines(((c.name, r) for c in chains for r in c.rules), True, family, version,
-                        counters)
+    pairs = chain_items.from_iterable(zip(repeat(c.name), c.rules) for c in chains)
+    rules = _rule_lines(pairs, True, family, version, counters)
     return {"name": table.name, "chain_lines": _block([_chain_line(c) for c in chains]),
             "rule_lines": _block(rules)}
 

@@ -151,24 +151,33 @@ _NEEDS_NORMALIZING = frozenset({
     ("addrtype", "src-type"), ("addrtype", "dst-type"),
 })
 
-_LAYOUTS: dict[tuple[tuple[str, str], ...], tuple[object, ...] | None] = {}
-"""Save-order layout per rule signature (the (module, name) of every item): an index into the
-rule's items (``~index`` where the value needs normalizing) or an inserted ``-m`` Option.
-``None`` for signatures the general path handles (``recent``, which gains default options)."""
+_LAYOUTS: dict[tuple[tuple[tuple[str, str], ...], str, tuple[int, ...]], tuple[object, ...] | None] = {}
+"""Save-order layout per rule signature (the (module, name) of every item), family and
+iptables version: an index into the rule's items (``~index`` where the value needs
+normalizing) or an inserted Option (``-m module``, recent's defaults). ``None`` for
+signatures the general path handles."""
 
 
 def _normalize(opt: Option, family: str) -> Option:
     return _builtin(opt, family) if not opt.module else _match_option(opt, family)
 
 
-def _layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None:
-    """The same reordering as the general path of :func:`to_saved`, computed on positions."""
+_MAY_NORMALIZE = frozenset({"mark", "ctstate", "state", "probability", "src-type", "dst-type"})
+"""Option names :func:`_match_option` may respell, whatever their module (the general path)."""
+
+
+def _layout(signature: tuple[tuple[str, str], ...], family: str,
+            iptables_version: tuple[int, ...]) -> tuple[object, ...] | None:
+    """The same reordering as the general path of :func:`to_saved`, computed on positions.
+
+    ``recent`` groups gain their default options as inserted entries; only a ``--mask``
+    written for iptables >= 1.8.10 (dropped if it is all ones) depends on the values, and
+    such signatures get ``None``.
+    """
     builtins: list[int] = []
     groups: list[tuple[str, list[int]]] = []
     latest: dict[str, list[int]] = {}
     for i, (module, name) in enumerate(signature):
-        if module == "recent":
-            return None
         if not module:
             builtins.append(i)
         elif not name:
@@ -180,32 +189,62 @@ def _layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None
                 group = latest[module] = []
                 groups.append((module, group))
             group.append(i)
+    general = any(module == "recent" for module, _ in groups)
     builtin_order = ext.BUILTIN_MATCH.order
     builtins.sort(key=lambda i: builtin_order(signature[i][1]))
 
     def entry(i: int) -> int:
-        return ~i if signature[i] in _NEEDS_NORMALIZING else i
+        if signature[i] in _NEEDS_NORMALIZING:
+            return ~i
+        # with recent, to_saved used to take the general path, which respells more names
+        return ~i if general and signature[i][0] and signature[i][1] in _MAY_NORMALIZE else i
 
     entries: list[object] = [entry(i) for i in builtins]
     for module, positions in groups:
         extension = ext.match(module)
+        items: list[int | Option] = [entry(i) for i in positions]
+        if module == "recent":
+            defaults = _recent_layout_defaults({signature[i][1] for i in positions}, family,
+                                               iptables_version)
+            if defaults is None:
+                return None
+            items.extend(defaults)
         if extension is not None:
-            positions.sort(key=lambda i: extension.order(signature[i][1]))
+            items.sort(key=lambda e: extension.order(
+                e.name if isinstance(e, Option) else signature[~e if e < 0 else e][1]))
         entries.append(Option(module, "", ()))
-        entries.extend(entry(i) for i in positions)
+        entries.extend(items)
     return tuple(entries)
 
 
-def save_layout(signature: tuple[tuple[str, str], ...]) -> tuple[object, ...] | None:
+def _recent_layout_defaults(names: set[str], family: str,
+                            iptables_version: tuple[int, ...]) -> list[Option] | None:
+    """What :func:`_recent_defaults` appends to a recent group with options ``names``."""
+    out = []
+    if "name" not in names:
+        out.append(Option("recent", "name", ("DEFAULT",)))
+    if "rsource" not in names and "rdest" not in names:
+        out.append(Option("recent", "rsource"))
+    if iptables_version >= (1, 8, 10):
+        if "mask" in names:
+            return None  # dropped only when it is all ones: depends on the value
+    elif "mask" not in names:
+        out.append(Option("recent", "mask", (_ALL_ONES_MASK[family],)))
+    return out
+
+
+def save_layout(signature: tuple[tuple[str, str], ...], family: str = "ipv4",
+                iptables_version: tuple[int, ...] = (1, 8, 9)) -> tuple[object, ...] | None:
     """The save-order layout of rules whose items have ``signature`` ((module, name) each).
 
     Entries are an index into the rule's items, ``~index`` where the value needs normalizing
     (:func:`normalized`), or an inserted ``-m module`` :class:`Option`; ``None`` when the
-    general path of :func:`to_saved` is needed (``recent`` gains default options).
+    general path of :func:`to_saved` is needed (a ``recent --mask`` for iptables >= 1.8.10).
     """
-    if signature in _LAYOUTS:
-        return _LAYOUTS[signature]
-    layout = _LAYOUTS[signature] = _layout(signature)
+    key = (signature, family, iptables_version)
+    if key in _LAYOUTS:
+        return _LAYOUTS[key]
+    layout = _LAYOUTS[key] = _layout(signature, family, iptables_version)
     return layout
 
 
@@ -224,7 +263,7 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
     """
     if rule.opaque is not None:
         return rule
-    layout = save_layout(tuple(map(_module_and_name, rule.matches)))
+    layout = save_layout(tuple(map(_module_and_name, rule.matches)), family, iptables_version)
     if layout is not None:
         matches = rule.matches
         items_fast = tuple([
@@ -235,6 +274,13 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
         if items_fast == matches and target is rule.target:
             return rule
         return Rule(items_fast, target, rule.counters, rule.line)
+    return saved_general(rule, family, iptables_version)
+
+
+def saved_general(rule: Rule, family: str = "ipv4",
+                  iptables_version: tuple[int, ...] = (1, 8, 9)) -> Rule:
+    """:func:`to_saved` option by option, without the per-signature layouts (which must give
+    the same result; the tests compare the two)."""
     builtins: list[Option] = []
     groups: list[tuple[str, list[Option]]] = []  # one group per loaded module, in load order
     latest: dict[str, list[Option]] = {}
