@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from netproxy.errors import InputError
-from netproxy.k8s.ipaddr import canonical_ip, parse_cidr
+from netproxy.k8s.ipaddr import canonical_ip, is_canonical_ipv4, parse_cidr
 from netproxy.k8s.objects import (
     Endpoint,
     EndpointPort,
@@ -258,7 +258,8 @@ def _endpoint(raw: Any, check_ips: bool, source: str, index: int) -> Endpoint:
                 and ready.__class__ in _FLAG_TYPES and serving.__class__ in _FLAG_TYPES
                 and terminating.__class__ in _FLAG_TYPES
                 and (node is None or node.__class__ is str) and (zone is None or zone.__class__ is str)
-                and raw.get("hints") is None and (not check_ips or canonical_ip(addrs[0]))):
+                and raw.get("hints") is None
+                and (not check_ips or is_canonical_ipv4(addrs[0]) or canonical_ip(addrs[0]))):
             return _new_tuple(Endpoint, (addrs, ready is not False, serving is not False,
                                          terminating is True, node or "", zone or "", _NONE, _NONE))
     return _endpoint_checked(raw, check_ips, source, f"endpoints[{index}]")

@@ -24,6 +24,9 @@ def _strip_v4_zeros(text: str) -> str:
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+is_canonical_ipv4 = _CANONICAL_V4.fullmatch
+"""A match (truthy) when the text is an IPv4 address already printed canonically: the
+common case, answered without a call into Python; :func:`canonical_ip` handles the rest."""
 
 
 @lru_cache(maxsize=1 << 18)
@@ -54,6 +57,7 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+@lru_cache(maxsize=1 << 12)
 def parse_cidr(text: str) -> IPNetwork | None:
     """The network ``text`` denotes (host bits cleared, like Go's ParseCIDR), or None."""
     if not isinstance(text, str) or "/" not in text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from netproxy.k8s.ipaddr import canonical_ip
+from netproxy.k8s.ipaddr import canonical_ip, is_canonical_ipv4
 from netproxy.k8s.objects import EndpointSlice
 from netproxy.proxy.serviceport import ServicePortName, is_ignored
 
@@ -57,7 +57,9 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
             continue
         parsed = []
         for ep in eps.endpoints:
-            addr = canonical_ip(ep.addresses[0])
+            addr = ep.addresses[0]
+            if not is_canonical_ipv4(addr):
+                addr = canonical_ip(addr)
             if addr is None or (":" in addr) != want6:
                 continue
             parsed.append((addr, ep))

@@ -65,7 +65,7 @@ class ServicePortInfo:
 
 
 def is_ignored(labels: dict[str, str]) -> bool:
-    return any(label in labels for label in IGNORED_LABELS)
+    return not labels.keys().isdisjoint(IGNORED_LABELS)
 
 
 def cluster_ip_for(svc: Service, family: str) -> str:
