@@ -57,9 +57,8 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
             continue
         parsed = []
         for ep in eps.endpoints:
-            addr = ep.addresses[0]
-            if not is_canonical_ipv4(addr):
-                addr = canonical_ip(addr)
+            text = ep.addresses[0]
+            addr = text if is_canonical_ipv4(text) else canonical_ip(text)
             if addr is None or (":" in addr) != want6:
                 continue
             parsed.append((addr, ep))
