@@ -212,6 +212,7 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
     match_text = _match_text(saved, family, iptables_version)
     option_text = _match_text(saved, family, iptables_version, targets=True)
     respelled = RESPELLED_TARGETS if saved else frozenset()
+    shapes, target_shapes = match_text.shapes, option_text.shapes
     done: dict[tuple[Option, ...], str] = {}
     out: list[str] = []
     append = out.append
@@ -225,7 +226,12 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
         matches = rule.matches
         text = done.get(matches)
         if text is None:
-            text = done[matches] = match_text(matches)
+            # match_text(matches), with the usual case (a known shape) inlined
+            fn = shapes.get(tuple(map(_shape_key, matches)))
+            text = fn(matches) if fn is not None else None
+            if text is None:
+                text = match_text(matches)
+            done[matches] = text
         target = rule.target
         if target is None:
             line = f"-A {chain} {text}" if text else "-A " + chain
@@ -233,8 +239,11 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
             if target.name in respelled:
                 target = cast(Target, saved_target(target, family))
             jump = f"-g {target.name}" if target.goto else f"-j {target.name}"
-            if target.options:
-                jump = f"{jump} {option_text(target.options)}"
+            options = target.options
+            if options:
+                fn = target_shapes.get(tuple(map(_shape_key, options)))
+                tt = fn(options) if fn is not None else None
+                jump = f"{jump} {option_text(options) if tt is None else tt}"
             line = f"-A {chain} {text} {jump}" if text else f"-A {chain} {jump}"
         if counters:
             line = f"{_counters(rule.counters)} {line}"
@@ -280,7 +289,8 @@ def _save_chains(table: Table) -> list[Chain]:
     missing = [Chain(n, "ACCEPT") for n in builtin_names if n not in table.chains]
     builtins = sorted(builtins + missing, key=lambda c: builtin_names.index(c.name))
     # Code point order is UTF-8 byte order, so plain string sorting is strcmp's order.
-    users = [table.chains[n] for n in sorted(table.chains.keys() - set(builtin_names))]
+    # (kept in table order first: a save view is sorted already, and sorting that is linear)
+    users = [table.chains[n] for n in sorted([n for n in table.chains if n not in builtin_names])]
     return builtins + users
 
 

@@ -52,7 +52,7 @@ def _sorted(table: Table) -> Table:
     """Built-ins in hook order, then user chains sorted like iptables-save (strcmp)."""
     builtins = [n for n in BUILTIN_CHAINS[table.name] if n in table.chains]
     # Code point order is UTF-8 byte order, so plain string sorting is strcmp's order.
-    users = sorted(table.chains.keys() - set(builtins))
+    users = sorted([n for n in table.chains if n not in builtins])
     table.chains = {n: table.chains[n] for n in builtins + users}
     return table
 
