@@ -295,8 +295,12 @@ def _save_chains(table: Table) -> list[Chain]:
 
 
 def _block(lines: list[str]) -> str:
-    """Lines as one block of text, each ending in a newline."""
-    return "\n".join(lines) + "\n" if lines else ""
+    """Lines as one block of text, each ending in a newline (``lines`` gets an empty last
+    item for that: adding the newline afterwards would copy a block of 40 MB once more)."""
+    if not lines:
+        return ""
+    lines.append("")
+    return "\n".join(lines)
 
 
 def _save_table(table: Table, family: str, counters: bool,
