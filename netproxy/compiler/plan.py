@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netproxy import chainnames as names
+from netproxy.netfilter.model import Option
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.topology import Categorized
 
@@ -37,6 +38,9 @@ class Plan:
     ext_comment: str
     sep_names: dict[str, str]
     """Endpoint string -> KUBE-SEP chain name, hashed once per reachable endpoint."""
+    cluster_match: tuple[Option, ...] = ()
+    """``-m comment --comment "SPN cluster IP" -m P -p P -d CLUSTER-IP --dport PORT``, shared by
+    the KUBE-SERVICES jump and the masquerade rule of the internal chain."""
 
     def sep(self, endpoint: str) -> str:
         name = self.sep_names.get(endpoint)

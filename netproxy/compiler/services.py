@@ -7,6 +7,7 @@ writes lines, so the payload matches byte for byte.
 from __future__ import annotations
 
 import ipaddress
+from functools import cache
 
 from netproxy.compiler.build import (
     COMMENT,
@@ -27,6 +28,7 @@ from netproxy.compiler.plan import Plan, plan
 from netproxy.compiler.writer import PayloadWriter
 from netproxy.netfilter.model import Chain, Option, Rule, Target
 from netproxy.proxy.endpoints import EndpointInfo
+from netproxy.proxy.localdetect import LocalDetector
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.settings import ProxySettings
 from netproxy.proxy.topology import Categorized
@@ -53,7 +55,8 @@ def write_cluster_ip(out: PayloadWriter, pl: Plan) -> None:
     svc = pl.svc
     match = _dst_port(pl, svc.cluster_ip, svc.port)
     if pl.has_internal:
-        out.add_nat("KUBE-SERVICES", rule(comment(f"{pl.spn} cluster IP") + match, pl.internal_chain))
+        pl.cluster_match = comment(f"{pl.spn} cluster IP") + match
+        out.add_nat("KUBE-SERVICES", rule(pl.cluster_match, pl.internal_chain))
     else:
         out.add_filter("KUBE-SERVICES", rule(comment(pl.int_comment) + match, pl.int_target))
 
@@ -109,7 +112,12 @@ def write_health_check(out: PayloadWriter, pl: Plan) -> None:
 
 def detector_matches(settings: ProxySettings, local: bool) -> tuple[Option, ...]:
     """``-s CIDR`` / ``-i IFACE`` (local) or their negations (not local); empty when no-op."""
-    det = settings.detector
+    return _detector_matches(settings.detector, local)
+
+
+@cache
+def _detector_matches(det: LocalDetector, local: bool) -> tuple[Option, ...]:
+    """The same items for every service port (shared, like the other common items)."""
     if det.kind == "source":
         return (source(det.value, not local),)
     if det.kind == "interface":
@@ -121,7 +129,7 @@ def write_internal_masquerade(out: PayloadWriter, pl: Plan, settings: ProxySetti
     if not pl.has_internal:
         return
     svc = pl.svc
-    match = comment(f"{pl.spn} cluster IP") + _dst_port(pl, svc.cluster_ip, svc.port)
+    match = pl.cluster_match or comment(f"{pl.spn} cluster IP") + _dst_port(pl, svc.cluster_ip, svc.port)
     if settings.masquerade_all:
         out.add_nat(pl.internal_chain, rule(match, MARK_MASQ))
     elif settings.detector.implemented:

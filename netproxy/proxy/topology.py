@@ -73,7 +73,10 @@ def categorize(endpoints: list[EndpointInfo], svc: ServicePortInfo, node_name: s
     has_any = False
     if svc.uses_cluster_endpoints:
         mode = topology_mode(endpoints, node_name, zone, prefer_same_node)
-        cluster = _pick(endpoints, lambda ep: ep.ready and _available(ep, mode, node_name, zone))
+        if mode:
+            cluster = _pick(endpoints, lambda ep: ep.ready and _available(ep, mode, node_name, zone))
+        else:  # no hints apply: every ready endpoint (the common case, without a call per endpoint)
+            cluster = [ep for ep in endpoints if ep.ready]
         if not cluster:
             cluster = _pick(endpoints, lambda ep: ep.serving and ep.terminating)
         has_any = bool(cluster)
