@@ -224,27 +224,32 @@ def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: 
             append(rule.opaque)
             continue
         matches = rule.matches
-        text = done.get(matches)
-        if text is None:
+        spaced = done.get(matches)  # the match part's text after a space, or ""
+        if spaced is None:
             # match_text(matches), with the usual case (a known shape) inlined
             fn = shapes.get(tuple(map(_shape_key, matches)))
             text = fn(matches) if fn is not None else None
             if text is None:
                 text = match_text(matches)
-            done[matches] = text
+            spaced = done[matches] = " " + text if text else ""
         target = rule.target
         if target is None:
-            line = f"-A {chain} {text}" if text else "-A " + chain
+            line = f"-A {chain}{spaced}"
         else:
             if target.name in respelled:
                 target = cast(Target, saved_target(target, family))
-            jump = f"-g {target.name}" if target.goto else f"-j {target.name}"
             options = target.options
             if options:
                 fn = target_shapes.get(tuple(map(_shape_key, options)))
                 tt = fn(options) if fn is not None else None
-                jump = f"{jump} {option_text(options) if tt is None else tt}"
-            line = f"-A {chain} {text} {jump}" if text else f"-A {chain} {jump}"
+                if tt is None:
+                    tt = option_text(options)
+                jump = "-g" if target.goto else "-j"
+                line = f"-A {chain}{spaced} {jump} {target.name} {tt}"
+            elif target.goto:
+                line = f"-A {chain}{spaced} -g {target.name}"
+            else:
+                line = f"-A {chain}{spaced} -j {target.name}"
         if counters:
             line = f"{_counters(rule.counters)} {line}"
         append(line)
