@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
-from itertools import chain as chain_items
-from itertools import repeat
+from itertools import chain as chain_lines
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, cast
@@ -199,61 +198,102 @@ def _match_text(saved: bool, family: str, iptables_version: tuple[int, ...],
 def rule_text(rule: Rule, chain: str, family: str = "ipv4", saved: bool = True,
               iptables_version: tuple[int, ...] = (1, 8, 9)) -> str:
     """One ``-A CHAIN ...`` line; ``saved=True`` gives the ``iptables-save`` spelling."""
-    return _rule_lines(((chain, rule),), saved, family, iptables_version)[0]
+    if saved:
+        return _save_lines(((chain, (rule,)),), family, iptables_version)[0][0]
+    return _restore_lines(((chain, rule),), family)[0]
 
 
-def _rule_lines(writes: Iterable[tuple[str, Rule | None]], saved: bool, family: str,
-                iptables_version: tuple[int, ...], counters: bool = False) -> list[str]:
-    """The lines of ``(chain, rule)`` pairs (``rule`` None: a ``-X chain`` deletion).
+class _LineParts:
+    """What the lines of one table share: the text of every distinct match part seen so far
+    (big rulesets share most of them: the ``-m tcp -p tcp`` of every DNAT rule, the
+    probability of every n-th endpoint) and the formatters of match parts and targets."""
 
-    Match parts are formatted once per distinct value: big rulesets share most of them
-    (the ``-m tcp -p tcp`` of every DNAT rule, the probability of every n-th endpoint).
-    """
-    match_text = _match_text(saved, family, iptables_version)
-    option_text = _match_text(saved, family, iptables_version, targets=True)
-    respelled = RESPELLED_TARGETS if saved else frozenset()
-    shapes, target_shapes = match_text.shapes, option_text.shapes
-    done: dict[tuple[Option, ...], str] = {}
+    def __init__(self, saved: bool, family: str, iptables_version: tuple[int, ...]) -> None:
+        self.saved = saved
+        self.family = family
+        self.match_text = _match_text(saved, family, iptables_version)
+        self.option_text = _match_text(saved, family, iptables_version, targets=True)
+        self.respelled = RESPELLED_TARGETS if saved else frozenset()
+        self.done: dict[tuple[Option, ...], str] = {}
+        """Match part -> its text after a space (``""`` for no matches)."""
+
+    def spaced(self, matches: tuple[Option, ...]) -> str:
+        """The text of a match part not seen before, remembered in :attr:`done`."""
+        fn = self.match_text.shapes.get(tuple(map(_shape_key, matches)))  # usual case inlined
+        text = fn(matches) if fn is not None else None
+        if text is None:
+            text = self.match_text(matches)
+        spaced = self.done[matches] = " " + text if text else ""
+        return spaced
+
+    def jump(self, target: Target) -> str:
+        """`` -j NAME [options]`` (``-g`` for goto), respelled for the save view."""
+        if target.name in self.respelled:
+            target = cast(Target, saved_target(target, self.family))
+        jump = f" -g {target.name}" if target.goto else f" -j {target.name}"
+        options = target.options
+        if not options:
+            return jump
+        fn = self.option_text.shapes.get(tuple(map(_shape_key, options)))
+        text = fn(options) if fn is not None else None
+        return f"{jump} {self.option_text(options) if text is None else text}"
+
+
+def _restore_lines(writes: Iterable[tuple[str, Rule | None]], family: str) -> list[str]:
+    """The payload lines of ``(chain, rule)`` pairs (``rule`` None: a ``-X chain`` deletion)."""
+    parts = _LineParts(False, family, (1, 8, 9))
+    done, spaced_text, jump = parts.done, parts.spaced, parts.jump
     out: list[str] = []
     append = out.append
     for chain, rule in writes:
         if rule is None:
             append("-X " + chain)
-            continue
-        if rule.opaque is not None:
+        elif rule.opaque is not None:
             append(rule.opaque)
-            continue
-        matches = rule.matches
-        spaced = done.get(matches)  # the match part's text after a space, or ""
-        if spaced is None:
-            # match_text(matches), with the usual case (a known shape) inlined
-            fn = shapes.get(tuple(map(_shape_key, matches)))
-            text = fn(matches) if fn is not None else None
-            if text is None:
-                text = match_text(matches)
-            spaced = done[matches] = " " + text if text else ""
-        target = rule.target
-        if target is None:
-            line = f"-A {chain}{spaced}"
         else:
-            if target.name in respelled:
-                target = cast(Target, saved_target(target, family))
-            options = target.options
-            if options:
-                fn = target_shapes.get(tuple(map(_shape_key, options)))
-                tt = fn(options) if fn is not None else None
-                if tt is None:
-                    tt = option_text(options)
-                jump = "-g" if target.goto else "-j"
-                line = f"-A {chain}{spaced} {jump} {target.name} {tt}"
-            elif target.goto:
-                line = f"-A {chain}{spaced} -g {target.name}"
+            spaced = done.get(rule.matches)
+            if spaced is None:
+                spaced = spaced_text(rule.matches)
+            target = rule.target
+            if target is None:
+                append(f"-A {chain}{spaced}")
+            elif target.options or target.goto:
+                append(f"-A {chain}{spaced}{jump(target)}")
+            else:
+                append(f"-A {chain}{spaced} -j {target.name}")
+    return out
+
+
+def _save_lines(chains: Iterable[tuple[str, Iterable[Rule]]], family: str,
+                iptables_version: tuple[int, ...], counters: bool = False) -> list[list[str]]:
+    """The ``iptables-save`` lines of the rules of every ``(chain name, rules)``, chain by chain.
+
+    The same as :func:`_restore_lines` but for the spelling, and walked chain by chain (a
+    loop over rules inside a loop over chains costs less than one pair per rule).
+    """
+    parts = _LineParts(True, family, iptables_version)
+    done, spaced_text, jump, respelled = parts.done, parts.spaced, parts.jump, parts.respelled
+    blocks: list[list[str]] = []
+    for chain, rules in chains:
+        out: list[str] = []
+        append = out.append
+        for rule in rules:
+            if rule.opaque is not None:
+                append(rule.opaque)
+                continue
+            spaced = done.get(rule.matches)
+            if spaced is None:
+                spaced = spaced_text(rule.matches)
+            target = rule.target
+            if target is None:
+                line = f"-A {chain}{spaced}"
+            elif target.options or target.goto or target.name in respelled:
+                line = f"-A {chain}{spaced}{jump(target)}"
             else:
                 line = f"-A {chain}{spaced} -j {target.name}"
-        if counters:
-            line = f"{_counters(rule.counters)} {line}"
-        append(line)
-    return out
+            append(f"{_counters(rule.counters)} {line}" if counters else line)
+        blocks.append(out)
+    return blocks
 
 
 def _counters(counters: tuple[int, int] | None) -> str:
@@ -311,10 +351,16 @@ def _block(lines: list[str]) -> str:
 def _save_table(table: Table, family: str, counters: bool,
                 version: tuple[int, ...]) -> dict[str, Any]:
     chains = _save_chains(table)
-    pairs = chain_items.from_iterable(zip(repeat(c.name), c.rules) for c in chains)
-    rules = _rule_lines(pairs, True, family, version, counters)
+    # Rules are formatted in the table's own order and only the lines are put in save order:
+    # for a table whose chains are in the order they were built (save_view(sort_chains=False))
+    # that reads memory in the order it was allocated, a third faster than a walk by
+    # chain name through 100,000 hashed KUBE-SEP names.
+    blocks = _save_lines(((c.name, c.rules) for c in table.chains.values()), family, version,
+                         counters)
+    by_name = dict(zip(table.chains, blocks, strict=True))
+    lines = list(chain_lines.from_iterable(by_name.get(c.name, ()) for c in chains))
     return {"name": table.name, "chain_lines": _block([_chain_line(c) for c in chains]),
-            "rule_lines": _block(rules)}
+            "rule_lines": _block(lines)}
 
 
 def render_save(ruleset: Ruleset, *, counters: bool = False,
@@ -337,7 +383,7 @@ def _restore_table(table: Table, family: str) -> dict[str, Any]:
         writes = [(c.name, r) for c in table.chains.values() for r in c.rules]
         writes += [(name, None) for name in table.deleted]
     return {"name": table.name, "chain_lines": _block(chain_lines),
-            "rule_lines": _block(_rule_lines(writes, False, family, (1, 8, 9)))}
+            "rule_lines": _block(_restore_lines(writes, family))}
 
 
 def render_restore(ruleset: Ruleset) -> str:

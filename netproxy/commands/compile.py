@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from netproxy.commands.cluster_options import cluster_options, compile_params
+from netproxy.compiler.saveview import save_view
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
 from netproxy.render import render_restore, render_save
@@ -64,15 +65,18 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
+    view = None
     with paused_gc(freeze=True):
         compiled = compile_params(params, existing)
         if fmt == "restore":
             text = render_restore(compiled.payload)
         else:
-            text = render_save(compiled.save, iptables_version=iptables_version)
+            # the view unsorted: render_save sorts, and formats faster in build order
+            view = save_view(compiled.payload, sort_chains=False)
+            text = render_save(view, iptables_version=iptables_version)
     if output:
         write_atomic(output, text)
     else:
         sys.stdout.write(text)
     if sum(len(t.writes or ()) for t in compiled.payload.tables.values()) >= LEAVE_TO_OS_RULES:
-        _leave_to_the_os(compiled, text)
+        _leave_to_the_os(compiled, view, text)

@@ -72,8 +72,14 @@ def _same(a: Rule, b: Rule) -> bool:
     return a.matches == b.matches and a.jump == b.jump
 
 
-def save_view(payload: Ruleset) -> Ruleset:
-    """The node's full ruleset for the payload's family after a first full sync."""
+def save_view(payload: Ruleset, *, sort_chains: bool = True) -> Ruleset:
+    """The node's full ruleset for the payload's family after a first full sync.
+
+    Chains are in iptables-save's order (built-ins in hook order, then user chains sorted);
+    ``sort_chains=False`` keeps user chains in the order they were created instead, for a
+    caller that only renders the view (:func:`netproxy.render.render_save` sorts, and
+    formats faster in that order).
+    """
     family = payload.family
     tables = {name: _new_table(name) for name in ("mangle", "filter", "nat")}
     for table in tables.values():
@@ -103,5 +109,5 @@ def save_view(payload: Ruleset) -> Ruleset:
             table.chains.pop(gone, None)
     out = Ruleset(family=family, source="<compiled>")
     for name in ("mangle", "filter", "nat"):
-        out.tables[name] = _sorted(tables[name])
+        out.tables[name] = _sorted(tables[name]) if sort_chains else tables[name]
     return out
