@@ -30,7 +30,7 @@ from netproxy.netfilter.saveform import (
     saved_target,
     to_saved,
 )
-from netproxy.netfilter.values import saved_address
+from netproxy.netfilter.values import is_ipv4_host, saved_address
 
 _SAVE_STRING_OPTIONS = frozenset({"comment", "log-prefix", "nflog-prefix", "string", "path"})
 _BARE_SAVE = re.compile(r"[A-Za-z0-9_-]+").fullmatch
@@ -132,7 +132,7 @@ class _MatchText:
                 return lambda matches: None
             entries = list(layout)
         env: dict[str, object] = {"W": _restore_word, "S": _save_string, "B": _BARE_SAVE,
-                                  "Q": _RESTORE_SPECIAL, "A": saved_address, "N": normalized,
+                                  "Q": _RESTORE_SPECIAL, "A": saved_address, "H": is_ipv4_host, "N": normalized,
                                   "P": PROTOCOL_NAMES, "F": self.family}
         body: list[str] = []
         guards: list[str] = []
@@ -157,8 +157,13 @@ class _MatchText:
             guards.append(f"len(m[{i}][2]) != 1")
             v = f"v{i}"
             if normalize and name in ("source", "destination"):
-                body += [f"{v} = m[{i}][2][0]", "try:", f"    {v} = A({v}, F)",
-                         "except ValueError:", "    pass"]
+                body.append(f"{v} = m[{i}][2][0]")
+                if self.family == "ipv4":  # saved_address's own fast path, without the call
+                    body += [f"if H({v}):", f"    {v} += '/32'", "else:"]
+                else:
+                    body.append("if True:")
+                body += ["    try:", f"        {v} = A({v}, F)", "    except ValueError:",
+                         "        pass"]
             elif normalize and name == "protocol":
                 body += [f"{v} = m[{i}][2][0].lower()", f"{v} = P.get({v}, {v})"]
             elif normalize:

@@ -8,6 +8,9 @@ from functools import lru_cache
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4_HOST = re.compile(rf"^{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}$")
+is_ipv4_host = _IPV4_HOST.match
+"""A match (truthy) for a plain IPv4 host address that :func:`saved_address` prints with
+``/32`` appended (valid octets, no leading zeros): lets callers skip the call."""
 
 
 @lru_cache(maxsize=1 << 18)
