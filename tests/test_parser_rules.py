@@ -164,3 +164,14 @@ def test_interleaved_restore_payload_keeps_its_written_order() -> None:
     table = parse_rules(text).tables["nat"]
     assert [(c, r.line if r else None) for c, r in table.writes or []] == [
         ("B", 4), ("A", 5), ("A", 6), ("B", 7), ("C", None)]
+
+
+@pytest.mark.parametrize("size", [1, 5, 7, 64])
+def test_reading_in_pieces_gives_the_lines_of_the_whole_text(size: int) -> None:
+    from itertools import chain
+
+    from netproxy.parser.dump import _pieces
+
+    text = "*nat\r\n:X - [0:0]\n\n-A X -j RETURN\x0b-A X\nCOMMIT\r\nlast"
+    assert list(chain.from_iterable(map(str.splitlines, _pieces(text, size)))) == text.splitlines()
+    assert "".join(_pieces(text, size)) == text

@@ -10,7 +10,8 @@ strict mode stops at the first one. Every error names the source, line and colum
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain as _chain
 from pathlib import Path
 
 from netproxy.errors import ParseError
@@ -64,6 +65,7 @@ class _Reader:
 
     def read(self, text: str) -> Ruleset:
         plans = self.plans
+        chain_from = _chain.from_iterable
         split = split_words
         structural = STRUCTURAL.get
         order_append = self.order.append
@@ -72,7 +74,7 @@ class _Reader:
         builtin: tuple[str, ...] = ()  # the current table's built-in chains
         no_table: set[str] = set()
         jumps_add = no_table.add
-        for line_no, line in enumerate(text.splitlines(), 1):
+        for line_no, line in enumerate(chain_from(map(str.splitlines, _pieces(text))), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
                 # common one-comment line is split inline; anything else goes to split_words.
@@ -348,6 +350,17 @@ class _Reader:
                             "which is neither a declared chain nor a known target",
                             rule.line,
                         )
+
+
+def _pieces(text: str, size: int = 1 << 20) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters that end after a newline, so that the
+    lines of one piece at a time exist as separate strings rather than all of them at once."""
+    start, end = 0, len(text)
+    while start < end:
+        cut = text.find("\n", start + size)
+        cut = end if cut < 0 else cut + 1
+        yield text[start:cut]
+        start = cut
 
 
 def _counters(text: str) -> tuple[int, int] | None:
