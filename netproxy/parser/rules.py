@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import MISSING, fields
 from typing import NamedTuple, cast
 
 from netproxy.netfilter import extensions as ext
@@ -269,8 +270,8 @@ def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule | None]:
     """Turn ``plan`` into one Python function that builds the rule for a line's words
     (``None`` when an address word does not look like an address: the slow path decides).
 
-    The generated code only indexes the words and calls the model constructors; every
-    constant is passed through the environment or as a ``repr`` literal.
+    The generated code only indexes the words and fills in the model objects; every constant
+    is passed through the environment or as a ``repr`` literal.
     """
     env: dict[str, object] = {"Rule": Rule, "Target": Target, "new": _new_option, "Option": Option}
 
@@ -286,17 +287,40 @@ def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule | None]:
                 out.append(f"new(Option, ({module!r}, {name!r}, {args}, {neg!r}))")
         return "(" + "".join(f"{x}, " for x in out) + ")"
 
-    target = "None"
+    # The objects are made with object.__new__ and their fields set one by one: what the
+    # dataclass constructors do, without a Python call per object (every field is set, from
+    # the model's own list of fields and defaults).
+    lines = ["def build(w, line):"]
+    if plan.addresses:
+        checks = " and ".join(f"plausible(w[{k}])" for k in plan.addresses)
+        lines.append(f"    if not ({checks}): return None")
+    lines.append("    r = new_object(Rule)")
     if plan.target >= 0:
-        target = f"Target(w[{plan.target}], {items(plan.target_options, 't')}, {plan.goto!r})"
+        target = {"name": f"w[{plan.target}]", "options": items(plan.target_options, "t"),
+                  "goto": repr(plan.goto)}
+        lines.append("    t = new_object(Target)")
+        lines += [f"    t.{name} = {target.get(name, default)}" for name, default in _TARGET_FIELDS]
     counters = "None"
     if plan.counters >= 0:
         counters = f"(int(w[{plan.counters}]), int(w[{plan.counters + 1}]))"
-    checks = "".join(f"plausible(w[{k}]) and " for k in plan.addresses)
-    source = (f"lambda w, line: {checks}Rule({items(plan.matches, 'm')}, {target}, {counters}, line)")
+    rule = {"matches": items(plan.matches, "m"), "target": "t" if plan.target >= 0 else "None",
+            "counters": counters, "line": "line"}
+    lines += [f"    r.{name} = {rule.get(name, default)}" for name, default in _RULE_FIELDS]
+    lines.append("    return r")
     env["plausible"] = _PLAUSIBLE_ADDRESS.match
-    built: Callable[[Sequence[str], int], Rule | None] = eval(source, env)  # noqa: S307 - generated above
-    return built
+    env["new_object"] = object.__new__
+    exec("\n".join(lines), env)  # noqa: S102 - generated above
+    return cast(Callable[[Sequence[str], int], "Rule | None"], env["build"])
+
+
+def _field_defaults(cls: type) -> tuple[tuple[str, str], ...]:
+    """Every field of a model dataclass with the ``repr`` of its default (``""`` for a field
+    without one, which the generated code must then set itself)."""
+    return tuple((f.name, "" if f.default is MISSING else repr(f.default)) for f in fields(cls))
+
+
+_RULE_FIELDS = _field_defaults(Rule)
+_TARGET_FIELDS = _field_defaults(Target)
 
 
 def rule_from_args(args: Sequence[str], *, strict: bool = True) -> Rule:
