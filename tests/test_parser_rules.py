@@ -175,3 +175,19 @@ def test_reading_in_pieces_gives_the_lines_of_the_whole_text(size: int) -> None:
     text = "*nat\r\n:X - [0:0]\n\n-A X -j RETURN\x0b-A X\nCOMMIT\r\nlast"
     assert list(chain.from_iterable(map(str.splitlines, _pieces(text, size)))) == text.splitlines()
     assert "".join(_pieces(text, size)) == text
+
+
+@pytest.mark.parametrize("first, second", [
+    # A "!" where the first line had a value negates (the old position of "!").
+    ("-A X -s 10.0.0.1/32 -m comment --comment a -j ACCEPT",
+     "-A X -s 10.0.0.2/32 -m comment --comment ! -j ACCEPT"),
+    # A known target where the first line jumped to a chain takes the options it knows:
+    # --mask is CONNMARK's here, recent's after a chain.
+    ("-A X -m recent --rcheck --name a -j KUBE-A --mask 255.255.255.255",
+     "-A X -m recent --rcheck --name a -j CONNMARK --mask 0x1"),
+])
+def test_a_shape_seen_before_does_not_swallow_a_different_line(first: str, second: str) -> None:
+    alone, alone_problems = _chain_rules([second])
+    rules, problems = _chain_rules([first, second])
+    assert (rules[1].matches, rules[1].target) == (alone[0].matches, alone[0].target)
+    assert [p.message for p in problems if p.line == 4] == [p.message for p in alone_problems]

@@ -23,7 +23,7 @@ from netproxy.parser.rules import (
     compile_plan,
     parse_rule_words,
 )
-from netproxy.parser.shapes import STRUCTURAL, long_dashes, shape_key
+from netproxy.parser.shapes import STRUCTURAL, bangs, compile_check, long_dashes, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
@@ -35,6 +35,10 @@ def _column(line: str, word: int) -> int:
     except TokenError:
         return 1
     return cols[word][1] if 0 <= word < len(cols) else len(line) + 1
+
+
+_Shape = tuple[int, Callable[[Sequence[str], int], Rule | None], int, int,
+               Callable[[Sequence[str]], bool]]
 
 
 class _Reader:
@@ -49,9 +53,9 @@ class _Reader:
         self.order: list[tuple[Chain, int] | str] = []
         self.reordered = False  # -I or -F: the written order no longer maps to the chains
         # shape key -> (long_dashes of the line, the plan's compiled builder, index of the
-        # target's word or 0 for none)
-        self.plans: dict[tuple[str | None, ...],
-                         tuple[int, Callable[[Sequence[str], int], Rule | None], int]] = {}
+        # target's word or 0 for none, bangs of the line, the shape's cheap check)
+        self.plans: dict[tuple[str | None, ...], _Shape] = {}
+        self.guesses: dict[int, list[_Shape]] = {}  # the same, by number of words
         self.jumps: dict[str, set[str]] = {}  # per table: every target name rules were read with
 
     def fail(self, message: str, line_no: int, column: int = 0) -> None:
@@ -65,6 +69,8 @@ class _Reader:
 
     def read(self, text: str) -> Ruleset:
         plans = self.plans
+        guesses = self.guesses
+        found: _Shape | None
         chain_from = _chain.from_iterable
         split = split_words
         structural = STRUCTURAL.get
@@ -97,9 +103,16 @@ class _Reader:
                         except TokenError:
                             words = []  # rule_line below reports it with its column
                         dashes = " ".join(words).count("--")
-                # A key of fewer than two words has no plan: words[1] is safe below.
-                found = plans.get(tuple(map(structural, words)))  # shape_key, inlined
-                if found is not None and found[0] == dashes:
+                # First the shapes seen with as many words, by their cheap check; then the key.
+                # (Fewer than three words have no plan: words[1] is safe below.)
+                for found in guesses.get(len(words), ()):
+                    if found[0] == dashes and found[4](words) and line.count("!") == found[3]:
+                        break
+                else:
+                    found = plans.get(tuple(map(structural, words)))  # shape_key, inlined
+                    if found is not None and found[0] != dashes:
+                        found = None
+                if found is not None:
                     chain = chains.get(words[1])
                     if chain is not None:
                         rule = found[1](words, line_no)
@@ -276,7 +289,11 @@ class _Reader:
         try:
             rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
             if plan is not None and counters is None and not problems and start == 2:
-                self.plans[shape_key(words)] = (long_dashes(words), compile_plan(plan), max(plan.target, 0))
+                key = shape_key(words)
+                entry = (long_dashes(words), compile_plan(plan), max(plan.target, 0), bangs(words),
+                         compile_check(key, plan.target))
+                self.plans[key] = entry
+                self.guesses.setdefault(len(words), []).append(entry)
         except RuleSyntaxError as err:
             column = _column(line, err.word + (1 if counters is not None else 0))
             if self.strict:

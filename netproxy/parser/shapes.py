@@ -20,7 +20,7 @@ general path. Two lines with equal keys and equal counts therefore parse the sam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netproxy.netfilter import extensions as ext
 
@@ -66,3 +66,25 @@ def long_dashes(words: Sequence[str]) -> int:
     """How many ``--`` the known words of a line hold (what ``line.count("--")`` must be for
     another line of the same shape to parse alike)."""
     return sum(w.count("--") for w in words if w in STRUCTURAL)
+
+
+def compile_check(key: Sequence[str | None], target: int) -> Callable[[Sequence[str]], bool]:
+    """A test that a line of as many words as ``key`` has the same shape, cheaper than
+    computing its key: its known words (from word 2 on) are those of ``key``, and a target
+    word that was not a known name is still none.
+
+    Not comparing the other words is safe: where the key has a value, any other value --
+    known name or not -- is read the same way, except ``!`` and words holding ``--``, which
+    the caller rules out by counting them on the line (see :func:`long_dashes`).
+    """
+    tests = [f"w[{i}] == {word!r}" for i, word in enumerate(key) if i >= 2 and word is not None]
+    if target >= 0 and key[target] is None:
+        tests.append(f"w[{target}] not in known")
+    check: Callable[[Sequence[str]], bool] = eval(  # noqa: S307 - built from known words above
+        f"lambda w: {' and '.join(tests) or 'True'}", {"known": STRUCTURAL})
+    return check
+
+
+def bangs(words: Sequence[str]) -> int:
+    """How many ``!`` the known words of a line hold (what ``line.count("!")`` must be)."""
+    return sum(w.count("!") for w in words if w in STRUCTURAL)
