@@ -104,7 +104,7 @@ class _Reader:
                             words = []  # rule_line below reports it with its column
                         dashes = " ".join(words).count("--")
                 # First the shapes seen with as many words, by their cheap check; then the key.
-                # (Fewer than three words have no plan: words[1] is safe below.)
+                # (Every plan was made from a line of two words or more: words[1] is safe.)
                 for found in guesses.get(len(words), ()):
                     if found[0] == dashes and found[4](words) and line.count("!") == found[3]:
                         break
