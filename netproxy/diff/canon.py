@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from netproxy.netfilter import saveform
 from netproxy.netfilter.model import Option, Rule, Target
-from netproxy.netfilter.saveform import to_saved
+from netproxy.netfilter.saveform import RESPELLED_TARGETS, to_saved
 
 Rename = Callable[[str], str]
 
@@ -38,8 +37,6 @@ DisjointKey = tuple[str, str, str | None]
 _MatchPart = tuple[str, str | None, str | None, str | None, bool]
 _MATCHES: dict[tuple[str, tuple[Option, ...]], _MatchPart] = {}
 _TARGETS: dict[tuple[str, str, tuple[Option, ...]], str] = {}
-_RESPELLED_TARGETS = frozenset(saveform._TARGET_FIXES)
-"""Targets whose options ``iptables-save`` prints differently from how they were written."""
 _CACHE_LIMIT = 1_000_000
 """Canonical forms are cached by the parsed option tuples (the parser shares equal options,
 and kube-proxy repeats the same few shapes thousands of times)."""
@@ -87,7 +84,7 @@ def _match_part(matches: tuple[Option, ...], family: str, rename: Rename) -> _Ma
 
 def _target_part(target: Target, family: str) -> str:
     """The canonical options of a target (its name is added by the caller, renamed)."""
-    respelled = target.name in _RESPELLED_TARGETS
+    respelled = target.name in RESPELLED_TARGETS
     if not target.options and not respelled:
         return ""
     cache_key = (family, target.name, target.options)

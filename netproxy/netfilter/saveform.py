@@ -24,10 +24,8 @@ from netproxy.netfilter.values import (
 
 SaveOptions = dict[str, object]
 
-_PROTO_NAMES = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp",
-                "icmpv6": "ipv6-icmp", "all": "all", "0": "all"}
-
-PROTOCOL_NAMES = _PROTO_NAMES
+PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp",
+                  "icmpv6": "ipv6-icmp", "all": "all", "0": "all"}
 """How ``iptables-save`` names a protocol given by number or alias (lower case)."""
 
 _ALL_ONES_MASK = {"ipv4": "255.255.255.255", "ipv6": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
@@ -45,7 +43,7 @@ def _builtin(opt: Option, family: str) -> Option:
             return opt  # kept as written: the tracer reports it as undecidable
     if opt.name == "protocol" and opt.args:
         proto = opt.args[0].lower()
-        return _value(opt, (_PROTO_NAMES.get(proto, proto),))
+        return _value(opt, (PROTOCOL_NAMES.get(proto, proto),))
     return opt
 
 
@@ -85,16 +83,13 @@ def _recent_defaults(options: list[Option], family: str, iptables_version: tuple
     return out
 
 
-def _target(target: Target | None, family: str) -> Target | None:
+def saved_target(target: Target | None, family: str) -> Target | None:
+    """The target as ``iptables-save`` prints it (``MARK`` options as ``--set-xmark``, ``REJECT``
+    with its default ``--reject-with``); other targets are returned unchanged."""
     if target is None:
         return None
     fix = _TARGET_FIXES.get(target.name)
     return fix(target, family) if fix else target
-
-
-saved_target = _target
-"""The target as ``iptables-save`` prints it (``MARK`` options as ``--set-xmark``, ``REJECT``
-with its default ``--reject-with``); other targets are returned unchanged."""
 
 
 def _mark_target(target: Target, family: str) -> Target:
@@ -158,7 +153,8 @@ normalizing) or an inserted Option (``-m module``, recent's defaults). ``None`` 
 signatures the general path handles."""
 
 
-def _normalize(opt: Option, family: str) -> Option:
+def normalized(opt: Option, family: str) -> Option:
+    """An item's value as the kernel stores and prints it (for the ``~index`` layout entries)."""
     return _builtin(opt, family) if not opt.module else _match_option(opt, family)
 
 
@@ -248,10 +244,6 @@ def save_layout(signature: tuple[tuple[str, str], ...], family: str = "ipv4",
     return layout
 
 
-normalized = _normalize
-"""An item's value as the kernel stores and prints it (for the ``~index`` layout entries)."""
-
-
 def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...] = (1, 8, 9)) -> Rule:
     """``rule`` in the order and spelling ``iptables-save`` prints it.
 
@@ -268,9 +260,9 @@ def to_saved(rule: Rule, family: str = "ipv4", iptables_version: tuple[int, ...]
         matches = rule.matches
         items_fast = tuple([
             entry if isinstance(entry, Option)
-            else (matches[entry] if entry >= 0 else _normalize(matches[~entry], family))
+            else (matches[entry] if entry >= 0 else normalized(matches[~entry], family))
             for entry in cast(tuple[Option | int, ...], layout)])
-        target = _target(rule.target, family)
+        target = saved_target(rule.target, family)
         if items_fast == matches and target is rule.target:
             return rule
         return Rule(items_fast, target, rule.counters, rule.line)
@@ -306,7 +298,7 @@ def saved_general(rule: Rule, family: str = "ipv4",
         items.append(Option(module, "", ()))
         items.extend(options)
     matches = tuple(items)
-    target = _target(rule.target, family)
+    target = saved_target(rule.target, family)
     if matches == rule.matches and target is rule.target:
         return rule
     return Rule(matches, target, rule.counters, rule.line)
