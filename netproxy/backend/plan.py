@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.backend.owned import OWNED_PREFIX, foreign_content, owned_jump
+from netproxy.backend.owned import foreign_content, owned_chain, owned_jump
 from netproxy.backend.savetext import ChainText, TextState
 
 
@@ -63,7 +63,7 @@ def _jumps(chain: ChainText | None) -> list[str]:
 
 def chain_keys(chains: dict[str, ChainText]) -> dict[str, str]:
     """Digest of every owned user chain among ``chains`` (their rules must be there)."""
-    return {n: c.key() for n, c in chains.items() if c.policy is None and n.startswith(OWNED_PREFIX)}
+    return {n: c.key() for n, c in chains.items() if c.policy is None and owned_chain(n)}
 
 
 def owned_keys(chains: dict[str, ChainText]) -> dict[str, str]:
@@ -113,7 +113,7 @@ def make_plan(current: TextState, desired: TextState, *, full: bool = False,
     for tname in names:
         dchains = desired.get(tname, {})
         plan.ignored += [f"{tname}/{n}" for n, c in dchains.items()
-                         if c.policy is None and not n.startswith(OWNED_PREFIX)]
+                         if c.policy is None and not owned_chain(n)]
         plan.tables.append(plan_table(tname, current.get(tname, {}), dchains, full=full))
     if foreign is None:
         foreign = {t: foreign_content(chains) for t, chains in current.items()}
@@ -141,7 +141,7 @@ def _replaceable(busy: list[TablePlan], foreign: dict[str, bool]) -> bool:
 def _emit_whole(plan: Plan, tplan: TablePlan, current: dict[str, ChainText], dchains: dict[str, ChainText]) -> None:
     """The table rewritten whole: built-ins keep their policies, then every owned chain."""
     t = tplan.name
-    tplan.write = [n for n, c in dchains.items() if c.policy is None and n.startswith(OWNED_PREFIX)]
+    tplan.write = [n for n, c in dchains.items() if c.policy is None and owned_chain(n)]
     builtins = [n for n, c in current.items() if c.policy is not None]
     builtins += [n for n, c in dchains.items() if c.policy is not None and n not in builtins]
     plan.lines.append(f"*{t}")
