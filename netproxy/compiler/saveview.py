@@ -95,16 +95,8 @@ def save_view(payload: Ruleset, *, sort_chains: bool = True) -> Ruleset:
     _ensure_jumps(tables)
     for name, written in payload.tables.items():
         table = tables[name]
-        chains = table.chains
-        builtins = BUILTIN_CHAINS[name]
         for chain in written.chains.values():
-            # --noflush: declared chains are replaced (what Table.chain + new rules does).
-            found = chains.get(chain.name)
-            if found is None:
-                policy = "ACCEPT" if chain.name in builtins else None
-                chains[chain.name] = Chain(chain.name, policy, None, list(chain.rules))
-            else:
-                found.rules = list(chain.rules)
+            table.chain(chain.name).rules = list(chain.rules)  # --noflush: declared chains are replaced
         for gone in written.deleted:
             table.chains.pop(gone, None)
     out = Ruleset(family=family, source="<compiled>")
