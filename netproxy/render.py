@@ -47,7 +47,7 @@ def _save_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _restore_word(value: str) -> str:
+def restore_word(value: str) -> str:
     """Quote a word for iptables-restore only where its tokenizer needs it."""
     if value and not _RESTORE_SPECIAL(value):
         return value
@@ -66,7 +66,7 @@ def _option_text(opt: Option, saved: bool) -> str:
     if not args:
         return head
     if not saved:
-        return " ".join((head, *map(_restore_word, args)))
+        return " ".join((head, *map(restore_word, args)))
     if name in _SAVE_STRING_OPTIONS:
         return " ".join((head, *map(_save_string, args)))
     if module == "nfacct":
@@ -131,7 +131,7 @@ class _MatchText:
             if layout is None:
                 return lambda matches: None
             entries = list(layout)
-        env: dict[str, object] = {"W": _restore_word, "S": _save_string, "B": _BARE_SAVE,
+        env: dict[str, object] = {"W": restore_word, "S": _save_string, "B": _BARE_SAVE,
                                   "Q": _RESTORE_SPECIAL, "A": saved_address, "H": is_ipv4_host, "N": normalized,
                                   "P": PROTOCOL_NAMES, "F": self.family}
         body: list[str] = []
@@ -246,8 +246,7 @@ class _LineParts:
 
 def _restore_lines(writes: Iterable[tuple[str, Rule | None]], family: str) -> list[str]:
     """The payload lines of ``(chain, rule)`` pairs (``rule`` None: a ``-X chain`` deletion)."""
-    parts = _LineParts(False, family, (1, 8, 9))
-    done, spaced_text, jump = parts.done, parts.spaced, parts.jump
+    line = restore_formatter(family)
     out: list[str] = []
     append = out.append
     for chain, rule in writes:
@@ -256,16 +255,7 @@ def _restore_lines(writes: Iterable[tuple[str, Rule | None]], family: str) -> li
         elif rule.opaque is not None:
             append(rule.opaque)
         else:
-            spaced = done.get(rule.matches)
-            if spaced is None:
-                spaced = spaced_text(rule.matches)
-            target = rule.target
-            if target is None:
-                append(f"-A {chain}{spaced}")
-            elif target.options or target.goto:
-                append(f"-A {chain}{spaced}{jump(target)}")
-            else:
-                append(f"-A {chain}{spaced} -j {target.name}")
+            append(line(chain, rule))
     return out
 
 
@@ -396,3 +386,31 @@ def render_restore(ruleset: Ruleset) -> str:
     with paused_gc():
         tables = [_restore_table(t, ruleset.family) for t in ruleset.tables.values()]
         return environment().get_template("restore.j2").render(tables=tables)
+
+
+def render_restore_lines(tables: Iterable[tuple[str, list[str], list[str]]]) -> str:
+    """The same layout for tables whose lines are already formatted: ``(name, chain lines,
+    rule lines)`` per table, the lists without newlines (they are consumed)."""
+    blocks = [{"name": name, "chain_lines": _block(chains), "rule_lines": _block(rules)}
+              for name, chains, rules in tables]
+    return environment().get_template("restore.j2").render(tables=blocks)
+
+
+def restore_formatter(family: str) -> Callable[[str, Rule], str]:
+    """A function giving the payload line ``-A CHAIN ...`` of a rule, remembering the text of
+    the match parts it has seen (for writing many lines one at a time, as the compiler does)."""
+    parts = _LineParts(False, family, (1, 8, 9))
+    done, spaced_text, jump = parts.done, parts.spaced, parts.jump
+
+    def line(chain: str, rule: Rule) -> str:
+        spaced = done.get(rule.matches)
+        if spaced is None:
+            spaced = spaced_text(rule.matches)
+        target = rule.target
+        if target is None:
+            return f"-A {chain}{spaced}"
+        if target.options or target.goto:
+            return f"-A {chain}{spaced}{jump(target)}"
+        return f"-A {chain}{spaced} -j {target.name}"
+
+    return line

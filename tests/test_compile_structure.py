@@ -107,3 +107,11 @@ def test_text_round_trips_through_parser(case: str, monkeypatch: pytest.MonkeyPa
                 for chain in table.chains.values():
                     got = parsed.tables[name].chains[chain.name].rules
                     assert [_shape(r) for r in got] == [_shape(r) for r in chain.rules]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_model_renders_the_text_payload(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``compile --format restore`` writes text without the model (the golden test checks
+    that); the model the other commands use must render to the very same payload."""
+    result = compiled(case, monkeypatch)
+    assert render_restore(result.payload) == (GOLDEN / case / "expected.restore").read_text()

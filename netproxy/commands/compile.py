@@ -8,11 +8,16 @@ from typing import Any
 
 import click
 
-from netproxy.commands.cluster_options import cluster_options, compile_params
+from netproxy.commands.cluster_options import (
+    cluster_options,
+    compile_params,
+    load_cluster,
+    settings_for,
+)
 from netproxy.compiler.saveview import save_view
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
-from netproxy.render import render_restore, render_save
+from netproxy.render import render_save
 
 LEAVE_TO_OS_RULES = 20_000
 """From this many payload rules on, the compiled objects are left for the process exit."""
@@ -65,18 +70,32 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
-    view = None
-    with paused_gc(freeze=True):
-        compiled = compile_params(params, existing)
-        if fmt == "restore":
-            text = render_restore(compiled.payload)
-        else:
-            # the view unsorted: render_save sorts, and formats faster in build order
-            view = save_view(compiled.payload, sort_chains=False)
-            text = render_save(view, iptables_version=iptables_version)
+    if fmt == "restore":
+        text = _restore_text(params, existing)
+    else:
+        text = _save_text(params, existing, iptables_version)
     if output:
         write_atomic(output, text)
     else:
         sys.stdout.write(text)
+
+
+def _restore_text(params: dict[str, Any], existing: tuple[str, ...]) -> str:
+    """kube-proxy's payload, written as text without the rule model."""
+    from netproxy.compiler import compile_cluster_text
+
+    with paused_gc(freeze=True):
+        cluster = load_cluster(params)
+        return compile_cluster_text(cluster, settings_for(params, cluster), existing)
+
+
+def _save_text(params: dict[str, Any], existing: tuple[str, ...],
+               iptables_version: tuple[int, ...]) -> str:
+    with paused_gc(freeze=True):
+        compiled = compile_params(params, existing)
+        # the view unsorted: render_save sorts, and formats faster in build order
+        view = save_view(compiled.payload, sort_chains=False)
+        text = render_save(view, iptables_version=iptables_version)
     if sum(len(t.writes or ()) for t in compiled.payload.tables.values()) >= LEAVE_TO_OS_RULES:
-        _leave_to_the_os(compiled, view, text)
+        _leave_to_the_os(compiled, view)
+    return text

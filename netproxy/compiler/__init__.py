@@ -1,7 +1,8 @@
 """The compiler: kube-proxy's model of the cluster plus node settings -> the rule model.
 
 :func:`compile_cluster` gives both the restore payload kube-proxy writes on a full sync and
-the save view (what ``iptables-save`` shows on the node afterwards).
+the save view (what ``iptables-save`` shows on the node afterwards) as the rule model;
+:func:`compile_cluster_text` writes the same payload straight as text.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netproxy.compiler.payload import ProxyModel, compile_payload
+from netproxy.compiler.payload import ProxyModel, compile_payload, compile_restore_text
 from netproxy.compiler.saveview import save_view
 from netproxy.k8s.loader import Cluster
 from netproxy.netfilter.model import Ruleset
@@ -50,4 +51,12 @@ def compile_cluster(cluster: Cluster, settings: ProxySettings,
     return Compiled(payload=payload, model=model)
 
 
-__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "proxy_model", "save_view"]
+def compile_cluster_text(cluster: Cluster, settings: ProxySettings,
+                         existing_nat_chains: Iterable[str] = ()) -> str:
+    """The restore payload of ``cluster`` as text, without building the rule model (what
+    ``render_restore(compile_cluster(...).payload)`` gives, in about half the time)."""
+    return compile_restore_text(proxy_model(cluster, settings), settings, existing_nat_chains)
+
+
+__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_cluster_text", "compile_payload",
+           "compile_restore_text", "proxy_model", "save_view"]

@@ -45,8 +45,8 @@ def in_iface(name: str, negated: bool = False) -> Option:
 
 
 @cache
-def dport(protocol: str, port: int) -> Option:
-    return Option(protocol, "dport", (str(port),))
+def dport(protocol: str, port: str) -> Option:
+    return Option(protocol, "dport", (port,))
 
 
 @cache
@@ -72,7 +72,9 @@ def probability(n: int) -> tuple[Option, Option, Option]:
             Option("statistic", "probability", (kube_probability(n),)))
 
 
+@lru_cache(maxsize=4096)
 def jump(name: str) -> Target:
+    """``-j name``, shared by the rules that jump there (the compiler never changes a target)."""
     return Target(name)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from netproxy.chainnames import OWNED_PREFIXES
 from netproxy.compiler.build import addrtype, comment, ctstate, dest, module, nfacct, rule, source
-from netproxy.compiler.writer import PayloadWriter
+from netproxy.compiler.writer import Sink
 from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.proxy.settings import ProxySettings
 
@@ -25,16 +25,16 @@ def localnet_rule() -> Rule:
                 + ctstate("RELATED,ESTABLISHED,DNAT", True), "DROP")
 
 
-def declare_fixed_chains(out: PayloadWriter, settings: ProxySettings) -> None:
+def declare_fixed_chains(out: Sink, settings: ProxySettings) -> None:
     for name in FILTER_CHAINS:
-        out.declare(out.filter, name)
+        out.declare_filter(name)
     if settings.localhost_nodeports_effective:
-        out.declare(out.filter, "KUBE-FIREWALL")
+        out.declare_filter("KUBE-FIREWALL")
     for name in NAT_CHAINS:
-        out.declare(out.nat, name)
+        out.declare_nat(name)
 
 
-def write_head(out: PayloadWriter, settings: ProxySettings) -> None:
+def write_head(out: Sink, settings: ProxySettings) -> None:
     """KUBE-POSTROUTING, KUBE-MARK-MASQ and the KUBE-FIREWALL rule, written before services."""
     mark = settings.mark
     out.add_nat("KUBE-POSTROUTING", rule(
@@ -48,7 +48,7 @@ def write_head(out: PayloadWriter, settings: ProxySettings) -> None:
         out.add_filter("KUBE-FIREWALL", localnet_rule())
 
 
-def write_nodeports_tail(out: PayloadWriter, settings: ProxySettings) -> None:
+def write_nodeports_tail(out: Sink, settings: ProxySettings) -> None:
     """The last rule(s) of nat KUBE-SERVICES: hand local destinations to KUBE-NODEPORTS."""
     if settings.nodeports.match_all:
         extra: tuple[Option, ...] = ()
@@ -66,21 +66,18 @@ def write_nodeports_tail(out: PayloadWriter, settings: ProxySettings) -> None:
         out.add_nat("KUBE-SERVICES", rule(comment(TAIL_COMMENT) + (dest(addr),), "KUBE-NODEPORTS"))
 
 
-def write_stale_deletions(out: PayloadWriter, existing: Iterable[str]) -> None:
+def write_stale_deletions(out: Sink, existing: Iterable[str]) -> None:
     """``:NAME`` + ``-X NAME`` for owned chains on the node that this sync no longer uses.
 
     kube-proxy writes them after all service rules and before the nodeports tail rule, in Go
     set order (random); we sort them.
     """
-    nat = out.nat
-    assert nat.writes is not None
     for name in sorted(set(existing)):
-        if name.startswith(OWNED_PREFIXES) and name not in nat.chains:
-            nat.deleted.append(name)
-            nat.writes.append((name, None))
+        if name.startswith(OWNED_PREFIXES) and not out.has_nat_chain(name):
+            out.delete_nat(name)
 
 
-def write_forward(out: PayloadWriter, settings: ProxySettings) -> None:
+def write_forward(out: Sink, settings: ProxySettings) -> None:
     """filter KUBE-FORWARD, written after all service filter rules."""
     if not settings.tcp_be_liberal:
         counter = nfacct(CT_INVALID_COUNTER) if settings.nfacct else ()

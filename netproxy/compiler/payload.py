@@ -13,7 +13,7 @@ from netproxy.compiler.fixed import (
     write_stale_deletions,
 )
 from netproxy.compiler.services import write_service_port
-from netproxy.compiler.writer import PayloadWriter
+from netproxy.compiler.writer import PayloadWriter, Sink, TextWriter
 from netproxy.netfilter.model import Ruleset
 from netproxy.proxy.endpoints import EndpointInfo
 from netproxy.proxy.serviceport import ServicePortInfo, ServicePortName
@@ -36,12 +36,28 @@ class ProxyModel:
 
 def compile_payload(model: ProxyModel, settings: ProxySettings,
                     existing_nat_chains: Iterable[str] = ()) -> Ruleset:
-    """The ``iptables-restore`` payload of a full sync.
+    """The ``iptables-restore`` payload of a full sync, as the rule model.
 
     ``existing_nat_chains`` are the nat chains already on the node (kube-proxy reads them with
     ``iptables-save -t nat``); kube-proxy-owned ones this sync does not write are deleted.
     """
     out = PayloadWriter(settings.family)
+    write_payload(out, model, settings, existing_nat_chains)
+    return out.ruleset
+
+
+def compile_restore_text(model: ProxyModel, settings: ProxySettings,
+                         existing_nat_chains: Iterable[str] = ()) -> str:
+    """The same payload as ``iptables-restore`` text, written without the rule model: what
+    :func:`netproxy.render.render_restore` gives for :func:`compile_payload`'s result."""
+    out = TextWriter(settings.family)
+    write_payload(out, model, settings, existing_nat_chains)
+    return out.text()
+
+
+def write_payload(out: Sink, model: ProxyModel, settings: ProxySettings,
+                  existing_nat_chains: Iterable[str] = ()) -> None:
+    """Every line of a full sync, in kube-proxy's order, into ``out``."""
     declare_fixed_chains(out, settings)
     write_head(out, settings)
     large = model.total_endpoints() > settings.large_cluster_endpoints
@@ -53,4 +69,3 @@ def compile_payload(model: ProxyModel, settings: ProxySettings,
     write_stale_deletions(out, existing_nat_chains)
     write_nodeports_tail(out, settings)
     write_forward(out, settings)
-    return out.ruleset

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netproxy import chainnames as names
-from netproxy.netfilter.model import Option
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.topology import Categorized
 
@@ -38,9 +37,8 @@ class Plan:
     ext_comment: str
     sep_names: dict[str, str]
     """Endpoint string -> KUBE-SEP chain name, hashed once per reachable endpoint."""
-    cluster_match: tuple[Option, ...] = ()
-    """``-m comment --comment "SPN cluster IP" -m P -p P -d CLUSTER-IP --dport PORT``, shared by
-    the KUBE-SERVICES jump and the masquerade rule of the internal chain."""
+    port: str
+    """The service port as the rules spell it."""
 
     def sep(self, endpoint: str) -> str:
         name = self.sep_names.get(endpoint)
@@ -86,4 +84,5 @@ def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
         int_target=int_target, ext_target=ext_target,
         int_comment=int_comment, ext_comment=ext_comment,
         sep_names={ep.endpoint: "KUBE-SEP-" + hash_of(spn, p, ep.endpoint) for ep in cat.all_reachable},
+        port=str(svc.port),
     )
