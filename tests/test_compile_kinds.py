@@ -66,3 +66,13 @@ def test_a_value_used_twice_in_one_argument_list() -> None:
         return Rule((Option("comment", ""), Option("comment", "comment", (text, text))), None)
 
     assert twice.line("ipv4")("C", "a b") == rule_text(twice.build("a b"), "C", saved=False)
+
+
+def test_literal_braces_and_backslashes_survive_the_f_string() -> None:
+    @kind
+    def odd(text: str) -> Rule:
+        return Rule((Option("comment", ""), Option("comment", "comment", ("{a} \\ " + text,))),
+                    Target("ACCEPT"))
+
+    for value in ("x", "{y}", 'q"'):
+        assert odd.line("ipv4")("C", value) == rule_text(odd.build(value), "C", saved=False)

@@ -95,27 +95,29 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
     if target is not None:
         target = Target(target.name, tuple(map(lift, target.options)), target.goto)
     text = rule_text(Rule(tuple(map(lift, rule.matches)), target), _CHAIN, family, saved=False)
-    code: list[str] = []
+    # One f-string (a single BUILD_STRING) whose quoted arguments are computed first.
+    body = [f"    q{i} = W({expr})" for i, expr in enumerate(quoted)]
+    fields: list[str] = []
     seen: list[str] = []
     for piece in _TOKENS.split(text):
         if not piece:
             continue
         if piece == _CHAIN:
-            code.append("chain")
+            fields.append("{chain}")
         elif piece.startswith("\x01"):
-            code.append(f"v{piece[1:-1]}")
+            fields.append(f"{{v{piece[1:-1]}}}")
         elif piece.startswith("\x02"):
-            code.append(f"W({quoted[int(piece[1:-1])]})")
+            fields.append(f"{{q{piece[1:-1]}}}")
         else:
             if any(c in piece for c in "\x01\x02\x03"):
                 raise KindError(f"{rule_kind.name}: a value was changed, not placed: {piece!r}")
-            code.append(repr(piece))
+            fields.append(piece.replace("{", "{{").replace("}", "}}"))
         seen.append(piece)
     if seen.count(_CHAIN) != 1 or sorted(p for p in seen if p.startswith("\x02")) != sorted(
             _QUOTED.format(i) for i in range(len(quoted))):
         raise KindError(f"{rule_kind.name}: the rendered line does not hold every value once")
     params = ", ".join(["chain", *(f"v{i}" for i in range(rule_kind.arity))])
-    source = f"def line({params}):\n    return {' + '.join(code)}\n"
+    source = "\n".join([f"def line({params}):", *body, f"    return f{''.join(fields)!r}", ""])
     env: dict[str, Any] = {"W": restore_word}
     exec(compile(source, f"<rule kind {rule_kind.name}>", "exec"), env)  # noqa: S102 - built above
     return cast(Callable[..., str], env["line"])

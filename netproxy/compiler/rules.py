@@ -10,7 +10,7 @@ variant it uses.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from netproxy.compiler.build import (
     COMMENT,
@@ -43,6 +43,12 @@ def _opt(mod: str, name: str, value: str) -> Option:
 
 def _comment(text: str) -> tuple[Option, Option]:
     return (COMMENT, _opt("comment", "comment", text))
+
+
+@lru_cache(maxsize=64)
+def _service_comment(text: str) -> tuple[Option, Option]:
+    """The comment of a service port's KUBE-SEP rules, shared by all its endpoints."""
+    return _comment(text)
 
 
 @cache
@@ -107,8 +113,8 @@ def from_source(commented: bool) -> RuleKind:
     chain, the hairpin masquerade of a KUBE-SEP chain."""
     if commented:
         def source_jump(text: str, addr: str, target: str) -> Rule:
-            return Rule((COMMENT, _opt("comment", "comment", text),
-                         _new_tuple(Option, ("", "source", (addr,), False))), jump(target))
+            return Rule(_service_comment(text) + (_new_tuple(Option, ("", "source", (addr,), False)),),
+                        jump(target))
     else:
         def source_jump(text: str, addr: str, target: str) -> Rule:
             return Rule((_new_tuple(Option, ("", "source", (addr,), False)),), jump(target))
@@ -121,7 +127,7 @@ def affinity_check(commented: bool) -> RuleKind:
     def recent_check(text: str, sep: str, seconds: str) -> Rule:
         head = _comment(text) if commented else ()
         return Rule(head + (RECENT, _opt("recent", "name", sep), RCHECK,
-                            _opt("recent", "seconds", seconds), REAP), jump(sep))
+                            _opt("recent", "seconds", seconds), REAP), Target(sep))
     return RuleKind(recent_check)
 
 
@@ -136,8 +142,8 @@ def random_pick(commented: bool) -> RuleKind:
     def probability_jump(text: str, probability: str, target: str) -> Rule:
         if commented:
             return Rule((COMMENT, _opt("comment", "comment", text)) + _probability(probability),
-                        jump(target))
-        return Rule(_probability(probability), jump(target))
+                        Target(target))
+        return Rule(_probability(probability), Target(target))
     return RuleKind(probability_jump)
 
 
@@ -145,17 +151,26 @@ def random_pick(commented: bool) -> RuleKind:
 def last_pick(commented: bool) -> RuleKind:
     """``[comment] -j SEP``: the last endpoint, taken with the remaining probability."""
     def last_jump(text: str, target: str) -> Rule:
-        return Rule(_comment(text) if commented else (), jump(target))
+        return Rule(_comment(text) if commented else (), Target(target))
     return RuleKind(last_jump)
+
+
+@lru_cache(maxsize=64)
+def _dnat_matches(text: str, tail: tuple[Option, ...]) -> tuple[Option, ...]:
+    """A service port's DNAT match part, shared by all its endpoints."""
+    return _service_comment(text) + tail
 
 
 @cache
 def dnat(p: str, commented: bool, sticky: bool) -> RuleKind:
     """``[comment] [-m recent --name SEP --set] -m P -p P -j DNAT --to-destination EP``."""
+    tail = proto(p)
+
     def dnat_rule(text: str, sep: str, endpoint: str) -> Rule:
-        head: tuple[Option, ...] = _comment(text) if commented else ()
         if sticky:
-            head = head + (RECENT, _opt("recent", "name", sep), SET)
-        return Rule(head + proto(p),
-                    Target("DNAT", (_opt("DNAT", "to-destination", endpoint),)))
+            head: tuple[Option, ...] = _service_comment(text) if commented else ()
+            matches = head + (RECENT, _opt("recent", "name", sep), SET) + tail
+        else:
+            matches = _dnat_matches(text, tail) if commented else tail
+        return Rule(matches, Target("DNAT", (_opt("DNAT", "to-destination", endpoint),)))
     return RuleKind(dnat_rule)

@@ -8,7 +8,7 @@ writes lines, so the payload matches byte for byte. Every rule goes through a si
 from __future__ import annotations
 
 import ipaddress
-from functools import cache
+from functools import cache, lru_cache
 
 from netproxy.compiler.build import addrtype, in_iface, source
 from netproxy.compiler.plan import Plan, plan
@@ -175,16 +175,18 @@ def write_endpoint_choice(out: Sink, pl: Plan, chain: str, eps: list[EndpointInf
     texts = [f"{spn} -> {ep.endpoint}" for ep in eps] if commented_rules else [""] * len(eps)
     seps = [sep_of.get(ep.endpoint) or pl.sep(ep.endpoint) for ep in eps]
     if pl.svc.client_ip_affinity:
-        check = affinity_check(commented_rules)
         seconds = str(pl.svc.sticky_seconds)
-        for text, sep in zip(texts, seps, strict=True):
-            out.nat(chain, check, text, sep, seconds)
+        out.nat_rules(chain, affinity_check(commented_rules),
+                      [(text, sep, seconds) for text, sep in zip(texts, seps, strict=True)])
     n = len(eps)
-    pick = random_pick(commented_rules)
-    for i in range(n - 1):
-        out.nat(chain, pick, texts[i], kube_probability(n - i), seps[i])
     if n:
+        out.nat_rules(chain, random_pick(commented_rules),
+                      [(texts[i], _probability(n - i), seps[i]) for i in range(n - 1)])
         out.nat(chain, last_pick(commented_rules), texts[-1], seps[-1])
+
+
+_probability = lru_cache(maxsize=4096)(kube_probability)
+"""1/n as kube-proxy writes it, for the n-th last endpoint of every service."""
 
 
 def write_endpoint_chains(out: Sink, pl: Plan, large: bool) -> None:
@@ -192,11 +194,10 @@ def write_endpoint_chains(out: Sink, pl: Plan, large: bool) -> None:
     text = "" if large else pl.spn
     masq = from_source(not large)
     to_endpoint = dnat(pl.p, not large, pl.svc.client_ip_affinity)
-    sep_of = pl.sep_names
-    for ep in pl.cat.all_reachable:
-        endpoint = ep.endpoint
-        sep = sep_of[endpoint]  # the plan named every reachable endpoint's chain
-        out.nat_chain(sep, (masq, (text, ep.ip, MARK_MASQ)), (to_endpoint, (text, sep, endpoint)))
+    sep_of = pl.sep_names  # the plan named every reachable endpoint's chain
+    out.endpoint_chains(masq, to_endpoint, [
+        (sep, (text, ep.ip, MARK_MASQ), (text, sep, ep.endpoint))
+        for ep in pl.cat.all_reachable for sep in (sep_of[ep.endpoint],)])
 
 
 def write_service_port(out: Sink, svc: ServicePortInfo, cat: Categorized,

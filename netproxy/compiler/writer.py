@@ -16,7 +16,7 @@ building the rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from netproxy.compiler.kinds import RuleKind
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
@@ -31,8 +31,10 @@ class PayloadWriter:
         self.ruleset = Ruleset(family=family, source="<compiled>")
         self.filter_table = self.ruleset.table("filter")
         self.nat_table = self.ruleset.table("nat")
+        self._nat_writes: list[tuple[str, Rule | None]] = []
+        self._nat_chains = self.nat_table.chains
         self.filter_table.writes = []
-        self.nat_table.writes = []
+        self.nat_table.writes = self._nat_writes
 
     @staticmethod
     def _add(table: Table, chain: str, rule: Rule) -> None:
@@ -55,13 +57,27 @@ class PayloadWriter:
         self._add(self.filter_table, chain, kind.build(*values))
 
     def nat(self, chain: str, kind: RuleKind, *values: str) -> None:
-        self._add(self.nat_table, chain, kind.build(*values))
+        rule = kind.build(*values)
+        self._nat_chains[chain].rules.append(rule)
+        self._nat_writes.append((chain, rule))
 
-    def nat_chain(self, name: str, *rules: tuple[RuleKind, tuple[str, ...]]) -> None:
-        """Declare nat chain ``name`` and write its rules (a KUBE-SEP chain: the hot path)."""
-        built = [kind.build(*values) for kind, values in rules]
-        self.nat_table.chains[name] = Chain(name, None, None, built)
-        self.nat_table.writes += [(name, rule) for rule in built]  # type: ignore[operator]
+    def nat_rules(self, chain: str, kind: RuleKind, rows: Iterable[tuple[str, ...]]) -> None:
+        """One rule of ``kind`` per row of values (an endpoint choice: the hot path)."""
+        build = kind.build
+        rules = [build(*values) for values in rows]
+        self._nat_chains[chain].rules.extend(rules)
+        self._nat_writes.extend([(chain, rule) for rule in rules])
+
+    def endpoint_chains(self, first: RuleKind, second: RuleKind,
+                        rows: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
+        """For each ``(name, first values, second values)``: declare nat chain ``name`` and
+        write its two rules (the KUBE-SEP chains of a service port: the hottest path)."""
+        chains, writes = self._nat_chains, self._nat_writes
+        build_first, build_second = first.build, second.build
+        for name, values_first, values_second in rows:
+            a, b = build_first(*values_first), build_second(*values_second)
+            chains[name] = Chain(name, None, None, [a, b])
+            writes += ((name, a), (name, b))
 
     def has_nat_chain(self, name: str) -> bool:
         return name in self.nat_table.chains
@@ -69,7 +85,7 @@ class PayloadWriter:
     def delete_nat(self, name: str) -> None:
         """``-X name`` (its ``:name`` line comes after the declared chains)."""
         self.nat_table.deleted.append(name)
-        self.nat_table.writes.append((name, None))  # type: ignore[union-attr]
+        self._nat_writes.append((name, None))
 
 
 class TextWriter:
@@ -108,11 +124,18 @@ class TextWriter:
     def nat(self, chain: str, kind: RuleKind, *values: str) -> None:
         self._nat_rules.append((self._lines.get(kind) or self._line(kind))(chain, *values))
 
-    def nat_chain(self, name: str, *rules: tuple[RuleKind, tuple[str, ...]]) -> None:
-        self._nat_chains.setdefault(name)
-        lines, get = self._nat_rules, self._lines.get
-        for kind, values in rules:
-            lines.append((get(kind) or self._line(kind))(name, *values))
+    def nat_rules(self, chain: str, kind: RuleKind, rows: Iterable[tuple[str, ...]]) -> None:
+        line = self._lines.get(kind) or self._line(kind)
+        self._nat_rules.extend([line(chain, *values) for values in rows])
+
+    def endpoint_chains(self, first: RuleKind, second: RuleKind,
+                        rows: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
+        declared, lines = self._nat_chains, self._nat_rules
+        line_first = self._lines.get(first) or self._line(first)
+        line_second = self._lines.get(second) or self._line(second)
+        for name, values_first, values_second in rows:
+            declared[name] = None
+            lines += (line_first(name, *values_first), line_second(name, *values_second))
 
     def has_nat_chain(self, name: str) -> bool:
         return name in self._nat_chains
