@@ -35,8 +35,10 @@ from netproxy.netfilter.values import is_ipv4_host, saved_address
 _SAVE_STRING_OPTIONS = frozenset({"comment", "log-prefix", "nflog-prefix", "string", "path"})
 _BARE_SAVE = re.compile(r"[A-Za-z0-9_-]+").fullmatch
 """libxtables prints a string bare iff it is only these characters (and not empty)."""
-_RESTORE_SPECIAL = re.compile(r"[ \t\"'\\]").search
-"""Characters iptables-restore's tokenizer needs quoted."""
+RESTORE_SPECIAL = re.compile(r"[ \t\"'\\]").search
+"""Characters iptables-restore's tokenizer needs quoted (:func:`restore_word` quotes a word
+holding any of them, or an empty one, and escapes only backslashes and double quotes)."""
+
 
 
 def _save_string(value: str) -> str:
@@ -49,7 +51,7 @@ def _save_string(value: str) -> str:
 
 def restore_word(value: str) -> str:
     """Quote a word for iptables-restore only where its tokenizer needs it."""
-    if value and not _RESTORE_SPECIAL(value):
+    if value and not RESTORE_SPECIAL(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -132,7 +134,7 @@ class _MatchText:
                 return lambda matches: None
             entries = list(layout)
         env: dict[str, object] = {"W": restore_word, "S": _save_string, "B": _BARE_SAVE,
-                                  "Q": _RESTORE_SPECIAL, "A": saved_address, "H": is_ipv4_host, "N": normalized,
+                                  "Q": RESTORE_SPECIAL, "A": saved_address, "H": is_ipv4_host, "N": normalized,
                                   "P": PROTOCOL_NAMES, "F": self.family}
         body: list[str] = []
         guards: list[str] = []

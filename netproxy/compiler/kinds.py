@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from netproxy.netfilter.model import Option, Rule, Target
-from netproxy.render import restore_word, rule_text
+from netproxy.render import RESTORE_SPECIAL, restore_word, rule_text
 
 _SLOT = "\x01{}\x01"
 _QUOTED = "\x02{}\x02"
@@ -70,10 +70,25 @@ def _concat(arg: str) -> str:
     return " + ".join(parts) if parts else "''"
 
 
+def _quoting(i: int, literal: str, expr: str) -> list[str]:
+    """Code setting ``q{i}`` to ``restore_word(expr)``, without the call in the usual case:
+    an argument whose literal text needs quotes is always quoted (and only needs escapes if
+    a value holds a backslash or a double quote); one without them usually stays bare."""
+    lines = [f"    x{i} = {expr}"]
+    if '"' in literal or "\\" in literal:
+        lines.append(f"    q{i} = W(x{i})")
+    elif RESTORE_SPECIAL(literal):
+        lines.append(f"    q{i} = W(x{i}) if '\"' in x{i} or '\\\\' in x{i} else '\"' + x{i} + '\"'")
+    else:
+        lines.append(f"    q{i} = x{i} if x{i} and not Q(x{i}) else W(x{i})")
+    return lines
+
+
 def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
     values = [_SLOT.format(i) for i in range(rule_kind.arity)]
     rule = rule_kind.build(*values)
-    quoted: list[str] = []
+    quoted: list[tuple[str, str]] = []
+    """(literal text, Python expression) of each module argument that holds values."""
 
     def lift(opt: Option) -> Option:
         # A module option's argument that holds values is quoted as a whole at run time,
@@ -86,7 +101,7 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
         for arg in opt.args:
             if "\x01" in arg:
                 args.append(_QUOTED.format(len(quoted)))
-                quoted.append(_concat(arg))
+                quoted.append(("".join(_SLOTS.split(arg)[::2]), _concat(arg)))
             else:
                 args.append(arg)
         return opt._replace(args=tuple(args))
@@ -96,7 +111,7 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
         target = Target(target.name, tuple(map(lift, target.options)), target.goto)
     text = rule_text(Rule(tuple(map(lift, rule.matches)), target), _CHAIN, family, saved=False)
     # One f-string (a single BUILD_STRING) whose quoted arguments are computed first.
-    body = [f"    q{i} = W({expr})" for i, expr in enumerate(quoted)]
+    body = [line for i, (literal, expr) in enumerate(quoted) for line in _quoting(i, literal, expr)]
     fields: list[str] = []
     seen: list[str] = []
     for piece in _TOKENS.split(text):
@@ -118,6 +133,6 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
         raise KindError(f"{rule_kind.name}: the rendered line does not hold every value once")
     params = ", ".join(["chain", *(f"v{i}" for i in range(rule_kind.arity))])
     source = "\n".join([f"def line({params}):", *body, f"    return f{''.join(fields)!r}", ""])
-    env: dict[str, Any] = {"W": restore_word}
+    env: dict[str, Any] = {"W": restore_word, "Q": RESTORE_SPECIAL}
     exec(compile(source, f"<rule kind {rule_kind.name}>", "exec"), env)  # noqa: S102 - built above
     return cast(Callable[..., str], env["line"])
