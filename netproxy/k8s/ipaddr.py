@@ -28,6 +28,24 @@ is_canonical_ipv4 = _CANONICAL_V4.fullmatch
 """A match (truthy) when the text is an IPv4 address already printed canonically: the
 common case, answered without a call into Python; :func:`canonical_ip` handles the rest."""
 
+_V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_CANONICAL_V4_LIST = re.compile(rf"{_V4}(?:,{_V4})*").fullmatch
+
+
+def all_canonical_ipv4(texts: list[str]) -> bool:
+    """Whether every text is a canonically printed IPv4 address (as :func:`is_canonical_ipv4`).
+
+    One regular-expression match over the texts joined by commas, about half the cost of one
+    match per text. Exact: the joined text matches only if it is canonical addresses separated
+    by commas, and it has one comma fewer than there are texts only if no text holds a comma,
+    so each text is one of those addresses (an empty text or an empty list never matches).
+    """
+    try:
+        joined = ",".join(texts)
+    except TypeError:  # not all strings
+        return False
+    return _CANONICAL_V4_LIST(joined) is not None and joined.count(",") == len(texts) - 1
+
 
 @lru_cache(maxsize=1 << 18)
 def canonical_ip(text: str) -> str | None:
