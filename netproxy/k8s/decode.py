@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from netproxy.errors import InputError
-from netproxy.k8s.ipaddr import canonical_ip, is_canonical_ipv4, parse_cidr
+from netproxy.k8s.ipaddr import all_canonical_ipv4, canonical_ip, is_canonical_ipv4, parse_cidr
 from netproxy.k8s.objects import (
     Endpoint,
     EndpointPort,
@@ -80,10 +80,47 @@ def _bool(value: Any, source: str, path: str, default: bool) -> bool:
 
 
 def _ip(value: Any, source: str, path: str) -> str:
+    if value.__class__ is str and is_canonical_ipv4(value):
+        return value  # the common case; canonical_ip would accept it as well
     text = _str(value, source, path)
     if canonical_ip(text) is None:
         raise fail(source, path, f"invalid IP address {text!r}")
     return text
+
+
+def _all_str(values: list[Any]) -> bool:
+    """Whether every item is a string (``join`` checks them in C)."""
+    try:
+        "".join(values)
+    except TypeError:
+        return False
+    return True
+
+
+def _strs(value: Any, source: str, path: str) -> list[str]:
+    """A list of strings (``None`` items read as ``""``); a new list.
+
+    The indexed paths of the items are only built when an item is not a string, for
+    :func:`_str` to name it (or to read ``None`` as ``""``).
+    """
+    if value.__class__ is list and _all_str(value):
+        return value[:]
+    return [_str(v, source, f"{path}[{i}]") for i, v in enumerate(_list(value, source, path))]
+
+
+def _ip_list(value: Any, source: str, path: str) -> list[str]:
+    """A list of IP addresses, checked item by item in order; a new list."""
+    if value.__class__ is list and all_canonical_ipv4(value):
+        return value[:]  # one match for the whole list: the common case
+    return [_ip(v, source, f"{path}[{i}]") for i, v in enumerate(_list(value, source, path))]
+
+
+def _check_ips(values: list[str], source: str, path: str) -> None:
+    """Every string of ``values`` (the list at ``path``) must be an IP address."""
+    if values and all_canonical_ipv4(values):
+        return  # one match for the whole list: the common case
+    for i, ip in enumerate(values):
+        _ip(ip, source, f"{path}[{i}]")
 
 
 def _protocol(value: Any, source: str, path: str) -> str:
@@ -114,8 +151,7 @@ def decode_service(doc: dict[str, Any], source: str) -> Service:
     if svc.type == "ExternalName":
         return svc
     svc.cluster_ip = _str(spec.get("clusterIP"), source, "spec.clusterIP")
-    cluster_ips = [_str(v, source, f"spec.clusterIPs[{i}]")
-                   for i, v in enumerate(_list(spec.get("clusterIPs"), source, "spec.clusterIPs"))]
+    cluster_ips = _strs(spec.get("clusterIPs"), source, "spec.clusterIPs")
     if not svc.cluster_ip and cluster_ips:
         svc.cluster_ip = cluster_ips[0]
     if not svc.cluster_ip:
@@ -123,11 +159,9 @@ def decode_service(doc: dict[str, Any], source: str) -> Service:
                    "missing (use the object as the API server returns it, or clusterIP: None)")
     if svc.cluster_ip != "None":
         _ip(svc.cluster_ip, source, "spec.clusterIP")
-        for i, ip in enumerate(cluster_ips):
-            _ip(ip, source, f"spec.clusterIPs[{i}]")
+        _check_ips(cluster_ips, source, "spec.clusterIPs")
     svc.cluster_ips = cluster_ips or [svc.cluster_ip]
-    svc.ip_families = [_str(v, source, f"spec.ipFamilies[{i}]")
-                       for i, v in enumerate(_list(spec.get("ipFamilies"), source, "spec.ipFamilies"))]
+    svc.ip_families = _strs(spec.get("ipFamilies"), source, "spec.ipFamilies")
     for i, fam in enumerate(svc.ip_families):
         if fam not in ("IPv4", "IPv6"):
             raise fail(source, f"spec.ipFamilies[{i}]", f"unknown IP family {fam!r}")
@@ -135,12 +169,12 @@ def decode_service(doc: dict[str, Any], source: str) -> Service:
     svc.selector = None if selector is None else {
         str(k): str(v) for k, v in _map(selector, source, "spec.selector").items()}
     for i, raw in enumerate(_list(spec.get("ports"), source, "spec.ports")):
-        svc.ports.append(_service_port(raw, svc.type, source, f"spec.ports[{i}]"))
-    svc.external_ips = [_ip(v, source, f"spec.externalIPs[{i}]")
-                        for i, v in enumerate(_list(spec.get("externalIPs"), source, "spec.externalIPs"))]
+        svc.ports.append(_service_port(raw, svc.type, source, i))
+    svc.external_ips = _ip_list(spec.get("externalIPs"), source, "spec.externalIPs")
     for i, raw in enumerate(_list(spec.get("loadBalancerSourceRanges"), source,
                                   "spec.loadBalancerSourceRanges")):
-        text = _str(raw, source, f"spec.loadBalancerSourceRanges[{i}]").strip()
+        text = (raw if raw.__class__ is str
+                else _str(raw, source, f"spec.loadBalancerSourceRanges[{i}]")).strip()
         if parse_cidr(text) is None:
             raise fail(source, f"spec.loadBalancerSourceRanges[{i}]", f"invalid CIDR {text!r}")
         svc.lb_source_ranges.append(text)
@@ -165,15 +199,32 @@ def decode_service(doc: dict[str, Any], source: str) -> Service:
     status = _map(doc.get("status"), source, "status")
     lb = _map(status.get("loadBalancer"), source, "status.loadBalancer")
     for i, raw in enumerate(_list(lb.get("ingress"), source, "status.loadBalancer.ingress")):
-        path = f"status.loadBalancer.ingress[{i}]"
-        entry = _map(raw, source, path)
-        ip = _str(entry.get("ip"), source, path + ".ip")
-        if ip:
-            _ip(ip, source, path + ".ip")
-        svc.lb_ingress.append(LoadBalancerIngress(
-            ip, _str(entry.get("ipMode"), source, path + ".ipMode"),
-            _str(entry.get("hostname"), source, path + ".hostname")))
+        svc.lb_ingress.append(_lb_ingress(raw, source, i))
     return svc
+
+
+def _lb_ingress(raw: Any, source: str, index: int) -> LoadBalancerIngress:
+    """Entry ``index`` of ``status.loadBalancer.ingress``; strings in the common shape are
+    taken as they are (an empty or canonical IPv4 ``ip``), anything else is checked field by
+    field by :func:`_lb_ingress_checked`."""
+    if raw.__class__ is dict:
+        ip = raw.get("ip")
+        mode = raw.get("ipMode")
+        host = raw.get("hostname")
+        if ((ip is None or ip.__class__ is str and (not ip or is_canonical_ipv4(ip)))
+                and (mode is None or mode.__class__ is str)
+                and (host is None or host.__class__ is str)):
+            return LoadBalancerIngress(ip or "", mode or "", host or "")
+    return _lb_ingress_checked(raw, source, f"status.loadBalancer.ingress[{index}]")
+
+
+def _lb_ingress_checked(raw: Any, source: str, path: str) -> LoadBalancerIngress:
+    entry = _map(raw, source, path)
+    ip = _str(entry.get("ip"), source, path + ".ip")
+    if ip:
+        _ip(ip, source, path + ".ip")
+    return LoadBalancerIngress(ip, _str(entry.get("ipMode"), source, path + ".ipMode"),
+                               _str(entry.get("hostname"), source, path + ".hostname"))
 
 
 def _policy(value: Any, source: str, path: str, default: str) -> str:
@@ -183,7 +234,30 @@ def _policy(value: Any, source: str, path: str, default: str) -> str:
     return policy
 
 
-def _service_port(raw: Any, svc_type: str, source: str, path: str) -> ServicePortSpec:
+def _service_port(raw: Any, svc_type: str, source: str, index: int) -> ServicePortSpec:
+    """Entry ``index`` of ``spec.ports``.
+
+    The common shape (integer ports in range, a string name, a known protocol, a node port
+    when the type needs one) is decoded without building field paths; everything else goes to
+    :func:`_service_port_checked`, which names the bad field.
+    """
+    if raw.__class__ is dict:
+        port = raw.get("port")
+        node_port = raw.get("nodePort")
+        name = raw.get("name")
+        protocol = raw.get("protocol")
+        if (port.__class__ is int and 1 <= port <= 65535
+                and (node_port.__class__ is int and 1 <= node_port <= 65535
+                     or node_port is None and svc_type != "NodePort")
+                and (name is None or name.__class__ is str)
+                and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
+            target = raw.get("targetPort")
+            return ServicePortSpec(name or "", protocol or "TCP", port, node_port or 0,
+                                   "" if target is None else str(target))
+    return _service_port_checked(raw, svc_type, source, f"spec.ports[{index}]")
+
+
+def _service_port_checked(raw: Any, svc_type: str, source: str, path: str) -> ServicePortSpec:
     entry = _map(raw, source, path)
     if "port" not in entry:
         raise fail(source, path + ".port", "missing")
@@ -213,19 +287,37 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
     eps = EndpointSlice(namespace, name, labels.get("kubernetes.io/service-name", ""),
                         address_type, labels=labels, source=source)
     for i, raw in enumerate(_list(doc.get("ports"), source, "ports")):
-        path = f"ports[{i}]"
-        entry = _map(raw, source, path)
-        port = entry.get("port")
-        eps.ports.append(EndpointPort(
-            name=_str(entry.get("name"), source, path + ".name"),
-            protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
-            port=0 if port is None else _int(port, source, path + ".port", 1, 65535, "port"),
-        ))
+        eps.ports.append(_endpoint_port(raw, source, i))
     check_ips = address_type != "FQDN"
-    out = eps.endpoints
-    for i, raw in enumerate(_list(doc.get("endpoints"), source, "endpoints")):
-        out.append(_endpoint(raw, check_ips, source, i))
+    raws = _list(doc.get("endpoints"), source, "endpoints")
+    fast = _common_endpoints(raws)
+    if fast is not None and (not check_ips or _valid_ips(fast[1], eps)):
+        eps.endpoints = fast[0]
+    else:
+        out = eps.endpoints
+        for i, raw in enumerate(raws):
+            out.append(_endpoint(raw, check_ips, source, i))
     return eps
+
+
+def _endpoint_port(raw: Any, source: str, index: int) -> EndpointPort:
+    """Entry ``index`` of an EndpointSlice's ``ports``; the common shape without field paths."""
+    if raw.__class__ is dict:
+        port = raw.get("port")
+        name = raw.get("name")
+        protocol = raw.get("protocol")
+        if ((port is None or port.__class__ is int and 1 <= port <= 65535)
+                and (name is None or name.__class__ is str)
+                and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
+            return EndpointPort(name or "", protocol or "TCP", port or 0)
+    path = f"ports[{index}]"
+    entry = _map(raw, source, path)
+    port = entry.get("port")
+    return EndpointPort(
+        name=_str(entry.get("name"), source, path + ".name"),
+        protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
+        port=0 if port is None else _int(port, source, path + ".port", 1, 65535, "port"),
+    )
 
 
 def _names(raw: Any, source: str, path: str) -> frozenset[str]:
@@ -238,6 +330,54 @@ def _names(raw: Any, source: str, path: str) -> frozenset[str]:
 _NONE: frozenset[str] = frozenset()
 _new_tuple = tuple.__new__
 _FLAG_TYPES = (bool, type(None))
+
+
+def _common_endpoints(raws: list[Any]) -> tuple[list[Endpoint], list[str]] | None:
+    """The endpoints and their addresses when every entry has the common shape, else None.
+
+    The common shape: a mapping with exactly one address (a string), conditions that are
+    unset or a mapping of flags (true, false or unset), a string or unset node name and zone,
+    and no hints. For such an entry :func:`_endpoint_checked` would return exactly this tuple
+    once its address is known to be an IP (the caller checks the addresses, all at once).
+    """
+    out = []
+    addresses = []
+    for raw in raws:
+        if raw.__class__ is not dict:
+            return None
+        get = raw.get
+        addrs = get("addresses")
+        cond = get("conditions")
+        if cond.__class__ is dict:
+            ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
+        elif cond is None:
+            ready = serving = terminating = None
+        else:
+            return None
+        node = get("nodeName")
+        zone = get("zone")
+        if (addrs.__class__ is not list or len(addrs) != 1 or get("hints") is not None
+                or not (ready is True or ready is False or ready is None)
+                or not (serving is True or serving is False or serving is None)
+                or not (terminating is False or terminating is True or terminating is None)
+                or not (node is None or node.__class__ is str)
+                or not (zone is None or zone.__class__ is str)):
+            return None
+        address = addrs[0]
+        if address.__class__ is not str:
+            return None
+        addresses.append(address)
+        out.append(_new_tuple(Endpoint, (addrs, ready is not False, serving is not False,
+                                         terminating is True, node or "", zone or "", _NONE, _NONE)))
+    return out, addresses
+
+
+def _valid_ips(addresses: list[str], eps: EndpointSlice) -> bool:
+    """Whether every address is an IP; canonical IPv4 ones are remembered on ``eps``."""
+    if addresses and all_canonical_ipv4(addresses):
+        eps.checked_ipv4 = addresses
+        return True
+    return all(canonical_ip(address) is not None for address in addresses)
 
 
 def _endpoint(raw: Any, check_ips: bool, source: str, index: int) -> Endpoint:
