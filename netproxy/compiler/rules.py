@@ -123,9 +123,10 @@ def from_source(commented: bool) -> RuleKind:
 
 @cache
 def affinity_check(commented: bool) -> RuleKind:
-    """``[comment] -m recent --name SEP --rcheck --seconds N --reap -j SEP``."""
-    def recent_check(text: str, sep: str, seconds: str) -> Rule:
-        head = _comment(text) if commented else ()
+    """``[-m comment --comment "SPN -> EP"] -m recent --name SEP --rcheck --seconds N --reap
+    -j SEP``."""
+    def recent_check(spn: str, endpoint: str, sep: str, seconds: str) -> Rule:
+        head = _comment(f"{spn} -> {endpoint}") if commented else ()
         return Rule(head + (RECENT, _opt("recent", "name", sep), RCHECK,
                             _opt("recent", "seconds", seconds), REAP), Target(sep))
     return RuleKind(recent_check)
@@ -138,20 +139,21 @@ def _probability(value: str) -> tuple[Option, Option, Option]:
 
 @cache
 def random_pick(commented: bool) -> RuleKind:
-    """``[comment] -m statistic --mode random --probability P -j SEP``."""
-    def probability_jump(text: str, probability: str, target: str) -> Rule:
+    """``[-m comment --comment "SPN -> EP"] -m statistic --mode random --probability P -j SEP``."""
+    def probability_jump(spn: str, endpoint: str, probability: str, target: str) -> Rule:
         if commented:
-            return Rule((COMMENT, _opt("comment", "comment", text)) + _probability(probability),
-                        Target(target))
+            return Rule((COMMENT, _opt("comment", "comment", f"{spn} -> {endpoint}"))
+                        + _probability(probability), Target(target))
         return Rule(_probability(probability), Target(target))
     return RuleKind(probability_jump)
 
 
 @cache
 def last_pick(commented: bool) -> RuleKind:
-    """``[comment] -j SEP``: the last endpoint, taken with the remaining probability."""
-    def last_jump(text: str, target: str) -> Rule:
-        return Rule(_comment(text) if commented else (), Target(target))
+    """``[-m comment --comment "SPN -> EP"] -j SEP``: the last endpoint, taken with the
+    remaining probability."""
+    def last_jump(spn: str, endpoint: str, target: str) -> Rule:
+        return Rule(_comment(f"{spn} -> {endpoint}") if commented else (), Target(target))
     return RuleKind(last_jump)
 
 

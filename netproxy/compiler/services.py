@@ -172,17 +172,17 @@ def write_endpoint_choice(out: Sink, pl: Plan, chain: str, eps: list[EndpointInf
     spn = pl.spn
     sep_of = pl.sep_names
     commented_rules = not large
-    texts = [f"{spn} -> {ep.endpoint}" for ep in eps] if commented_rules else [""] * len(eps)
-    seps = [sep_of.get(ep.endpoint) or pl.sep(ep.endpoint) for ep in eps]
+    named = [(ep.endpoint, sep_of.get(ep.endpoint) or pl.sep(ep.endpoint)) for ep in eps]
     if pl.svc.client_ip_affinity:
         seconds = str(pl.svc.sticky_seconds)
         out.nat_rules(chain, affinity_check(commented_rules),
-                      [(text, sep, seconds) for text, sep in zip(texts, seps, strict=True)])
+                      [(spn, endpoint, sep, seconds) for endpoint, sep in named])
     n = len(eps)
     if n:
         out.nat_rules(chain, random_pick(commented_rules),
-                      [(texts[i], _probability(n - i), seps[i]) for i in range(n - 1)])
-        out.nat(chain, last_pick(commented_rules), texts[-1], seps[-1])
+                      [(spn, endpoint, _probability(n - i), sep)
+                       for i, (endpoint, sep) in enumerate(named[:-1])])
+        out.nat(chain, last_pick(commented_rules), spn, *named[-1])
 
 
 _probability = lru_cache(maxsize=4096)(kube_probability)
