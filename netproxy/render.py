@@ -337,12 +337,15 @@ def _save_chains(table: Table) -> list[Chain]:
 
 
 def _block(lines: list[str]) -> str:
-    """Lines as one block of text, each ending in a newline (``lines`` gets an empty last
-    item for that: adding the newline afterwards would copy a block of 40 MB once more)."""
+    """Lines as one block of text, each ending in a newline. ``lines`` is used up: it gets an
+    empty last item for the final newline (adding it afterwards would copy a block of 40 MB
+    once more) and is emptied afterwards, so its strings are freed before the next copy."""
     if not lines:
         return ""
     lines.append("")
-    return "\n".join(lines)
+    block = "\n".join(lines)
+    lines.clear()
+    return block
 
 
 def _save_table(table: Table, family: str, counters: bool,

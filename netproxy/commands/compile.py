@@ -19,16 +19,17 @@ from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
 from netproxy.render import render_save
 
-LEAVE_TO_OS_RULES = 20_000
-"""From this many payload rules on, the compiled objects are left for the process exit."""
+LEAVE_TO_OS_BYTES = 2_000_000
+"""From this much output on (some 20,000 rules), the objects behind it are left for the
+process exit."""
 
 
 def _leave_to_the_os(*objects: object) -> None:
     """Keep ``objects`` until the process exits instead of freeing them one by one.
 
     ``netproxy compile`` ends right after writing its output. Freeing a big compiled cluster
-    object by object takes about a quarter of a second for 10,000 services, for memory the
-    OS takes back at once. A holder that references itself, moved to the collector's frozen
+    object by object takes about a quarter of a second for 10,000 services (the loaded
+    cluster alone 0.06 s), for memory the OS takes back at once. A holder that references itself, moved to the collector's frozen
     generation, is never collected, so neither the command's return nor the interpreter's
     shutdown walks those objects.
     """
@@ -82,11 +83,16 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
 
 def _restore_text(params: dict[str, Any], existing: tuple[str, ...]) -> str:
     """kube-proxy's payload, written as text without the rule model."""
-    from netproxy.compiler import compile_cluster_text
+    from netproxy.compiler import compile_restore_text, proxy_model
 
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
-        return compile_cluster_text(cluster, settings_for(params, cluster), existing)
+        settings = settings_for(params, cluster)
+        model = proxy_model(cluster, settings)
+        text = compile_restore_text(model, settings, existing)
+    if len(text) >= LEAVE_TO_OS_BYTES:
+        _leave_to_the_os(cluster, model)
+    return text
 
 
 def _save_text(params: dict[str, Any], existing: tuple[str, ...],
@@ -96,6 +102,6 @@ def _save_text(params: dict[str, Any], existing: tuple[str, ...],
         # the view unsorted: render_save sorts, and formats faster in build order
         view = save_view(compiled.payload, sort_chains=False)
         text = render_save(view, iptables_version=iptables_version)
-    if sum(len(t.writes or ()) for t in compiled.payload.tables.values()) >= LEAVE_TO_OS_RULES:
+    if len(text) >= LEAVE_TO_OS_BYTES:
         _leave_to_the_os(compiled, view)
     return text

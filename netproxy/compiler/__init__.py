@@ -2,7 +2,7 @@
 
 :func:`compile_cluster` gives both the restore payload kube-proxy writes on a full sync and
 the save view (what ``iptables-save`` shows on the node afterwards) as the rule model;
-:func:`compile_cluster_text` writes the same payload straight as text.
+:func:`compile_restore_text` writes the same payload straight as text.
 """
 
 from __future__ import annotations
@@ -51,12 +51,5 @@ def compile_cluster(cluster: Cluster, settings: ProxySettings,
     return Compiled(payload=payload, model=model)
 
 
-def compile_cluster_text(cluster: Cluster, settings: ProxySettings,
-                         existing_nat_chains: Iterable[str] = ()) -> str:
-    """The restore payload of ``cluster`` as text, without building the rule model (what
-    ``render_restore(compile_cluster(...).payload)`` gives, in about half the time)."""
-    return compile_restore_text(proxy_model(cluster, settings), settings, existing_nat_chains)
-
-
-__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_cluster_text", "compile_payload",
-           "compile_restore_text", "proxy_model", "save_view"]
+__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "compile_restore_text",
+           "proxy_model", "save_view"]
