@@ -5,7 +5,8 @@
 
 Generates a synthetic cluster (scripts/synth_cluster.py, JSON), then in the same run:
 1. compiles it in a subprocess (``netproxy compile --format restore`` and ``--format save``),
-   reporting wall time and peak RSS (from ``wait4``), plus a per-phase breakdown;
+   reporting wall time and peak RSS (from ``wait4``), plus a per-phase breakdown (restore:
+   load, proxy model, restore text; save: load, proxy model, rule model, save view);
 2. loads the restore payload with ``iptables-nft-restore --test`` and
    ``iptables-legacy-restore --test`` inside a network namespace created for the run (and
    always deleted), timing each;
@@ -58,11 +59,12 @@ def run_measured(cmd: list[str], stdin_path: str | None = None) -> tuple[float, 
 
 
 def phases(path: str) -> dict[str, float]:
-    """CPU time of load, plan and render in this process (used through ``--phases``), the
-    way ``netproxy compile`` does them (the save view built unsorted: the renderer sorts)."""
+    """CPU time of each phase in this process (used through ``--phases``), the way
+    ``netproxy compile`` does them: load, proxy model, then either the restore payload as
+    text or the rule model and its save view (built unsorted: the renderer sorts)."""
     from netproxy.commands.cluster_options import load_cluster, paused_gc, settings_for
-    from netproxy.compiler import compile_payload, proxy_model, save_view
-    from netproxy.render import render_restore, render_save
+    from netproxy.compiler import compile_payload, compile_restore_text, proxy_model, save_view
+    from netproxy.render import render_save
 
     params = {"inputs": (path,), "family": "ipv4", "random_fully": True, "nfacct": True}
     out: dict[str, float] = {}
@@ -72,15 +74,16 @@ def phases(path: str) -> dict[str, float]:
         t1 = time.process_time()
         settings = settings_for(params, cluster)
         model = proxy_model(cluster, settings)
-        payload = compile_payload(model, settings)
         t2 = time.process_time()
-        text = render_restore(payload)
+        text = compile_restore_text(model, settings)
         t3 = time.process_time()
-        save = render_save(save_view(payload, sort_chains=False))
+        payload = compile_payload(model, settings)
         t4 = time.process_time()
-    out.update(load=t1 - t0, plan=t2 - t1, render_restore=t3 - t2, save_view_and_render=t4 - t3,
-               rules=float(payload.rule_count()), restore_lines=float(text.count("\n")),
-               save_lines=float(save.count("\n")))
+        save = render_save(save_view(payload, sort_chains=False))
+        t5 = time.process_time()
+    out.update(load=t1 - t0, proxy_model=t2 - t1, restore_text=t3 - t2, rule_model=t4 - t3,
+               save_view_and_render=t5 - t4, rules=float(payload.rule_count()),
+               restore_lines=float(text.count("\n")), save_lines=float(save.count("\n")))
     return out
 
 
@@ -133,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compile --format restore: {t_restore:6.2f} s (cpu {c_restore:5.2f} s)  peak {rss_restore / 1024:7.1f} MiB")
     print(f"compile --format save:    {t_save:6.2f} s (cpu {c_save:5.2f} s)  peak {rss_save / 1024:7.1f} MiB")
     print("phases (in-process, cpu): " + ", ".join(
-        f"{k} {ph[k]:.2f} s" for k in ("load", "plan", "render_restore", "save_view_and_render")))
+        f"{k} {ph[k]:.2f} s" for k in ("load", "proxy_model", "restore_text", "rule_model",
+                                       "save_view_and_render")))
     for tool, (secs, cpu) in tests.items():
         print(f"{tool} --test: {secs:6.2f} s (cpu {cpu:5.2f} s)   compile/restore-test = "
               f"{t_restore / secs:.2f} wall, {c_restore / cpu:.2f} cpu (target <= 0.25)")
