@@ -142,6 +142,179 @@ def metadata(doc: dict[str, Any], source: str) -> tuple[str, str, dict[str, Any]
 
 def decode_service(doc: dict[str, Any], source: str) -> Service:
     """A ``v1`` Service with API defaults; invalid IPs, ports or policies are errors."""
+    svc = _common_service(doc, source)
+    return svc if svc is not None else _checked_service(doc, source)
+
+
+_COMMON_TYPES = {"ClusterIP": "", "NodePort": "Cluster", "LoadBalancer": "Cluster"}
+"""The types :func:`_common_service` decodes, with their default external traffic policy."""
+
+
+def _common_service(doc: dict[str, Any], source: str) -> Service | None:
+    """The Service when every field the decoder reads has its common form, else None.
+
+    Common forms: mappings where mappings belong, a name, a ClusterIP/NodePort/LoadBalancer
+    type, a cluster IP that is a canonical IPv4 address (or ``None``, headless), known
+    families, policies and affinity, ports of the common shape (:func:`_common_service_port`),
+    valid source ranges, and fields left out. For such a document :func:`_checked_service`
+    raises nothing and returns an equal Service; it runs for every other document, to name
+    the bad field. Nothing here raises.
+    """
+    meta = doc.get("metadata")
+    spec = doc.get("spec")
+    if meta.__class__ is not dict or spec.__class__ is not dict:
+        return None
+    name = meta.get("name")
+    namespace = meta.get("namespace")
+    labels = meta.get("labels")
+    svc_type = spec.get("type", "ClusterIP")
+    if (name.__class__ is not str or not name or not (namespace is None or namespace.__class__ is str)
+            or not (labels is None or labels.__class__ is dict)
+            or svc_type.__class__ is not str or svc_type not in _COMMON_TYPES):
+        return None
+    selector = spec.get("selector")
+    addresses = _common_cluster_ips(spec)
+    families = _common_families(spec.get("ipFamilies"))
+    ports = _common_ports(spec.get("ports"), svc_type)
+    external_ips = _common_ip_list(spec.get("externalIPs"))
+    ranges = _common_ranges(spec.get("loadBalancerSourceRanges"))
+    external = _common_policy(spec.get("externalTrafficPolicy"), _COMMON_TYPES[svc_type])
+    internal = _common_policy(spec.get("internalTrafficPolicy"), "Cluster")
+    hc = spec.get("healthCheckNodePort", 0)
+    affinity = spec.get("sessionAffinity", "None")
+    timeout = _common_timeout(spec.get("sessionAffinityConfig"))
+    distribution = spec.get("trafficDistribution", "")
+    ingress = _common_ingress(doc.get("status"))
+    if (addresses is None or families is None or ports is None or external_ips is None
+            or ranges is None or external is None or internal is None or timeout is None
+            or ingress is None or not (selector is None or selector.__class__ is dict)
+            or hc.__class__ is not int or not 0 <= hc <= 65535
+            or affinity.__class__ is not str or affinity not in ("None", "ClientIP")
+            or distribution.__class__ is not str):
+        return None
+    return Service(
+        namespace or "default", name, type=svc_type, cluster_ip=addresses[0],
+        cluster_ips=addresses[1], ip_families=families, ports=ports, external_ips=external_ips,
+        lb_ingress=ingress, lb_source_ranges=ranges, external_traffic_policy=external,
+        internal_traffic_policy=internal, health_check_node_port=hc, session_affinity=affinity,
+        affinity_timeout=timeout,
+        selector=None if selector is None else {str(k): str(v) for k, v in selector.items()},
+        labels=_labels(meta, source), traffic_distribution=distribution, source=source)
+
+
+def _common_cluster_ips(spec: dict[str, Any]) -> tuple[str, list[str]] | None:
+    """``(clusterIP, clusterIPs)`` when ``clusterIP`` is set and every address is an IP."""
+    cluster_ip = spec.get("clusterIP")
+    cluster_ips = spec.get("clusterIPs")
+    if cluster_ip.__class__ is not str or not (cluster_ip == "None" or is_canonical_ipv4(cluster_ip)):
+        return None  # unset (taken from clusterIPs), not canonical, or an error
+    if cluster_ips is None:
+        return cluster_ip, [cluster_ip]
+    if cluster_ips.__class__ is not list or not _all_str(cluster_ips):
+        return None
+    if cluster_ip != "None" and not (
+            cluster_ips == [cluster_ip] or all(canonical_ip(ip) for ip in cluster_ips)):
+        return None  # headless services do not check clusterIPs
+    return cluster_ip, cluster_ips[:] or [cluster_ip]
+
+
+def _common_families(value: Any) -> list[str] | None:
+    if value is None:
+        return []
+    if value.__class__ is not list:
+        return None
+    for family in value:
+        if family.__class__ is not str or family not in ("IPv4", "IPv6"):
+            return None
+    return value[:]
+
+
+def _common_ports(value: Any, svc_type: str) -> list[ServicePortSpec] | None:
+    if value is None:
+        return []
+    if value.__class__ is not list:
+        return None
+    out = []
+    for raw in value:
+        port = _common_service_port(raw, svc_type)
+        if port is None:
+            return None
+        out.append(port)
+    return out
+
+
+def _common_ip_list(value: Any) -> list[str] | None:
+    if value is None:
+        return []
+    return value[:] if value.__class__ is list and all_canonical_ipv4(value) else None
+
+
+def _common_ranges(value: Any) -> list[str] | None:
+    if value is None:
+        return []
+    if value.__class__ is not list:
+        return None
+    out = []
+    for raw in value:
+        if raw.__class__ is not str or parse_cidr(raw.strip()) is None:
+            return None
+        out.append(raw.strip())
+    return out
+
+
+def _common_policy(value: Any, default: str) -> str | None:
+    if value is None:
+        return default
+    if value.__class__ is not str:
+        return None
+    policy = value or default
+    return policy if policy in ("Cluster", "Local", "") else None
+
+
+def _common_timeout(value: Any) -> int | None:
+    """``sessionAffinityConfig.clientIP.timeoutSeconds``, 10800 when unset."""
+    if value is None:
+        return 10800
+    if value.__class__ is not dict:
+        return None
+    client = value.get("clientIP")
+    if client is None:
+        return 10800
+    if client.__class__ is not dict:
+        return None
+    timeout = client.get("timeoutSeconds")
+    if timeout is None:
+        return 10800
+    return timeout if timeout.__class__ is int and 1 <= timeout <= 86400 else None
+
+
+def _common_ingress(status: Any) -> list[LoadBalancerIngress] | None:
+    """``status.loadBalancer.ingress`` when every entry has the common shape."""
+    if status is None:
+        return []
+    if status.__class__ is not dict:
+        return None
+    lb = status.get("loadBalancer")
+    if lb is None:
+        return []
+    if lb.__class__ is not dict:
+        return None
+    ingress = lb.get("ingress")
+    if ingress is None:
+        return []
+    if ingress.__class__ is not list:
+        return None
+    out = []
+    for raw in ingress:
+        entry = _common_lb_ingress(raw)
+        if entry is None:
+            return None
+        out.append(entry)
+    return out
+
+
+def _checked_service(doc: dict[str, Any], source: str) -> Service:
+    """:func:`decode_service` field by field, raising for the first bad one."""
     namespace, name, meta = metadata(doc, source)
     spec = _map(doc.get("spec"), source, "spec")
     svc = Service(namespace, name, source=source, labels=_labels(meta, source))
@@ -207,15 +380,23 @@ def _lb_ingress(raw: Any, source: str, index: int) -> LoadBalancerIngress:
     """Entry ``index`` of ``status.loadBalancer.ingress``; strings in the common shape are
     taken as they are (an empty or canonical IPv4 ``ip``), anything else is checked field by
     field by :func:`_lb_ingress_checked`."""
-    if raw.__class__ is dict:
-        ip = raw.get("ip")
-        mode = raw.get("ipMode")
-        host = raw.get("hostname")
-        if ((ip is None or ip.__class__ is str and (not ip or is_canonical_ipv4(ip)))
-                and (mode is None or mode.__class__ is str)
-                and (host is None or host.__class__ is str)):
-            return LoadBalancerIngress(ip or "", mode or "", host or "")
+    entry = _common_lb_ingress(raw)
+    if entry is not None:
+        return entry
     return _lb_ingress_checked(raw, source, f"status.loadBalancer.ingress[{index}]")
+
+
+def _common_lb_ingress(raw: Any) -> LoadBalancerIngress | None:
+    if raw.__class__ is not dict:
+        return None
+    ip = raw.get("ip")
+    mode = raw.get("ipMode")
+    host = raw.get("hostname")
+    if ((ip is None or ip.__class__ is str and (not ip or is_canonical_ipv4(ip)))
+            and (mode is None or mode.__class__ is str)
+            and (host is None or host.__class__ is str)):
+        return LoadBalancerIngress(ip or "", mode or "", host or "")
+    return None
 
 
 def _lb_ingress_checked(raw: Any, source: str, path: str) -> LoadBalancerIngress:
@@ -241,20 +422,29 @@ def _service_port(raw: Any, svc_type: str, source: str, index: int) -> ServicePo
     when the type needs one) is decoded without building field paths; everything else goes to
     :func:`_service_port_checked`, which names the bad field.
     """
-    if raw.__class__ is dict:
-        port = raw.get("port")
-        node_port = raw.get("nodePort")
-        name = raw.get("name")
-        protocol = raw.get("protocol")
-        if (port.__class__ is int and 1 <= port <= 65535
-                and (node_port.__class__ is int and 1 <= node_port <= 65535
-                     or node_port is None and svc_type != "NodePort")
-                and (name is None or name.__class__ is str)
-                and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
-            target = raw.get("targetPort")
-            return ServicePortSpec(name or "", protocol or "TCP", port, node_port or 0,
-                                   "" if target is None else str(target))
+    port = _common_service_port(raw, svc_type)
+    if port is not None:
+        return port
     return _service_port_checked(raw, svc_type, source, f"spec.ports[{index}]")
+
+
+def _common_service_port(raw: Any, svc_type: str) -> ServicePortSpec | None:
+    """The port when it has the common shape (see :func:`_service_port`), else None."""
+    if raw.__class__ is not dict:
+        return None
+    port = raw.get("port")
+    node_port = raw.get("nodePort")
+    name = raw.get("name")
+    protocol = raw.get("protocol")
+    if (port.__class__ is int and 1 <= port <= 65535
+            and (node_port.__class__ is int and 1 <= node_port <= 65535
+                 or node_port is None and svc_type != "NodePort")
+            and (name is None or name.__class__ is str)
+            and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
+        target = raw.get("targetPort")
+        return ServicePortSpec(name or "", protocol or "TCP", port, node_port or 0,
+                               "" if target is None else str(target))
+    return None
 
 
 def _service_port_checked(raw: Any, svc_type: str, source: str, path: str) -> ServicePortSpec:
