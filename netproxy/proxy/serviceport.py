@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from netproxy.k8s.ipaddr import canonical_ip, family_of, parse_cidr
+from netproxy.k8s.ipaddr import canonical_ip, family_of, is_canonical_ipv4, parse_cidr
 from netproxy.k8s.objects import Service
 
 IGNORED_LABELS = ("service.kubernetes.io/service-proxy-name", "service.kubernetes.io/headless")
@@ -65,7 +65,7 @@ class ServicePortInfo:
 
 
 def is_ignored(labels: dict[str, str]) -> bool:
-    return not labels.keys().isdisjoint(IGNORED_LABELS)
+    return bool(labels) and not labels.keys().isdisjoint(IGNORED_LABELS)
 
 
 def cluster_ip_for(svc: Service, family: str) -> str:
@@ -83,14 +83,19 @@ def cluster_ip_for(svc: Service, family: str) -> str:
 
 def _of_family(text: str, family: str) -> str:
     """The canonical form of address ``text`` if it belongs to ``family``, else ``""``."""
-    addr = canonical_ip(text)
+    addr = text if is_canonical_ipv4(text) else canonical_ip(text)
     if addr is None or (":" in addr) != (family == "ipv6"):
         return ""
     return addr
 
 
 def _ips_of_family(values: list[str], family: str) -> tuple[str, ...]:
+    if not values:
+        return ()
     return tuple(a for a in (_of_family(v, family) for v in values) if a)
+
+
+_new = tuple.__new__
 
 
 def service_ports(svc: Service, family: str) -> list[ServicePortInfo]:
@@ -102,34 +107,25 @@ def service_ports(svc: Service, family: str) -> list[ServicePortInfo]:
         return []
     external_ips = _ips_of_family(svc.external_ips, family)
     lb_vips = _ips_of_family([i.ip for i in svc.lb_ingress if i.ip and i.ip_mode in ("", "VIP")],
-                             family)
+                             family) if svc.lb_ingress else ()
     ranges = []
     for text in svc.lb_source_ranges:
         net = parse_cidr(text.strip())
         if net is not None and family_of(net) == family:
             ranges.append(str(net))
+    source_ranges = tuple(ranges)
     external_local = (svc.type in ("NodePort", "LoadBalancer") or bool(svc.external_ips)) \
         and svc.external_traffic_policy == "Local"
     affinity = svc.session_affinity == "ClientIP"
-    out = []
-    for spec in svc.ports:
-        hc = svc.health_check_node_port if svc.type == "LoadBalancer" and external_local else 0
-        out.append(ServicePortInfo(
-            name=ServicePortName(svc.namespace, svc.name, spec.name, spec.protocol),
-            cluster_ip=cluster_ip,
-            port=spec.port,
-            protocol=spec.protocol.lower(),
-            node_port=spec.node_port,
-            external_ips=external_ips,
-            lb_vips=lb_vips,
-            source_ranges=tuple(ranges),
-            client_ip_affinity=affinity,
-            sticky_seconds=svc.affinity_timeout if affinity else 0,
-            external_policy_local=external_local,
-            internal_policy_local=svc.internal_traffic_policy == "Local",
-            health_check_node_port=hc,
-        ))
-    return out
+    sticky = svc.affinity_timeout if affinity else 0
+    internal_local = svc.internal_traffic_policy == "Local"
+    hc = svc.health_check_node_port if svc.type == "LoadBalancer" and external_local else 0
+    namespace, name = svc.namespace, svc.name
+    # Positional, in field order: the same objects the keyword form builds, a little cheaper.
+    return [ServicePortInfo(
+        _new(ServicePortName, (namespace, name, spec.name, spec.protocol)), cluster_ip, spec.port,
+        spec.protocol.lower(), spec.node_port, external_ips, lb_vips, source_ranges, affinity,
+        sticky, external_local, internal_local, hc) for spec in svc.ports]
 
 
 def all_service_ports(services: list[Service], family: str) -> list[ServicePortInfo]:
@@ -140,7 +136,7 @@ def all_service_ports(services: list[Service], family: str) -> list[ServicePortI
     """
     latest: dict[tuple[str, str], Service] = {}
     for svc in services:
-        latest[svc.key] = svc
+        latest[(svc.namespace, svc.name)] = svc  # svc.key, without the property call
     ports: dict[ServicePortName, ServicePortInfo] = {}
     for svc in latest.values():
         for info in service_ports(svc, family):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from netproxy.proxy.endpoints import EndpointInfo
 from netproxy.proxy.serviceport import ServicePortInfo
@@ -44,6 +45,8 @@ def topology_mode(endpoints: list[EndpointInfo], node_name: str, zone: str,
             all_node_hints = False
         elif node_name in ep.node_hints:
             for_node = True
+        if not (all_node_hints or all_zone_hints):
+            return ""  # neither mode can apply any more: usually decided by the first endpoint
     if prefer_same_node and all_node_hints and for_node:
         return SAME_NODE
     if all_zone_hints and for_zone:
@@ -63,6 +66,9 @@ def _pick(endpoints: list[EndpointInfo], keep: Callable[[EndpointInfo], bool]) -
     return [ep for ep in endpoints if keep(ep)]
 
 
+_ready = itemgetter(3)  # EndpointInfo.ready
+
+
 def categorize(endpoints: list[EndpointInfo], svc: ServicePortInfo, node_name: str, zone: str,
                *, prefer_same_node: bool = True) -> Categorized:
     """Split a service port's sorted endpoints into cluster, local and reachable lists."""
@@ -71,12 +77,13 @@ def categorize(endpoints: list[EndpointInfo], svc: ServicePortInfo, node_name: s
     cluster: list[EndpointInfo] = []
     local: list[EndpointInfo] = []
     has_any = False
-    if svc.uses_cluster_endpoints:
+    uses_cluster = svc.uses_cluster_endpoints
+    if uses_cluster:
         mode = topology_mode(endpoints, node_name, zone, prefer_same_node)
         if mode:
             cluster = _pick(endpoints, lambda ep: ep.ready and _available(ep, mode, node_name, zone))
-        else:  # no hints apply: every ready endpoint (the common case, without a call per endpoint)
-            cluster = [ep for ep in endpoints if ep.ready]
+        else:  # no hints apply: every ready endpoint (the common case; filtered in C)
+            cluster = list(filter(_ready, endpoints))
         if not cluster:
             cluster = _pick(endpoints, lambda ep: ep.serving and ep.terminating)
         has_any = bool(cluster)
@@ -95,7 +102,7 @@ def categorize(endpoints: list[EndpointInfo], svc: ServicePortInfo, node_name: s
     elif local_serving_terminating:
         use_serving_terminating = True
         local = _pick(endpoints, lambda ep: ep.is_local and ep.serving and ep.terminating)
-    if not svc.uses_cluster_endpoints:
+    if not uses_cluster:
         return Categorized([], local, local, has_any, mode)
     if mode == "" and not use_serving_terminating:
         return Categorized(cluster, local, cluster, has_any, mode)
