@@ -65,12 +65,14 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
         for port in eps.ports:
             if port.port == 0:
                 continue
-            key = ServicePortName(namespace, eps.service_name, port.name, port.protocol)
+            key = _new(ServicePortName, (namespace, eps.service_name, port.name, port.protocol))
             found = merged.get(key)
             if found is None and ips is not None:
-                merged[key] = _one_slice(ips, eps.endpoints, port.port, node_name,
-                                         node_hints)
-                continue
+                infos = _one_slice(ips, eps.endpoints, port.port, node_name, node_hints)
+                if infos is not None:
+                    merged[key] = infos
+                    continue
+                ips = None  # addresses changed since the decoder checked them
             if found is None:
                 found = merged[key] = {}
             elif isinstance(found, list):
@@ -83,29 +85,35 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
 
 
 def _distinct_canonical_ipv4(eps: EndpointSlice) -> list[str] | None:
-    """The slice's endpoint addresses when all are distinct, canonically printed IPv4 addresses.
+    """The slice's endpoint addresses if they are distinct, canonically printed IPv4 addresses.
 
     Then :func:`_parsed` would keep every endpoint for IPv4 with its address unchanged, and
     :func:`_merge` into an empty dict would keep one entry per endpoint: :func:`_one_slice`
-    builds the same list without the dict. None otherwise (the general merge runs).
-    Addresses equal to the ones the decoder checked (``checked_ipv4``) are not checked again.
+    builds the same list without the dict. None when they are not (the general merge runs).
+    The addresses the decoder checked (``checked_ipv4``) are taken as they are here;
+    :func:`_one_slice` compares them with the endpoints' while it reads those anyway.
     """
-    ips = [ep[0][0] for ep in eps.endpoints]
-    if (ips and (ips == eps.checked_ipv4 or all_canonical_ipv4(ips))
-            and len(set(ips)) == len(ips)):
-        return ips
-    return None
+    ips = eps.checked_ipv4
+    if ips is None or len(ips) != len(eps.endpoints):
+        ips = [ep[0][0] for ep in eps.endpoints]
+        if not all_canonical_ipv4(ips):
+            return None
+    return ips if len(set(ips)) == len(ips) else None
 
 
 def _one_slice(ips: list[str], endpoints: list[Endpoint], num: int, node_name: str,
-               node_hints: bool) -> list[EndpointInfo]:
-    """The sorted endpoints of a service port that only this slice feeds (see above)."""
+               node_hints: bool) -> list[EndpointInfo] | None:
+    """The sorted endpoints of a service port that only this slice feeds (see above), or None
+    when an endpoint's address is no longer the one in ``ips``."""
     suffix = f":{num}"
     local = bool(node_name)
     out = [_new(EndpointInfo, (ip, num, ip + suffix, ready, serving, terminating,
                                local and node == node_name, zones,
                                nodes if node_hints else _NONE))
-           for ip, (_, ready, serving, terminating, node, _, zones, nodes) in zip(ips, endpoints, strict=True)]
+           for ip, (addrs, ready, serving, terminating, node, _, zones, nodes)
+           in zip(ips, endpoints, strict=True) if addrs[0] == ip]
+    if len(out) != len(endpoints):
+        return None
     out.sort(key=_by_endpoint)  # the strings are distinct: same order as sorting the dict keys
     return out
 
