@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from netproxy.errors import NetproxyError
@@ -15,8 +16,9 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
+    """Write ``text`` (a string, or pieces of one) to ``path`` through a temporary file in the
+    same folder and a rename.
 
     The file gets the permissions a plain ``open(path, "w")`` would give it (0666 less the
     umask), not the private mode of the temporary file. Failures are one-line errors naming
@@ -29,7 +31,10 @@ def write_atomic(path: str | Path, text: str) -> None:
         raise NetproxyError(f"cannot write: {err.strerror or err}", where=str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            if isinstance(text, str):
+                handle.write(text)
+            else:
+                handle.writelines(text)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     except BaseException as err:

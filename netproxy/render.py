@@ -383,7 +383,7 @@ def _restore_table(table: Table, family: str) -> dict[str, Any]:
         writes = [(c.name, r) for c in table.chains.values() for r in c.rules]
         writes += [(name, None) for name in table.deleted]
     return {"name": table.name, "chain_lines": _block(chain_lines),
-            "rule_lines": _block(_restore_lines(writes, family))}
+            "rule_blocks": [_block(_restore_lines(writes, family))]}
 
 
 def render_restore(ruleset: Ruleset) -> str:
@@ -393,12 +393,14 @@ def render_restore(ruleset: Ruleset) -> str:
         return environment().get_template("restore.j2").render(tables=tables)
 
 
-def render_restore_lines(tables: Iterable[tuple[str, list[str], list[str]]]) -> str:
-    """The same layout for tables whose lines are already formatted: ``(name, chain lines,
-    rule lines)`` per table, the lists without newlines (they are consumed)."""
-    blocks = [{"name": name, "chain_lines": _block(chains), "rule_lines": _block(rules)}
-              for name, chains, rules in tables]
-    return environment().get_template("restore.j2").render(tables=blocks)
+def render_restore_blocks(tables: Iterable[tuple[str, list[str], list[str]]]) -> list[str]:
+    """The same layout, in pieces, for tables whose lines are already formatted: ``(name, chain
+    lines, rule blocks)`` per table, the chain lines without newlines (the list is consumed),
+    each rule block whole lines ending in newlines. Joined, the pieces are the payload; a big
+    payload is written piece by piece rather than copied into one string once more."""
+    layout = [{"name": name, "chain_lines": _block(chains), "rule_blocks": blocks}
+              for name, chains, blocks in tables]
+    return list(environment().get_template("restore.j2").generate(tables=layout))
 
 
 def restore_formatter(family: str) -> Callable[[str, Rule], str]:

@@ -71,28 +71,29 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
+    text: str | list[str]
     if fmt == "restore":
-        text = _restore_text(params, existing)
+        text = _restore_pieces(params, existing)
     else:
         text = _save_text(params, existing, iptables_version)
     if output:
         write_atomic(output, text)
     else:
-        sys.stdout.write(text)
+        sys.stdout.writelines(text)
 
 
-def _restore_text(params: dict[str, Any], existing: tuple[str, ...]) -> str:
-    """kube-proxy's payload, written as text without the rule model."""
-    from netproxy.compiler import compile_restore_text, proxy_model
+def _restore_pieces(params: dict[str, Any], existing: tuple[str, ...]) -> list[str]:
+    """kube-proxy's payload, written as text without the rule model (in pieces)."""
+    from netproxy.compiler import compile_restore_pieces, proxy_model
 
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
         settings = settings_for(params, cluster)
         model = proxy_model(cluster, settings)
-        text = compile_restore_text(model, settings, existing)
-    if len(text) >= LEAVE_TO_OS_BYTES:
+        pieces = compile_restore_pieces(model, settings, existing)
+    if sum(map(len, pieces)) >= LEAVE_TO_OS_BYTES:
         _leave_to_the_os(cluster, model)
-    return text
+    return pieces
 
 
 def _save_text(params: dict[str, Any], existing: tuple[str, ...],

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from netproxy.compiler.payload import ProxyModel, compile_payload, compile_restore_text
+from netproxy.compiler.payload import (
+    ProxyModel,
+    compile_payload,
+    compile_restore_pieces,
+    compile_restore_text,
+)
 from netproxy.compiler.saveview import save_view
 from netproxy.k8s.loader import Cluster
 from netproxy.netfilter.model import Ruleset
@@ -51,5 +56,5 @@ def compile_cluster(cluster: Cluster, settings: ProxySettings,
     return Compiled(payload=payload, model=model)
 
 
-__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "compile_restore_text",
-           "proxy_model", "save_view"]
+__all__ = ["Compiled", "ProxyModel", "compile_cluster", "compile_payload", "compile_restore_pieces",
+           "compile_restore_text", "proxy_model", "save_view"]

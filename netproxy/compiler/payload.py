@@ -50,9 +50,15 @@ def compile_restore_text(model: ProxyModel, settings: ProxySettings,
                          existing_nat_chains: Iterable[str] = ()) -> str:
     """The same payload as ``iptables-restore`` text, written without the rule model: what
     :func:`netproxy.render.render_restore` gives for :func:`compile_payload`'s result."""
+    return "".join(compile_restore_pieces(model, settings, existing_nat_chains))
+
+
+def compile_restore_pieces(model: ProxyModel, settings: ProxySettings,
+                           existing_nat_chains: Iterable[str] = ()) -> list[str]:
+    """:func:`compile_restore_text` in pieces, for writing out without joining them."""
     out = TextWriter(settings.family)
     write_payload(out, model, settings, existing_nat_chains)
-    return out.text()
+    return out.pieces()
 
 
 def write_payload(out: Sink, model: ProxyModel, settings: ProxySettings,

@@ -20,7 +20,11 @@ from collections.abc import Callable, Iterable
 
 from netproxy.compiler.kinds import RuleKind
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
-from netproxy.render import render_restore_lines, restore_formatter
+from netproxy.render import render_restore_blocks, restore_formatter
+
+CHUNK_LINES = 65_536
+"""The text sink joins its nat lines into a block this often (per service port), so the
+payload is never held as half a million separate line strings."""
 
 
 class PayloadWriter:
@@ -99,8 +103,16 @@ class TextWriter:
         """Declared chains in declaration order (a dict: ordered, and a quick membership test)."""
         self._filter_rules: list[str] = []
         self._nat_rules: list[str] = []
+        self._nat_blocks: list[str] = []
         self._deleted: list[str] = []
         self._lines: dict[RuleKind, Callable[..., str]] = {}
+
+    def _flush_nat(self) -> None:
+        lines = self._nat_rules
+        if lines:
+            lines.append("")  # the last line's newline, without copying the block again
+            self._nat_blocks.append("\n".join(lines))
+            lines.clear()
 
     def _line(self, kind: RuleKind) -> Callable[..., str]:
         fn = self._lines[kind] = kind.line(self.family)
@@ -127,6 +139,8 @@ class TextWriter:
     def nat_rules(self, chain: str, kind: RuleKind, rows: Iterable[tuple[str, ...]]) -> None:
         line = self._lines.get(kind) or self._line(kind)
         self._nat_rules.extend([line(chain, *values) for values in rows])
+        if len(self._nat_rules) >= CHUNK_LINES:
+            self._flush_nat()
 
     def endpoint_chains(self, first: RuleKind, second: RuleKind,
                         rows: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
@@ -136,6 +150,8 @@ class TextWriter:
         for name, values_first, values_second in rows:
             declared[name] = None
             lines += (line_first(name, *values_first), line_second(name, *values_second))
+        if len(lines) >= CHUNK_LINES:
+            self._flush_nat()
 
     def has_nat_chain(self, name: str) -> bool:
         return name in self._nat_chains
@@ -144,13 +160,16 @@ class TextWriter:
         self._deleted.append(name)
         self._nat_rules.append("-X " + name)
 
-    def text(self) -> str:
-        """The whole payload."""
+    def pieces(self) -> list[str]:
+        """The whole payload in pieces (joined, the text; the writer is used up)."""
+        self._flush_nat()
         nat_chains = [f":{name} - [0:0]" for name in self._nat_chains]
         nat_chains += [f":{name} - [0:0]" for name in self._deleted if name not in self._nat_chains]
-        return render_restore_lines([
-            ("filter", [f":{name} - [0:0]" for name in self._filter_chains], self._filter_rules),
-            ("nat", nat_chains, self._nat_rules)])
+        filter_rules = self._filter_rules
+        filter_blocks = ["\n".join([*filter_rules, ""])] if filter_rules else []
+        return render_restore_blocks([
+            ("filter", [f":{name} - [0:0]" for name in self._filter_chains], filter_blocks),
+            ("nat", nat_chains, self._nat_blocks)])
 
 
 Sink = PayloadWriter | TextWriter
