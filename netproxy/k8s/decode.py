@@ -535,18 +535,17 @@ def _common_endpoints(raws: list[Any]) -> tuple[list[Endpoint], list[str]] | Non
     for raw in raws:
         if raw.__class__ is not dict:
             return None
-        get = raw.get
-        addrs = get("addresses")
-        cond = get("conditions")
+        addrs = raw.get("addresses")
+        cond = raw.get("conditions")
         if cond.__class__ is dict:
             ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
         elif cond is None:
             ready = serving = terminating = None
         else:
             return None
-        node = get("nodeName")
-        zone = get("zone")
-        if (addrs.__class__ is not list or len(addrs) != 1 or get("hints") is not None
+        node = raw.get("nodeName")
+        zone = raw.get("zone")
+        if (addrs.__class__ is not list or len(addrs) != 1 or raw.get("hints") is not None
                 or not (ready is True or ready is False or ready is None)
                 or not (serving is True or serving is False or serving is None)
                 or not (terminating is False or terminating is True or terminating is None)
