@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from netproxy.compiler import compile_cluster
-from netproxy.compiler.build import probability
 from netproxy.k8s.loader import Cluster
 from netproxy.k8s.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePortSpec
+from netproxy.netfilter.values import kube_probability
 from netproxy.proxy.settings import ProxySettings
 
 
@@ -40,7 +40,7 @@ def test_mark_is_go_hash_08x(bit: int, text: str) -> None:
 @pytest.mark.parametrize("n, text", [(2, "0.5000000000"), (3, "0.3333333333"), (6, "0.1666666667"),
                                      (7, "0.1428571429")])
 def test_probability_is_go_010f(n: int, text: str) -> None:
-    assert probability(n)[2].args == (text,)
+    assert kube_probability(n) == text
 
 
 def test_synthetic_cluster_is_seeded_and_changes_percent() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import cache, lru_cache
 
 from netproxy.netfilter.model import Option, Rule, Target
-from netproxy.netfilter.values import kube_probability
 
 COMMENT = Option("comment", "")
 
@@ -63,13 +62,6 @@ def ctstate(states: str, negated: bool = False) -> tuple[Option, Option]:
 @cache
 def nfacct(name: str) -> tuple[Option, Option]:
     return (module("nfacct"), Option("nfacct", "nfacct-name", (name,)))
-
-
-@lru_cache(maxsize=4096)
-def probability(n: int) -> tuple[Option, Option, Option]:
-    """``-m statistic --mode random --probability 1/n`` formatted like Go's ``%0.10f``."""
-    return (module("statistic"), Option("statistic", "mode", ("random",)),
-            Option("statistic", "probability", (kube_probability(n),)))
 
 
 @lru_cache(maxsize=4096)
