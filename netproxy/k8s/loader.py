@@ -103,7 +103,14 @@ def parse_documents(text: str, name: str) -> list[Any]:
 
 
 def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """The Kubernetes objects of one file's documents, each with where it was read.
+
+    Consumes ``docs``: every object handed out is removed from its list, so that once decoded
+    it is freed while still in the cache; freeing the whole parsed tree after the last object
+    took a sixth of the time to load a big cluster.
+    """
     for i, doc in enumerate(docs, 1):
+        docs[i - 1] = None
         where = f"{name}, document {i}"
         if not isinstance(doc, dict):
             raise InputError(f"expected a Kubernetes object, got {type(doc).__name__}", where=where)
@@ -113,6 +120,7 @@ def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]
             if not isinstance(items, list):
                 raise InputError("items: must be a list", where=where)
             for j, item in enumerate(items):
+                items[j] = None
                 item_where = f"{where}, items[{j}]"
                 if not isinstance(item, dict):
                     raise InputError(f"expected a Kubernetes object, got {type(item).__name__}",
