@@ -76,3 +76,17 @@ def test_literal_braces_and_backslashes_survive_the_f_string() -> None:
 
     for value in ("x", "{y}", 'q"'):
         assert odd.line("ipv4")("C", value) == rule_text(odd.build(value), "C", saved=False)
+
+
+@pytest.mark.parametrize("rule_kind", KINDS, ids=repr)
+def test_lines_of_many_rules_equal_their_lines_one_by_one(rule_kind: RuleKind) -> None:
+    """Every mix of per-rule and shared values, including values that need quoting."""
+    rows = 4
+    chains = [f"KUBE-SEP-{r}" for r in range(rows)]
+    for varying in itertools.product((False, True), repeat=rule_kind.arity):
+        columns = [[VALUES[(r + i) % len(VALUES)] for r in range(rows)] if per_rule
+                   else VALUES[(i + 3) % len(VALUES)] for i, per_rule in enumerate(varying)]
+        expected = [rule_kind.line("ipv4")(chains[r], *[c[r] if per_rule else c
+                                                        for c, per_rule in zip(columns, varying, strict=True)])
+                    for r in range(rows)]
+        assert rule_kind.lines("ipv4", varying)(chains, *columns) == expected, varying

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from netproxy.netfilter.model import Option, Rule, Target
@@ -39,13 +40,14 @@ class KindError(Exception):
 class RuleKind:
     """One shape of rule: ``build(*values) -> Rule`` and its restore line ``line(family)``."""
 
-    __slots__ = ("build", "name", "arity", "_lines")
+    __slots__ = ("build", "name", "arity", "_lines", "_batches")
 
     def __init__(self, build: Callable[..., Rule]) -> None:
         self.build = build
         self.name = build.__name__
         self.arity = build.__code__.co_argcount
         self._lines: dict[str, Callable[..., str]] = {}
+        self._batches: dict[tuple[str, tuple[bool, ...]], Callable[..., list[str]]] = {}
 
     def __repr__(self) -> str:
         return f"RuleKind({self.name})"
@@ -57,38 +59,53 @@ class RuleKind:
             fn = self._lines[family] = _derive_line(self, family)
         return fn
 
+    def lines(self, family: str, varying: tuple[bool, ...]) -> Callable[..., list[str]]:
+        """``fn(chains, *columns)``: the lines of many rules of this kind at once. Column ``i``
+        is one value for every rule, or (``varying[i]``) a sequence with one per rule."""
+        key = (family, varying)
+        fn = self._batches.get(key)
+        if fn is None:
+            fn = self._batches[key] = _derive_lines(self, family, varying)
+        return fn
+
 
 def kind(build: Callable[..., Rule]) -> RuleKind:
     """Decorator: the function becomes a :class:`RuleKind`."""
     return RuleKind(build)
 
 
-def _concat(arg: str) -> str:
+def _concat(arg: str, name: Callable[[int], str]) -> str:
     """Python source joining the literal text and the slots of one argument."""
-    parts = [f"v{piece[1:-1]}" if piece.startswith("\x01") else repr(piece)
+    parts = [name(int(piece[1:-1])) if piece.startswith("\x01") else repr(piece)
              for piece in _SLOTS.split(arg) if piece]
     return " + ".join(parts) if parts else "''"
 
 
-def _quoting(i: int, literal: str, expr: str) -> list[str]:
-    """Code setting ``q{i}`` to ``restore_word(expr)``, without the call in the usual case:
-    an argument whose literal text needs quotes is always quoted (and only needs escapes if
-    a value holds a backslash or a double quote); one without them usually stays bare."""
-    lines = [f"    x{i} = {expr}"]
+def _quoting(literal: str, x: str) -> str:
+    """An expression for ``restore_word(x)`` without the call in the usual case: an argument
+    whose literal text needs quotes is always quoted (and only needs escapes if a value holds
+    a backslash or a double quote); one without them usually stays bare."""
     if '"' in literal or "\\" in literal:
-        lines.append(f"    q{i} = W(x{i})")
-    elif RESTORE_SPECIAL(literal):
-        lines.append(f"    q{i} = W(x{i}) if '\"' in x{i} or '\\\\' in x{i} else '\"' + x{i} + '\"'")
-    else:
-        lines.append(f"    q{i} = x{i} if x{i} and not Q(x{i}) else W(x{i})")
-    return lines
+        return f"W({x})"
+    if RESTORE_SPECIAL(literal):
+        return f"(W({x}) if '\"' in {x} or '\\\\' in {x} else '\"' + {x} + '\"')"
+    return f"({x} if {x} and not Q({x}) else W({x}))"
 
 
-def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
+@dataclass(slots=True)
+class _Layout:
+    """A kind's restore line as pieces: literal text, the chain, raw slots and quoted arguments."""
+
+    pieces: list[tuple[str, str | int]]
+    """("text", literal) / ("chain", "") / ("slot", i) / ("quoted", k), in line order."""
+    quoted: list[tuple[str, str, list[int]]]
+    """Per quoted argument: its literal text, its text with slots (``\x01i\x01``), the slots."""
+
+
+def _layout(rule_kind: RuleKind, family: str) -> _Layout:
     values = [_SLOT.format(i) for i in range(rule_kind.arity)]
     rule = rule_kind.build(*values)
-    quoted: list[tuple[str, str]] = []
-    """(literal text, Python expression) of each module argument that holds values."""
+    quoted: list[tuple[str, str, list[int]]] = []
 
     def lift(opt: Option) -> Option:
         # A module option's argument that holds values is quoted as a whole at run time,
@@ -101,7 +118,8 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
         for arg in opt.args:
             if "\x01" in arg:
                 args.append(_QUOTED.format(len(quoted)))
-                quoted.append(("".join(_SLOTS.split(arg)[::2]), _concat(arg)))
+                split = _SLOTS.split(arg)
+                quoted.append(("".join(split[::2]), arg, [int(p[1:-1]) for p in split[1::2]]))
             else:
                 args.append(arg)
         return opt._replace(args=tuple(args))
@@ -110,29 +128,83 @@ def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
     if target is not None:
         target = Target(target.name, tuple(map(lift, target.options)), target.goto)
     text = rule_text(Rule(tuple(map(lift, rule.matches)), target), _CHAIN, family, saved=False)
-    # One f-string (a single BUILD_STRING) whose quoted arguments are computed first.
-    body = [line for i, (literal, expr) in enumerate(quoted) for line in _quoting(i, literal, expr)]
-    fields: list[str] = []
-    seen: list[str] = []
+    pieces: list[tuple[str, str | int]] = []
     for piece in _TOKENS.split(text):
         if not piece:
             continue
         if piece == _CHAIN:
-            fields.append("{chain}")
+            pieces.append(("chain", ""))
         elif piece.startswith("\x01"):
-            fields.append(f"{{v{piece[1:-1]}}}")
+            pieces.append(("slot", int(piece[1:-1])))
         elif piece.startswith("\x02"):
-            fields.append(f"{{q{piece[1:-1]}}}")
+            pieces.append(("quoted", int(piece[1:-1])))
+        elif any(c in piece for c in "\x01\x02\x03"):
+            raise KindError(f"{rule_kind.name}: a value was changed, not placed: {piece!r}")
         else:
-            if any(c in piece for c in "\x01\x02\x03"):
-                raise KindError(f"{rule_kind.name}: a value was changed, not placed: {piece!r}")
-            fields.append(piece.replace("{", "{{").replace("}", "}}"))
-        seen.append(piece)
-    if seen.count(_CHAIN) != 1 or sorted(p for p in seen if p.startswith("\x02")) != sorted(
-            _QUOTED.format(i) for i in range(len(quoted))):
+            pieces.append(("text", piece))
+    if [p for p in pieces if p[0] == "chain"] != [("chain", "")] or sorted(
+            k for what, k in pieces if what == "quoted") != list(range(len(quoted))):
         raise KindError(f"{rule_kind.name}: the rendered line does not hold every value once")
-    params = ", ".join(["chain", *(f"v{i}" for i in range(rule_kind.arity))])
-    source = "\n".join([f"def line({params}):", *body, f"    return f{''.join(fields)!r}", ""])
+    return _Layout(pieces, quoted)
+
+
+def _fstring(layout: _Layout, slot: Callable[[int], str]) -> str:
+    """The line as one f-string (a single BUILD_STRING), quoted arguments named ``q{k}``."""
+    fields = []
+    for what, value in layout.pieces:
+        if what == "chain":
+            fields.append("{chain}")
+        elif what == "slot":
+            fields.append("{" + slot(int(value)) + "}")
+        elif what == "quoted":
+            fields.append(f"{{q{value}}}")
+        else:
+            fields.append(str(value).replace("{", "{{").replace("}", "}}"))
+    return "f" + repr("".join(fields))
+
+
+def _exec(rule_kind: RuleKind, source: str) -> Callable[..., Any]:
     env: dict[str, Any] = {"W": restore_word, "Q": RESTORE_SPECIAL}
     exec(compile(source, f"<rule kind {rule_kind.name}>", "exec"), env)  # noqa: S102 - built above
-    return cast(Callable[..., str], env["line"])
+    return cast(Callable[..., Any], env["fn"])
+
+
+def _derive_line(rule_kind: RuleKind, family: str) -> Callable[..., str]:
+    layout = _layout(rule_kind, family)
+    body = []
+    for k, (literal, arg, _) in enumerate(layout.quoted):
+        body += [f"    x{k} = {_concat(arg, lambda i: f'v{i}')}",
+                 f"    q{k} = {_quoting(literal, f'x{k}')}"]
+    params = ", ".join(["chain", *(f"v{i}" for i in range(rule_kind.arity))])
+    return _exec(rule_kind, "\n".join([f"def fn({params}):", *body,
+                                       f"    return {_fstring(layout, lambda i: f'v{i}')}", ""]))
+
+
+def _derive_lines(rule_kind: RuleKind, family: str, varying: tuple[bool, ...]) -> Callable[..., list[str]]:
+    """``fn(chains, *columns)``: a column is one value for all rows, or (``varying``) one per row."""
+    layout = _layout(rule_kind, family)
+
+    def name(i: int) -> str:
+        return f"b{i}" if varying[i] else f"v{i}"
+
+    body = []
+    rows = ["chain"]  # per-row names in the final comprehension, and what they iterate
+    sources = ["chains"]
+    used = sorted({int(v) for what, v in layout.pieces if what == "slot" and varying[int(v)]})
+    rows += [f"b{i}" for i in used]
+    sources += [f"v{i}" for i in used]
+    for k, (literal, arg, slots) in enumerate(layout.quoted):
+        expr = _concat(arg, name)
+        per_row = [i for i in dict.fromkeys(slots) if varying[i]]
+        if not per_row:
+            body += [f"    x{k} = {expr}", f"    q{k} = {_quoting(literal, f'x{k}')}"]
+            continue
+        loop = (f"for b{per_row[0]} in v{per_row[0]}" if len(per_row) == 1 else
+                f"for {', '.join(f'b{i}' for i in per_row)} in zip({', '.join(f'v{i}' for i in per_row)})")
+        body.append(f"    qs{k} = [{_quoting(literal, 'x')} {loop} for x in ({expr},)]")
+        rows.append(f"q{k}")
+        sources.append(f"qs{k}")
+    params = ", ".join(["chains", *(f"v{i}" for i in range(rule_kind.arity))])
+    comprehension = (f"[{_fstring(layout, name)} for {', '.join(rows)} in zip({', '.join(sources)})]"
+                     if len(rows) > 1 else f"[{_fstring(layout, name)} for chain in chains]")
+    return _exec(rule_kind, "\n".join([f"def fn({params}):", *body, f"    return {comprehension}", ""]))

@@ -172,32 +172,33 @@ def write_endpoint_choice(out: Sink, pl: Plan, chain: str, eps: list[EndpointInf
     spn = pl.spn
     sep_of = pl.sep_names
     commented_rules = not large
-    named = [(ep.endpoint, sep_of.get(ep.endpoint) or pl.sep(ep.endpoint)) for ep in eps]
+    endpoints = [ep.endpoint for ep in eps]
+    seps = [sep_of.get(endpoint) or pl.sep(endpoint) for endpoint in endpoints]
     if pl.svc.client_ip_affinity:
-        seconds = str(pl.svc.sticky_seconds)
         out.nat_rules(chain, affinity_check(commented_rules),
-                      [(spn, endpoint, sep, seconds) for endpoint, sep in named])
+                      (spn, endpoints, seps, str(pl.svc.sticky_seconds)))
     n = len(eps)
     if n:
         out.nat_rules(chain, random_pick(commented_rules),
-                      [(spn, endpoint, _probability(n - i), sep)
-                       for i, (endpoint, sep) in enumerate(named[:-1])])
-        out.nat(chain, last_pick(commented_rules), spn, *named[-1])
+                      (spn, endpoints[:-1], _probabilities(n), seps[:-1]))
+        out.nat(chain, last_pick(commented_rules), spn, endpoints[-1], seps[-1])
 
 
-_probability = lru_cache(maxsize=4096)(kube_probability)
-"""1/n as kube-proxy writes it, for the n-th last endpoint of every service."""
+@lru_cache(maxsize=1024)
+def _probabilities(n: int) -> tuple[str, ...]:
+    """1/n, 1/(n-1), ... 1/2 as kube-proxy writes them: the picks before the last of n."""
+    return tuple(kube_probability(n - i) for i in range(n - 1))
 
 
 def write_endpoint_chains(out: Sink, pl: Plan, large: bool) -> None:
     """KUBE-SEP: hairpin masquerade and DNAT for every reachable endpoint (spec §2.3.13)."""
     text = "" if large else pl.spn
-    masq = from_source(not large)
-    to_endpoint = dnat(pl.p, not large, pl.svc.client_ip_affinity)
+    eps = pl.cat.all_reachable
     sep_of = pl.sep_names  # the plan named every reachable endpoint's chain
-    out.endpoint_chains(masq, to_endpoint, [
-        (sep, (text, ep.ip, MARK_MASQ), (text, sep, ep.endpoint))
-        for ep in pl.cat.all_reachable for sep in (sep_of[ep.endpoint],)])
+    seps = [sep_of[ep.endpoint] for ep in eps]
+    out.endpoint_chains(seps, from_source(not large), (text, [ep.ip for ep in eps], MARK_MASQ),
+                        dnat(pl.p, not large, pl.svc.client_ip_affinity),
+                        (text, seps, [ep.endpoint for ep in eps]))
 
 
 def write_service_port(out: Sink, svc: ServicePortInfo, cat: Categorized,

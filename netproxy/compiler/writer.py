@@ -16,15 +16,28 @@ building the rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator, Sequence
+from itertools import repeat
+from typing import cast
 
 from netproxy.compiler.kinds import RuleKind
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
 from netproxy.render import render_restore_blocks, restore_formatter
 
+Columns = tuple[str | Sequence[str], ...]
+"""The values of many rules of one kind: per parameter one value for all of them, or a
+sequence with one value per rule (rows are read across)."""
+
 CHUNK_LINES = 65_536
 """The text sink joins its nat lines into a block this often (per service port), so the
 payload is never held as half a million separate line strings."""
+
+
+def _rows(columns: Columns) -> Iterator[tuple[str, ...]]:
+    """The rows of ``columns``: as many as its sequences hold (one if it has none)."""
+    if all(isinstance(c, str) for c in columns):
+        return iter([cast(tuple[str, ...], columns)])
+    return zip(*(repeat(c) if isinstance(c, str) else c for c in columns), strict=False)
 
 
 class PayloadWriter:
@@ -65,20 +78,22 @@ class PayloadWriter:
         self._nat_chains[chain].rules.append(rule)
         self._nat_writes.append((chain, rule))
 
-    def nat_rules(self, chain: str, kind: RuleKind, rows: Iterable[tuple[str, ...]]) -> None:
-        """One rule of ``kind`` per row of values (an endpoint choice: the hot path)."""
+    def nat_rules(self, chain: str, kind: RuleKind, columns: Columns) -> None:
+        """One rule of ``kind`` per row of ``columns`` (see :data:`Columns`): the rules of an
+        endpoint choice (a hot path)."""
         build = kind.build
-        rules = [build(*values) for values in rows]
+        rules = [build(*values) for values in _rows(columns)]
         self._nat_chains[chain].rules.extend(rules)
         self._nat_writes.extend([(chain, rule) for rule in rules])
 
-    def endpoint_chains(self, first: RuleKind, second: RuleKind,
-                        rows: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
-        """For each ``(name, first values, second values)``: declare nat chain ``name`` and
-        write its two rules (the KUBE-SEP chains of a service port: the hottest path)."""
+    def endpoint_chains(self, names: Sequence[str], first: RuleKind, first_columns: Columns,
+                        second: RuleKind, second_columns: Columns) -> None:
+        """Declare nat chain ``names[i]`` with two rules, of ``first`` and ``second`` with the
+        values of row ``i`` (the KUBE-SEP chains of a service port: the hottest path)."""
         chains, writes = self._nat_chains, self._nat_writes
         build_first, build_second = first.build, second.build
-        for name, values_first, values_second in rows:
+        for name, values_first, values_second in zip(names, _rows(first_columns),
+                                                     _rows(second_columns), strict=True):
             a, b = build_first(*values_first), build_second(*values_second)
             chains[name] = Chain(name, None, None, [a, b])
             writes += ((name, a), (name, b))
@@ -136,20 +151,23 @@ class TextWriter:
     def nat(self, chain: str, kind: RuleKind, *values: str) -> None:
         self._nat_rules.append((self._lines.get(kind) or self._line(kind))(chain, *values))
 
-    def nat_rules(self, chain: str, kind: RuleKind, rows: Iterable[tuple[str, ...]]) -> None:
-        line = self._lines.get(kind) or self._line(kind)
-        self._nat_rules.extend([line(chain, *values) for values in rows])
+    def _batch(self, kind: RuleKind, columns: Columns) -> Callable[..., list[str]]:
+        return kind.lines(self.family, tuple(not isinstance(c, str) for c in columns))
+
+    def nat_rules(self, chain: str, kind: RuleKind, columns: Columns) -> None:
+        rows = max((len(c) for c in columns if not isinstance(c, str)), default=1)
+        self._nat_rules.extend(self._batch(kind, columns)([chain] * rows, *columns))
         if len(self._nat_rules) >= CHUNK_LINES:
             self._flush_nat()
 
-    def endpoint_chains(self, first: RuleKind, second: RuleKind,
-                        rows: Iterable[tuple[str, tuple[str, ...], tuple[str, ...]]]) -> None:
-        declared, lines = self._nat_chains, self._nat_rules
-        line_first = self._lines.get(first) or self._line(first)
-        line_second = self._lines.get(second) or self._line(second)
-        for name, values_first, values_second in rows:
-            declared[name] = None
-            lines += (line_first(name, *values_first), line_second(name, *values_second))
+    def endpoint_chains(self, names: Sequence[str], first: RuleKind, first_columns: Columns,
+                        second: RuleKind, second_columns: Columns) -> None:
+        self._nat_chains.update(dict.fromkeys(names))
+        both: list[str] = [""] * (2 * len(names))
+        both[::2] = self._batch(first, first_columns)(names, *first_columns)
+        both[1::2] = self._batch(second, second_columns)(names, *second_columns)
+        lines = self._nat_rules
+        lines += both
         if len(lines) >= CHUNK_LINES:
             self._flush_nat()
 
