@@ -7,7 +7,8 @@ path, e.g. ``svc.yaml, document 2: spec.ports[0].port: ...``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from netproxy.errors import InputError
 from netproxy.k8s.ipaddr import all_canonical_ipv4, canonical_ip, is_canonical_ipv4, parse_cidr
@@ -20,6 +21,8 @@ from netproxy.k8s.objects import (
     Service,
     ServicePortSpec,
 )
+
+T = TypeVar("T")
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
@@ -229,18 +232,24 @@ def _common_families(value: Any) -> list[str] | None:
     return value[:]
 
 
-def _common_ports(value: Any, svc_type: str) -> list[ServicePortSpec] | None:
+def _each(value: Any, convert: Callable[[Any], T | None]) -> list[T] | None:
+    """``convert`` applied to every item of a list (``None``: no list, the empty one), or
+    ``None`` when ``value`` is no list or an item does not convert."""
     if value is None:
         return []
     if value.__class__ is not list:
         return None
     out = []
     for raw in value:
-        port = _common_service_port(raw, svc_type)
-        if port is None:
+        item = convert(raw)
+        if item is None:
             return None
-        out.append(port)
+        out.append(item)
     return out
+
+
+def _common_ports(value: Any, svc_type: str) -> list[ServicePortSpec] | None:
+    return _each(value, lambda raw: _common_service_port(raw, svc_type))
 
 
 def _common_ip_list(value: Any) -> list[str] | None:
@@ -249,17 +258,14 @@ def _common_ip_list(value: Any) -> list[str] | None:
     return value[:] if value.__class__ is list and all_canonical_ipv4(value) else None
 
 
-def _common_ranges(value: Any) -> list[str] | None:
-    if value is None:
-        return []
-    if value.__class__ is not list:
+def _common_range(raw: Any) -> str | None:
+    if raw.__class__ is not str or parse_cidr(raw.strip()) is None:
         return None
-    out = []
-    for raw in value:
-        if raw.__class__ is not str or parse_cidr(raw.strip()) is None:
-            return None
-        out.append(raw.strip())
-    return out
+    return str(raw.strip())
+
+
+def _common_ranges(value: Any) -> list[str] | None:
+    return _each(value, _common_range)
 
 
 def _common_policy(value: Any, default: str) -> str | None:
