@@ -305,18 +305,7 @@ def _common_ingress(status: Any) -> list[LoadBalancerIngress] | None:
         return []
     if lb.__class__ is not dict:
         return None
-    ingress = lb.get("ingress")
-    if ingress is None:
-        return []
-    if ingress.__class__ is not list:
-        return None
-    out = []
-    for raw in ingress:
-        entry = _common_lb_ingress(raw)
-        if entry is None:
-            return None
-        out.append(entry)
-    return out
+    return _each(lb.get("ingress"), _common_lb_ingress)
 
 
 def _checked_service(doc: dict[str, Any], source: str) -> Service:
