@@ -29,9 +29,9 @@ def _leave_to_the_os(*objects: object) -> None:
 
     ``netproxy compile`` ends right after writing its output. Freeing a big compiled cluster
     object by object takes about a quarter of a second for 10,000 services (the loaded
-    cluster alone 0.06 s), for memory the OS takes back at once. A holder that references itself, moved to the collector's frozen
-    generation, is never collected, so neither the command's return nor the interpreter's
-    shutdown walks those objects.
+    cluster alone 0.06 s), for memory the OS takes back at once. A holder that references
+    itself, moved to the collector's frozen generation, is never collected, so neither the
+    command's return nor the interpreter's shutdown walks those objects.
     """
     holder: list[object] = [*objects]
     holder.append(holder)
@@ -71,15 +71,14 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
-    text: str | list[str]
     if fmt == "restore":
-        text = _restore_pieces(params, existing)
+        pieces = _restore_pieces(params, existing)
     else:
-        text = _save_text(params, existing, iptables_version)
+        pieces = [_save_text(params, existing, iptables_version)]
     if output:
-        write_atomic(output, text)
+        write_atomic(output, pieces)
     else:
-        sys.stdout.writelines(text)
+        sys.stdout.writelines(pieces)
 
 
 def _restore_pieces(params: dict[str, Any], existing: tuple[str, ...]) -> list[str]:
