@@ -40,7 +40,6 @@ RESTORE_SPECIAL = re.compile(r"[ \t\"'\\]").search
 holding any of them, or an empty one, and escapes only backslashes and double quotes)."""
 
 
-
 def _save_string(value: str) -> str:
     """libxtables' quoting: bare iff only ``[A-Za-z0-9_-]``, else double quotes with escapes."""
     if _BARE_SAVE(value):
