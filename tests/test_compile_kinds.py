@@ -90,3 +90,31 @@ def test_lines_of_many_rules_equal_their_lines_one_by_one(rule_kind: RuleKind) -
                                                         for c, per_rule in zip(columns, varying, strict=True)])
                     for r in range(rows)]
         assert rule_kind.lines("ipv4", varying)(chains, *columns) == expected, varying
+
+
+@pytest.mark.parametrize("rule_kind", KINDS, ids=repr)
+def test_builds_of_many_rules_equal_their_builds_one_by_one(rule_kind: RuleKind) -> None:
+    rows = 3
+    for varying in itertools.product((False, True), repeat=rule_kind.arity):
+        columns = [[VALUES[(r + i) % len(VALUES)] for r in range(rows)] if per_rule
+                   else VALUES[(i + 3) % len(VALUES)] for i, per_rule in enumerate(varying)]
+        expected = [rule_kind.build(*[c[r] if per_rule else c
+                                      for c, per_rule in zip(columns, varying, strict=True)])
+                    for r in range(rows)]
+        assert rule_kind.builds(varying)(rows, *columns) == expected, varying
+
+
+def test_builds_share_what_every_row_shares() -> None:
+    rules_built = rules.dnat("tcp", True, False).builds((False, True, True))(
+        2, "ns/web:http", ["KUBE-SEP-A", "KUBE-SEP-B"], ["10.1.0.1:80", "10.1.0.2:80"])
+    assert rules_built[0].matches is rules_built[1].matches
+    assert rules_built[0].target is not rules_built[1].target
+
+
+def test_a_builder_that_changes_a_value_is_refused() -> None:
+    @kind
+    def clipped(addr: str) -> Rule:
+        return Rule((Option("", "source", (addr[1:],)),), Target("ACCEPT"))
+
+    with pytest.raises(KindError, match="clipped"):
+        clipped.builds((True,))

@@ -40,7 +40,7 @@ class KindError(Exception):
 class RuleKind:
     """One shape of rule: ``build(*values) -> Rule`` and its restore line ``line(family)``."""
 
-    __slots__ = ("build", "name", "arity", "_lines", "_batches")
+    __slots__ = ("build", "name", "arity", "_lines", "_batches", "_builds")
 
     def __init__(self, build: Callable[..., Rule]) -> None:
         self.build = build
@@ -48,6 +48,7 @@ class RuleKind:
         self.arity = build.__code__.co_argcount
         self._lines: dict[str, Callable[..., str]] = {}
         self._batches: dict[tuple[str, tuple[bool, ...]], Callable[..., list[str]]] = {}
+        self._builds: dict[tuple[bool, ...], Callable[..., list[Rule]]] = {}
 
     def __repr__(self) -> str:
         return f"RuleKind({self.name})"
@@ -57,6 +58,15 @@ class RuleKind:
         fn = self._lines.get(family)
         if fn is None:
             fn = self._lines[family] = _derive_line(self, family)
+        return fn
+
+    def builds(self, varying: tuple[bool, ...]) -> Callable[..., list[Rule]]:
+        """``fn(count, *columns)``: ``build`` for each of ``count`` rows of ``columns`` (as in
+        :meth:`lines`), as one list comprehension; the options and targets that only hold
+        values shared by every row are built once and shared by the rules."""
+        fn = self._builds.get(varying)
+        if fn is None:
+            fn = self._builds[varying] = _derive_builds(self, varying)
         return fn
 
     def lines(self, family: str, varying: tuple[bool, ...]) -> Callable[..., list[str]]:
@@ -208,3 +218,71 @@ def _derive_lines(rule_kind: RuleKind, family: str, varying: tuple[bool, ...]) -
     comprehension = (f"[{_fstring(layout, name)} for {', '.join(rows)} in zip({', '.join(sources)})]"
                      if len(rows) > 1 else f"[{_fstring(layout, name)} for chain in chains]")
     return _exec(rule_kind, "\n".join([f"def fn({params}):", *body, f"    return {comprehension}", ""]))
+
+
+def _derive_builds(rule_kind: RuleKind, varying: tuple[bool, ...]) -> Callable[..., list[Rule]]:
+    rule = rule_kind.build(*(_SLOT.format(i) for i in range(rule_kind.arity)))
+    env: dict[str, Any] = {"NT": tuple.__new__, "O": Option, "T": Target, "R": Rule}
+    body: list[str] = []
+    per_row: set[int] = set()
+
+    def name(i: int) -> str:
+        if varying[i]:
+            per_row.add(i)
+            return f"b{i}"
+        return f"v{i}"
+
+    def text(value: str) -> tuple[str, bool]:
+        """Source for one string that may hold values, and whether it changes per row."""
+        split = _SLOTS.split(value)
+        if any(c in piece for piece in split[::2] for c in "\x01\x02\x03"):
+            raise KindError(f"{rule_kind.name}: a value was changed, not placed: {value!r}")
+        slots = [int(p[1:-1]) for p in split[1::2]]
+        return _concat(value, name), any(varying[i] for i in slots)
+
+    def shared(source: str) -> str:
+        """A per-batch value, computed once before the rows."""
+        local = f"s{len(body)}"
+        body.append(f"    {local} = {source}")
+        return local
+
+    def option(opt: Option, index: int) -> tuple[str, bool]:
+        if "\x01" in opt.module or "\x01" in opt.name:
+            raise KindError(f"{rule_kind.name}: a value names a module or an option")
+        if not any("\x01" in a for a in opt.args):
+            env[f"C{index}"] = opt
+            return f"C{index}", False
+        args = [text(a) for a in opt.args]
+        source = (f"NT(O, ({opt.module!r}, {opt.name!r}, "
+                  f"({''.join(a + ', ' for a, _ in args)}), {opt.negated!r}))")
+        if any(row for _, row in args):
+            return source, True
+        return shared(source), False
+
+    def items(options: tuple[Option, ...], first: int) -> tuple[str, bool]:
+        built = [option(opt, first + i) for i, opt in enumerate(options)]
+        source = f"({''.join(b + ', ' for b, _ in built)})"
+        if any(row for _, row in built):
+            return source, True
+        return (shared(source), False) if built else ("()", False)
+
+    matches, _ = items(rule.matches, 0)
+    target = "None"
+    if rule.target is not None:
+        t = rule.target
+        target_name, name_per_row = text(t.name)
+        options, options_per_row = items(t.options, len(rule.matches))
+        target = f"T({target_name}, {options}, {t.goto!r})"
+        if not (name_per_row or options_per_row):
+            target = shared(target)
+    rows = sorted(per_row)
+    if not rows:
+        loop = "for _ in range(count)"
+    elif len(rows) == 1:
+        loop = f"for b{rows[0]} in v{rows[0]}"
+    else:
+        loop = f"for {', '.join(f'b{i}' for i in rows)} in zip({', '.join(f'v{i}' for i in rows)})"
+    params = ", ".join(["count", *(f"v{i}" for i in range(rule_kind.arity))])
+    source = "\n".join([f"def fn({params}):", *body, f"    return [R({matches}, {target}) {loop}]", ""])
+    exec(compile(source, f"<rule kind {rule_kind.name} builds>", "exec"), env)  # noqa: S102
+    return cast(Callable[..., list[Rule]], env["fn"])

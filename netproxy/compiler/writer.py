@@ -16,9 +16,7 @@ building the rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from itertools import repeat
-from typing import cast
+from collections.abc import Callable, Sequence
 
 from netproxy.compiler.kinds import RuleKind
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
@@ -33,11 +31,14 @@ CHUNK_LINES = 65_536
 payload is never held as half a million separate line strings."""
 
 
-def _rows(columns: Columns) -> Iterator[tuple[str, ...]]:
-    """The rows of ``columns``: as many as its sequences hold (one if it has none)."""
-    if all(isinstance(c, str) for c in columns):
-        return iter([cast(tuple[str, ...], columns)])
-    return zip(*(repeat(c) if isinstance(c, str) else c for c in columns), strict=False)
+def _varying(columns: Columns) -> tuple[bool, ...]:
+    """Which columns hold one value per rule."""
+    return tuple([c.__class__ is not str for c in columns])
+
+
+def _count(columns: Columns) -> int:
+    """How many rules ``columns`` describe: as many as its sequences hold (one if none)."""
+    return next((len(c) for c in columns if c.__class__ is not str), 1)
 
 
 class PayloadWriter:
@@ -81,8 +82,7 @@ class PayloadWriter:
     def nat_rules(self, chain: str, kind: RuleKind, columns: Columns) -> None:
         """One rule of ``kind`` per row of ``columns`` (see :data:`Columns`): the rules of an
         endpoint choice (a hot path)."""
-        build = kind.build
-        rules = [build(*values) for values in _rows(columns)]
+        rules = kind.builds(_varying(columns))(_count(columns), *columns)
         self._nat_chains[chain].rules.extend(rules)
         self._nat_writes.extend([(chain, rule) for rule in rules])
 
@@ -90,13 +90,16 @@ class PayloadWriter:
                         second: RuleKind, second_columns: Columns) -> None:
         """Declare nat chain ``names[i]`` with two rules, of ``first`` and ``second`` with the
         values of row ``i`` (the KUBE-SEP chains of a service port: the hottest path)."""
-        chains, writes = self._nat_chains, self._nat_writes
-        build_first, build_second = first.build, second.build
-        for name, values_first, values_second in zip(names, _rows(first_columns),
-                                                     _rows(second_columns), strict=True):
-            a, b = build_first(*values_first), build_second(*values_second)
+        count = len(names)
+        firsts = first.builds(_varying(first_columns))(count, *first_columns)
+        seconds = second.builds(_varying(second_columns))(count, *second_columns)
+        chains = self._nat_chains
+        writes: list[tuple[str, Rule | None]] = [("", None)] * (2 * count)
+        writes[::2] = zip(names, firsts, strict=True)
+        writes[1::2] = zip(names, seconds, strict=True)
+        for name, a, b in zip(names, firsts, seconds, strict=True):
             chains[name] = Chain(name, None, None, [a, b])
-            writes += ((name, a), (name, b))
+        self._nat_writes += writes
 
     def has_nat_chain(self, name: str) -> bool:
         return name in self.nat_table.chains
@@ -152,11 +155,10 @@ class TextWriter:
         self._nat_rules.append((self._lines.get(kind) or self._line(kind))(chain, *values))
 
     def _batch(self, kind: RuleKind, columns: Columns) -> Callable[..., list[str]]:
-        return kind.lines(self.family, tuple(not isinstance(c, str) for c in columns))
+        return kind.lines(self.family, _varying(columns))
 
     def nat_rules(self, chain: str, kind: RuleKind, columns: Columns) -> None:
-        rows = max((len(c) for c in columns if not isinstance(c, str)), default=1)
-        self._nat_rules.extend(self._batch(kind, columns)([chain] * rows, *columns))
+        self._nat_rules.extend(self._batch(kind, columns)([chain] * _count(columns), *columns))
         if len(self._nat_rules) >= CHUNK_LINES:
             self._flush_nat()
 
