@@ -9,7 +9,9 @@ text around the placeholders becomes string concatenation. Values that land in a
 module's argument (a comment, an interface) are quoted at run time by the renderer's own
 :func:`~netproxy.render.restore_word`, exactly as the renderer would quote them; everything
 else iptables-restore reads as it is. So the payload of 10,000 services can be written as
-text directly, and that text cannot drift from the model.
+text directly, and that text cannot drift from the model. For many rules of one kind at
+once (the endpoints of a service port), :meth:`RuleKind.lines` and :meth:`RuleKind.builds`
+are derived the same way and run as one list comprehension over columns of values.
 
 A build function must use its values only as parts of option arguments and target names
 (not as module or option names, no arithmetic, no tests on them): anything else is caught
@@ -84,6 +86,24 @@ def kind(build: Callable[..., Rule]) -> RuleKind:
     return RuleKind(build)
 
 
+def _check_names(rule_kind: RuleKind, opt: Option) -> None:
+    if "\x01" in opt.module or "\x01" in opt.name:
+        raise KindError(f"{rule_kind.name}: a value names a module or an option")
+
+
+def _check_placed(rule_kind: RuleKind, literal: str) -> None:
+    """``literal`` is text between placeholders: a stray marker means a value was cut up."""
+    if any(c in literal for c in "\x01\x02\x03"):
+        raise KindError(f"{rule_kind.name}: a value was changed, not placed: {literal!r}")
+
+
+def _row_loop(slots: list[int]) -> str:
+    """The ``for`` clause reading the per-row columns ``slots`` (``b{i}`` from ``v{i}``)."""
+    if len(slots) == 1:
+        return f"for b{slots[0]} in v{slots[0]}"
+    return f"for {', '.join(f'b{i}' for i in slots)} in zip({', '.join(f'v{i}' for i in slots)})"
+
+
 def _concat(arg: str, name: Callable[[int], str]) -> str:
     """Python source joining the literal text and the slots of one argument."""
     parts = [name(int(piece[1:-1])) if piece.startswith("\x01") else repr(piece)
@@ -120,8 +140,7 @@ def _layout(rule_kind: RuleKind, family: str) -> _Layout:
     def lift(opt: Option) -> Option:
         # A module option's argument that holds values is quoted as a whole at run time,
         # so it is rendered here as one placeholder the renderer leaves bare.
-        if "\x01" in opt.module or "\x01" in opt.name:
-            raise KindError(f"{rule_kind.name}: a value names a module or an option")
+        _check_names(rule_kind, opt)
         if not opt.module or not any("\x01" in a for a in opt.args):
             return opt
         args = []
@@ -148,9 +167,8 @@ def _layout(rule_kind: RuleKind, family: str) -> _Layout:
             pieces.append(("slot", int(piece[1:-1])))
         elif piece.startswith("\x02"):
             pieces.append(("quoted", int(piece[1:-1])))
-        elif any(c in piece for c in "\x01\x02\x03"):
-            raise KindError(f"{rule_kind.name}: a value was changed, not placed: {piece!r}")
         else:
+            _check_placed(rule_kind, piece)
             pieces.append(("text", piece))
     if [p for p in pieces if p[0] == "chain"] != [("chain", "")] or sorted(
             k for what, k in pieces if what == "quoted") != list(range(len(quoted))):
@@ -173,8 +191,9 @@ def _fstring(layout: _Layout, slot: Callable[[int], str]) -> str:
     return "f" + repr("".join(fields))
 
 
-def _exec(rule_kind: RuleKind, source: str) -> Callable[..., Any]:
-    env: dict[str, Any] = {"W": restore_word, "Q": RESTORE_SPECIAL}
+def _exec(rule_kind: RuleKind, source: str, env: dict[str, Any] | None = None) -> Callable[..., Any]:
+    """The function ``fn`` that ``source`` defines (the text functions' helpers, or ``env``)."""
+    env = {"W": restore_word, "Q": RESTORE_SPECIAL} if env is None else env
     exec(compile(source, f"<rule kind {rule_kind.name}>", "exec"), env)  # noqa: S102 - built above
     return cast(Callable[..., Any], env["fn"])
 
@@ -209,9 +228,7 @@ def _derive_lines(rule_kind: RuleKind, family: str, varying: tuple[bool, ...]) -
         if not per_row:
             body += [f"    x{k} = {expr}", f"    q{k} = {_quoting(literal, f'x{k}')}"]
             continue
-        loop = (f"for b{per_row[0]} in v{per_row[0]}" if len(per_row) == 1 else
-                f"for {', '.join(f'b{i}' for i in per_row)} in zip({', '.join(f'v{i}' for i in per_row)})")
-        body.append(f"    qs{k} = [{_quoting(literal, 'x')} {loop} for x in ({expr},)]")
+        body.append(f"    qs{k} = [{_quoting(literal, 'x')} {_row_loop(per_row)} for x in ({expr},)]")
         rows.append(f"q{k}")
         sources.append(f"qs{k}")
     params = ", ".join(["chains", *(f"v{i}" for i in range(rule_kind.arity))])
@@ -221,6 +238,7 @@ def _derive_lines(rule_kind: RuleKind, family: str, varying: tuple[bool, ...]) -
 
 
 def _derive_builds(rule_kind: RuleKind, varying: tuple[bool, ...]) -> Callable[..., list[Rule]]:
+    """``fn(count, *columns)``: the rules of ``count`` rows, what no row changes built once."""
     rule = rule_kind.build(*(_SLOT.format(i) for i in range(rule_kind.arity)))
     env: dict[str, Any] = {"NT": tuple.__new__, "O": Option, "T": Target, "R": Rule}
     body: list[str] = []
@@ -235,8 +253,8 @@ def _derive_builds(rule_kind: RuleKind, varying: tuple[bool, ...]) -> Callable[.
     def text(value: str) -> tuple[str, bool]:
         """Source for one string that may hold values, and whether it changes per row."""
         split = _SLOTS.split(value)
-        if any(c in piece for piece in split[::2] for c in "\x01\x02\x03"):
-            raise KindError(f"{rule_kind.name}: a value was changed, not placed: {value!r}")
+        for literal in split[::2]:
+            _check_placed(rule_kind, literal)
         slots = [int(p[1:-1]) for p in split[1::2]]
         return _concat(value, name), any(varying[i] for i in slots)
 
@@ -247,8 +265,7 @@ def _derive_builds(rule_kind: RuleKind, varying: tuple[bool, ...]) -> Callable[.
         return local
 
     def option(opt: Option, index: int) -> tuple[str, bool]:
-        if "\x01" in opt.module or "\x01" in opt.name:
-            raise KindError(f"{rule_kind.name}: a value names a module or an option")
+        _check_names(rule_kind, opt)
         if not any("\x01" in a for a in opt.args):
             env[f"C{index}"] = opt
             return f"C{index}", False
@@ -276,13 +293,7 @@ def _derive_builds(rule_kind: RuleKind, varying: tuple[bool, ...]) -> Callable[.
         if not (name_per_row or options_per_row):
             target = shared(target)
     rows = sorted(per_row)
-    if not rows:
-        loop = "for _ in range(count)"
-    elif len(rows) == 1:
-        loop = f"for b{rows[0]} in v{rows[0]}"
-    else:
-        loop = f"for {', '.join(f'b{i}' for i in rows)} in zip({', '.join(f'v{i}' for i in rows)})"
+    loop = _row_loop(rows) if rows else "for _ in range(count)"
     params = ", ".join(["count", *(f"v{i}" for i in range(rule_kind.arity))])
     source = "\n".join([f"def fn({params}):", *body, f"    return [R({matches}, {target}) {loop}]", ""])
-    exec(compile(source, f"<rule kind {rule_kind.name} builds>", "exec"), env)  # noqa: S102
-    return cast(Callable[..., list[Rule]], env["fn"])
+    return cast(Callable[..., list[Rule]], _exec(rule_kind, source, env))
