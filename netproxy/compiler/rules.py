@@ -1,7 +1,8 @@
 """The kinds of rule kube-proxy writes for every service port and endpoint (spec §2.3).
 
 Each kind is a function of string values laid out in kube-proxy's argument order (see
-:mod:`netproxy.compiler.kinds`). Variants that differ in structure, not values (the protocol,
+:mod:`netproxy.compiler.kinds`), written plainly: the column builders derived from it share
+what a service port's rules have in common. Variants that differ in structure, not values (the protocol,
 which names a match module; with or without comments in large-cluster mode; with session
 affinity; with the local-traffic detector's match), are separate kinds made once by cached
 factories; they keep the same parameters, so a writer passes the same values whichever
@@ -10,7 +11,7 @@ variant it uses.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from functools import cache
 
 from netproxy.compiler.build import (
     COMMENT,
@@ -21,6 +22,7 @@ from netproxy.compiler.build import (
     module,
     nfacct,
     proto,
+    source,
 )
 from netproxy.compiler.fixed import LOCALHOST_NP_COUNTER
 from netproxy.compiler.kinds import RuleKind, kind
@@ -43,12 +45,6 @@ def _opt(mod: str, name: str, value: str) -> Option:
 
 def _comment(text: str) -> tuple[Option, Option]:
     return (COMMENT, _opt("comment", "comment", text))
-
-
-@lru_cache(maxsize=64)
-def _service_comment(text: str) -> tuple[Option, Option]:
-    """The comment of a service port's KUBE-SEP rules, shared by all its endpoints."""
-    return _comment(text)
 
 
 @cache
@@ -111,13 +107,8 @@ def plain_jump(target: str) -> Rule:
 def from_source(commented: bool) -> RuleKind:
     """``[-m comment --comment TEXT] -s ADDR -j TARGET``: the source ranges of a KUBE-FW
     chain, the hairpin masquerade of a KUBE-SEP chain."""
-    if commented:
-        def source_jump(text: str, addr: str, target: str) -> Rule:
-            return Rule(_service_comment(text) + (_new_tuple(Option, ("", "source", (addr,), False)),),
-                        jump(target))
-    else:
-        def source_jump(text: str, addr: str, target: str) -> Rule:
-            return Rule((_new_tuple(Option, ("", "source", (addr,), False)),), jump(target))
+    def source_jump(text: str, addr: str, target: str) -> Rule:
+        return Rule((_comment(text) if commented else ()) + (source(addr),), jump(target))
     return RuleKind(source_jump)
 
 
@@ -128,23 +119,17 @@ def affinity_check(commented: bool) -> RuleKind:
     def recent_check(spn: str, endpoint: str, sep: str, seconds: str) -> Rule:
         head = _comment(f"{spn} -> {endpoint}") if commented else ()
         return Rule(head + (RECENT, _opt("recent", "name", sep), RCHECK,
-                            _opt("recent", "seconds", seconds), REAP), Target(sep))
+                            _opt("recent", "seconds", seconds), REAP), jump(sep))
     return RuleKind(recent_check)
-
-
-@cache
-def _probability(value: str) -> tuple[Option, Option, Option]:
-    return (STATISTIC, RANDOM, Option("statistic", "probability", (value,)))
 
 
 @cache
 def random_pick(commented: bool) -> RuleKind:
     """``[-m comment --comment "SPN -> EP"] -m statistic --mode random --probability P -j SEP``."""
     def probability_jump(spn: str, endpoint: str, probability: str, target: str) -> Rule:
-        if commented:
-            return Rule((COMMENT, _opt("comment", "comment", f"{spn} -> {endpoint}"))
-                        + _probability(probability), Target(target))
-        return Rule(_probability(probability), Target(target))
+        head = _comment(f"{spn} -> {endpoint}") if commented else ()
+        return Rule(head + (STATISTIC, RANDOM, _opt("statistic", "probability", probability)),
+                    jump(target))
     return RuleKind(probability_jump)
 
 
@@ -153,26 +138,16 @@ def last_pick(commented: bool) -> RuleKind:
     """``[-m comment --comment "SPN -> EP"] -j SEP``: the last endpoint, taken with the
     remaining probability."""
     def last_jump(spn: str, endpoint: str, target: str) -> Rule:
-        return Rule(_comment(f"{spn} -> {endpoint}") if commented else (), Target(target))
+        return Rule(_comment(f"{spn} -> {endpoint}") if commented else (), jump(target))
     return RuleKind(last_jump)
-
-
-@lru_cache(maxsize=64)
-def _dnat_matches(text: str, tail: tuple[Option, ...]) -> tuple[Option, ...]:
-    """A service port's DNAT match part, shared by all its endpoints."""
-    return _service_comment(text) + tail
 
 
 @cache
 def dnat(p: str, commented: bool, sticky: bool) -> RuleKind:
     """``[comment] [-m recent --name SEP --set] -m P -p P -j DNAT --to-destination EP``."""
-    tail = proto(p)
-
     def dnat_rule(text: str, sep: str, endpoint: str) -> Rule:
+        head: tuple[Option, ...] = _comment(text) if commented else ()
         if sticky:
-            head: tuple[Option, ...] = _service_comment(text) if commented else ()
-            matches = head + (RECENT, _opt("recent", "name", sep), SET) + tail
-        else:
-            matches = _dnat_matches(text, tail) if commented else tail
-        return Rule(matches, Target("DNAT", (_opt("DNAT", "to-destination", endpoint),)))
+            head += (RECENT, _opt("recent", "name", sep), SET)
+        return Rule(head + proto(p), Target("DNAT", (_opt("DNAT", "to-destination", endpoint),)))
     return RuleKind(dnat_rule)
