@@ -335,7 +335,7 @@ def _save_chains(table: Table) -> list[Chain]:
     return builtins + users
 
 
-def _block(lines: list[str]) -> str:
+def text_block(lines: list[str]) -> str:
     """Lines as one block of text, each ending in a newline. ``lines`` is used up: it gets an
     empty last item for the final newline (adding it afterwards would copy a block of 40 MB
     once more) and is emptied afterwards, so its strings are freed before the next copy."""
@@ -358,8 +358,8 @@ def _save_table(table: Table, family: str, counters: bool,
                          counters)
     by_name = dict(zip(table.chains, blocks, strict=True))
     lines = list(chain_lines.from_iterable(by_name.get(c.name, ()) for c in chains))
-    return {"name": table.name, "chain_lines": _block([_chain_line(c) for c in chains]),
-            "rule_lines": _block(lines)}
+    return {"name": table.name, "chain_lines": text_block([_chain_line(c) for c in chains]),
+            "rule_lines": text_block(lines)}
 
 
 def render_save(ruleset: Ruleset, *, counters: bool = False,
@@ -372,7 +372,7 @@ def render_save(ruleset: Ruleset, *, counters: bool = False,
         return environment().get_template("save.j2").render(tables=tables)
 
 
-def _restore_table(table: Table, family: str) -> dict[str, Any]:
+def _restore_table(table: Table, family: str) -> tuple[str, list[str], list[str]]:
     chain_lines = [_chain_line(c) for c in table.chains.values()]
     chain_lines.extend(f":{name} - [0:0]" for name in table.deleted if name not in table.chains)
     writes: Iterable[tuple[str, Rule | None]]
@@ -381,15 +381,14 @@ def _restore_table(table: Table, family: str) -> dict[str, Any]:
     else:
         writes = [(c.name, r) for c in table.chains.values() for r in c.rules]
         writes += [(name, None) for name in table.deleted]
-    return {"name": table.name, "chain_lines": _block(chain_lines),
-            "rule_blocks": [_block(_restore_lines(writes, family))]}
+    return table.name, chain_lines, [text_block(_restore_lines(writes, family))]
 
 
 def render_restore(ruleset: Ruleset) -> str:
     """An ``iptables-restore`` payload for ``ruleset``: rules as written, in written order."""
     with paused_gc():
-        tables = [_restore_table(t, ruleset.family) for t in ruleset.tables.values()]
-        return environment().get_template("restore.j2").render(tables=tables)
+        return "".join(render_restore_blocks(
+            [_restore_table(t, ruleset.family) for t in ruleset.tables.values()]))
 
 
 def render_restore_blocks(tables: Iterable[tuple[str, list[str], list[str]]]) -> list[str]:
@@ -397,7 +396,7 @@ def render_restore_blocks(tables: Iterable[tuple[str, list[str], list[str]]]) ->
     lines, rule blocks)`` per table, the chain lines without newlines (the list is consumed),
     each rule block whole lines ending in newlines. Joined, the pieces are the payload; a big
     payload is written piece by piece rather than copied into one string once more."""
-    layout = [{"name": name, "chain_lines": _block(chains), "rule_blocks": blocks}
+    layout = [{"name": name, "chain_lines": text_block(chains), "rule_blocks": blocks}
               for name, chains, blocks in tables]
     return list(environment().get_template("restore.j2").generate(tables=layout))
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from netproxy.compiler.kinds import RuleKind
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
-from netproxy.render import render_restore_blocks, restore_formatter
+from netproxy.render import render_restore_blocks, restore_formatter, text_block
 
 Columns = tuple[str | Sequence[str], ...]
 """The values of many rules of one kind: per parameter one value for all of them, or a
@@ -75,9 +75,7 @@ class PayloadWriter:
         self._add(self.filter_table, chain, kind.build(*values))
 
     def nat(self, chain: str, kind: RuleKind, *values: str) -> None:
-        rule = kind.build(*values)
-        self._nat_chains[chain].rules.append(rule)
-        self._nat_writes.append((chain, rule))
+        self._add(self.nat_table, chain, kind.build(*values))
 
     def nat_rules(self, chain: str, kind: RuleKind, columns: Columns) -> None:
         """One rule of ``kind`` per row of ``columns`` (see :data:`Columns`): the rules of an
@@ -126,11 +124,8 @@ class TextWriter:
         self._lines: dict[RuleKind, Callable[..., str]] = {}
 
     def _flush_nat(self) -> None:
-        lines = self._nat_rules
-        if lines:
-            lines.append("")  # the last line's newline, without copying the block again
-            self._nat_blocks.append("\n".join(lines))
-            lines.clear()
+        if self._nat_rules:
+            self._nat_blocks.append(text_block(self._nat_rules))
 
     def _line(self, kind: RuleKind) -> Callable[..., str]:
         fn = self._lines[kind] = kind.line(self.family)
@@ -185,8 +180,7 @@ class TextWriter:
         self._flush_nat()
         nat_chains = [f":{name} - [0:0]" for name in self._nat_chains]
         nat_chains += [f":{name} - [0:0]" for name in self._deleted if name not in self._nat_chains]
-        filter_rules = self._filter_rules
-        filter_blocks = ["\n".join([*filter_rules, ""])] if filter_rules else []
+        filter_blocks = [text_block(self._filter_rules)] if self._filter_rules else []
         return render_restore_blocks([
             ("filter", [f":{name} - [0:0]" for name in self._filter_chains], filter_blocks),
             ("nat", nat_chains, self._nat_blocks)])
