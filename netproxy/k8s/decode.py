@@ -476,7 +476,7 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
     check_ips = address_type != "FQDN"
     raws = _list(doc.get("endpoints"), source, "endpoints")
     fast = _common_endpoints(raws)
-    if fast is not None and (not check_ips or _valid_ips(fast[1], eps)):
+    if fast is not None and (not check_ips or _valid_ips(fast[1])):
         eps.endpoints = fast[0]
     else:
         out = eps.endpoints
@@ -556,10 +556,9 @@ def _common_endpoints(raws: list[Any]) -> tuple[list[Endpoint], list[str]] | Non
     return out, addresses
 
 
-def _valid_ips(addresses: list[str], eps: EndpointSlice) -> bool:
-    """Whether every address is an IP; canonical IPv4 ones are remembered on ``eps``."""
+def _valid_ips(addresses: list[str]) -> bool:
+    """Whether every address is an IP (canonical IPv4 ones checked all at once)."""
     if addresses and all_canonical_ipv4(addresses):
-        eps.checked_ipv4 = addresses
         return True
     return all(canonical_ip(address) is not None for address in addresses)
 

@@ -97,10 +97,6 @@ class EndpointSlice:
     endpoints: list[Endpoint] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     source: str = ""
-    checked_ipv4: list[str] | None = field(default=None, compare=False, repr=False)
-    """The endpoints' first addresses, in order, when the decoder found every one to be a
-    canonically printed IPv4 address. A cache, not a claim about ``endpoints``: readers
-    compare it with the current addresses (equal strings were checked) before relying on it."""
 
 
 @dataclass(slots=True)

@@ -68,11 +68,8 @@ def endpoints_map(slices: list[EndpointSlice], family: str, node_name: str,
             key = _new(ServicePortName, (namespace, eps.service_name, port.name, port.protocol))
             found = merged.get(key)
             if found is None and ips is not None:
-                infos = _one_slice(ips, eps.endpoints, port.port, node_name, node_hints)
-                if infos is not None:
-                    merged[key] = infos
-                    continue
-                ips = None  # addresses changed since the decoder checked them
+                merged[key] = _one_slice(ips, eps.endpoints, port.port, node_name, node_hints)
+                continue
             if found is None:
                 found = merged[key] = {}
             elif isinstance(found, list):
@@ -90,30 +87,24 @@ def _distinct_canonical_ipv4(eps: EndpointSlice) -> list[str] | None:
     Then :func:`_parsed` would keep every endpoint for IPv4 with its address unchanged, and
     :func:`_merge` into an empty dict would keep one entry per endpoint: :func:`_one_slice`
     builds the same list without the dict. None when they are not (the general merge runs).
-    The addresses the decoder checked (``checked_ipv4``) are taken as they are here;
-    :func:`_one_slice` compares them with the endpoints' while it reads those anyway.
     """
-    ips = eps.checked_ipv4
-    if ips is None or len(ips) != len(eps.endpoints):
-        ips = [ep[0][0] for ep in eps.endpoints]
-        if not all_canonical_ipv4(ips):
-            return None
+    ips = [ep[0][0] for ep in eps.endpoints]
+    if not all_canonical_ipv4(ips):
+        return None
     return ips if len(set(ips)) == len(ips) else None
 
 
 def _one_slice(ips: list[str], endpoints: list[Endpoint], num: int, node_name: str,
-               node_hints: bool) -> list[EndpointInfo] | None:
-    """The sorted endpoints of a service port that only this slice feeds (see above), or None
-    when an endpoint's address is no longer the one in ``ips``."""
+               node_hints: bool) -> list[EndpointInfo]:
+    """The sorted endpoints of a service port that only this slice feeds (see above);
+    ``ips`` are the endpoints' first addresses."""
     suffix = f":{num}"
     local = bool(node_name)
     out = [_new(EndpointInfo, (ip, num, ip + suffix, ready, serving, terminating,
                                local and node == node_name, zones,
                                nodes if node_hints else _NONE))
-           for ip, (addrs, ready, serving, terminating, node, _, zones, nodes)
-           in zip(ips, endpoints, strict=True) if addrs[0] == ip]
-    if len(out) != len(endpoints):
-        return None
+           for ip, (_, ready, serving, terminating, node, _, zones, nodes)
+           in zip(ips, endpoints, strict=True)]
     out.sort(key=_by_endpoint)  # the strings are distinct: same order as sorting the dict keys
     return out
 
