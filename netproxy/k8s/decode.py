@@ -479,9 +479,9 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
     if fast is not None and (not check_ips or _valid_ips(fast[1])):
         eps.endpoints = fast[0]
     else:
-        out = eps.endpoints
-        for i, raw in enumerate(raws):
-            out.append(_endpoint(raw, check_ips, source, i))
+        # Some entry is unusual: every entry field by field, naming the bad one.
+        eps.endpoints = [_endpoint_checked(raw, check_ips, source, f"endpoints[{i}]")
+                         for i, raw in enumerate(raws)]
     return eps
 
 
@@ -514,7 +514,6 @@ def _names(raw: Any, source: str, path: str) -> frozenset[str]:
 
 _NONE: frozenset[str] = frozenset()
 _new_tuple = tuple.__new__
-_FLAG_TYPES = (bool, type(None))
 
 
 def _common_endpoints(raws: list[Any]) -> tuple[list[Endpoint], list[str]] | None:
@@ -561,31 +560,6 @@ def _valid_ips(addresses: list[str]) -> bool:
     if addresses and all_canonical_ipv4(addresses):
         return True
     return all(canonical_ip(address) is not None for address in addresses)
-
-
-def _endpoint(raw: Any, check_ips: bool, source: str, index: int) -> Endpoint:
-    """One endpoint; a fast path handles the common well-formed case without building paths
-    (anything unusual goes to :func:`_endpoint_checked`, which names the bad field)."""
-    if raw.__class__ is dict:
-        addrs = raw.get("addresses")
-        cond = raw.get("conditions")
-        node = raw.get("nodeName")
-        zone = raw.get("zone")
-        if cond is None:
-            ready = serving = terminating = None
-        elif cond.__class__ is dict:
-            ready, serving, terminating = cond.get("ready"), cond.get("serving"), cond.get("terminating")
-        else:
-            ready = serving = terminating = 0  # not a flag: the checked path reports it
-        if (addrs.__class__ is list and len(addrs) == 1 and addrs[0].__class__ is str
-                and ready.__class__ in _FLAG_TYPES and serving.__class__ in _FLAG_TYPES
-                and terminating.__class__ in _FLAG_TYPES
-                and (node is None or node.__class__ is str) and (zone is None or zone.__class__ is str)
-                and raw.get("hints") is None
-                and (not check_ips or is_canonical_ipv4(addrs[0]) or canonical_ip(addrs[0]))):
-            return _new_tuple(Endpoint, (addrs, ready is not False, serving is not False,
-                                         terminating is True, node or "", zone or "", _NONE, _NONE))
-    return _endpoint_checked(raw, check_ips, source, f"endpoints[{index}]")
 
 
 def _endpoint_checked(raw: Any, check_ips: bool, source: str, path: str) -> Endpoint:
