@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 from netproxy.backend.lab import ktrace, stats
+from netproxy.backend.lab.check import Checker, Group
+from netproxy.backend.lab.spec import Frontend
 
 
 def test_binomial_pmf_sums_to_one_and_matches_known_values() -> None:
@@ -44,3 +47,25 @@ def test_monitor_output_keeps_the_first_packet_only() -> None:
         ("nat", "OUTPUT", "-A OUTPUT -j KUBE-SERVICES"),
         ("nat", "OUTPUT", "ACCEPT"),
     ]
+
+
+def _split_group(a: int, b: int) -> Group:
+    group = Group(Frontend("ns/web:http", "cluster-ip", "10.96.0.1", 80, "tcp"), "pod", "ns", None, None)
+    group.predicted = {"10.244.1.1:80": 0.5, "10.244.1.2:80": 0.5}
+    group.observed = ([{"kind": "answered", "local": "10.244.1.1:80", "peer": "10.0.0.1:5"}] * a
+                      + [{"kind": "answered", "local": "10.244.1.2:80", "peer": "10.0.0.1:5"}] * b)
+    return group
+
+
+def test_split_alpha_is_family_wise_over_the_whole_check() -> None:
+    """8 of 40 at 1/2 (p = 0.00018) fails a group judged alone, but not a check of 80 split
+    tests: the Bonferroni divisor counts every group's results, so a correct tracer fails
+    the whole check by chance at most once in a thousand runs."""
+    alone, among = _split_group(8, 32), _split_group(8, 32)
+    checker = SimpleNamespace(groups=[among] * 40)
+    assert Checker.split_tests(checker) == 80  # type: ignore[arg-type]
+    Checker.judge(checker, alone, 2)  # type: ignore[arg-type]
+    Checker.judge(checker, among, 80)  # type: ignore[arg-type]
+    assert not alone.checks["split"]["ok"]
+    assert among.checks["split"]["ok"]
+    assert among.checks["split"]["outcomes"]["10.244.1.1:80"]["accepted"] == list(stats.interval(40, 0.5, 0.001 / 80))
