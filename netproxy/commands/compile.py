@@ -18,6 +18,7 @@ from netproxy.compiler.saveview import save_view
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
 from netproxy.render import render_save
+from netproxy.textsafe import digits
 
 LEAVE_TO_OS_BYTES = 2_000_000
 """From this much output on (some 20,000 rules), the objects behind it are left for the
@@ -40,7 +41,7 @@ def _leave_to_the_os(*objects: object) -> None:
 
 def _version(text: str) -> tuple[int, ...]:
     parts = text.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(digits(p) for p in parts):
         raise click.BadParameter(f"{text!r} is not a version like 1.8.9")
     return tuple(int(p) for p in parts)
 

@@ -123,7 +123,8 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         from netproxy.trace.pcap import read_pcap
 
         packets = read_pcap(pcap_path, {k: v for k, v in defaults.items()
-                                        if k in ("in_interface", "out_interface", "origin")})
+                                        if k in ("in_interface", "out_interface", "origin")},
+                            note=lambda text: click.echo(f"netproxy: note: {text}", err=True))
         brief = True
     elif packets_path:
         from netproxy.trace.packets import read_packets

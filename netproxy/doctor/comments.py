@@ -13,6 +13,7 @@ import re
 from typing import NamedTuple
 
 from netproxy.diff.kubenames import normalise_spn
+from netproxy.textsafe import digits
 
 _SPN = r"(?P<spn>[^\s/]+/[^\s]+?)"
 
@@ -77,4 +78,4 @@ def matches_selector(name: str, selector: str, port_numbers: set[int] | None = N
         return True
     if want_port == port:
         return True
-    return want_port.isdigit() and port_numbers is not None and int(want_port) in port_numbers
+    return digits(want_port) and port_numbers is not None and int(want_port) in port_numbers

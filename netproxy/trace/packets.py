@@ -11,17 +11,18 @@ values given on the command line fill in what a line leaves out.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from netproxy.errors import InputError, TraceError
+from netproxy.textsafe import stdin_bytes
 from netproxy.trace.packet import Packet
 
 
 def read_packets(path: str, defaults: dict[str, Any]) -> list[Packet]:
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        content = stdin_bytes() if path == "-" else Path(path).read_bytes()
+        text = content.decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"cannot read packets: {getattr(err, 'strerror', None) or err}",
                          where=path) from None

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.trace.packet import Packet
 
+_L4_HEADER = {6: 20, 17: 8}
+"""Bytes of a TCP or UDP header: a packet cut short inside it has no ports or flags to trace."""
 
-def read_pcap(path: str, defaults: dict[str, Any]) -> list[Packet]:
-    """One :class:`Packet` per IPv4/IPv6 packet of the capture (others are skipped)."""
+
+def read_pcap(path: str, defaults: dict[str, Any],
+              note: Callable[[str], None] | None = None) -> list[Packet]:
+    """One :class:`Packet` per IPv4/IPv6 packet of the capture (others are skipped).
+
+    A packet cut short before the end of its TCP or UDP header (the last one of a capture
+    copied while it was written, or a tiny snap length) is skipped too, and counted in a
+    note: its ports and flags would be guesses.
+    """
     try:
+        from scapy.error import Scapy_Exception
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.layers.inet6 import IPv6
         from scapy.utils import PcapReader
@@ -18,17 +30,30 @@ def read_pcap(path: str, defaults: dict[str, Any]) -> list[Packet]:
         raise InputError(f"reading captures needs scapy: {err}", where=path) from None
     out: list[Packet] = []
     base = {k: v for k, v in defaults.items() if v is not None}
+    # scapy's own warnings ("packet has been truncated") would be a second voice on stderr
+    logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
     try:
         reader = PcapReader(path)
-    except (OSError, ValueError, TypeError) as err:
-        raise InputError(f"cannot read capture: {err}", where=path) from None
+    except (OSError, ValueError, TypeError, Scapy_Exception) as err:
+        if isinstance(err, OSError):
+            raise InputError(f"cannot read capture: {err.strerror or err}", where=path) from None
+        raise InputError("cannot read capture: not a pcap or pcapng file (tcpdump -w FILE "
+                         "writes one)", where=path) from None
     start: float | None = None
     seen: set[tuple[Any, ...]] = set()
+    cut_short = 0
     try:
         for frame in reader:
             ip = frame.getlayer(IP) or frame.getlayer(IPv6)
             if ip is None:
+                cut_short += len(frame.original or b"") < (frame.wirelen or 0)
                 continue
+            header = _L4_HEADER.get(int(getattr(ip, "proto", getattr(ip, "nh", 0)) or 0))
+            if header is not None:
+                l4_layer = frame.getlayer(TCP) or frame.getlayer(UDP)
+                if l4_layer is None or len(l4_layer.original or b"") < header:
+                    cut_short += 1
+                    continue
             when = float(frame.time)
             start = when if start is None else start
             fields: dict[str, Any] = dict(base)
@@ -52,12 +77,16 @@ def read_pcap(path: str, defaults: dict[str, Any]) -> list[Packet]:
                 fields["ct_state"] = "ESTABLISHED" if flow in seen or back in seen else "NEW"
                 seen.add(flow)
             out.append(Packet.from_mapping(fields, where=path))
-    except (OSError, EOFError, ValueError) as err:
+    except (OSError, EOFError, ValueError, Scapy_Exception) as err:
         raise InputError(f"cannot read capture: {err}", where=path) from None
     finally:
         reader.close()
+    if cut_short and out and note is not None:
+        note(f"{path}: skipped {cut_short} packet(s) cut short before their TCP/UDP header ended "
+             "(a truncated capture?)")
     if not out:
-        raise InputError("no IP packets in the capture", where=path)
+        raise InputError("no IP packets in the capture"
+                         + (f" ({cut_short} cut short)" if cut_short else ""), where=path)
     return out
 
 
