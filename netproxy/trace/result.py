@@ -58,7 +58,7 @@ class Outcome:
     """
 
     __slots__ = ("probability", "verdict", "_dnat", "masquerade", "snat", "_path", "reason",
-                 "delivered", "memory", "masquerade_flags", "_final", "_lazy")
+                 "delivered", "memory", "masquerade_flags", "_final", "_lazy", "route")
 
     def __init__(self, probability: float, verdict: str, dnat: str | None, masquerade: bool,
                  snat: str | None, path: list[Hop], reason: str | None = None,
@@ -78,6 +78,8 @@ class Outcome:
         self.masquerade_flags = masquerade_flags
         self._final = final
         self._lazy: Any = None
+        self.route: Any = None
+        """The node's routing decision on this branch (traces with a node snapshot)."""
 
     @classmethod
     def lazy(cls, probability: float, verdict: str, masquerade: bool, snat: str | None,
@@ -97,6 +99,7 @@ class Outcome:
         o._dnat = None
         o._final = ""
         o._lazy = build
+        o.route = None
         return o
 
     def _fill(self) -> None:
@@ -125,7 +128,7 @@ class Outcome:
     def key(self) -> tuple[Any, ...]:
         """Identity of the outcome apart from its probability (to merge equal branches)."""
         return (self.verdict, self.dnat, self.masquerade, self.snat, self.reason,
-                self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path))
+                self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path), self.route)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"probability": self.probability, "verdict": self.verdict,
@@ -134,6 +137,10 @@ class Outcome:
                                "destination": self.final}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.route is not None:
+            r = self.route
+            out["route"] = {"kind": r.kind, "dev": r.dev, "gateway": r.gateway, "src": r.src,
+                            "table": r.table, "rule": r.rule, "route": r.route}
         out["path"] = [h.to_dict() for h in self.path]
         return out
 
@@ -145,7 +152,7 @@ class Outcome:
 class TraceResult:
     """Every outcome of one packet; probabilities sum to 1."""
 
-    __slots__ = ("packet", "outcomes", "notes", "same_as_previous")
+    __slots__ = ("packet", "outcomes", "notes", "same_as_previous", "inferred")
 
     def __init__(self, packet: Resolved, outcomes: list[Outcome], notes: list[str] | None = None,
                  same_as_previous: float | None = None) -> None:
@@ -153,6 +160,9 @@ class TraceResult:
         self.outcomes = outcomes
         self.notes = notes or []
         self.same_as_previous = same_as_previous
+        self.inferred: dict[str, str] = {}
+        """Packet fields the tracer filled in from the node's context (``in_interface``,
+        ``src``), each also explained in a note."""
         """In a packet sequence: the probability that this packet reached the same DNAT
         destination as the previous packet of its world (session affinity)."""
 
@@ -165,12 +175,16 @@ class TraceResult:
             "packet": {"family": p.family, "src": p.src_text, "dst": p.packet.dst,
                        "proto": p.packet.proto, "sport": p.packet.sport,
                        "dport": p.packet.dport, "origin": p.origin,
-                       "ct_state": ",".join(sorted(p.ct))},
+                       "ct_state": ",".join(sorted(p.ct)),
+                       "in_interface": p.packet.in_interface,
+                       "out_interface": p.packet.out_interface},
             "summary": summary(self),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
         if self.same_as_previous is not None:
             out["same_as_previous"] = self.same_as_previous
+        if self.inferred:
+            out["inferred"] = dict(self.inferred)
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -226,6 +240,8 @@ def summary(result: TraceResult) -> str:
         if share > 0:
             first = next(o for o in result.outcomes if o.verdict == verdict)
             by = first.path[-1].label() if first.path else ""
+            if first.route is not None and first.route.refused and first.reason:
+                by = first.reason  # the routing decision discarded it, not a rule
             parts.append(f"{verdict} {percent(share)}" + (f" by {by}" if by else ""))
     unknown = [o for o in result.outcomes if o.verdict == "UNKNOWN"]
     if unknown:

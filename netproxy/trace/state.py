@@ -58,7 +58,7 @@ class Walk:
 
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
-                 "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport")
+                 "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "route")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -88,6 +88,8 @@ class Walk:
         self.memory = memory
         self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
         self.looped = False
+        self.route: Any = None
+        """The node's latest routing decision for this branch (with a router only)."""
 
     def fork(self) -> Walk:
         o = Walk.__new__(Walk)
@@ -114,6 +116,7 @@ class Walk:
         o.memory = self.memory
         o.nat_ok = self.nat_ok
         o.looped = self.looped
+        o.route = self.route
         o.orig_dst = self.orig_dst
         o.orig_dport = self.orig_dport
         return o
