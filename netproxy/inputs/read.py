@@ -139,9 +139,9 @@ def split_rules_input(inputs: tuple[str, ...], rules_path: str | None,
     if not dumps:
         return rules_path, inputs
     if rules_path is not None:
+        compare = " (to compare two: netproxy diff OLD NEW)" if command != "apply" else ""
         raise InputError(f"this is a ruleset too, and --rules {rules_path} already names one; "
-                         f"netproxy {command} reads one ruleset (to compare two: netproxy diff "
-                         "OLD NEW)", where=display(dumps[0]))
+                         f"netproxy {command} reads one ruleset{compare}", where=display(dumps[0]))
     if len(dumps) > 1:
         raise InputError(f"netproxy {command} reads one ruleset, got {len(dumps)}: "
                          f"{', '.join(map(display, dumps))} (to compare two: netproxy diff OLD NEW)",
