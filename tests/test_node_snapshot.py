@@ -165,7 +165,8 @@ def test_trace_uses_the_node_context(snap: Path, capsys: pytest.CaptureFixture[s
     data = json.loads(out)
     assert data["packet"]["in_interface"] == "cni0"
     assert data["inferred"] == {"in_interface": "cni0"}
-    assert any(n.startswith("input interface cni0 inferred") for n in data["notes"])
+    assert any(n.startswith("inferred: input interface cni0 (the node routes 10.244.1.7 to "
+                            "cni0: 10.244.1.0/24 dev cni0") for n in data["notes"])
     (outcome,) = data["outcomes"]
     assert outcome["dnat"] == "10.244.1.5:53" and outcome["delivered"] == "forwarded"
     # The route after DNAT: the endpoint is on this node's bridge.
@@ -180,7 +181,7 @@ def test_trace_uses_the_node_context(snap: Path, capsys: pytest.CaptureFixture[s
                          "--dst", "192.168.0.11", "--dport", "22")
     assert code == 0, err
     assert "in eth0" in out and "ACCEPT, local" in out
-    assert "input interface eth0 inferred: the node routes 192.168.0.50 to eth0" in out
+    assert "inferred: input interface eth0 (the node routes 192.168.0.50 to eth0" in out
 
 
 def test_trace_route_of_a_node_generated_packet(snap: Path,
@@ -189,7 +190,9 @@ def test_trace_route_of_a_node_generated_packet(snap: Path,
                          "--dst", "10.244.2.9", "--dport", "8080")
     assert code == 0, err
     assert "packet: tcp 192.168.0.11 -> 10.244.2.9:8080 from node" in out
-    assert "source 192.168.0.11 inferred" in out
+    assert "inferred: source 192.168.0.11 (the preferred source of 192.168.0.0/24" not in out
+    assert "inferred: source 192.168.0.11 (the preferred source of 10.244.2.0/24 via " \
+           "192.168.0.12 dev eth0" in out
     assert "route: 10.244.2.0/24 via 192.168.0.12 dev eth0 (table main, rule 32766)" in out
 
 
