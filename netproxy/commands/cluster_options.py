@@ -56,8 +56,10 @@ _OPTIONS: list[Callable[[F], F]] = [
                  help="iptables supports MASQUERADE --random-fully."),
     click.option("--nfacct/--no-nfacct", default=True, show_default=True,
                  help="nfacct counters are available."),
-    click.option("--family", type=click.Choice(["ipv4", "ipv6"]), default="ipv4", show_default=True,
-                 help="IP family of the proxier (ip6tables for ipv6)."),
+    click.option("--family", type=click.Choice(["ipv4", "ipv6", "dual"]), default="ipv4",
+                 show_default=True,
+                 help="IP family of the proxier (ip6tables for ipv6); dual: both tables "
+                      "(compile --proxy-mode nftables)."),
 ]
 
 
@@ -115,6 +117,7 @@ def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> 
         localhost_nodeports=params.get("localhost_nodeports"),
         nodeport_addresses=npa or None,
         tcp_be_liberal=params.get("tcp_be_liberal"),
+        mode=params.get("proxy_mode"),
     )
 
 
@@ -160,6 +163,10 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
 
     cfg = effective_config(params, cluster)
     family = params.get("family") or "ipv4"
+    if family == "dual":
+        raise InputError("both families at once only in nftables mode (netproxy compile "
+                         "--proxy-mode nftables); give --family ipv4 or ipv6", where="--family")
+    nftables = cfg.mode == "nftables"
     node_name = _node_name(cfg, cluster)
     node = cluster.node(node_name)
     ips = [ip for ip in _node_ips(params, cluster, node_name)
@@ -177,14 +184,29 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
         node_ips=tuple(ips),
         zone=node.zone if node is not None else "",
         detector=detector,
-        masquerade_bit=cfg.masquerade_bit,
+        masquerade_bit=_masquerade_bit(params, cfg),
         masquerade_all=cfg.masquerade_all,
         localhost_nodeports=cfg.localhost_nodeports,
-        nodeports=nodeport_addresses(cfg.nodeport_addresses, family, ips[:1]),
+        # nftables mode listens on the primary node IPs unless told otherwise
+        nodeports=nodeport_addresses(cfg.nodeport_addresses or (("primary",) if nftables else ()),
+                                     family, ips[:1]),
         random_fully=bool(params.get("random_fully", True)),
         nfacct=bool(params.get("nfacct", True)),
         tcp_be_liberal=cfg.tcp_be_liberal,
     )
+
+
+def _masquerade_bit(params: dict[str, Any], cfg: KubeProxyConfig) -> int:
+    """iptables.masqueradeBit, or nftables.masqueradeBit in nftables mode (the
+    ``--iptables-masquerade-bit`` flag sets both, as in kube-proxy)."""
+    if cfg.mode == "nftables" and params.get("masquerade_bit") is None:
+        return cfg.nftables_masquerade_bit
+    return cfg.masquerade_bit
+
+
+def proxy_mode(params: dict[str, Any], cluster: Cluster) -> str:
+    """``--proxy-mode`` or the configuration's ``mode`` (default iptables)."""
+    return effective_config(params, cluster).mode or "iptables"
 
 
 def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] = ()) -> Compiled:
@@ -193,7 +215,12 @@ def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] 
 
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
-        return compile_cluster(cluster, settings_for(params, cluster), existing_nat_chains)
+        settings = settings_for(params, cluster)
+        if proxy_mode(params, cluster) != "iptables":
+            raise InputError("the configuration selects nftables mode; this command works on "
+                             "iptables-mode rules (netproxy compile --proxy-mode nftables writes "
+                             "nftables mode)", where="mode")
+        return compile_cluster(cluster, settings, existing_nat_chains)
 
 
 def build_ruleset(params: dict[str, Any]) -> Ruleset:
