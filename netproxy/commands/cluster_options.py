@@ -154,8 +154,13 @@ def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[
     return out
 
 
-def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
-    """The proxier settings for ``params['family']`` on the chosen node."""
+def settings_for(params: dict[str, Any], cluster: Cluster, *,
+                 nftables: bool = False) -> ProxySettings:
+    """The proxier settings for ``params['family']`` on the chosen node.
+
+    Only callers that write nftables mode pass ``nftables=True``; for the others a
+    configuration in nftables mode is an error (they work on iptables-mode rules).
+    """
     from netproxy.k8s.ipaddr import family_of, parse_ip
     from netproxy.proxy.localdetect import local_detector
     from netproxy.proxy.nodeports import nodeport_addresses
@@ -166,7 +171,10 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
     if family == "dual":
         raise InputError("both families at once only in nftables mode (netproxy compile "
                          "--proxy-mode nftables); give --family ipv4 or ipv6", where="--family")
-    nftables = cfg.mode == "nftables"
+    if cfg.mode == "nftables" and not nftables:
+        raise InputError("the configuration selects nftables mode; this command works on "
+                         "iptables-mode rules (netproxy compile --proxy-mode nftables writes "
+                         "nftables mode)", where=cfg.source or "mode")
     node_name = _node_name(cfg, cluster)
     node = cluster.node(node_name)
     ips = [ip for ip in _node_ips(params, cluster, node_name)
@@ -215,12 +223,7 @@ def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] 
 
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
-        settings = settings_for(params, cluster)
-        if proxy_mode(params, cluster) != "iptables":
-            raise InputError("the configuration selects nftables mode; this command works on "
-                             "iptables-mode rules (netproxy compile --proxy-mode nftables writes "
-                             "nftables mode)", where="mode")
-        return compile_cluster(cluster, settings, existing_nat_chains)
+        return compile_cluster(cluster, settings_for(params, cluster), existing_nat_chains)
 
 
 def build_ruleset(params: dict[str, Any]) -> Ruleset:

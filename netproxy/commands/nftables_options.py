@@ -106,7 +106,7 @@ def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: Nft
     texts = []
     with paused_gc(freeze=True):
         for fam in families:
-            settings = settings_for({**params, "family": fam}, cluster)
+            settings = settings_for({**params, "family": fam}, cluster, nftables=True)
             table = compile_table(proxy_model(cluster, settings), settings,
                                   options_for(flags, params, cluster, fam))
             texts.append(table.transaction() if fmt == "transaction" else list_table(table))

@@ -52,6 +52,14 @@ def listed_mark(mark: str) -> str:
     return f"0x{int(mark, 16):08x}"
 
 
+def marked_test(mark: str) -> str:
+    """``mark and M != 0`` as nft lists it; a mask that is a prefix of the 32 bits (only bit 31
+    among single bits) is listed as one: ``meta mark != 0x00000000/1``."""
+    if int(mark, 16) == 1 << 31:
+        return "meta mark != 0x00000000/1"
+    return f"meta mark & {listed_mark(mark)} != 0x00000000"
+
+
 def masquerade_rule(mark: str) -> tuple[str, str]:
     """kube-proxy's ``masqueradeRule``, written and listed."""
     return f"mark set mark or {mark}", f"meta mark set meta mark | {listed_mark(mark)}"
@@ -92,8 +100,7 @@ def write_setup(t: Table, settings: ProxySettings, options: NftOptions) -> None:
     t.add_set("hairpin-connections", f"{addr} . {addr} . inet_proto . inet_service",
               comment="service hairpin connections")
     t.rule("masquerading", f"mark and {mark} != 0 mark set mark xor {mark} masquerade fully-random",
-           f"meta mark & {shown_mark} != 0x00000000 meta mark set meta mark ^ {shown_mark} "
-           "masquerade fully-random")
+           f"{marked_test(mark)} meta mark set meta mark ^ {shown_mark} masquerade fully-random")
     t.rule("masquerading", f"ct status dnat {ipx} saddr . {ipx} daddr . meta l4proto . th dport "
            "@hairpin-connections masquerade fully-random")
 
