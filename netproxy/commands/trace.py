@@ -111,7 +111,10 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         ipsets = read_ipsets(ipsets_path)
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
-    tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs)
+    # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
+    # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
+    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
+                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
