@@ -90,7 +90,9 @@ def test_not_a_capture_and_truncated_captures(tmp_path: Path) -> None:
                              / scapy.TCP(sport=1000 + i, dport=443, flags="S") for i in range(3)])
     data = good.read_bytes()
     rules = str(dump(DUMP))
-    clean_error(cli("trace", "--rules", rules, "--pcap", rules), "not a pcap or pcapng file")
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"\x00\x01\x02 not a capture \xff" * 8)
+    clean_error(cli("trace", "--rules", rules, "--pcap", str(garbage)), "garbage.pcap")
     for size, traced in ((0, 0), (10, 0), (24 + 16 + 30, 0), (len(data) - 5, 2), (len(data) - 30, 2)):
         cut_file = tmp_path / "cut.pcap"
         cut_file.write_bytes(data[:size])
@@ -267,7 +269,8 @@ def test_yaml_alias_cycle_and_modest_aliases(tmp_path: Path) -> None:
 @pytest.mark.parametrize("config", [False, True])
 def test_json_nested_a_thousand_levels(tmp_path: Path, config: bool) -> None:
     path = tmp_path / "deep.json"
-    path.write_text('{"kind": "Service", "metadata": ' + "[" * 3000 + "]" * 3000 + "}")
+    kind = "KubeProxyConfiguration" if config else "Service"
+    path.write_text(f'{{"kind": "{kind}", "metadata": ' + "[" * 3000 + "]" * 3000 + "}")
     args = ["--config", str(path), CLUSTER] if config else [str(path)]
     clean_error(cli("compile", *args), "deep.json", "nested too deeply")
     just_under = tmp_path / "deep2.json"

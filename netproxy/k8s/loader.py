@@ -22,12 +22,14 @@ from netproxy.k8s.decode import (
     decode_endpoints,
     decode_node,
     decode_service,
+    decode_service_cidr,
 )
 from netproxy.k8s.mirror import mirror_endpoints
 from netproxy.k8s.objects import EndpointSlice, Node, Service
-from netproxy.textsafe import shown, stdin_bytes
+from netproxy.textsafe import shown
 
 SUFFIXES = (".yaml", ".yml", ".json")
+SERVICE_CIDR_APIS = ("networking.k8s.io/v1", "networking.k8s.io/v1beta1")
 
 
 @dataclass(slots=True)
@@ -40,6 +42,8 @@ class Cluster:
     configs: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     """KubeProxyConfiguration documents found among the inputs, with their source."""
     legacy_endpoints: list[tuple[str, str, dict[str, str], list[Any], str]] = field(default_factory=list)
+    service_cidrs: list[str] = field(default_factory=list)
+    """``spec.cidrs`` of the ServiceCIDR objects (networking.k8s.io), canonical, in input order."""
     notes: list[str] = field(default_factory=list)
 
     def node(self, name: str) -> Node | None:
@@ -79,18 +83,33 @@ def read_text(name: str) -> str:
     where = "<stdin>" if name == "-" else name
     try:
         if name == "-":
-            data = stdin_bytes()
-        else:
-            with open(name, "rb") as handle:
-                data = handle.read()
+            from netproxy.inputs.stdin import read_stdin  # once, shared with input sniffing
+
+            return _utf8_only(read_stdin(), where)
+        with open(name, "rb") as handle:
+            data = handle.read()
     except OSError as err:
         raise InputError(f"cannot read: {err.strerror or err}", where=where) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise InputError(f"cannot read: not UTF-8 text (line {line}, byte 0x{data[err.start]:02x} "
-                         f"at offset {err.start}); Kubernetes objects are UTF-8", where=where) from None
+        raise _not_utf8(data.count(b"\n", 0, err.start) + 1, data[err.start], err.start, where) from None
+
+
+def _utf8_only(text: str, where: str) -> str:
+    """``text`` (read with undecodable bytes kept as surrogates) when it was all UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = ord(text[err.start])
+        byte = char - 0xDC00 if 0xDC80 <= char <= 0xDCFF else char
+        raise _not_utf8(text.count("\n", 0, err.start) + 1, byte, err.start, where) from None
+    return text
+
+
+def _not_utf8(line: int, byte: int, offset: int, where: str) -> InputError:
+    return InputError(f"cannot read: not UTF-8 text (line {line}, byte 0x{byte:02x} at offset "
+                      f"{offset}); Kubernetes objects are UTF-8", where=where)
 
 
 def parse_documents(text: str, name: str) -> list[Any]:
@@ -186,12 +205,17 @@ def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]
             yield doc, where
 
 
-def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = None) -> Cluster:
-    """Read every input into one :class:`Cluster`; notes also go to ``note`` when given."""
+def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = None,
+                prepare: Callable[[str, str], str] | None = None) -> Cluster:
+    """Read every input into one :class:`Cluster`; notes also go to ``note`` when given.
+    ``prepare(text, name)`` may check or repair each file's text before it is parsed."""
     cluster = Cluster()
     for name in expand_paths(inputs):
         display = "<stdin>" if name == "-" else name
-        docs = parse_documents(read_text(name), display)
+        text = read_text(name)
+        if prepare is not None:
+            text = prepare(text, display)
+        docs = parse_documents(text, display)
         for obj, where in _objects(docs, display):
             _add(cluster, obj, where)
     _mirror_legacy(cluster)
@@ -207,18 +231,38 @@ def _add(cluster: Cluster, obj: dict[str, Any], where: str) -> None:
     if not isinstance(kind, str) or not kind:
         raise InputError("kind: missing", where=where)
     if kind == "Service" and api in (None, "v1"):
-        cluster.services.append(decode_service(obj, where))
+        svc = decode_service(obj, where)
+        cluster.services.append(svc)
+        if svc.type in ("NodePort", "LoadBalancer"):
+            _note_missing_node_ports(cluster, svc, obj, where)
     elif kind == "EndpointSlice" and api in (None, "discovery.k8s.io/v1"):
         cluster.slices.append(decode_endpoint_slice(obj, where))
     elif kind == "Endpoints" and api in (None, "v1"):
         cluster.legacy_endpoints.append((*decode_endpoints(obj, where), where))
     elif kind == "Node" and api in (None, "v1"):
         cluster.nodes.append(decode_node(obj, where))
+    elif kind == "ServiceCIDR" and api in (None, *SERVICE_CIDR_APIS):
+        for cidr in decode_service_cidr(obj, where):
+            if cidr not in cluster.service_cidrs:
+                cluster.service_cidrs.append(cidr)
     elif kind == "KubeProxyConfiguration":
         cluster.configs.append((obj, where))
     else:
         label = f"{api}/{kind}" if api else kind
         cluster.notes.append(f"{where}: skipping {label} (not used by kube-proxy's iptables rules)")
+
+
+def _note_missing_node_ports(cluster: Cluster, svc: Service, obj: dict[str, Any],
+                             where: str) -> None:
+    """A note for ports the API server would have given a nodePort: kube-proxy writes no
+    NodePort rule for them (a LoadBalancer with ``allocateLoadBalancerNodePorts: false`` is
+    normal and gets no note)."""
+    if svc.type == "LoadBalancer" and (obj.get("spec") or {}).get("allocateLoadBalancerNodePorts") is False:
+        return
+    for i, port in enumerate(svc.ports):
+        if not port.node_port:
+            cluster.notes.append(f"{where}: spec.ports[{i}].nodePort: missing for a {svc.type} "
+                                 "service; kube-proxy writes no NodePort rule for this port")
 
 
 def _mirror_legacy(cluster: Cluster) -> None:

@@ -10,6 +10,15 @@ Hook order by where the packet comes from:
   ``lo``: PREROUTING (raw, mangle) and INPUT (mangle, filter, security) -- nat is not
   consulted again because the connection's NAT bindings are already set up.
 
+The routing decision is the node's own when the tracer has a ``router`` (a
+:class:`netproxy.node.routing.Router`, from a node snapshot): a route lookup after
+PREROUTING nat (after DNAT, as the kernel does) chooses local delivery, forwarding with its
+output interface, or a discard (blackhole, unreachable, prohibit, no route); for packets
+generated on the node the lookup is made before OUTPUT (the output interface and, when not
+given, the source address) and again after OUTPUT nat (a DNAT or a new mark reroutes). An
+arriving packet without ``in_interface`` gets the interface the node routes its source to,
+stated as inferred. Without a router, only local addresses decide (local versus forwarded).
+
 The nat table is consulted only for the first packet of a connection (conntrack NEW), as
 the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as well.
 """
@@ -17,6 +26,7 @@ the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from netproxy.errors import TraceError
@@ -32,10 +42,10 @@ from netproxy.trace.addr import (
     parse_net,
 )
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
-from netproxy.trace.matches import FORK, Context, Matcher, compile_matches
-from netproxy.trace.packet import Packet, Resolved, resolve
+from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
+from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
-from netproxy.trace.state import Memory, Walk
+from netproxy.trace.state import Cond, Memory, Walk
 from netproxy.trace.targets import compile_target
 
 MAX_DEPTH = 1000
@@ -51,8 +61,8 @@ _IN = (("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security"), ("INPUT"
        ("DONE", "local"))
 _FWD = (("FORWARD", "mangle"), ("FORWARD", "filter"), ("FORWARD", "security"),
         ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"), ("DONE", "forwarded"))
-_OUT = (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "nat"), ("OUTPUT", "filter"),
-        ("OUTPUT", "security"), ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"),
+_OUT = (("PLACE", ""), ("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "nat"), ("REROUTE", ""),
+        ("OUTPUT", "filter"), ("OUTPUT", "security"), ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"),
         ("LOOP", ""))
 _LOOP = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("INPUT", "mangle"),
          ("INPUT", "filter"), ("INPUT", "security"), ("DONE", "local"))
@@ -83,9 +93,37 @@ _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
 class Tracer:
     """Walks packets through one ruleset. Build once (indexes big chains), trace many."""
 
-    def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] = (), *,
+    def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] | None = (), *,
                  ipsets: dict[str, Any] | None = None, strict: bool = False,
-                 pod_cidrs: Iterable[str] = ()) -> None:
+                 pod_cidrs: Iterable[str] = (), assume: bool = False,
+                 router: Any = None) -> None:
+        """``assume``: answer anyway where context is missing -- an interface or bridge
+        port not given takes a stated default, an unknowable fact (ipset contents, whether
+        an address is the node's) forks into both cases. With ``local_ips=None`` the node's
+        addresses are those the dump reveals (stated in ``notes``) and any other address is
+        such a fact; a list, even empty, is the node's complete set of addresses."""
+        self.assume = assume and not strict
+        infer = local_ips is None
+        local_ips = local_ips or ()
+        pod_cidrs = list(pod_cidrs)
+        self.inferred: list[str] = []
+        """What was inferred from the dump (stated with every result)."""
+        service_ips: set[int] = set()
+        if infer:
+            from netproxy.trace.inferred import infer_node
+
+            facts = infer_node(ruleset)
+            local_ips = [a for a, _ in facts.addresses]
+            self.inferred += [f"{a} is a node address ({why})" for a, why in facts.addresses]
+            if not pod_cidrs:
+                pod_cidrs = [c for c, _ in facts.pod_cidrs]
+                self.inferred += [f"{c} is the pod network, not the node's ({why})"
+                                  for c, why in facts.pod_cidrs]
+            self.inferred += facts.ranges
+            service_ips = facts.service_ips
+        self._complete = not (infer and self.assume)
+        """The node's addresses are all known (given): any other address is remote."""
+        self._service_ips = frozenset(service_ips)
         self.ruleset = ruleset
         self.family = ruleset.family
         self.source = ruleset.source
@@ -103,6 +141,13 @@ class Tracer:
                     raise TraceError(f"bad --local-ip: {err}") from None
                 continue  # an address of the other family can never be a packet's
             self.local_ips.append(text)
+        self.router = router
+        """The node's routing (``lookup``/``reverse``/``is_local``/``local_hosts``/
+        ``local_nets``, as :class:`netproxy.node.routing.Router`), or None."""
+        self._local_nets: tuple[tuple[int, int], ...] = ()
+        if router is not None:
+            hosts |= router.local_hosts
+            self._local_nets = tuple(router.local_nets)
         self._hosts = frozenset(hosts)
         self._pods: list[tuple[int, int]] = []
         """Pod networks: a source inside one (and not local) is labelled ``pod``."""
@@ -112,7 +157,8 @@ class Tracer:
             except ValueError:
                 continue  # a CIDR of the other family
         self._lo = LOOPBACK[fam]
-        self.ctx = Context(fam, self.is_local, ipsets)
+        self.ctx = Context(fam, self.is_local, ipsets, assume=self.assume,
+                           placed=None if self._complete else self.placed)
         self.codes: dict[tuple[str, str], ChainCode] = {}
         self._matchers: dict[Any, Matcher] = {}
         self._targets: dict[Any, tuple[str, Any]] = {}
@@ -144,19 +190,56 @@ class Tracer:
     def _may_act(self, hook: str, table: str) -> bool:
         if hook in ("ROUTE", "LOOP", "DONE"):
             return True
+        if hook == "REROUTE":
+            return self.router is not None
         code = self.codes.get((table, hook))
         return code is not None and bool(code.rules or code.policy != "ACCEPT")
 
     # ------------------------------------------------------------------ helpers
 
     def is_local(self, addr: int) -> bool:
-        return addr in self._hosts or (addr & self._lo[1]) == self._lo[0]
+        if addr in self._hosts or (addr & self._lo[1]) == self._lo[0]:
+            return True
+        return bool(self._local_nets) and any(addr & m == n for n, m in self._local_nets)
 
-    def _delivered_here(self, addr: int) -> bool:
+    def placed(self, addr: int) -> bool | None:
+        """Whether ``addr`` is the node's: None when the tracer cannot tell (the node's
+        addresses were not given, and nothing the dump reveals places it)."""
+        if self.is_local(addr):
+            return True
+        if self._complete or addr in self._service_ips:
+            return False
+        if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
+            return False
+        if any(addr & m == n for n, m in self._pods):
+            return False
+        return None
+
+    def _local_fact(self, w: Walk, addr: int, todo: list[Walk] | None, rewind: bool) -> bool:
+        """Whether ``addr`` is the node's on this branch; forks on it when nobody knows
+        (the other branch re-does the current step with the opposite answer)."""
+        here = self.placed(addr)
+        if here is not None:
+            return here
+        known = w.facts.get(("local", addr))
+        if known is not None:
+            return known[0]
+        if todo is None:
+            return False
+        cond = local_cond(addr, self.family)
+        other = w.fork()
+        other.assume(cond, False)
+        if rewind:
+            other.si -= 1
+        todo.append(other)
+        w.assume(cond, True)
+        return True
+    def _delivered_here(self, w: Walk, todo: list[Walk]) -> bool:
         """The routing decision: a local address, or multicast / limited broadcast (which the
         node receives; multicast routing is not modelled)."""
-        return (self.is_local(addr) or is_multicast(addr, self.family)
-                or is_limited_broadcast(addr, self.family))
+        addr = w.dst
+        return (is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family)
+                or self._local_fact(w, addr, todo, True))
 
     def code(self, table: str, chain: str) -> ChainCode:
         """The prepared chain (made on first use for small chains)."""
@@ -280,15 +363,73 @@ class Tracer:
     def trace(self, packet: Packet, memory: Memory | None = None) -> TraceResult:
         """Every outcome of ``packet``; ``memory`` carries recent/nth/limit state between
         packets of a sequence (a fresh one when omitted)."""
+        inferred: dict[str, str] = {}
+        first_route = None
+        if self.router is not None:
+            packet, first_route = self._infer(packet, inferred)
         pkt = self.resolve(packet)
+        if (self.router is not None and pkt.origin not in ("node", "localhost")
+                and packet.in_interface is None):
+            back = self.router.reverse(pkt.src, mark=packet.mark)
+            if back.dev and not back.refused:
+                packet = packet.with_(in_interface=back.dev)
+                pkt = replace(pkt, packet=packet)
+                inferred["in_interface"] = back.dev
+                inferred["in_interface_why"] = (f"the node routes {pkt.src_text} to "
+                                                f"{back.dev}: {back.describe()}")
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
+        if self.router is not None and pkt.origin in ("node", "localhost"):
+            walk.route = first_route or self._route(walk, arriving=False)
         outcomes = self._run(walk)
+        independent: list[str] = []
+        if self.assume:
+            from netproxy.trace.cases import settle
+
+            outcomes, independent = settle(outcomes)
         notes: list[str] = list(self.notes)
+        notes += [f"inferred: {text}" for text in self.inferred]
+        if "src" in inferred:
+            notes.append(f"inferred: source {inferred['src']} ({inferred.pop('src_why')})")
+        if "in_interface" in inferred:
+            notes.append(f"inferred: input interface {inferred['in_interface']} "
+                         f"({inferred.pop('in_interface_why')})")
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
-        return TraceResult(pkt, outcomes, notes)
+        result = TraceResult(pkt, outcomes, notes)
+        result.independent = independent
+        result.inferred = inferred
+        return result
+
+    def _infer(self, packet: Packet, inferred: dict[str, str]) -> tuple[Packet, Any]:
+        """A packet the node generates without a source takes its route's ``src``."""
+        if packet.src is not None or ORIGINS.get(packet.origin or "") not in ("node",):
+            return packet, None
+        try:
+            dst = parse_addr(packet.dst, self.family)
+        except ValueError:
+            return packet, None  # resolve() says what is wrong
+        decision = self.router.lookup(dst, mark=packet.mark)
+        if decision.src is None:
+            return packet, decision
+        inferred["src"] = decision.src
+        inferred["src_why"] = f"the preferred source of {decision.describe()}"
+        return packet.with_(src=decision.src), decision
+
+    def _route(self, w: Walk, *, arriving: bool) -> Any:
+        """The router's decision for the branch as it is now."""
+        pkt = w.pkt
+        iif = (pkt.packet.in_interface or "") if arriving else None
+        return self.router.lookup(w.dst, src=w.src if arriving or pkt.packet.src else None,
+                                  mark=w.mark, iif=iif, proto=pkt.proto, sport=w.sport,
+                                  dport=w.dport)
+
+    def _refused(self, w: Walk, decision: Any) -> Outcome:
+        """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
+        unreachable, prohibit and no route answer with an ICMP error (REJECT)."""
+        verdict = "DROP" if decision.kind in ("blackhole", "not-forwarding") else "REJECT"
+        return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
     def trace_sequence(self, packets: Sequence[Packet]) -> list[TraceResult]:
         """Trace packets in order; kernel memory (recent lists for session affinity, nth
@@ -326,6 +467,7 @@ class Tracer:
                         merged[k] = Outcome(p, o.verdict, dnat, o.masquerade, o.snat, o.path,
                                             o.reason, o.delivered, None, o.masquerade_flags,
                                             o.final)
+                        merged[k].route = o.route
                     mem = o.memory or Memory()
                     wk = (mem.key(), dnat)
                     if wk in nxt:
@@ -336,8 +478,10 @@ class Tracer:
             if len(worlds) > MAX_BRANCHES:
                 raise TraceError(f"packet sequence has more than {MAX_BRANCHES} possible states")
             assert first is not None
-            results.append(TraceResult(first.packet, list(merged.values()), first.notes,
-                                       same if index else None))
+            done = TraceResult(first.packet, list(merged.values()), first.notes,
+                               same if index else None)
+            done.inferred = first.inferred
+            results.append(done)
         return results
 
     # ------------------------------------------------------------------ the walk
@@ -359,13 +503,17 @@ class Tracer:
         w.hook = hook
         local_origin = w.pkt.origin in ("node", "localhost")
         iif = "lo" if w.looped else ("" if local_origin else p.in_interface)
+        oif = p.out_interface
+        if oif is None and w.route is not None and w.route.dev:
+            oif = w.route.dev
         if hook == "PREROUTING" or hook == "INPUT":
             w.iif, w.oif = iif, ""
         elif hook == "FORWARD":
-            w.iif, w.oif = iif, p.out_interface
+            w.iif, w.oif = iif, oif
         else:
             w.iif = ""
-            w.oif = "lo" if local_origin and self.is_local(w.dst) else p.out_interface
+            w.oif = ("lo" if local_origin and self._local_fact(w, w.dst, None, False)
+                     else oif)
 
     def _advance(self, w: Walk, todo: list[Walk], out: list[Outcome]) -> None:
         """Run one branch until it ends (outcome appended); forks go onto ``todo``."""
@@ -380,11 +528,31 @@ class Tracer:
                 hook, table = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
-                    w.steps = steps["in" if self._delivered_here(w.dst) else "fwd"]
+                    if self.router is None:
+                        here = self._delivered_here(w, todo)
+                    else:
+                        w.route = self._route(w, arriving=True)
+                        if w.route.refused:
+                            out.append(self._refused(w, w.route))
+                            return
+                        here = w.route.delivered_here
+                    w.steps = steps["in" if here else "fwd"]
                     w.si = 0
                     continue
+                if hook == "PLACE":  # a locally generated packet: is its destination here?
+                    self._local_fact(w, w.dst, todo, True)
+                    continue
+                if hook == "REROUTE":  # OUTPUT nat/mangle changed the packet: route again
+                    w.route = self._route(w, arriving=False)
+                    continue
                 if hook == "LOOP":
-                    w.looped = self.is_local(w.dst)
+                    if self.router is None:
+                        w.looped = self._local_fact(w, w.dst, todo, True)
+                    else:
+                        if w.route.refused:
+                            out.append(self._refused(w, w.route))
+                            return
+                        w.looped = w.route.delivered_here
                     w.steps = steps["loop" if w.looped else "sent"]
                     w.si = 0
                     continue
@@ -422,7 +590,10 @@ class Tracer:
                         continue
                 if c.matcher.evals:
                     frame[2] = i  # a fork resumes after this rule
-                    r = match(c.matcher, w, todo)
+                    if w.decided is None:
+                        r = match(c.matcher, w, todo)
+                    else:  # a branch forked on an unknown fact of this very rule
+                        r, w.decided = w.decided, None
                     if r is False:
                         continue
                 else:
@@ -525,15 +696,37 @@ class Tracer:
             raise TraceError(f"chains nested deeper than {MAX_DEPTH} (at {frame[0].name} -> "
                              f"{name})", where=where)
 
-    def _match(self, m: Matcher, w: Walk, todo: list[Walk]) -> object:
-        j = 0
-        for f in m.evals:
-            r = f(w)
+    def _match(self, m: Matcher, w: Walk, todo: list[Walk], start: int = 0) -> object:
+        j = start
+        evals = m.evals
+        n = len(evals)
+        while j < n:
+            r = evals[j](w)
             if r is True:
                 j += 1
                 continue
             if r is False:
                 return False
+            if type(r) is Cond:
+                known = w.facts.get(r.key)
+                if known is None:
+                    # Both cases: this branch assumes the fact, a copy assumes its opposite,
+                    # finishes this rule's matches now and re-visits the rule with the result.
+                    other = w.fork()
+                    other.assume(r, False)
+                    result = self._match(m, other, todo, j)
+                    if result is not False:
+                        other.decided = result
+                        other.stack[-1][2] -= 1
+                    todo.append(other)
+                    w.assume(r, True)
+                    value = True
+                else:
+                    value = known[0]
+                if value == r.negated:
+                    return False
+                j += 1
+                continue
             if r is FORK:
                 p, negated = m.forks[j]
                 if negated:
@@ -548,8 +741,7 @@ class Tracer:
                 j += 1
                 continue
             # Undecidable: the rule still cannot match if a later side-effect-free match fails.
-            evals = m.evals
-            for k in range(j + 1, len(evals)):
+            for k in range(j + 1, n):
                 if not m.pure[k]:
                     break
                 if evals[k](w) is False:
@@ -606,5 +798,11 @@ class Tracer:
             return hops, text, format_endpoint(dst, dport, fam)
 
         flags = w.masq_flags if w.masquerade else ""
-        return Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
-                            flags, build)
+        o = Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
+                         flags, build)
+        if w.facts:
+            o.assumes = tuple(w.facts.values())
+        if w.assumed:
+            o.assumed = w.assumed
+        o.route = w.route
+        return o

@@ -38,8 +38,10 @@ def outcome_head(index: int, o: Outcome) -> str:
             head += f", SNAT to {o.snat}"
         else:
             head += ", source kept"
-    elif o.verdict == "UNKNOWN":
+    elif o.verdict == "UNKNOWN" or o.reason:
         head += f": {o.reason}"
+    if o.assumes:
+        head += f", if {' and '.join(o.conditions())}"
     return head
 
 
@@ -50,10 +52,17 @@ def render_text(result: TraceResult, *, verbose: bool = True) -> str:
         lines.append(f"same endpoint as the previous packet: {percent(result.same_as_previous)}")
     for note in result.notes:
         lines.append(f"note: {note}")
+    for text in result.assumptions():
+        lines.append(f"assumed: {text}")
+    missing = result.missing()
+    if missing:
+        lines.append("missing: " + ", ".join(missing))
     if verbose:
         for n, o in enumerate(result.outcomes, 1):
             lines.append("")
             lines.append(outcome_head(n, o))
+            if o.route is not None:
+                lines.append(f"  route: {o.route.describe()}")
             for hop in o.path:
                 pad = "  " * (hop.depth + 1)
                 lines.append(f"{pad}{hop.label()}: {hop.text}")
