@@ -269,7 +269,11 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
             extra.append(f"the same whether {own} is another machine or this node")
         failing.setdefault((tuple(found), tuple(extra)), []).append(source.label)
     for (found_lines, extra_lines), labels in failing.items():
-        problems += [f"from {_join(labels)}: {line}" for line in found_lines] + list(extra_lines)
+        if len(failing) == 1:  # one story for every source that fails: name them once
+            problems += [f"from {_join(labels)}: {found_lines[0]}", *found_lines[1:]]
+        else:
+            problems += [f"from {_join(labels)}: {line}" for line in found_lines]
+        problems += list(extra_lines)
     if problems:
         return _finding("walk-split", FAILED, problems[0], refs, problems[1:] + warnings + undecided)
     if warnings:
