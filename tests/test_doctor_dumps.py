@@ -123,7 +123,8 @@ def test_leftover_chains_of_ipvs_mode(dumps_dir: Path) -> None:
     mode = next(f for f in report.node if f.check == "proxy-mode")
     assert mode.status == INFO
     assert mode.summary == ("IPVS mode: Services are balanced by IPVS, these rules only mark and "
-                            "filter; 7 unused iptables-mode chain group(s) left from a mode switch")
+                            "filter; unused iptables-mode chains of 7 Service port(s) are left from "
+                            "a mode switch")
     assert "kube-system/kube-dns:dns (KUBE-SVC-TCOU7JCQXEZGVUNU, KUBE-SEP-MU7PO7VX34QPS5HP)" in mode.details[0]
     assert "kube-system/kube-dns:dns" not in {s.name for s in report.services}
     reject = next(f for f in report.services[2].findings if f.check == "reject")

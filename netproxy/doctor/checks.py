@@ -176,10 +176,11 @@ def check_proxy_mode(view: RulesetView) -> Finding | None:
     if view.leftover_endpoint_chains:
         details.append(f"{len(view.leftover_endpoint_chains)} endpoint chain(s) left from iptables mode: "
                        + ", ".join(view.leftover_endpoint_chains))
-    left = len(view.leftovers) + len(view.leftover_endpoint_chains)
     summary = "IPVS mode: Services are balanced by IPVS, these rules only mark and filter"
+    left = [f"{n} {what}" for n, what in ((len(view.leftovers), "Service port(s)"),
+                                          (len(view.leftover_endpoint_chains), "endpoint chain(s)")) if n]
     if left:
-        summary += f"; {left} unused iptables-mode chain group(s) left from a mode switch"
+        summary += f"; unused iptables-mode chains of {' and '.join(left)} are left from a mode switch"
     return finding("proxy-mode", INFO, summary, refs, details)
 
 
