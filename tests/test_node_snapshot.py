@@ -205,3 +205,11 @@ def test_diff_and_doctor_read_snapshots(snap: Path, tmp_path: Path,
     code, out, err = run(capsys, "doctor", "--rules", str(snap), "--json")
     assert code in (0, 1), err
     assert json.loads(out)["source"] == str(snap)
+    # A snapshot is taken from the INPUTS like a dump, and named in errors about its role.
+    code, out, err = run(capsys, "trace", str(snap), "--src", "10.244.1.7", "--dst",
+                         "10.96.0.10", "--dport", "53", "--proto", "udp", "--brief")
+    assert code == 0, err
+    assert "1 endpoint 10.244.1.5:53" in out
+    code, out, err = run(capsys, "trace", "--rules", str(dump), "--ipsets", str(snap),
+                         "--dst", "10.96.0.10")
+    assert code == 2 and "node snapshot" in err
