@@ -142,7 +142,8 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
     gc.freeze()
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
     # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
-    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
+    from_node = rules_path is not None or netns_name is not None
+    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or not from_node else None,
                     ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
