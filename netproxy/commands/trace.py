@@ -9,9 +9,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import cluster_options
+from netproxy.commands.rulesource import netns_read_options, read_given, rules_given
 from netproxy.errors import InputError, TraceError
+from netproxy.inputs.read import check_input
 
 _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_interface",
                  "ct_state", "mark", "origin")
@@ -19,7 +22,13 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 @click.command("trace")
 @click.option("--rules", "rules_path", metavar="FILE",
-              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS.")
+              help="Trace an iptables-save/-restore dump or a node snapshot ('-' for stdin) "
+                   "instead of INPUTS (a dump given as an INPUT is taken as --rules).")
+@click.option("--snapshot", "snapshot_path", metavar="FILE",
+              help="The node's context from a snapshot (netproxy snapshot): its addresses, "
+                   "routes, policy rules and ipsets; its rules too unless --rules, --netns or "
+                   "INPUTS.")
+@netns_read_options
 @cluster_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
 @click.option("--dst", metavar="IP", help="Destination address.")
@@ -30,7 +39,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--in-interface", "-i", "in_interface", metavar="IFACE",
               help="Interface the packet arrives on.")
 @click.option("--out-interface", "-o", "out_interface", metavar="IFACE",
-              help="Egress interface (routing is modelled only as local versus forwarded).")
+              help="Egress interface (default: the node's route with a snapshot; without one "
+                   "routing is modelled only as local versus forwarded).")
 @click.option("--physdev-in", metavar="PORT", help="Bridge port the packet arrived on (physdev).")
 @click.option("--physdev-out", metavar="PORT", help="Bridge port it is bridged out of (physdev).")
 @click.option("--not-bridged", is_flag=True, help="No Linux bridge is involved (physdev never matches).")
@@ -54,7 +64,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
-def command(rules_path: str | None, src: str | None, dst: str | None, dport: int | None,
+def command(rules_path: str | None, snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -63,9 +73,10 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
             **params: Any) -> None:
     """Walk a packet through a ruleset the way netfilter does.
 
-    Trace a dump with --rules FILE, or the rules compiled from cluster objects (INPUTS and
-    compile flags, as for `netproxy compile`). Every statistic branch is followed with the
-    probability the kernel really uses; outcomes sum to 1.
+    Trace a dump with --rules FILE, the live rules of a namespace with --netns NAME, or the
+    rules compiled from cluster objects (INPUTS and compile flags, as for `netproxy compile`).
+    Every statistic branch is followed with the probability the kernel really uses; outcomes
+    sum to 1.
     """
     from netproxy.trace import Packet, Tracer
 
@@ -78,12 +89,29 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    if rules_path is not None:
-        if params.get("inputs"):
-            raise InputError("give either --rules FILE or cluster INPUTS, not both")
-        from netproxy.parser import read_rules
+    rules_path = rules_given(params, rules_path, netns_name, "trace")
+    node = None
+    if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
+        snapshot_path = rules_path
+    if snapshot_path is not None:
+        from netproxy.node.snapshot import read_snapshot
 
-        ruleset = read_rules(rules_path, strict=strict)
+        node = read_snapshot(snapshot_path)
+        if rules_path is None and netns_name is None and not params.get("inputs"):
+            rules_path = snapshot_path
+    if rules_path is not None or netns_name is not None:
+        if params.get("inputs"):
+            raise InputError(f"give either --{'rules' if rules_path else 'netns'} or cluster "
+                             "INPUTS, not both")
+        family_given = click.get_current_context().get_parameter_source("family") \
+            == ParameterSource.COMMANDLINE
+        if node is not None and rules_path == snapshot_path:
+            family = params["family"] if family_given else _family(dst, node)
+            ruleset = node.ruleset(family, strict=strict)
+        else:
+            ruleset = read_given(rules_path, netns_name, variant, command="trace",
+                                 strict=strict, family=params.get("family")
+                                 if family_given or netns_name else None)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -91,7 +119,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
             pod_cidrs = effective_config(params).cluster_cidrs
     else:
         if not params.get("inputs"):
-            raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
+            raise InputError("nothing to trace: give --rules FILE, --netns NAME or cluster INPUTS")
         from netproxy.commands.cluster_options import effective_config, load_cluster, settings_for
         from netproxy.compiler import compile_cluster
         from netproxy.parser import parse_rules
@@ -105,7 +133,25 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
+    for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
+        if path and path != "-":
+            check_input(path, role, "trace")
     ipsets = None
+    router = None
+    node_notes: list[str] = []
+    if node is not None:
+        family = ruleset.family
+        if not ruleset.tables:
+            node_notes.append(f"the snapshot holds no {family} iptables rules: only the "
+                              "routing decision acts")
+        locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
+        ipsets = node.ipsets()
+        node_notes += node.ipset_notes
+        if node.has_routes(family):
+            router = node.router(family)
+        else:
+            node_notes.append(f"the snapshot has no {family} routes: routing is modelled only "
+                              "as local versus forwarded")
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
 
@@ -113,9 +159,13 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
-    # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
-    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
-                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
+    # unknowable facts fork into cases; --strict makes them UNKNOWN instead. A namespace's
+    # live rules are read like a dump; compiled cluster objects and a snapshot know them all.
+    complete = (bool(locals_) or (rules_path is None and netns_name is None)
+                or node is not None)
+    tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
+                    strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router)
+    tracer.notes.extend(node_notes)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
@@ -152,6 +202,30 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         sys.stderr.write(f"netproxy: skipped {n:,} {fam} packet{'s' if n != 1 else ''} of the "
                          f"capture: the rules are {tracer.family} (trace them with the "
                          f"{fam} rules, e.g. ip6tables-save output)\n")
+
+
+def _is_snapshot(path: str) -> bool:
+    """Does the file start like a node snapshot? (stdin is never sniffed.)"""
+    if path == "-":
+        return False
+    from netproxy.node.snapshot import MAGIC
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False  # read_rules reports it
+
+
+def _family(dst: str | None, node: Any) -> str:
+    """The family to trace in a snapshot: the destination's, else the rules'."""
+    if dst:
+        from netproxy.trace.addr import family_of
+
+        return family_of(dst)
+    family: str = node.default_family()
+    return family
+
 
 
 def _emit_one(result: Any, fmt: str, brief: bool) -> None:

@@ -176,6 +176,7 @@ class Stepper:
                     m = Outcome(q, o.verdict, o.dnat, o.masquerade, o.snat, o.path, o.reason,
                                 o.delivered, None, o.masquerade_flags, o.final)
                     m.assumes, m.assumed, m.reverse = o.assumes, o.assumed, o.reverse
+                    m.route, m.raw_dnat = o.route, o.raw_dnat
                     merged[k] = m
             for o in carried:
                 values = dict(base)
@@ -220,6 +221,7 @@ class Stepper:
                 o.probability *= runs[0][0]
         result = TraceResult(first.packet, outcomes, notes, same if had_prev else None)
         result.independent = first.independent
+        result.inferred = first.inferred
         return result
 
     def _independent(self, run: Any, prev_key: Any) -> TraceResult:
