@@ -3,47 +3,52 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.trace.packet import Packet
+from netproxy.trace.sequence import AUTO_STATE
 
 _L4_HEADER = {6: 20, 17: 8}
 """Bytes of a TCP or UDP header: a packet cut short inside it has no ports or flags to trace."""
 
 
 def read_pcap(path: str, defaults: dict[str, Any],
-              note: Callable[[str], None] | None = None) -> list[Packet]:
-    """One :class:`Packet` per IPv4/IPv6 packet of the capture (others are skipped).
+              note: Callable[[str], None] | None = None) -> Iterator[Packet]:
+    """One :class:`Packet` per IPv4/IPv6 packet of the capture, read as it is traced (other
+    frames are skipped). The conntrack state is left to the sequence (NEW, or ESTABLISHED
+    for a later packet or reply of a connection seen before) unless ``ct_state`` is given.
 
     A packet cut short before the end of its TCP or UDP header (the last one of a capture
     copied while it was written, or a tiny snap length) is skipped too, and counted in a
     note: its ports and flags would be guesses.
     """
     try:
-        from scapy.error import Scapy_Exception
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.layers.inet6 import IPv6
         from scapy.utils import PcapReader
     except ImportError as err:  # pragma: no cover - scapy is a dependency
         raise InputError(f"reading captures needs scapy: {err}", where=path) from None
-    out: list[Packet] = []
     base = {k: v for k, v in defaults.items() if v is not None}
     # scapy's own warnings ("packet has been truncated") would be a second voice on stderr
     logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
     try:
         reader = PcapReader(path)
-    except (OSError, ValueError, TypeError, Scapy_Exception) as err:
-        if isinstance(err, OSError):
-            raise InputError(f"cannot read capture: {err.strerror or err}", where=path) from None
-        raise InputError("cannot read capture: not a pcap or pcapng file (tcpdump -w FILE "
-                         "writes one)", where=path) from None
+    except Exception as err:  # noqa: BLE001 - scapy raises anything on a non-capture
+        raise InputError(f"cannot read capture: {err}", where=path) from None
     start: float | None = None
-    seen: set[tuple[Any, ...]] = set()
+    count = 0
     cut_short = 0
     try:
-        for frame in reader:
+        while True:
+            try:
+                frame = reader.read_packet()
+            except EOFError:
+                break
+            except Exception as err:  # noqa: BLE001 - a truncated or damaged capture
+                raise InputError(f"cannot read capture after packet {count}: {err}",
+                                 where=path) from None
             ip = frame.getlayer(IP) or frame.getlayer(IPv6)
             if ip is None:
                 cut_short += len(frame.original or b"") < (frame.wirelen or 0)
@@ -70,24 +75,19 @@ def read_pcap(path: str, defaults: dict[str, Any],
             else:
                 nh = int(getattr(ip, "proto", getattr(ip, "nh", 0)))
                 fields["proto"] = {58: "icmpv6"}.get(nh, str(nh))
+            packet = Packet.from_mapping(fields, where=f"{path}: packet {count + 1}")
             if "ct_state" not in base:
-                flow = (fields.get("proto"), ip.src, fields.get("sport"), ip.dst,
-                        fields.get("dport"))
-                back = (flow[0], flow[3], flow[4], flow[1], flow[2])
-                fields["ct_state"] = "ESTABLISHED" if flow in seen or back in seen else "NEW"
-                seen.add(flow)
-            out.append(Packet.from_mapping(fields, where=path))
-    except (OSError, EOFError, ValueError, Scapy_Exception) as err:
-        raise InputError(f"cannot read capture: {err}", where=path) from None
+                packet.extra["ct"] = AUTO_STATE
+            count += 1
+            yield packet
     finally:
         reader.close()
-    if cut_short and out and note is not None:
+    if cut_short and count and note is not None:
         note(f"{path}: skipped {cut_short} packet(s) cut short before their TCP/UDP header ended "
              "(a truncated capture?)")
-    if not out:
+    if not count:
         raise InputError("no IP packets in the capture"
                          + (f" ({cut_short} cut short)" if cut_short else ""), where=path)
-    return out
 
 
 _FLAGS = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")
