@@ -175,11 +175,14 @@ def _merge(mine: Part, shared: Part) -> Blocks:
                 if chain in merged.policies:
                     continue  # the fixed chains (shared ones are merged below)
                 merged.policies[chain] = other.policies[chain]
-                merged.rules[chain] = other.rules.get(chain, [])
+                if chain in other.rules:
+                    merged.rules[chain] = other.rules[chain]
             for chain in SHARED_CHAINS.get(tname, ()):
                 if chain not in merged.policies:
                     continue
-                merged.rules[chain] = _merge_chain(mine, shared, tname, chain)
+                lines = _merge_chain(mine, shared, tname, chain)
+                if lines:
+                    merged.rules[chain] = lines
         merged.policies = _save_order(tname, merged.policies)
         out.tables[tname] = merged
     return out
