@@ -109,7 +109,7 @@ def _version_findings(text: str, expected: Blocks) -> list[Finding]:
 def audit_node(ctx: AuditContext, node: NodeInput) -> NodeResult:
     """Audit one node; never raises for a bad node file."""
     start = time.perf_counter()
-    result = NodeResult(node.name, node.path, EQUAL)
+    result = NodeResult(node.name, node.shown or node.path, EQUAL)
     try:
         _audit(ctx, node, result)
     except NetproxyError as err:

@@ -25,7 +25,9 @@ _NFT_TABLE = re.compile(r"^table (ip|ip6|inet|arp|bridge|netdev) (\S+)", re.MULT
 class NodeInput:
     name: str
     path: str
-    """A local path or an fsspec URL, as the workers will open it."""
+    """A local path (absolute) or an fsspec URL, as the workers will open it."""
+    shown: str = ""
+    """The path as the user named it (for reports)."""
 
 
 def is_url(path: str) -> bool:
@@ -83,7 +85,7 @@ def find_nodes(specs: tuple[str, ...]) -> list[NodeInput]:
         if name in seen:
             raise InputError(f"two files for node {name!r}: {seen[name]} and {f}", where="--nodes")
         seen[name] = f
-        out.append(NodeInput(name, f if is_url(f) else os.path.abspath(f)))
+        out.append(NodeInput(name, f if is_url(f) else os.path.abspath(f), f))
     return sorted(out, key=lambda n: n.name)
 
 
