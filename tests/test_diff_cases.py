@@ -144,7 +144,7 @@ def test_broken_dump_is_one_line_with_line_number(capsys):
 
 @pytest.mark.parametrize("text,expect", [
     ("hello world\n", ":1:"),
-    ("", "no iptables tables found"),
+    ("", "empty file"),
     ("*nat\n:FOO - [0:0]\n-A FOO -j ACCEPT\n", "has no COMMIT"),
 ])
 def test_not_a_dump(tmp_path, capsys, text, expect):

@@ -84,14 +84,14 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "give exactly one of --rules DUMP or --netns NAME"),
+        ([], "give the node's rules: --rules DUMP"),
         (["--rules", "/nonexistent/dump"], "/nonexistent/dump: cannot read"),
         (["--rules", "RULES", "--service", "web"], "--service: expected NS/NAME[:PORT], got 'web'"),
         (["--rules", "RULES", "--service", "default/nope"], "no Service port default/nope in the rules"),
         (["--rules", "RULES", "/nonexistent/cluster.yaml"], "/nonexistent/cluster.yaml"),
-        (["--rules", "EMPTY"], "no tables in the rules"),
+        (["--rules", "EMPTY"], "empty.rules: empty file"),
         (["--rules", "RULES", "--node-ip", "10.0.0.999"], "--node-ip: invalid IP address '10.0.0.999'"),
-        (["--rules", "YAML"], "rule outside a table"),
+        (["--rules", "YAML"], "healthy.yaml: this looks like Kubernetes objects"),
     ],
 )
 def test_bad_input_exit_two(capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str],

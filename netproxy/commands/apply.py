@@ -20,12 +20,14 @@ from netproxy.netfilter.model import Chain, Rule, Ruleset
 
 def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
     """The ruleset to apply: ``--rules FILE`` or compiled from the cluster inputs."""
+    from netproxy.inputs.read import read_ruleset, split_rules_input
+
+    rules_file, params["inputs"] = split_rules_input(tuple(params.get("inputs") or ()), rules_file,
+                                                     "apply")
     if rules_file is not None:
         if params.get("inputs"):
             raise InputError("give either --rules FILE or cluster INPUTS, not both")
-        from netproxy.parser import read_rules
-
-        return read_rules(rules_file, strict=True)
+        return read_ruleset(rules_file, command="apply", strict=True)
     if not params.get("inputs"):
         raise InputError("nothing to apply: give cluster INPUTS or --rules FILE (or --cleanup)")
     return build_ruleset(params)

@@ -79,14 +79,36 @@ def _note(text: str) -> None:
     click.echo(f"netproxy: note: {text}", err=True)
 
 
+def command_name() -> str:
+    """The netproxy sub-command being run (``lab`` for ``lab up``), for messages."""
+    ctx = click.get_current_context(silent=True)
+    while ctx is not None and ctx.parent is not None and ctx.parent.parent is not None:
+        ctx = ctx.parent
+    return (ctx.info_name or "") if ctx is not None else ""
+
+
+def _prepare(text: str, name: str) -> str:
+    """Refuse a file that is not cluster objects (saying what takes it); blank paste damage."""
+    from netproxy.inputs.guide import ACCEPTED, refuse
+    from netproxy.inputs.read import cluster_text
+    from netproxy.inputs.sniff import looks_like_yaml, sniff_text
+
+    found = sniff_text(text)
+    if found.kind not in ACCEPTED["cluster"] or (found.kind == "text" and not looks_like_yaml(found)):
+        raise refuse(found, where=name, role="cluster", command=command_name())
+    return cluster_text(text, name, _note)
+
+
 def load_cluster(params: dict[str, Any]) -> Cluster:
     """Read the inputs named by ``params['inputs']`` (notes go to stderr)."""
+    from netproxy.inputs.read import check_inputs
     from netproxy.k8s.loader import load_inputs
 
     inputs = params.get("inputs") or ()
     if not inputs:
         raise InputError("no inputs: give YAML/JSON files, directories, or - for stdin")
-    return load_inputs(inputs, note=_note)
+    check_inputs(inputs, command_name())  # what only the bytes show: captures, binaries
+    return load_inputs(inputs, note=_note, prepare=_prepare)
 
 
 def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> KubeProxyConfig:
@@ -94,6 +116,9 @@ def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> 
     from netproxy.k8s.config import KubeProxyConfig, config_from_document, load_config, split_cidrs
 
     if params.get("config_path"):
+        from netproxy.inputs.read import check_input
+
+        check_input(params["config_path"], "config", command_name())
         cfg = load_config(params["config_path"])
     elif cluster is not None and cluster.configs:
         if len(cluster.configs) > 1:

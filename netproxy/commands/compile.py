@@ -66,9 +66,9 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
     """
     existing: tuple[str, ...] = ()
     if existing_rules:
-        from netproxy.parser import read_rules  # only for --existing-rules
+        from netproxy.inputs.read import read_ruleset  # only for --existing-rules
 
-        dump = read_rules(existing_rules, family=params.get("family") or "ipv4")
+        dump = read_ruleset(existing_rules, command="compile", family=params.get("family") or "ipv4")
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
     if fmt == "restore":

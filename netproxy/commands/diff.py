@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -20,6 +21,7 @@ def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset,
     inputs = tuple(params.get("inputs") or ())
     if len(inputs) < 2:
         raise InputError("--expected needs cluster INPUTS... followed by the node's dump")
+    _dump_comes_last(inputs)
     actual = load_ruleset(inputs[-1], strict=strict)
     expected = build_ruleset({**params, "inputs": inputs[:-1]})
     expected.source = "expected (compiled from " + ", ".join(inputs[:-1]) + ")"
@@ -27,6 +29,35 @@ def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset,
         raise InputError(f"the dump is {actual.family} but the rules were compiled for "
                          f"{expected.family} (use --family)", where=inputs[-1])
     return expected, actual
+
+
+def _dump_comes_last(inputs: tuple[str, ...]) -> None:
+    """``diff --expected node.rules cluster/`` (the dump first): say what to type."""
+    from netproxy.inputs.read import sniff_path
+
+    if sniff_path(inputs[-1]).is_rules:
+        return
+    dumps = [name for name in inputs[:-1] if sniff_path(name).is_rules]
+    if len(dumps) == 1:
+        rest = [name for name in inputs if name != dumps[0]]
+        raise InputError("the node's dump comes last, after the cluster INPUTS: "
+                         f"netproxy diff --expected {shlex.join(rest)} {shlex.quote(dumps[0])}",
+                         where=dumps[0])
+
+
+def _cluster_and_dump(inputs: tuple[str, ...]) -> None:
+    """``diff cluster.yaml node.rules`` without --expected: say what to type."""
+    from netproxy.inputs.read import sniff_path
+    from netproxy.inputs.sniff import DIRECTORY, KUBE_PROXY_CONFIG, KUBERNETES
+
+    kinds = [sniff_path(name) for name in inputs]
+    dumps = [name for name, found in zip(inputs, kinds, strict=True) if found.is_rules]
+    cluster = [name for name, found in zip(inputs, kinds, strict=True)
+               if found.kind in (KUBERNETES, KUBE_PROXY_CONFIG, DIRECTORY)]
+    if len(dumps) == 1 and cluster and len(dumps) + len(cluster) == len(inputs):
+        raise InputError(f"{shlex.join(cluster)}: cluster objects, not a ruleset; to compare the "
+                         "dump with what they should give: "
+                         f"netproxy diff --expected {shlex.join(cluster)} {shlex.quote(dumps[0])}")
 
 
 @click.command("diff")
@@ -72,6 +103,7 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
         scope = scope or "kube"
     else:
         inputs = tuple(params.get("inputs") or ())
+        _cluster_and_dump(inputs)
         if len(inputs) != 2:
             raise InputError(f"diff needs two rulesets (OLD NEW), got {len(inputs)}; "
                              "for expected-versus-actual use --expected")

@@ -9,19 +9,10 @@ import click
 from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
+from netproxy.commands.rulesource import read_given, rules_given
 from netproxy.doctor import diagnose
 from netproxy.doctor.report import to_json, to_text
 from netproxy.errors import InputError
-from netproxy.netfilter.model import Ruleset
-from netproxy.parser import parse_rules, read_rules
-
-
-def _live_rules(name: str, variant: str, family: str) -> Ruleset:
-    """The rules of namespace ``name``, read through the apply backend."""
-    from netproxy.backend import select
-
-    backend = select.open_backend(name, variant=variant, family=family, allow_host=True)
-    return parse_rules(backend.read(counters=False), source=f"netns {name}", family=family)
 
 
 def _flag_ips(params: dict[str, Any]) -> list[str]:
@@ -42,7 +33,8 @@ def _flag_ips(params: dict[str, Any]) -> list[str]:
 
 @click.command("doctor")
 @click.option("--rules", "rules_path", metavar="DUMP", type=click.Path(allow_dash=True),
-              help="iptables-save output of the node ('-' reads stdin).")
+              help="iptables-save output of the node ('-' reads stdin; a dump given as the "
+                   "first argument is taken as --rules).")
 @click.option("--netns", "netns_name", metavar="NAME",
               help="Read the live rules of this network namespace instead of a dump.")
 @click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
@@ -64,16 +56,16 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     compared with what kube-proxy should have written for them. Exit code 0 when every check
     passes, 1 when any fails, 2 on bad input.
     """
-    if (rules_path is None) == (netns_name is None):
-        raise InputError("give exactly one of --rules DUMP or --netns NAME")
+    rules_path = rules_given(params, rules_path, netns_name, "doctor")
+    if rules_path is None and netns_name is None:
+        raise InputError("give the node's rules: --rules DUMP (or the dump as the first "
+                         "argument) or --netns NAME")
     if service is not None and "/" not in service:
         raise InputError(f"expected NS/NAME[:PORT], got {service!r}", where="--service")
     ctx = click.get_current_context()
     family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
-    if netns_name is not None:
-        ruleset = _live_rules(netns_name, variant, params.get("family") or "ipv4")
-    else:
-        ruleset = read_rules(rules_path or "-", family=params["family"] if family_given else None)
+    ruleset = read_given(rules_path, netns_name, variant, command="doctor",
+                         family=params["family"] if family_given or netns_name else None)
     if not ruleset.tables:
         raise InputError("no tables in the rules (expected iptables-save output)", where=ruleset.source)
     expected = None

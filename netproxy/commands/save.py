@@ -7,15 +7,19 @@ from typing import Any
 import click
 
 from netproxy.backend import select
+from netproxy.errors import InputError
 from netproxy.fileio import write_atomic
 
 IPTABLES_CHOICE = click.Choice(["auto", "legacy", "nft"])
 
 
-def netns_options(func: Any) -> Any:
-    """``--netns``, ``--iptables``, ``--backend`` and ``--allow-host-netns``."""
-    func = click.option("--allow-host-netns", is_flag=True,
-                        help="Allow changing the host's own namespace (never needed for the lab).")(func)
+def netns_options(func: Any, *, reads_only: bool = False) -> Any:
+    """``--netns``, ``--iptables``, ``--backend`` and ``--allow-host-netns``; ``reads_only``
+    for a command that never changes the namespace (its help says so)."""
+    allow_help = ("No effect here: save only reads, and reading the host's own namespace is "
+                  "always allowed (apply needs it to change the host's rules)." if reads_only else
+                  "Allow changing the host's own namespace (never needed for the lab).")
+    func = click.option("--allow-host-netns", is_flag=True, help=allow_help)(func)
     func = click.option("--backend", "backend_name", type=click.Choice(select.BACKENDS), default="restore",
                         show_default=True,
                         help="restore: iptables-restore/-save; iptc: python-iptables (legacy only).")(func)
@@ -27,16 +31,21 @@ def netns_options(func: Any) -> Any:
 
 
 @click.command("save")
-@netns_options
-@click.option("--ipv6", is_flag=True, help="Read the IPv6 rules (ip6tables).")
+@lambda f: netns_options(f, reads_only=True)
+@click.option("--family", type=click.Choice(["ipv4", "ipv6"]), default=None,
+              help="Which rules to read: ipv4 (iptables-save, the default) or ipv6 (ip6tables-save).")
+@click.option("--ipv6", is_flag=True, hidden=True, help="The same as --family ipv6.")
 @click.option("-c", "--counters", is_flag=True, help="Include packet and byte counters.")
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: bool,
-            ipv6: bool, counters: bool, output: str | None) -> None:
+            family: str | None, ipv6: bool, counters: bool, output: str | None) -> None:
     """Print the rules of namespace NAME the way iptables-save does. With --counters the
-    packet counters show which rules traffic actually hit."""
+    packet counters show which rules traffic actually hit. Only reads."""
+    if ipv6 and family == "ipv4":
+        raise InputError("--ipv6 and --family ipv4 contradict each other", where="--family")
+    family = "ipv6" if ipv6 else family or "ipv4"
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
-                                  family="ipv6" if ipv6 else "ipv4", allow_host=True)
+                                  family=family, allow_host=True)
     text = backend.read(counters=counters)
     if output:
         write_atomic(output, text)

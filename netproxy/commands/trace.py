@@ -8,9 +8,12 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import cluster_options
+from netproxy.commands.rulesource import netns_read_options, read_given, rules_given
 from netproxy.errors import InputError, TraceError
+from netproxy.inputs.read import check_input
 
 _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_interface",
                  "ct_state", "mark", "origin")
@@ -18,7 +21,9 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 @click.command("trace")
 @click.option("--rules", "rules_path", metavar="FILE",
-              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS.")
+              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS "
+                   "(a dump given as an INPUT is taken as --rules).")
+@netns_read_options
 @cluster_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
 @click.option("--dst", metavar="IP", help="Destination address.")
@@ -53,7 +58,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
-def command(rules_path: str | None, src: str | None, dst: str | None, dport: int | None,
+def command(rules_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -62,9 +67,10 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
             **params: Any) -> None:
     """Walk a packet through a ruleset the way netfilter does.
 
-    Trace a dump with --rules FILE, or the rules compiled from cluster objects (INPUTS and
-    compile flags, as for `netproxy compile`). Every statistic branch is followed with the
-    probability the kernel really uses; outcomes sum to 1.
+    Trace a dump with --rules FILE, the live rules of a namespace with --netns NAME, or the
+    rules compiled from cluster objects (INPUTS and compile flags, as for `netproxy compile`).
+    Every statistic branch is followed with the probability the kernel really uses; outcomes
+    sum to 1.
     """
     from netproxy.trace import Packet, Tracer
 
@@ -77,12 +83,15 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    if rules_path is not None:
+    rules_path = rules_given(params, rules_path, netns_name, "trace")
+    if rules_path is not None or netns_name is not None:
         if params.get("inputs"):
-            raise InputError("give either --rules FILE or cluster INPUTS, not both")
-        from netproxy.parser import read_rules
-
-        ruleset = read_rules(rules_path, strict=strict)
+            raise InputError(f"give either --{'rules' if rules_path else 'netns'} or cluster "
+                             "INPUTS, not both")
+        family_given = click.get_current_context().get_parameter_source("family") \
+            == ParameterSource.COMMANDLINE
+        ruleset = read_given(rules_path, netns_name, variant, command="trace", strict=strict,
+                             family=params.get("family") if family_given or netns_name else None)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -90,7 +99,7 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
             pod_cidrs = effective_config(params).cluster_cidrs
     else:
         if not params.get("inputs"):
-            raise InputError("nothing to trace: give --rules FILE or cluster INPUTS")
+            raise InputError("nothing to trace: give --rules FILE, --netns NAME or cluster INPUTS")
         from netproxy.commands.cluster_options import effective_config, load_cluster, settings_for
         from netproxy.compiler import compile_cluster
         from netproxy.parser import parse_rules
@@ -104,6 +113,9 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
+    for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
+        if path and path != "-":
+            check_input(path, role, "trace")
     ipsets = None
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
@@ -111,7 +123,10 @@ def command(rules_path: str | None, src: str | None, dst: str | None, dport: int
         ipsets = read_ipsets(ipsets_path)
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
-    tracer = Tracer(ruleset, local_ips=locals_, ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs)
+    # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
+    # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
+    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
+                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,

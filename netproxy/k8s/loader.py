@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,9 @@ def read_text(name: str) -> str:
     """The text of file ``name`` (``-`` is stdin); unreadable files are input errors."""
     try:
         if name == "-":
-            return sys.stdin.read()
+            from netproxy.inputs.stdin import read_stdin  # once, shared with input sniffing
+
+            return read_stdin()
         with open(name, encoding="utf-8") as handle:
             return handle.read()
     except (OSError, UnicodeDecodeError) as err:
@@ -132,12 +133,17 @@ def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]
             yield doc, where
 
 
-def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = None) -> Cluster:
-    """Read every input into one :class:`Cluster`; notes also go to ``note`` when given."""
+def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = None,
+                prepare: Callable[[str, str], str] | None = None) -> Cluster:
+    """Read every input into one :class:`Cluster`; notes also go to ``note`` when given.
+    ``prepare(text, name)`` may check or repair each file's text before it is parsed."""
     cluster = Cluster()
     for name in expand_paths(inputs):
         display = "<stdin>" if name == "-" else name
-        docs = parse_documents(read_text(name), display)
+        text = read_text(name)
+        if prepare is not None:
+            text = prepare(text, display)
+        docs = parse_documents(text, display)
         for obj, where in _objects(docs, display):
             _add(cluster, obj, where)
     _mirror_legacy(cluster)

@@ -32,10 +32,10 @@ from netproxy.trace.addr import (
     parse_net,
 )
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
-from netproxy.trace.matches import FORK, Context, Matcher, compile_matches
+from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
 from netproxy.trace.packet import Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
-from netproxy.trace.state import Memory, Walk
+from netproxy.trace.state import Cond, Memory, Walk
 from netproxy.trace.targets import compile_target
 
 MAX_DEPTH = 1000
@@ -51,7 +51,7 @@ _IN = (("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security"), ("INPUT"
        ("DONE", "local"))
 _FWD = (("FORWARD", "mangle"), ("FORWARD", "filter"), ("FORWARD", "security"),
         ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"), ("DONE", "forwarded"))
-_OUT = (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "nat"), ("OUTPUT", "filter"),
+_OUT = (("PLACE", ""), ("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "nat"), ("OUTPUT", "filter"),
         ("OUTPUT", "security"), ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"),
         ("LOOP", ""))
 _LOOP = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("INPUT", "mangle"),
@@ -83,9 +83,36 @@ _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
 class Tracer:
     """Walks packets through one ruleset. Build once (indexes big chains), trace many."""
 
-    def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] = (), *,
+    def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] | None = (), *,
                  ipsets: dict[str, Any] | None = None, strict: bool = False,
-                 pod_cidrs: Iterable[str] = ()) -> None:
+                 pod_cidrs: Iterable[str] = (), assume: bool = False) -> None:
+        """``assume``: answer anyway where context is missing -- an interface or bridge
+        port not given takes a stated default, an unknowable fact (ipset contents, whether
+        an address is the node's) forks into both cases. With ``local_ips=None`` the node's
+        addresses are those the dump reveals (stated in ``notes``) and any other address is
+        such a fact; a list, even empty, is the node's complete set of addresses."""
+        self.assume = assume and not strict
+        infer = local_ips is None
+        local_ips = local_ips or ()
+        pod_cidrs = list(pod_cidrs)
+        self.inferred: list[str] = []
+        """What was inferred from the dump (stated with every result)."""
+        service_ips: set[int] = set()
+        if infer:
+            from netproxy.trace.inferred import infer_node
+
+            facts = infer_node(ruleset)
+            local_ips = [a for a, _ in facts.addresses]
+            self.inferred += [f"{a} is a node address ({why})" for a, why in facts.addresses]
+            if not pod_cidrs:
+                pod_cidrs = [c for c, _ in facts.pod_cidrs]
+                self.inferred += [f"{c} is the pod network, not the node's ({why})"
+                                  for c, why in facts.pod_cidrs]
+            self.inferred += facts.ranges
+            service_ips = facts.service_ips
+        self._complete = not (infer and self.assume)
+        """The node's addresses are all known (given): any other address is remote."""
+        self._service_ips = frozenset(service_ips)
         self.ruleset = ruleset
         self.family = ruleset.family
         self.source = ruleset.source
@@ -112,7 +139,8 @@ class Tracer:
             except ValueError:
                 continue  # a CIDR of the other family
         self._lo = LOOPBACK[fam]
-        self.ctx = Context(fam, self.is_local, ipsets)
+        self.ctx = Context(fam, self.is_local, ipsets, assume=self.assume,
+                           placed=None if self._complete else self.placed)
         self.codes: dict[tuple[str, str], ChainCode] = {}
         self._matchers: dict[Any, Matcher] = {}
         self._targets: dict[Any, tuple[str, Any]] = {}
@@ -152,11 +180,44 @@ class Tracer:
     def is_local(self, addr: int) -> bool:
         return addr in self._hosts or (addr & self._lo[1]) == self._lo[0]
 
-    def _delivered_here(self, addr: int) -> bool:
+    def placed(self, addr: int) -> bool | None:
+        """Whether ``addr`` is the node's: None when the tracer cannot tell (the node's
+        addresses were not given, and nothing the dump reveals places it)."""
+        if addr in self._hosts or (addr & self._lo[1]) == self._lo[0]:
+            return True
+        if self._complete or addr in self._service_ips:
+            return False
+        if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
+            return False
+        if any(addr & m == n for n, m in self._pods):
+            return False
+        return None
+
+    def _local_fact(self, w: Walk, addr: int, todo: list[Walk] | None, rewind: bool) -> bool:
+        """Whether ``addr`` is the node's on this branch; forks on it when nobody knows
+        (the other branch re-does the current step with the opposite answer)."""
+        here = self.placed(addr)
+        if here is not None:
+            return here
+        known = w.facts.get(("local", addr))
+        if known is not None:
+            return known[0]
+        if todo is None:
+            return False
+        cond = local_cond(addr, self.family)
+        other = w.fork()
+        other.assume(cond, False)
+        if rewind:
+            other.si -= 1
+        todo.append(other)
+        w.assume(cond, True)
+        return True
+    def _delivered_here(self, w: Walk, todo: list[Walk]) -> bool:
         """The routing decision: a local address, or multicast / limited broadcast (which the
         node receives; multicast routing is not modelled)."""
-        return (self.is_local(addr) or is_multicast(addr, self.family)
-                or is_limited_broadcast(addr, self.family))
+        addr = w.dst
+        return (is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family)
+                or self._local_fact(w, addr, todo, True))
 
     def code(self, table: str, chain: str) -> ChainCode:
         """The prepared chain (made on first use for small chains)."""
@@ -284,11 +345,19 @@ class Tracer:
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
         outcomes = self._run(walk)
+        independent: list[str] = []
+        if self.assume:
+            from netproxy.trace.cases import settle
+
+            outcomes, independent = settle(outcomes)
         notes: list[str] = list(self.notes)
+        notes += [f"inferred: {text}" for text in self.inferred]
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
-        return TraceResult(pkt, outcomes, notes)
+        result = TraceResult(pkt, outcomes, notes)
+        result.independent = independent
+        return result
 
     def trace_sequence(self, packets: Sequence[Packet]) -> list[TraceResult]:
         """Trace packets in order; kernel memory (recent lists for session affinity, nth
@@ -365,7 +434,8 @@ class Tracer:
             w.iif, w.oif = iif, p.out_interface
         else:
             w.iif = ""
-            w.oif = "lo" if local_origin and self.is_local(w.dst) else p.out_interface
+            w.oif = ("lo" if local_origin and self._local_fact(w, w.dst, None, False)
+                     else p.out_interface)
 
     def _advance(self, w: Walk, todo: list[Walk], out: list[Outcome]) -> None:
         """Run one branch until it ends (outcome appended); forks go onto ``todo``."""
@@ -380,11 +450,14 @@ class Tracer:
                 hook, table = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
-                    w.steps = steps["in" if self._delivered_here(w.dst) else "fwd"]
+                    w.steps = steps["in" if self._delivered_here(w, todo) else "fwd"]
                     w.si = 0
                     continue
+                if hook == "PLACE":  # a locally generated packet: is its destination here?
+                    self._local_fact(w, w.dst, todo, True)
+                    continue
                 if hook == "LOOP":
-                    w.looped = self.is_local(w.dst)
+                    w.looped = self._local_fact(w, w.dst, todo, True)
                     w.steps = steps["loop" if w.looped else "sent"]
                     w.si = 0
                     continue
@@ -422,7 +495,10 @@ class Tracer:
                         continue
                 if c.matcher.evals:
                     frame[2] = i  # a fork resumes after this rule
-                    r = match(c.matcher, w, todo)
+                    if w.decided is None:
+                        r = match(c.matcher, w, todo)
+                    else:  # a branch forked on an unknown fact of this very rule
+                        r, w.decided = w.decided, None
                     if r is False:
                         continue
                 else:
@@ -525,15 +601,37 @@ class Tracer:
             raise TraceError(f"chains nested deeper than {MAX_DEPTH} (at {frame[0].name} -> "
                              f"{name})", where=where)
 
-    def _match(self, m: Matcher, w: Walk, todo: list[Walk]) -> object:
-        j = 0
-        for f in m.evals:
-            r = f(w)
+    def _match(self, m: Matcher, w: Walk, todo: list[Walk], start: int = 0) -> object:
+        j = start
+        evals = m.evals
+        n = len(evals)
+        while j < n:
+            r = evals[j](w)
             if r is True:
                 j += 1
                 continue
             if r is False:
                 return False
+            if type(r) is Cond:
+                known = w.facts.get(r.key)
+                if known is None:
+                    # Both cases: this branch assumes the fact, a copy assumes its opposite,
+                    # finishes this rule's matches now and re-visits the rule with the result.
+                    other = w.fork()
+                    other.assume(r, False)
+                    result = self._match(m, other, todo, j)
+                    if result is not False:
+                        other.decided = result
+                        other.stack[-1][2] -= 1
+                    todo.append(other)
+                    w.assume(r, True)
+                    value = True
+                else:
+                    value = known[0]
+                if value == r.negated:
+                    return False
+                j += 1
+                continue
             if r is FORK:
                 p, negated = m.forks[j]
                 if negated:
@@ -548,8 +646,7 @@ class Tracer:
                 j += 1
                 continue
             # Undecidable: the rule still cannot match if a later side-effect-free match fails.
-            evals = m.evals
-            for k in range(j + 1, len(evals)):
+            for k in range(j + 1, n):
                 if not m.pure[k]:
                     break
                 if evals[k](w) is False:
@@ -606,5 +703,10 @@ class Tracer:
             return hops, text, format_endpoint(dst, dport, fam)
 
         flags = w.masq_flags if w.masquerade else ""
-        return Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
-                            flags, build)
+        o = Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
+                         flags, build)
+        if w.facts:
+            o.assumes = tuple(w.facts.values())
+        if w.assumed:
+            o.assumed = w.assumed
+        return o

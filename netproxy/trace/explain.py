@@ -40,6 +40,8 @@ def outcome_head(index: int, o: Outcome) -> str:
             head += ", source kept"
     elif o.verdict == "UNKNOWN":
         head += f": {o.reason}"
+    if o.assumes:
+        head += f", if {' and '.join(o.conditions())}"
     return head
 
 
@@ -50,6 +52,11 @@ def render_text(result: TraceResult, *, verbose: bool = True) -> str:
         lines.append(f"same endpoint as the previous packet: {percent(result.same_as_previous)}")
     for note in result.notes:
         lines.append(f"note: {note}")
+    for text in result.assumptions():
+        lines.append(f"assumed: {text}")
+    missing = result.missing()
+    if missing:
+        lines.append("missing: " + ", ".join(missing))
     if verbose:
         for n, o in enumerate(result.outcomes, 1):
             lines.append("")

@@ -1,6 +1,7 @@
 """ipset contents (``ipset save`` text) and the ``-m set --match-set`` evaluator.
 
-Without the contents of a set the match cannot be decided and the branch is UNKNOWN.
+Without the contents of a set the match cannot be decided: the walk forks into both cases
+("10.96.0.10,udp:53 in KUBE-CLUSTER-IP" and not), or the branch is UNKNOWN under --strict.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Option
-from netproxy.trace.addr import family_of, parse_net, parse_port_range
+from netproxy.trace.addr import family_of, format_addr, parse_net, parse_port_range
 from netproxy.trace.packet import PROTOCOLS
-from netproxy.trace.state import Walk
+from netproxy.trace.state import Cond, Walk
 
 _DIMS = {"ip", "net", "port"}
 
@@ -87,8 +88,13 @@ def set_eval(o: Option, ctx: Any) -> Any:
     negated = o.negated
     sets = ctx.ipsets
 
+    assume = bool(getattr(ctx, "assume", False))
+    family = ctx.family
+
     def f(w: Walk) -> object:
         if sets is None or name not in sets:
+            if assume:
+                return _membership(w, name, flags, family, negated)
             return f"contents of ipset {name!r} are not known (give --ipsets FILE)"
         s = sets[name]
         if not s.dims or not set(s.dims) <= _DIMS:
@@ -112,6 +118,29 @@ def set_eval(o: Option, ctx: Any) -> Any:
                     hit = True
         return (hit and not nomatch) != negated
     return f
+
+
+_PROTO_NAMES = {num: text for text, num in PROTOCOLS.items()}
+
+
+def _membership(w: Walk, name: str, flags: list[str], family: str, negated: bool) -> object:
+    """The fact "this packet's element is in set ``name``", for a set without contents.
+
+    The set's dimensions are not known either: the element is read from the match's flags
+    as kube-proxy's IPVS sets are laid out (``dst,dst``: address and port; ``dst,dst,src``:
+    address, port and address)."""
+    parts: list[str] = []
+    for i, side in enumerate(flags):
+        if i != 1:  # kube-proxy's hash:ip / ip,port / ip,port,ip / ip,port,net sets
+            parts.append(format_addr(w.src if side == "src" else w.dst, family))
+            continue
+        port = w.sport if side == "src" else w.dport
+        if port is None:
+            return f"port needed for ipset {name!r} not given"
+        parts.append(f"{_PROTO_NAMES.get(w.pkt.proto, w.pkt.proto)}:{port}")
+    element = ",".join(parts)
+    return Cond(("set", name, element), f"{element} in {name}", f"{element} not in {name}",
+                "--ipsets FILE", negated)
 
 
 def _inside(dim: str, member: Any, value: Any) -> bool:

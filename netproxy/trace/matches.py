@@ -23,7 +23,7 @@ from netproxy.trace.addr import (
     parse_port_range,
 )
 from netproxy.trace.packet import PROTOCOLS
-from netproxy.trace.state import Walk
+from netproxy.trace.state import Cond, Walk
 
 FORK = object()
 """Returned by a ``statistic --mode random`` evaluator: fork the walk here."""
@@ -41,6 +41,30 @@ class Context:
     family: str
     local: Callable[[int], bool]
     ipsets: dict[str, Any] | None = None
+    assume: bool = False
+    """Answer anyway: an unnamed interface or bridge port takes a stated default, and an
+    unknowable fact (ipset membership, whether an address is the node's) forks into both
+    cases. False: those are UNKNOWN (``--strict``)."""
+    placed: Callable[[int], bool | None] | None = None
+    """Whether an address is the node's: True, False, or None when it cannot be placed
+    (only with ``assume``; otherwise ``local`` decides)."""
+
+
+UNNAMED_IFACE = "\x00"
+"""The stated default for an interface not given: one that no rule names (no stem is a
+prefix of it, only ``+`` matches it)."""
+ASSUMED_IIF = "input interface: one that no rule names (give --in-interface)"
+ASSUMED_OIF = "output interface: one that no rule names (give --out-interface)"
+ASSUMED_BRIDGE = "not bridged (give --physdev-in/--physdev-out)"
+
+
+def local_cond(addr: int, family: str) -> Cond:
+    """The fact "``addr`` is one of the node's own addresses"."""
+    from netproxy.trace.addr import format_addr
+
+    text = format_addr(addr, family)
+    return Cond(("local", addr), f"{text} is a node address",
+                f"{text} is not a node address", "--local-ip")
 
 
 @dataclass(slots=True)
@@ -73,6 +97,8 @@ def _neg(f: Eval, negated: bool) -> Eval:
             return False
         if r is False:
             return True
+        if type(r) is Cond:
+            return r.flipped()
         return r
     return inverted
 
@@ -91,16 +117,23 @@ def _addr_match(which: str, opt: Option, ctx: Context) -> Eval:
     return lambda w: (w.dst & mask) == net
 
 
-def _iface_match(which: str, opt: Option) -> Eval:
+def _iface_match(which: str, opt: Option, ctx: Context) -> Eval:
     name = opt.value
     prefix = name.endswith("+")
     stem = name[:-1] if prefix else name
     flag = "--in-interface" if which == "iif" else "--out-interface"
+    assume = ctx.assume
+    stated = ASSUMED_IIF if which == "iif" else ASSUMED_OIF
 
     def f(w: Walk) -> object:
         have = w.iif if which == "iif" else w.oif
         if have is None:
-            return f"{'input' if which == 'iif' else 'output'} interface not known (give {flag})"
+            if not assume:
+                return (f"{'input' if which == 'iif' else 'output'} interface not known "
+                        f"(give {flag})")
+            if stated not in w.assumed:
+                w.assumed = w.assumed | {stated}
+            have = UNNAMED_IFACE
         return have.startswith(stem) if prefix else have == stem
     return _neg(f, opt.negated)
 
@@ -130,9 +163,9 @@ def _builtin(opt: Option, ctx: Context) -> Eval:
     if name == "destination":
         return _addr_match("dst", opt, ctx)
     if name == "in-interface":
-        return _iface_match("iif", opt)
+        return _iface_match("iif", opt, ctx)
     if name == "out-interface":
-        return _iface_match("oif", opt)
+        return _iface_match("oif", opt, ctx)
     if name == "protocol":
         return _proto_match(opt)
     if name == "fragment":
@@ -276,15 +309,20 @@ def _mark_module(opts: list[Option], ctx: Context, conn: bool) -> list[Eval]:
 _NAT_STATES = frozenset({"SNAT", "DNAT"})
 
 
-def _ctstate_eval(text: str, negated: bool) -> Eval:
+def _ctstate_eval(text: str, negated: bool, assume: bool) -> Eval:
     wanted = frozenset(s.strip().upper() for s in text.split(",") if s.strip())
     nat = wanted & _NAT_STATES
+    names = " or ".join(f"{s}ed" for s in sorted(nat))
+    cond = Cond(("ctnat", nat), f"the connection was {names}", f"the connection was not {names}",
+                "--ct-state", negated)
 
     def f(w: Walk) -> object:
         if w.ct & wanted:
             return not negated
         if nat and w.pkt.ct & {"ESTABLISHED", "RELATED"} and not w.pkt.ct & _NAT_STATES:
             # A later packet of a connection: whether it was NATed is not in the packet.
+            if assume:
+                return cond
             return ("whether the connection was NATed is not known for a non-NEW packet "
                     "(add DNAT or SNAT to --ct-state)")
         return negated
@@ -295,7 +333,7 @@ def _conntrack_module(opts: list[Option], ctx: Context) -> list[Eval]:
     out: list[Eval] = []
     for o in opts:
         if o.name in ("ctstate", "state"):
-            out.append(_ctstate_eval(o.value, o.negated))
+            out.append(_ctstate_eval(o.value, o.negated, ctx.assume))
         elif o.name == "ctproto":
             out.append(_neg(_proto_match(Option("", "protocol", o.args)), o.negated))
         elif o.name in ("ctorigsrc", "ctorigdst", "ctreplsrc", "ctrepldst"):
@@ -365,11 +403,27 @@ def _addrtype_module(opts: list[Option], ctx: Context) -> list[Eval]:
 def _addrtype_eval(src: bool, types: set[str], negated: bool, limited: bool,
                    ctx: Context) -> Eval:
     local = ctx.local
+    placed = ctx.placed
     family = ctx.family
 
     def f(w: Walk) -> object:
         addr = w.src if src else w.dst
-        if local(addr):
+        if placed is not None:
+            here = placed(addr)
+            if here is None:
+                known = w.facts.get(("local", addr))
+                if known is None:
+                    # Cannot place the address: fork on "it is the node's" when the answer
+                    # of this test depends on it (LOCAL versus UNICAST).
+                    if not limited and ("LOCAL" in types) != ("UNICAST" in types):
+                        return Cond(("local", addr), *_local_texts(addr, family), "--local-ip",
+                                    negated != ("LOCAL" not in types))
+                    here = False
+                else:
+                    here = known[0]
+        else:
+            here = local(addr)
+        if here:
             if limited:
                 return "addrtype --limit-iface-* (per-interface addresses are not modelled)"
             kind = "LOCAL"
@@ -383,6 +437,11 @@ def _addrtype_eval(src: bool, types: set[str], negated: bool, limited: bool,
             kind = "UNICAST"
         return (kind in types) != negated
     return f
+
+
+def _local_texts(addr: int, family: str) -> tuple[str, str]:
+    c = local_cond(addr, family)
+    return c.text, c.text_not
 
 
 def _statistic_module(opts: list[Option], ctx: Context, key: Any) -> list[tuple[Eval, Any]]:
@@ -477,11 +536,11 @@ def _range_eval(src: bool, lo: int, hi: int, neg: bool) -> Eval:
 def _physdev_module(opts: list[Option], ctx: Context) -> list[Eval]:
     out: list[Eval] = []
     for o in opts:
-        out.append(_physdev_eval(o))
+        out.append(_physdev_eval(o, ctx.assume))
     return out
 
 
-def _physdev_eval(o: Option) -> Eval:
+def _physdev_eval(o: Option, assume: bool) -> Eval:
     """xt_physdev: the bridge ports a packet came in on / leaves by ("" for none).
 
     ``--physdev-is-bridged`` means the packet is being bridged (it has an output port);
@@ -498,6 +557,10 @@ def _physdev_eval(o: Option) -> Eval:
         p = w.pkt.packet
         port = p.physdev_in if inbound else p.physdev_out
         if port is None and p.bridged is False:
+            port = ""
+        if port is None and assume:
+            if ASSUMED_BRIDGE not in w.assumed:
+                w.assumed = w.assumed | {ASSUMED_BRIDGE}
             port = ""
         if port is None:
             return ("bridge port not known (give --physdev-in/--physdev-out, or "
@@ -537,11 +600,11 @@ def _limit_module(opts: list[Option], ctx: Context, key: Any) -> list[Eval]:
 def _owner_module(opts: list[Option], ctx: Context) -> list[Eval]:
     out: list[Eval] = []
     for o in opts:
-        out.append(_owner_eval(o))
+        out.append(_owner_eval(o, ctx.assume))
     return out
 
 
-def _owner_eval(o: Option) -> Eval:
+def _owner_eval(o: Option, assume: bool) -> Eval:
     lo = hi = -1
     if o.name in ("uid-owner", "gid-owner"):
         a, _, b = o.value.partition("-")
@@ -559,6 +622,11 @@ def _owner_eval(o: Option) -> Eval:
         if o.name not in ("uid-owner", "gid-owner"):
             return f"owner --{o.name} is not modelled"
         if have is None:
+            if assume:
+                what = "uid" if o.name == "uid-owner" else "gid"
+                return Cond(("owner", what, lo, hi), f"the sender's {what} is {o.value}",
+                            f"the sender's {what} is not {o.value}",
+                            f"{what}= in a packets file", o.negated)
             return "the sending user is not known (give uid/gid in a packets file)"
         return (lo <= have <= hi) != o.negated
     return f

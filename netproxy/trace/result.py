@@ -58,7 +58,8 @@ class Outcome:
     """
 
     __slots__ = ("probability", "verdict", "_dnat", "masquerade", "snat", "_path", "reason",
-                 "delivered", "memory", "masquerade_flags", "_final", "_lazy")
+                 "delivered", "memory", "masquerade_flags", "_final", "_lazy", "assumes",
+                 "assumed")
 
     def __init__(self, probability: float, verdict: str, dnat: str | None, masquerade: bool,
                  snat: str | None, path: list[Hop], reason: str | None = None,
@@ -78,6 +79,11 @@ class Outcome:
         self.masquerade_flags = masquerade_flags
         self._final = final
         self._lazy: Any = None
+        self.assumes: tuple[tuple[bool, Any], ...] = ()
+        """The unknown facts this outcome assumed: (value, :class:`Cond`) pairs. Its
+        probability is within that case (the outcomes of each case sum to 1)."""
+        self.assumed: frozenset[str] = frozenset()
+        """Stated defaults it relied on (an interface no rule names, not bridged)."""
 
     @classmethod
     def lazy(cls, probability: float, verdict: str, masquerade: bool, snat: str | None,
@@ -97,6 +103,8 @@ class Outcome:
         o._dnat = None
         o._final = ""
         o._lazy = build
+        o.assumes = ()
+        o.assumed = frozenset()
         return o
 
     def _fill(self) -> None:
@@ -125,7 +133,17 @@ class Outcome:
     def key(self) -> tuple[Any, ...]:
         """Identity of the outcome apart from its probability (to merge equal branches)."""
         return (self.verdict, self.dnat, self.masquerade, self.snat, self.reason,
-                self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path))
+                self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path),
+                self.conditions())
+
+    def conditions(self) -> tuple[str, ...]:
+        """The assumed facts as text ("10.96.0.10,udp:53 in KUBE-CLUSTER-IP")."""
+        return tuple(c.state(v) for v, c in self.assumes)
+
+    def ending(self) -> tuple[Any, ...]:
+        """What the outcome amounts to, path aside (to compare the cases of a fork)."""
+        return (self.verdict, self.dnat, self.masquerade, self.snat, self.delivered,
+                self.reason if self.verdict == "UNKNOWN" else None)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"probability": self.probability, "verdict": self.verdict,
@@ -134,6 +152,8 @@ class Outcome:
                                "destination": self.final}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.assumes:
+            out["assumes"] = list(self.conditions())
         out["path"] = [h.to_dict() for h in self.path]
         return out
 
@@ -145,7 +165,8 @@ class Outcome:
 class TraceResult:
     """Every outcome of one packet; probabilities sum to 1."""
 
-    __slots__ = ("packet", "outcomes", "notes", "same_as_previous")
+    __slots__ = ("packet", "outcomes", "notes", "same_as_previous", "independent",
+                 "skipped")
 
     def __init__(self, packet: Resolved, outcomes: list[Outcome], notes: list[str] | None = None,
                  same_as_previous: float | None = None) -> None:
@@ -153,6 +174,37 @@ class TraceResult:
         self.outcomes = outcomes
         self.notes = notes or []
         self.same_as_previous = same_as_previous
+        self.independent: list[str] = []
+        """Unknown facts the walk forked on whose cases all ended alike: the answer did not
+        depend on them."""
+        self.skipped: str | None = None
+
+    def conditions(self) -> list[Any]:
+        """The unknown facts (:class:`Cond`) the outcomes depend on, in order of appearance."""
+        seen: dict[Any, Any] = {}
+        for o in self.outcomes:
+            for _v, c in o.assumes:
+                seen.setdefault(c.key, c)
+        return list(seen.values())
+
+    def assumptions(self) -> list[str]:
+        """The stated defaults the outcomes relied on."""
+        return sorted({a for o in self.outcomes for a in o.assumed})
+
+    def missing(self) -> list[str]:
+        """Every missing fact that mattered, with the flag that supplies it."""
+        out: dict[str, list[str]] = {}
+        for c in self.conditions():
+            out.setdefault(c.flag, []).append(f"{c.text}?")
+        for text in self.assumptions():
+            _head, _, flag = text.rpartition(" (give ")
+            out.setdefault(flag.rstrip(")") or text, [])
+        for o in self.outcomes:
+            if o.verdict == "UNKNOWN" and o.reason and "(give " in o.reason:
+                head, _, flag = o.reason.rpartition(" (give ")
+                out.setdefault(flag.rstrip(")"), []).append(head)
+        return [f"{flag} ({'; '.join(dict.fromkeys(what))})" if what else flag
+                for flag, what in out.items()]
         """In a packet sequence: the probability that this packet reached the same DNAT
         destination as the previous packet of its world (session affinity)."""
 
@@ -171,6 +223,14 @@ class TraceResult:
         }
         if self.same_as_previous is not None:
             out["same_as_previous"] = self.same_as_previous
+        assumptions = self.assumptions()
+        if assumptions:
+            out["assumptions"] = assumptions
+        if self.independent:
+            out["did_not_depend_on"] = self.independent
+        missing = self.missing()
+        if missing:
+            out["missing"] = missing
         if self.notes:
             out["notes"] = self.notes
         return out
@@ -185,13 +245,41 @@ def percent(p: float) -> str:
 
 
 def summary(result: TraceResult) -> str:
-    """One line: "3 endpoints, 33.3% each, masqueraded" and the like."""
+    """One line: "3 endpoints, 33.3% each, masqueraded" and the like; with unknown facts
+    that matter, one such summary per case ("if X: ...; if Y: ...")."""
+    from netproxy.trace.cases import case_list
+
+    cases = case_list(result)
+    if cases is None:
+        text = summarize(result.outcomes)
+    else:
+        grouped: dict[str, list[str]] = {}
+        for cond, outs in cases:
+            grouped.setdefault(summarize(outs), []).append(" and ".join(cond) or "otherwise")
+        parts = []
+        for what, conds in grouped.items():
+            if len(conds) > 1:
+                conds = [f"({c})" if " and " in c else c for c in conds]
+            parts.append(f"if {' or '.join(conds)}: {what}")
+        text = "; ".join(parts)
+        if len(text) > 400:  # too many facts to spell out here: the outcomes carry them
+            n = len(result.conditions())
+            text = f"depends on {n} unknown facts (listed under missing): " + "; ".join(
+                f"{what} in {len(conds)} of {len(cases)} cases"
+                for what, conds in grouped.items())
+    if result.independent:
+        text += f" (did not depend on: {'; '.join(result.independent)})"
+    return text
+
+
+def summarize(outcomes: list[Outcome]) -> str:
+    """The one-line summary of outcomes that sum to 1."""
     parts: list[str] = []
-    accepted = [o for o in result.outcomes if o.verdict == "ACCEPT"]
+    accepted = [o for o in outcomes if o.verdict == "ACCEPT"]
     dnat: dict[str | None, float] = {}
     for o in accepted:
         dnat[o.dnat] = dnat.get(o.dnat, 0.0) + o.probability
-    total = result.total() or 1.0
+    total = sum(o.probability for o in outcomes) or 1.0
     if accepted:
         targets = {k: v for k, v in dnat.items() if k is not None}
         if targets:
@@ -222,15 +310,24 @@ def summary(result: TraceResult) -> str:
         if snat:
             parts.append("SNAT to " + ", ".join(snat))
     for verdict in ("DROP", "REJECT"):
-        share = sum(o.probability for o in result.outcomes if o.verdict == verdict)
+        share = sum(o.probability for o in outcomes if o.verdict == verdict)
         if share > 0:
-            first = next(o for o in result.outcomes if o.verdict == verdict)
+            first = next(o for o in outcomes if o.verdict == verdict)
             by = first.path[-1].label() if first.path else ""
             parts.append(f"{verdict} {percent(share)}" + (f" by {by}" if by else ""))
-    unknown = [o for o in result.outcomes if o.verdict == "UNKNOWN"]
+    unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
     if unknown:
         share = sum(o.probability for o in unknown)
         first = unknown[0]
         line = f"line {first.path[-1].line}: " if first.path and first.path[-1].line else ""
-        parts.append(f"UNKNOWN {percent(share)} ({line}{first.reason})")
+        # What was decided before the unknown: the DNAT endpoints and their shares.
+        after: dict[str, float] = {}
+        for o in unknown:
+            if o.dnat is not None:
+                after[o.dnat] = after.get(o.dnat, 0.0) + o.probability
+        decided = ""
+        if after:
+            decided = " after DNAT to " + ", ".join(
+                f"{ep} {percent(p)}" for ep, p in after.items())
+        parts.append(f"UNKNOWN {percent(share)}{decided} ({line}{first.reason})")
     return ", ".join(parts) if parts else "no outcome"

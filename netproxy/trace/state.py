@@ -58,7 +58,8 @@ class Walk:
 
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
-                 "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport")
+                 "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
+                 "assumed", "decided")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -88,6 +89,17 @@ class Walk:
         self.memory = memory
         self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
         self.looped = False
+        self.facts: dict[Any, tuple[bool, Cond]] = _NO_FACTS
+        """Unknown facts this branch assumed (key -> (value, condition)); copy on write."""
+        self.assumed: frozenset[str] = frozenset()
+        """Stated defaults this branch relied on (an unnamed interface, not bridged)."""
+        self.decided: object = None
+        """A forked branch re-visiting the rule it forked on: that rule's match result."""
+
+    def assume(self, cond: Cond, value: bool) -> None:
+        facts = dict(self.facts)
+        facts[cond.key] = (value, cond)
+        self.facts = facts
 
     def fork(self) -> Walk:
         o = Walk.__new__(Walk)
@@ -116,4 +128,36 @@ class Walk:
         o.looped = self.looped
         o.orig_dst = self.orig_dst
         o.orig_dport = self.orig_dport
+        o.facts = self.facts
+        o.assumed = self.assumed
+        o.decided = None
         return o
+
+
+class Cond:
+    """A fact the tracer cannot know (an ipset's contents, whether an address is the node's):
+    the walk forks into both cases and each outcome says which it assumed.
+
+    ``key`` identifies the fact (the same question asked twice in a walk gets the answer the
+    branch already assumed); ``text`` states it as true, ``flag`` says what supplies it.
+    An evaluator returns a Cond with ``negated`` set when the rule matches on the fact
+    being false."""
+
+    __slots__ = ("key", "text", "text_not", "flag", "negated")
+
+    def __init__(self, key: Any, text: str, text_not: str, flag: str,
+                 negated: bool = False) -> None:
+        self.key = key
+        self.text = text
+        self.text_not = text_not
+        self.flag = flag
+        self.negated = negated
+
+    def flipped(self) -> Cond:
+        return Cond(self.key, self.text, self.text_not, self.flag, not self.negated)
+
+    def state(self, value: bool) -> str:
+        return self.text if value else self.text_not
+
+
+_NO_FACTS: dict[Any, tuple[bool, Cond]] = {}

@@ -1,0 +1,149 @@
+"""Reading a file for the part it plays in a command, after recognising what it is.
+
+Every command that takes rules reads them through :func:`read_ruleset`: a file of another
+kind is refused saying what it is and which command or flag takes it, paste damage is
+blanked with a one-line note, and a file the parser could only partly read (a line it cannot
+read, a table without COMMIT) is refused naming the line instead of being answered about.
+:func:`check_inputs` does the same for cluster INPUTS, ``--config``, ``--pcap``, ...
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from netproxy.errors import InputError, ParseError
+from netproxy.inputs import sniff as k
+from netproxy.inputs.guide import ACCEPTED, refuse
+from netproxy.inputs.paste import clear_edges, damage_kind, describe
+from netproxy.inputs.sniff import HEAD_BYTES, Sniffed, sniff_bytes, sniff_text
+from netproxy.inputs.stdin import read_stdin
+from netproxy.netfilter.model import Ruleset
+
+Note = Callable[[str], None]
+
+FATAL = ("cannot read line", "unterminated quote", "has no COMMIT", "was not declared")
+"""Problems that mean the file is not a whole ruleset (truncated, garbled, not a dump at
+all): answering about it would present its damage as the node's behaviour."""
+
+
+def stderr_note(text: str) -> None:
+    print(f"netproxy: note: {text}", file=sys.stderr)
+
+
+def display(name: str) -> str:
+    return "<stdin>" if name == "-" else name
+
+
+def sniff_path(name: str) -> Sniffed:
+    """What file ``name`` (``-``: standard input) is; unreadable files sniff as empty
+    (their reader reports why)."""
+    if name == "-":
+        return sniff_text(read_stdin())
+    path = Path(name)
+    if path.is_dir():
+        return Sniffed(k.DIRECTORY)
+    try:
+        with path.open("rb") as handle:
+            return sniff_bytes(handle.read(HEAD_BYTES))
+    except OSError:
+        return Sniffed(k.EMPTY, "unreadable")
+
+
+def check_input(name: str, role: str, command: str) -> Sniffed:
+    """Refuse file ``name`` when it is not of a kind ``role`` reads."""
+    found = sniff_path(name)
+    if found.kind not in ACCEPTED[role] and not (found.kind == k.EMPTY and found.detail == "unreadable"):
+        raise refuse(found, where=display(name), role=role, command=command)
+    return found
+
+
+def check_inputs(names: Iterable[str], command: str) -> None:
+    """Refuse cluster INPUTS (files, directories, ``-``) that are something else."""
+    for name in names:
+        if name == "-" or Path(name).is_file():
+            check_input(name, "cluster", command)
+
+
+def cluster_text(text: str, name: str, note: Note = stderr_note) -> str:
+    """The text of one cluster input, paste damage at its edges blanked (with a note)."""
+    repaired, removed = clear_edges(text)
+    if removed:
+        note(f"{name}: ignored what a paste added: {describe(removed)}")
+    return repaired
+
+
+def read_ruleset(name: str, *, command: str, strict: bool = False, family: str | None = None,
+                 note: Note = stderr_note) -> Ruleset:
+    """The ruleset in file ``name`` (``-``: standard input), recognised, repaired, whole."""
+    from netproxy.parser import parse_rules
+
+    source = display(name)
+    if name == "-":
+        text = read_stdin()
+        found = sniff_text(text)
+    else:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as err:
+            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+        found = sniff_bytes(data[:HEAD_BYTES])
+        if not found.is_rules:
+            raise refuse(found, where=source, role="rules", command=command)
+        text = data.decode("utf-8", errors="surrogateescape")
+        del data
+    if not found.is_rules:
+        raise refuse(found, where=source, role="rules", command=command)
+    text, removed = clear_edges(text)
+    ruleset = parse_rules(text, source=source, family=family, strict=strict)
+    if ruleset.problems:
+        removed += _pasted_lines(ruleset, text)
+    if removed:
+        note(f"{source}: ignored what a paste added: {describe(sorted(removed))}")
+    for problem in ruleset.problems:
+        if any(marker in problem.message for marker in FATAL):
+            raise ParseError(problem.message, source=source, line=problem.line, column=problem.column)
+    if not ruleset.tables:
+        raise ParseError("no iptables tables found (not an iptables-save dump?)", source=source, line=1)
+    return ruleset
+
+
+def _pasted_lines(ruleset: Ruleset, text: str) -> list[tuple[int, str]]:
+    """Lines inside the text the parser could not read that are paste damage (a prompt
+    between two pasted commands' output): dropped from the problems, returned."""
+    unread = [p for p in ruleset.problems if p.message.startswith("cannot read line")]
+    if not unread:
+        return []
+    lines = text.splitlines()
+    found: list[tuple[int, str]] = []
+    kept = []
+    for problem in ruleset.problems:
+        what = None
+        if problem in unread and 0 < problem.line <= len(lines):
+            what = damage_kind(lines[problem.line - 1].strip())
+        if what is None:
+            kept.append(problem)
+        else:
+            found.append((problem.line, what))
+    ruleset.problems[:] = kept
+    return found
+
+
+def split_rules_input(inputs: tuple[str, ...], rules_path: str | None,
+                      command: str) -> tuple[str | None, tuple[str, ...]]:
+    """A dump given where cluster INPUTS go (``netproxy trace node.rules ...``) is taken as
+    ``--rules``: returns (rules path, the other inputs)."""
+    dumps = [name for name in inputs
+             if (name == "-" or Path(name).is_file()) and sniff_path(name).is_rules]
+    if not dumps:
+        return rules_path, inputs
+    if rules_path is not None:
+        compare = " (to compare two: netproxy diff OLD NEW)" if command != "apply" else ""
+        raise InputError(f"this is a ruleset too, and --rules {rules_path} already names one; "
+                         f"netproxy {command} reads one ruleset{compare}", where=display(dumps[0]))
+    if len(dumps) > 1:
+        raise InputError(f"netproxy {command} reads one ruleset, got {len(dumps)}: "
+                         f"{', '.join(map(display, dumps))} (to compare two: netproxy diff OLD NEW)",
+                         where=display(dumps[1]))
+    return dumps[0], tuple(name for name in inputs if name != dumps[0])

@@ -1,0 +1,52 @@
+"""Dangling references: ``@set`` lookups and jumps to objects a listing does not hold
+(hand-trimmed listings do that; nft refuses to load them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from netproxy.errors import ParseError
+from netproxy.netfilter.model import Problem
+from netproxy.netfilter.nft import NftRuleset
+
+
+def references(value: Any) -> Iterator[tuple[str, str]]:
+    """("set", name) and ("chain", name) for every reference inside a statement."""
+    if isinstance(value, str):
+        if value.startswith("@"):
+            yield "set", value[1:]
+    elif isinstance(value, list):
+        for v in value:
+            yield from references(v)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key in ("jump", "goto") and isinstance(item, dict):
+                yield "chain", item["target"]
+            elif key == "flow":
+                continue
+            else:
+                yield from references(item)
+
+
+def check_references(ruleset: NftRuleset, strict: bool) -> None:
+    """Record (or, strict, raise) every reference to a set, map or chain that is missing."""
+    for table in ruleset.tables.values():
+        found: list[tuple[int, str]] = []
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for kind, name in references(rule.exprs):
+                    if (table.sets if kind == "set" else table.chains).get(name) is None:
+                        found.append((rule.line, f"{table.label}: {chain.name} refers to "
+                                                 f"{kind} {name!r}, which the listing lacks"))
+        for nset in table.sets.values():
+            for elem in nset.elements:
+                for kind, name in references(elem.value):
+                    if kind == "chain" and name not in table.chains:
+                        found.append((nset.line, f"{table.label}: element of {nset.name} "
+                                                 f"refers to chain {name!r}, which the "
+                                                 "listing lacks"))
+        for line, message in found:
+            if strict:
+                raise ParseError(message, source=ruleset.source, line=line)
+            ruleset.problems.append(Problem(line, 0, message))

@@ -1,0 +1,209 @@
+"""Missing context: stated defaults, forks on unknowable facts, addresses inferred from a dump.
+
+The expectations come from reading the dumps: which rule asks for the interface, the ipset
+or the address type, and what each case does after it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from netproxy.parser import parse_rules, read_rules
+from netproxy.trace import Packet, Tracer
+
+from conftest import DUMPS, REPO
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "netproxy", "trace", *args],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def dump(name: str) -> str:
+    path = DUMPS / f"{name}.rules"
+    if not path.exists():
+        pytest.skip("real-world dumps not present beside the project")
+    return str(path)
+
+
+def tracer(name: str, **kw: object) -> Tracer:
+    return Tracer(read_rules(dump(name)), assume=True, **kw)  # type: ignore[arg-type]
+
+
+def endings(res) -> dict[tuple[str, str | None, tuple[str, ...]], float]:  # type: ignore[no-untyped-def]
+    out: dict[tuple[str, str | None, tuple[str, ...]], float] = {}
+    for o in res.outcomes:
+        key = (o.verdict, o.dnat, o.conditions())
+        out[key] = out.get(key, 0.0) + o.probability
+    return out
+
+
+def test_unnamed_interface_is_a_stated_default() -> None:
+    # dump 01, Docker's "-A FORWARD -o docker0 ..." (line 42) needs the output interface.
+    t = tracer("01-minik8s-flannel-docker", local_ips=["192.168.157.133"])
+    res = t.trace(Packet(src="10.244.0.7", dst="10.96.0.10", dport=53, proto="udp",
+                         in_interface="cni0"))
+    assert endings(res) == {("ACCEPT", "10.244.0.4:53", ()): 0.5,
+                            ("ACCEPT", "10.244.0.5:53", ()): 0.5}
+    assert res.assumptions() == ["output interface: one that no rule names "
+                                 "(give --out-interface)"]
+    strict = Tracer(read_rules(dump("01-minik8s-flannel-docker")), local_ips=["192.168.157.133"])
+    old = strict.trace(Packet(src="10.244.0.7", dst="10.96.0.10", dport=53, proto="udp",
+                              in_interface="cni0"))
+    assert {o.verdict for o in old.outcomes} == {"UNKNOWN"}
+
+
+def test_cli_assumed_line_and_strict() -> None:
+    args = ["--rules", dump("01-minik8s-flannel-docker"), "--local-ip", "192.168.157.133",
+            "--src", "10.244.0.7", "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp",
+            "-i", "cni0"]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert "summary: 2 endpoints, 50% each, not masqueraded" in r.stdout
+    assert "assumed: output interface: one that no rule names (give --out-interface)" in r.stdout
+    assert "missing: --out-interface" in r.stdout
+    data = json.loads(run(*args, "--json").stdout)
+    assert data["assumptions"] == ["output interface: one that no rule names "
+                                   "(give --out-interface)"]
+    strict = run(*args, "--strict", "--brief")
+    assert "UNKNOWN 100% after DNAT to 10.244.0.4:53 50%, 10.244.0.5:53 50% (line 42: output " \
+        "interface not known (give --out-interface))" in strict.stdout
+
+
+def test_unnamed_bridge_port_means_not_bridged() -> None:
+    # dump 02, line 116: weave's physdev rule; with the sets given, a definite answer.
+    from netproxy.trace.ipsets import read_ipsets
+
+    data = REPO / "tests" / "data" / "trace"
+
+    t = tracer("02-kubeadm111-weave-docker", local_ips=["192.168.1.241"],
+               ipsets=read_ipsets(str(data / "weave.ipsets")))
+    res = t.trace(Packet(src="10.32.0.5", dst="10.96.0.10", dport=53, proto="udp",
+                         in_interface="weave", out_interface="weave"))
+    assert endings(res) == {("ACCEPT", "10.32.0.2:53", ()): 0.5,
+                            ("ACCEPT", "10.32.0.3:53", ()): 0.5}
+    assert "not bridged (give --physdev-in/--physdev-out)" in res.assumptions()
+
+
+def test_ipset_without_contents_forks_with_conditions() -> None:
+    # dump 11 (IPVS): KUBE-SERVICES asks KUBE-LOAD-BALANCER and KUBE-CLUSTER-IP (lines
+    # 135-139); with the node's address given the ClusterIP is forwarded either way.
+    t = tracer("11-cilium-ipvs-docker-broken-dnat", local_ips=["192.168.0.2"])
+    res = t.trace(Packet(src="10.42.0.9", dst="10.43.0.10", dport=53, proto="udp",
+                         in_interface="cni0", out_interface="cni0"))
+    conds = {c.text for c in res.conditions()}
+    assert "10.43.0.10,udp:53 in KUBE-LOAD-BALANCER" in conds
+    assert "whether 10.43.0.10,udp:53 in KUBE-CLUSTER-IP" in res.independent
+    assert all(o.verdict != "UNKNOWN" for o in res.outcomes)
+    # within each case the outcomes sum to 1
+    from netproxy.trace.cases import case_list
+
+    cases = case_list(res)
+    assert cases
+    for _conds, outs in cases:
+        assert abs(sum(o.probability for o in outs) - 1.0) < 1e-9
+    data = res.to_dict()
+    assert any("assumes" in o for o in data["outcomes"])
+    assert any(m.startswith("--ipsets FILE (") for m in data["missing"])
+
+
+def test_fork_that_does_not_matter_is_definite() -> None:
+    # dump 10: the NodePort has no endpoints; KUBE-EXTERNAL-SERVICES rejects it whether or
+    # not the destination is a node address (the filter rule asks addrtype LOCAL too).
+    t = tracer("10-centos7-flannel-docker-libvirt-reject", local_ips=None)
+    res = t.trace(Packet(src="192.168.1.77", dst="192.168.1.5", dport=31306))
+    assert endings(res) == {("REJECT", None, ()): 1.0}
+    assert res.independent == ["whether 192.168.1.5 is a node address"]
+
+
+def test_nodeport_to_an_unplaced_address_is_conditional_not_remote() -> None:
+    # dump 00 without --local-ip: "-m addrtype --dst-type LOCAL -j KUBE-NODEPORTS" cannot be
+    # decided for 192.168.1.10; it used to answer "forwarded, no DNAT" silently.
+    r = run("--rules", dump("00-seed-hostnames"), "--src", "172.16.0.1", "--dst", "192.168.1.10",
+            "--dport", "8080", "--brief")
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.strip()
+    assert "if 192.168.1.10 is a node address and 10.244.2.3 is not a node address: " \
+        "1 endpoint 10.244.2.3:9376, masqueraded" in line
+    assert "if 192.168.1.10 is not a node address: accepted without DNAT (forwarded)" in line
+
+
+RULES_NODEPORT_ADDRESSES = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-NODEPORTS - [0:0]
+:KUBE-SVC-A - [0:0]
+:KUBE-SEP-A - [0:0]
+:KUBE-MARK-MASQ - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment "ns/a cluster IP" -m tcp --dport 80 -j KUBE-SVC-A
+-A KUBE-SERVICES -d 192.168.7.7/32 -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -j KUBE-NODEPORTS
+-A KUBE-NODEPORTS -p tcp -m comment --comment "ns/a" -m tcp --dport 30080 -j KUBE-SVC-A
+-A KUBE-SVC-A ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp -m comment --comment "ns/a cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
+-A KUBE-SVC-A -j KUBE-SEP-A
+-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination 10.244.1.5:8080
+-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000
+COMMIT
+"""
+
+
+def test_node_addresses_and_pod_network_inferred_from_the_dump() -> None:
+    t = Tracer(parse_rules(RULES_NODEPORT_ADDRESSES), local_ips=None, assume=True)
+    assert t.local_ips == ["192.168.7.7"]
+    assert any("192.168.7.7 is a node address (line 13: KUBE-SERVICES sends 192.168.7.7 to "
+               "KUBE-NODEPORTS" in n for n in t.inferred)
+    assert any(n.startswith("10.244.0.0/16 is the pod network") for n in t.inferred)
+    res = t.trace(Packet(src="172.16.0.1", dst="192.168.7.7", dport=30080))
+    assert endings(res) == {("ACCEPT", "10.244.1.5:8080", ()): 1.0}  # nothing left unknown
+    assert any(n.startswith("inferred: 192.168.7.7 is a node address") for n in res.notes)
+    pod = t.trace(Packet(src="10.244.3.3", dst="10.96.0.10", dport=80))
+    assert pod.packet.origin == "pod"
+    assert endings(pod) == {("ACCEPT", "10.244.1.5:8080", ()): 1.0}
+    assert pod.outcomes[0].delivered == "forwarded"
+
+
+@pytest.mark.parametrize("path", sorted(DUMPS.glob("*.rules")), ids=lambda p: p.stem)
+def test_every_dump_answers_common_questions_without_unknown_for_missing_context(path) -> None:  # type: ignore[no-untyped-def]
+    """Pod to a Service, hairpin, pod egress, LAN to a NodePort: no --local-ip, no -i/-o, no
+    ipsets. Every outcome is definite or conditional; UNKNOWN only for what is not
+    modelled (never "not known (give ...)")."""
+    from netproxy.trace.inferred import infer_node
+
+    rs = read_rules(path)
+    t = Tracer(rs, local_ips=None, assume=True)
+    six = rs.family == "ipv6"
+    facts = infer_node(rs)
+    pod_net = facts.pod_cidrs[0][0] if facts.pod_cidrs else ("fd00:10::/64" if six else
+                                                             "10.244.0.0/16")
+    base = pod_net.split("/")[0]
+    pod = base + "9" if six else ".".join(base.split(".")[:3] + ["9"])
+    questions = []
+    services = rs.tables.get("nat") and rs.tables["nat"].chains.get("KUBE-SERVICES")
+    svc = None
+    for rule in services.rules if services else ():
+        d = rule.builtin("destination")
+        port = next((o for o in rule.matches if o.name == "dport"), None)
+        if d is not None and port is not None and not d.negated and port.value.isdigit():
+            svc = (d.value.split("/")[0], int(port.value))
+            break
+    if svc is not None:
+        questions.append(Packet(src=pod, dst=svc[0], dport=svc[1]))          # pod to ClusterIP
+        questions.append(Packet(src=pod, dst=svc[0], dport=svc[1], proto="udp"))
+    questions.append(Packet(src=pod, dst="2001:db8::99" if six else "203.0.113.9", dport=443))
+    lan = "2001:db8::50" if six else "192.168.77.50"
+    node = t.local_ips[0] if t.local_ips else ("2001:db8::1" if six else "192.168.77.1")
+    questions.append(Packet(src=lan, dst=node, dport=30080))                  # LAN to NodePort
+    for q in questions:
+        res = t.trace(q)
+        assert abs(res.total() - 1.0) < 1e-9 or res.conditions()
+        for o in res.outcomes:
+            if o.verdict == "UNKNOWN":
+                assert "(give " not in (o.reason or ""), (q, o.reason)
+                assert "not known" not in (o.reason or ""), (q, o.reason)
