@@ -132,24 +132,14 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
         got = iptables_from_snapshot(got)
         result.node = got.name
     if got.kind == "nftables":
-        result.mode = "nftables"
-        result.status = NOT_AUDITED
-        if got.note == "kube-proxy":
-            result.findings.append(_node_finding(
-                "other-mode", "nftables mode: not audited yet",
-                "the node's rules are kube-proxy's nftables ruleset (table kube-proxy); this "
-                "netproxy audits iptables mode only"))
-        else:
-            result.findings.append(_node_finding(
-                "other-mode", "an nftables ruleset without kube-proxy's table: not audited",
-                "give the node's iptables-save output for iptables mode"))
+        _nftables(result, got.text)
         return
     if got.kind != "iptables":
         result.status = ERROR
         result.mode = "unknown"
         result.findings.append(_node_finding(
             "unreadable", "not an iptables-save dump, nftables ruleset or node snapshot",
-            f"{node.path}: no '*table' line, no 'table ip ...' block"))
+            f"{result.source}: {got.what}"))
         return
     text = got.text
     t0 = time.perf_counter()
@@ -179,6 +169,27 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
             "other-mode", "no kube-proxy iptables rules (kube-proxy not running, or in another mode)"))
     if result.status != ERROR:
         result.findings[:0] = _version_findings(text, expected)
+
+
+def _nftables(result: NodeResult, text: str) -> None:
+    """An nftables-mode node: recognised, read, not judged yet."""
+    from netproxy.parser.nftables import parse_nft
+
+    result.mode = "nftables"
+    result.status = NOT_AUDITED
+    t0 = time.perf_counter()
+    ruleset = parse_nft(text, source=result.source)
+    result.seconds["parse"] = time.perf_counter() - t0
+    if any(name == "kube-proxy" for _, name in ruleset.tables):
+        result.findings.append(_node_finding(
+            "other-mode", "nftables mode: not audited yet",
+            "the node's rules are kube-proxy's nftables ruleset (table kube-proxy); this "
+            "netproxy audits iptables mode only"))
+    else:
+        result.mode = "none"
+        result.findings.append(_node_finding(
+            "other-mode", "an nftables ruleset without kube-proxy's table: not audited",
+            "for iptables mode give the node's iptables-save output"))
 
 
 def _semantic(ctx: AuditContext, result: NodeResult, text: str, expected: Blocks) -> None:

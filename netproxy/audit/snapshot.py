@@ -28,8 +28,7 @@ def iptables_from_snapshot(got: NodeText, family: str = "ipv4") -> NodeText:
     best = max(sections, key=lambda s: weight(s.lines), default=None)
     nft = snapshot.nft_ruleset
     if (best is None or not weight(best.lines)[0]) and nft and "table ip kube-proxy" in nft:
-        found = classify(nft, name)
-        return NodeText(found.kind, nft, name, found.note)
+        return NodeText(classify(nft, name).kind, nft, name)
     if best is None:
         raise InputError(f"the snapshot holds no {family} iptables rules", where=got.name)
     return NodeText("iptables", best.text, name)
