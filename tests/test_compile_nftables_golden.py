@@ -1,0 +1,72 @@
+"""nftables-mode golden cases: tests/golden/compile-nftables/<case>/ holds inputs, flags and
+the expected ``nft list table`` view (expected.list) and ``nft -f`` transaction
+(expected.transaction). Regenerate with ``python scripts/regen_compile_goldens.py``."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from netproxy.cli import cli
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "compile-nftables"
+CASES = sorted(p.parent.name for p in GOLDEN.glob("*/flags"))
+SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "kube-proxy-nftables.md"
+
+
+def compile_case(case: str, fmt: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    folder = GOLDEN / case
+    monkeypatch.chdir(folder)
+    args = shlex.split((folder / "flags").read_text())
+    result = CliRunner().invoke(cli, ["compile", *args, "--format", fmt], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["list", "transaction"])
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, err = compile_case(case, fmt, monkeypatch)
+    assert out == (GOLDEN / case / f"expected.{fmt}").read_text()
+    stderr_file = GOLDEN / case / "expected.stderr"
+    assert err == (stderr_file.read_text() if stderr_file.exists() else "")
+
+
+def test_every_case_has_both_formats() -> None:
+    assert "spec-worked-example" in CASES
+    for case in CASES:
+        assert (GOLDEN / case / "expected.list").is_file(), case
+        assert (GOLDEN / case / "expected.transaction").is_file(), case
+
+
+def spec_transaction() -> str:
+    """§10.2 of the spec with its two elided runs written out."""
+    text = SPEC.read_text()
+    block = text.split("### 10.2", 1)[1].split("```", 2)[1].strip("\n").split("\n")
+    out: list[str] = []
+    for line in block:
+        if line.startswith("  … (same add/delete pair"):
+            for name in ("filter-output-pre-dnat", "filter-input", "filter-forward", "filter-output",
+                         "nat-prerouting", "nat-output", "nat-postrouting"):
+                out += [f"add chain ip kube-proxy {name}", f"delete chain ip kube-proxy {name}"]
+        elif line.startswith("  … (same four lines"):
+            for p in ("udp", "sctp"):
+                out += [f"add chain ip kube-proxy localhost-nodeport-reject-{p}",
+                        f"delete chain ip kube-proxy localhost-nodeport-reject-{p}",
+                        f"add counter ip kube-proxy localhost-nodeport-rejected-{p}",
+                        f"delete counter ip kube-proxy localhost-nodeport-rejected-{p}"]
+        elif not line.startswith("     "):  # the continuation of the first elision note
+            out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_spec_worked_example_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not SPEC.is_file():
+        pytest.skip(f"spec not found at {SPEC}")
+    expected = spec_transaction()
+    assert expected.count("\n") == 138  # the spec: "138 operations"
+    out, _ = compile_case("spec-worked-example", "transaction", monkeypatch)
+    assert out == expected
