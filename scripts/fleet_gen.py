@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import synth_cluster  # noqa: E402
 
-from netproxy.chainnames import endpoint_chain  # noqa: E402
+from netproxy.chainnames import endpoint_chain, service_chain  # noqa: E402
 from netproxy.commands.cluster_options import settings_for  # noqa: E402
 from netproxy.compiler import compile_cluster  # noqa: E402
 from netproxy.k8s.loader import load_inputs  # noqa: E402
@@ -98,6 +98,14 @@ class _Compiler:
         params: dict[str, Any] = {"inputs": (str(self.path),), "hostname_override": name,
                                   "family": "ipv4"}
         return render_save(compile_cluster(self.cluster, settings_for(params, self.cluster)).save)
+
+
+def _find_all(text: str, needle: str) -> list[int]:
+    out, at = [], text.find(needle)
+    while at >= 0:
+        out.append(at)
+        at = text.find(needle, at + 1)
+    return out
 
 
 def _svc(i: int) -> tuple[str, str]:
@@ -176,8 +184,9 @@ def generate(out: Path, nodes: int, services: int, endpoints: int, seed: int,
                 fault["chain"] = chain
             elif kind == "share-changed":
                 text = compiler.node(node)
-                marker = f"--comment \"{ns}/{name}:http -> "
-                at = text.index(marker)
+                svc_chain = service_chain(f"{ns}/{name}:http", "tcp")
+                at = next(m for m in _find_all(text, f"\n-A {svc_chain} ")
+                          if "--probability" in text[m:text.index("\n", m + 1)]) + 1
                 end = text.index("\n", at)
                 line = text[at:end]
                 cut = line.index("--probability ") + len("--probability ")
