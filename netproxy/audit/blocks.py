@@ -12,6 +12,7 @@ their policy and the rules jumping into kube-proxy's chains.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from netproxy.diff.kubenames import is_kube_chain
@@ -103,31 +104,71 @@ def same_in_scope(expected: Blocks, actual: Blocks) -> bool:
 
     True is certain (the semantic diff would find nothing); False only means "look closer".
     """
+    return not differing_chains(expected, actual, first=True)
+
+
+def differing_chains(expected: Blocks, actual: Blocks, *,
+                     first: bool = False) -> set[tuple[str, str]]:
+    """The ``(table, chain)`` pairs in the kube scope whose policy or lines differ (a chain
+    only one side has included); ``("", "")`` when the text is damaged. ``first``: stop at
+    the first one."""
+    out: set[tuple[str, str]] = set()
     if actual.odd_lines or not actual.committed:
-        return False
-    names = set(expected.tables) | set(actual.tables)
-    for name in names:
+        out.add(("", ""))
+        if first:
+            return out
+    empty: list[str] = []
+    for name in list(expected.tables) + [t for t in actual.tables if t not in expected.tables]:
         exp = expected.tables.get(name) or TableBlocks()
         act = actual.tables.get(name) or TableBlocks()
-        for chain, policy in act.policies.items():
-            in_scope = is_kube_chain(chain) or chain in BUILTIN_CHAINS.get(name, ())
-            if not in_scope:
-                continue
-            if exp.policies.get(chain, None if is_kube_chain(chain) else "ACCEPT") != policy:
-                return False
+        builtins = BUILTIN_CHAINS.get(name, ())
         for chain, policy in exp.policies.items():
-            if chain not in act.policies and (is_kube_chain(chain) or policy != "ACCEPT"):
-                return False
-        empty: list[str] = []
-        for chain in set(exp.policies) | set(act.policies):
-            want = _in_scope_lines(name, chain, exp.rules.get(chain, empty))
-            got = _in_scope_lines(name, chain, act.rules.get(chain, empty))
-            if want != got:
-                return False
-        # Rules of chains that were never declared: the parser reports them.
-        if any(chain not in act.policies for chain in act.rules):
-            return False
-    return True
+            got = act.policies.get(chain)
+            if got is None:
+                if chain in builtins and policy == "ACCEPT" and not exp.rules.get(chain):
+                    continue  # an empty built-in chain: the same as no chain
+                out.add((name, chain))
+            elif got != policy:
+                out.add((name, chain))
+            elif chain in builtins:
+                if _in_scope_lines(name, chain, exp.rules.get(chain, empty)) != \
+                        _in_scope_lines(name, chain, act.rules.get(chain, empty)):
+                    out.add((name, chain))
+            elif exp.rules.get(chain, empty) != act.rules.get(chain, empty):
+                out.add((name, chain))
+            if out and first:
+                return out
+        for chain, policy in act.policies.items():
+            if chain in exp.policies:
+                continue
+            kube_jumps = chain in builtins and (
+                policy != "ACCEPT" or bool(_in_scope_lines(name, chain, act.rules.get(chain, empty))))
+            if kube_jumps or is_kube_chain(chain):
+                out.add((name, chain))
+            if out and first:
+                return out
+        for chain in act.rules:  # rules of chains never declared: the parser reports them
+            if chain not in act.policies:
+                out.add(("", ""))
+                if first:
+                    return out
+    return out
+
+
+_COMMENT_LINE = re.compile(r"^#.*\n", re.MULTILINE)
+_CHAIN_COUNTERS = re.compile(r"^(:\S+ \S+) \[(?!0:0\])\d+:\d+\]$", re.MULTILINE)
+_RULE_COUNTERS = re.compile(r"^\[\d+:\d+\] ", re.MULTILINE)
+
+
+def normalised_text(text: str) -> str:
+    """``iptables-save`` text without comment lines and counters (regular expressions only,
+    so it costs little next to reading the text line by line)."""
+    if text.startswith("#") or "\n#" in text:
+        text = _COMMENT_LINE.sub("", text)
+    text = _CHAIN_COUNTERS.sub(r"\1 [0:0]", text)  # only non-zero counters match
+    if "\n[" in text or text.startswith("["):
+        text = _RULE_COUNTERS.sub("", text)
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def to_save_text(blocks: Blocks) -> str:

@@ -1,23 +1,29 @@
 """What each node of a fleet should have, computing what the nodes share only once.
 
-kube-proxy writes the same lines for most service ports on every node: only a few things a
-service port's rules depend on are the node's own (its local endpoints, under a Local traffic
-policy; the endpoints topology hints leave it; whether its primary address is inside a load
-balancer's source ranges; its pod CIDR with ``detectLocalMode: NodeCIDR``). So the fleet's
-service ports are split once into
+kube-proxy writes the same lines for most service ports on every node. A service port's rules
+read only a few things that are the node's own: which endpoints are local (Local traffic
+policies), which endpoints topology hints leave it, whether its primary address is inside a
+load balancer's source ranges, and, through the settings, its pod CIDR
+(``detectLocalMode: NodeCIDR``). So the audit keeps every service port's lines apart
+(:class:`PortLines`):
 
-* *shared* ports, whose rules are compiled once per distinct set of node settings that the
-  rules of a service port read (usually one set for the whole fleet), and
-* *per-node* ports, compiled for each node with the fixed rules (whose node-port and masquerade
-  rules can depend on the node's addresses).
+* *shared* ports (none of the above applies) are compiled once, all together, per distinct set
+  of the settings their rules read (:func:`shared_key`; usually one set for the whole fleet);
+* *per-node* ports are compiled one by one, and remembered under what they depend on (the
+  endpoint selection for the node, whether the node's address is in the source ranges): most
+  nodes have no local endpoint of a given Service, so most nodes share those lines too;
+* the fixed chains (head and tail rules, kubelet's chains, the jumps from built-in chains) are
+  compiled once per distinct set of the settings they read.
 
-The two are merged in kube-proxy's order (service ports sorted, each port's lines of the shared
-chains ``KUBE-SERVICES``, ``KUBE-NODEPORTS``, ... in its place), which gives, line for line, what
-compiling the whole cluster for that node gives (``tests/test_audit_expected.py`` checks it).
+:meth:`FleetModel.expected` puts the pieces together in kube-proxy's order (service ports
+sorted, each port's lines of the shared chains ``KUBE-SERVICES``, ``KUBE-NODEPORTS``, ... in its
+place), which gives, line for line, what compiling the whole cluster for that node gives
+(``tests/test_audit.py`` checks it for every node of a generated fleet).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,7 +42,7 @@ from netproxy.netfilter.model import BUILTIN_CHAINS
 from netproxy.proxy.endpoints import EndpointInfo, endpoints_map
 from netproxy.proxy.serviceport import ServicePortInfo, ServicePortName, all_service_ports
 from netproxy.proxy.settings import ProxySettings
-from netproxy.proxy.topology import categorize
+from netproxy.proxy.topology import Categorized, categorize
 from netproxy.render import render_save
 
 SHARED_CHAINS: dict[str, tuple[str, ...]] = {
@@ -45,8 +51,18 @@ SHARED_CHAINS: dict[str, tuple[str, ...]] = {
 }
 """Chains holding lines of many service ports (every other chain a port writes is its own)."""
 
-Offsets = dict[tuple[str, str], list[int]]
-"""Per shared chain: the rule count before each written port, then after the last one."""
+Where = tuple[str, str]
+"""``(table, chain)``."""
+
+
+@dataclass(slots=True)
+class PortLines:
+    """The save-view lines one service port contributes, per chain."""
+
+    chains: list[Where] = field(default_factory=list)
+    """The port's own chains, as declared."""
+    lines: dict[Where, list[str]] = field(default_factory=dict)
+    """Its rule lines per chain (own chains and its part of the shared chains)."""
 
 
 def node_dependent(svc: ServicePortInfo, endpoints: list[EndpointInfo]) -> bool:
@@ -59,47 +75,91 @@ def node_dependent(svc: ServicePortInfo, endpoints: list[EndpointInfo]) -> bool:
 
 
 def shared_key(settings: ProxySettings) -> tuple[Any, ...]:
-    """The settings a shared port's rules read (``netproxy.compiler.services``)."""
+    """The settings a service port's rules read (``netproxy.compiler.services``)."""
     return (settings.family, settings.detector, settings.masquerade_all,
-            settings.localhost_nodeports_effective, settings.nfacct)
+            settings.localhost_nodeports_effective, settings.nfacct,
+            settings.large_cluster_endpoints, settings.prefer_same_node)
 
 
-def _write_ports(out: PayloadWriter, ports: list[tuple[int, ServicePortInfo, list[EndpointInfo]]],
-                 settings: ProxySettings, large: bool) -> tuple[Offsets, list[int]]:
-    """Write ``ports``; record where each one's lines of the shared chains start and end."""
-    offsets: Offsets = {}
+def _fixed_key(settings: ProxySettings) -> ProxySettings:
+    """The settings the fixed chains read: all but the node's name and zone, and its addresses
+    only when NodePorts listen on some addresses rather than all."""
+    return replace(settings, node_name="", zone="",
+                   node_ips=() if settings.nodeports.match_all else settings.node_ips)
+
+
+def _in_ranges(svc: ServicePortInfo, settings: ProxySettings) -> tuple[bool, ...]:
+    if not (svc.lb_vips and svc.source_ranges) or not settings.primary_ip:
+        return ()
+    addr = ipaddress.ip_address(settings.primary_ip)
+    out = []
+    for cidr in svc.source_ranges:
+        net = ipaddress.ip_network(cidr, strict=False)
+        out.append(addr.version == net.version and addr in net)
+    return tuple(out)
+
+
+def _declared(out: PayloadWriter) -> dict[str, int]:
+    return {"filter": len(out.filter_table.chains), "nat": len(out.nat_table.chains)}
+
+
+def _rule_counts(out: PayloadWriter) -> dict[Where, int]:
     tables = {"filter": out.filter_table, "nat": out.nat_table}
+    counts = {}
     for table, chains in SHARED_CHAINS.items():
         for chain in chains:
-            offsets[(table, chain)] = []
-
-    def mark() -> None:
-        for (table, chain), marks in offsets.items():
             found = tables[table].chains.get(chain)
-            marks.append(len(found.rules) if found is not None else 0)
+            counts[(table, chain)] = len(found.rules) if found is not None else 0
+    return counts
 
-    for _, svc, eps in ports:
-        mark()
-        cat = categorize(eps, svc, settings.node_name, settings.zone,
-                         prefer_same_node=settings.prefer_same_node)
+
+def compile_ports(ports: list[tuple[ServicePortInfo, Categorized]], settings: ProxySettings,
+                  large: bool) -> list[PortLines]:
+    """The lines of each of ``ports``, compiled together (rendered once) and cut apart."""
+    out = PayloadWriter(settings.family)
+    declare_fixed_chains(out, settings)
+    tables = {"filter": out.filter_table, "nat": out.nat_table}
+    chain_marks = [_declared(out)]
+    rule_marks = [_rule_counts(out)]
+    for svc, cat in ports:
         write_service_port(out, svc, cat, settings, large)
-    mark()
-    return offsets, [index for index, _, _ in ports]
+        chain_marks.append(_declared(out))
+        rule_marks.append(_rule_counts(out))
+    blocks = split_save(render_save(out.ruleset))
+    names = {t: list(tables[t].chains) for t in tables}
+    result = []
+    for k in range(len(ports)):
+        port = PortLines()
+        for t in ("filter", "nat"):
+            rules = blocks.tables[t].rules
+            for chain in names[t][chain_marks[k][t]:chain_marks[k + 1][t]]:
+                port.chains.append((t, chain))
+                if chain in rules:
+                    port.lines[(t, chain)] = rules[chain]
+        for where, before in rule_marks[k].items():
+            after = rule_marks[k + 1][where]
+            if after > before:
+                port.lines[where] = blocks.tables[where[0]].rules[where[1]][before:after]
+        result.append(port)
+    return result
 
 
 @dataclass(slots=True)
-class Part:
-    """Compiled lines of some service ports, cut up for merging."""
+class Fixed:
+    """The fixed chains of a node: blocks, and per shared chain its lines before the ports."""
 
     blocks: Blocks
-    offsets: Offsets
-    indexes: list[int]
-    """The global index (in sorted service-port order) of each port written."""
+    head: dict[Where, int]
 
-    def port_lines(self, table: str, chain: str, position: int) -> list[str]:
-        lines = self.blocks.tables.get(table, TableBlocks()).rules.get(chain, [])
-        marks = self.offsets[(table, chain)]
-        return lines[marks[position]:marks[position + 1]]
+
+def compile_fixed(settings: ProxySettings) -> Fixed:
+    out = PayloadWriter(settings.family)
+    declare_fixed_chains(out, settings)
+    write_head(out, settings)
+    head = _rule_counts(out)
+    write_nodeports_tail(out, settings)
+    write_forward(out, settings)
+    return Fixed(split_save(render_save(save_view(out.ruleset))), head)
 
 
 @dataclass(slots=True)
@@ -117,7 +177,10 @@ class FleetModel:
     total_endpoints: int
     node_slices: list[Any]
     """EndpointSlices of the services with per-node ports (their locality is per node)."""
-    shared: dict[tuple[Any, ...], Part] = field(default_factory=dict)
+    shared: dict[tuple[Any, ...], dict[int, PortLines]] = field(default_factory=dict)
+    """Per :func:`shared_key`: the lines of every shared port, by port index."""
+    _ports: dict[tuple[Any, ...], PortLines] = field(default_factory=dict)
+    _fixed: dict[ProxySettings, Fixed] = field(default_factory=dict)
 
     def large(self, settings: ProxySettings) -> bool:
         """Large-cluster mode (no per-endpoint comments), decided on all service ports."""
@@ -134,74 +197,72 @@ class FleetModel:
         if key in self.shared:
             return
         base = replace(settings, node_name="", node_ips=(), zone="")
-        out = PayloadWriter(settings.family)
-        declare_fixed_chains(out, base)
-        ports = [(i, self.ports[i], self.shared_endpoints.get(self.ports[i].name, []))
-                 for i in self.shared_ports]
-        offsets, indexes = _write_ports(out, ports, base, self.large(base))
-        self.shared[key] = Part(split_save(render_save(out.ruleset)), offsets, indexes)
+        ports = []
+        for i in self.shared_ports:
+            svc = self.ports[i]
+            eps = self.shared_endpoints.get(svc.name, [])
+            ports.append((svc, categorize(eps, svc, "", "", prefer_same_node=base.prefer_same_node)))
+        compiled = compile_ports(ports, base, self.large(base))
+        self.shared[key] = dict(zip(self.shared_ports, compiled, strict=True))
+
+    def _fixed_for(self, settings: ProxySettings) -> Fixed:
+        key = _fixed_key(settings)
+        found = self._fixed.get(key)
+        if found is None:
+            found = self._fixed[key] = compile_fixed(settings)
+        return found
+
+    def _port_lines(self, i: int, eps: list[EndpointInfo], settings: ProxySettings,
+                    skey: tuple[Any, ...]) -> PortLines:
+        svc = self.ports[i]
+        cat = categorize(eps, svc, settings.node_name, settings.zone,
+                         prefer_same_node=settings.prefer_same_node)
+        key = (i, skey, tuple(cat.cluster), tuple(cat.local), tuple(cat.all_reachable),
+               cat.has_any, cat.topology_mode, _in_ranges(svc, settings))
+        found = self._ports.get(key)
+        if found is None:
+            found = self._ports[key] = compile_ports([(svc, cat)], settings, self.large(settings))[0]
+        return found
 
     def expected(self, settings: ProxySettings) -> Blocks:
         """The save view compiled for one node, as blocks."""
-        shared = self.shared.get(shared_key(settings))
+        skey = shared_key(settings)
+        shared = self.shared.get(skey)
         if shared is None:
-            own = list(range(len(self.ports)))
-            endpoints = endpoints_map(self.cluster.slices, self.family, settings.node_name,
-                                      node_hints=settings.prefer_same_node)
+            shared = {}
+            slices = self.cluster.slices
         else:
-            own = self.node_ports
-            endpoints = endpoints_map(self.node_slices, self.family, settings.node_name,
-                                      node_hints=settings.prefer_same_node)
-        out = PayloadWriter(settings.family)
-        declare_fixed_chains(out, settings)
-        write_head(out, settings)
-        offsets, indexes = _write_ports(
-            out, [(i, self.ports[i], endpoints.get(self.ports[i].name, [])) for i in own],
-            settings, self.large(settings))
-        write_nodeports_tail(out, settings)
-        write_forward(out, settings)
-        mine = Part(split_save(render_save(save_view(out.ruleset))), offsets, indexes)
-        return mine.blocks if shared is None else _merge(mine, shared)
-
-
-def _merge(mine: Part, shared: Part) -> Blocks:
-    """The node's blocks with the shared ports' chains and lines put in their places."""
-    out = Blocks()
-    for tname, table in mine.blocks.tables.items():
-        merged = TableBlocks(dict(table.policies), dict(table.rules))
-        other = shared.blocks.tables.get(tname)
-        if other is not None:
-            for chain in other.policies:
-                if chain in merged.policies:
-                    continue  # the fixed chains (shared ones are merged below)
-                merged.policies[chain] = other.policies[chain]
-                if chain in other.rules:
-                    merged.rules[chain] = other.rules[chain]
-            for chain in SHARED_CHAINS.get(tname, ()):
-                if chain not in merged.policies:
-                    continue
-                lines = _merge_chain(mine, shared, tname, chain)
-                if lines:
-                    merged.rules[chain] = lines
-        merged.policies = _save_order(tname, merged.policies)
-        out.tables[tname] = merged
-    return out
-
-
-def _merge_chain(mine: Part, shared: Part, table: str, chain: str) -> list[str]:
-    lines = mine.blocks.tables[table].rules.get(chain, [])
-    marks = mine.offsets[(table, chain)]
-    out = list(lines[:marks[0]])
-    a = b = 0
-    while a < len(mine.indexes) or b < len(shared.indexes):
-        if b >= len(shared.indexes) or (a < len(mine.indexes) and mine.indexes[a] < shared.indexes[b]):
-            out += mine.port_lines(table, chain, a)
-            a += 1
-        else:
-            out += shared.port_lines(table, chain, b)
-            b += 1
-    out += lines[marks[-1]:]
-    return out
+            slices = self.node_slices
+        endpoints = endpoints_map(slices, self.family, settings.node_name,
+                                  node_hints=settings.prefer_same_node)
+        fixed = self._fixed_for(settings)
+        tables = {name: TableBlocks(dict(t.policies), dict(t.rules))
+                  for name, t in fixed.blocks.tables.items()}
+        gathered: dict[Where, list[str]] = {}
+        for where, count in fixed.head.items():
+            lines = fixed.blocks.tables[where[0]].rules.get(where[1], [])
+            gathered[where] = list(lines[:count])
+        for i, svc in enumerate(self.ports):
+            port = shared.get(i)
+            if port is None:
+                port = self._port_lines(i, endpoints.get(svc.name, []), settings, skey)
+            for t, chain in port.chains:
+                tables[t].policies[chain] = "-"
+            for where, lines in port.lines.items():
+                if where in gathered:
+                    gathered[where] += lines
+                else:
+                    tables[where[0]].rules[where[1]] = lines
+        for where, lines in gathered.items():
+            tail = fixed.blocks.tables[where[0]].rules.get(where[1], [])[fixed.head[where]:]
+            lines += tail
+            if lines:
+                tables[where[0]].rules[where[1]] = lines
+        out = Blocks()
+        for name, table in tables.items():
+            table.policies = _save_order(name, table.policies)
+            out.tables[name] = table
+        return out
 
 
 def _save_order(table: str, policies: dict[str, str]) -> dict[str, str]:
@@ -226,5 +287,4 @@ def fleet_model(cluster: Cluster, params: dict[str, Any]) -> FleetModel:
                       shared_ports=shared, node_ports=own,
                       shared_endpoints={ports[i].name: everywhere.get(ports[i].name, [])
                                         for i in shared},
-                      total_endpoints=total,
-                      node_slices=node_slices)
+                      total_endpoints=total, node_slices=node_slices)

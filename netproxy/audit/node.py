@@ -19,11 +19,19 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from netproxy.audit.blocks import Blocks, same_in_scope, split_save, to_save_text
+from netproxy.audit.blocks import (
+    Blocks,
+    differing_chains,
+    normalised_text,
+    same_in_scope,
+    split_save,
+    to_save_text,
+)
 from netproxy.audit.expected import FleetModel
 from netproxy.audit.findings import Finding, diff_findings, doctor_findings
 from netproxy.audit.nodes import NodeInput, classify, read_node_text
 from netproxy.errors import NetproxyError
+from netproxy.netfilter.model import Ruleset
 
 EQUAL = "equal"
 DIFFERENT = "different"
@@ -156,14 +164,18 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
                                              "kube-proxy's IPVS chains and sets are in the dump"))
         return
     t0 = time.perf_counter()
-    actual = split_save(text)
-    same = same_in_scope(expected, actual)
+    same = normalised_text(text) == to_save_text(expected)
+    actual = None
+    if not same:
+        actual = split_save(text)
+        same = same_in_scope(expected, actual)
     result.seconds["compare"] = time.perf_counter() - t0
     if same:
         result.checked = "lines"
         return
     result.checked = "semantic"
-    _semantic(ctx, result, text, expected)
+    assert actual is not None
+    _semantic(ctx, result, text, expected, actual)
     if result.mode == "none" and result.status != ERROR:
         result.findings.insert(0, _node_finding(
             "other-mode", "no kube-proxy iptables rules (kube-proxy not running, or in another mode)"))
@@ -192,7 +204,43 @@ def _nftables(result: NodeResult, text: str) -> None:
             "for iptables mode give the node's iptables-save output"))
 
 
-def _semantic(ctx: AuditContext, result: NodeResult, text: str, expected: Blocks) -> None:
+def expected_ruleset(expected: Blocks, node: Ruleset, changed: set[tuple[str, str]],
+                     source: str, family: str) -> Ruleset:
+    """The expected rules as a ruleset: the node's own (parsed) chains where their lines are
+    the expected ones, the expected text parsed for the chains in ``changed``."""
+    from netproxy.parser import parse_rules
+
+    whole = ("", "") in changed
+    pieces: list[str] = []
+    for tname, table in expected.tables.items():
+        mine = node.tables.get(tname)
+        todo = [c for c in table.policies if whole or mine is None or c not in mine.chains
+                or (tname, c) in changed]
+        if not todo:
+            continue
+        pieces.append(f"*{tname}")
+        pieces += [f":{c} {p} [0:0]" for c, p in table.policies.items()]
+        for chain in todo:
+            pieces += table.rules.get(chain, ())
+        pieces.append("COMMIT")
+    parsed = parse_rules("\n".join(pieces) + "\n", source=source, family=family)
+    out = Ruleset(family=family, source=source)
+    for tname, table in expected.tables.items():
+        new = out.table(tname)
+        got = parsed.tables.get(tname)
+        mine = node.tables.get(tname)
+        for chain in table.policies:
+            if got is not None and (whole or mine is None or chain not in mine.chains
+                                    or (tname, chain) in changed):
+                new.chains[chain] = got.chains[chain]
+            else:
+                assert mine is not None
+                new.chains[chain] = mine.chains[chain]
+    return out
+
+
+def _semantic(ctx: AuditContext, result: NodeResult, text: str, expected: Blocks,
+              actual: Blocks) -> None:
     from netproxy.diff import diff_rulesets
     from netproxy.parser import parse_rules
 
@@ -211,8 +259,8 @@ def _semantic(ctx: AuditContext, result: NodeResult, text: str, expected: Blocks
         result.findings.append(_node_finding("unreadable", "no iptables tables in the dump"))
         return
     t0 = time.perf_counter()
-    compiled = parse_rules(to_save_text(expected), source=f"expected (compiled for {result.node})",
-                           family=ctx.model.family)
+    compiled = expected_ruleset(expected, ruleset, differing_chains(expected, actual),
+                                f"expected (compiled for {result.node})", ctx.model.family)
     result.seconds["parse_expected"] = time.perf_counter() - t0
     if ruleset.family != compiled.family:
         result.status = ERROR
@@ -226,11 +274,13 @@ def _semantic(ctx: AuditContext, result: NodeResult, text: str, expected: Blocks
     result.summary = dict(report.summary)
     result.findings += diff_findings(report)
     if ctx.doctor and not report.text_equivalent:
+        from netproxy.audit.focus import focus
         from netproxy.doctor import diagnose
 
         t0 = time.perf_counter()
-        mine = diagnose(ruleset, walk=ctx.walk)
-        theirs = diagnose(compiled, walk=ctx.walk)
+        services = {(f.service, f.protocol) for f in result.findings if f.service}
+        mine = diagnose(focus(ruleset, services), walk=ctx.walk)
+        theirs = diagnose(focus(compiled, services), walk=ctx.walk)
         result.findings += doctor_findings(mine, theirs)
         result.seconds["doctor"] = time.perf_counter() - t0
     result.status = DIFFERENT if result.findings else EQUAL
