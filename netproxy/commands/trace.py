@@ -21,8 +21,12 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 @click.command("trace")
 @click.option("--rules", "rules_path", metavar="FILE",
-              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS "
-                   "(a dump given as an INPUT is taken as --rules).")
+              help="Trace an iptables-save/-restore dump or a node snapshot ('-' for stdin) "
+                   "instead of INPUTS (a dump given as an INPUT is taken as --rules).")
+@click.option("--snapshot", "snapshot_path", metavar="FILE",
+              help="The node's context from a snapshot (netproxy snapshot): its addresses, "
+                   "routes, policy rules and ipsets; its rules too unless --rules, --netns or "
+                   "INPUTS.")
 @netns_read_options
 @cluster_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
@@ -34,7 +38,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--in-interface", "-i", "in_interface", metavar="IFACE",
               help="Interface the packet arrives on.")
 @click.option("--out-interface", "-o", "out_interface", metavar="IFACE",
-              help="Egress interface (routing is modelled only as local versus forwarded).")
+              help="Egress interface (default: the node's route with a snapshot; without one "
+                   "routing is modelled only as local versus forwarded).")
 @click.option("--physdev-in", metavar="PORT", help="Bridge port the packet arrived on (physdev).")
 @click.option("--physdev-out", metavar="PORT", help="Bridge port it is bridged out of (physdev).")
 @click.option("--not-bridged", is_flag=True, help="No Linux bridge is involved (physdev never matches).")
@@ -58,7 +63,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
-def command(rules_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
+def command(rules_path: str | None, snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -84,14 +89,31 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
     rules_path = rules_given(params, rules_path, netns_name, "trace")
+    node = None
+    if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
+        snapshot_path = rules_path
+    if snapshot_path is not None:
+        from netproxy.node.snapshot import read_snapshot
+
+        node = read_snapshot(snapshot_path)
+        if rules_path is None and netns_name is None and not params.get("inputs"):
+            rules_path = snapshot_path
     if rules_path is not None or netns_name is not None:
         if params.get("inputs"):
             raise InputError(f"give either --{'rules' if rules_path else 'netns'} or cluster "
                              "INPUTS, not both")
         family_given = click.get_current_context().get_parameter_source("family") \
             == ParameterSource.COMMANDLINE
-        ruleset = read_given(rules_path, netns_name, variant, command="trace", strict=strict,
-                             family=params.get("family") if family_given or netns_name else None)
+        if node is not None and rules_path == snapshot_path:
+            family = params["family"] if family_given else _family(dst, node)
+            ruleset = node.ruleset(family, strict=strict)
+            if not ruleset.tables:
+                raise InputError(f"the snapshot holds no {family} iptables rules",
+                                 where=node.source)
+        else:
+            ruleset = read_given(rules_path, netns_name, variant, command="trace",
+                                 strict=strict, family=params.get("family")
+                                 if family_given or netns_name else None)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -117,6 +139,18 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
         if path and path != "-":
             check_input(path, role, "trace")
     ipsets = None
+    router = None
+    node_notes: list[str] = []
+    if node is not None:
+        family = ruleset.family
+        locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
+        ipsets = node.ipsets()
+        node_notes = node.ipset_notes
+        if node.has_routes(family):
+            router = node.router(family)
+        else:
+            node_notes.append(f"the snapshot has no {family} routes: routing is modelled only "
+                              "as local versus forwarded")
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
 
@@ -124,9 +158,13 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
-    # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
-    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
-                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
+    # unknowable facts fork into cases; --strict makes them UNKNOWN instead. A namespace's
+    # live rules are read like a dump; compiled cluster objects and a snapshot know them all.
+    complete = (bool(locals_) or (rules_path is None and netns_name is None)
+                or node is not None)
+    tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
+                    strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router)
+    tracer.notes.extend(node_notes)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
@@ -150,6 +188,29 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
         packets = [Packet(**{k: v for k, v in defaults.items()})] * repeat
     results = tracer.trace_sequence(packets) if len(packets) > 1 else [tracer.trace(packets[0])]
     _emit(results, fmt, brief)
+
+
+def _is_snapshot(path: str) -> bool:
+    """Does the file start like a node snapshot? (stdin is never sniffed.)"""
+    if path == "-":
+        return False
+    from netproxy.node.snapshot import MAGIC
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False  # read_rules reports it
+
+
+def _family(dst: str | None, node: Any) -> str:
+    """The family to trace in a snapshot: the destination's, else the rules'."""
+    if dst:
+        from netproxy.trace.addr import family_of
+
+        return family_of(dst)
+    family: str = node.default_family()
+    return family
 
 
 def _emit(results: list[Any], fmt: str, brief: bool) -> None:
