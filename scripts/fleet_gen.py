@@ -17,6 +17,10 @@ touches. The faults (``--faults none`` leaves them out), each on its own node:
   had other endpoints), as when its kube-proxy stopped syncing;
 * ``other-mode``: the node runs kube-proxy in nftables mode (its file is an nftables ruleset);
 * ``truncated``: the dump ends in the middle of the nat table.
+
+``--snapshots N`` writes the last N nodes without a fault as node snapshots (``netproxy
+snapshot``'s format) in files named ``host-K.snap``, so that the node's name comes from the
+snapshot's hostname section.
 """
 
 from __future__ import annotations
@@ -131,8 +135,26 @@ def _nft_ruleset(node: str, objects: list[dict[str, Any]]) -> str:
     return f"# nft list ruleset on {node}\n" + "\n".join(lines)
 
 
+def snapshot_text(hostname: str, dump: str) -> str:
+    """A node snapshot holding ``dump`` as its legacy iptables-save section."""
+    from netproxy.node import snapshot as snap
+
+    body = {snap.HOSTNAME: hostname + "\n",
+            snap.VERSIONS: "iptables: iptables v1.8.9 (legacy)\n",
+            snap.IPTABLES_SECTIONS[("ipv4", "legacy")]: snap.escape_body(dump),
+            snap.ADDR: "[]\n", snap.ROUTES["ipv4"]: "[]\n", snap.ROUTES["ipv6"]: "[]\n",
+            snap.RULES["ipv4"]: "[]\n", snap.RULES["ipv6"]: "[]\n", snap.LINK: "[]\n",
+            snap.SYSCTL: "net.ipv4.ip_forward = 1\n", snap.NOTES: ""}
+    parts = [snap.HEADER + "\n", "# producer: scripts/fleet_gen.py\n"]
+    for name in snap.ORDER:
+        if name in body:
+            parts.append(f"### {name}\n{body[name]}")
+    parts.append(f"### {snap.END}\n")
+    return "".join(parts)
+
+
 def generate(out: Path, nodes: int, services: int, endpoints: int, seed: int,
-             faults: bool) -> list[dict[str, Any]]:
+             faults: bool, snapshots: int = 0) -> list[dict[str, Any]]:
     names = node_names(nodes)
     objects = cluster_objects(names, services, endpoints, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,8 +242,13 @@ def generate(out: Path, nodes: int, services: int, endpoints: int, seed: int,
                 text = text[:text.rindex("\n") + 1]
             (out / "nodes" / f"{node}.rules").write_text(text, encoding="utf-8")
             injected.append(fault)
-    for node in names:
-        if node not in special:
+    plain = [node for node in names if node not in special]
+    as_snapshot = set(plain[len(plain) - snapshots:]) if snapshots > 0 else set()
+    for k, node in enumerate(plain):
+        if node in as_snapshot:
+            (out / "nodes" / f"host-{k}.snap").write_text(
+                snapshot_text(node, compiler.node(node)), encoding="utf-8")
+        else:
             (out / "nodes" / f"{node}.rules").write_text(compiler.node(node), encoding="utf-8")
     (out / "faults.json").write_text(json.dumps(injected, indent=2) + "\n", encoding="utf-8")
     return injected
@@ -234,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--endpoints", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--faults", choices=["default", "none"], default="default")
+    ap.add_argument("--snapshots", type=int, default=0,
+                    help="write this many fault-free nodes as node snapshots")
     ap.add_argument("-o", "--output", required=True, help="directory to write the fleet into")
     args = ap.parse_args(argv)
     injected = generate(Path(args.output), args.nodes, args.services, args.endpoints, args.seed,
-                        args.faults == "default")
+                        args.faults == "default", args.snapshots)
     print(f"{args.nodes} nodes x {args.services} Services x {args.endpoints} endpoints in "
           f"{args.output} ({len(injected)} faults, see faults.json)")
     return 0

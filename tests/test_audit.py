@@ -29,7 +29,7 @@ import fleet_gen  # noqa: E402
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fleet")
-    fleet_gen.generate(out, nodes=9, services=60, endpoints=4, seed=3, faults=True)
+    fleet_gen.generate(out, nodes=9, services=60, endpoints=4, seed=3, faults=True, snapshots=1)
     return out
 
 
@@ -75,6 +75,8 @@ def test_fleet_finds_every_injected_fault_and_nothing_else(fleet: Path, capsys: 
     assert report["schema"] == "netproxy-audit/1"
     assert report["counts"]["nodes"] == 9
     faulty = {f["node"]: f for f in faults}
+    snapshot = [n for n in report["nodes"] if n["source"].endswith(".snap")]
+    assert [n["node"] for n in snapshot] == ["node-008"]  # named by its hostname section
     for name, node in by_node.items():
         if name not in faulty:
             assert node["status"] == "equal", node
@@ -107,7 +109,7 @@ def test_fleet_finds_every_injected_fault_and_nothing_else(fleet: Path, capsys: 
 
 
 def test_text_summary_groups_per_service(fleet: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _audit(capsys, str(fleet / "cluster.json"), "--nodes", str(fleet / "nodes" / "*.rules"),
+    code, out, _ = _audit(capsys, str(fleet / "cluster.json"), "--nodes", str(fleet / "nodes" / "*"),
                           "-j", "1")
     assert code == 1
     faults = {f["kind"]: f for f in json.loads((fleet / "faults.json").read_text())}
