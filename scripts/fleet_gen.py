@@ -15,7 +15,9 @@ touches. The faults (``--faults none`` leaves them out), each on its own node:
 * ``share-changed``: the first probability of a Service's KUBE-SVC chain is 0.5;
 * ``frozen``: the node's rules are those of an older state of the cluster (5% of the Services
   had other endpoints), as when its kube-proxy stopped syncing;
-* ``other-mode``: the node runs kube-proxy in nftables mode (its file is an nftables ruleset);
+* ``other-mode``: the node runs kube-proxy in nftables mode (its file is ``nft list table``'s
+  view of the kube-proxy table compiled for it, so it is right for the API state, in the wrong
+  mode);
 * ``truncated``: the dump ends in the middle of the nat table.
 
 ``--snapshots N`` writes the last N nodes without a fault as node snapshots (``netproxy
@@ -121,18 +123,14 @@ def _plain_services(services: int) -> list[int]:
     return [i for i in range(services) if i % 20 in (0, 1, 4, 6, 8, 10, 11, 14, 15, 16, 18)]
 
 
-def _nft_ruleset(node: str, objects: list[dict[str, Any]]) -> str:
-    """A small nftables-mode ruleset of the kind ``nft list ruleset`` prints for kube-proxy."""
-    lines = ["table ip kube-proxy {", "\tcomment \"rules for kube-proxy\"", "",
-             "\tchain services {"]
-    for obj in objects:
-        if obj["kind"] != "Service":
-            continue
-        meta, spec = obj["metadata"], obj["spec"]
-        lines.append(f"\t\tip daddr {spec['clusterIP']} tcp dport 80 "
-                     f"goto service-{meta['namespace']}/{meta['name']}/tcp/http")
-    lines += ["\t}", "}", ""]
-    return f"# nft list ruleset on {node}\n" + "\n".join(lines)
+def nft_text(cluster_path: Path, node: str) -> str:
+    """The node's ``nft list table ip kube-proxy`` view in nftables mode (kube-proxy 1.37)."""
+    from netproxy.commands.nftables_options import NftFlags, nftables_text
+
+    cluster = load_inputs([str(cluster_path)])
+    params: dict[str, Any] = {"inputs": (str(cluster_path),), "hostname_override": node,
+                              "family": "ipv4"}
+    return nftables_text(params, cluster, "list", NftFlags(None, None, None, ()))
 
 
 def snapshot_text(hostname: str, dump: str) -> str:
@@ -234,7 +232,7 @@ def generate(out: Path, nodes: int, services: int, endpoints: int, seed: int,
                         if nports > 1:
                             fault["services"].append(f"{ns_}/{svc_name}:dns")
             elif kind == "other-mode":
-                text = _nft_ruleset(node, objects)
+                text = nft_text(cluster_path, node)
             else:  # truncated
                 text = compiler.node(node)
                 nat = text.index("*nat\n")

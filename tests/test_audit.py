@@ -97,8 +97,9 @@ def test_fleet_finds_every_injected_fault_and_nothing_else(fleet: Path, capsys: 
     frozen = kinds["frozen"]["node"]
     assert [s["node"] for s in report["stuck"]["nodes"]] == [frozen]
     other = by_node[kinds["other-mode"]["node"]]
-    assert other["status"] == "not-audited" and other["mode"] == "nftables"
-    assert other["findings"][0]["problem"] == "nftables mode: not audited yet"
+    assert other["status"] == "different" and other["mode"] == "nftables"
+    assert [f["problem"] for f in other["findings"]] == [
+        "nftables mode while the configuration says iptables"]
     assert [o["node"] for o in report["other_mode_or_version"]] == [other["node"]]
     truncated = by_node[kinds["truncated"]["node"]]
     assert truncated["status"] == "error"
@@ -116,7 +117,7 @@ def test_text_summary_groups_per_service(fleet: Path, capsys: pytest.CaptureFixt
     svc = faults["endpoint-missing"]["services"][0]
     line = next(ln for ln in out.splitlines() if ln.strip().startswith(svc))
     assert f"lost endpoint {faults['endpoint-missing']['endpoint']} (cluster) on 1 of 9 nodes" in line
-    assert "nftables mode: not audited yet" in out
+    assert "nftables mode while the configuration says iptables" in out
     assert out.rstrip().endswith("different")
 
 
@@ -209,7 +210,7 @@ def test_html_report_in_a_real_browser(fleet: Path, tmp_path: Path, capsys: pyte
     assert len(rows) == 9
     assert faults["share-changed"]["node"] in rows[0]
     assert f'id="node-{faults["truncated"]["node"]}"' in text
-    assert "nftables mode: not audited yet" in text
+    assert "nftables mode while the configuration says iptables" in text
     assert f"lost endpoint {faults['endpoint-missing']['endpoint']}" in text
     # And a picture of it (looked at by a person when the page changes; here: it rendered).
     shot = tmp_path / "report.png"
@@ -292,3 +293,32 @@ def test_dask_without_scheduler_starts_a_local_cluster(fleet: Path,
     report = json.loads(out)
     assert report["engine"]["scheduler"] == "local" and report["engine"]["workers"] == 2
     assert report["counts"]["equal"] == 3
+
+
+def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """nftables-mode nodes against the nftables table compiled for them: one right, one that
+    lost an endpoint; an iptables node in a fleet that should run nftables."""
+    fleet_gen.generate(tmp_path, nodes=3, services=20, endpoints=3, seed=2, faults=False)
+    cluster = tmp_path / "cluster.json"
+    nodes = tmp_path / "nodes"
+    (nodes / "node-000.rules").unlink()
+    (nodes / "node-000.nft").write_text(fleet_gen.nft_text(cluster, "node-000"))
+    doc = json.loads(cluster.read_text())
+    victim = next(o for o in doc["items"] if o["kind"] == "EndpointSlice"
+                  and o["metadata"]["name"] == "svc-00001-x1")
+    gone = victim["endpoints"].pop(0)["addresses"][0]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(doc))
+    (nodes / "node-001.rules").unlink()
+    (nodes / "node-001.nft").write_text(fleet_gen.nft_text(older, "node-001"))
+    code, out, err = _audit(capsys, str(cluster), "--nodes", str(nodes), "--json",
+                            "--proxy-mode", "nftables")
+    assert code == 1, err
+    by_node = {n["node"]: n for n in json.loads(out)["nodes"]}
+    assert by_node["node-000"]["status"] == "equal" and by_node["node-000"]["mode"] == "nftables"
+    lost = by_node["node-001"]["findings"]
+    assert {(f["kind"], f["service"], f["problem"]) for f in lost} == {
+        ("endpoint-missing", "ns-01/svc-00001:http", f"lost endpoint {gone}:8080")}
+    assert [f["problem"] for f in by_node["node-002"]["findings"]] == [
+        "iptables mode while the configuration says nftables"]

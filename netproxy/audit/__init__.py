@@ -27,7 +27,7 @@ __all__ = ["AuditContext", "Fleet", "NodeInput", "NodeResult", "find_nodes", "pr
 def prepare(params: dict[str, Any], nodes: list[NodeInput], *, doctor: bool = True,
             walk: bool = False) -> AuditContext:
     """Load the inputs once; compile the shared service ports for the nodes' settings."""
-    from netproxy.commands.cluster_options import load_cluster, settings_for
+    from netproxy.commands.cluster_options import load_cluster
     from netproxy.gcpause import paused_gc
 
     with paused_gc():
@@ -35,7 +35,7 @@ def prepare(params: dict[str, Any], nodes: list[NodeInput], *, doctor: bool = Tr
         model = fleet_model(cluster, params)
         for node in nodes:
             try:
-                settings = settings_for({**params, "hostname_override": node.name}, cluster)
+                settings = model.settings(node.name)
             except NetproxyError:
                 continue  # that node's audit reports it
             if len(model.shared) >= MAX_SHARED_VARIANTS:

@@ -186,10 +186,34 @@ class FleetModel:
         """Large-cluster mode (no per-endpoint comments), decided on all service ports."""
         return self.total_endpoints > settings.large_cluster_endpoints
 
-    def settings(self, node: str) -> ProxySettings:
+    @property
+    def mode(self) -> str:
+        """The proxy mode the configuration (or ``--proxy-mode``) sets for the fleet."""
+        from netproxy.commands.cluster_options import proxy_mode
+
+        return proxy_mode(self.params, self.cluster)
+
+    def settings(self, node: str, mode: str = "iptables") -> ProxySettings:
+        """kube-proxy's settings on ``node`` in ``mode`` (each node is judged in its own)."""
         from netproxy.commands.cluster_options import settings_for
 
-        return settings_for({**self.params, "hostname_override": node}, self.cluster)
+        return settings_for({**self.params, "hostname_override": node, "proxy_mode": mode},
+                            self.cluster, nftables=mode == "nftables")
+
+    def nft_table(self, node: str) -> Any:
+        """kube-proxy's nftables table compiled for ``node``, read back into the nftables
+        model (what ``nft list table`` would show after a full sync)."""
+        from netproxy.commands.nftables_options import NftFlags, options_for
+        from netproxy.compiler.nftables import compile_table, list_table
+        from netproxy.parser.nftables import parse_nft
+        from netproxy.proxy.model import proxy_model
+
+        settings = self.settings(node, "nftables")
+        options = options_for(NftFlags(None, None, None, ()), self.params, self.cluster,
+                              self.family)
+        text = list_table(compile_table(proxy_model(self.cluster, settings), settings, options))
+        ruleset = parse_nft(text, source=f"expected (compiled for {node})")
+        return next(iter(ruleset.tables.values()))
 
     def add_shared(self, settings: ProxySettings) -> None:
         """Compile the shared ports for ``settings`` (once per distinct :func:`shared_key`)."""

@@ -140,7 +140,7 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
         got = iptables_from_snapshot(got)
         result.node = got.name
     if got.kind == "nftables":
-        _nftables(result, got.text)
+        _nftables(ctx, result, got.text)
         return
     if got.kind != "iptables":
         result.status = ERROR
@@ -172,6 +172,8 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
     result.seconds["compare"] = time.perf_counter() - t0
     if same:
         result.checked = "lines"
+        result.findings += _other_mode(ctx, "iptables")
+        result.status = DIFFERENT if result.findings else EQUAL
         return
     result.checked = "semantic"
     assert actual is not None
@@ -180,28 +182,45 @@ def _audit(ctx: AuditContext, node: NodeInput, result: NodeResult) -> None:
         result.findings.insert(0, _node_finding(
             "other-mode", "no kube-proxy iptables rules (kube-proxy not running, or in another mode)"))
     if result.status != ERROR:
-        result.findings[:0] = _version_findings(text, expected)
+        result.findings[:0] = _version_findings(text, expected) + _other_mode(ctx, "iptables")
+        result.status = DIFFERENT if result.findings else EQUAL
 
 
-def _nftables(result: NodeResult, text: str) -> None:
-    """An nftables-mode node: recognised, read, not judged yet."""
+def _other_mode(ctx: AuditContext, mode: str) -> list[Finding]:
+    fleet = ctx.model.mode
+    if mode == fleet:
+        return []
+    return [_node_finding("other-mode", f"{mode} mode while the configuration says {fleet}",
+                          f"the node's kube-proxy writes {mode}-mode rules; the configuration "
+                          f"(or --proxy-mode) sets {fleet} mode for the fleet")]
+
+
+def _nftables(ctx: AuditContext, result: NodeResult, text: str) -> None:
+    """An nftables-mode node: its kube-proxy table against the one compiled for it."""
+    from netproxy.audit.nftcompare import compare_tables
     from netproxy.parser.nftables import parse_nft
 
     result.mode = "nftables"
-    result.status = NOT_AUDITED
+    result.checked = "semantic"
     t0 = time.perf_counter()
     ruleset = parse_nft(text, source=result.source)
     result.seconds["parse"] = time.perf_counter() - t0
-    if any(name == "kube-proxy" for _, name in ruleset.tables):
-        result.findings.append(_node_finding(
-            "other-mode", "nftables mode: not audited yet",
-            "the node's rules are kube-proxy's nftables ruleset (table kube-proxy); this "
-            "netproxy audits iptables mode only"))
-    else:
+    family = "ip6" if ctx.model.family == "ipv6" else "ip"
+    table = ruleset.tables.get((family, "kube-proxy"))
+    if table is None:
         result.mode = "none"
+        result.status = NOT_AUDITED
         result.findings.append(_node_finding(
-            "other-mode", "an nftables ruleset without kube-proxy's table: not audited",
+            "other-mode", f"an nftables ruleset without kube-proxy's {family} table: not audited",
             "for iptables mode give the node's iptables-save output"))
+        return
+    t0 = time.perf_counter()
+    expected = ctx.model.nft_table(result.node)
+    result.seconds["expected"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result.findings += _other_mode(ctx, "nftables") + compare_tables(expected, table)
+    result.seconds["diff"] = time.perf_counter() - t0
+    result.status = DIFFERENT if result.findings else EQUAL
 
 
 def expected_ruleset(expected: Blocks, node: Ruleset, changed: set[tuple[str, str]],

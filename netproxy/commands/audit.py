@@ -61,10 +61,15 @@ class _Progress:
               help="Run the doctor's checks on nodes that differ (checks only the node fails).")
 @click.option("--walk", is_flag=True,
               help="With the doctor: also the traced checks (slower).")
+@click.option("--proxy-mode", "proxy_mode", type=click.Choice(["iptables", "nftables"]),
+              default=None,
+              help="The mode the fleet should run in (default: the KubeProxyConfiguration's, "
+                   "else iptables); each node is judged in the mode its rules show, and a node "
+                   "in the other one is a finding.")
 @click.option("--brief", is_flag=True, help="Text: the fleet roll-up without the per-node list.")
 def command(node_specs: tuple[str, ...], as_json: bool, html_path: str | None, jobs: int | None,
             engine: str, scheduler: str | None, stuck: int, doctor: bool, walk: bool,
-            brief: bool, **params: Any) -> int:
+            proxy_mode: str | None, brief: bool, **params: Any) -> int:
     """Audit a fleet: each node's rules against what the cluster objects compile to for it.
 
     netproxy audit CLUSTER_INPUTS... [kube-proxy flags] --nodes DIR|GLOB
@@ -89,6 +94,7 @@ def command(node_specs: tuple[str, ...], as_json: bool, html_path: str | None, j
     if not params.get("inputs"):
         raise InputError("no cluster INPUTS: give the Services, EndpointSlices and Nodes "
                          "(files, directories or -)")
+    params["proxy_mode"] = proxy_mode
     nodes = audit.find_nodes(node_specs)
     ctx = audit.prepare(params, nodes, doctor=doctor, walk=walk)
     fleet = audit.run(ctx, nodes, engine=engine, jobs=jobs, scheduler=scheduler,
