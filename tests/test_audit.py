@@ -322,3 +322,24 @@ def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
         ("endpoint-missing", "ns-01/svc-00001:http", f"lost endpoint {gone}:8080")}
     assert [f["problem"] for f in by_node["node-002"]["findings"]] == [
         "iptables mode while the configuration says nftables"]
+
+
+def test_nodes_from_an_fsspec_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Node files behind a URL (fsspec's in-memory file system, read in this process)."""
+    fsspec = pytest.importorskip("fsspec")
+    fleet_gen.generate(tmp_path, nodes=2, services=20, endpoints=2, seed=1, faults=False)
+    fs = fsspec.filesystem("memory")
+    for path in sorted((tmp_path / "nodes").iterdir()):
+        fs.pipe(f"/audit-test/{path.name}", path.read_bytes())
+    fs.pipe("/audit-test/node-005.rules", b"*nat\n:KUBE-SERVICES - [0:0]\n")
+    try:
+        code, out, _ = _audit(capsys, str(tmp_path / "cluster.json"), "--nodes",
+                              "memory://audit-test/*.rules", "--json", "-j", "1")
+    finally:
+        fs.rm("/audit-test", recursive=True)
+    report = json.loads(out)
+    assert code == 1
+    assert [(n["node"], n["status"]) for n in report["nodes"]] == [
+        ("node-000", "equal"), ("node-001", "equal"), ("node-005", "error")]
+    source = report["nodes"][0]["source"]
+    assert source.startswith("memory://") and source.endswith("/audit-test/node-000.rules")

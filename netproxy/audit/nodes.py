@@ -47,8 +47,7 @@ def _url_files(spec: str) -> list[str]:
     fs, _, paths = fsspec.get_fs_token_paths(spec)
     if not any(ch in spec for ch in "*?[") and fs.isdir(paths[0]):
         paths = [p for p in fs.ls(paths[0], detail=False) if fs.isfile(p)]
-    protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
-    return sorted(p if "://" in p else f"{protocol}://{p}" for p in paths)
+    return sorted(p if "://" in p else fs.unstrip_protocol(p) for p in paths)
 
 
 def find_nodes(specs: tuple[str, ...]) -> list[NodeInput]:
