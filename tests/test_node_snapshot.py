@@ -205,3 +205,40 @@ def test_diff_and_doctor_read_snapshots(snap: Path, tmp_path: Path,
     code, out, err = run(capsys, "doctor", "--rules", str(snap), "--json")
     assert code in (0, 1), err
     assert json.loads(out)["source"] == str(snap)
+    # A snapshot is taken from the INPUTS like a dump, and named in errors about its role.
+    code, out, err = run(capsys, "trace", str(snap), "--src", "10.244.1.7", "--dst",
+                         "10.96.0.10", "--dport", "53", "--proto", "udp", "--brief")
+    assert code == 0, err
+    assert "1 endpoint 10.244.1.5:53" in out
+    code, out, err = run(capsys, "trace", "--rules", str(dump), "--ipsets", str(snap),
+                         "--dst", "10.96.0.10")
+    assert code == 2 and "node snapshot" in err
+
+
+def test_a_snapshot_without_rules_traces_by_routing_alone(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bare.snap"
+    path.write_text(snapshot_text(**{"iptables-save (legacy)": None}))
+    code, out, err = run(capsys, "trace", "--rules", str(path), "--src", "10.244.1.7",
+                         "--dst", "8.8.8.8", "--dport", "53", "--proto", "udp")
+    assert code == 0, err
+    assert "note: the snapshot holds no ipv4 iptables rules: only the routing decision acts" in out
+    assert "route: default via 192.168.0.1 dev eth0 (table main, rule 32766)" in out
+    # diff and doctor need rules: a one-line error saying so.
+    code, out, err = run(capsys, "doctor", "--rules", str(path))
+    assert code == 2 and "the snapshot holds no ipv4 iptables rules" in err
+
+
+def test_packets_file_with_a_snapshot(snap: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    packets = tmp_path / "packets.txt"
+    packets.write_text("src=10.244.1.7 dst=10.96.0.10 dport=53 proto=udp\n"
+                       "src=192.168.0.50 dst=10.244.1.5 dport=53 proto=udp\n")
+    code, out, err = run(capsys, "trace", "--rules", str(snap), "--packets", str(packets),
+                         "--json")
+    assert code == 0, err
+    first, second = json.loads(out)["packets"]
+    assert first["packet"]["in_interface"] == "cni0"
+    assert first["outcomes"][0]["route"]["dev"] == "cni0"
+    assert second["packet"]["in_interface"] == "eth0"
+    assert second["outcomes"][0]["route"]["dev"] == "cni0"

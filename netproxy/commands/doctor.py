@@ -31,6 +31,13 @@ def _flag_ips(params: dict[str, Any]) -> list[str]:
     return out
 
 
+def _is_snapshot(path: str) -> bool:
+    from netproxy.inputs import sniff
+    from netproxy.inputs.read import sniff_path
+
+    return sniff_path(path).kind == sniff.SNAPSHOT
+
+
 def _flag_cidrs(value: str | None, family: str) -> list[str]:
     """``--cluster-cidr`` values of the ruleset's family, checked."""
     out: list[str] = []
@@ -105,6 +112,12 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         params["family"] = ruleset.family
         expected = build_ruleset(params)
         local_ips += [ip for ip in node_local_ips(params) if ip not in local_ips]
+    if rules_path is not None and rules_path != "-" and _is_snapshot(rules_path):
+        # A node snapshot also knows the node's addresses (for the walks' NodePort checks).
+        from netproxy.node.snapshot import read_snapshot
+
+        found = read_snapshot(rules_path).addresses(ruleset.family)
+        local_ips += [ip for ip in found if ip not in local_ips]
     report = diagnose(ruleset, service=service, expected=expected, walk=walk, local_ips=local_ips,
                       pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), ruleset.family),
                       pod_interface=_flag_pod_interface(params))

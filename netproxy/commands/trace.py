@@ -107,9 +107,6 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
         if node is not None and rules_path == snapshot_path:
             family = params["family"] if family_given else _family(dst, node)
             ruleset = node.ruleset(family, strict=strict)
-            if not ruleset.tables:
-                raise InputError(f"the snapshot holds no {family} iptables rules",
-                                 where=node.source)
         else:
             ruleset = read_given(rules_path, netns_name, variant, command="trace",
                                  strict=strict, family=params.get("family")
@@ -143,9 +140,12 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
     node_notes: list[str] = []
     if node is not None:
         family = ruleset.family
+        if not ruleset.tables:
+            node_notes.append(f"the snapshot holds no {family} iptables rules: only the "
+                              "routing decision acts")
         locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
         ipsets = node.ipsets()
-        node_notes = node.ipset_notes
+        node_notes += node.ipset_notes
         if node.has_routes(family):
             router = node.router(family)
         else:
