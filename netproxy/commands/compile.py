@@ -69,7 +69,8 @@ def _version(text: str) -> tuple[int, ...]:
 @nft_options
 def command(fmt: str | None, output: str | None, existing_rules: str | None,
             iptables_version: tuple[int, ...], **params: Any) -> None:
-    """Compile Services and EndpointSlices into kube-proxy's iptables rules.
+    """Compile Services and EndpointSlices into kube-proxy's iptables rules (or, with
+    --proxy-mode nftables, its nftables table).
 
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.

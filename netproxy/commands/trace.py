@@ -63,21 +63,33 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
+@click.option("--expect", metavar="accept|drop|reject|ENDPOINT[,...]",
+              help="Exit 1 (saying which) when any outcome is not one of these: a verdict, or "
+                   "a DNAT endpoint IP[:PORT] the packet must be sent to.")
+@click.option("--expect-masquerade", type=click.Choice(["yes", "no"]),
+              help="Exit 1 when any outcome is (no) or is not (yes) an accepted, masqueraded packet.")
 def command(rules_path: str | None, snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
             ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
             packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
-            **params: Any) -> None:
+            expect: str | None, expect_masquerade: str | None, **params: Any) -> int:
     """Walk a packet through a ruleset the way netfilter does.
 
     Trace a dump with --rules FILE, the live rules of a namespace with --netns NAME, or the
     rules compiled from cluster objects (INPUTS and compile flags, as for `netproxy compile`).
     Every statistic branch is followed with the probability the kernel really uses; outcomes
     sum to 1.
+
+    Exit status: 0 every outcome is definite (and agrees with --expect); 1 some outcome
+    disagrees with --expect/--expect-masquerade (each one is named on stderr); 2 bad input;
+    3 some outcome is UNKNOWN and none disagrees.
     """
     from netproxy.trace import Packet, Tracer
+    from netproxy.trace.expect import check, parse_expectation
+
+    expectation = parse_expectation(expect, expect_masquerade)
 
     if as_json:
         fmt = "json"
@@ -111,6 +123,11 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
             ruleset = read_given(rules_path, netns_name, variant, command="trace",
                                  strict=strict, family=params.get("family")
                                  if family_given or netns_name else None)
+        from netproxy.netfilter.reach import unreached_note
+
+        unreached = unreached_note(ruleset)
+        if unreached:
+            click.echo(f"netproxy: note: {unreached}", err=True)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -188,6 +205,10 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
         packets = [Packet(**{k: v for k, v in defaults.items()})] * repeat
     results = tracer.trace_sequence(packets) if len(packets) > 1 else [tracer.trace(packets[0])]
     _emit(results, fmt, brief)
+    status, problems = check(results, expectation)
+    for line in problems:
+        click.echo(f"netproxy: not as expected: {line}", err=True)
+    return status
 
 
 def _is_snapshot(path: str) -> bool:
