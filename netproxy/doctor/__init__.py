@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from netproxy.diff.kubenames import chain_hash
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
-from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.report import Finding, Report, ServiceReport
-from netproxy.doctor.view import RulesetView, ServicePortView, build_view
 from netproxy.doctor.walks import WALK_CHECKS
 from netproxy.errors import InputError
+from netproxy.kubeview import build_view
+from netproxy.kubeview.comments import matches_selector
+from netproxy.kubeview.model import RulesetView, ServicePortView
+from netproxy.kubeview.names import chain_hash
 from netproxy.netfilter.model import Ruleset
 from netproxy.trace import Tracer
 
