@@ -242,3 +242,18 @@ def test_packets_file_with_a_snapshot(snap: Path, tmp_path: Path,
     assert first["outcomes"][0]["route"]["dev"] == "cni0"
     assert second["packet"]["in_interface"] == "eth0"
     assert second["outcomes"][0]["route"]["dev"] == "cni0"
+
+
+def test_two_variants_holding_rules_are_said(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    docker = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n" \
+             ":DOCKER - [0:0]\n-A FORWARD -j DOCKER\nCOMMIT\n"
+    path = tmp_path / "two.snap"
+    path.write_text(snapshot_text(**{"iptables-save (nft)": docker}))
+    node = read_snapshot(path)
+    assert "KUBE-SERVICES" in node.ruleset("ipv4").tables["nat"].chains
+    assert node.ruleset_notes["ipv4"] == [
+        "the snapshot's 'iptables-save (nft)' also holds 1 rule, not read: "
+        "'iptables-save (legacy)' holds kube-proxy's chains"]
+    code, out, err = run(capsys, "doctor", "--rules", str(path), "--brief")
+    assert code in (0, 1) and "also holds 1 rule, not read" in err

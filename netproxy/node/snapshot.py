@@ -126,6 +126,8 @@ class NodeContext:
         self._ipsets: dict[str, Any] | None = None
         self._ipset_notes: list[str] = []
         self._routers: dict[str, Any] = {}
+        self.ruleset_notes: dict[str, list[str]] = {}
+        """Per family: which variant :meth:`ruleset` chose when two held rules."""
         for name in JSON_SECTIONS:  # wrong JSON is found at once, not in the middle of a trace
             if name in sections:
                 self.json(name)
@@ -194,6 +196,14 @@ class NodeContext:
                 return (any(" KUBE-" in ln for ln in rules), len(rules))
 
             best = max(candidates, key=weight)
+            for other in candidates:
+                count = weight(other)[1]
+                if other is not best and count:
+                    self.ruleset_notes.setdefault(fam, []).append(
+                        f"the snapshot's '{other.name}' also holds {count} "
+                        f"rule{'' if count == 1 else 's'}, "
+                        f"not read: '{best.name}' holds "
+                        + ("kube-proxy's chains" if weight(best)[0] else "more rules"))
             ruleset = parse_rules(best.numbered(), source=self.source, family=fam, strict=strict)
             ruleset.source = self.source
         self._rulesets[key] = ruleset
