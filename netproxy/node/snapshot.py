@@ -281,8 +281,26 @@ class NodeContext:
         except RouteDataError as err:
             raise self._error(name, str(err)) from None
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
+        router.bridging = self._bridging(family)
         self._routers[family] = router
         return router
+
+    def _bridging(self, family: str) -> tuple[bool | None, frozenset[str] | None, str]:
+        key = ("net.bridge.bridge-nf-call-iptables" if family == "ipv4"
+               else "net.bridge.bridge-nf-call-ip6tables")
+        value = self.sysctls.get(key)
+        if value is not None:
+            calls: bool | None = value != "0"
+            why = f"{key} = {value}"
+        elif any(note == f"{SYSCTL}: {key} is not present" for note in self.notes):
+            calls, why = False, f"{key} is not present (br_netfilter is not loaded)"
+        else:
+            calls, why = None, ""
+        masters: frozenset[str] | None = None
+        if LINK in self.sections:
+            masters = frozenset(str(link["master"]) for link in self.json(LINK)
+                                if isinstance(link, dict) and link.get("master"))
+        return calls, masters, why
 
     def has_routes(self, family: str) -> bool:
         return bool(self.json(ROUTES[family]))
