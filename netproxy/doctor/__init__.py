@@ -58,6 +58,9 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
     expected_view: RulesetView | None = build_view(expected) if expected is not None else None
     if expected_view is not None:
         _name_leftovers(view, expected_view)
+        if view.mode == "ipvs":
+            # IPVS holds the Services; the compiled iptables rules are nothing to compare with.
+            expected_view = None
     node: list[Finding] = [f for f in (check(view) for check in NODE_CHECKS) if f is not None]
     selected = _selected(view.services, service)
     extra: list[ServicePortView] = []
