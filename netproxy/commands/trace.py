@@ -150,6 +150,11 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
+    if ruleset.problems:  # a lenient parse says what it tolerated, once per kind
+        from netproxy.parser.tolerated import tolerated
+
+        for line in tolerated(ruleset.problems):
+            click.echo(f"netproxy: {ruleset.source}: {line}", err=True)
     for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
         if path and path != "-":
             check_input(path, role, "trace")
@@ -163,7 +168,7 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
                               "routing decision acts")
         locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
         ipsets = node.ipsets()
-        node_notes += node.ipset_notes
+        node_notes += node.ruleset_notes.get(family, []) + node.ipset_notes
         if node.has_routes(family):
             router = node.router(family)
         else:
@@ -195,8 +200,7 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
         from netproxy.trace.pcap import read_pcap
 
         packets = read_pcap(pcap_path, {k: v for k, v in defaults.items()
-                                        if k in ("in_interface", "out_interface", "origin")},
-                            note=lambda text: click.echo(f"netproxy: note: {text}", err=True))
+                                        if k in ("in_interface", "out_interface", "origin")})
         brief = True
     elif packets_path:
         from netproxy.trace.packets import read_packets
