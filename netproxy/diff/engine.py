@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from netproxy.diff.chains import ChainDiff, compare
 from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
-from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey, is_kube_chain
-from netproxy.diff.kubeview import KubeView, analyse
+from netproxy.diff.identity import KubeView, analyse
 from netproxy.diff.report import DiffReport, Fact, FindingLine, Group, RuleLine
 from netproxy.diff.structure import Finding, findings
 from netproxy.gcpause import paused_gc
+from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey, is_kube_chain
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.render import rule_text
 

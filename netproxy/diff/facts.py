@@ -11,16 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.diff.kubenames import (
-    DROP_CHAIN,
-    ENDPOINT_ROLE,
-    MASQ_CHAIN,
-    chain_role,
-    comment_endpoint,
-    frontend_kind,
-    no_endpoint_reason,
-)
-from netproxy.diff.kubeview import KubeView, ServiceIndex
+from netproxy.diff.identity import KubeView, ServiceIndex
+from netproxy.kubeview.comments import comment_endpoint, frontend_kind, no_endpoint_reason
+from netproxy.kubeview.names import DROP_CHAIN, ENDPOINT_ROLE, MASQ_CHAIN, chain_role
 from netproxy.netfilter.model import Chain, Option, Rule
 from netproxy.netfilter.saveform import to_saved
 from netproxy.netfilter.values import kernel_probability, saved_probability
