@@ -80,7 +80,7 @@ class _Reader:
         builtin: tuple[str, ...] = ()  # the current table's built-in chains
         no_table: set[str] = set()
         jumps_add = no_table.add
-        for line_no, line in enumerate(chain_from(map(str.splitlines, _pieces(text, progress))), 1):
+        for line_no, line in enumerate(chain_from(map(str.splitlines, _pieces(text, progress=progress))), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
                 # common one-comment line is split inline; anything else goes to split_words.
@@ -369,8 +369,8 @@ class _Reader:
                         )
 
 
-def _pieces(text: str, progress: Callable[[int], None] | None = None,
-            size: int = 1 << 20) -> Iterator[str]:
+def _pieces(text: str, size: int = 1 << 20, *,
+            progress: Callable[[int], None] | None = None) -> Iterator[str]:
     """``text`` in pieces of about ``size`` characters that end after a newline, so that the
     lines of one piece at a time exist as separate strings rather than all of them at once.
     ``progress(characters read)`` is called before each piece."""
