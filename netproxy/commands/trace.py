@@ -20,9 +20,11 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 
 @click.command("trace")
-@click.option("--rules", "rules_path", metavar="FILE",
-              help="Trace an iptables-save/-restore dump ('-' for stdin) instead of INPUTS "
-                   "(a dump given as an INPUT is taken as --rules).")
+@click.option("--rules", "rules_paths", metavar="FILE", multiple=True,
+              help="Trace an iptables-save/-restore dump or an 'nft list ruleset' listing "
+                   "(text or -j JSON; '-' for stdin) instead of INPUTS; repeat it to walk "
+                   "several together (one iptables dump at most). A dump given as an INPUT is "
+                   "taken as --rules.")
 @netns_read_options
 @cluster_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
@@ -58,7 +60,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
-def command(rules_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
+def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -83,8 +85,32 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    rules_path = rules_given(params, rules_path, netns_name, "trace")
-    if rules_path is not None or netns_name is not None:
+    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+
+    inputs = tuple(params.get("inputs") or ())
+    nft_paths = [p for p in (*rules_paths, *inputs) if is_nft_file(p)]
+    params["inputs"] = tuple(p for p in inputs if p not in nft_paths)
+    ipt_paths = [p for p in rules_paths if p not in nft_paths]
+    if len(ipt_paths) > 1:
+        raise InputError(f"netproxy trace walks one iptables dump with any number of nft "
+                         f"listings, got {len(ipt_paths)} iptables dumps: {', '.join(ipt_paths)}")
+    rules_path = rules_given(params, ipt_paths[0] if ipt_paths else None, netns_name, "trace")
+    listings = [read_nft_listing(p, strict=strict) for p in nft_paths]
+    if listings and rules_path is None and netns_name is None:
+        if params.get("inputs"):
+            raise InputError("give either rules (--rules) or cluster INPUTS, not both")
+        from netproxy.netfilter.model import Ruleset
+        from netproxy.trace.addr import family_of
+
+        family_given = click.get_current_context().get_parameter_source("family") \
+            == ParameterSource.COMMANDLINE
+        family = params.get("family") if family_given else family_of(dst or "0.0.0.0")
+        ruleset = Ruleset(family=family or "ipv4", source=listings[0].source)
+        if params.get("cluster_cidr") or params.get("config_path"):
+            from netproxy.commands.cluster_options import effective_config
+
+            pod_cidrs = effective_config(params).cluster_cidrs
+    elif rules_path is not None or netns_name is not None:
         if params.get("inputs"):
             raise InputError(f"give either --{'rules' if rules_path else 'netns'} or cluster "
                              "INPUTS, not both")
@@ -125,8 +151,10 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, src: s
     gc.freeze()
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
     # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
-    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or rules_path is None else None,
-                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict)
+    from_dump = rules_path is not None or bool(listings)
+    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or not from_dump else None,
+                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict,
+                    nft=listings)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,

@@ -17,14 +17,18 @@ from netproxy.trace.packet import Resolved
 class Memory:
     """Kernel state that persists across the packets of a sequence (copy on write)."""
 
-    __slots__ = ("recent", "nth", "limit")
+    __slots__ = ("recent", "nth", "limit", "sets")
 
     def __init__(self, recent: dict[str, dict[int, tuple[float, ...]]] | None = None,
                  nth: dict[Any, int] | None = None,
-                 limit: dict[Any, tuple[float, float]] | None = None) -> None:
+                 limit: dict[Any, tuple[float, float]] | None = None,
+                 sets: dict[Any, dict[Any, float]] | None = None) -> None:
         self.recent = recent or {}
         self.nth = nth or {}
         self.limit = limit or {}
+        self.sets = sets or {}
+        """Elements nft rules added to dynamic sets (``update @affinity { ip saddr }``):
+        (table, set) -> element key -> expiry time."""
 
     def with_recent(self, name: str, addr: int, stamps: tuple[float, ...] | None) -> Memory:
         table = dict(self.recent.get(name, {}))
@@ -34,23 +38,35 @@ class Memory:
             table[addr] = stamps
         recent = dict(self.recent)
         recent[name] = table
-        return Memory(recent, self.nth, self.limit)
+        return Memory(recent, self.nth, self.limit, self.sets)
 
     def with_nth(self, key: Any, count: int) -> Memory:
         nth = dict(self.nth)
         nth[key] = count
-        return Memory(self.recent, nth, self.limit)
+        return Memory(self.recent, nth, self.limit, self.sets)
 
     def with_limit(self, key: Any, bucket: tuple[float, float]) -> Memory:
         limit = dict(self.limit)
         limit[key] = bucket
-        return Memory(self.recent, self.nth, limit)
+        return Memory(self.recent, self.nth, limit, self.sets)
+
+    def with_set(self, name: Any, key: Any, expiry: float | None) -> Memory:
+        table = dict(self.sets.get(name, {}))
+        if expiry is None:
+            table.pop(key, None)
+        else:
+            table[key] = expiry
+        sets = dict(self.sets)
+        sets[name] = table
+        return Memory(self.recent, self.nth, self.limit, sets)
 
     def key(self) -> tuple[Any, ...]:
         """A hashable summary, so identical worlds of a packet sequence can be merged."""
         recent = tuple(sorted((n, tuple(sorted(t.items()))) for n, t in self.recent.items() if t))
         return (recent, tuple(sorted(self.nth.items(), key=repr)),
-                tuple(sorted(self.limit.items(), key=repr)))
+                tuple(sorted(self.limit.items(), key=repr)),
+                tuple(sorted((n, tuple(sorted(t.items(), key=repr)))
+                             for n, t in self.sets.items() if t)))
 
 
 class Walk:
@@ -59,7 +75,7 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided")
+                 "assumed", "decided", "pending")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -79,7 +95,7 @@ class Walk:
         self.prob = 1.0
         self.stack: list[list[Any]] = []
         self.path: list[Any] = []
-        self.steps: tuple[tuple[str, str], ...] = ()
+        self.steps: tuple[tuple[str, str, str], ...] = ()
         self.si = 0
         self.dnat: tuple[int, int | None] | None = None
         self.snat: str | None = None
@@ -95,6 +111,9 @@ class Walk:
         """Stated defaults this branch relied on (an unnamed interface, not bridged)."""
         self.decided: object = None
         """A forked branch re-visiting the rule it forked on: that rule's match result."""
+        self.pending: tuple[str, Any, int] | None = None
+        """A branch forked by an nft ``numgen`` lookup: the action it takes when resumed
+        (kind, data, rule position)."""
 
     def assume(self, cond: Cond, value: bool) -> None:
         facts = dict(self.facts)
@@ -131,6 +150,7 @@ class Walk:
         o.facts = self.facts
         o.assumed = self.assumed
         o.decided = None
+        o.pending = None
         return o
 
 
