@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "save": ("netproxy.commands.save", "Read the rules of a network namespace back."),
     "lab": ("netproxy.commands.lab", "Build a namespace lab and check the tracer against the kernel."),
     "doctor": ("netproxy.commands.doctor", "Run the 'my Service does not work' checklist."),
+    "snapshot": ("netproxy.commands.snapshot", "Record a node's rules, routes, addresses and sets in one file."),
 }
 
 

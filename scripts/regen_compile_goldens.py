@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Regenerate the compile golden files: tests/golden/compile/<case>/expected.{save,restore}.
+"""Regenerate the compile golden files: tests/golden/compile/<case>/expected.{save,restore}
+(iptables mode) and tests/golden/compile-nftables/<case>/expected.{list,transaction}.
 
     python scripts/regen_compile_goldens.py            # every case
-    python scripts/regen_compile_goldens.py etp-local  # some cases
+    python scripts/regen_compile_goldens.py etp-local  # some cases (looked up in both)
 
 Each case folder holds ``flags`` (the ``netproxy compile`` arguments, inputs included,
 relative to the folder) and the expected outputs; ``expected.stderr`` is written when the
@@ -17,7 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden" / "compile"
+TESTS = Path(__file__).resolve().parents[1] / "tests" / "golden"
+FORMATS = {TESTS / "compile": ("save", "restore"), TESTS / "compile-nftables": ("list", "transaction")}
 
 
 def run_case(case: Path, fmt: str) -> tuple[str, str]:
@@ -30,10 +32,11 @@ def run_case(case: Path, fmt: str) -> tuple[str, str]:
 
 
 def main(argv: list[str]) -> int:
-    cases = [GOLDEN / n for n in argv] if argv else sorted(p.parent for p in GOLDEN.glob("*/flags"))
-    for case in cases:
+    cases = [(golden, case) for golden in FORMATS for case in sorted(p.parent for p in golden.glob("*/flags"))
+             if not argv or case.name in argv]
+    for golden, case in cases:
         changed = []
-        for fmt in ("save", "restore"):
+        for fmt in FORMATS[golden]:
             out, err = run_case(case, fmt)
             target = case / f"expected.{fmt}"
             if not target.exists() or target.read_text() != out:
@@ -47,7 +50,7 @@ def main(argv: list[str]) -> int:
             elif stderr_file.exists():
                 stderr_file.unlink()
                 changed.append(f"-{stderr_file.name}")
-        print(f"{case.name}: {'updated ' + ', '.join(changed) if changed else 'unchanged'}")
+        print(f"{golden.name}/{case.name}: {'updated ' + ', '.join(changed) if changed else 'unchanged'}")
     return 0
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from netproxy.commands.cluster_options import build_ruleset
 from netproxy.doctor import Report, diagnose
-from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED
+from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED
 from netproxy.netfilter.model import Ruleset
 from netproxy.parser import read_rules
 
@@ -55,17 +55,32 @@ def test_compiled_healthy_node_passes_everything() -> None:
 
 def test_compiled_trouble_services_fail_where_they_should() -> None:
     report = diagnose(compiled("healthy.yaml", "trouble.yaml"))
-    assert failures(report) == {
-        "default/idle:http": {"endpoints", "reject"},
-        "default/shop:https": {"local-endpoints"},
-    }
+    # idle has no endpoints at all: that fails; kube-proxy's REJECT for it is the consequence.
+    assert failures(report) == {"default/idle:http": {"endpoints"}}
+    # shop (externalTrafficPolicy Local) has no pod on node-1: dropped here by design.
     shop = find(report, "default/shop:https", "local-endpoints")
+    assert shop.status == INFO
+    assert shop.summary == ("no local endpoint here: external traffic to this node is dropped, "
+                            "by design")
     assert any("KUBE-EXTERNAL-SERVICES" in d for d in shop.details)
     assert shop.details[-1].startswith("health check node port 32000 is open")
     assert {r.chain for r in shop.rules} >= {"KUBE-EXTERNAL-SERVICES", "KUBE-EXT-YBRHFGZD3TRL7I6I"}
     reject = find(report, "default/idle:http", "reject")
-    assert reject.summary == "REJECT for 10.96.40.40:80"
+    assert reject.status == INFO
+    assert reject.summary == ("kube-proxy REJECTs 10.96.40.40:80 because the Service port has no "
+                              "endpoints (see endpoints)")
     assert [r.chain for r in reject.rules] == ["KUBE-SERVICES"]
+    assert report.exit_code == 1
+
+
+def test_local_policy_without_local_endpoint_is_not_a_failure() -> None:
+    report = diagnose(compiled("healthy.yaml", "trouble.yaml"), service="default/shop",
+                      local_ips=["192.168.0.10"])
+    assert failures(report) == {}
+    assert report.exit_code == 0
+    walk = find(report, "default/shop:https", "walk-nodeport")
+    assert walk.status == INFO
+    assert "no local endpoint here, so external traffic to this node is dropped, by design" in walk.summary
 
 
 def test_missing_endpoint_chain() -> None:
@@ -85,7 +100,8 @@ def test_uneven_probabilities() -> None:
     assert "shares are 50.00%, 25.00%, 25.00%" in f.details[-1]
     assert [r.rule.line for r in f.rules] == [89, 90, 91]
     walk = find(report, "default/web:http", "walk-split")
-    assert walk.summary == "10.244.1.5:8080 gets 50.00%, expected 33.33%"
+    assert walk.summary == ("from a pod (10.244.0.5), the node (192.0.2.10) and outside the pod network "
+                            "(198.51.100.7): 10.244.1.5:8080 gets 50.00%, expected 33.33%")
 
 
 def test_missing_masquerade_rule() -> None:
@@ -110,9 +126,11 @@ def test_missing_hairpin_rule() -> None:
 
 def test_old_layout_with_xlb_chains() -> None:
     report = diagnose(read_rules(DATA / "old-xlb.rules"))
-    assert failures(report) == {"default/lb:http": {"local-endpoints"}}
+    assert failures(report) == {}
     lb = find(report, "default/lb:http", "local-endpoints")
-    assert lb.details == ["DROP rules for it: nat KUBE-XLB-JSLCNGWSGB5JPS5Q"]
+    assert (lb.status, lb.summary) == (
+        INFO, "no local endpoint here: external traffic to this node is dropped, by design")
+    assert lb.details == ["kube-proxy's DROP rules for it: nat KUBE-XLB-JSLCNGWSGB5JPS5Q"]
     api = {f.check: f.status for f in report.services[0].findings}
     assert report.services[0].name == "default/api:https"
     assert api["local-endpoints"] == PASSED
@@ -156,21 +174,25 @@ def test_firewall_drop_outside_kube_proxy_chains_shows_in_the_walk() -> None:
     report = diagnose(read_rules(DATA / "forward-drop.rules"))
     assert failures(report) == {"default/web:http": {"walk-split"}}
     walk = find(report, "default/web:http", "walk-split")
-    assert walk.summary == "10.244.2.7:8080 gets 0.00%, expected 33.33%"
-    assert walk.details == ["33.33% ends DROP after DNAT to 10.244.2.7:8080"]
+    # From the node the connection does not cross FORWARD; from a pod or a routed client it does.
+    assert walk.summary == ("from a pod (10.244.0.5) and outside the pod network (198.51.100.7): "
+                            "33.33% ends DROP after DNAT to 10.244.2.7:8080")
+    assert walk.details == []
     assert (walk.rules[-1].table, walk.rules[-1].chain, walk.rules[-1].rule.jump) == (
         "filter", "FORWARD", "DROP")
 
 
 def test_internal_traffic_policy_local() -> None:
     report = diagnose(compiled("internal-local.yaml"))
-    assert failures(report) == {"default/cache:redis": {"local-endpoints"}}
+    assert failures(report) == {}
     assert find(report, "default/cache:redis", "endpoints").status == NOT_APPLICABLE
     drop = find(report, "default/cache:redis", "local-endpoints")
-    assert drop.details == ["DROP rules for it: filter KUBE-SERVICES"]
+    assert (drop.status, drop.summary) == (
+        INFO, "no local endpoint here: traffic from this node is dropped, by design")
+    assert drop.details == ["kube-proxy's DROP rules for it: filter KUBE-SERVICES"]
     assert find(report, "default/cache2:redis", "local-endpoints").status == PASSED
     assert find(report, "default/cache2:redis", "walk-split").summary == (
-        "10.96.70.71:6379 reaches its one endpoint")
+        "10.96.70.71:6379 reaches its one endpoint from a pod, the node and outside the pod network")
 
 
 def test_node_port_walks_need_the_node_address() -> None:
@@ -179,12 +201,11 @@ def test_node_port_walks_need_the_node_address() -> None:
     assert find(blind, "default/echo", "walk-nodeport").summary == (
         "node address not known (give --node-ip)")
     report = diagnose(rules, local_ips=["192.168.0.10"])
-    assert failures(report) == {
-        "default/idle:http": {"endpoints", "reject"},
-        "default/shop:https": {"local-endpoints", "walk-nodeport"},
-    }
+    assert failures(report) == {"default/idle:http": {"endpoints"}}
     echo = find(report, "default/echo", "walk-nodeport")
     assert echo.summary == "192.168.0.10:30080 (Local policy) reaches its one endpoint"
     shop = find(report, "default/shop:https", "walk-nodeport")
-    assert shop.summary == "192.168.0.10:30443 (Local policy): 100.00% ends DROP without DNAT"
+    assert (shop.status, shop.summary) == (INFO, (
+        "192.168.0.10:30443 (Local policy): no local endpoint here, so external traffic to this "
+        "node is dropped, by design"))
     assert (shop.rules[-1].chain, shop.rules[-1].rule.jump) == ("KUBE-EXTERNAL-SERVICES", "DROP")

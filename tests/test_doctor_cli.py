@@ -205,3 +205,34 @@ def test_no_walk_leaves_out_the_traced_checks(capsys: pytest.CaptureFixture[str]
     assert code == 1
     checks = {c["check"] for s in json.loads(out)["services"] for c in s["checks"]}
     assert "probabilities" in checks and not {"walk-split", "walk-hairpin"} & checks
+
+
+def test_failed_only_one_line_per_service(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "uneven-probabilities.rules"), "--failed-only")
+    assert code == 1
+    assert out.splitlines() == [
+        "default/web:http (tcp): failed: probabilities: KUBE-SVC-CDGGSHYLG3RE2FKL: rule 1 of 3 has "
+        "probability 0.50000000000, expected 1/3 (0.3333333333) [+1 more: walk-split]"]
+    code, out, err = run(capsys, "doctor", "--rules", str(DATA / "uneven-probabilities.rules"),
+                         "--failed-only", "--json")
+    assert code == 2 and "--failed-only" in err
+
+
+def test_brief_leaves_out_checks_that_do_not_apply(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "old-xlb.rules"), "--node-ip",
+                       "192.168.0.10", "--brief")
+    # A Local policy without a local endpoint is by design: info, exit code 0.
+    assert code == 0
+    assert "[n/a ]" not in out
+    assert ("  [info] local-endpoints       no local endpoint here: external traffic to this node is "
+            "dropped, by design") in out
+    assert "         - kube-proxy's DROP rules" not in out  # brief: no details for info
+
+
+def test_cluster_cidr_flag_picks_the_pod_source(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "forward-drop.rules"), "--service",
+                       "default/web", "--cluster-cidr", "10.244.64.0/18", "--json")
+    walk = by_check(json.loads(out), "default/web:http")["walk-split"]
+    assert walk["summary"].startswith("from a pod (10.244.64.5)")
+    code, _, err = run(capsys, "doctor", "--rules", str(DATA / "forward-drop.rules"), "--cluster-cidr", "10.0.0/8")
+    assert code == 2 and "--cluster-cidr" in err

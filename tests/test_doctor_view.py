@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from netproxy.doctor.comments import matches_selector, parse_comment
-from netproxy.doctor.view import build_view
+from netproxy.doctor.view import build_view, is_redacted
 from netproxy.parser import parse_rules
 
 
@@ -107,7 +107,37 @@ def test_old_layout_names_and_inline_mark(dumps_dir: Path) -> None:
 def test_unreadable_dnat_keeps_protocol_and_service(dumps_dir: Path) -> None:
     text = (dumps_dir / "11-cilium-ipvs-docker-broken-dnat.rules").read_text()
     view = build_view(parse_rules(text, source="11"))
-    svc = view.services[("kube-system/kube-dns:dns", "udp")]
+    # An IPVS-mode node: the iptables-mode chains are left over, set aside from the Services.
+    assert view.mode == "ipvs"
+    svc = next(v for v in view.leftovers if v.key == ("kube-system/kube-dns:dns", "udp"))
     sep = svc.endpoints["KUBE-SEP-MU7PO7VX34QPS5HP"]
     assert sep.protocol == "udp" and sep.spn == "kube-system/kube-dns:dns"
     assert sep.dnat[0][1].rule.opaque is not None
+
+
+def test_ipvs_leftovers_named_by_hash(dumps_dir: Path) -> None:
+    view = build_view(parse_rules((dumps_dir / "12-calico-vxlan-ipvs-nat.rules").read_text(), source="12"))
+    assert view.mode == "ipvs" and view.services == {}
+    assert view.pod_cidrs == ["192.168.0.0/16"]
+    # No comment names these chains; the hashes of common Service ports do, exactly.
+    assert sorted(v.name for v in view.leftovers) == [
+        "<unknown WWRFY3PZ7W3FGMQW>", "calico-apiserver/calico-api:apiserver",
+        "calico-system/calico-typha:calico-typha", "default/kubernetes:https",
+        "kube-system/kube-dns:dns", "kube-system/kube-dns:dns-tcp", "kube-system/kube-dns:metrics"]
+    assert len(view.leftover_endpoint_chains) == 13
+
+
+def test_pod_network_read_from_the_masquerade_rules(dumps_dir: Path) -> None:
+    view = build_view(parse_rules(
+        (dumps_dir / "10-centos7-flannel-docker-libvirt-reject.rules").read_text(), source="10"))
+    assert view.mode == "iptables" and view.pod_cidrs == ["10.1.0.0/16"]
+    # Docker's and libvirt's bridges are tied to their own subnets, so neither is the pods'.
+    assert "172.17.0.0/16" in view.interface_nets["docker0"]
+    assert "192.168.122.0/24" in view.interface_nets["virbr0"]
+
+
+def test_redacted_addresses_are_recognised(dumps_dir: Path) -> None:
+    view = build_view(parse_rules(
+        (dumps_dir / "13-kubeproxy16-externalip-docker-redacted.rules").read_text(), source="13"))
+    assert view.redacted_lines == {39, 40, 41, 47, 48, 49}
+    assert is_redacted("x.x.x.x/32") and is_redacted("10.x.x.x") and not is_redacted("10.0.0.1/32")

@@ -55,7 +55,10 @@ def test_flags_override_and_validate() -> None:
     ({"nodePortAddresses": ["10.0.0.0/40"]}, "nodePortAddresses: invalid CIDR '10.0.0.0/40'"),
     ({"nodePortAddresses": [7]}, "nodePortAddresses[0]: must be a string"),
     ({"clusterCIDR": "banana"}, "clusterCIDR: invalid CIDR 'banana'"),
-    ({"mode": "nftables"}, "mode: proxy mode 'nftables' is not modelled"),
+    ({"mode": "ipvs"}, "mode: proxy mode 'ipvs' is not modelled"),
+    ({"nftables": {"masqueradeBit": 40}}, "nftables.masqueradeBit: must be 0-31"),
+    ({"featureGates": {"KubeProxyNFTablesLocalhostNodePorts": "yes"}},
+     "featureGates.KubeProxyNFTablesLocalhostNodePorts: must be true or false"),
 ])
 def test_errors_name_the_field(doc: dict, message: str) -> None:
     with pytest.raises(InputError) as info:

@@ -56,8 +56,10 @@ _OPTIONS: list[Callable[[F], F]] = [
                  help="iptables supports MASQUERADE --random-fully."),
     click.option("--nfacct/--no-nfacct", default=True, show_default=True,
                  help="nfacct counters are available."),
-    click.option("--family", type=click.Choice(["ipv4", "ipv6"]), default="ipv4", show_default=True,
-                 help="IP family of the proxier (ip6tables for ipv6)."),
+    click.option("--family", type=click.Choice(["ipv4", "ipv6", "dual"]), default="ipv4",
+                 show_default=True,
+                 help="IP family of the proxier (ip6tables for ipv6); dual: both tables "
+                      "(compile --proxy-mode nftables)."),
 ]
 
 
@@ -140,6 +142,7 @@ def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> 
         localhost_nodeports=params.get("localhost_nodeports"),
         nodeport_addresses=npa or None,
         tcp_be_liberal=params.get("tcp_be_liberal"),
+        mode=params.get("proxy_mode"),
     )
 
 
@@ -176,8 +179,13 @@ def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[
     return out
 
 
-def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
-    """The proxier settings for ``params['family']`` on the chosen node."""
+def settings_for(params: dict[str, Any], cluster: Cluster, *,
+                 nftables: bool = False) -> ProxySettings:
+    """The proxier settings for ``params['family']`` on the chosen node.
+
+    Only callers that write nftables mode pass ``nftables=True``; for the others a
+    configuration in nftables mode is an error (they work on iptables-mode rules).
+    """
     from netproxy.k8s.ipaddr import family_of, parse_ip
     from netproxy.proxy.localdetect import local_detector
     from netproxy.proxy.nodeports import nodeport_addresses
@@ -185,6 +193,13 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
 
     cfg = effective_config(params, cluster)
     family = params.get("family") or "ipv4"
+    if family == "dual":
+        raise InputError("both families at once only in nftables mode (netproxy compile "
+                         "--proxy-mode nftables); give --family ipv4 or ipv6", where="--family")
+    if cfg.mode == "nftables" and not nftables:
+        raise InputError("the configuration selects nftables mode; this command works on "
+                         "iptables-mode rules (netproxy compile --proxy-mode nftables writes "
+                         "nftables mode)", where=cfg.source or "mode")
     node_name = _node_name(cfg, cluster)
     node = cluster.node(node_name)
     ips = [ip for ip in _node_ips(params, cluster, node_name)
@@ -202,14 +217,29 @@ def settings_for(params: dict[str, Any], cluster: Cluster) -> ProxySettings:
         node_ips=tuple(ips),
         zone=node.zone if node is not None else "",
         detector=detector,
-        masquerade_bit=cfg.masquerade_bit,
+        masquerade_bit=_masquerade_bit(params, cfg),
         masquerade_all=cfg.masquerade_all,
         localhost_nodeports=cfg.localhost_nodeports,
-        nodeports=nodeport_addresses(cfg.nodeport_addresses, family, ips[:1]),
+        # nftables mode listens on the primary node IPs unless told otherwise
+        nodeports=nodeport_addresses(cfg.nodeport_addresses or (("primary",) if nftables else ()),
+                                     family, ips[:1]),
         random_fully=bool(params.get("random_fully", True)),
         nfacct=bool(params.get("nfacct", True)),
         tcp_be_liberal=cfg.tcp_be_liberal,
     )
+
+
+def _masquerade_bit(params: dict[str, Any], cfg: KubeProxyConfig) -> int:
+    """iptables.masqueradeBit, or nftables.masqueradeBit in nftables mode (the
+    ``--iptables-masquerade-bit`` flag sets both, as in kube-proxy)."""
+    if cfg.mode == "nftables" and params.get("masquerade_bit") is None:
+        return cfg.nftables_masquerade_bit
+    return cfg.masquerade_bit
+
+
+def proxy_mode(params: dict[str, Any], cluster: Cluster) -> str:
+    """``--proxy-mode`` or the configuration's ``mode`` (default iptables)."""
+    return effective_config(params, cluster).mode or "iptables"
 
 
 def compile_params(params: dict[str, Any], existing_nat_chains: tuple[str, ...] = ()) -> Compiled:

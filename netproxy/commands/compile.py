@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import gc
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from netproxy.commands.cluster_options import (
     cluster_options,
-    compile_params,
     load_cluster,
+    proxy_mode,
     settings_for,
 )
+from netproxy.commands.nftables_options import NftFlags, nft_options, nftables_text
 from netproxy.compiler.saveview import save_view
+from netproxy.errors import InputError
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
 from netproxy.render import render_save
+
+if TYPE_CHECKING:
+    from netproxy.k8s.loader import Cluster
 
 LEAVE_TO_OS_BYTES = 2_000_000
 """From this much output on (some 20,000 rules), the objects behind it are left for the
@@ -47,9 +52,13 @@ def _version(text: str) -> tuple[int, ...]:
 
 @click.command("compile")
 @cluster_options
-@click.option("--format", "fmt", type=click.Choice(["save", "restore"]), default="save",
-              show_default=True,
-              help="save: what iptables-save shows on the node; restore: kube-proxy's payload.")
+@click.option("--proxy-mode", "proxy_mode", type=click.Choice(["iptables", "nftables"]),
+              default=None, help="kube-proxy's mode (default: the configuration's, else iptables).")
+@click.option("--format", "fmt", type=click.Choice(["save", "restore", "list", "transaction"]),
+              default=None,
+              help="iptables mode: save (default; what iptables-save shows) or restore (kube-proxy's "
+                   "payload); nftables mode: list (default; what nft list table shows) or "
+                   "transaction (kube-proxy's nft -f input).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 @click.option("--existing-rules", metavar="DUMP",
               help="The node's current iptables-save output: kube-proxy chains it holds that this "
@@ -57,13 +66,29 @@ def _version(text: str) -> tuple[int, ...]:
 @click.option("--iptables-version", "iptables_version", metavar="X.Y.Z", default="1.8.9",
               show_default=True, callback=lambda _c, _p, v: _version(v),
               help="iptables release whose iptables-save spelling the save view uses.")
-def command(fmt: str, output: str | None, existing_rules: str | None,
+@nft_options
+def command(fmt: str | None, output: str | None, existing_rules: str | None,
             iptables_version: tuple[int, ...], **params: Any) -> None:
     """Compile Services and EndpointSlices into kube-proxy's iptables rules.
 
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.
     """
+    nft = NftFlags.pop(params)
+    with paused_gc(freeze=True):
+        cluster = load_cluster(params)
+    if proxy_mode(params, cluster) == "nftables":
+        if fmt not in (None, "list", "transaction"):
+            raise InputError(f"--format {fmt} is an iptables-mode format; nftables mode writes "
+                             "list (default) or transaction", where="--format")
+        if existing_rules:
+            raise InputError("only in iptables mode", where="--existing-rules")
+        _write([nftables_text(params, cluster, fmt or "list", nft)], output)
+        return
+    if fmt not in (None, "save", "restore"):
+        raise InputError(f"--format {fmt} is an nftables-mode format (add --proxy-mode nftables); "
+                         "iptables mode writes save (default) or restore", where="--format")
+    nft.refuse_in_iptables_mode()
     existing: tuple[str, ...] = ()
     if existing_rules:
         from netproxy.inputs.read import read_ruleset  # only for --existing-rules
@@ -72,21 +97,25 @@ def command(fmt: str, output: str | None, existing_rules: str | None,
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
     if fmt == "restore":
-        pieces = _restore_pieces(params, existing)
+        pieces = _restore_pieces(params, cluster, existing)
     else:
-        pieces = [_save_text(params, existing, iptables_version)]
+        pieces = [_save_text(params, cluster, existing, iptables_version)]
+    _write(pieces, output)
+
+
+def _write(pieces: list[str], output: str | None) -> None:
     if output:
         write_atomic(output, pieces)
     else:
         sys.stdout.writelines(pieces)
 
 
-def _restore_pieces(params: dict[str, Any], existing: tuple[str, ...]) -> list[str]:
+def _restore_pieces(params: dict[str, Any], cluster: Cluster,
+                    existing: tuple[str, ...]) -> list[str]:
     """kube-proxy's payload, written as text without the rule model (in pieces)."""
     from netproxy.compiler import compile_restore_pieces, proxy_model
 
     with paused_gc(freeze=True):
-        cluster = load_cluster(params)
         settings = settings_for(params, cluster)
         model = proxy_model(cluster, settings)
         pieces = compile_restore_pieces(model, settings, existing)
@@ -95,13 +124,15 @@ def _restore_pieces(params: dict[str, Any], existing: tuple[str, ...]) -> list[s
     return pieces
 
 
-def _save_text(params: dict[str, Any], existing: tuple[str, ...],
+def _save_text(params: dict[str, Any], cluster: Cluster, existing: tuple[str, ...],
                iptables_version: tuple[int, ...]) -> str:
+    from netproxy.compiler import compile_cluster
+
     with paused_gc(freeze=True):
-        compiled = compile_params(params, existing)
+        compiled = compile_cluster(cluster, settings_for(params, cluster), existing)
         # the view unsorted: render_save sorts, and formats faster in build order
         view = save_view(compiled.payload, sort_chains=False)
         text = render_save(view, iptables_version=iptables_version)
     if len(text) >= LEAVE_TO_OS_BYTES:
-        _leave_to_the_os(compiled, view)
+        _leave_to_the_os(cluster, compiled, view)
     return text

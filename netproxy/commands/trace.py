@@ -21,10 +21,14 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 @click.command("trace")
 @click.option("--rules", "rules_paths", metavar="FILE", multiple=True,
-              help="Trace an iptables-save/-restore dump or an 'nft list ruleset' listing "
-                   "(text or -j JSON; '-' for stdin) instead of INPUTS; repeat it to walk "
-                   "several together (one iptables dump at most). A dump given as an INPUT is "
-                   "taken as --rules.")
+              help="Trace an iptables-save/-restore dump, an 'nft list ruleset' listing (text "
+                   "or -j JSON) or a node snapshot ('-' for stdin) instead of INPUTS; repeat it "
+                   "to walk nft listings together with one iptables dump. A dump given as an "
+                   "INPUT is taken as --rules.")
+@click.option("--snapshot", "snapshot_path", metavar="FILE",
+              help="The node's context from a snapshot (netproxy snapshot): its addresses, "
+                   "routes, policy rules and ipsets; its rules too unless --rules, --netns or "
+                   "INPUTS.")
 @netns_read_options
 @cluster_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
@@ -36,7 +40,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--in-interface", "-i", "in_interface", metavar="IFACE",
               help="Interface the packet arrives on.")
 @click.option("--out-interface", "-o", "out_interface", metavar="IFACE",
-              help="Egress interface (routing is modelled only as local versus forwarded).")
+              help="Egress interface (default: the node's route with a snapshot; without one "
+                   "routing is modelled only as local versus forwarded).")
 @click.option("--physdev-in", metavar="PORT", help="Bridge port the packet arrived on (physdev).")
 @click.option("--physdev-out", metavar="PORT", help="Bridge port it is bridged out of (physdev).")
 @click.option("--not-bridged", is_flag=True, help="No Linux bridge is involved (physdev never matches).")
@@ -60,7 +65,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
-def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
+def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -96,7 +101,17 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
                          f"listings, got {len(ipt_paths)} iptables dumps: {', '.join(ipt_paths)}")
     rules_path = rules_given(params, ipt_paths[0] if ipt_paths else None, netns_name, "trace")
     listings = [read_nft_listing(p, strict=strict) for p in nft_paths]
+    node = None
+    if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
+        snapshot_path = rules_path
+    if snapshot_path is not None:
+        from netproxy.node.snapshot import read_snapshot
+
+        node = read_snapshot(snapshot_path)
+        if rules_path is None and netns_name is None and not params.get("inputs"):
+            rules_path = snapshot_path
     if listings and rules_path is None and netns_name is None:
+        # nftables listings alone: the packet's family picks the ip/ip6 (and inet) tables.
         if params.get("inputs"):
             raise InputError("give either rules (--rules) or cluster INPUTS, not both")
         from netproxy.netfilter.model import Ruleset
@@ -104,8 +119,8 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
 
         family_given = click.get_current_context().get_parameter_source("family") \
             == ParameterSource.COMMANDLINE
-        family = params.get("family") if family_given else family_of(dst or "0.0.0.0")
-        ruleset = Ruleset(family=family or "ipv4", source=listings[0].source)
+        ruleset = Ruleset(family=params["family"] if family_given else family_of(dst or "0.0.0.0"),
+                          source=listings[0].source)
         if params.get("cluster_cidr") or params.get("config_path"):
             from netproxy.commands.cluster_options import effective_config
 
@@ -116,8 +131,13 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
                              "INPUTS, not both")
         family_given = click.get_current_context().get_parameter_source("family") \
             == ParameterSource.COMMANDLINE
-        ruleset = read_given(rules_path, netns_name, variant, command="trace", strict=strict,
-                             family=params.get("family") if family_given or netns_name else None)
+        if node is not None and rules_path == snapshot_path:
+            family = params["family"] if family_given else _family(dst, node)
+            ruleset = node.ruleset(family, strict=strict)
+        else:
+            ruleset = read_given(rules_path, netns_name, variant, command="trace",
+                                 strict=strict, family=params.get("family")
+                                 if family_given or netns_name else None)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -143,6 +163,21 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
         if path and path != "-":
             check_input(path, role, "trace")
     ipsets = None
+    router = None
+    node_notes: list[str] = []
+    if node is not None:
+        family = ruleset.family
+        if not ruleset.tables:
+            node_notes.append(f"the snapshot holds no {family} iptables rules: only the "
+                              "routing decision acts")
+        locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
+        ipsets = node.ipsets()
+        node_notes += node.ipset_notes
+        if node.has_routes(family):
+            router = node.router(family)
+        else:
+            node_notes.append(f"the snapshot has no {family} routes: routing is modelled only "
+                              "as local versus forwarded")
     if ipsets_path:
         from netproxy.trace.ipsets import read_ipsets
 
@@ -150,11 +185,14 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
     # The parsed ruleset lives until exit: keep the collector from walking it again and again.
     gc.freeze()
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
-    # unknowable facts fork into cases; --strict makes them UNKNOWN instead.
-    from_dump = rules_path is not None or bool(listings)
-    tracer = Tracer(ruleset, local_ips=locals_ if locals_ or not from_dump else None,
-                    ipsets=ipsets, strict=strict, pod_cidrs=pod_cidrs, assume=not strict,
+    # unknowable facts fork into cases; --strict makes them UNKNOWN instead. A namespace's
+    # live rules are read like a dump; compiled cluster objects and a snapshot know them all.
+    complete = (bool(locals_) or (rules_path is None and netns_name is None and not listings)
+                or node is not None)
+    tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
+                    strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router,
                     nft=listings)
+    tracer.notes.extend(node_notes)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
                                 "out_interface": out_interface, "ct_state": ct_state,
@@ -178,6 +216,29 @@ def command(rules_paths: tuple[str, ...], netns_name: str | None, variant: str, 
         packets = [Packet(**{k: v for k, v in defaults.items()})] * repeat
     results = tracer.trace_sequence(packets) if len(packets) > 1 else [tracer.trace(packets[0])]
     _emit(results, fmt, brief)
+
+
+def _is_snapshot(path: str) -> bool:
+    """Does the file start like a node snapshot? (stdin is never sniffed.)"""
+    if path == "-":
+        return False
+    from netproxy.node.snapshot import MAGIC
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False  # read_rules reports it
+
+
+def _family(dst: str | None, node: Any) -> str:
+    """The family to trace in a snapshot: the destination's, else the rules'."""
+    if dst:
+        from netproxy.trace.addr import family_of
+
+        return family_of(dst)
+    family: str = node.default_family()
+    return family
 
 
 def _emit(results: list[Any], fmt: str, brief: bool) -> None:

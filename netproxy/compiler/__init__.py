@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from netproxy.compiler.payload import (
-    ProxyModel,
     compile_payload,
     compile_restore_pieces,
     compile_restore_text,
@@ -19,8 +18,7 @@ from netproxy.compiler.payload import (
 from netproxy.compiler.saveview import save_view
 from netproxy.k8s.loader import Cluster
 from netproxy.netfilter.model import Ruleset
-from netproxy.proxy.endpoints import endpoints_map
-from netproxy.proxy.serviceport import all_service_ports
+from netproxy.proxy.model import ProxyModel, proxy_model
 from netproxy.proxy.settings import ProxySettings
 
 
@@ -37,15 +35,6 @@ class Compiled:
         if self._save is None:
             self._save = save_view(self.payload)
         return self._save
-
-
-def proxy_model(cluster: Cluster, settings: ProxySettings) -> ProxyModel:
-    """Service ports (sorted) and endpoints kube-proxy would see for ``settings.family``."""
-    return ProxyModel(
-        service_ports=all_service_ports(cluster.services, settings.family),
-        endpoints=endpoints_map(cluster.slices, settings.family, settings.node_name,
-                                node_hints=settings.prefer_same_node),
-    )
 
 
 def compile_cluster(cluster: Cluster, settings: ProxySettings,

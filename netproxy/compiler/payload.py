@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from netproxy.compiler.fixed import (
     declare_fixed_chains,
@@ -15,23 +14,9 @@ from netproxy.compiler.fixed import (
 from netproxy.compiler.services import write_service_port
 from netproxy.compiler.writer import PayloadWriter, Sink, TextWriter
 from netproxy.netfilter.model import Ruleset
-from netproxy.proxy.endpoints import EndpointInfo
-from netproxy.proxy.serviceport import ServicePortInfo, ServicePortName
+from netproxy.proxy.model import ProxyModel
 from netproxy.proxy.settings import ProxySettings
 from netproxy.proxy.topology import categorize
-
-
-@dataclass(slots=True)
-class ProxyModel:
-    """kube-proxy's view of the cluster for one family: service ports and their endpoints."""
-
-    service_ports: list[ServicePortInfo]
-    """Sorted by (namespace, name, port name, protocol): our deterministic iteration order."""
-    endpoints: dict[ServicePortName, list[EndpointInfo]]
-
-    def total_endpoints(self) -> int:
-        """What kube-proxy compares with the large-cluster threshold."""
-        return sum(len(self.endpoints.get(s.name, ())) for s in self.service_ports)
 
 
 def compile_payload(model: ProxyModel, settings: ProxySettings,

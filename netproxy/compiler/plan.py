@@ -1,12 +1,13 @@
-"""What kube-proxy decides for one service port before it writes a rule (the top of the
-service loop in ``syncProxyRules``): which chains exist, where the cluster IP and external
-traffic go, and which filter verdict replaces them when there are no (local) endpoints."""
+"""kube-proxy's decisions for one service port (:mod:`netproxy.proxy.decisions`, shared with
+nftables mode) named in iptables terms: which chains exist, where the cluster IP and external
+traffic go, and which filter target replaces them when there are no (local) endpoints."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from netproxy import chainnames as names
+from netproxy.proxy.decisions import DROP, REJECT, decide
 from netproxy.proxy.serviceport import ServicePortInfo
 from netproxy.proxy.topology import Categorized
 
@@ -52,37 +53,37 @@ class Plan:
 
 
 def plan(svc: ServicePortInfo, cat: Categorized) -> Plan:
-    """Which chains and targets a service port uses (the top of kube-proxy's service loop)."""
+    """kube-proxy's decisions for a service port (:func:`netproxy.proxy.decisions.decide`)
+    named in iptables terms: chains, targets and comments."""
     spn, p = svc.spn, svc.protocol
     hash_of = names.port_proto_hash
     digest = hash_of(spn, p)
     svc_chain, svl_chain = "KUBE-SVC-" + digest, "KUBE-SVL-" + digest
-    has_eps = cat.has_any
-    has_internal = has_eps and (not svc.internal_policy_local or bool(cat.local))
-    has_external = has_eps and (not svc.external_policy_local or bool(cat.local))
-    int_target = svl_chain if svc.internal_policy_local else svc_chain
-    ext_target = svl_chain if svc.external_policy_local else svc_chain
-    int_comment = ext_comment = ""
-    if not has_eps:
-        int_target = ext_target = "REJECT"
-        int_comment = ext_comment = f"{spn} has no endpoints"
-    else:
-        if not has_internal:
-            int_target, int_comment = "DROP", f"{spn} has no local endpoints"
-        if not has_external:
-            ext_target, ext_comment = "DROP", f"{spn} has no local endpoints"
+    d = decide(svc, cat)
+    internal_chain = svl_chain if d.internal_local else svc_chain
+    external_policy_chain = svl_chain if d.external_local else svc_chain
+    int_target, int_comment = _verdict(d.internal_verdict, internal_chain, spn)
+    ext_target, ext_comment = _verdict(d.external_verdict, external_policy_chain, spn)
     return Plan(
         svc=svc, cat=cat, spn=spn, p=p, svc_chain=svc_chain, svl_chain=svl_chain,
         ext_chain="KUBE-EXT-" + digest, fw_chain="KUBE-FW-" + digest,
-        internal_chain=svl_chain if svc.internal_policy_local else svc_chain,
-        external_policy_chain=svl_chain if svc.external_policy_local else svc_chain,
-        has_internal=has_internal, has_external=has_external,
-        uses_cluster_chain=bool(cat.cluster) and svc.uses_cluster_endpoints,
-        uses_local_chain=bool(cat.local) and svc.uses_local_endpoints,
-        uses_ext_chain=has_eps and svc.externally_accessible,
-        uses_fw_chain=has_eps and bool(svc.lb_vips) and bool(svc.source_ranges),
+        internal_chain=internal_chain, external_policy_chain=external_policy_chain,
+        has_internal=d.has_internal, has_external=d.has_external,
+        uses_cluster_chain=d.uses_cluster, uses_local_chain=d.uses_local,
+        uses_ext_chain=d.uses_external,
+        # iptables mode writes the firewall chain only when there are endpoints
+        uses_fw_chain=d.has_endpoints and d.uses_source_ranges,
         int_target=int_target, ext_target=ext_target,
         int_comment=int_comment, ext_comment=ext_comment,
         sep_names={ep.endpoint: "KUBE-SEP-" + hash_of(spn, p, ep.endpoint) for ep in cat.all_reachable},
         port=str(svc.port),
     )
+
+
+def _verdict(verdict: str, chain: str, spn: str) -> tuple[str, str]:
+    """The iptables target and comment for a decision's filter verdict."""
+    if verdict == REJECT:
+        return "REJECT", f"{spn} has no endpoints"
+    if verdict == DROP:
+        return "DROP", f"{spn} has no local endpoints"
+    return chain, ""

@@ -7,7 +7,6 @@ writes lines, so the payload matches byte for byte. Every rule goes through a si
 
 from __future__ import annotations
 
-import ipaddress
 from functools import cache, lru_cache
 
 from netproxy.compiler.build import addrtype, in_iface, source
@@ -29,6 +28,7 @@ from netproxy.compiler.rules import (
 from netproxy.compiler.writer import Sink
 from netproxy.netfilter.model import Option
 from netproxy.netfilter.values import kube_probability
+from netproxy.proxy.decisions import allow_from_node
 from netproxy.proxy.endpoints import EndpointInfo
 from netproxy.proxy.localdetect import LocalDetector
 from netproxy.proxy.serviceport import ServicePortInfo
@@ -147,23 +147,12 @@ def write_fw_chain(out: Sink, pl: Plan, settings: ProxySettings) -> None:
     fw, spn, svc = pl.fw_chain, pl.spn, pl.svc
     allowed = from_source(True)
     lb_comment = f"{spn} loadbalancer IP"
-    node_ip = settings.primary_ip
-    allow_from_node = False
     for cidr in svc.source_ranges:
         out.nat(fw, allowed, lb_comment, cidr, pl.ext_chain)
-        if node_ip and _contains(cidr, node_ip):
-            allow_from_node = True
-    if allow_from_node:
+    if allow_from_node(svc, settings.primary_ip):
         for addr in svc.lb_vips:
             out.nat(fw, allowed, lb_comment, addr, pl.ext_chain)
     out.nat(fw, comment_only, f"other traffic to {spn} will be dropped by KUBE-PROXY-FIREWALL")
-
-
-def _contains(cidr: str, ip: str) -> bool:
-    """Whether node address ``ip`` is inside source range ``cidr`` (both canonical already)."""
-    net = ipaddress.ip_network(cidr)
-    addr = ipaddress.ip_address(ip)
-    return addr.version == net.version and addr in net
 
 
 def write_endpoint_choice(out: Sink, pl: Plan, chain: str, eps: list[EndpointInfo],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from netproxy.diff.kubenames import chain_hash
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
 from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.report import Finding, Report, ServiceReport
@@ -27,16 +28,36 @@ def _selected(views: dict[tuple[str, str], ServicePortView], selector: str | Non
     return [v for v in views.values() if matches_selector(v.name, selector, v.port_numbers())]
 
 
+def _name_leftovers(view: RulesetView, expected: RulesetView) -> None:
+    """Name left-over chains the dump does not name by the hashes of the cluster's Service ports."""
+    names: dict[str, tuple[str, str]] = {}
+    for svc in expected.services.values():
+        for chain in svc.chains.values():
+            names.setdefault(chain_hash(chain), (svc.name, svc.protocol))
+    for svc in view.leftovers:
+        if svc.name.startswith("<unknown") and svc.hash in names:
+            svc.name, svc.protocol = names[svc.hash]
+
+
 def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset | None = None,
-             walk: bool = True, local_ips: Sequence[str] = ()) -> Report:
+             walk: bool = True, local_ips: Sequence[str] = (), pod_cidrs: Sequence[str] = (),
+             pod_interface: str | None = None) -> Report:
     """Run the checklist over ``ruleset``; ``expected`` is what the cluster objects compile to.
 
     ``walk=False`` leaves out the traced checks (they cost a few walks per Service port);
-    ``local_ips`` are the node's addresses, for walks to its node ports.
+    ``local_ips`` are the node's addresses, for walks to its node ports and from the node;
+    ``pod_cidrs`` (``--cluster-cidr``) replace the pod CIDRs read from the masquerade rules,
+    ``pod_interface`` the interface pod traffic is traced arriving on.
     """
     view = build_view(ruleset)
+    if pod_cidrs:
+        view.pod_cidrs = list(pod_cidrs)
+    if pod_interface:
+        view.pod_interface = pod_interface
     expected_view: RulesetView | None = build_view(expected) if expected is not None else None
-    node: list[Finding] = [check(view) for check in NODE_CHECKS]
+    if expected_view is not None:
+        _name_leftovers(view, expected_view)
+    node: list[Finding] = [f for f in (check(view) for check in NODE_CHECKS) if f is not None]
     selected = _selected(view.services, service)
     extra: list[ServicePortView] = []
     if expected_view is not None:

@@ -16,7 +16,7 @@ from netproxy.chainnames import port_proto_hash
 from netproxy.doctor.comments import parse_comment, service_port_name
 from netproxy.doctor.marks import follow, masquerade_marks, masquerade_rules
 from netproxy.doctor.probability import judge
-from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
+from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.doctor.view import (
     BALANCING_KINDS,
     EndpointChain,
@@ -26,6 +26,7 @@ from netproxy.doctor.view import (
     ServicePortView,
     host,
     hostport,
+    is_redacted,
 )
 
 QUESTIONS: dict[str, tuple[str, str]] = {
@@ -78,9 +79,11 @@ QUESTIONS: dict[str, tuple[str, str]] = {
     ),
     "local-endpoints": (
         "With a Local traffic policy, does this node have local endpoints?",
-        "Traffic the policy keeps on this node is dropped here because no endpoint runs here; "
-        "by design if the load balancer's health check (healthCheckNodePort) takes the node "
-        "out, a problem if traffic still arrives.",
+        "With externalTrafficPolicy Local, external traffic reaches only endpoints on this node; "
+        "without one kube-proxy drops it here by design (the load balancer's health check takes "
+        "the node out). A failure means the Local chains disagree with each other: external "
+        "traffic falls through or bypasses the local endpoints, usually rules written by hand "
+        "or by two writers.",
     ),
     "chain-names": (
         "Are the chains named the way kube-proxy names this Service port's chains?",
@@ -112,6 +115,12 @@ QUESTIONS: dict[str, tuple[str, str]] = {
         "Probabilities computed for another endpoint count split traffic unevenly; usually "
         "rules left from before endpoints changed, because kube-proxy did not resync.",
     ),
+    "proxy-mode": (
+        "Which proxy mode wrote these rules, and is anything left from another mode?",
+        "In IPVS mode Services are balanced by IPVS (ipvsadm -Ln shows them), these rules only "
+        "mark and filter; chains of iptables mode that nothing jumps to are left from a mode "
+        "switch and do nothing (kube-proxy --cleanup or a reboot removes them).",
+    ),
     "reject": (
         "Is no REJECT rule answering for the Service port?",
         "kube-proxy REJECTs connections to a Service without endpoints, so clients get "
@@ -134,7 +143,46 @@ def _chain_refs(view: RulesetView, table: str, chain: str) -> list[RuleRef]:
     return [RuleRef(table, chain, i, r) for i, r in enumerate(found.rules)]
 
 
+def counted(ref: RuleRef, what: str | None = None) -> str | None:
+    """``this REJECT matched 1,234 packets (56,789 bytes)`` when the dump has counters."""
+    if ref.rule.counters is None:
+        return None
+    packets, size = ref.rule.counters
+    what = what or (ref.rule.jump or "rule")
+    return (f"{ref.table}:{ref.rule.line or '?'}: this {what} matched {packets:,} packet(s) "
+            f"({size:,} bytes) since its counters were last zeroed")
+
+
+def _counter_details(refs: list[RuleRef], what: str | None = None) -> list[str]:
+    return [text for text in (counted(r, what) for r in refs) if text is not None]
+
+
 # -- node checks ------------------------------------------------------------------------------
+
+def check_proxy_mode(view: RulesetView) -> Finding | None:
+    """IPVS mode and what iptables mode left behind (None on an iptables-mode node)."""
+    if view.mode != "ipvs":
+        return None
+    refs = [view.mode_evidence] if view.mode_evidence is not None else []
+    names: list[str] = []
+    for svc in view.leftovers:
+        chains = sorted(svc.chains.values()) + sorted(svc.endpoints) + sorted(svc.orphan_endpoints)
+        label = svc.name if not svc.name.startswith("<unknown") else "a Service port not named in the dump"
+        names.append(f"{label} ({', '.join(chains)})")
+        refs += [r for c in sorted(svc.chains.values()) for r in _chain_refs(view, "nat", c)[:1]]
+    details = []
+    if names:
+        details.append("left from iptables mode, nothing jumps to them: " + "; ".join(names))
+    if view.leftover_endpoint_chains:
+        details.append(f"{len(view.leftover_endpoint_chains)} endpoint chain(s) left from iptables mode: "
+                       + ", ".join(view.leftover_endpoint_chains))
+    summary = "IPVS mode: Services are balanced by IPVS, these rules only mark and filter"
+    left = [f"{n} {what}" for n, what in ((len(view.leftovers), "Service port(s)"),
+                                          (len(view.leftover_endpoint_chains), "endpoint chain(s)")) if n]
+    if left:
+        summary += f"; unused iptables-mode chains of {' and '.join(left)} are left from a mode switch"
+    return finding("proxy-mode", INFO, summary, refs, details)
+
 
 def check_service_hooks(view: RulesetView) -> Finding:
     if view.chain("nat", "KUBE-SERVICES") is None:
@@ -209,11 +257,13 @@ def check_nodeports_jump(view: RulesetView) -> Finding:
     return finding("nodeports-jump", PASSED, "KUBE-SERVICES jumps to KUBE-NODEPORTS", tails, details)
 
 
-NODE_CHECKS: tuple[Callable[[RulesetView], Finding], ...] = (
+NODE_CHECKS: tuple[Callable[[RulesetView], Finding | None], ...] = (
+    check_proxy_mode,
     check_service_hooks,
     check_masquerade,
     check_nodeports_jump,
 )
+"""A node check returns None when its question does not arise on this node at all."""
 
 
 # -- Service port checks ----------------------------------------------------------------------
@@ -233,9 +283,14 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
     refs = [a.ref for a in svc.addresses]
     problems: list[str] = []
     summary_parts: list[str] = []
+    redacted: list[str] = []
     for addr in svc.addresses:
         where = hostport(addr.ip, addr.port) if addr.kind != "node-port" else f"{addr.port}"
         part = f"{_describe(addr.kind)} {where}"
+        if addr.ip is not None and is_redacted(addr.ip):
+            if part not in redacted:
+                redacted.append(part)
+            continue
         if part not in summary_parts:
             summary_parts.append(part)
         if addr.ip is not None and not _valid_ip(addr.ip) and not any(addr.ip + " " in p for p in problems):
@@ -260,10 +315,16 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
                         "Service port it handles")
     if problems:
         return finding("entry", FAILED, problems[0], refs, problems[1:])
+    if redacted:
+        return finding("entry", INFO, f"cannot check {', '.join(redacted)}: redacted in the dump; "
+                       f"the rest pass: {', '.join(summary_parts) or 'nothing else'}", refs)
     return finding("entry", PASSED, ", ".join(summary_parts), refs)
 
 
 def check_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
+    if view.mode == "ipvs" and not svc.jumps:
+        return finding("endpoints", NOT_APPLICABLE, "IPVS mode: endpoints are in IPVS (ipvsadm -Ln), "
+                       "not in these rules")
     if svc.jumps:
         dests = sorted({_endpoint_label(svc, j) for j in svc.jumps})
         return finding("endpoints", PASSED, f"{len(dests)} endpoint(s): {', '.join(dests)}",
@@ -353,6 +414,7 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
     if not svc.jumps and not svc.orphan_endpoints:
         return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoint chains")
     problems: list[str] = []
+    cannot: list[str] = []
     bad: list[RuleRef] = []
     good: list[RuleRef] = []
     seen: set[str] = set()
@@ -366,7 +428,12 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
             bad.append(jump.ref)
             continue
         problem = _dnat_problem(view, svc, jump.chain, jump.comment_endpoint, sep)
-        if problem:
+        if problem and not sep.rules and view.redacted_lines:
+            cannot.append(f"cannot check {sep.name}: it is empty, which kube-proxy never writes, and "
+                          "this dump has redacted addresses, so its rules were probably removed with "
+                          "the endpoint's address")
+            bad.append(jump.ref)
+        elif problem:
             problems.append(problem)
             bad += sep.rules or [jump.ref]
         else:
@@ -376,7 +443,9 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
         problems.append(f"{name} ({sep.destination or 'no DNAT'}) carries this Service's comment but no "
                         "Service chain jumps to it")
     if problems:
-        return finding("endpoint-dnat", FAILED, problems[0], bad + good, problems[1:])
+        return finding("endpoint-dnat", FAILED, problems[0], bad + good, problems[1:] + cannot)
+    if cannot:
+        return finding("endpoint-dnat", WARNING, cannot[0], bad + good, cannot[1:])
     return finding("endpoint-dnat", PASSED, f"{len(seen)} endpoint chain(s) DNAT to their endpoint", good)
 
 
@@ -440,24 +509,42 @@ def check_local_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
     refs = [j.ref for j in local] + list(svc.local_drops)
     ext = svc.chains.get("EXT")
     svl = svc.chains.get("SVL")
-    details = []
+    ext_to_local = True
     if ext is not None:
         ext_refs = _chain_refs(view, "nat", ext)
         refs += ext_refs
-        if svl is None or not any(r.rule.jump == svl for r in ext_refs):
-            details.append(f"{ext} does not end in a jump to a local-endpoint chain (KUBE-SVL-)")
+        ext_to_local = svl is not None and any(r.rule.jump == svl for r in ext_refs)
+    where = sorted({f"{r.table} {r.chain}" for r in svc.local_drops})
+    if local:
+        problems = []
+        if not ext_to_local:
+            problems.append(f"{ext} does not end in a jump to its local-endpoint chain (KUBE-SVL-), "
+                            "so external traffic does not reach the local endpoints")
+        if svc.local_drops:
+            problems.append("DROP rules for \"no local endpoints\" in " + ", ".join(where)
+                            + " although local endpoint rules exist")
+        if problems:
+            return finding("local-endpoints", FAILED, problems[0], refs,
+                           problems[1:] + _counter_details(list(svc.local_drops), "DROP"))
+        return finding("local-endpoints", PASSED, f"{len(local)} local endpoint(s)", refs)
+    details = []
     if svc.local_drops:
-        where = sorted({f"{r.table} {r.chain}" for r in svc.local_drops})
-        details.append("DROP rules for it: " + ", ".join(where))
-    if not local or svc.local_drops:
-        for ref in svc.health_checks:
-            port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
-            details.append(f"health check node port {port} is open: kube-proxy answers it with 503 "
-                           "while no pod runs here, so a load balancer that checks it stops sending")
-            refs.append(ref)
-        return finding("local-endpoints", FAILED, "no local endpoint on this node: traffic kept local is dropped",
+        details.append("kube-proxy's DROP rules for it: " + ", ".join(where))
+        details += _counter_details(list(svc.local_drops), "DROP")
+    for ref in svc.health_checks:
+        port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
+        details.append(f"health check node port {port} is open: kube-proxy answers it with 503 "
+                       "while no pod runs here, so a load balancer that checks it stops sending here")
+        refs.append(ref)
+    if svc.local_drops:
+        internal = any(r.table == "filter" and r.chain == "KUBE-SERVICES" for r in svc.local_drops)
+        external = any(not (r.table == "filter" and r.chain == "KUBE-SERVICES") for r in svc.local_drops)
+        what = " and ".join(w for w, on in (("external traffic to this node", external),
+                                            ("traffic from this node", internal)) if on)
+        return finding("local-endpoints", INFO, f"no local endpoint here: {what} is dropped, by design",
                        refs, details)
-    return finding("local-endpoints", PASSED, f"{len(local)} local endpoint(s)", refs, details)
+    return finding("local-endpoints", FAILED, "no local endpoint here and no rule drops external "
+                   "traffic: it reaches no endpoint", refs, details)
 
 
 def check_chain_names(view: RulesetView, svc: ServicePortView) -> Finding:
@@ -495,7 +582,17 @@ def check_reject(view: RulesetView, svc: ServicePortView) -> Finding:
         dst = ref.rule.builtin("destination")
         port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
         where.append(hostport(host(dst.value), port) if dst is not None else f"node port {port}")
-    return finding("reject", FAILED, f"REJECT for {', '.join(where)}", list(svc.rejects))
+    refs = list(svc.rejects)
+    details = _counter_details(refs, "REJECT")
+    if view.mode == "ipvs":
+        return finding("reject", FAILED, f"REJECT for {', '.join(where)} left from iptables mode",
+                       refs, ["kube-proxy in IPVS mode neither writes nor removes these rules: it "
+                              "refuses connections on this node whatever endpoints IPVS has", *details])
+    if not svc.jumps and not svc.chains:
+        return finding("reject", INFO, f"kube-proxy REJECTs {', '.join(where)} because the Service "
+                       "port has no endpoints (see endpoints)", refs, details)
+    return finding("reject", FAILED, f"REJECT for {', '.join(where)} although the rules have "
+                   "endpoints for it", refs, details)
 
 
 SERVICE_CHECKS: tuple[Callable[[RulesetView, ServicePortView], Finding], ...] = (

@@ -11,10 +11,18 @@ from netproxy.render import rule_text
 
 PASSED = "passed"
 FAILED = "failed"
+WARNING = "warning"
+"""Something looks wrong but may be right, or the dump does not let the check decide."""
+INFO = "info"
+"""Worth knowing, not a problem: a choice of the cluster's (a Local policy without a local
+endpoint here, a Service without endpoints answered by kube-proxy's REJECT), or a node in
+another proxy mode."""
 NOT_APPLICABLE = "not applicable"
-STATUSES = (PASSED, FAILED, NOT_APPLICABLE)
+STATUSES = (PASSED, FAILED, WARNING, INFO, NOT_APPLICABLE)
+PROBLEMS = (FAILED, WARNING)
+"""Statuses ``--failed-only`` reports; only FAILED makes the exit code 1."""
 
-MAX_TEXT_RULES = {"passed": 3, "failed": 12, "not applicable": 3}
+MAX_TEXT_RULES = {PASSED: 3, FAILED: 12, WARNING: 12, INFO: 6, NOT_APPLICABLE: 3}
 """Rule lines quoted per check in text output, by status (JSON always has all of them)."""
 
 
@@ -70,9 +78,12 @@ class Report:
 
 
 def overall(findings: list[Finding]) -> str:
-    if any(f.status == FAILED for f in findings):
-        return FAILED
-    if any(f.status == PASSED for f in findings):
+    """The worst status: failed, then warning, then passed (info counts as passed)."""
+    statuses = {f.status for f in findings}
+    for status in (FAILED, WARNING):
+        if status in statuses:
+            return status
+    if statuses & {PASSED, INFO}:
         return PASSED
     return NOT_APPLICABLE
 
@@ -82,8 +93,11 @@ def _rule_line(ref: RuleRef, family: str) -> str:
 
 
 def _rule_json(ref: RuleRef, family: str) -> dict[str, Any]:
-    return {"table": ref.table, "chain": ref.chain, "line": ref.rule.line or None,
-            "text": _rule_line(ref, family)}
+    data: dict[str, Any] = {"table": ref.table, "chain": ref.chain, "line": ref.rule.line or None,
+                            "text": _rule_line(ref, family)}
+    if ref.rule.counters is not None:
+        data["packets"], data["bytes"] = ref.rule.counters
+    return data
 
 
 def _finding_json(f: Finding, family: str) -> dict[str, Any]:
@@ -119,32 +133,70 @@ def to_json(report: Report) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-_MARK = {PASSED: "pass", FAILED: "FAIL", NOT_APPLICABLE: "n/a "}
+_MARK = {PASSED: "pass", FAILED: "FAIL", WARNING: "warn", INFO: "info", NOT_APPLICABLE: "n/a "}
 
 
 def _finding_text(f: Finding, family: str, out: list[str], brief: bool) -> None:
+    if brief and f.status == NOT_APPLICABLE:
+        return
     out.append(f"  [{_MARK[f.status]}] {f.check:<21} {f.summary}")
-    if brief and f.status != FAILED:
+    if brief and f.status not in PROBLEMS:
         return
     for line in f.details:
         out.append(f"         - {line}")
-    if f.status == FAILED:
+    if f.status in PROBLEMS:
         out.append(f"         why: {f.meaning}")
     limit = MAX_TEXT_RULES[f.status]
-    for ref in f.rules[:limit]:
-        where = f"{ref.table}:{ref.rule.line}" if ref.rule.line else ref.table
-        out.append(f"         {where:<9} {_rule_line(ref, family)}")
+    # The last rules of a problem's path are where it was decided: always quote them.
+    tail = 2 if f.status in PROBLEMS and len(f.rules) > limit else 0
+    for ref in f.rules[:limit - tail]:
+        out.append(_quoted(ref, family))
     if len(f.rules) > limit:
         out.append(f"         ... {len(f.rules) - limit} more rule(s) (see --json)")
+    out += [_quoted(ref, family) for ref in f.rules[len(f.rules) - tail:]] if tail else []
+
+
+def _quoted(ref: RuleRef, family: str) -> str:
+    where = f"{ref.table}:{ref.rule.line}" if ref.rule.line else ref.table
+    return f"         {where:<9} {_rule_line(ref, family)}"
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    parts = [f"{counts[PASSED]} passed", f"{counts[FAILED]} failed"]
+    if counts[WARNING]:
+        parts.append(f"{counts[WARNING]} warning(s)")
+    if counts[INFO]:
+        parts.append(f"{counts[INFO]} info")
+    parts.append(f"{counts[NOT_APPLICABLE]} not applicable")
+    return ", ".join(parts)
+
+
+def _problem_line(label: str, findings: list[Finding]) -> str | None:
+    """``label: failed: check: summary [+N more: ...]``, or None when nothing is wrong."""
+    problems = [f for f in findings if f.status == FAILED] + [f for f in findings if f.status == WARNING]
+    if not problems:
+        return None
+    first = problems[0]
+    line = f"{label}: {overall(findings)}: {first.check}: {first.summary}"
+    if len(problems) > 1:
+        line += f" [+{len(problems) - 1} more: {', '.join(f.check for f in problems[1:])}]"
+    return line
+
+
+def to_failed_only(report: Report) -> str:
+    """One line per Service port (and one for the node) with a failed or warning check."""
+    lines = [_problem_line("node", report.node)]
+    lines += [_problem_line(f"{s.name} ({s.protocol})", s.findings) for s in report.services]
+    return "".join(line + "\n" for line in lines if line is not None)
 
 
 def to_text(report: Report, *, brief: bool = False) -> str:
-    """The report for people; ``brief`` quotes rules and reasons only for failed checks."""
+    """The report for people; ``brief`` leaves out checks that do not apply and quotes rules
+    and reasons only for failed checks and warnings."""
     out: list[str] = []
-    counts = report.counts()
     out.append(
         f"netproxy doctor: {report.source} ({report.family}), {len(report.services)} Service port(s): "
-        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[NOT_APPLICABLE]} not applicable"
+        + _counts_text(report.counts())
     )
     for note in report.notes:
         out.append(f"note: {note}")

@@ -9,8 +9,11 @@ inline with ``-j MARK --set-xmark``). Nothing here judges the rules; :mod:`.chec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from netproxy.chainnames import port_proto_hash
 from netproxy.diff.kubenames import SERVICE_ROLES, chain_hash, chain_role
 from netproxy.doctor.comments import Comment, parse_comment, service_port_name
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
@@ -122,6 +125,22 @@ class RulesetView:
     ruleset: Ruleset
     services: dict[tuple[str, str], ServicePortView]
     endpoint_chains: dict[str, EndpointChain]
+    mode: str = "iptables"
+    """``iptables``, or ``ipvs`` when nat KUBE-SERVICES matches kube-proxy's IPVS ipsets."""
+    mode_evidence: RuleRef | None = None
+    leftovers: list[ServicePortView] = field(default_factory=list)
+    """IPVS mode: Service ports whose iptables-mode chains nothing jumps to (a mode switch)."""
+    leftover_endpoint_chains: list[str] = field(default_factory=list)
+    """IPVS mode: KUBE-SEP chains no Service chain jumps to and no comment names."""
+    pod_cidrs: list[str] = field(default_factory=list)
+    """Pod CIDRs kube-proxy's masquerade rules name (``! -s CIDR -j KUBE-MARK-MASQ``)."""
+    pod_interface: str | None = None
+    """An interface pod traffic arrives on, from ``! -i NAME`` masquerade rules (``+`` -> ``0``)."""
+    interface_nets: dict[str, set[str]] = field(default_factory=dict)
+    """Interfaces named in the rules (``+`` -> ``0``), each with the subnets rules pair it with
+    (``-s 172.17.0.0/16 ! -o docker0``: docker0 is Docker's 172.17.0.0/16, not the pods')."""
+    redacted_lines: set[int] = field(default_factory=set)
+    """Lines whose addresses were redacted by whoever published the dump (``x.x.x.x``)."""
 
     def table(self, name: str) -> Table | None:
         return self.ruleset.tables.get(name)
@@ -264,7 +283,7 @@ class _Builder:
         found = self.by_hash.get(h)
         if found is not None:
             return found
-        name, proto = self.hash_names.get(h, (f"<unknown {h}>", None))
+        name, proto = self.hash_names.get(h) or well_known_hashes().get(h) or (f"<unknown {h}>", None)
         view = self.view(name, proto or "?")
         view.hash = h
         self.by_hash[h] = view
@@ -280,6 +299,119 @@ class _Builder:
     def finish(self) -> None:
         for view in self.by_key.values():
             view.written_name = self.written.get(view.name)
+
+
+WELL_KNOWN_PORTS: tuple[tuple[str, str], ...] = (
+    ("default/kubernetes:https", "tcp"),
+    ("kube-system/kube-dns:dns", "udp"),
+    ("kube-system/kube-dns:dns-tcp", "tcp"),
+    ("kube-system/kube-dns:metrics", "tcp"),
+    ("kube-system/metrics-server", "tcp"),
+    ("kube-system/metrics-server:https", "tcp"),
+    ("kube-system/calico-typha:calico-typha", "tcp"),
+    ("calico-system/calico-typha:calico-typha", "tcp"),
+    ("calico-apiserver/calico-api:apiserver", "tcp"),
+)
+"""Service ports most clusters have; a chain hash equal to one of theirs names it exactly."""
+
+
+@lru_cache(maxsize=1)
+def well_known_hashes() -> dict[str, tuple[str, str]]:
+    return {port_proto_hash(spn, proto): (spn, proto) for spn, proto in WELL_KNOWN_PORTS}
+
+
+_REDACTED_WORD = re.compile(r"(?:[0-9]{1,3}|[xX*#]+)(?:\.(?:[0-9]{1,3}|[xX*#]+)){3}(?:/\d+)?")
+
+
+def is_redacted(text: str | None) -> bool:
+    """Whether an address was blanked out by hand (``x.x.x.x``, ``10.x.x.x/32``, ``*.*.*.*``)."""
+    if not text:
+        return False
+    return (_REDACTED_WORD.fullmatch(text) is not None and any(c in text for c in "xX*#")) \
+        or "redacted" in text.lower()
+
+
+def _redacted_lines(ruleset: Ruleset) -> set[int]:
+    lines: set[int] = set()
+    for problem in ruleset.problems:
+        if any(is_redacted(word.strip("'\"")) for word in problem.message.split()):
+            lines.add(problem.line)
+    return lines
+
+
+_IPVS_SETS = ("KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER", "KUBE-NODE-PORT-TCP", "KUBE-EXTERNAL-IP")
+
+
+def _ipvs_evidence(nat: Table) -> RuleRef | None:
+    """A nat KUBE-SERVICES rule matching one of kube-proxy's IPVS ipsets, if any."""
+    chain = nat.chains.get("KUBE-SERVICES")
+    if chain is None:
+        return None
+    for i, rule in enumerate(chain.rules):
+        if any(o.module == "set" and o.args and o.args[0] in _IPVS_SETS for o in rule.matches):
+            return RuleRef(nat.name, chain.name, i, rule)
+    return None
+
+
+def _local_detector(nat: Table, view: RulesetView) -> None:
+    """Pod CIDRs and pod interface from kube-proxy's "not local, so masquerade" rules.
+
+    Old layouts and IPVS mode write them in KUBE-SERVICES, current ones in every KUBE-SVC
+    chain (the same detector each time, so the first chain that has one is enough).
+    """
+    cidrs: list[str] = []
+    interfaces: list[str] = []
+    services = nat.chains.get("KUBE-SERVICES")
+    chains = [services] if services is not None else []
+    chains += [c for c in nat.chains.values() if _chain_kind(c.name) in ("SVC", "SVL", "EXT")]
+    for chain in chains:
+        for rule in chain.rules:
+            if rule.jump != "KUBE-MARK-MASQ":
+                continue
+            for name, found in (("source", cidrs), ("in-interface", interfaces)):
+                opt = rule.builtin(name)
+                if opt is not None and opt.negated and opt.args and opt.args[0] not in found:
+                    found.append(opt.args[0])
+        if chain is not services and (cidrs or interfaces):
+            break
+    view.pod_cidrs = cidrs
+    view.pod_interface = interfaces[0].replace("+", "0") if interfaces else None
+
+
+def _interface_nets(ruleset: Ruleset) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for table in ruleset.tables.values():
+        for chain, _, rule in table.rules():
+            if _chain_kind(chain.name) is not None or chain.name.startswith(ENDPOINT_PREFIX):
+                continue  # kube-proxy's per-Service chains name no interfaces but its detector's
+            names = [o.args[0] for o in (rule.builtin("in-interface"), rule.builtin("out-interface"))
+                     if o is not None and o.args]
+            if not names:
+                continue
+            nets = {o.args[0] for o in (rule.builtin("source"), rule.builtin("destination"))
+                    if o is not None and o.args and not o.negated}
+            for name in names:
+                found.setdefault(name.replace("+", "0"), set()).update(nets)
+    found.pop("lo", None)
+    return found
+
+
+def _has_entry(svc: ServicePortView) -> bool:
+    return bool(svc.addresses or svc.rejects or svc.local_drops or svc.health_checks or svc.masq_rules)
+
+
+def _split_leftovers(view: RulesetView) -> None:
+    """IPVS mode: move Service ports that only have unused iptables-mode chains aside."""
+    used = {sep for svc in view.services.values() for sep in svc.endpoints}
+    for key, svc in list(view.services.items()):
+        if not _has_entry(svc):
+            view.leftovers.append(svc)
+            del view.services[key]
+    used_live = {sep for svc in view.services.values() for sep in svc.endpoints}
+    named = {sep for svc in view.leftovers for sep in (*svc.endpoints, *svc.orphan_endpoints)}
+    view.leftover_endpoint_chains = sorted(
+        name for name in view.endpoint_chains if name not in used_live and name not in named
+        and name not in used)
 
 
 def build_view(ruleset: Ruleset) -> RulesetView:
@@ -298,7 +430,16 @@ def build_view(ruleset: Ruleset) -> RulesetView:
         _collect_filter(b, filt)
     b.finish()
     services = dict(sorted(b.by_key.items()))
-    return RulesetView(ruleset, services, endpoint_chains)
+    view = RulesetView(ruleset, services, endpoint_chains)
+    view.redacted_lines = _redacted_lines(ruleset)
+    view.interface_nets = _interface_nets(ruleset)
+    if nat is not None:
+        _local_detector(nat, view)
+        view.mode_evidence = _ipvs_evidence(nat)
+        if view.mode_evidence is not None:
+            view.mode = "ipvs"
+            _split_leftovers(view)
+    return view
 
 
 def _learn_names(b: _Builder, nat: Table, endpoint_chains: dict[str, EndpointChain]) -> None:

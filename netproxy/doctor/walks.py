@@ -9,7 +9,12 @@ bridged), as pod-to-Service traffic is.
 
 from __future__ import annotations
 
-from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netproxy.doctor.checks import counted
+from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.errors import TraceError
 from netproxy.trace import Hop, Outcome, Packet, Tracer
@@ -86,23 +91,100 @@ def _trace(tracer: Tracer, packet: Packet) -> list[Outcome] | str:
         return str(err)
 
 
-def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
-    target = _cluster_ip(view, svc)
-    endpoints = _endpoints(svc)
-    if target is None or not endpoints or svc.protocol not in ("tcp", "udp", "sctp"):
-        return _finding("walk-split", NOT_APPLICABLE, "no cluster IP with endpoint rules to trace")
-    ip, port = target
-    packet = Packet(dst=ip, dport=port, proto=svc.protocol, src=OUTSIDE[view.ruleset.family],
-                    origin="pod", in_interface=POD_INTERFACE, out_interface=OUT_INTERFACE, bridged=False)
-    outcomes = _trace(tracer, packet)
-    if isinstance(outcomes, str):
-        return _finding("walk-split", NOT_APPLICABLE, f"the tracer cannot walk it: {outcomes}")
-    unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
-    if unknown:
-        refs = _refs(view, unknown[0].path)
-        return _finding("walk-split", NOT_APPLICABLE,
-                        f"the tracer cannot decide {sum(o.probability for o in unknown):.2%} of it: "
-                        f"{unknown[0].reason}", refs[-1:])
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a traced connection starts: a pod on this node, the node itself, or a client
+    outside the pod network whose packets the node routes."""
+
+    label: str
+    src: str
+    origin: str
+    in_interface: str | None
+    guessed: bool = False
+    """The interface is made up: the dump does not say which one the pods use."""
+
+
+NODE_STANDIN = {"ipv4": "192.0.2.10", "ipv6": "2001:db8::10"}
+"""The node's address when it is not known (documentation range)."""
+
+
+def pod_address(cidrs: Sequence[str], avoid: set[str]) -> str | None:
+    """A pod address inside the first pod CIDR that is none of ``avoid`` (the Service's own
+    endpoints, which would make the walk a hairpin)."""
+    for text in cidrs:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue
+        for offset in range(5, 64):
+            if offset >= net.num_addresses - 1:
+                break
+            candidate = str(net.network_address + offset)
+            if candidate not in avoid:
+                return candidate
+    return None
+
+
+def _networks(texts: Sequence[str] | set[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for text in texts:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen > 0:
+            nets.append(net)
+    return nets
+
+
+def _overlaps(a: ipaddress.IPv4Network | ipaddress.IPv6Network,
+              b: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    return a.version == b.version and a.overlaps(b)
+
+
+def pod_interface(view: RulesetView) -> tuple[str, bool]:
+    """The interface pod traffic arrives on, and whether the rules (or a flag) say so: kube-proxy's
+    ``! -i`` detector, else an interface the rules pair with a subnet of the pod CIDR (old flannel
+    setups put the pods on docker0, ``-s 10.1.15.0/24 ! -o docker0 -j MASQUERADE``)."""
+    if view.pod_interface:
+        return view.pod_interface, True
+    pods = _networks(view.pod_cidrs)
+    for name, nets in sorted(view.interface_nets.items()):
+        if any(_overlaps(n, p) for n in _networks(nets) for p in pods):
+            return name, True
+    return POD_INTERFACE, False
+
+
+def other_pod_interfaces(view: RulesetView) -> list[str]:
+    """Interfaces the rules name that could be the pods' (no rule ties them to another subnet)."""
+    pods = _networks(view.pod_cidrs)
+    out = []
+    for name, nets in sorted(view.interface_nets.items()):
+        own = _networks(nets)
+        if not own or any(_overlaps(n, p) for n in own for p in pods):
+            out.append(name)
+    return out
+
+
+def sources(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> list[Source]:
+    """Every kind of client of a cluster IP, pod of this node's pod CIDR first."""
+    family = view.ruleset.family
+    out: list[Source] = []
+    avoid = {ep.rpartition(":")[0].strip("[]") for ep in _endpoints(svc)}
+    pod = pod_address(view.pod_cidrs, avoid)
+    if pod is not None:
+        interface, known = pod_interface(view)
+        out.append(Source(f"a pod ({pod})", pod, "pod", interface, guessed=not known))
+    node_ip = next((ip for ip in tracer.local_ips if not _loopback(ip) and (":" in ip) == (family == "ipv6")),
+                   None)
+    out.append(Source(f"the node ({node_ip or NODE_STANDIN[family]})", node_ip or NODE_STANDIN[family],
+                      "node", None))
+    out.append(Source(f"outside the pod network ({OUTSIDE[family]})", OUTSIDE[family], "pod",
+                      POD_INTERFACE))
+    return out
+
+
+def _split_problems(outcomes: list[Outcome], endpoints: list[str]) -> list[str]:
     shares: dict[str, float] = {}
     for o in outcomes:
         if o.verdict == "ACCEPT" and o.dnat:
@@ -112,22 +194,146 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
         shares[key] = shares.get(key, 0.0) + o.probability
     even = 1.0 / len(endpoints)
     problems = []
-    for ep in endpoints:
-        got = shares.get(ep, 0.0)
-        if abs(got - even) > SHARE_TOLERANCE:
-            problems.append(f"{ep} gets {got:.2%}, expected {even:.2%}")
     for key, got in sorted(shares.items()):
         if key not in endpoints and got > SHARE_TOLERANCE:
             problems.append(f"{got:.2%} ends {key}")
-    worst = next((o for o in outcomes if o.verdict != "ACCEPT" or (o.dnat or "") not in endpoints),
-                 outcomes[0])
+    for ep in endpoints:
+        got = shares.get(ep, 0.0)
+        explained = any(k.endswith(f" to {ep}") for k in shares) or (problems and len(endpoints) == 1)
+        if abs(got - even) > SHARE_TOLERANCE and not (explained and got < SHARE_TOLERANCE):
+            problems.append(f"{ep} gets {got:.2%}, expected {even:.2%}")
+    return problems
+
+
+def _ending(view: RulesetView, outcome: Outcome) -> list[str]:
+    """The counters of the rule that decided a lost connection, when the dump has them."""
+    refs = _refs(view, outcome.path)
+    if not refs or outcome.verdict == "ACCEPT":
+        return []
+    text = counted(refs[-1], refs[-1].rule.jump or outcome.verdict)
+    return [text] if text else []
+
+
+def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
+    target = _cluster_ip(view, svc)
+    endpoints = _endpoints(svc)
+    if target is None or not endpoints or svc.protocol not in ("tcp", "udp", "sctp"):
+        return _finding("walk-split", NOT_APPLICABLE, "no cluster IP with endpoint rules to trace")
+    ip, port = target
+    problems: list[str] = []
+    failing: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
+    warnings: list[str] = []
+    undecided: list[str] = []
+    refs: list[RuleRef] = []
+    first_ok: list[RuleRef] = []
+    walked: list[str] = []
+    for source in sources(view, svc, tracer):
+        outcomes = _trace(tracer, _packet(svc, ip, port, source, source.in_interface))
+        if isinstance(outcomes, str):
+            undecided.append(f"from {source.label}: the tracer cannot walk it: {outcomes}")
+            continue
+        unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
+        if unknown:
+            undecided.append(f"from {source.label}: the tracer cannot decide "
+                             f"{sum(o.probability for o in unknown):.2%} of it: {unknown[0].reason}")
+            refs = refs or _refs(view, unknown[0].path)[-1:]
+            continue
+        walked.append(source.label.partition(" (")[0])
+        found = _split_problems(outcomes, endpoints)
+        if not found:
+            first_ok = first_ok or _refs(view, outcomes[0].path)[:3]
+            continue
+        worst = next((o for o in outcomes if o.verdict != "ACCEPT" or (o.dnat or "") not in endpoints),
+                     outcomes[0])
+        passes_on = _passing_interface(view, svc, tracer, ip, port, source, endpoints) \
+            if source.guessed else None
+        if passes_on is not None:
+            warnings.append(f"from {source.label}: {found[0]} if it arrives on {source.in_interface}, "
+                            f"but arriving on {passes_on} it passes; the dump does not say which "
+                            "interface the pods use (give --pod-bridge-interface)")
+            refs = refs or _refs(view, worst.path)
+            continue
+        own = _maybe_this_node(view, tracer, worst)
+        if own is not None:
+            local_ok = _passes_as_local(view, svc, tracer, ip, port, source, endpoints, own)
+            if local_ok:
+                warnings.append(f"from {source.label}: {found[0]} if {own} is another machine; "
+                                f"if it is this node's own address (a control-plane node) it passes "
+                                "(give --node-ip to decide)")
+                refs = refs or _refs(view, worst.path)
+                continue
+        if not failing:
+            refs = _refs(view, worst.path)
+        extra = _ending(view, worst)
+        if own is not None:
+            extra.append(f"the same whether {own} is another machine or this node")
+        failing.setdefault((tuple(found), tuple(extra)), []).append(source.label)
+    for (found_lines, extra_lines), labels in failing.items():
+        if len(failing) == 1:  # one story for every source that fails: name them once
+            problems += [f"from {_join(labels)}: {found_lines[0]}", *found_lines[1:]]
+        else:
+            problems += [f"from {_join(labels)}: {line}" for line in found_lines]
+        problems += list(extra_lines)
     if problems:
-        return _finding("walk-split", FAILED, problems[0], _refs(view, worst.path), problems[1:])
+        return _finding("walk-split", FAILED, problems[0], refs, problems[1:] + warnings + undecided)
+    if warnings:
+        return _finding("walk-split", WARNING, warnings[0], refs, warnings[1:] + undecided)
+    if not walked:
+        return _finding("walk-split", NOT_APPLICABLE, undecided[0], refs, undecided[1:])
+    even = 1.0 / len(endpoints)
     if len(endpoints) == 1:
         summary = f"{hostport(ip, port)} reaches its one endpoint"
     else:
         summary = f"{hostport(ip, port)} reaches {len(endpoints)} endpoints, {even:.2%} each"
-    return _finding("walk-split", PASSED, summary, _refs(view, outcomes[0].path)[:3])
+    summary += " from " + _join(walked)
+    return _finding("walk-split", PASSED, summary, first_ok, undecided)
+
+
+def _maybe_this_node(view: RulesetView, tracer: Tracer, outcome: Outcome) -> str | None:
+    """The endpoint address a lost connection was sent to, when it could be this node's own
+    (the apiserver of a control-plane node): outside the pod network and no ``--node-ip`` given."""
+    if not outcome.dnat or tracer.local_ips or _in_pod_network(view, outcome.dnat):
+        return None
+    return outcome.dnat.rpartition(":")[0].strip("[]")
+
+
+def _passes_as_local(view: RulesetView, svc: ServicePortView, tracer: Tracer, ip: str, port: int,
+                     source: Source, endpoints: list[str], own: str) -> bool:
+    """Whether the connection reaches its endpoints when ``own`` is one of the node's addresses."""
+    local = Tracer(view.ruleset, local_ips=[own])
+    outcomes = _trace(local, _packet(svc, ip, port, source, source.in_interface))
+    if isinstance(outcomes, str) or any(o.verdict == "UNKNOWN" for o in outcomes):
+        return False
+    return not _split_problems(outcomes, endpoints)
+
+
+def _in_pod_network(view: RulesetView, endpoint: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(endpoint.rpartition(":")[0].strip("[]"))
+    except ValueError:
+        return False
+    return any(ip.version == net.version and ip in net for net in _networks(view.pod_cidrs))
+
+
+def _packet(svc: ServicePortView, ip: str, port: int, source: Source, interface: str | None) -> Packet:
+    return Packet(dst=ip, dport=port, proto=svc.protocol, src=source.src, origin=source.origin,
+                  in_interface=interface, out_interface=OUT_INTERFACE, bridged=False)
+
+
+def _passing_interface(view: RulesetView, svc: ServicePortView, tracer: Tracer, ip: str, port: int,
+                       source: Source, endpoints: list[str]) -> str | None:
+    """An interface the rules name on which the same connection reaches its endpoints evenly."""
+    for name in other_pod_interfaces(view):
+        outcomes = _trace(tracer, _packet(svc, ip, port, source, name))
+        if isinstance(outcomes, str) or any(o.verdict == "UNKNOWN" for o in outcomes):
+            continue
+        if not _split_problems(outcomes, endpoints):
+            return name
+    return None
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
@@ -216,6 +422,10 @@ def check_walk_nodeport(view: RulesetView, svc: ServicePortView, tracer: Tracer)
     problems += [f"{ep} gets {p:.2%} but the {'Local' if local else 'Cluster'} policy does not "
                  "allow it" for ep, p in sorted(reached.items()) if ep not in allowed]
     policy = "Local" if local else "Cluster"
+    if local and not allowed and not reached and all(o.verdict == "DROP" for o in outcomes):
+        return _finding("walk-nodeport", INFO, f"{where} (Local policy): no local endpoint here, "
+                        "so external traffic to this node is dropped, by design",
+                        _refs(view, outcomes[0].path), _ending(view, outcomes[0]))
     if problems:
         worst = next((o for o in outcomes if o.verdict != "ACCEPT"), outcomes[0])
         return _finding("walk-nodeport", FAILED, f"{where} ({policy} policy): {problems[0]}",

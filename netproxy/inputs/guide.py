@@ -81,7 +81,11 @@ def hint(kind: str, command: str, name: str) -> str:
         return ("netproxy reads iptables rulesets: on the node run iptables-save, which also shows "
                 "the rules iptables-nft keeps in nftables")
     if kind == k.SNAPSHOT:
-        return f"netproxy {command} does not read node snapshots yet; give it the node's iptables-save dump"
+        return {
+            "trace": f"a node snapshot goes to --rules or --snapshot: netproxy trace --rules {f} --dst ...",
+            "doctor": f"give it with --rules: netproxy doctor --rules {f}",
+            "diff": f"give it as OLD or NEW: netproxy diff OLD {f}",
+        }.get(command, f"trace it with netproxy trace --rules {f}, check it with netproxy doctor --rules {f}")
     if kind == k.COMPRESSED:
         return f"decompress it first (e.g. zcat {f} > node.rules)"
     if kind == k.BINARY:

@@ -89,10 +89,15 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
         except OSError as err:
             raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
         found = sniff_bytes(data[:HEAD_BYTES])
-        if not found.is_rules:
+        if not found.is_rules and found.kind != k.SNAPSHOT:
             raise refuse(found, where=source, role="rules", command=command)
         text = data.decode("utf-8", errors="surrogateescape")
         del data
+    if found.kind == k.SNAPSHOT:
+        text, removed = clear_edges(text)
+        if removed:
+            note(f"{source}: ignored what a paste added: {describe(removed)}")
+        return _snapshot_ruleset(text, source, family, strict)
     if not found.is_rules:
         raise refuse(found, where=source, role="rules", command=command)
     text, removed = clear_edges(text)
@@ -106,6 +111,20 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
             raise ParseError(problem.message, source=source, line=problem.line, column=problem.column)
     if not ruleset.tables:
         raise ParseError("no iptables tables found (not an iptables-save dump?)", source=source, line=1)
+    return ruleset
+
+
+def _snapshot_ruleset(text: str, source: str, family: str | None, strict: bool) -> Ruleset:
+    """The iptables rules of ``family`` (default: the family holding rules) in a node
+    snapshot (``netproxy snapshot``), whole."""
+    from netproxy.node.snapshot import parse_snapshot
+
+    ruleset = parse_snapshot(text, source).ruleset(family, strict=strict)
+    for problem in ruleset.problems:
+        if any(marker in problem.message for marker in FATAL):
+            raise ParseError(problem.message, source=source, line=problem.line, column=problem.column)
+    if not ruleset.tables:
+        raise ParseError(f"the snapshot holds no {ruleset.family} iptables rules", source=source)
     return ruleset
 
 
@@ -135,7 +154,8 @@ def split_rules_input(inputs: tuple[str, ...], rules_path: str | None,
     """A dump given where cluster INPUTS go (``netproxy trace node.rules ...``) is taken as
     ``--rules``: returns (rules path, the other inputs)."""
     dumps = [name for name in inputs
-             if (name == "-" or Path(name).is_file()) and sniff_path(name).is_rules]
+             if (name == "-" or Path(name).is_file())
+             and (sniff_path(name).is_rules or sniff_path(name).kind == k.SNAPSHOT)]
     if not dumps:
         return rules_path, inputs
     if rules_path is not None:

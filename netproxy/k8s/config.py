@@ -14,6 +14,7 @@ from netproxy.k8s.decode import fail
 from netproxy.k8s.ipaddr import parse_cidr
 
 API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
+PROXY_MODES = ("iptables", "nftables")
 DETECT_LOCAL_MODES = ("ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix")
 
 
@@ -32,6 +33,8 @@ class KubeProxyConfig:
     nodeport_addresses: tuple[str, ...] = ()
     tcp_be_liberal: bool = False
     mode: str = "iptables"
+    nftables_masquerade_bit: int = 14
+    feature_gates: tuple[tuple[str, bool], ...] = ()
     source: str = field(default="", compare=False)
 
     def with_changes(self, **changes: Any) -> KubeProxyConfig:
@@ -64,8 +67,9 @@ def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = No
     def err(path: str, message: str) -> InputError:
         return fail(where, names.get(path, path) if names else path, message)
 
-    if cfg.mode not in ("", "iptables"):
-        raise err("mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles iptables mode)")
+    if cfg.mode not in PROXY_MODES:
+        raise err("mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles "
+                   "iptables and nftables mode)")
     if cfg.detect_local_mode not in DETECT_LOCAL_MODES:
         raise err("detectLocalMode", f"unknown mode {cfg.detect_local_mode!r} "
                    f"(want {', '.join(DETECT_LOCAL_MODES)})")
@@ -82,6 +86,8 @@ def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = No
         raise err("clusterCIDR", "at most one CIDR per IP family")
     if not 0 <= cfg.masquerade_bit <= 31:
         raise err("iptables.masqueradeBit", f"must be 0-31, not {cfg.masquerade_bit}")
+    if not 0 <= cfg.nftables_masquerade_bit <= 31:
+        raise err("nftables.masqueradeBit", f"must be 0-31, not {cfg.nftables_masquerade_bit}")
     for addr in cfg.nodeport_addresses:
         if addr == "primary":
             if len(cfg.nodeport_addresses) != 1:
@@ -122,15 +128,39 @@ def config_from_document(doc: dict[str, Any], where: str) -> KubeProxyConfig:
         bridge_interface=_get(doc, where, "detectLocal.bridgeInterface", str, ""),
         interface_name_prefix=_get(doc, where, "detectLocal.interfaceNamePrefix", str, ""),
         masquerade_bit=_get(doc, where, "iptables.masqueradeBit", int, 14),
-        masquerade_all=_get(doc, where, "iptables.masqueradeAll", bool, False),
+        masquerade_all=(_get(doc, where, "iptables.masqueradeAll", bool, False)
+                        or _get(doc, where, "linux.masqueradeAll", bool, False)
+                        or _get(doc, where, "nftables.masqueradeAll", bool, False)),
         localhost_nodeports=_get(doc, where, "iptables.localhostNodePorts", bool, True),
         nodeport_addresses=tuple(npa),
         tcp_be_liberal=_get(doc, where, "conntrack.tcpBeLiberal", bool, False),
         mode=_get(doc, where, "mode", str, "") or "iptables",
+        nftables_masquerade_bit=_get(doc, where, "nftables.masqueradeBit", int, 14),
+        feature_gates=_feature_gates(_get(doc, where, "featureGates", dict, {}), where),
         source=where,
     )
     validate(cfg, where)
     return cfg
+
+
+def _feature_gates(gates: dict[str, Any], where: str) -> tuple[tuple[str, bool], ...]:
+    for name, value in gates.items():
+        if not isinstance(value, bool):
+            raise fail(where, f"featureGates.{name}", f"must be true or false, not {value!r}")
+    return tuple(sorted(gates.items()))
+
+
+def parse_feature_gates(text: str, where: str = "--feature-gates") -> tuple[tuple[str, bool], ...]:
+    """kube-proxy's ``--feature-gates A=true,B=false``."""
+    gates: dict[str, bool] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or value.lower() not in ("true", "false"):
+            raise InputError(f"{part!r} is not NAME=true or NAME=false", where=where)
+        gates[name.strip()] = value.lower() == "true"
+    return tuple(sorted(gates.items()))
 
 
 def load_config(path: str) -> KubeProxyConfig:

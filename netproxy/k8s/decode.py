@@ -450,8 +450,6 @@ def _service_port_checked(raw: Any, svc_type: str, source: str, path: str) -> Se
     node_port = 0
     if entry.get("nodePort") not in (None, 0):
         node_port = _int(entry["nodePort"], source, path + ".nodePort", 1, 65535, "port")
-    elif svc_type == "NodePort":
-        raise fail(source, path + ".nodePort", "missing for a NodePort service")
     target = entry.get("targetPort")
     return ServicePortSpec(
         name=_str(entry.get("name"), source, path + ".name"),
@@ -627,3 +625,16 @@ def decode_node(doc: dict[str, Any], source: str) -> Node:
         node.addresses.append((_str(entry.get("type"), source, f"status.addresses[{i}].type"),
                                _str(entry.get("address"), source, f"status.addresses[{i}].address")))
     return node
+
+
+def decode_service_cidr(doc: dict[str, Any], source: str) -> list[str]:
+    """The CIDRs of a ``networking.k8s.io`` ServiceCIDR (``spec.cidrs``), printed canonically."""
+    metadata(doc, source)
+    spec = _map(doc.get("spec") or {}, source, "spec")
+    out = []
+    for i, text in enumerate(_strs(spec.get("cidrs"), source, "spec.cidrs")):
+        net = parse_cidr(text)
+        if net is None:
+            raise fail(source, f"spec.cidrs[{i}]", f"invalid CIDR {text!r}")
+        out.append(str(net))
+    return out

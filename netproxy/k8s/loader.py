@@ -21,11 +21,13 @@ from netproxy.k8s.decode import (
     decode_endpoints,
     decode_node,
     decode_service,
+    decode_service_cidr,
 )
 from netproxy.k8s.mirror import mirror_endpoints
 from netproxy.k8s.objects import EndpointSlice, Node, Service
 
 SUFFIXES = (".yaml", ".yml", ".json")
+SERVICE_CIDR_APIS = ("networking.k8s.io/v1", "networking.k8s.io/v1beta1")
 
 
 @dataclass(slots=True)
@@ -38,6 +40,8 @@ class Cluster:
     configs: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     """KubeProxyConfiguration documents found among the inputs, with their source."""
     legacy_endpoints: list[tuple[str, str, dict[str, str], list[Any], str]] = field(default_factory=list)
+    service_cidrs: list[str] = field(default_factory=list)
+    """``spec.cidrs`` of the ServiceCIDR objects (networking.k8s.io), canonical, in input order."""
     notes: list[str] = field(default_factory=list)
 
     def node(self, name: str) -> Node | None:
@@ -159,18 +163,38 @@ def _add(cluster: Cluster, obj: dict[str, Any], where: str) -> None:
     if not isinstance(kind, str) or not kind:
         raise InputError("kind: missing", where=where)
     if kind == "Service" and api in (None, "v1"):
-        cluster.services.append(decode_service(obj, where))
+        svc = decode_service(obj, where)
+        cluster.services.append(svc)
+        if svc.type in ("NodePort", "LoadBalancer"):
+            _note_missing_node_ports(cluster, svc, obj, where)
     elif kind == "EndpointSlice" and api in (None, "discovery.k8s.io/v1"):
         cluster.slices.append(decode_endpoint_slice(obj, where))
     elif kind == "Endpoints" and api in (None, "v1"):
         cluster.legacy_endpoints.append((*decode_endpoints(obj, where), where))
     elif kind == "Node" and api in (None, "v1"):
         cluster.nodes.append(decode_node(obj, where))
+    elif kind == "ServiceCIDR" and api in (None, *SERVICE_CIDR_APIS):
+        for cidr in decode_service_cidr(obj, where):
+            if cidr not in cluster.service_cidrs:
+                cluster.service_cidrs.append(cidr)
     elif kind == "KubeProxyConfiguration":
         cluster.configs.append((obj, where))
     else:
         label = f"{api}/{kind}" if api else kind
         cluster.notes.append(f"{where}: skipping {label} (not used by kube-proxy's iptables rules)")
+
+
+def _note_missing_node_ports(cluster: Cluster, svc: Service, obj: dict[str, Any],
+                             where: str) -> None:
+    """A note for ports the API server would have given a nodePort: kube-proxy writes no
+    NodePort rule for them (a LoadBalancer with ``allocateLoadBalancerNodePorts: false`` is
+    normal and gets no note)."""
+    if svc.type == "LoadBalancer" and (obj.get("spec") or {}).get("allocateLoadBalancerNodePorts") is False:
+        return
+    for i, port in enumerate(svc.ports):
+        if not port.node_port:
+            cluster.notes.append(f"{where}: spec.ports[{i}].nodePort: missing for a {svc.type} "
+                                 "service; kube-proxy writes no NodePort rule for this port")
 
 
 def _mirror_legacy(cluster: Cluster) -> None:

@@ -442,4 +442,9 @@ def read_rules(path: str | Path, *, family: str | None = None, strict: bool = Fa
             text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as err:
         raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    if text.startswith("# netproxy node snapshot"):
+        # A node snapshot (netproxy snapshot): its iptables rules of the family.
+        from netproxy.node.snapshot import parse_snapshot
+
+        return parse_snapshot(text, source).ruleset(family, strict=strict)
     return parse_rules(text, source=source, family=family, strict=strict)

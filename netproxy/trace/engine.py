@@ -10,6 +10,15 @@ Hook order by where the packet comes from:
   ``lo``: PREROUTING (raw, mangle) and INPUT (mangle, filter, security) -- nat is not
   consulted again because the connection's NAT bindings are already set up.
 
+The routing decision is the node's own when the tracer has a ``router`` (a
+:class:`netproxy.node.routing.Router`, from a node snapshot): a route lookup after
+PREROUTING nat (after DNAT, as the kernel does) chooses local delivery, forwarding with its
+output interface, or a discard (blackhole, unreachable, prohibit, no route); for packets
+generated on the node the lookup is made before OUTPUT (the output interface and, when not
+given, the source address) and again after OUTPUT nat (a DNAT or a new mark reroutes). An
+arriving packet without ``in_interface`` gets the interface the node routes its source to,
+stated as inferred. Without a router, only local addresses decide (local versus forwarded).
+
 The nat table is consulted only for the first packet of a connection (conntrack NEW), as
 the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as well.
 """
@@ -17,6 +26,7 @@ the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from netproxy.errors import TraceError
@@ -36,7 +46,7 @@ from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_prior
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
 from netproxy.trace.nftrules import NftRules
-from netproxy.trace.packet import Packet, Resolved, resolve
+from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
 from netproxy.trace.state import Cond, Memory, Walk
 from netproxy.trace.targets import compile_target
@@ -78,7 +88,7 @@ class Tracer:
     def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] | None = (), *,
                  ipsets: dict[str, Any] | None = None, strict: bool = False,
                  pod_cidrs: Iterable[str] = (), assume: bool = False,
-                 nft: Sequence[NftRuleset] = ()) -> None:
+                 router: Any = None, nft: Sequence[NftRuleset] = ()) -> None:
         """``assume``: answer anyway where context is missing -- an interface or bridge
         port not given takes a stated default, an unknowable fact (ipset contents, whether
         an address is the node's) forks into both cases. With ``local_ips=None`` the node's
@@ -127,6 +137,13 @@ class Tracer:
                     raise TraceError(f"bad --local-ip: {err}") from None
                 continue  # an address of the other family can never be a packet's
             self.local_ips.append(text)
+        self.router = router
+        """The node's routing (``lookup``/``reverse``/``is_local``/``local_hosts``/
+        ``local_nets``, as :class:`netproxy.node.routing.Router`), or None."""
+        self._local_nets: tuple[tuple[int, int], ...] = ()
+        if router is not None:
+            hosts |= router.local_hosts
+            self._local_nets = tuple(router.local_nets)
         self._hosts = frozenset(hosts)
         self._pods: list[tuple[int, int]] = []
         """Pod networks: a source inside one (and not local) is labelled ``pod``."""
@@ -176,6 +193,8 @@ class Tracer:
     def _may_act(self, hook: str, table: str, chain: str) -> bool:
         if hook in MARKERS:
             return True
+        if hook == "REROUTE":
+            return self.router is not None
         code = self.codes.get((table, chain))
         return code is not None and bool(code.rules or code.policy != "ACCEPT")
 
@@ -219,12 +238,14 @@ class Tracer:
     # ------------------------------------------------------------------ helpers
 
     def is_local(self, addr: int) -> bool:
-        return addr in self._hosts or (addr & self._lo[1]) == self._lo[0]
+        if addr in self._hosts or (addr & self._lo[1]) == self._lo[0]:
+            return True
+        return bool(self._local_nets) and any(addr & m == n for n, m in self._local_nets)
 
     def placed(self, addr: int) -> bool | None:
         """Whether ``addr`` is the node's: None when the tracer cannot tell (the node's
         addresses were not given, and nothing the dump reveals places it)."""
-        if addr in self._hosts or (addr & self._lo[1]) == self._lo[0]:
+        if self.is_local(addr):
             return True
         if self._complete or addr in self._service_ips:
             return False
@@ -418,9 +439,24 @@ class Tracer:
     def trace(self, packet: Packet, memory: Memory | None = None) -> TraceResult:
         """Every outcome of ``packet``; ``memory`` carries recent/nth/limit state between
         packets of a sequence (a fresh one when omitted)."""
+        inferred: dict[str, str] = {}
+        first_route = None
+        if self.router is not None:
+            packet, first_route = self._infer(packet, inferred)
         pkt = self.resolve(packet)
+        if (self.router is not None and pkt.origin not in ("node", "localhost")
+                and packet.in_interface is None):
+            back = self.router.reverse(pkt.src, mark=packet.mark)
+            if back.dev and not back.refused:
+                packet = packet.with_(in_interface=back.dev)
+                pkt = replace(pkt, packet=packet)
+                inferred["in_interface"] = back.dev
+                inferred["in_interface_why"] = (f"the node routes {pkt.src_text} to "
+                                                f"{back.dev}: {back.describe()}")
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
+        if self.router is not None and pkt.origin in ("node", "localhost"):
+            walk.route = first_route or self._route(walk, arriving=False)
         outcomes = self._run(walk)
         independent: list[str] = []
         if self.assume:
@@ -429,12 +465,47 @@ class Tracer:
             outcomes, independent = settle(outcomes)
         notes: list[str] = list(self.notes)
         notes += [f"inferred: {text}" for text in self.inferred]
+        if "src" in inferred:
+            notes.append(f"inferred: source {inferred['src']} ({inferred.pop('src_why')})")
+        if "in_interface" in inferred:
+            notes.append(f"inferred: input interface {inferred['in_interface']} "
+                         f"({inferred.pop('in_interface_why')})")
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
         result = TraceResult(pkt, outcomes, notes)
         result.independent = independent
+        result.inferred = inferred
         return result
+
+    def _infer(self, packet: Packet, inferred: dict[str, str]) -> tuple[Packet, Any]:
+        """A packet the node generates without a source takes its route's ``src``."""
+        if packet.src is not None or ORIGINS.get(packet.origin or "") not in ("node",):
+            return packet, None
+        try:
+            dst = parse_addr(packet.dst, self.family)
+        except ValueError:
+            return packet, None  # resolve() says what is wrong
+        decision = self.router.lookup(dst, mark=packet.mark)
+        if decision.src is None:
+            return packet, decision
+        inferred["src"] = decision.src
+        inferred["src_why"] = f"the preferred source of {decision.describe()}"
+        return packet.with_(src=decision.src), decision
+
+    def _route(self, w: Walk, *, arriving: bool) -> Any:
+        """The router's decision for the branch as it is now."""
+        pkt = w.pkt
+        iif = (pkt.packet.in_interface or "") if arriving else None
+        return self.router.lookup(w.dst, src=w.src if arriving or pkt.packet.src else None,
+                                  mark=w.mark, iif=iif, proto=pkt.proto, sport=w.sport,
+                                  dport=w.dport)
+
+    def _refused(self, w: Walk, decision: Any) -> Outcome:
+        """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
+        unreachable, prohibit and no route answer with an ICMP error (REJECT)."""
+        verdict = "DROP" if decision.kind in ("blackhole", "not-forwarding") else "REJECT"
+        return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
     def trace_sequence(self, packets: Sequence[Packet]) -> list[TraceResult]:
         """Trace packets in order; kernel memory (recent lists for session affinity, nth
@@ -472,6 +543,7 @@ class Tracer:
                         merged[k] = Outcome(p, o.verdict, dnat, o.masquerade, o.snat, o.path,
                                             o.reason, o.delivered, None, o.masquerade_flags,
                                             o.final)
+                        merged[k].route = o.route
                     mem = o.memory or Memory()
                     wk = (mem.key(), dnat)
                     if wk in nxt:
@@ -482,8 +554,10 @@ class Tracer:
             if len(worlds) > MAX_BRANCHES:
                 raise TraceError(f"packet sequence has more than {MAX_BRANCHES} possible states")
             assert first is not None
-            results.append(TraceResult(first.packet, list(merged.values()), first.notes,
-                                       same if index else None))
+            done = TraceResult(first.packet, list(merged.values()), first.notes,
+                               same if index else None)
+            done.inferred = first.inferred
+            results.append(done)
         return results
 
     # ------------------------------------------------------------------ the walk
@@ -505,14 +579,17 @@ class Tracer:
         w.hook = hook
         local_origin = w.pkt.origin in ("node", "localhost")
         iif = "lo" if w.looped else ("" if local_origin else p.in_interface)
+        oif = p.out_interface
+        if oif is None and w.route is not None and w.route.dev:
+            oif = w.route.dev
         if hook == "PREROUTING" or hook == "INPUT":
             w.iif, w.oif = iif, ""
         elif hook == "FORWARD":
-            w.iif, w.oif = iif, p.out_interface
+            w.iif, w.oif = iif, oif
         else:
             w.iif = ""
             w.oif = ("lo" if local_origin and self._local_fact(w, w.dst, None, False)
-                     else p.out_interface)
+                     else oif)
 
     def _advance(self, w: Walk, todo: list[Walk], out: list[Outcome]) -> None:
         """Run one branch until it ends (outcome appended); forks go onto ``todo``."""
@@ -534,14 +611,31 @@ class Tracer:
                 hook, table, chain = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
-                    w.steps = steps["in" if self._delivered_here(w, todo) else "fwd"]
+                    if self.router is None:
+                        here = self._delivered_here(w, todo)
+                    else:
+                        w.route = self._route(w, arriving=True)
+                        if w.route.refused:
+                            out.append(self._refused(w, w.route))
+                            return
+                        here = w.route.delivered_here
+                    w.steps = steps["in" if here else "fwd"]
                     w.si = 0
                     continue
                 if hook == "PLACE":  # a locally generated packet: is its destination here?
                     self._local_fact(w, w.dst, todo, True)
                     continue
+                if hook == "REROUTE":  # OUTPUT nat/mangle changed the packet: route again
+                    w.route = self._route(w, arriving=False)
+                    continue
                 if hook == "LOOP":
-                    w.looped = self._local_fact(w, w.dst, todo, True)
+                    if self.router is None:
+                        w.looped = self._local_fact(w, w.dst, todo, True)
+                    else:
+                        if w.route.refused:
+                            out.append(self._refused(w, w.route))
+                            return
+                        w.looped = w.route.delivered_here
                     w.steps = steps["loop" if w.looped else "sent"]
                     w.si = 0
                     continue
@@ -816,4 +910,5 @@ class Tracer:
             o.assumes = tuple(w.facts.values())
         if w.assumed:
             o.assumed = w.assumed
+        o.route = w.route
         return o

@@ -38,7 +38,7 @@ def outcome_head(index: int, o: Outcome) -> str:
             head += f", SNAT to {o.snat}"
         else:
             head += ", source kept"
-    elif o.verdict == "UNKNOWN":
+    elif o.verdict == "UNKNOWN" or o.reason:
         head += f": {o.reason}"
     if o.assumes:
         head += f", if {' and '.join(o.conditions())}"
@@ -61,6 +61,8 @@ def render_text(result: TraceResult, *, verbose: bool = True) -> str:
         for n, o in enumerate(result.outcomes, 1):
             lines.append("")
             lines.append(outcome_head(n, o))
+            if o.route is not None:
+                lines.append(f"  route: {o.route.describe()}")
             for hop in o.path:
                 pad = "  " * (hop.depth + 1)
                 lines.append(f"{pad}{hop.label()}: {hop.text}")

@@ -9,8 +9,10 @@ given (the kernel's order among equals is its registration order, which a listin
 show).
 
 A step of a walk is ``(HOOK, table, chain)``; the markers ``ROUTE`` (routing decision),
-``PLACE``/``LOOP`` (where a locally generated packet goes) and ``DONE`` (table = how the packet
-was delivered) carry empty names.
+``PLACE``/``LOOP`` (where a locally generated packet goes), ``REROUTE`` (routing again after
+OUTPUT nat: the kernel re-routes a local packet whose address or mark nat or mangle changed,
+so it comes after every OUTPUT chain at or below dstnat's priority, -100) and ``DONE``
+(table = how the packet was delivered) carry empty names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ HOOKS = {"prerouting": "PREROUTING", "input": "INPUT", "forward": "FORWARD",
 IPTABLES_PRIORITY = {"raw": -300, "mangle": -150, "filter": 0, "security": 50}
 Step = tuple[str, str, str]
 MARKERS = frozenset({"ROUTE", "LOOP", "DONE"})
+DSTNAT = -100
 
 
 class BaseChain(NamedTuple):
@@ -47,15 +50,19 @@ def plan(bases: list[BaseChain]) -> dict[str, tuple[Step, ...]]:
     ``out`` (generated here), ``loop`` (back in through ``lo``), ``sent``."""
     ordered = sorted(bases, key=lambda b: (b.priority, b.order))
 
-    def at(hook: str, nat: bool = True) -> list[Step]:
+    def at(hook: str, nat: bool = True, upto: int | None = None, above: int | None = None
+           ) -> list[Step]:
         return [(b.hook, b.table, b.chain) for b in ordered
-                if b.hook == hook and (nat or not b.nat)]
+                if b.hook == hook and (nat or not b.nat)
+                and (upto is None or b.priority <= upto)
+                and (above is None or b.priority > above)]
 
     return {
         "pre": (*at("PREROUTING"), ("ROUTE", "", "")),
         "in": (*at("INPUT"), ("DONE", "local", "")),
         "fwd": (*at("FORWARD"), *at("POSTROUTING"), ("DONE", "forwarded", "")),
-        "out": (("PLACE", "", ""), *at("OUTPUT"), *at("POSTROUTING"), ("LOOP", "", "")),
+        "out": (("PLACE", "", ""), *at("OUTPUT", upto=DSTNAT), ("REROUTE", "", ""),
+                *at("OUTPUT", above=DSTNAT), *at("POSTROUTING"), ("LOOP", "", "")),
         # nat is not consulted again on the way back in: the connection's bindings are set.
         "loop": (*at("PREROUTING", False), *at("INPUT", False), ("DONE", "local", "")),
         "sent": (("DONE", "sent", ""),),

@@ -70,7 +70,7 @@ class Outcome:
 
     __slots__ = ("probability", "verdict", "_dnat", "masquerade", "snat", "_path", "reason",
                  "delivered", "memory", "masquerade_flags", "_final", "_lazy", "assumes",
-                 "assumed")
+                 "assumed", "route")
 
     def __init__(self, probability: float, verdict: str, dnat: str | None, masquerade: bool,
                  snat: str | None, path: list[Hop], reason: str | None = None,
@@ -90,6 +90,8 @@ class Outcome:
         self.masquerade_flags = masquerade_flags
         self._final = final
         self._lazy: Any = None
+        self.route: Any = None
+        """The node's routing decision on this branch (traces with a node snapshot)."""
         self.assumes: tuple[tuple[bool, Any], ...] = ()
         """The unknown facts this outcome assumed: (value, :class:`Cond`) pairs. Its
         probability is within that case (the outcomes of each case sum to 1)."""
@@ -114,6 +116,7 @@ class Outcome:
         o._dnat = None
         o._final = ""
         o._lazy = build
+        o.route = None
         o.assumes = ()
         o.assumed = frozenset()
         return o
@@ -145,7 +148,7 @@ class Outcome:
         """Identity of the outcome apart from its probability (to merge equal branches)."""
         return (self.verdict, self.dnat, self.masquerade, self.snat, self.reason,
                 self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path),
-                self.conditions())
+                self.conditions(), self.route)
 
     def conditions(self) -> tuple[str, ...]:
         """The assumed facts as text ("10.96.0.10,udp:53 in KUBE-CLUSTER-IP")."""
@@ -163,6 +166,10 @@ class Outcome:
                                "destination": self.final}
         if self.reason is not None:
             out["reason"] = self.reason
+        if self.route is not None:
+            r = self.route
+            out["route"] = {"kind": r.kind, "dev": r.dev, "gateway": r.gateway, "src": r.src,
+                            "table": r.table, "rule": r.rule, "route": r.route}
         if self.assumes:
             out["assumes"] = list(self.conditions())
         out["path"] = [h.to_dict() for h in self.path]
@@ -177,7 +184,7 @@ class TraceResult:
     """Every outcome of one packet; probabilities sum to 1."""
 
     __slots__ = ("packet", "outcomes", "notes", "same_as_previous", "independent",
-                 "skipped")
+                 "skipped", "inferred")
 
     def __init__(self, packet: Resolved, outcomes: list[Outcome], notes: list[str] | None = None,
                  same_as_previous: float | None = None) -> None:
@@ -185,6 +192,9 @@ class TraceResult:
         self.outcomes = outcomes
         self.notes = notes or []
         self.same_as_previous = same_as_previous
+        self.inferred: dict[str, str] = {}
+        """Packet fields the tracer filled in from the node's context (``in_interface``,
+        ``src``), each also explained in a note."""
         self.independent: list[str] = []
         """Unknown facts the walk forked on whose cases all ended alike: the answer did not
         depend on them."""
@@ -228,12 +238,16 @@ class TraceResult:
             "packet": {"family": p.family, "src": p.src_text, "dst": p.packet.dst,
                        "proto": p.packet.proto, "sport": p.packet.sport,
                        "dport": p.packet.dport, "origin": p.origin,
-                       "ct_state": ",".join(sorted(p.ct))},
+                       "ct_state": ",".join(sorted(p.ct)),
+                       "in_interface": p.packet.in_interface,
+                       "out_interface": p.packet.out_interface},
             "summary": summary(self),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
         if self.same_as_previous is not None:
             out["same_as_previous"] = self.same_as_previous
+        if self.inferred:
+            out["inferred"] = dict(self.inferred)
         assumptions = self.assumptions()
         if assumptions:
             out["assumptions"] = assumptions
@@ -325,6 +339,8 @@ def summarize(outcomes: list[Outcome]) -> str:
         if share > 0:
             first = next(o for o in outcomes if o.verdict == verdict)
             by = first.path[-1].label() if first.path else ""
+            if first.route is not None and first.route.refused and first.reason:
+                by = first.reason  # the routing decision discarded it, not a rule
             parts.append(f"{verdict} {percent(share)}" + (f" by {by}" if by else ""))
     unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
     if unknown:

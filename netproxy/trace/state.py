@@ -75,7 +75,7 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided", "pending")
+                 "assumed", "decided", "route", "pending")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -105,6 +105,8 @@ class Walk:
         self.memory = memory
         self.nat_ok = "NEW" in pkt.ct and "UNTRACKED" not in pkt.ct
         self.looped = False
+        self.route: Any = None
+        """The node's latest routing decision for this branch (with a router only)."""
         self.facts: dict[Any, tuple[bool, Cond]] = _NO_FACTS
         """Unknown facts this branch assumed (key -> (value, condition)); copy on write."""
         self.assumed: frozenset[str] = frozenset()
@@ -145,6 +147,7 @@ class Walk:
         o.memory = self.memory
         o.nat_ok = self.nat_ok
         o.looped = self.looped
+        o.route = self.route
         o.orig_dst = self.orig_dst
         o.orig_dport = self.orig_dport
         o.facts = self.facts

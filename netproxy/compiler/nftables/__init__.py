@@ -1,0 +1,35 @@
+"""kube-proxy's nftables mode: the ``nft -f`` transaction of a full sync and the table
+``nft list table`` shows afterwards, from the same model of Services and endpoints as
+iptables mode (:mod:`netproxy.proxy`)."""
+
+from __future__ import annotations
+
+from netproxy.compiler.nftables.fixed import write_setup
+from netproxy.compiler.nftables.listing import list_table
+from netproxy.compiler.nftables.options import (
+    KUBE_PROXY_VERSIONS,
+    SINGLE_ENDPOINT_FORMS,
+    NftOptions,
+)
+from netproxy.compiler.nftables.services import PortWriter
+from netproxy.compiler.nftables.table import Table
+from netproxy.proxy.model import ProxyModel
+from netproxy.proxy.settings import ProxySettings
+from netproxy.proxy.topology import categorize
+
+
+def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOptions) -> Table:
+    """One family's ``kube-proxy`` table after a full sync on a fresh node."""
+    t = Table("ip6" if settings.ipv6 else "ip")
+    write_setup(t, settings, options)
+    writer = PortWriter(t, settings, options)
+    for svc in model.service_ports:
+        eps = model.endpoints.get(svc.name, [])
+        cat = categorize(eps, svc, settings.node_name, settings.zone,
+                         prefer_same_node=settings.prefer_same_node)
+        writer.write(svc, cat)
+    return t
+
+
+__all__ = ["KUBE_PROXY_VERSIONS", "SINGLE_ENDPOINT_FORMS", "NftOptions", "Table", "compile_table",
+           "list_table"]

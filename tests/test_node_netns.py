@@ -1,0 +1,197 @@
+"""The route-based trace agrees with the kernel: a namespace with two interfaces, a policy
+rule by fwmark, a second table, blackhole/prohibit/unreachable routes and equal prefixes with
+different metrics; `netproxy snapshot --netns` records it, the trace decides each packet's
+route, and `ip route get` inside the namespace (with the packet's mark and iif after
+PREROUTING) is the kernel's answer. Also: both snapshot producers write the same sections."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_doctor_cli import run
+
+from netproxy.backend import netns
+from netproxy.node.snapshot import parse_snapshot, read_snapshot
+
+pytestmark = pytest.mark.netns
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "node-snapshot.sh"
+
+SETUP = """
+link set lo up
+link add a0 type veth peer name a1
+link add b0 type veth peer name b1
+link set a0 up
+link set a1 up
+link set b0 up
+link set b1 up
+addr add 10.1.0.1/24 dev a0
+addr add 10.2.0.1/24 dev b0
+route add default via 10.2.0.254
+route add 10.9.0.0/16 via 10.1.0.254 metric 5
+route add 10.9.0.0/16 via 10.2.0.254 metric 10
+route add blackhole 10.8.0.0/16
+route add prohibit 10.6.0.0/16
+route add unreachable 10.4.0.0/16
+route add 10.7.0.0/16 via 10.1.0.253 table 100
+rule add fwmark 0x10/0xff lookup 100 pref 100
+"""
+RULES = """*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 5353 -j MARK --set-xmark 0x10/0xff
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -d 10.2.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.7.0.5:80
+-A PREROUTING -d 10.2.0.1/32 -p tcp -m tcp --dport 8081 -j DNAT --to-destination 10.8.0.5:80
+-A PREROUTING -d 10.2.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.7.0.6:53
+COMMIT
+"""
+
+KERNEL_ERRORS = {"Invalid argument": "blackhole", "Permission denied": "prohibit",
+                 "No route to host": "unreachable", "Network is unreachable": "none"}
+"""What `ip route get` says for each discarding route."""
+
+# (trace flags, `ip route get` words for the packet after PREROUTING, expected kind)
+CASES = [
+    (["--src", "10.2.0.9", "--dst", "10.7.1.1", "--dport", "80"],
+     ["10.7.1.1", "from", "10.2.0.9", "iif", "b0"], "unicast"),
+    (["--src", "10.2.0.9", "--dst", "10.7.1.1", "--dport", "5353", "--proto", "udp"],
+     ["10.7.1.1", "from", "10.2.0.9", "iif", "b0", "mark", "0x10"], "unicast"),
+    (["--src", "10.1.0.9", "--dst", "10.9.1.1", "--dport", "80"],
+     ["10.9.1.1", "from", "10.1.0.9", "iif", "a0"], "unicast"),
+    (["--src", "10.2.0.9", "--dst", "10.2.0.1", "--dport", "8080"],
+     ["10.7.0.5", "from", "10.2.0.9", "iif", "b0"], "unicast"),
+    (["--src", "10.2.0.9", "--dst", "10.2.0.1", "--dport", "5353", "--proto", "udp"],
+     ["10.7.0.6", "from", "10.2.0.9", "iif", "b0", "mark", "0x10"], "unicast"),
+    (["--src", "10.2.0.9", "--dst", "10.2.0.1", "--dport", "8081"],
+     ["10.8.0.5", "from", "10.2.0.9", "iif", "b0"], "blackhole"),
+    (["--src", "10.2.0.9", "--dst", "10.6.1.1", "--dport", "80"],
+     ["10.6.1.1", "from", "10.2.0.9", "iif", "b0"], "prohibit"),
+    (["--src", "10.2.0.9", "--dst", "10.4.1.1", "--dport", "80"],
+     ["10.4.1.1", "from", "10.2.0.9", "iif", "b0"], "unreachable"),
+    (["--src", "10.2.0.9", "--dst", "10.1.0.1", "--dport", "22"],
+     ["10.1.0.1", "from", "10.2.0.9", "iif", "b0"], "local"),
+    (["--src", "10.1.0.9", "--dst", "10.1.0.255", "--dport", "9", "--proto", "udp"],
+     ["10.1.0.255", "from", "10.1.0.9", "iif", "a0"], "broadcast"),
+    (["--from", "node", "--dst", "10.7.1.1", "--mark", "0x10"],
+     ["10.7.1.1", "mark", "0x10"], "unicast"),
+    (["--from", "node", "--dst", "10.9.3.3"], ["10.9.3.3"], "unicast"),
+    (["--from", "node", "--dst", "10.8.3.3"], ["10.8.3.3"], "blackhole"),
+]
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[str]:
+    with netns.Namespaces("node") as made:
+        name = made.make()
+        for line in SETUP.strip().splitlines():
+            subprocess.run(["ip", "-n", name, *line.split()], check=True, capture_output=True)
+        for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+                    "net.ipv4.conf.default.rp_filter=0"):
+            subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", key], check=True)
+        subprocess.run(["ip", "netns", "exec", name, "iptables-legacy-restore"], input=RULES,
+                       text=True, check=True, capture_output=True)
+        yield name
+
+
+@pytest.fixture(scope="module")
+def snap(node: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from netproxy.cli import main
+
+    path = tmp_path_factory.mktemp("snap") / "node.snap"
+    main(["snapshot", "--netns", node, "-o", str(path)])  # exits only on errors
+    return path
+
+
+def kernel(node: str, words: list[str]) -> dict[str, str | None]:
+    proc = subprocess.run(["ip", "-n", node, "-j", "route", "get", *words], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        kind = next((k for msg, k in KERNEL_ERRORS.items() if msg in proc.stderr), None)
+        assert kind is not None, proc.stderr
+        return {"kind": kind}
+    (route,) = json.loads(proc.stdout)
+    return {"kind": route.get("type", "unicast"), "dev": route.get("dev"),
+            "gateway": route.get("gateway"), "table": route.get("table", "main"),
+            "src": route.get("prefsrc")}
+
+
+@pytest.mark.parametrize(("flags", "words", "kind"), CASES,
+                         ids=[" ".join(c[0]) for c in CASES])
+def test_route_based_trace_agrees_with_the_kernel(
+        node: str, snap: Path, capsys: pytest.CaptureFixture[str], flags: list[str],
+        words: list[str], kind: str) -> None:
+    want = kernel(node, words)
+    assert want["kind"] == kind  # the topology really routes the packet this way
+    code, out, err = run(capsys, "trace", "--rules", str(snap), *flags, "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    (outcome,) = data["outcomes"]
+    route = outcome["route"]
+    assert route["kind"] == want["kind"], (route, want)
+    if kind == "unicast":
+        assert (route["dev"], route["gateway"], route["table"]) == (
+            want["dev"], want["gateway"], want["table"])
+        if "--from" in flags:  # the node's own packet: the kernel's source
+            assert data["packet"]["src"] == want["src"] == route["src"]
+        else:
+            assert outcome["verdict"] == "ACCEPT" and outcome["delivered"] == "forwarded"
+    elif kind in ("local", "broadcast"):
+        assert route["table"] == want["table"] == "local"
+        assert outcome["verdict"] == "ACCEPT" and outcome["delivered"] == "local"
+    else:
+        assert outcome["verdict"] == ("DROP" if kind == "blackhole" else "REJECT")
+    if "--src" in flags:  # the input interface was inferred from the source's route
+        assert data["inferred"]["in_interface"] == words[words.index("iif") + 1]
+
+
+def test_forwarding_off_is_a_drop_like_the_kernel(node: str, snap: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    text = snap.read_text().replace("net.ipv4.ip_forward = 1", "net.ipv4.ip_forward = 0")
+    off = tmp_path / "off.snap"
+    off.write_text(text)
+    code, out, err = run(capsys, "trace", "--rules", str(off), "--src", "10.2.0.9",
+                         "--dst", "10.9.1.1", "--brief")
+    assert code == 0, err
+    assert "DROP 100% by routing: forwarding is off on the node" in out
+
+
+def test_snapshot_records_the_namespace(snap: Path, node: str) -> None:
+    ctx = read_snapshot(snap)
+    assert ctx.header["netns"] == node
+    assert ctx.sysctls["net.ipv4.ip_forward"] == "1"
+    assert "iptables-save (legacy)" in ctx.sections
+    assert set(ctx.addresses("ipv4")) == {"127.0.0.1", "10.1.0.1", "10.2.0.1"}
+    assert [r.priority for r in ctx.router("ipv4").rules] == [0, 100, 32766, 32767]
+
+
+def test_shell_script_writes_the_same_sections(node: str, snap: Path) -> None:
+    proc = subprocess.run(["ip", "netns", "exec", node, "sh", str(SCRIPT)], capture_output=True,
+                          text=True, check=True)
+    ctx = parse_snapshot(proc.stdout, "node-snapshot.sh")
+    ours = read_snapshot(snap)
+    assert list(ctx.sections) == list(ours.sections)
+    assert ctx.notes == ours.notes
+    for name in ctx.sections:  # the same node gives the same text (but for timers, counters)
+        if name not in ("versions", "ip -j addr", "ip -j link", "nft list ruleset") and \
+                "iptables" not in name:
+            assert ctx.sections[name].lines == ours.sections[name].lines, name
+    assert ctx.ruleset().tables.keys() == ours.ruleset().tables.keys()
+    assert ctx.router("ipv4").lookup(0x0A070101, mark=0x10).gateway == "10.1.0.253"
+
+
+def test_missing_namespace_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "snapshot", "--netns", netns.unique_name("node-absent"))
+    assert code == 2 and out == "" and "no network namespace" in err
