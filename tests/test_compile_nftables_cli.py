@@ -84,6 +84,19 @@ def test_bad_input_gives_the_same_error_in_both_modes(mode: str, tmp_path: Path)
     assert not target.exists()
 
 
+def test_existing_rules_must_be_an_nft_listing(tmp_path: Path) -> None:
+    dump = tmp_path / "node.rules"
+    dump.write_text("*nat\n:KUBE-SERVICES - [0:0]\nCOMMIT\n")
+    code, out, err = run(str(EXAMPLE), "--proxy-mode", "nftables", "--existing-rules", str(dump))
+    assert (code, out) == (2, "")
+    assert err == (f"netproxy: {dump}: not an nft listing; in nftables mode give the node's "
+                   "'nft list table ip kube-proxy' (or 'nft list ruleset') output\n")
+    broken = tmp_path / "node.nft"
+    broken.write_text("table ip kube-proxy {\n\tchain x {\n\t\tbogus rule here\n")
+    code, out, err = run(str(EXAMPLE), "--proxy-mode", "nftables", "--existing-rules", str(broken))
+    assert (code, out, err) == (2, "", f"netproxy: {broken}:3:3: unknown statement 'bogus'\n")
+
+
 def test_a_bad_service_cidr_object_names_its_field(tmp_path: Path) -> None:
     bad = tmp_path / "cidr.yaml"
     bad.write_text("apiVersion: networking.k8s.io/v1\nkind: ServiceCIDR\nmetadata: {name: x}\n"

@@ -76,32 +76,26 @@ def test_spec_worked_example_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> N
 def test_list_view_reads_back_with_the_nft_parser(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The list view reads strictly with netproxy's own nft parser (a node's listing and ours
     go through the same reader), with the chains, rule counts and sets the compiler built."""
-    import netproxy.commands.compile as compile_command
-    from netproxy.commands.cluster_options import settings_for
-    from netproxy.commands.nftables_options import options_for
-    from netproxy.compiler.nftables import Table, compile_table
+    import netproxy.commands.nftables_options as nft_command
+    from netproxy.compiler.nftables import Table
     from netproxy.parser.nftables import parse_nft
-    from netproxy.proxy.model import proxy_model
 
     path = GOLDEN / case / "expected.list"
     parsed = parse_nft(path.read_text(), source=str(path), strict=True)
     assert parsed.problems == []
 
-    tables: list[Table] = []
+    built: list[Table] = []
+    build = nft_command.nftables_tables
 
-    def build(params: dict, cluster: object, fmt: str, flags: object) -> str:
-        """The tables the command builds for the case's flags (in place of their text)."""
-        families = ("ipv4", "ipv6") if params["family"] == "dual" else (params["family"],)
-        for family in families:
-            settings = settings_for({**params, "family": family}, cluster, nftables=True)  # type: ignore[arg-type]
-            tables.append(compile_table(proxy_model(cluster, settings), settings,  # type: ignore[arg-type]
-                                        options_for(flags, params, cluster, family)))  # type: ignore[arg-type]
-        return ""
+    def record(*args: object) -> list[Table]:
+        tables = build(*args)  # type: ignore[arg-type]
+        built.extend(tables)
+        return tables
 
-    monkeypatch.setattr(compile_command, "nftables_text", build)
+    monkeypatch.setattr(nft_command, "nftables_tables", record)
     compile_case(case, "list", monkeypatch)
-    assert [t.family for t in tables] == [family for family, _ in parsed.tables]
-    for table in tables:
+    assert [t.family for t in built] == [family for family, _ in parsed.tables]
+    for table in built:
         listed = parsed.table(table.family, "kube-proxy")
         assert list(listed.chains) == list(table.chains)
         assert [len(c.rules) for c in listed.chains.values()] == [len(c.rules) for c in table.chains.values()]

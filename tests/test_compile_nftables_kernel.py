@@ -1,6 +1,7 @@
 """The nftables-mode list view is what the kernel really shows: every golden transaction is
 loaded with ``nft -f`` into a fresh network namespace, and ``nft list table`` there (the ip
-table, then the ip6 table for dual-stack cases) must be byte-identical to expected.list.
+table, then the ip6 table for dual-stack cases) must be byte-identical to expected.list. A case
+with before.transaction is loaded onto the table that transaction makes (--existing-rules).
 
 The list view follows nft 1.0.6's spelling (see docs/compile.md); with another nft the
 comparison is skipped, saying which version was found."""
@@ -51,10 +52,18 @@ def nft(ns: str, *args: str, text: str | None = None) -> str:
 def test_transaction_loads_and_lists_as_golden(case: str, netns: str) -> None:
     folder = GOLDEN / case
     transaction = (folder / "expected.transaction").read_text()
-    nft(netns, "-f", "-", text=transaction)
+    families = [f for f in ("ip", "ip6") if f"add table {f} kube-proxy" in transaction]
     version = nft_version()
+
+    def listed() -> str:
+        return "".join(nft(netns, "list", "table", family, "kube-proxy") for family in families)
+
+    before = folder / "before.transaction"
+    if before.exists():  # a node that already holds kube-proxy's table (--existing-rules)
+        nft(netns, "-f", "-", text=before.read_text())
+        if version == NFT_VERSION:
+            assert listed() == (folder / "before.list").read_text()
+    nft(netns, "-f", "-", text=transaction)
     if version != NFT_VERSION:
         pytest.skip(f"the list view is nft {NFT_VERSION}'s spelling; this host has nft {version}")
-    families = [f for f in ("ip", "ip6") if f"add table {f} kube-proxy" in transaction]
-    listed = "".join(nft(netns, "list", "table", family, "kube-proxy") for family in families)
-    assert listed == (folder / "expected.list").read_text()
+    assert listed() == (folder / "expected.list").read_text()

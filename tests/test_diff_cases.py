@@ -84,6 +84,10 @@ def test_partial_sync_that_forgot_a_chain():
     rep = report("partial-forgot")
     got = facts(rep, "default/echo tcp")
     assert "+ endpoint 10.244.2.9:5678 (cluster, 33.33%)" in got
+    # Plain diff says what the missing chain does to new connections, not only --behaviour.
+    assert ("! 33.33% of new connections (cluster) now fall through KUBE-SVC-HV6DMF63W6MGLRDE without "
+            "DNAT, on to the Service address that nothing answers: KUBE-SEP-F5QH6TV4YGLZK6ZP "
+            "(10.244.2.9:5678) missing or without DNAT") in got
     assert ("! dangling in new: nat KUBE-SVC-HV6DMF63W6MGLRDE jumps to KUBE-SEP-F5QH6TV4YGLZK6ZP, "
             "which does not exist") in got
     assert rep.summary["dangling_new"] == 1 and rep.summary["dangling_old"] == 0
@@ -190,7 +194,25 @@ def test_chain_declared_but_left_empty():
     # A restore that declared (flushed) an endpoint chain but forgot its rules.
     rep = report("emptied-sep")
     assert facts(rep, "default/echo tcp") == [
+        "! 50.00% of new connections (cluster) now fall through KUBE-SVC-HV6DMF63W6MGLRDE without DNAT, "
+        "on to the Service address that nothing answers: KUBE-SEP-L5QMNQ7OSVWN2BEA (10.244.1.9:5678) "
+        "missing or without DNAT",
         "~ endpoint 10.244.1.9:5678: hairpin masquerade [-s 10.244.1.9], DNAT to 10.244.1.9:5678 "
         "-> empty chain (no DNAT)"]
     assert [(r.sign, r.chain) for r in rep.groups[0].rules] == [
         ("-", "KUBE-SEP-L5QMNQ7OSVWN2BEA"), ("-", "KUBE-SEP-L5QMNQ7OSVWN2BEA")]
+
+
+def test_endpoint_chain_without_dnat_before_the_last_shifts_its_share(tmp_path):
+    # Flush the first endpoint chain of default/web (three endpoints): its rule still wins a
+    # third of the draws, the jump returns, and the next rules draw again.
+    base = (DATA / "base.rules").read_text()
+    sep = next(line.split()[-1] for line in base.splitlines()
+               if line.startswith("-A KUBE-SVC-CDGGSHYLG3RE2FKL") and "--probability" in line)
+    flushed = "\n".join(line for line in base.splitlines() if not line.startswith(f"-A {sep} ")) + "\n"
+    (tmp_path / "flushed.rules").write_text(flushed)
+    rep = diff_rulesets(load_ruleset(str(DATA / "base.rules")), load_ruleset(str(tmp_path / "flushed.rules")))
+    got = [f for f in facts(rep, "default/web:http tcp") if f.startswith("!")]
+    assert len(got) == 1 and got[0].startswith("! new connections (cluster) now go: ")
+    assert f"; {sep} (" in got[0] and got[0].endswith("so its draw goes on to the next rule")
+    assert "fall through" not in got[0]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from netproxy.doctor.comments import matches_selector, parse_comment
-from netproxy.doctor.view import build_view, is_redacted
+from netproxy.kubeview import build_view, is_redacted
+from netproxy.kubeview.comments import matches_selector, parse_comment
 from netproxy.parser import parse_rules
 
 

@@ -208,3 +208,16 @@ def test_ipv6_lookup() -> None:
 def test_bad_json_entries(reader: Any, data: object, message: str) -> None:
     with pytest.raises(RouteDataError, match=message):
         reader(data, "ipv4")
+
+
+def test_one_router_answers_every_case_alike() -> None:
+    """Decisions are cached by the fields the rules select on: asking all the cases of the
+    table in turn (and again, reversed) of one router gives each case's own answer."""
+    r = router()
+    for case in CASES + CASES[::-1]:
+        _what, dst, kw, kind, dev, gateway, _src, table, rule = case
+        args = dict(kw)
+        if isinstance(args.get("src"), str):
+            args["src"] = ip(str(args["src"]))
+        d = r.lookup(ip(dst), **args)  # type: ignore[arg-type]
+        assert (d.kind, d.dev, d.gateway, d.table, d.rule) == (kind, dev, gateway, table, rule)

@@ -126,20 +126,61 @@ def test_packets_file(tmp_path: Path) -> None:
 
 def test_pcap(tmp_path: Path) -> None:
     from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
     from scapy.utils import wrpcap
 
-    pkts = [IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="S"),
-            IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80, flags="A"),
-            IP(src="10.244.1.50", dst="10.96.0.100") / UDP(sport=5000, dport=53)]
+    pkts = [Ether() / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80,
+                                                                     flags="S"),
+            Ether() / IPv6(src="fd00::1", dst="fd00::2") / UDP(sport=1, dport=2),  # other family
+            Ether() / IP(src="10.244.2.6", dst="10.244.1.50") / TCP(sport=8080, dport=40000,
+                                                                     flags="SA"),
+            Ether() / IP(src="10.244.1.50", dst="10.96.0.10") / TCP(sport=40000, dport=80,
+                                                                     flags="A"),
+            Ether() / IP(src="10.244.1.50", dst="10.96.0.100") / UDP(sport=5000, dport=53)]
     path = tmp_path / "c.pcap"
     wrpcap(str(path), pkts)
     r = run(CLUSTER, "--pcap", str(path))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert "3 endpoints" in lines[0] and "NEW" in lines[0]
-    assert "ESTABLISHED" in lines[1] and "accepted without DNAT" in lines[1]
-    assert "1 endpoint 10.244.1.21:5353" in lines[2]
+    # the SYN-ACK is the reply of the DNATed connection: its source goes back to the
+    # Service address, and it shows which endpoint the connection went to
+    assert lines[1] == ("2: tcp 10.244.2.6:8080 -> 10.244.1.50:40000 from pod, ESTABLISHED: "
+                        "accepted without DNAT (forwarded), not masqueraded, reply: source "
+                        "restored to 10.96.0.10:80")
+    # so the next packet of the connection is DNATed to that endpoint only
+    assert lines[2].startswith("3: tcp 10.244.1.50:40000 -> 10.96.0.10:80 from pod, "
+                               "ESTABLISHED: 1 endpoint 10.244.2.6:8080")
+    assert "same endpoint" not in lines[2]
+    assert "1 endpoint 10.244.1.21:5353" in lines[3]
+    assert r.stderr == ("netproxy: skipped 1 ipv6 packet of the capture: the rules are ipv4 "
+                        "(trace them with the ipv6 rules, e.g. ip6tables-save output)\n")
+
+
+def test_pcap_masqueraded_reply(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import wrpcap
+
+    pkts = [IP(src="172.16.5.5", dst="10.96.0.10") / TCP(sport=41000, dport=80, flags="S"),
+            IP(src="10.244.3.7", dst="192.168.0.10") / TCP(sport=8080, dport=41000, flags="SA")]
+    path = tmp_path / "m.pcap"
+    wrpcap(str(path), pkts)
+    r = run(CLUSTER, "--pcap", str(path))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "3 endpoints, 33.3% each, masqueraded" in lines[0]
+    assert lines[1].endswith("reply: destination restored to 172.16.5.5:41000, source restored "
+                             "to 10.96.0.10:80")
+
+
+def test_pcap_not_a_capture(tmp_path: Path) -> None:
+    bad = tmp_path / "x.pcap"
+    bad.write_text("this is not a capture\n")
+    r = run(CLUSTER, "--pcap", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"netproxy: {bad}") and r.stderr.count("\n") == 1
 
 
 def test_stdin_rules() -> None:

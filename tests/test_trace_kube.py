@@ -142,7 +142,10 @@ def test_session_affinity_sticks() -> None:
         svc_hop = next(h for h in o.path if h.chain.startswith("KUBE-SVC-"))
         assert "--rcheck" in svc_hop.text
     other = tracer().trace_sequence([pk, Packet(src="10.244.1.51", dst="10.96.0.70", dport=80)])
-    assert other[1].same_as_previous == 0.5  # a different client is split again
+    # a different client is split again, and "same endpoint as before" is not said of it:
+    # there is no earlier packet of that client to that Service
+    assert other[1].same_as_previous is None
+    assert dnat_table(other[1]) == {"10.244.2.14:8080": 0.5, "10.244.3.15:8080": 0.5}
 
 
 def test_ipv6_cluster_ip_and_nodeport() -> None:

@@ -231,7 +231,8 @@ def settings_for(params: dict[str, Any], cluster: Cluster, *,
 
 def _masquerade_bit(params: dict[str, Any], cfg: KubeProxyConfig) -> int:
     """iptables.masqueradeBit, or nftables.masqueradeBit in nftables mode (the
-    ``--iptables-masquerade-bit`` flag sets both, as in kube-proxy)."""
+    ``--iptables-masquerade-bit`` flag, when given, is used in nftables mode too: kube-proxy
+    has no nftables flag of its own)."""
     if cfg.mode == "nftables" and params.get("masquerade_bit") is None:
         return cfg.nftables_masquerade_bit
     return cfg.masquerade_bit

@@ -61,15 +61,16 @@ def _version(text: str) -> tuple[int, ...]:
                    "transaction (kube-proxy's nft -f input).")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 @click.option("--existing-rules", metavar="DUMP",
-              help="The node's current iptables-save output: kube-proxy chains it holds that this "
-                   "sync no longer writes are deleted (-X), as kube-proxy does.")
+              help="The node's current iptables-save output (nftables mode: nft list table/ruleset): "
+                   "what kube-proxy's sync removes or keeps of it, as kube-proxy does.")
 @click.option("--iptables-version", "iptables_version", metavar="X.Y.Z", default="1.8.9",
               show_default=True, callback=lambda _c, _p, v: _version(v),
               help="iptables release whose iptables-save spelling the save view uses.")
 @nft_options
 def command(fmt: str | None, output: str | None, existing_rules: str | None,
             iptables_version: tuple[int, ...], **params: Any) -> None:
-    """Compile Services and EndpointSlices into kube-proxy's iptables rules.
+    """Compile Services and EndpointSlices into kube-proxy's iptables rules (or, with
+    --proxy-mode nftables, its nftables table).
 
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.
@@ -81,9 +82,7 @@ def command(fmt: str | None, output: str | None, existing_rules: str | None,
         if fmt not in (None, "list", "transaction"):
             raise InputError(f"--format {fmt} is an iptables-mode format; nftables mode writes "
                              "list (default) or transaction", where="--format")
-        if existing_rules:
-            raise InputError("only in iptables mode", where="--existing-rules")
-        _write([nftables_text(params, cluster, fmt or "list", nft)], output)
+        _write([nftables_text(params, cluster, fmt or "list", nft, existing_rules)], output)
         return
     if fmt not in (None, "save", "restore"):
         raise InputError(f"--format {fmt} is an nftables-mode format (add --proxy-mode nftables); "

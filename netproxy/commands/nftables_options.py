@@ -13,7 +13,7 @@ from netproxy.errors import InputError
 from netproxy.gcpause import paused_gc
 
 if TYPE_CHECKING:
-    from netproxy.compiler.nftables import NftOptions
+    from netproxy.compiler.nftables import NftOptions, Table
     from netproxy.k8s.loader import Cluster
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -94,20 +94,48 @@ def options_for(flags: NftFlags, params: dict[str, Any], cluster: Cluster, famil
                       service_cidrs=tuple(cidrs))
 
 
-def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: NftFlags) -> str:
+def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: NftFlags,
+                  existing_rules: str | None = None) -> str:
     """The node's kube-proxy table(s) after a full sync: ``list`` (``nft list table``) or
     ``transaction`` (the ``nft -f`` input); ``--family dual`` gives the ip table, then ip6."""
+    with paused_gc(freeze=True):
+        tables = nftables_tables(params, cluster, flags, existing_rules)
+        if fmt == "transaction":
+            return "".join(t.transaction() for t in tables)
+        from netproxy.compiler.nftables import list_table
+
+        return "".join(list_table(t) for t in tables)
+
+
+def nftables_tables(params: dict[str, Any], cluster: Cluster, flags: NftFlags,
+                    existing_rules: str | None = None) -> list[Table]:
+    """One table per family of ``params['family']`` (both for ``dual``). ``existing_rules``:
+    the node's current ``nft list table``/``ruleset`` output (kube-proxy's first sync on a
+    node that holds its table)."""
     from netproxy.commands.cluster_options import settings_for
-    from netproxy.compiler.nftables import compile_table, list_table
+    from netproxy.compiler.nftables import compile_table
     from netproxy.proxy.model import proxy_model
 
     family = params.get("family") or "ipv4"
     families = ("ipv4", "ipv6") if family == "dual" else (family,)
-    texts = []
-    with paused_gc(freeze=True):
-        for fam in families:
-            settings = settings_for({**params, "family": fam}, cluster, nftables=True)
-            table = compile_table(proxy_model(cluster, settings), settings,
-                                  options_for(flags, params, cluster, fam))
-            texts.append(table.transaction() if fmt == "transaction" else list_table(table))
-    return "".join(texts)
+    node = None
+    if existing_rules:
+        from netproxy.parser.nftables import is_nft, parse_nft
+        from netproxy.parser.nftables.read import read_text
+
+        text, source = read_text(existing_rules)
+        if not is_nft(text):
+            raise InputError("not an nft listing; in nftables mode give the node's "
+                             "'nft list table ip kube-proxy' (or 'nft list ruleset') output",
+                             where=source)
+        node = parse_nft(text, source=source, strict=True)
+    tables = []
+    for fam in families:
+        settings = settings_for({**params, "family": fam}, cluster, nftables=True)
+        present = None
+        nft_family = "ip6" if fam == "ipv6" else "ip"
+        if node is not None and (nft_family, "kube-proxy") in node.tables:
+            present = node.table(nft_family, "kube-proxy")
+        tables.append(compile_table(proxy_model(cluster, settings), settings,
+                                    options_for(flags, params, cluster, fam), present))
+    return tables

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -65,21 +66,33 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--pcap", "pcap_path", metavar="FILE", help="Trace every packet of a capture.")
 @click.option("--strict", is_flag=True, help="Fail on anything the parser or tracer does not know.")
 @click.option("--brief", is_flag=True, help="Only the summary line of each packet.")
+@click.option("--expect", metavar="accept|drop|reject|ENDPOINT[,...]",
+              help="Exit 1 (saying which) when any outcome is not one of these: a verdict, or "
+                   "a DNAT endpoint IP[:PORT] the packet must be sent to.")
+@click.option("--expect-masquerade", type=click.Choice(["yes", "no"]),
+              help="Exit 1 when any outcome is (no) or is not (yes) an accepted, masqueraded packet.")
 def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
             ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
             packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
-            **params: Any) -> None:
+            expect: str | None, expect_masquerade: str | None, **params: Any) -> int:
     """Walk a packet through a ruleset the way netfilter does.
 
     Trace a dump with --rules FILE, the live rules of a namespace with --netns NAME, or the
     rules compiled from cluster objects (INPUTS and compile flags, as for `netproxy compile`).
     Every statistic branch is followed with the probability the kernel really uses; outcomes
     sum to 1.
+
+    Exit status: 0 every outcome is definite (and agrees with --expect); 1 some outcome
+    disagrees with --expect/--expect-masquerade (each one is named on stderr); 2 bad input;
+    3 some outcome is UNKNOWN and none disagrees.
     """
     from netproxy.trace import Packet, Tracer
+    from netproxy.trace.expect import check, parse_expectation
+
+    expectation = parse_expectation(expect, expect_masquerade)
 
     if as_json:
         fmt = "json"
@@ -138,6 +151,11 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             ruleset = read_given(rules_path, netns_name, variant, command="trace",
                                  strict=strict, family=params.get("family")
                                  if family_given or netns_name else None)
+        from netproxy.netfilter.reach import unreached_note
+
+        unreached = unreached_note(ruleset)
+        if unreached:
+            click.echo(f"netproxy: note: {unreached}", err=True)
         if params.get("cluster_cidr") or params.get("config_path"):
             # The pod CIDRs let a dump's pod sources be told from external ones.
             from netproxy.commands.cluster_options import effective_config
@@ -200,6 +218,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                                 "physdev_in": physdev_in,
                                 "physdev_out": physdev_out,
                                 "bridged": False if not_bridged else None}
+    packets: Iterable[Any]
     if pcap_path:
         from netproxy.trace.pcap import read_pcap
 
@@ -214,8 +233,41 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         if dst is None:
             raise TraceError("--dst is required (or --packets FILE / --pcap FILE)")
         packets = [Packet(**{k: v for k, v in defaults.items()})] * repeat
-    results = tracer.trace_sequence(packets) if len(packets) > 1 else [tracer.trace(packets[0])]
-    _emit(results, fmt, brief)
+    if not pcap_path and not packets_path and repeat == 1:
+        result = tracer.trace(packets[0])  # type: ignore[index]
+        _emit_one(result, fmt, brief)
+        status, problems = check([result], expectation)
+        for line in problems:
+            click.echo(f"netproxy: not as expected: {line}", err=True)
+        return status
+    from netproxy.trace.sequence import trace_stream
+
+    # Read, trace, print: one packet at a time, so a capture of any length runs in flat
+    # memory. A packet of another family than the rules is skipped and counted.
+    skipped: dict[str, int] = {}
+    statuses: list[int] = []
+    problems_all: list[str] = []
+
+    def checked(results: Iterable[Any]) -> Iterable[Any]:
+        for n, result in enumerate(results, 1):
+            status, problems = check([result], expectation)
+            statuses.append(status)
+            problems_all.extend(f"packet {n}, {line}" for line in problems)
+            yield result
+
+    _emit_stream(checked(trace_stream({tracer.family: tracer}, packets,
+                                      skipped if pcap_path else None)), fmt, brief)
+    for fam, n in skipped.items():
+        sys.stderr.write(f"netproxy: skipped {n:,} {fam} packet{'s' if n != 1 else ''} of the "
+                         f"capture: the rules are {tracer.family} (trace them with the "
+                         f"{fam} rules, e.g. ip6tables-save output)\n")
+    for line in problems_all:
+        click.echo(f"netproxy: not as expected: {line}", err=True)
+    from netproxy.trace.expect import EXIT_DISAGREES, EXIT_OK, EXIT_UNKNOWN
+
+    if EXIT_DISAGREES in statuses:
+        return EXIT_DISAGREES
+    return EXIT_UNKNOWN if EXIT_UNKNOWN in statuses else EXIT_OK
 
 
 def _is_snapshot(path: str) -> bool:
@@ -241,28 +293,41 @@ def _family(dst: str | None, node: Any) -> str:
     return family
 
 
-def _emit(results: list[Any], fmt: str, brief: bool) -> None:
+
+def _emit_one(result: Any, fmt: str, brief: bool) -> None:
     from netproxy.trace.explain import describe_packet, render_dot, render_text
     from netproxy.trace.result import summary
 
     out = sys.stdout
     if fmt == "json":
-        if len(results) == 1:
-            out.write(json.dumps(results[0].to_dict(), indent=2) + "\n")
-        else:
-            out.write(json.dumps({"packets": [r.to_dict() for r in results]}, indent=2) + "\n")
-        return
-    if fmt == "dot":
-        for r in results:
-            out.write(render_dot(r))
+        out.write(json.dumps(result.to_dict(), indent=2) + "\n")
+    elif fmt == "dot":
+        out.write(render_dot(result))
+    elif brief:
+        out.write(f"{describe_packet(result)}: {summary(result)}\n")
+    else:
+        out.write(render_text(result))
+
+
+def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
+    from netproxy.trace.explain import describe_packet, render_dot, render_text
+    from netproxy.trace.result import summary
+
+    out = sys.stdout
+    if fmt == "json":
+        out.write('{"packets": [')
+        for n, r in enumerate(results):
+            text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
+            out.write(("," if n else "") + "\n  " + text)
+        out.write("\n]}\n")
         return
     for n, r in enumerate(results, 1):
-        if brief:
-            prefix = f"{n}: " if len(results) > 1 else ""
+        if fmt == "dot":
+            out.write(render_dot(r))
+        elif brief:
             same = (f" [same endpoint as before: {r.same_as_previous * 100:.1f}%]"
                     if r.same_as_previous is not None else "")
-            out.write(f"{prefix}{describe_packet(r)}: {summary(r)}{same}\n")
+            out.write(f"{n}: {describe_packet(r)}: {summary(r)}{same}\n")
         else:
-            if len(results) > 1:
-                out.write(f"=== packet {n} ===\n")
+            out.write(f"=== packet {n} ===\n")
             out.write(render_text(r))

@@ -12,10 +12,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey
-from netproxy.diff.kubeview import KubeView
+from netproxy.diff.identity import KubeView
 from netproxy.diff.report import DiffReport, ProbeLine
 from netproxy.errors import TraceError
+from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.values import saved_address
 from netproxy.trace import Packet, Tracer

@@ -1,6 +1,6 @@
 """Chain-by-chain comparison of two rulesets (netfilter meaning, names via identities).
 
-Chains are paired by identity (see :mod:`netproxy.diff.kubeview`), so a renamed chain is
+Chains are paired by identity (see :mod:`netproxy.diff.identity`), so a renamed chain is
 paired with its original. A pair is compared first by the rules as parsed (cheap, and enough
 for the chains most comparisons have in common), then, if that fails, by canonical keys in
 canonical order (:mod:`netproxy.diff.canon`), and only when that fails too is a line diff
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from netproxy.diff.canon import canonical_order, rule_key
-from netproxy.diff.kubenames import is_kube_chain
-from netproxy.diff.kubeview import KubeView
+from netproxy.diff.identity import KubeView
+from netproxy.kubeview.names import is_kube_chain
 from netproxy.netfilter.model import BUILTIN_CHAINS, Chain, Rule
 
 SCOPES = ("all", "kube")

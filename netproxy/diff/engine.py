@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from netproxy.diff.chains import ChainDiff, compare
 from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
-from netproxy.diff.kubenames import FRONTEND_CHAINS, ServiceKey, is_kube_chain
-from netproxy.diff.kubeview import KubeView, analyse
+from netproxy.diff.identity import KubeView, analyse
 from netproxy.diff.report import DiffReport, Fact, FindingLine, Group, RuleLine
 from netproxy.diff.structure import Finding, findings
 from netproxy.gcpause import paused_gc
+from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey, is_kube_chain
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.render import rule_text
 
@@ -61,6 +61,7 @@ def fact_changes(a: ServiceFacts | None, b: ServiceFacts | None) -> tuple[list[F
             elif n.position != e.position:
                 out.append(Fact("=", f"endpoint {ep} ({label}) moved {e.position} -> {n.position}, "
                                      f"share unchanged {_pct(n.share)}"))
+    out += _lost_shares(fa, fb)
     for ep in sorted(set(fa.endpoint_notes) | set(fb.endpoint_notes)):
         na, nb = fa.endpoint_notes.get(ep), fb.endpoint_notes.get(ep)
         if na == nb:
@@ -88,6 +89,35 @@ def fact_changes(a: ServiceFacts | None, b: ServiceFacts | None) -> tuple[list[F
         else:
             out.append(Fact("~", f"{what} {va} -> {vb}"))
     return out, counts
+
+
+def _lost_shares(fa: ServiceFacts, fb: ServiceFacts) -> list[Fact]:
+    """What endpoint rules that jump to a chain without DNAT do to new connections now."""
+    out: list[Fact] = []
+    for role in POLICY_ROLES:
+        broken = [e for e in fb.endpoints.get(role, []) if not e.dnat]
+        if not broken:
+            continue
+        was_broken = {e.endpoint for e in fa.endpoints.get(role, []) if not e.dnat}
+        fall_a = fa.delivered(role)[1]
+        got_b, fall_b = fb.delivered(role)
+        if {e.endpoint for e in broken} == was_broken and abs(fall_a - fall_b) <= _SAME_SHARE:
+            continue
+        chain = fb.chains.get(role, role)
+        label = _ROLE_LABEL[role]
+        which = ", ".join(f"{e.chain} ({e.endpoint})" for e in broken)
+        if fall_b > _SAME_SHARE:
+            out.append(Fact("!", f"{_pct(fall_b)} of new connections ({label}) now fall through {chain} "
+                                 f"without DNAT, on to the Service address that nothing answers: "
+                                 f"{which} missing or without DNAT"))
+        nominal = {e.endpoint: e.share for e in fb.endpoints.get(role, [])}
+        moved = [f"{ep} {_pct(share)}" for ep, share in got_b.items()
+                 if abs(share - nominal.get(ep, 0.0)) > _SAME_SHARE]
+        if moved:
+            why = "" if fall_b > _SAME_SHARE else (
+                f"; {which} missing or without DNAT, so its draw goes on to the next rule")
+            out.append(Fact("!", f"new connections ({label}) now go: {', '.join(moved)}{why}"))
+    return out
 
 
 class _Grouper:

@@ -11,16 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.diff.kubenames import (
-    DROP_CHAIN,
-    ENDPOINT_ROLE,
-    MASQ_CHAIN,
-    chain_role,
-    comment_endpoint,
-    frontend_kind,
-    no_endpoint_reason,
-)
-from netproxy.diff.kubeview import KubeView, ServiceIndex
+from netproxy.diff.identity import KubeView, ServiceIndex
+from netproxy.kubeview.comments import comment_endpoint, frontend_kind, no_endpoint_reason
+from netproxy.kubeview.names import DROP_CHAIN, ENDPOINT_ROLE, MASQ_CHAIN, chain_role
 from netproxy.netfilter.model import Chain, Option, Rule
 from netproxy.netfilter.saveform import to_saved
 from netproxy.netfilter.values import kernel_probability, saved_probability
@@ -38,6 +31,11 @@ class EndpointShare:
     """Fraction of new connections that reach this rule (0..1)."""
     position: int = 0
     """1-based position among the chain's endpoint rules."""
+    chain: str = ""
+    """The KUBE-SEP chain the rule jumps to."""
+    dnat: bool = True
+    """Whether that chain exists and DNATs; a jump to one that does not returns, and the
+    connection goes on to the next rule of the policy chain."""
 
 
 @dataclass(slots=True)
@@ -54,6 +52,25 @@ class ServiceFacts:
     source_ranges: set[str] = field(default_factory=set)
     chains: dict[str, str] = field(default_factory=dict)
     """Role to chain name (for display), SEP excluded."""
+
+    def delivered(self, role: str) -> tuple[dict[str, float], float]:
+        """Where new connections of policy chain ``role`` really go: the share each endpoint
+        gets, and the share that falls through the chain without DNAT.
+
+        A jump to an endpoint chain that does not DNAT returns, and the connection goes on to
+        the next rule, which draws again; only what passes the last rule falls through.
+        """
+        got: dict[str, float] = {}
+        entering = 1.0
+        reaching = 1.0  # the nominal share that reaches the rule, to recover its probability
+        endpoints = self.endpoints.get(role, [])
+        for e in endpoints:
+            taken = entering * (e.share / reaching) if reaching > 0 else 0.0
+            reaching -= e.share
+            if e.dnat:
+                got[e.endpoint] = got.get(e.endpoint, 0.0) + taken
+                entering -= taken
+        return got, (max(entering, 0.0) if endpoints else 0.0)
 
 
 def _value(opt: Option) -> str:
@@ -177,6 +194,10 @@ def _endpoint_label(view: KubeView, table: str, name: str, rule: Rule | None = N
     return name
 
 
+def _dnats(chain: Chain | None) -> bool:
+    return chain is not None and any(r.target is not None and r.target.name == "DNAT" for r in chain.rules)
+
+
 def _policy_endpoints(rules: list[Rule], view: KubeView, table: str,
                       facts: ServiceFacts) -> list[EndpointShare]:
     out: list[EndpointShare] = []
@@ -202,7 +223,9 @@ def _policy_endpoints(rules: list[Rule], view: KubeView, table: str,
             share = remaining * found[0]
             remaining -= share
             prob_text = found[1]
-        out.append(EndpointShare(label, prob_text, share, len(out) + 1))
+        nat = view.ruleset.tables.get(table)
+        dnat = _dnats(nat.chains.get(t.name) if nat is not None else None)
+        out.append(EndpointShare(label, prob_text, share, len(out) + 1, t.name, dnat))
     return out
 
 

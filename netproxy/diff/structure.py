@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from netproxy.diff.kubenames import chain_role
-from netproxy.diff.kubeview import KubeView
+from netproxy.diff.identity import KubeView
+from netproxy.kubeview.names import chain_role
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import VERDICTS
 

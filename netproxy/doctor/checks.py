@@ -13,11 +13,11 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from netproxy.chainnames import port_proto_hash
-from netproxy.doctor.comments import parse_comment, service_port_name
 from netproxy.doctor.marks import follow, masquerade_marks, masquerade_rules
 from netproxy.doctor.probability import judge
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
-from netproxy.doctor.view import (
+from netproxy.kubeview.comments import parse_comment, service_port_name
+from netproxy.kubeview.model import (
     BALANCING_KINDS,
     EndpointChain,
     EndpointJump,

@@ -9,10 +9,10 @@ rules when it means the same.
 from __future__ import annotations
 
 from netproxy.doctor.checks import BALANCING_KINDS, finding
-from netproxy.doctor.comments import matches_selector
 from netproxy.doctor.probability import stored
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
-from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, host, hostport
+from netproxy.kubeview.comments import matches_selector
+from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, host, hostport
 
 
 def _has_rules(svc: ServicePortView) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netproxy.doctor.view import ENDPOINT_PREFIX, RuleRef, RulesetView
+from netproxy.kubeview.model import ENDPOINT_PREFIX, RuleRef, RulesetView
 from netproxy.netfilter.model import Rule, Table
 from netproxy.netfilter.values import parse_mark
 

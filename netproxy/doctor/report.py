@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from netproxy.doctor.view import RuleRef
+from netproxy.kubeview.model import RuleRef
 from netproxy.render import rule_text
 
 PASSED = "passed"

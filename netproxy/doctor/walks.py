@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from netproxy.doctor.checks import counted
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
-from netproxy.doctor.view import RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.errors import TraceError
+from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.trace import Hop, Outcome, Packet, Tracer
 
 POD_INTERFACE = "doctor0"

@@ -140,6 +140,9 @@ class _Table:
     plens: list[int] = field(default_factory=list)
 
 
+_CACHE_MAX = 1 << 16
+"""Decisions kept per router (a lookup depends only on the fields the rules select on)."""
+
 _PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "ipv6-icmp": 58, "dccp": 33,
                   "udplite": 136, "gre": 47, "esp": 50, "ah": 51}
 
@@ -158,6 +161,15 @@ class Router:
         if not self.rules:  # no rule dump: the kernel's defaults
             self.rules = [PolicyRule(0, table="local"), PolicyRule(32766, table="main"),
                           PolicyRule(32767, table="default")]
+        rules_ = self.rules
+        self._uses = (any(r.src is not None for r in rules_),
+                      any(r.fwmark is not None for r in rules_),
+                      any(r.iif is not None for r in rules_),
+                      any(r.oif is not None for r in rules_),
+                      any(r.ipproto is not None or r.sport is not None or r.dport is not None
+                          for r in rules_))
+        """Which packet fields any policy rule selects on: only those key the cache."""
+        self._cache: dict[tuple[Any, ...], Decision] = {}
         self.tables: dict[str, _Table] = {}
         for route in routes:
             table = self.tables.setdefault(route.table, _Table())
@@ -202,6 +214,20 @@ class Router:
         """The decision for a packet to ``dst``. ``iif`` None: generated on the node (the
         kernel looks it up as coming from ``lo``); else it arrived on ``iif`` and a route
         to elsewhere means forwarding."""
+        uses = self._uses
+        key = (dst, iif is not None and iif != "lo", src if uses[0] else None,
+               mark if uses[1] else None, iif if uses[2] else None, oif if uses[3] else None,
+               (proto, sport, dport) if uses[4] else None)
+        found = self._cache.get(key)
+        if found is None:
+            if len(self._cache) >= _CACHE_MAX:  # a long capture: memory stays flat
+                self._cache.clear()
+            found = self._cache[key] = self._lookup(dst, src, mark, iif, oif, proto, sport,
+                                                    dport)
+        return found
+
+    def _lookup(self, dst: int, src: int | None, mark: int, iif: str | None, oif: str | None,
+                proto: int | None, sport: int | None, dport: int | None) -> Decision:
         notes: list[str] = []
         arriving = iif is not None and iif != "lo"
         flow_iif = iif if iif is not None else "lo"

@@ -105,17 +105,18 @@ class Tracer:
         self.inferred: list[str] = []
         """What was inferred from the dump (stated with every result)."""
         service_ips: set[int] = set()
-        if infer:
+        if infer or (self.assume and not pod_cidrs):
             from netproxy.trace.inferred import infer_node
 
             facts = infer_node(ruleset)
-            local_ips = [a for a, _ in facts.addresses]
-            self.inferred += [f"{a} is a node address ({why})" for a, why in facts.addresses]
+            if infer:
+                local_ips = [a for a, _ in facts.addresses]
+                self.inferred += [f"{a} is a node address ({why})" for a, why in facts.addresses]
+                self.inferred += facts.ranges
             if not pod_cidrs:
                 pod_cidrs = [c for c, _ in facts.pod_cidrs]
                 self.inferred += [f"{c} is the pod network, not the node's ({why})"
                                   for c, why in facts.pod_cidrs]
-            self.inferred += facts.ranges
             service_ips = facts.service_ips
         self._complete = not (infer and self.assume)
         """The node's addresses are all known (given): any other address is remote."""
@@ -428,17 +429,23 @@ class Tracer:
 
     # ------------------------------------------------------------------ public API
 
-    def resolve(self, packet: Packet) -> Resolved:
+    def first_local(self) -> str | None:
+        """The node's first address that is not loopback (the source it masquerades to)."""
         lo_net, lo_mask = self._lo
-        first = next((ip for ip in self.local_ips
-                      if parse_addr(ip, self.family) & lo_mask != lo_net), None)
+        return next((ip for ip in self.local_ips
+                     if parse_addr(ip, self.family) & lo_mask != lo_net), None)
+
+    def resolve(self, packet: Packet) -> Resolved:
+        first = self.first_local()
         local = [(h, (1 << (32 if self.family == "ipv4" else 128)) - 1) for h in self._hosts]
         local.append(self._lo)
         return resolve(packet, self.family, local, first, self._pods)
 
-    def trace(self, packet: Packet, memory: Memory | None = None) -> TraceResult:
+    def trace(self, packet: Packet, memory: Memory | None = None,
+              conn: tuple[str, Any] | None = None) -> TraceResult:
         """Every outcome of ``packet``; ``memory`` carries recent/nth/limit state between
-        packets of a sequence (a fresh one when omitted)."""
+        packets of a sequence (a fresh one when omitted); ``conn``: the connection a later
+        packet belongs to, whose NAT applies (see :attr:`Walk.conn`)."""
         inferred: dict[str, str] = {}
         first_route = None
         if self.router is not None:
@@ -454,6 +461,7 @@ class Tracer:
                 inferred["in_interface_why"] = (f"the node routes {pkt.src_text} to "
                                                 f"{back.dev}: {back.describe()}")
         walk = Walk(pkt, memory if memory is not None else Memory())
+        walk.conn = conn
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
         if self.router is not None and pkt.origin in ("node", "localhost"):
             walk.route = first_route or self._route(walk, arriving=False)
@@ -507,58 +515,13 @@ class Tracer:
         verdict = "DROP" if decision.kind in ("blackhole", "not-forwarding") else "REJECT"
         return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
-    def trace_sequence(self, packets: Sequence[Packet]) -> list[TraceResult]:
+    def trace_sequence(self, packets: Iterable[Packet]) -> list[TraceResult]:
         """Trace packets in order; kernel memory (recent lists for session affinity, nth
-        counters, limit buckets) carries over, in every world the earlier branches left.
+        counters, limit buckets) carries over, in every world the earlier branches left
+        (see :mod:`netproxy.trace.sequence`)."""
+        from netproxy.trace.sequence import trace_stream
 
-        A world is (probability, memory, DNAT destination of its last packet); worlds with
-        the same memory are traced once and share the outcomes.
-        """
-        worlds: list[tuple[float, Memory, str | None]] = [(1.0, Memory(), None)]
-        results: list[TraceResult] = []
-        for index, packet in enumerate(packets):
-            groups: dict[tuple[Any, ...], tuple[Memory, list[tuple[float, str | None]]]] = {}
-            for weight, memory, previous in worlds:
-                key = memory.key()
-                if key not in groups:
-                    groups[key] = (memory, [])
-                groups[key][1].append((weight, previous))
-            merged: dict[tuple[Any, ...], Outcome] = {}
-            nxt: dict[tuple[Any, ...], list[Any]] = {}
-            same = 0.0
-            first: TraceResult | None = None
-            for memory, members in groups.values():
-                res = self.trace(packet, memory)
-                first = first or res
-                total = sum(weight for weight, _ in members)
-                for o in res.outcomes:
-                    p = total * o.probability
-                    dnat = o.dnat
-                    if index and dnat is not None:
-                        same += o.probability * sum(wt for wt, prev in members if prev == dnat)
-                    k = o.key()
-                    if k in merged:
-                        merged[k].probability += p
-                    else:
-                        merged[k] = Outcome(p, o.verdict, dnat, o.masquerade, o.snat, o.path,
-                                            o.reason, o.delivered, None, o.masquerade_flags,
-                                            o.final)
-                        merged[k].route = o.route
-                    mem = o.memory or Memory()
-                    wk = (mem.key(), dnat)
-                    if wk in nxt:
-                        nxt[wk][0] += p
-                    else:
-                        nxt[wk] = [p, mem, dnat]
-            worlds = [(w[0], w[1], w[2]) for w in nxt.values()]
-            if len(worlds) > MAX_BRANCHES:
-                raise TraceError(f"packet sequence has more than {MAX_BRANCHES} possible states")
-            assert first is not None
-            done = TraceResult(first.packet, list(merged.values()), first.notes,
-                               same if index else None)
-            done.inferred = first.inferred
-            results.append(done)
-        return results
+        return list(trace_stream({self.family: self}, packets))
 
     # ------------------------------------------------------------------ the walk
 
@@ -646,6 +609,8 @@ class Tracer:
                 if code is None or (not code.rules and code.policy == "ACCEPT"):
                     continue  # absent, or empty with policy ACCEPT: no effect, not shown
                 if code.nat and not w.nat_ok:
+                    if w.conn is not None:
+                        self._conn_nat(w, hook)
                     continue
                 self._enter(w, hook)
                 stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (code.name,),
@@ -775,6 +740,34 @@ class Tracer:
             out.append(self._outcome(w, "UNKNOWN", reason=str(data)))
             return
 
+    def _conn_nat(self, w: Walk, hook: str) -> None:
+        """A later packet of a known connection: the kernel applies the connection's NAT at
+        the nat hooks without consulting the nat rules (destination at PREROUTING/OUTPUT,
+        source at POSTROUTING/INPUT); a reply gets the reverse of it."""
+        assert w.conn is not None
+        kind, data = w.conn
+        dest_side = hook in ("PREROUTING", "OUTPUT")
+        if kind == "orig":
+            addr, port, masq = data
+            if dest_side and addr is not None:
+                w.dst, w.dport = addr, port
+                w.dnat = (addr, port)
+                w.ct = w.ct | {"DNAT"}
+            elif not dest_side and masq and not w.masquerade:
+                w.masquerade = True
+                w.ct = w.ct | {"SNAT"}
+            return
+        vip, vport, client, cport = data
+        fam = self.family
+        if dest_side and client is not None and w.dst != client:
+            w.dst, w.dport = client, cport
+            w.reverse = ((w.reverse + ", ") if w.reverse else "") + \
+                f"destination restored to {format_endpoint(client, cport, fam)}"
+        elif not dest_side and vip is not None and (w.src, w.sport) != (vip, vport):
+            w.src, w.sport = vip, vport
+            w.reverse = ((w.reverse + ", ") if w.reverse else "") + \
+                f"source restored to {format_endpoint(vip, vport, fam)}"
+
     def _policy_outcome(self, w: Walk, base: ChainCode) -> Outcome:
         if base.policy == "DROP":
             return self._outcome(w, "DROP")
@@ -898,17 +891,22 @@ class Tracer:
         dst, dport = w.dst, w.dport
         fam = self.family
 
-        def build() -> tuple[list[Hop], str | None, str]:
-            hops = [self.hop(code, pos, depth) for code, pos, depth in raw]
+        def build() -> list[Hop]:
+            return [self.hop(code, pos, depth) for code, pos, depth in raw]
+
+        def ends() -> tuple[str | None, str]:
             text = format_endpoint(dnat[0], dnat[1], fam) if dnat is not None else None
-            return hops, text, format_endpoint(dst, dport, fam)
+            return text, format_endpoint(dst, dport, fam)
 
         flags = w.masq_flags if w.masquerade else ""
         o = Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
-                         flags, build)
+                         flags, build, ends)
         if w.facts:
             o.assumes = tuple(w.facts.values())
         if w.assumed:
             o.assumed = w.assumed
+        if w.reverse:
+            o.reverse = w.reverse
+        o.raw_dnat = dnat
         o.route = w.route
         return o

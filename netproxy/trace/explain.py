@@ -40,6 +40,8 @@ def outcome_head(index: int, o: Outcome) -> str:
             head += ", source kept"
     elif o.verdict == "UNKNOWN" or o.reason:
         head += f": {o.reason}"
+    if o.reverse:
+        head += f", reply: {o.reverse}"
     if o.assumes:
         head += f", if {' and '.join(o.conditions())}"
     return head

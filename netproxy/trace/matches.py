@@ -461,9 +461,11 @@ def _statistic_module(opts: list[Option], ctx: Context, key: Any) -> list[tuple[
         negated = every_o.negated
 
         def nth(w: Walk) -> object:
-            count = w.memory.nth.get(key, start)
+            count = w.memory.get(("nth", key))
+            if count is None:
+                count = start
             nval = 0 if count == every else count + 1
-            w.memory = w.memory.with_nth(key, nval)
+            w.memory = w.memory.with_(("nth", key), nval)
             return (nval == 0) != negated
         return [(nth, "impure")]
     return [(_unknown(f"statistic mode {mode!r} is not modelled"), None)]
@@ -486,7 +488,7 @@ def _recent_module(opts: list[Option], ctx: Context) -> list[Eval]:
     def f(w: Walk) -> object:
         addr = (w.dst if dest else w.src) & mask
         now = w.pkt.packet.time
-        stamps = w.memory.recent.get(name, {}).get(addr)
+        stamps = w.memory.get(("recent", name, addr))
         ret = negated
         if stamps is None:
             if command != "set":
@@ -589,10 +591,10 @@ def _limit_module(opts: list[Option], ctx: Context, key: Any) -> list[Eval]:
 
     def f(w: Walk) -> object:
         now = w.pkt.packet.time
-        credit, last = w.memory.limit.get(key, (float(burst), now))
+        credit, last = w.memory.get(("limit", key)) or (float(burst), now)
         credit = min(float(burst), credit + (now - last) * rate)
         ok = credit >= 1.0
-        w.memory = w.memory.with_limit(key, (credit - 1.0 if ok else credit, now))
+        w.memory = w.memory.with_(("limit", key), (credit - 1.0 if ok else credit, now))
         return ok
     return [f]
 

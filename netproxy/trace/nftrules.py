@@ -306,11 +306,9 @@ class NftRules:
             if all(_part_in(v, p) for v, p in zip(key, parts, strict=True)):
                 return value
         if w is not None and isinstance(data, str):
-            live = w.memory.sets.get((label, data[1:]))
-            if live is not None:
-                expiry = live.get(key)
-                if expiry is not None and expiry > w.pkt.packet.time:
-                    return True
+            expiry = w.memory.get(("nftset", label, data[1:], key))
+            if expiry is not None and expiry > w.pkt.packet.time:
+                return True
         return MISSING
 
     def index(self, data: Any, kinds: tuple[str, ...], label: str, table: NftTable
@@ -370,12 +368,11 @@ class NftRules:
                 values.append(v)
             k = tuple(values)
             now = w.pkt.packet.time
-            live = w.memory.sets.get((label, name), {})
+            entry = ("nftset", label, name, k)
             if op == "delete":
-                if k in live:
-                    w.memory = w.memory.with_set((label, name), k, None)
-            elif op == "update" or live.get(k, -1.0) <= now:
-                w.memory = w.memory.with_set((label, name), k, now + span)
+                w.memory = w.memory.with_(entry, None)
+            elif op == "update" or (w.memory.get(entry) or -1.0) <= now:
+                w.memory = w.memory.with_(entry, now + span)
             return True
         return update
 

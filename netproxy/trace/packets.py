@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from netproxy.errors import InputError, TraceError
 from netproxy.trace.packet import Packet
 
 
-def read_packets(path: str, defaults: dict[str, Any]) -> list[Packet]:
+def read_packets(path: str, defaults: dict[str, Any]) -> Iterator[Packet]:
+    """The packets of the file, one at a time as they are read (a long file is never held
+    in memory)."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read packets: {getattr(err, 'strerror', None) or err}",
-                         where=path) from None
-    out: list[Packet] = []
-    for n, raw in enumerate(text.splitlines(), 1):
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as err:
+        raise InputError(f"cannot read packets: {err.strerror or err}", where=path) from None
+    try:
+        yield from _packets(path, stream, defaults)
+    except UnicodeDecodeError as err:
+        raise InputError(f"cannot read packets: {err}", where=path) from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _packets(path: str, stream: IO[str], defaults: dict[str, Any]) -> Iterator[Packet]:
+    seen = 0
+    for n, raw in enumerate(stream, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -49,9 +60,10 @@ def read_packets(path: str, defaults: dict[str, Any]) -> list[Packet]:
         merged = {k: v for k, v in defaults.items() if v is not None}
         merged.update({str(k).replace("-", "_"): v for k, v in data.items()})
         try:
-            out.append(Packet.from_mapping(merged, where=where))
+            packet = Packet.from_mapping(merged, where=where)
         except TypeError as err:
             raise TraceError(f"bad packet: {err}", where=where) from None
-    if not out:
+        seen += 1
+        yield packet
+    if not seen:
         raise InputError("no packets in the file", where=path)
-    return out

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.trace.packet import Packet
+from netproxy.trace.sequence import AUTO_STATE
 
 
-def read_pcap(path: str, defaults: dict[str, Any]) -> list[Packet]:
-    """One :class:`Packet` per IPv4/IPv6 packet of the capture (others are skipped)."""
+def read_pcap(path: str, defaults: dict[str, Any]) -> Iterator[Packet]:
+    """One :class:`Packet` per IPv4/IPv6 packet of the capture, read as it is traced (other
+    frames are skipped). The conntrack state is left to the sequence (NEW, or ESTABLISHED
+    for a later packet or reply of a connection seen before) unless ``ct_state`` is given."""
     try:
         from scapy.layers.inet import ICMP, IP, TCP, UDP
         from scapy.layers.inet6 import IPv6
         from scapy.utils import PcapReader
     except ImportError as err:  # pragma: no cover - scapy is a dependency
         raise InputError(f"reading captures needs scapy: {err}", where=path) from None
-    out: list[Packet] = []
     base = {k: v for k, v in defaults.items() if v is not None}
     try:
         reader = PcapReader(path)
-    except (OSError, ValueError, TypeError) as err:
+    except Exception as err:  # noqa: BLE001 - scapy raises anything on a non-capture
         raise InputError(f"cannot read capture: {err}", where=path) from None
     start: float | None = None
-    seen: set[tuple[Any, ...]] = set()
+    count = 0
     try:
-        for frame in reader:
+        while True:
+            try:
+                frame = reader.read_packet()
+            except EOFError:
+                break
+            except Exception as err:  # noqa: BLE001 - a truncated or damaged capture
+                raise InputError(f"cannot read capture after packet {count}: {err}",
+                                 where=path) from None
             ip = frame.getlayer(IP) or frame.getlayer(IPv6)
             if ip is None:
                 continue
@@ -45,20 +55,15 @@ def read_pcap(path: str, defaults: dict[str, Any]) -> list[Packet]:
             else:
                 nh = int(getattr(ip, "proto", getattr(ip, "nh", 0)))
                 fields["proto"] = {58: "icmpv6"}.get(nh, str(nh))
+            packet = Packet.from_mapping(fields, where=f"{path}: packet {count + 1}")
             if "ct_state" not in base:
-                flow = (fields.get("proto"), ip.src, fields.get("sport"), ip.dst,
-                        fields.get("dport"))
-                back = (flow[0], flow[3], flow[4], flow[1], flow[2])
-                fields["ct_state"] = "ESTABLISHED" if flow in seen or back in seen else "NEW"
-                seen.add(flow)
-            out.append(Packet.from_mapping(fields, where=path))
-    except (OSError, EOFError, ValueError) as err:
-        raise InputError(f"cannot read capture: {err}", where=path) from None
+                packet.extra["ct"] = AUTO_STATE
+            count += 1
+            yield packet
     finally:
         reader.close()
-    if not out:
+    if not count:
         raise InputError("no IP packets in the capture", where=path)
-    return out
 
 
 _FLAGS = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR")

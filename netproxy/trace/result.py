@@ -70,7 +70,7 @@ class Outcome:
 
     __slots__ = ("probability", "verdict", "_dnat", "masquerade", "snat", "_path", "reason",
                  "delivered", "memory", "masquerade_flags", "_final", "_lazy", "assumes",
-                 "assumed", "route")
+                 "assumed", "reverse", "raw_dnat", "_ends", "route")
 
     def __init__(self, probability: float, verdict: str, dnat: str | None, masquerade: bool,
                  snat: str | None, path: list[Hop], reason: str | None = None,
@@ -90,6 +90,7 @@ class Outcome:
         self.masquerade_flags = masquerade_flags
         self._final = final
         self._lazy: Any = None
+        self._ends: Any = None
         self.route: Any = None
         """The node's routing decision on this branch (traces with a node snapshot)."""
         self.assumes: tuple[tuple[bool, Any], ...] = ()
@@ -97,12 +98,18 @@ class Outcome:
         probability is within that case (the outcomes of each case sum to 1)."""
         self.assumed: frozenset[str] = frozenset()
         """Stated defaults it relied on (an interface no rule names, not bridged)."""
+        self.reverse: str | None = None
+        """A reply of a NATed connection: what its reverse NAT restored."""
+        self.raw_dnat: Any = None
+        """The DNAT destination as the engine holds it (address and port numbers): compared
+        without rendering text."""
 
     @classmethod
     def lazy(cls, probability: float, verdict: str, masquerade: bool, snat: str | None,
              reason: str | None, delivered: str | None, memory: Memory, flags: str,
-             build: Any) -> Outcome:
-        """An outcome whose path/dnat/final come from ``build() -> (path, dnat, final)``."""
+             build: Any, ends: Any) -> Outcome:
+        """An outcome whose path comes from ``build()`` and dnat/final from ``ends() ->
+        (dnat, final)``, each on first use (a summary never renders the hops)."""
         o = cls.__new__(cls)
         o.probability = probability
         o.verdict = verdict
@@ -116,15 +123,23 @@ class Outcome:
         o._dnat = None
         o._final = ""
         o._lazy = build
+        o._ends = ends
         o.route = None
         o.assumes = ()
         o.assumed = frozenset()
+        o.reverse = None
+        o.raw_dnat = None
         return o
 
     def _fill(self) -> None:
         if self._lazy is not None:
-            self._path, self._dnat, self._final = self._lazy()
+            self._path = self._lazy()
             self._lazy = None
+
+    def _fill_ends(self) -> None:
+        if self._ends is not None:
+            self._dnat, self._final = self._ends()
+            self._ends = None
 
     @property
     def path(self) -> list[Hop]:
@@ -135,20 +150,20 @@ class Outcome:
     @property
     def dnat(self) -> str | None:
         """The destination after DNAT (``ip:port``), or None when no DNAT happened."""
-        self._fill()
+        self._fill_ends()
         return self._dnat
 
     @property
     def final(self) -> str:
         """Destination after the walk (``ip:port``)."""
-        self._fill()
+        self._fill_ends()
         return self._final
 
     def key(self) -> tuple[Any, ...]:
         """Identity of the outcome apart from its probability (to merge equal branches)."""
         return (self.verdict, self.dnat, self.masquerade, self.snat, self.reason,
                 self.delivered, tuple((h.table, h.chain, h.rule) for h in self.path),
-                self.conditions(), self.route)
+                self.conditions(), self.reverse, self.route)
 
     def conditions(self) -> tuple[str, ...]:
         """The assumed facts as text ("10.96.0.10,udp:53 in KUBE-CLUSTER-IP")."""
@@ -172,6 +187,8 @@ class Outcome:
                             "table": r.table, "rule": r.rule, "route": r.route}
         if self.assumes:
             out["assumes"] = list(self.conditions())
+        if self.reverse:
+            out["reverse_nat"] = self.reverse
         out["path"] = [h.to_dict() for h in self.path]
         return out
 
@@ -334,6 +351,9 @@ def summarize(outcomes: list[Outcome]) -> str:
         snat = sorted({o.snat for o in accepted if o.snat})
         if snat:
             parts.append("SNAT to " + ", ".join(snat))
+        reverse = sorted({o.reverse for o in accepted if o.reverse})
+        if reverse:
+            parts.append("reply: " + "; ".join(reverse))
     for verdict in ("DROP", "REJECT"):
         share = sum(o.probability for o in outcomes if o.verdict == verdict)
         if share > 0:

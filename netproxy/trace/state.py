@@ -9,64 +9,59 @@ forks never see each other's changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from netproxy.trace.packet import Resolved
 
 
 class Memory:
-    """Kernel state that persists across the packets of a sequence (copy on write)."""
+    """Kernel state that persists across the packets of a sequence (copy on write).
 
-    __slots__ = ("recent", "nth", "limit", "sets")
+    Entries are keyed ``("recent", list name, address)``, ``("nftset", table, set, element)``
+    (an nft dynamic set's element, valued by its expiry time), ``("nth", rule key)`` and
+    ``("limit", rule key)``. ``writes`` holds what this world changed; reads that miss it
+    go to ``base`` (the state left by earlier packets, see :mod:`netproxy.trace.sequence`)
+    and are recorded in ``reads`` (shared by the forks of one trace).
+    """
 
-    def __init__(self, recent: dict[str, dict[int, tuple[float, ...]]] | None = None,
-                 nth: dict[Any, int] | None = None,
-                 limit: dict[Any, tuple[float, float]] | None = None,
-                 sets: dict[Any, dict[Any, float]] | None = None) -> None:
-        self.recent = recent or {}
-        self.nth = nth or {}
-        self.limit = limit or {}
-        self.sets = sets or {}
-        """Elements nft rules added to dynamic sets (``update @affinity { ip saddr }``):
-        (table, set) -> element key -> expiry time."""
+    __slots__ = ("writes", "base", "reads")
+
+    def __init__(self, writes: dict[Any, Any] | None = None,
+                 base: Callable[[Any], Any] | None = None,
+                 reads: set[Any] | None = None) -> None:
+        self.writes: dict[Any, Any] = writes if writes is not None else {}
+        self.base = base
+        self.reads: set[Any] = reads if reads is not None else set()
+
+    def get(self, key: Any) -> Any:
+        """The entry's value, None when absent."""
+        writes = self.writes
+        if key in writes:
+            return writes[key]
+        self.reads.add(key)
+        return self.base(key) if self.base is not None else None
+
+    def with_(self, key: Any, value: Any) -> Memory:
+        writes = dict(self.writes)
+        writes[key] = value
+        return Memory(writes, self.base, self.reads)
 
     def with_recent(self, name: str, addr: int, stamps: tuple[float, ...] | None) -> Memory:
-        table = dict(self.recent.get(name, {}))
-        if stamps is None:
-            table.pop(addr, None)
-        else:
-            table[addr] = stamps
-        recent = dict(self.recent)
-        recent[name] = table
-        return Memory(recent, self.nth, self.limit, self.sets)
+        return self.with_(("recent", name, addr), stamps)
 
-    def with_nth(self, key: Any, count: int) -> Memory:
-        nth = dict(self.nth)
-        nth[key] = count
-        return Memory(self.recent, nth, self.limit, self.sets)
-
-    def with_limit(self, key: Any, bucket: tuple[float, float]) -> Memory:
-        limit = dict(self.limit)
-        limit[key] = bucket
-        return Memory(self.recent, self.nth, limit, self.sets)
-
-    def with_set(self, name: Any, key: Any, expiry: float | None) -> Memory:
-        table = dict(self.sets.get(name, {}))
-        if expiry is None:
-            table.pop(key, None)
-        else:
-            table[key] = expiry
-        sets = dict(self.sets)
-        sets[name] = table
-        return Memory(self.recent, self.nth, self.limit, sets)
+    @property
+    def recent(self) -> dict[str, dict[int, tuple[float, ...]]]:
+        """The recent lists this world wrote (name -> address -> time stamps)."""
+        out: dict[str, dict[int, tuple[float, ...]]] = {}
+        for key, value in self.writes.items():
+            if key[0] == "recent" and value is not None:
+                out.setdefault(key[1], {})[key[2]] = value
+        return out
 
     def key(self) -> tuple[Any, ...]:
-        """A hashable summary, so identical worlds of a packet sequence can be merged."""
-        recent = tuple(sorted((n, tuple(sorted(t.items()))) for n, t in self.recent.items() if t))
-        return (recent, tuple(sorted(self.nth.items(), key=repr)),
-                tuple(sorted(self.limit.items(), key=repr)),
-                tuple(sorted((n, tuple(sorted(t.items(), key=repr)))
-                             for n, t in self.sets.items() if t)))
+        """A hashable summary of what this world wrote."""
+        return tuple(sorted(self.writes.items(), key=repr))
 
 
 class Walk:
@@ -75,7 +70,7 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided", "route", "pending")
+                 "assumed", "decided", "conn", "reverse", "route", "pending")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -116,6 +111,12 @@ class Walk:
         self.pending: tuple[str, Any, int] | None = None
         """A branch forked by an nft ``numgen`` lookup: the action it takes when resumed
         (kind, data, rule position)."""
+        self.conn: tuple[str, Any] | None = None
+        """The connection a later packet belongs to (a packet sequence): ("orig", (dnat
+        address, port, masqueraded)) or ("reply", (service address, port, client address,
+        port)); its NAT is applied where the kernel applies it, without the nat rules."""
+        self.reverse: str | None = None
+        """For a reply: what the connection's reverse NAT did."""
 
     def assume(self, cond: Cond, value: bool) -> None:
         facts = dict(self.facts)
@@ -154,6 +155,8 @@ class Walk:
         o.assumed = self.assumed
         o.decided = None
         o.pending = None
+        o.conn = self.conn
+        o.reverse = self.reverse
         return o
 
 

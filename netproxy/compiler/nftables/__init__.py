@@ -4,6 +4,9 @@ iptables mode (:mod:`netproxy.proxy`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from netproxy.compiler.nftables.existing import finish, preload
 from netproxy.compiler.nftables.fixed import write_setup
 from netproxy.compiler.nftables.listing import list_table
 from netproxy.compiler.nftables.options import (
@@ -18,9 +21,13 @@ from netproxy.proxy.settings import ProxySettings
 from netproxy.proxy.topology import categorize
 
 
-def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOptions) -> Table:
-    """One family's ``kube-proxy`` table after a full sync on a fresh node."""
+def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOptions,
+                  existing: Any = None) -> Table:
+    """One family's ``kube-proxy`` table after kube-proxy's first full sync: on a fresh node,
+    or on one holding ``existing`` (the node's parsed ``kube-proxy`` table of this family)."""
     t = Table("ip6" if settings.ipv6 else "ip")
+    if existing is not None:
+        preload(t, existing)
     write_setup(t, settings, options)
     writer = PortWriter(t, settings, options)
     for svc in model.service_ports:
@@ -28,6 +35,8 @@ def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOption
         cat = categorize(eps, svc, settings.node_name, settings.zone,
                          prefer_same_node=settings.prefer_same_node)
         writer.write(svc, cat)
+    if existing is not None:
+        finish(t)
     return t
 
 

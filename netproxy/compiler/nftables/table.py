@@ -54,7 +54,15 @@ class Table:
         self.comment = ""
         self.chains: dict[str, Chain] = {}
         self.containers: dict[str, Container] = {}
-        self._ensured: set[str] = set()
+        self.ensured: set[str] = set()
+        """Chains ensured in this transaction (kube-proxy's active chains)."""
+        self.added_sets: set[str] = set()
+        self.touched: dict[str, set[str]] = {}
+        """Keys ensured per container in this transaction."""
+        # the node's table before the transaction (see existing.py); empty on a fresh node
+        self.existing_chains: list[str] = []
+        self.existing_sets: list[str] = []
+        self.existing_elements: dict[str, set[str]] = {}
 
     # -- table and chains --------------------------------------------------------------
     def add_table(self, comment: str) -> None:
@@ -70,8 +78,11 @@ class Table:
             self.lines.append(f"add chain {self.prefix} {name} {{ comment {go_quote(comment)} ; }}")
         else:
             self.lines.append(f"add chain {self.prefix} {name}")
-        if name not in self.chains:
+        chain = self.chains.get(name)
+        if chain is None:
             self.chains[name] = Chain(name, hook, type, priority, comment)
+        elif comment:
+            chain.comment = comment
 
     def flush_chain(self, name: str) -> None:
         self.lines.append(f"flush chain {self.prefix} {name}")
@@ -83,9 +94,9 @@ class Table:
 
     def ensure_chain(self, name: str) -> None:
         """kube-proxy's ``ensureChain``: add and flush a chain once per transaction."""
-        if name in self._ensured:
+        if name in self.ensured:
             return
-        self._ensured.add(name)
+        self.ensured.add(name)
         self.add_chain(name)
         self.flush_chain(name)
 
@@ -110,8 +121,13 @@ class Table:
         if comment:
             body += f" comment {go_quote(comment)} ;"
         self.lines.append(f"add {kind} {self.prefix} {name} {{ {body} }}")
-        if name not in self.containers:
+        self.added_sets.add(name)
+        existing = self.containers.get(name)
+        if existing is None:
             self.containers[name] = Container(kind, name, type, flags, timeout, comment)
+        else:  # kernel keeps the object (and its elements) in place
+            existing.type, existing.flags, existing.timeout = type, flags, timeout
+            existing.comment = comment
 
     def add_map(self, name: str, type: str, comment: str) -> None:
         self.add_set(name, type, comment=comment, kind="map")
@@ -146,12 +162,17 @@ class Table:
         """kube-proxy's ``ensureElem`` on a fresh node: add a key once; a second value for the
         same key replaces the first (``delete element`` + ``add element``); comments are not
         compared."""
+        self.touched.setdefault(name, set()).add(key)
         existing = self.containers[name].elements.get(key)
         if existing is not None:
             if existing[0] == value:
                 return
-            self.lines.append(f"delete element {self.prefix} {name} {{ {key} }}")
+            self.delete_element(name, key)
         self.add_element(name, key, value, comment)
+
+    def delete_element(self, name: str, key: str) -> None:
+        self.lines.append(f"delete element {self.prefix} {name} {{ {key} }}")
+        del self.containers[name].elements[key]
 
     def transaction(self) -> str:
         return "\n".join(self.lines) + "\n"

@@ -20,15 +20,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from netproxy.diff.kubenames import (
+from netproxy.kubeview.comments import comment_endpoint, comment_spn
+from netproxy.kubeview.names import (
     ENDPOINT_ROLE,
     FRONTEND_CHAINS,
     SERVICE_ROLES,
     ServiceKey,
     chain_hash,
     chain_role,
-    comment_endpoint,
-    comment_spn,
 )
 from netproxy.netfilter.model import Rule, Ruleset, Table
 

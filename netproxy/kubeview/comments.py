@@ -1,5 +1,10 @@
 """kube-proxy's rule comments: which Service port a rule belongs to and what the rule is for.
 
+:func:`parse_comment` reads a whole comment into the Service port and the rule's role (the
+doctor's model); :func:`comment_spn`, :func:`comment_endpoint`, :func:`frontend_kind` and
+:func:`no_endpoint_reason` pick one thing out of any comment that mentions it (the differ's
+identity index, which also meets comments other software wrote around kube-proxy's words).
+
 kube-proxy names the Service port in nearly every comment it writes (``"default/web:http
 cluster IP"``, ``"default/web:http -> 10.244.1.5:8080"``, bare ``default/web:http`` in SEP
 chains). Releases before ~1.20 wrote an unnamed port as ``default/web:`` (trailing colon); we
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from netproxy.diff.kubenames import normalise_spn
+from netproxy.kubeview.names import normalise_spn
 
 _SPN = r"(?P<spn>[^\s/]+/[^\s]+?)"
 
@@ -78,3 +83,50 @@ def matches_selector(name: str, selector: str, port_numbers: set[int] | None = N
     if want_port == port:
         return True
     return want_port.isdigit() and port_numbers is not None and int(want_port) in port_numbers
+
+
+_SPN_IN_TEXT = re.compile(r"(?<![\w./-])([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?(:[-a-z0-9]*)?)(?![\w/])")
+_ENDPOINT = re.compile(r" -> (\S+)$")
+
+
+def comment_spn(comment: str | None) -> str | None:
+    """The service-port name a kube-proxy comment mentions, if any."""
+    if not comment or "/" not in comment:
+        return None
+    found = _SPN_IN_TEXT.search(comment)
+    return normalise_spn(found.group(1)) if found else None
+
+
+def comment_endpoint(comment: str | None) -> str | None:
+    """``ip:port`` of an ``"ns/name:port -> ip:port"`` comment."""
+    if not comment:
+        return None
+    found = _ENDPOINT.search(comment)
+    return found.group(1) if found else None
+
+
+def frontend_kind(comment: str | None, chain: str) -> str | None:
+    """What kind of frontend a rule in a shared chain serves, from its comment and chain."""
+    text = comment or ""
+    if text.endswith("health check node port"):
+        return "health check node port"
+    if "cluster IP" in text:
+        return "cluster IP"
+    if "external IP" in text:
+        return "external IP"
+    if "loadbalancer IP" in text or " LB IP" in text or "traffic not accepted by" in text:
+        return "loadbalancer IP"
+    if chain == "KUBE-NODEPORTS":
+        return "node port"
+    return None
+
+
+def no_endpoint_reason(comment: str | None) -> str | None:
+    text = comment or ""
+    if text.endswith("has no local endpoints"):
+        return "no local endpoints"
+    if text.endswith("has no endpoints"):
+        return "no endpoints"
+    if "traffic not accepted by" in text:
+        return "source not allowed"
+    return None

@@ -1,0 +1,24 @@
+"""One reading of kube-proxy's rules: chain names, comments, and the Service model.
+
+* :mod:`.names` -- what kube-proxy's chain names say (roles, hashes, which chains it owns).
+* :mod:`.comments` -- what its rule comments say (Service port, endpoint, the rule's role).
+* :mod:`.model` -- every Service port of a node (addresses, endpoint rules with their
+  probabilities, endpoint chains, REJECT/DROP rules) and what the node says around them
+  (proxy mode, pod CIDRs, redactions), each fact with the rule it came from.
+* :mod:`.iptables` -- builds that model from an iptables ruleset (``build_view``).
+
+The doctor judges the model; the differ names chains and groups rules by Service with the
+same names and comment grammar (its lazy identity index is :mod:`netproxy.diff.identity`).
+"""
+
+from __future__ import annotations
+
+from netproxy.kubeview.iptables import build_view, well_known_hashes
+from netproxy.kubeview.model import (
+    RuleRef,
+    RulesetView,
+    ServicePortView,
+    is_redacted,
+)
+
+__all__ = ["RuleRef", "RulesetView", "ServicePortView", "build_view", "is_redacted", "well_known_hashes"]

@@ -1,0 +1,302 @@
+"""Packet sequences in linear time: kernel memory kept as independent factors.
+
+What the kernel remembers between packets -- ``recent`` entries (session affinity), ``nth``
+counters, ``limit`` buckets, and, for captures, the connections and their NAT -- depends on
+the random branches earlier packets took. Keeping one world per combination multiplies:
+twenty clients of affinity Services with ten endpoints each are 10^20 worlds. But packets
+of different clients and Services touch different entries, so the state is kept as
+*factors*: a factor is a set of entries with its alternatives (probability, values), and
+entries of different factors are independent.
+
+A packet is traced once per joint alternative of the factors whose entries it reads (one
+trace when they are all certain), and those factors, with what the packet wrote, become one
+new factor. Each packet costs what it touches, not what came before it; the state grows
+with the connections and clients seen (as conntrack and the recent lists do).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import product
+from typing import Any
+
+from netproxy.errors import TraceError
+from netproxy.gcpause import paused_gc
+from netproxy.trace.addr import family_of, format_addr, parse_addr
+from netproxy.trace.packet import Packet
+from netproxy.trace.result import Outcome, TraceResult
+from netproxy.trace.state import Memory
+
+MAX_ALTERNATIVES = 50_000
+AUTO_STATE = "auto"
+"""``Packet.extra["ct"]``: the conntrack state follows from the connections seen so far
+(captures): a later packet of a connection, or a reply to it, is ESTABLISHED and gets the
+connection's NAT; anything else is NEW."""
+
+
+class Factor:
+    """Entries that depend on each other, with their joint alternatives."""
+
+    __slots__ = ("keys", "alts")
+
+    def __init__(self, keys: set[Any], alts: list[tuple[float, dict[Any, Any]]]) -> None:
+        self.keys = keys
+        self.alts = alts
+
+
+class _Unsettled(Exception):  # noqa: N818 - internal control flow, not an error
+    """A trace read an entry of a factor with several alternatives not yet enumerated."""
+
+    def __init__(self, factor: Factor) -> None:
+        self.factor = factor
+
+
+def _flow(p: Packet) -> tuple[Any, ...]:
+    return (p.proto.lower(), p.src, p.sport, p.dst, p.dport)
+
+
+class Stepper:
+    """Traces the packets of one sequence in order, carrying the kernel's memory."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.family = tracer.family
+        self.where: dict[Any, Factor] = {}
+
+    def step(self, packet: Packet) -> TraceResult:
+        auto = packet.extra.get("ct") == AUTO_STATE
+        flow = _flow(packet)
+        prev_key = ("prev", packet.src, packet.dst, packet.dport, packet.proto.lower())
+        pre = [prev_key] + ([("conn", flow), ("reply", flow)] if auto else [])
+        touched: list[Factor] = []
+        for key in pre:
+            f = self.where.get(key)
+            if f is not None and len(f.alts) > 1 and f not in touched:
+                touched.append(f)
+        while True:
+            try:
+                runs = self._runs(packet, touched, pre, auto, flow, prev_key)
+                break
+            except _Unsettled as need:
+                touched.append(need.factor)
+        return self._combine(packet, touched, runs, auto, flow, prev_key)
+
+    # ------------------------------------------------------------------
+
+    def _lookup(self, choice: dict[int, dict[Any, Any]]) -> Any:
+        where = self.where
+
+        def get(key: Any) -> Any:
+            f = where.get(key)
+            if f is None:
+                return None
+            alt = choice.get(id(f))
+            if alt is not None:
+                return alt.get(key)
+            if len(f.alts) == 1:
+                return f.alts[0][1].get(key)
+            raise _Unsettled(f)
+        return get
+
+    def _runs(self, packet: Packet, touched: list[Factor], pre: list[Any], auto: bool,
+              flow: tuple[Any, ...], prev_key: Any) -> list[Any]:
+        runs = []
+        combos = product(*[f.alts for f in touched]) if touched else [()]
+        for combo in combos:
+            p = 1.0
+            choice: dict[int, dict[Any, Any]] = {}
+            for f, (q, values) in zip(touched, combo, strict=True):
+                p *= q
+                choice[id(f)] = values
+            get = self._lookup(choice)
+            pkt, conn = packet, None
+            found = False
+            if auto:
+                orig, reply = get(("conn", flow)), get(("reply", flow))
+                found = orig is not None or reply is not None
+                if orig is not None:
+                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", orig)
+                elif reply is not None:
+                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("reply", reply)
+                else:
+                    pkt = packet.with_(ct_state="NEW")
+            memory = Memory(base=get)
+            res = self.tracer.trace(pkt, memory, conn)
+            runs.append((p, choice, res, get(prev_key), found))
+        if auto and packet.proto.lower() == "tcp" and any(r[4] for r in runs):
+            flags = set((packet.tcp_flags or "").upper().split(","))
+            if flags != {"SYN"}:
+                # A TCP packet other than a SYN exists only within a connection: the capture
+                # shows which of the worlds happened (the connection went this way).
+                kept = [r for r in runs if r[4]]
+                total = sum(r[0] for r in kept)
+                runs = [(r[0] / total, *r[1:]) for r in kept]
+        return runs
+
+    def _combine(self, packet: Packet, touched: list[Factor], runs: list[Any], auto: bool,
+                 flow: tuple[Any, ...], prev_key: Any) -> TraceResult:
+        from netproxy.trace.cases import case_list
+
+        merged: dict[Any, Outcome] = {}
+        same = 0.0
+        had_prev = False
+        alts: dict[Any, list[Any]] = {}
+        where = self.where
+        # Certain factors an outcome writes to join the new factor too.
+        for _p, _c, res, _prev, _found in runs:
+            for o in res.outcomes:
+                for key in (o.memory.writes if o.memory is not None else ()):
+                    f = where.get(key)
+                    if f is not None and f not in touched:
+                        touched.append(f)
+        if len(runs) == 1 and not touched and not auto and not any(
+                o.memory is not None and o.memory.writes for o in runs[0][2].outcomes):
+            return self._independent(runs[0], prev_key)
+        for p, choice, res, prev, _found in runs:
+            if "NEW" not in res.packet.ct:
+                prev = None  # a later packet of a connection keeps its endpoint anyway
+            if prev is not None:
+                had_prev = True
+            cases = case_list(res)
+            # Memory goes on from the first case of facts the tracer could not know.
+            carried = res.outcomes if cases is None else cases[0][1]
+            base: dict[Any, Any] = {}
+            for f in touched:
+                base.update(choice.get(id(f)) or f.alts[0][1])
+            for o in res.outcomes:
+                q = p * o.probability
+                if prev is not None and o.raw_dnat == prev:
+                    same += q
+                if len(runs) == 1:
+                    continue  # one world: its outcomes are the result as they are
+                k = o.key()
+                if k in merged:
+                    merged[k].probability += q
+                else:
+                    m = Outcome(q, o.verdict, o.dnat, o.masquerade, o.snat, o.path, o.reason,
+                                o.delivered, None, o.masquerade_flags, o.final)
+                    m.assumes, m.assumed, m.reverse = o.assumes, o.assumed, o.reverse
+                    m.route, m.raw_dnat = o.route, o.raw_dnat
+                    merged[k] = m
+            for o in carried:
+                values = dict(base)
+                if o.memory is not None:
+                    values.update(o.memory.writes)
+                values[prev_key] = o.raw_dnat
+                if auto and o.verdict == "ACCEPT" and "NEW" in res.packet.ct:
+                    self._connection(values, res, o, flow)
+                items = tuple(sorted(((k, v) for k, v in values.items() if v is not None),
+                                     key=repr))
+                entry = alts.get(items)
+                if entry is None:
+                    alts[items] = [p * o.probability, items]
+                else:
+                    entry[0] += p * o.probability
+        if len(alts) > MAX_ALTERNATIVES:
+            raise TraceError(f"packet sequence has more than {MAX_ALTERNATIVES} possible states "
+                             "of one client and Service")
+        for f in touched:
+            for key in f.keys:
+                if where.get(key) is f:
+                    del where[key]
+        keys: set[Any] = set()
+        new_alts = []
+        for prob, items in alts.values():
+            values = dict(items)
+            keys.update(values)
+            new_alts.append((prob, values))
+        if keys:
+            total = sum(prob for prob, _ in new_alts) or 1.0
+            factor = Factor(keys, [(prob / total, values) for prob, values in new_alts])
+            for key in keys:
+                where[key] = factor
+        first = runs[0][2]
+        notes = list(first.notes)
+        if auto and any(r[2].packet.ct != first.packet.ct for r in runs):
+            notes.append("conntrack state differs by what earlier packets did: "
+                         + ", ".join(sorted({",".join(sorted(r[2].packet.ct)) for r in runs})))
+        outcomes = first.outcomes if len(runs) == 1 else list(merged.values())
+        if len(runs) == 1 and runs[0][0] != 1.0:
+            for o in outcomes:
+                o.probability *= runs[0][0]
+        result = TraceResult(first.packet, outcomes, notes, same if had_prev else None)
+        result.independent = first.independent
+        result.inferred = first.inferred
+        return result
+
+    def _independent(self, run: Any, prev_key: Any) -> TraceResult:
+        """The common case, fast: a packet whose outcomes depend on nothing uncertain and
+        change no memory. Only its DNAT destinations are remembered, for the next packet of
+        the same client and Service, as a factor of their own."""
+        from netproxy.trace.cases import case_list
+
+        _p, _choice, res, prev, _found = run
+        dist: dict[Any, float] = {}
+        same = 0.0
+        for o in res.outcomes:
+            if prev is not None and o.raw_dnat == prev:
+                same += o.probability
+        cases = case_list(res)
+        for o in res.outcomes if cases is None else cases[0][1]:
+            dist[o.raw_dnat] = dist.get(o.raw_dnat, 0.0) + o.probability
+        old = self.where.get(prev_key)
+        if old is not None:
+            old.keys.discard(prev_key)
+        if len(dist) == 1 and None in dist:
+            self.where.pop(prev_key, None)
+        else:
+            total = sum(dist.values()) or 1.0
+            self.where[prev_key] = Factor({prev_key}, [(q / total, {prev_key: d})
+                                                       for d, q in dist.items()])
+        res.same_as_previous = same if prev is not None else None
+        return res
+
+    def _connection(self, values: dict[Any, Any], res: TraceResult, o: Outcome,
+                    flow: tuple[Any, ...]) -> None:
+        """Remember a new connection: its NAT for later packets, and its reply tuple."""
+        fam = self.family
+        proto, src, sport, dst, dport = flow
+        dnat = o.raw_dnat
+        values[("conn", flow)] = (dnat[0] if dnat else None, dnat[1] if dnat else None,
+                                  o.masquerade)
+        ep_host = format_addr(dnat[0], fam) if dnat else dst
+        ep_port = dnat[1] if dnat else dport
+        reply_dst = src
+        client = None
+        if o.masquerade:
+            local = self.tracer.first_local()
+            if local is None:
+                return  # the masquerading address is not known: replies cannot be matched
+            reply_dst = local
+            client = parse_addr(src, fam)
+        vip = parse_addr(dst, fam) if dnat is not None else None
+        values[("reply", (proto, ep_host, ep_port, reply_dst, sport))] = (
+            vip, dport if dnat is not None else None, client, sport)
+
+
+def trace_stream(tracers: dict[str, Any], packets: Iterable[Packet],
+                 skipped: dict[str, int] | None = None) -> Iterator[TraceResult]:
+    """Trace ``packets`` in order, one result each as it is read (flat memory, linear time).
+
+    ``tracers`` maps a family to its tracer; a packet of a family without one is counted in
+    ``skipped`` (by family) instead of stopping the run."""
+    steppers = {fam: Stepper(t) for fam, t in tracers.items()}
+    # The remembered state grows with the connections seen and holds no reference cycles:
+    # with the cyclic collector on, its full collections would walk it again and again,
+    # making each packet cost more than the one before.
+    with paused_gc():
+        yield from _stream(steppers, tracers, packets, skipped)
+
+
+def _stream(steppers: dict[str, Stepper], tracers: dict[str, Any], packets: Iterable[Packet],
+            skipped: dict[str, int] | None) -> Iterator[TraceResult]:
+    for packet in packets:
+        fam = family_of(packet.dst)
+        stepper = steppers.get(fam)
+        if stepper is None:
+            if skipped is None:
+                raise TraceError(f"destination {packet.dst} is {fam} but the rules are "
+                                 f"{'/'.join(tracers)}")
+            skipped[fam] = skipped.get(fam, 0) + 1
+            continue
+        yield stepper.step(packet)
