@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lab": ("netproxy.commands.lab", "Build a namespace lab and check the tracer against the kernel."),
     "doctor": ("netproxy.commands.doctor", "Run the 'my Service does not work' checklist."),
     "snapshot": ("netproxy.commands.snapshot", "Record a node's rules, routes, addresses and sets in one file."),
+    "audit": ("netproxy.commands.audit", "Audit a fleet's nodes against the API state, per Service."),
 }
 
 

@@ -164,7 +164,7 @@ def test_trace_uses_the_node_context(snap: Path, capsys: pytest.CaptureFixture[s
     assert code == 0, err
     data = json.loads(out)
     assert data["packet"]["in_interface"] == "cni0"
-    assert data["inferred"] == {"in_interface": "cni0"}
+    assert data["inferred"] == {"in_interface": "cni0", "bridge": "not bridged"}  # no links
     assert any(n.startswith("inferred: input interface cni0 (the node routes 10.244.1.7 to "
                             "cni0: 10.244.1.0/24 dev cni0") for n in data["notes"])
     (outcome,) = data["outcomes"]
@@ -242,3 +242,60 @@ def test_packets_file_with_a_snapshot(snap: Path, tmp_path: Path,
     assert first["outcomes"][0]["route"]["dev"] == "cni0"
     assert second["packet"]["in_interface"] == "eth0"
     assert second["outcomes"][0]["route"]["dev"] == "cni0"
+
+
+def test_two_variants_holding_rules_are_said(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    docker = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n" \
+             ":DOCKER - [0:0]\n-A FORWARD -j DOCKER\nCOMMIT\n"
+    path = tmp_path / "two.snap"
+    path.write_text(snapshot_text(**{"iptables-save (nft)": docker}))
+    node = read_snapshot(path)
+    assert "KUBE-SERVICES" in node.ruleset("ipv4").tables["nat"].chains
+    assert node.ruleset_notes["ipv4"] == [
+        "the snapshot's 'iptables-save (nft)' also holds 1 rule, not read: "
+        "'iptables-save (legacy)' holds kube-proxy's chains"]
+    code, out, err = run(capsys, "doctor", "--rules", str(path), "--brief")
+    assert code in (0, 1) and "also holds 1 rule, not read" in err
+
+
+PHYSDEV_RULES = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m physdev --physdev-is-in -j DROP
+COMMIT
+"""
+LINKS = json.dumps([{"ifname": "eth0"}, {"ifname": "cni0"},
+                    {"ifname": "veth1", "master": "cni0"}]) + "\n"
+
+
+@pytest.mark.parametrize(("src", "sysctl", "inferred", "assumed"), [
+    # eth0 has no ports: the packet came through no bridge, physdev-is-in is false.
+    ("192.168.0.50", "1", "arrived through no bridge port (eth0 has no ports", False),
+    # cni0 has ports: which one is not known, so the tracer's stated default is used.
+    ("10.244.1.7", "1", None, True),
+    # br_netfilter keeps bridged traffic out of iptables: physdev never matches.
+    ("10.244.1.7", "0", "not bridged (net.bridge.bridge-nf-call-iptables = 0: bridged "
+                        "traffic does not pass iptables)", False),
+])
+def test_bridge_facts_from_links_and_sysctls(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], src: str, sysctl: str,
+        inferred: str | None, assumed: bool) -> None:
+    path = tmp_path / "bridge.snap"
+    path.write_text(snapshot_text(**{"iptables-save (legacy)": PHYSDEV_RULES,
+                                     "ip -j link": LINKS,
+                                     "sysctl": "net.ipv4.ip_forward = 1\n"
+                                               f"net.bridge.bridge-nf-call-iptables = {sysctl}\n"}))
+    code, out, err = run(capsys, "trace", "--rules", str(path), "--src", src,
+                         "--dst", "10.244.2.9", "--dport", "80", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    notes = [n for n in data.get("notes", []) if "bridge" in n]
+    if inferred is None:
+        assert notes == []
+    else:
+        assert notes and notes[0].startswith(f"inferred: {inferred}"), notes
+    assert bool(data.get("assumptions")) == assumed, data.get("assumptions")
+    if not assumed:  # decided: the DROP rule did not match
+        assert [o["verdict"] for o in data["outcomes"]] == ["ACCEPT"]

@@ -190,7 +190,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                               "routing decision acts")
         locals_ += [ip for ip in node.addresses(family) if ip not in locals_]
         ipsets = node.ipsets()
-        node_notes += node.ipset_notes
+        node_notes += node.ruleset_notes.get(family, []) + node.ipset_notes
         if node.has_routes(family):
             router = node.router(family)
         else:

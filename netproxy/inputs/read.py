@@ -97,7 +97,7 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
         text, removed = clear_edges(text)
         if removed:
             note(f"{source}: ignored what a paste added: {describe(removed)}")
-        return _snapshot_ruleset(text, source, family, strict)
+        return _snapshot_ruleset(text, source, family, strict, note)
     if not found.is_rules:
         raise refuse(found, where=source, role="rules", command=command)
     text, removed = clear_edges(text)
@@ -114,12 +114,16 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
     return ruleset
 
 
-def _snapshot_ruleset(text: str, source: str, family: str | None, strict: bool) -> Ruleset:
+def _snapshot_ruleset(text: str, source: str, family: str | None, strict: bool,
+                      note: Note) -> Ruleset:
     """The iptables rules of ``family`` (default: the family holding rules) in a node
     snapshot (``netproxy snapshot``), whole."""
     from netproxy.node.snapshot import parse_snapshot
 
-    ruleset = parse_snapshot(text, source).ruleset(family, strict=strict)
+    node = parse_snapshot(text, source)
+    ruleset = node.ruleset(family, strict=strict)
+    for text_ in node.ruleset_notes.get(ruleset.family, []):
+        note(f"{source}: {text_}")
     for problem in ruleset.problems:
         if any(marker in problem.message for marker in FATAL):
             raise ParseError(problem.message, source=source, line=problem.line, column=problem.column)

@@ -157,6 +157,10 @@ class Router:
         self.full = (1 << self.bits) - 1
         self.forwarding = forwarding
         """False when the node does not forward this family (a sysctl); None: not known."""
+        self.bridging: tuple[bool | None, frozenset[str] | None, str] = (None, None, "")
+        """What the node says about bridges, for ``-m physdev``: (whether bridged traffic
+        passes iptables, or None; the interfaces that have ports enslaved to them (bridges,
+        but also bonds), or None when the links are not known; why the first holds)."""
         self.rules: list[PolicyRule] = sorted(rules, key=lambda r: r.priority)
         if not self.rules:  # no rule dump: the kernel's defaults
             self.rules = [PolicyRule(0, table="local"), PolicyRule(32766, table="main"),

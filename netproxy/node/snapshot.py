@@ -126,6 +126,8 @@ class NodeContext:
         self._ipsets: dict[str, Any] | None = None
         self._ipset_notes: list[str] = []
         self._routers: dict[str, Any] = {}
+        self.ruleset_notes: dict[str, list[str]] = {}
+        """Per family: which variant :meth:`ruleset` chose when two held rules."""
         for name in JSON_SECTIONS:  # wrong JSON is found at once, not in the middle of a trace
             if name in sections:
                 self.json(name)
@@ -194,6 +196,14 @@ class NodeContext:
                 return (any(" KUBE-" in ln for ln in rules), len(rules))
 
             best = max(candidates, key=weight)
+            for other in candidates:
+                count = weight(other)[1]
+                if other is not best and count:
+                    self.ruleset_notes.setdefault(fam, []).append(
+                        f"the snapshot's '{other.name}' also holds {count} "
+                        f"rule{'' if count == 1 else 's'}, "
+                        f"not read: '{best.name}' holds "
+                        + ("kube-proxy's chains" if weight(best)[0] else "more rules"))
             ruleset = parse_rules(best.numbered(), source=self.source, family=fam, strict=strict)
             ruleset.source = self.source
         self._rulesets[key] = ruleset
@@ -271,8 +281,26 @@ class NodeContext:
         except RouteDataError as err:
             raise self._error(name, str(err)) from None
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
+        router.bridging = self._bridging(family)
         self._routers[family] = router
         return router
+
+    def _bridging(self, family: str) -> tuple[bool | None, frozenset[str] | None, str]:
+        key = ("net.bridge.bridge-nf-call-iptables" if family == "ipv4"
+               else "net.bridge.bridge-nf-call-ip6tables")
+        value = self.sysctls.get(key)
+        if value is not None:
+            calls: bool | None = value != "0"
+            why = f"{key} = {value}"
+        elif any(note == f"{SYSCTL}: {key} is not present" for note in self.notes):
+            calls, why = False, f"{key} is not present (br_netfilter is not loaded)"
+        else:
+            calls, why = None, ""
+        masters: frozenset[str] | None = None
+        if LINK in self.sections:
+            masters = frozenset(str(link["master"]) for link in self.json(LINK)
+                                if isinstance(link, dict) and link.get("master"))
+        return calls, masters, why
 
     def has_routes(self, family: str) -> bool:
         return bool(self.json(ROUTES[family]))

@@ -460,6 +460,10 @@ class Tracer:
                 inferred["in_interface"] = back.dev
                 inferred["in_interface_why"] = (f"the node routes {pkt.src_text} to "
                                                 f"{back.dev}: {back.describe()}")
+        if self.router is not None:
+            packet = self._bridge_facts(packet, pkt.origin, inferred)
+            if packet is not pkt.packet:
+                pkt = replace(pkt, packet=packet)
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.conn = conn
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
@@ -478,6 +482,8 @@ class Tracer:
         if "in_interface" in inferred:
             notes.append(f"inferred: input interface {inferred['in_interface']} "
                          f"({inferred.pop('in_interface_why')})")
+        if "bridge" in inferred:
+            notes.append(f"inferred: {inferred['bridge']} ({inferred.pop('bridge_why')})")
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
@@ -500,6 +506,31 @@ class Tracer:
         inferred["src"] = decision.src
         inferred["src_why"] = f"the preferred source of {decision.describe()}"
         return packet.with_(src=decision.src), decision
+
+    def _bridge_facts(self, packet: Packet, origin: str, inferred: dict[str, str]) -> Packet:
+        """What the node's links and sysctls say about bridge ports (``-m physdev``): with
+        bridged traffic kept out of iptables, or no bridge on the node, physdev never
+        matches; a packet arriving on an interface without ports came through no bridge."""
+        if (packet.bridged is not None or packet.physdev_in is not None
+                or packet.physdev_out is not None):
+            return packet
+        calls, masters, why = getattr(self.router, "bridging", (None, None, ""))
+        if calls is False:
+            inferred["bridge"] = "not bridged"
+            inferred["bridge_why"] = f"{why}: bridged traffic does not pass iptables"
+            return packet.with_(bridged=False)
+        if masters is None:
+            return packet
+        if not masters:
+            inferred["bridge"] = "not bridged"
+            inferred["bridge_why"] = "no interface of the node has ports: no bridge"
+            return packet.with_(bridged=False)
+        iif = packet.in_interface
+        if origin not in ("node", "localhost") and iif and iif not in masters:
+            inferred["bridge"] = "arrived through no bridge port"
+            inferred["bridge_why"] = f"{iif} has no ports: it is not a bridge"
+            return packet.with_(physdev_in="")
+        return packet
 
     def _route(self, w: Walk, *, arriving: bool) -> Any:
         """The router's decision for the branch as it is now."""
