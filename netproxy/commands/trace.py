@@ -177,6 +177,11 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
+    if ruleset.problems:  # a lenient parse says what it tolerated, once per kind
+        from netproxy.parser.tolerated import tolerated
+
+        for line in tolerated(ruleset.problems):
+            click.echo(f"netproxy: {ruleset.source}: {line}", err=True)
     for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
         if path and path != "-":
             check_input(path, role, "trace")
