@@ -292,10 +292,10 @@ def summary(result: TraceResult) -> str:
     from netproxy.trace.cases import case_list
 
     cases = case_list(result)
-    if cases is not None and len(cases) == 1 and not cases[0][0]:
-        cases = None  # the cases differ only in what the summary does not say
     if cases is None:
         text = summarize(result.outcomes)
+    elif len(cases) == 1 and not cases[0][0]:
+        text = summarize(cases[0][1])  # the cases differ only in what a summary leaves out
     else:
         grouped: dict[str, list[str]] = {}
         for cond, outs in cases:
