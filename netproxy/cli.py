@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("netproxy.commands.compile", "Compile Services and EndpointSlices into kube-proxy's iptables rules."),
     "trace": ("netproxy.commands.trace", "Walk a packet through a ruleset, every branch with its weight."),
     "diff": ("netproxy.commands.diff", "Compare two rulesets by meaning, grouped by Service."),
+    "migrate": ("netproxy.commands.migrate", "Compare iptables and nftables mode: will every Service behave the same?"),
     "apply": ("netproxy.commands.apply", "Load rules into a network namespace, the way kube-proxy does."),
     "save": ("netproxy.commands.save", "Read the rules of a network namespace back."),
     "lab": ("netproxy.commands.lab", "Build a namespace lab and check the tracer against the kernel."),
