@@ -181,6 +181,8 @@ class Tracer:
                  and (prio := iptables_priority(tname, hook)) is not None]
         self._nft_tables: dict[str, NftTable] = {}
         self._nft: NftRules | None = None
+        self._several = len(nft) + bool(ruleset.tables) > 1
+        """Rules from several files: nft hops name their file beside the line."""
         if nft:
             bases += self._add_nft(nft)
         # Hook sequences without the chains that cannot have an effect (absent, or empty
@@ -432,13 +434,14 @@ class Tracer:
                    render=lambda: self.rule_text(code.table, code.name, rule), depth=depth)
 
     def _nft_hop(self, code: Any, pos: int | None, depth: int) -> Hop:
+        source = code.source if self._several else None
         if pos is None:
             return Hop(code.table_name, code.name, None, code.chain.line,
                        text=f"policy {code.policy.lower()}", depth=depth,
-                       family=code.family_name)
+                       family=code.family_name, source=source)
         rule = code.chain.rules[pos]
         return Hop(code.table_name, code.name, pos + 1, rule.line, text=rule.text, depth=depth,
-                   family=code.family_name, handle=rule.handle)
+                   family=code.family_name, handle=rule.handle, source=source)
 
     # ------------------------------------------------------------------ public API
 
@@ -656,6 +659,8 @@ class Tracer:
                     if w.conn is not None:
                         self._conn_nat(w, hook)
                     continue
+                if code.nat and w.nat_hook == hook:
+                    continue  # an earlier nat chain at this hook set up the NAT already
                 self._enter(w, hook)
                 stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (code.name,),
                               code])
@@ -785,6 +790,7 @@ class Tracer:
                     return
                 if kind == "MASQUERADE":
                     w.masq_flags = data
+                w.nat_hook = w.hook
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(data)))
