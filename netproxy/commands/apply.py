@@ -52,7 +52,7 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     chains kube-proxy owns (KUBE-*) and the jumps to them; other software's rules survive.
     Only the chains that differ are sent; the result equals a full apply."""
     ruleset = None if do_cleanup else load_ruleset(params, rules_file)
-    family = ruleset.family if ruleset is not None else "ipv4"
+    family = ruleset.family if ruleset is not None else (params.get("family") or "ipv4")
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=allow_host_netns)
     desired = desired_state(ruleset) if ruleset is not None else {}
