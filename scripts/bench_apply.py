@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 TARGETS = {"nft": 10.0, "legacy": 3.0}
 sys.path.insert(0, str(HERE.parent))
 
-from netproxy.backend import netns, xtables  # noqa: E402
+from netproxy.backend import netns, nfacct, xtables  # noqa: E402
 from netproxy.backend.engine import RestoreBackend, apply_state  # noqa: E402
 from netproxy.backend.nsthread import run_in_netns  # noqa: E402
 from netproxy.backend.plan import make_plan  # noqa: E402
@@ -137,6 +137,7 @@ def first_load_reference(name: str, tools: xtables.Xtables, desired: TextState) 
     (the same plan: into an empty namespace), for comparing apply's overhead with."""
     plan = make_plan({}, desired, allow_replace=True)
     argv = [tools.restore_bin, "-w", "60"] + (["--noflush"] if plan.noflush else [])
+    nfacct.ensure(name, nfacct.names_in(plan.lines))  # as apply does; the rules use them
     t0 = time.perf_counter()
     netns.run(name, argv, input_text=plan.payload, timeout=1800)
     return time.perf_counter() - t0
