@@ -67,3 +67,5 @@ def test_transaction_loads_and_lists_as_golden(case: str, netns: str) -> None:
     if version != NFT_VERSION:
         pytest.skip(f"the list view is nft {NFT_VERSION}'s spelling; this host has nft {version}")
     assert listed() == (folder / "expected.list").read_text()
+    # the namespace holds nothing else: nft list ruleset prints the same (both tables)
+    assert nft(netns, "list", "ruleset") == (folder / "expected.list").read_text()

@@ -236,3 +236,14 @@ def test_cluster_cidr_flag_picks_the_pod_source(capsys: pytest.CaptureFixture[st
     assert walk["summary"].startswith("from a pod (10.244.64.5)")
     code, _, err = run(capsys, "doctor", "--rules", str(DATA / "forward-drop.rules"), "--cluster-cidr", "10.0.0/8")
     assert code == 2 and "--cluster-cidr" in err
+
+
+def test_failed_only_names_the_node_and_exit_code_ignores_warnings(
+        capsys: pytest.CaptureFixture[str], dumps_dir: Path) -> None:
+    code, out, _ = run(capsys, "doctor", "--rules", str(DATA / "missing-masquerade.rules"), "--failed-only")
+    assert code == 1
+    assert out.splitlines()[0] == "node: failed: masquerade: packets marked 0x4000 are not masqueraded"
+    code, out, _ = run(capsys, "doctor", "--rules",
+                       str(dumps_dir / "13-kubeproxy16-externalip-docker-redacted.rules"), "--failed-only")
+    assert code == 0  # a warning is not a failure
+    assert out.startswith("default/kubernetes:https (tcp): warning: endpoint-dnat: cannot check ")

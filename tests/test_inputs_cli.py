@@ -62,12 +62,20 @@ def test_trace_refuses_random_text(tmp_path: Path, capsys: pytest.CaptureFixture
                               "as iptables-save prints them)")
 
 
-def test_trace_refuses_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_refuses_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
     nft = dump("nft/01-k3s-pi-kubeproxy-nft-complete.nft")
-    code, out, err = run(capsys, "trace", "--rules", nft, *PACKET)
+    code, out, err = run(capsys, "doctor", "--rules", nft)
     assert (code, out) == (2, "")
     assert "this looks like 'nft list ruleset' output" in one_error(err)
     assert "run iptables-save" in err
+
+
+def test_trace_reads_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
+    nft = dump("nft/01-k3s-pi-kubeproxy-nft-complete.nft")
+    code, out, err = run(capsys, "trace", "--rules", nft, "--src", "10.42.1.5", "--dst",
+                         "10.43.195.72", "--dport", "8000", "--brief")
+    assert (code, err) == (0, "")
+    assert "9 endpoints, 11.1% each" in out
 
 
 def test_trace_refuses_cluster_json_and_says_what_to_type(tmp_path: Path,

@@ -141,8 +141,8 @@ def test_bad_snapshots_are_one_line_errors_naming_the_section(
 def test_bad_route_entry_names_its_section(tmp_path: Path) -> None:
     path = tmp_path / "node.snap"
     path.write_text(snapshot_text(routes4='[{"dst": "10.0.0.0/40"}]\n'))
-    with pytest.raises(InputError, match=r"section 'ip -4 -j route show table all': .*entry 1: "
-                                         "bad prefix length"):
+    with pytest.raises(InputError, match=r"node.snap:\d+: section 'ip -4 -j route show table "
+                                         r"all': routes: entry 1: bad prefix length"):
         read_snapshot(path).router("ipv4")
 
 
@@ -252,6 +252,8 @@ def test_two_variants_holding_rules_are_said(tmp_path: Path,
     path.write_text(snapshot_text(**{"iptables-save (nft)": docker}))
     node = read_snapshot(path)
     assert "KUBE-SERVICES" in node.ruleset("ipv4").tables["nat"].chains
+    assert "DOCKER" in node.ruleset("ipv4", backend="nft").tables["filter"].chains
+    assert node.ruleset("ipv6", backend="legacy").tables == {}
     assert node.ruleset_notes["ipv4"] == [
         "the snapshot's 'iptables-save (nft)' also holds 1 rule, not read: "
         "'iptables-save (legacy)' holds kube-proxy's chains"]

@@ -282,3 +282,36 @@ def test_dump_sources_are_pods_inside_the_cluster_cidr(tmp_path: Path) -> None:
     bad = run(*args, "--cluster-cidr", "10.244.0.0/99")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "netproxy: --cluster-cidr: invalid CIDR '10.244.0.0/99'"
+
+
+def test_dot_keeps_each_endpoint_branch_apart_and_says_why_unknown() -> None:
+    r = run(CLUSTER, "--src", "10.244.1.50", "--dst", "10.96.0.10", "--dport", "80",
+            "--format", "dot")
+    assert r.returncode == 0, r.stderr
+    for ep in ("10.244.1.5:8080", "10.244.2.6:8080", "10.244.3.7:8080"):
+        # after its DNAT each endpoint has its own FORWARD and POSTROUTING nodes
+        assert f'"filter/FORWARD @{ep}" [label="filter/FORWARD\\n(to {ep})"];' in r.stdout
+        assert f'"nat/KUBE-POSTROUTING @{ep}" -> "nat/POSTROUTING @{ep}" [label="33.3%"];' \
+            in r.stdout
+    assert '"filter/FORWARD";' not in r.stdout  # never merged again
+    strict = run("--rules", dump("01-minik8s-flannel-docker"), "--local-ip", "192.168.157.133",
+                 "--src", "10.244.0.7", "--dst", "10.96.0.10", "--dport", "53", "--proto",
+                 "udp", "-i", "cni0", "--strict", "--format", "dot")
+    assert 'UNKNOWN\\n10.244.0.4:53\\noutput interface not known (give\\n--out-interface)' \
+        in strict.stdout
+
+
+def test_lenient_parse_says_what_it_tolerated_once_per_kind() -> None:
+    # dump 11: kube-proxy wrote DNAT rules without a destination (lines 122-129)
+    r = run("--rules", dump("11-cilium-ipvs-docker-broken-dnat"), "--local-ip", "192.168.0.2",
+            "--src", "10.0.0.9", "--dst", "10.43.0.10", "--dport", "53", "--proto", "udp",
+            "--brief")
+    assert r.returncode in (0, 3), r.stderr
+    lines = r.stderr.splitlines()
+    assert lines == [
+        f"netproxy: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 2 lines: option "
+        "--to-destination has no value (first at line 122; those rules are UNKNOWN where a "
+        "packet reaches them)",
+        f"netproxy: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 4 lines: option "
+        "--to-destination needs 1 argument(s) (first at line 126; those rules are UNKNOWN "
+        "where a packet reaches them)"]

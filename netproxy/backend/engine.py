@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from netproxy.backend import nfacct, record, xtables
+from netproxy.backend import netns, nfacct, record, xtables
 from netproxy.backend.fingerprint import fingerprint
 from netproxy.backend.owned import owned_jump
 from netproxy.backend.plan import Plan, make_plan, owned_keys
 from netproxy.backend.savetext import ChainText, KeyedChains, TextState, split_saved
 from netproxy.errors import BackendError
 from netproxy.netfilter.model import Ruleset
+from netproxy.progress import Progress, progress
 
 
 class Backend(Protocol):
@@ -69,7 +70,13 @@ class RestoreBackend:
         return True
 
     def read(self, *, counters: bool = False, table: str | None = None) -> str:
-        return xtables.save(self.netns, self.tools, counters=counters, table=table)
+        try:
+            return xtables.save(self.netns, self.tools, counters=counters, table=table)
+        except netns.ToolCrashed as crash:
+            count = record.chain_count(record.record_path(self.netns, self.variant, self.family))
+            what = f"{count:,} chains" if count else "the rules"
+            where = f" of table {table}" if table else ""
+            raise crash.doing_this(f"reading {what}{where}") from None
 
     def send(self, plan: Plan, desired: Ruleset | None) -> xtables.RestoreFailure | None:
         return xtables.restore(self.netns, self.tools, plan.payload, noflush=plan.noflush)
@@ -92,12 +99,16 @@ class ApplyResult:
         c = self.counts
         if not self.changed:
             return f"netns {self.netns}: already up to date ({self.backend}, nothing sent)"
-        how = "--noflush" if self.noflush else "whole-table rewrite"
+        done = {"cleanup": "cleaned up", "full": "rewrote every kube-proxy chain"}.get(
+            self.mode, "applied the chains that differ")
+        how = ("--noflush, other rules untouched" if self.noflush else
+               "rewriting each table it changed whole, as they hold only kube-proxy's rules")
+        state = "; state from the last apply's record" if self.state_from == "record" else ""
         return (
-            f"netns {self.netns}: {self.mode} apply with {self.backend} ({how}): "
+            f"netns {self.netns}: {done} with {self.backend} ({how}): "
             f"{c.get('chains_written', 0)} chains written, {c.get('chains_deleted', 0)} deleted, "
             f"{c.get('builtin_chains_fixed', 0)} built-in chains' jumps fixed "
-            f"({c.get('payload_lines', 0)} payload lines, {self.seconds.get('total', 0):.2f}s)"
+            f"({c.get('payload_lines', 0)} payload lines, {self.seconds.get('total', 0):.2f}s{state})"
         )
 
 
@@ -120,6 +131,12 @@ def apply_state(
     The current state comes from the record of the last apply when the kernel fingerprint
     still matches it, else from reading the rules (always with ``full`` or ``reread``).
     """
+    with progress(f"{mode or 'apply'}: netns {backend.netns}") as bar:
+        return _apply_state(bar, backend, desired, model=model, full=full, reread=reread, mode=mode)
+
+
+def _apply_state(bar: Progress, backend: Backend, desired: TextState, *, model: Ruleset | None,
+                 full: bool, reread: bool, mode: str | None) -> ApplyResult:
     t0 = time.perf_counter()
     path = record.record_path(backend.netns, backend.variant, backend.family)
     mark = fingerprint(backend.netns, backend.variant, backend.family)
@@ -127,6 +144,8 @@ def apply_state(
     if loaded is not None:
         before, foreign = loaded
     else:
+        bar.stage(f"reading the rules of netns {backend.netns} "
+                  f"({backend.label.replace('restore', 'save')})")
         before = current_state(backend)
         foreign = record.foreign_of(before)
     t1 = time.perf_counter()
@@ -140,14 +159,22 @@ def apply_state(
     if not plan.empty():
         busy = [t.name for t in plan.tables if not t.empty()]
         busy.sort(key=lambda name: plan.lines.index(f"*{name}"))
-        if loaded is not None:  # full text of the tables that commit before the last one
+        if loaded is not None and mode != "cleanup":
+            # full text of the tables that commit before the last one, to roll back with (a
+            # cleanup is not rolled back: run it again; it needs nothing read back)
             for name in busy[:-1]:
                 before[name] = current_state(backend, name).get(name, {})
         nfacct.ensure(backend.netns, nfacct.names_in(plan.lines))
-        failure = backend.send(plan, model)
+        bar.stage(f"sending {len(plan.lines):,} payload lines to {backend.label} in netns "
+                  f"{backend.netns}")
+        try:
+            failure = backend.send(plan, model)
+        except BackendError:
+            record.forget(path)  # the tool died part way: what the kernel holds is unknown
+            raise
         if failure is not None:
             record.forget(path)
-            rolled = _roll_back(backend, plan, failure, before)
+            rolled = _roll_back(backend, plan, failure, before) if mode != "cleanup" else None
             raise BackendError(describe_failure(backend, plan, failure, rolled))
         result.changed = True
     t3 = time.perf_counter()
@@ -159,7 +186,11 @@ def apply_state(
 
 
 def cleanup(backend: Backend, *, reread: bool = False) -> ApplyResult:
-    """Remove every owned chain and the built-in jumps to them; leave everything else."""
+    """Remove every owned chain and the built-in jumps to them; leave everything else.
+
+    While the record of the last apply is valid, nothing is read back: the record names the
+    owned chains and jumps (reading a 10,000-Service node back can crash iptables-nft-save).
+    """
     return apply_state(backend, {}, mode="cleanup", reread=reread)
 
 
@@ -202,9 +233,13 @@ def _roll_back(backend: Backend, plan: Plan, failure: xtables.RestoreFailure, be
 _QUOTED = re.compile(r"['`]([^'`]+)['`]")
 
 
-def describe_failure(backend: Backend, plan: Plan, failure: xtables.RestoreFailure, rolled_back: bool) -> str:
-    """One line: who rejected what, the failing payload line with its context, the reason."""
-    state = "namespace unchanged" if rolled_back else "ROLLBACK FAILED, namespace may be half-applied"
+def describe_failure(backend: Backend, plan: Plan, failure: xtables.RestoreFailure,
+                     rolled_back: bool | None) -> str:
+    """One line: who rejected what, the failing payload line with its context, the reason
+    (``rolled_back`` None: nothing was rolled back, as for a cleanup)."""
+    state = ("namespace unchanged" if rolled_back else
+             "tables before the failing one are cleaned; run --cleanup again" if rolled_back is None
+             else "ROLLBACK FAILED, namespace may be half-applied")
     index = failure.line - 1
     text = plan.lines[index] if 0 <= index < len(plan.lines) else ""
     where = plan.context[index] if 0 <= index < len(plan.lines) else ""

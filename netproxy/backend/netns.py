@@ -10,6 +10,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,11 +129,33 @@ def run(
         check=False,
         timeout=timeout,
     )
+    if proc.returncode < 0:
+        raise ToolCrashed(name, argv[0], -proc.returncode)
     if check and proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         last = msg[-1] if msg else f"exit {proc.returncode}"
         raise BackendError(f"netns {name}: {' '.join(argv)}: {last}")
     return proc
+
+
+class ToolCrashed(BackendError):
+    """A kernel tool died of a signal (a crash, or killed: out of memory, a timeout)."""
+
+    def __init__(self, netns_name: str, tool: str, signum: int, doing: str = "") -> None:
+        self.netns_name, self.tool, self.signum, self.doing = netns_name, tool, signum, doing
+        try:
+            sig = signal.Signals(signum).name
+        except ValueError:
+            sig = f"signal {signum}"
+        verb = {signal.SIGKILL: "was killed", signal.SIGTERM: "was stopped",
+                signal.SIGINT: "was interrupted"}.get(signum, "crashed")  # type: ignore[call-overload]
+        why = ", out of memory?" if signum == signal.SIGKILL else ""
+        self.short = f"{os.path.basename(tool)} {verb} ({sig}{why})"
+        super().__init__(f"{self.short}{' ' + doing if doing else ''}", where=f"netns {netns_name}")
+
+    def doing_this(self, doing: str) -> ToolCrashed:
+        """The same error saying what the tool was doing ("reading 124,700 chains")."""
+        return ToolCrashed(self.netns_name, self.tool, self.signum, doing)
 
 
 class Namespaces:

@@ -92,6 +92,18 @@ def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerp
     write_atomic(path, text)
 
 
+def chain_count(path: Path | None) -> int | None:
+    """How many owned chains the last apply's record lists (whether or not it is still
+    valid), for messages; None without a record."""
+    if path is None:
+        return None
+    try:
+        with path.open() as handle:
+            return max(sum(1 for _ in handle) - 1, 0)
+    except OSError:
+        return None
+
+
 def forget(path: Path | None) -> None:
     if path is not None:
         path.unlink(missing_ok=True)

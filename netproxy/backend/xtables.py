@@ -89,7 +89,11 @@ def restore(name: str, tools: Xtables, payload: str, *, noflush: bool = True,
     argv = [tools.restore_bin, "-w", "60"] + (["--noflush"] if noflush else [])
     if test:
         argv.append("--test")
-    proc = netns.run(name, argv, input_text=payload, check=False)
+    try:
+        proc = netns.run(name, argv, input_text=payload, check=False)
+    except netns.ToolCrashed as crash:
+        lines = payload.count("\n")
+        raise crash.doing_this(f"loading {lines:,} payload lines") from None
     if proc.returncode == 0:
         return None
     return parse_failure(proc.stderr or proc.stdout)

@@ -19,6 +19,7 @@ from netproxy.compiler.saveview import save_view
 from netproxy.errors import InputError
 from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
+from netproxy.progress import Progress, progress
 from netproxy.render import render_save
 
 if TYPE_CHECKING:
@@ -75,9 +76,16 @@ def command(fmt: str | None, output: str | None, existing_rules: str | None,
     INPUTS are YAML or JSON files, directories, or - for stdin (kubectl get -o yaml output,
     multi-document files, List objects). Flags use kube-proxy's names.
     """
+    with progress("compile: reading the cluster objects") as bar:
+        _compile(bar, fmt, output, existing_rules, iptables_version, params)
+
+
+def _compile(bar: Progress, fmt: str | None, output: str | None, existing_rules: str | None,
+             iptables_version: tuple[int, ...], params: dict[str, Any]) -> None:
     nft = NftFlags.pop(params)
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
+    bar.stage(f"compile: building the rules of {len(cluster.services):,} Services")
     if proxy_mode(params, cluster) == "nftables":
         if fmt not in (None, "list", "transaction"):
             raise InputError(f"--format {fmt} is an iptables-mode format; nftables mode writes "

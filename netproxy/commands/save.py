@@ -9,6 +9,7 @@ import click
 from netproxy.backend import select
 from netproxy.errors import InputError
 from netproxy.fileio import write_atomic
+from netproxy.progress import progress
 
 IPTABLES_CHOICE = click.Choice(["auto", "legacy", "nft"])
 
@@ -46,7 +47,8 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     family = "ipv6" if ipv6 else family or "ipv4"
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=True)
-    text = backend.read(counters=counters)
+    with progress(f"reading the rules of netns {netns_name}"):
+        text = backend.read(counters=counters)
     if output:
         write_atomic(output, text)
     else:

@@ -21,9 +21,11 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 
 
 @click.command("trace")
-@click.option("--rules", "rules_path", metavar="FILE",
-              help="Trace an iptables-save/-restore dump or a node snapshot ('-' for stdin) "
-                   "instead of INPUTS (a dump given as an INPUT is taken as --rules).")
+@click.option("--rules", "rules_paths", metavar="FILE", multiple=True,
+              help="Trace an iptables-save/-restore dump, an 'nft list ruleset' listing (text "
+                   "or -j JSON) or a node snapshot ('-' for stdin) instead of INPUTS; repeat it "
+                   "to walk nft listings together with one iptables dump. A dump given as an "
+                   "INPUT is taken as --rules.")
 @click.option("--snapshot", "snapshot_path", metavar="FILE",
               help="The node's context from a snapshot (netproxy snapshot): its addresses, "
                    "routes, policy rules and ipsets; its rules too unless --rules, --netns or "
@@ -69,7 +71,7 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
                    "a DNAT endpoint IP[:PORT] the packet must be sent to.")
 @click.option("--expect-masquerade", type=click.Choice(["yes", "no"]),
               help="Exit 1 when any outcome is (no) or is not (yes) an accepted, masqueraded packet.")
-def command(rules_path: str | None, snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
+def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
             physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
@@ -101,7 +103,17 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    rules_path = rules_given(params, rules_path, netns_name, "trace")
+    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+
+    inputs = tuple(params.get("inputs") or ())
+    nft_paths = [p for p in (*rules_paths, *inputs) if is_nft_file(p)]
+    params["inputs"] = tuple(p for p in inputs if p not in nft_paths)
+    ipt_paths = [p for p in rules_paths if p not in nft_paths]
+    if len(ipt_paths) > 1:
+        raise InputError(f"netproxy trace walks one iptables dump with any number of nft "
+                         f"listings, got {len(ipt_paths)} iptables dumps: {', '.join(ipt_paths)}")
+    rules_path = rules_given(params, ipt_paths[0] if ipt_paths else None, netns_name, "trace")
+    listings = [read_nft_listing(p, strict=strict) for p in nft_paths]
     node = None
     if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
         snapshot_path = rules_path
@@ -111,7 +123,22 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
         node = read_snapshot(snapshot_path)
         if rules_path is None and netns_name is None and not params.get("inputs"):
             rules_path = snapshot_path
-    if rules_path is not None or netns_name is not None:
+    if listings and rules_path is None and netns_name is None:
+        # nftables listings alone: the packet's family picks the ip/ip6 (and inet) tables.
+        if params.get("inputs"):
+            raise InputError("give either rules (--rules) or cluster INPUTS, not both")
+        from netproxy.netfilter.model import Ruleset
+        from netproxy.trace.addr import family_of
+
+        family_given = click.get_current_context().get_parameter_source("family") \
+            == ParameterSource.COMMANDLINE
+        ruleset = Ruleset(family=params["family"] if family_given else family_of(dst or "0.0.0.0"),
+                          source=listings[0].source)
+        if params.get("cluster_cidr") or params.get("config_path"):
+            from netproxy.commands.cluster_options import effective_config
+
+            pod_cidrs = effective_config(params).cluster_cidrs
+    elif rules_path is not None or netns_name is not None:
         if params.get("inputs"):
             raise InputError(f"give either --{'rules' if rules_path else 'netns'} or cluster "
                              "INPUTS, not both")
@@ -150,6 +177,11 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
                               family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
+    if ruleset.problems:  # a lenient parse says what it tolerated, once per kind
+        from netproxy.parser.tolerated import tolerated
+
+        for line in tolerated(ruleset.problems):
+            click.echo(f"netproxy: {ruleset.source}: {line}", err=True)
     for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
         if path and path != "-":
             check_input(path, role, "trace")
@@ -178,10 +210,11 @@ def command(rules_path: str | None, snapshot_path: str | None, netns_name: str |
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
     # unknowable facts fork into cases; --strict makes them UNKNOWN instead. A namespace's
     # live rules are read like a dump; compiled cluster objects and a snapshot know them all.
-    complete = (bool(locals_) or (rules_path is None and netns_name is None)
+    complete = (bool(locals_) or (rules_path is None and netns_name is None and not listings)
                 or node is not None)
     tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
-                    strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router)
+                    strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router,
+                    nft=listings)
     tracer.notes.extend(node_notes)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,

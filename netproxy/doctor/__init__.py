@@ -18,6 +18,7 @@ from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
 from netproxy.kubeview.names import chain_hash
 from netproxy.netfilter.model import Ruleset
+from netproxy.progress import progress
 from netproxy.trace import Tracer
 
 __all__ = ["Finding", "Report", "build_view", "diagnose"]
@@ -76,11 +77,14 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
                          where=ruleset.source)
     tracer = Tracer(ruleset, local_ips=local_ips) if walk else None
     reports = []
-    for svc in sorted(selected + extra, key=lambda v: v.key):
-        findings = [check(view, svc) for check in SERVICE_CHECKS]
-        if tracer is not None:
-            findings += [walk_check(view, svc, tracer) for walk_check in WALK_CHECKS]
-        if expected_view is not None:
-            findings += compare_service(view, svc, expected_view.services.get(svc.key))
-        reports.append(ServiceReport(svc.name, svc.protocol, findings))
+    todo = sorted(selected + extra, key=lambda v: v.key)
+    with progress("checking Service ports", len(todo), unit="Service ports") as bar:
+        for svc in todo:
+            findings = [check(view, svc) for check in SERVICE_CHECKS]
+            if tracer is not None:
+                findings += [walk_check(view, svc, tracer) for walk_check in WALK_CHECKS]
+            if expected_view is not None:
+                findings += compare_service(view, svc, expected_view.services.get(svc.key))
+            reports.append(ServiceReport(svc.name, svc.protocol, findings))
+            bar.advance()
     return Report(ruleset.source, ruleset.family, node, reports)

@@ -2,9 +2,12 @@
 
 The rule checks in :mod:`.checks` look at kube-proxy's own chains; a walk also goes through
 everything else on the node (Docker, CNI and firewall rules, the filter table), so it shows
-what really happens to a connection. A dump does not say which interfaces a pod's traffic
-uses, so packets arrive on the made-up ``doctor0`` and leave on ``doctor1``, routed (not
-bridged), as pod-to-Service traffic is.
+what really happens to a connection. Connections start from every kind of client
+(:func:`sources`): a pod of the node's pod CIDR, arriving on the pods' interface when the
+rules tell it (else on the made-up ``doctor0``), the node itself, and a client outside the
+pod network that the node routes; they leave on the made-up ``doctor1``, routed (not
+bridged), as pod-to-Service traffic is. Where the verdict hangs on what the dump does not say
+(the pods' interface, whether an endpoint is this node), the finding is a warning.
 """
 
 from __future__ import annotations
@@ -349,7 +352,7 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
     for ep in endpoints[:HAIRPIN_SAMPLE]:
         pod = ep.rpartition(":")[0].strip("[]")
         packet = Packet(dst=ip, dport=port, proto=svc.protocol, src=pod, origin="pod",
-                        in_interface=POD_INTERFACE, out_interface=OUT_INTERFACE, bridged=False)
+                        in_interface=pod_interface(view)[0], out_interface=OUT_INTERFACE, bridged=False)
         outcomes = _trace(tracer, packet)
         if isinstance(outcomes, str):
             undecided.append(f"{pod}: {outcomes}")

@@ -20,6 +20,7 @@ from netproxy.inputs.paste import clear_edges, damage_kind, describe
 from netproxy.inputs.sniff import HEAD_BYTES, Sniffed, sniff_bytes, sniff_text
 from netproxy.inputs.stdin import read_stdin
 from netproxy.netfilter.model import Ruleset
+from netproxy.progress import Progress
 
 Note = Callable[[str], None]
 
@@ -101,7 +102,9 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
     if not found.is_rules:
         raise refuse(found, where=source, role="rules", command=command)
     text, removed = clear_edges(text)
-    ruleset = parse_rules(text, source=source, family=family, strict=strict)
+    with Progress(f"parsing {source}", len(text), unit="bytes") as bar:
+        ruleset = parse_rules(text, source=source, family=family, strict=strict,
+                              progress=bar.update if bar.active else None)
     if ruleset.problems:
         removed += _pasted_lines(ruleset, text)
     if removed:

@@ -236,19 +236,25 @@ def _local_detector(nat: Table, view: RulesetView) -> None:
 def _interface_nets(ruleset: Ruleset) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for table in ruleset.tables.values():
-        for chain, _, rule in table.rules():
+        for chain in table.chains.values():
             if _chain_kind(chain.name) is not None or chain.name.startswith(ENDPOINT_PREFIX):
                 continue  # kube-proxy's per-Service chains name no interfaces but its detector's
-            names = [o.args[0] for o in (rule.builtin("in-interface"), rule.builtin("out-interface"))
-                     if o is not None and o.args]
-            if not names:
-                continue
-            nets = {o.args[0] for o in (rule.builtin("source"), rule.builtin("destination"))
-                    if o is not None and o.args and not o.negated}
-            for name in names:
-                found.setdefault(name.replace("+", "0"), set()).update(nets)
+            for rule in chain.rules:
+                _pair_interfaces(rule, found)
     found.pop("lo", None)
     return found
+
+
+def _pair_interfaces(rule: Rule, found: dict[str, set[str]]) -> None:
+    """Record the interfaces ``rule`` names with the subnets it names beside them."""
+    names = [o.args[0] for o in (rule.builtin("in-interface"), rule.builtin("out-interface"))
+             if o is not None and o.args]
+    if not names:
+        return
+    nets = {o.args[0] for o in (rule.builtin("source"), rule.builtin("destination"))
+            if o is not None and o.args and not o.negated}
+    for name in names:
+        found.setdefault(name.replace("+", "0"), set()).update(nets)
 
 
 def _has_entry(svc: ServicePortView) -> bool:

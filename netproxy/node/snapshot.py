@@ -177,17 +177,24 @@ class NodeContext:
         return any(any(line.startswith("-A ") for line in s.lines)
                    for s in self.rules_sections(family))
 
-    def ruleset(self, family: str | None = None, *, strict: bool = False) -> Ruleset:
-        """The iptables ruleset of ``family``: the variant (legacy or nft) holding
-        kube-proxy's chains, else the one with the most rules."""
+    def ruleset(self, family: str | None = None, *, strict: bool = False,
+                backend: str | None = None) -> Ruleset:
+        """The iptables ruleset of ``family``: of ``backend`` (``legacy`` or ``nft``) when
+        given, else the variant holding kube-proxy's chains, else the one with the most
+        rules (an empty ruleset when no section of the family holds rules)."""
         from netproxy.parser import parse_rules
 
         fam = family or self.default_family()
-        key = f"{fam}:{strict}"
+        key = f"{fam}:{strict}:{backend}"
         found = self._rulesets.get(key)
         if found is not None:
             return found
         candidates = self.rules_sections(fam)
+        if backend is not None:
+            name = IPTABLES_SECTIONS.get((fam, backend))
+            if name is None:
+                raise InputError(f"unknown iptables variant {backend!r} (legacy or nft)")
+            candidates = [s for s in candidates if s.name == name]
         if not candidates:
             ruleset = Ruleset(family=fam, source=f"{self.source} (no {fam} iptables rules)")
         else:
@@ -196,7 +203,7 @@ class NodeContext:
                 return (any(" KUBE-" in ln for ln in rules), len(rules))
 
             best = max(candidates, key=weight)
-            for other in candidates:
+            for other in candidates if backend is None else ():
                 count = weight(other)[1]
                 if other is not best and count:
                     self.ruleset_notes.setdefault(fam, []).append(
@@ -250,7 +257,7 @@ class NodeContext:
         from netproxy.node.routing import RouteDataError, addresses_from_json
 
         try:
-            return [a.text for a in addresses_from_json(self.json(ADDR), family)]
+            return [a.text for a in addresses_from_json(self.json(ADDR), family, "addresses")]
         except RouteDataError as err:
             raise self._error(ADDR, str(err)) from None
 
@@ -273,11 +280,11 @@ class NodeContext:
         forwarding = None if value is None else value != "0"
         name = ADDR
         try:
-            addresses = addresses_from_json(self.json(ADDR), family)
+            addresses = addresses_from_json(self.json(ADDR), family, "addresses")
             name = ROUTES[family]
-            routes = routes_from_json(self.json(name), family, name)
+            routes = routes_from_json(self.json(name), family, "routes")
             name = RULES[family]
-            rules = rules_from_json(self.json(name), family, name)
+            rules = rules_from_json(self.json(name), family, "policy rules")
         except RouteDataError as err:
             raise self._error(name, str(err)) from None
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
@@ -307,7 +314,7 @@ class NodeContext:
 
     def _error(self, name: str, message: str) -> InputError:
         sec = self.sections.get(name)
-        where = f"{self.source}:{sec.line}" if sec is not None else self.source
+        where = f"{self.source}:{sec.line + 1}" if sec is not None else self.source
         return InputError(f"section '{name}': {message}", where=where)
 
 

@@ -67,7 +67,7 @@ class _Reader:
     def fatal(self, message: str, line_no: int, column: int = 0) -> ParseError:
         return ParseError(message, source=self.source, line=line_no, column=column)
 
-    def read(self, text: str) -> Ruleset:
+    def read(self, text: str, progress: Callable[[int], None] | None = None) -> Ruleset:
         plans = self.plans
         guesses = self.guesses
         found: _Shape | None
@@ -80,7 +80,7 @@ class _Reader:
         builtin: tuple[str, ...] = ()  # the current table's built-in chains
         no_table: set[str] = set()
         jumps_add = no_table.add
-        for line_no, line in enumerate(chain_from(map(str.splitlines, _pieces(text))), 1):
+        for line_no, line in enumerate(chain_from(map(str.splitlines, _pieces(text, progress=progress))), 1):
             if line[:3] == "-A " and chains is not None:
                 # Hot path: a rule whose shape was parsed before (see parser.shapes). The
                 # common one-comment line is split inline; anything else goes to split_words.
@@ -369,13 +369,17 @@ class _Reader:
                         )
 
 
-def _pieces(text: str, size: int = 1 << 20) -> Iterator[str]:
+def _pieces(text: str, size: int = 1 << 20, *,
+            progress: Callable[[int], None] | None = None) -> Iterator[str]:
     """``text`` in pieces of about ``size`` characters that end after a newline, so that the
-    lines of one piece at a time exist as separate strings rather than all of them at once."""
+    lines of one piece at a time exist as separate strings rather than all of them at once.
+    ``progress(characters read)`` is called before each piece."""
     start, end = 0, len(text)
     while start < end:
         cut = text.find("\n", start + size)
         cut = end if cut < 0 else cut + 1
+        if progress is not None:
+            progress(start)
         yield text[start:cut]
         start = cut
 
@@ -421,11 +425,12 @@ def infer_family(ruleset: Ruleset, header: str = "") -> str:
 
 
 def parse_rules(text: str, *, source: str = "<input>", family: str | None = None,
-                strict: bool = False) -> Ruleset:
-    """Parse iptables-save / iptables-restore ``text`` into a ruleset."""
+                strict: bool = False, progress: Callable[[int], None] | None = None) -> Ruleset:
+    """Parse iptables-save / iptables-restore ``text`` into a ruleset; ``progress`` is told
+    how many characters have been read, about once a megabyte."""
     # The model is acyclic; the cyclic collector would only rescan the growing heap.
     with paused_gc(freeze=True):
-        ruleset = _Reader(source, strict).read(text)
+        ruleset = _Reader(source, strict).read(text, progress)
     if family is not None:
         ruleset.family = family
     return ruleset

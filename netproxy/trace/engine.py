@@ -25,7 +25,7 @@ the kernel does; ``NOTRACK`` in raw makes the packet UNTRACKED and skips nat as 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +33,7 @@ from netproxy.errors import TraceError
 from netproxy.gcpause import paused_gc
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Ruleset
+from netproxy.netfilter.nft import FAMILY_OF, NftRuleset, NftTable
 from netproxy.trace.addr import (
     LOOPBACK,
     format_endpoint,
@@ -41,8 +42,10 @@ from netproxy.trace.addr import (
     parse_addr,
     parse_net,
 )
+from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_priority, plan
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
+from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
 from netproxy.trace.state import Cond, Memory, Walk
@@ -56,17 +59,6 @@ MAX_HOPS = 20_000
 """Longest path of one branch: chains re-entered over and over (legal, but a generated
 mistake at this size) end with a clear error instead of running for hours."""
 
-_PRE = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("PREROUTING", "nat"), ("ROUTE", ""))
-_IN = (("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security"), ("INPUT", "nat"),
-       ("DONE", "local"))
-_FWD = (("FORWARD", "mangle"), ("FORWARD", "filter"), ("FORWARD", "security"),
-        ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"), ("DONE", "forwarded"))
-_OUT = (("PLACE", ""), ("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "nat"), ("REROUTE", ""),
-        ("OUTPUT", "filter"), ("OUTPUT", "security"), ("POSTROUTING", "mangle"), ("POSTROUTING", "nat"),
-        ("LOOP", ""))
-_LOOP = (("PREROUTING", "raw"), ("PREROUTING", "mangle"), ("INPUT", "mangle"),
-         ("INPUT", "filter"), ("INPUT", "security"), ("DONE", "local"))
-_SENT = (("DONE", "sent"),)
 
 
 class Compiled:
@@ -96,12 +88,16 @@ class Tracer:
     def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] | None = (), *,
                  ipsets: dict[str, Any] | None = None, strict: bool = False,
                  pod_cidrs: Iterable[str] = (), assume: bool = False,
-                 router: Any = None) -> None:
+                 router: Any = None, nft: Sequence[NftRuleset] = ()) -> None:
         """``assume``: answer anyway where context is missing -- an interface or bridge
         port not given takes a stated default, an unknowable fact (ipset contents, whether
         an address is the node's) forks into both cases. With ``local_ips=None`` the node's
         addresses are those the dump reveals (stated in ``notes``) and any other address is
-        such a fact; a list, even empty, is the node's complete set of addresses."""
+        such a fact; a list, even empty, is the node's complete set of addresses.
+
+        ``nft``: nftables listings walked together with ``ruleset`` (which may be empty):
+        their base chains of the ruleset's family (ip or ip6, and inet) join each hook by
+        priority."""
         self.assume = assume and not strict
         infer = local_ips is None
         local_ips = local_ips or ()
@@ -179,22 +175,66 @@ class Tracer:
                                         for o in r.matches):
             self.notes.append("kube-proxy runs in IPVS mode here: its load balancing happens in "
                               "IPVS, outside iptables, and is not traced")
+        bases = [BaseChain(hook, prio, 0, tname, hook, tname == "nat")
+                 for tname, table in ruleset.tables.items() for hook in table.chains
+                 if hook in HOOKS.values() and table.chains[hook].policy is not None
+                 and (prio := iptables_priority(tname, hook)) is not None]
+        self._nft_tables: dict[str, NftTable] = {}
+        self._nft: NftRules | None = None
+        if nft:
+            bases += self._add_nft(nft)
         # Hook sequences without the chains that cannot have an effect (absent, or empty
         # with policy ACCEPT), so the walk does not step through them for every branch.
-        self._steps: dict[str, tuple[tuple[str, str], ...]] = {
+        self._steps: dict[str, tuple[Step, ...]] = {
             name: tuple(step for step in seq if self._may_act(*step))
-            for name, seq in (("pre", _PRE), ("in", _IN), ("fwd", _FWD), ("out", _OUT),
-                              ("loop", _LOOP), ("sent", _SENT))}
+            for name, seq in plan(bases).items()}
         if strict:
             self._check_strict()
 
-    def _may_act(self, hook: str, table: str) -> bool:
-        if hook in ("ROUTE", "LOOP", "DONE"):
+    def _may_act(self, hook: str, table: str, chain: str) -> bool:
+        if hook in MARKERS:
             return True
         if hook == "REROUTE":
             return self.router is not None
-        code = self.codes.get((table, hook))
+        code = self.codes.get((table, chain))
         return code is not None and bool(code.rules or code.policy != "ACCEPT")
+
+    def _add_nft(self, listings: Sequence[NftRuleset]) -> list[BaseChain]:
+        """Register the nftables tables a packet of this family walks; their base chains."""
+        from netproxy.trace.nftrules import NftChainCode
+
+        self._nft = NftRules(self.family, self.ctx)
+        families = FAMILY_OF[self.family]
+        bases: list[BaseChain] = []
+        order = 0
+        for listing in listings:
+            for table in listing.tables.values():
+                if table.family not in families:
+                    if table.family in ("arp", "bridge", "netdev") and table.chains:
+                        self.notes.append(f"table {table.label} ({listing.source}): the "
+                                          f"{table.family} family is not traced")
+                    continue
+                label = table.label
+                if label in self._nft_tables:
+                    raise TraceError(f"table {label} is listed twice", where=listing.source)
+                self._nft_tables[label] = table
+                for ft in table.flowtables.values():
+                    self.notes.append(f"flowtable {ft.name} in {label}: offloaded connections "
+                                      "skip the hooks after their first packets (not traced)")
+                for chain in table.chains.values():
+                    code = NftChainCode(label, table, chain, listing.source)
+                    self.codes[(label, chain.name)] = code
+                    if not chain.base:
+                        continue
+                    hook = HOOKS.get(chain.hook or "")
+                    if hook is None or chain.priority is None:
+                        self.notes.append(f"{label}/{chain.name}: hook {chain.hook} is not "
+                                          "traced")
+                        continue
+                    order += 1
+                    bases.append(BaseChain(hook, chain.priority, order, label, chain.name,
+                                           chain.type == "nat"))
+        return bases
 
     # ------------------------------------------------------------------ helpers
 
@@ -246,12 +286,30 @@ class Tracer:
         """The prepared chain (made on first use for small chains)."""
         found = self.codes.get((table, chain))
         if found is None:
+            if table in self._nft_tables:
+                raise TraceError(f"{table}: no chain {chain!r}")
             chains = self.ruleset.tables[table].chains
             found = self.codes[(table, chain)] = ChainCode(table, chains[chain], self.family)
             found.table_chains = chains
         return found
 
+    def _check_strict_nft(self) -> None:
+        assert self._nft is not None or not self._nft_tables
+        for label, nft_table in self._nft_tables.items():
+            for cname, chain in nft_table.chains.items():
+                code = self.codes[(label, cname)]
+                for pos, nft_rule in enumerate(chain.rules):
+                    self._compile(code, pos)
+                    assert self._nft is not None
+                    if self._nft.unmodelled:
+                        where = f"{self.source}:{nft_rule.line}"
+                        src = getattr(code, "source", self.source)
+                        where = f"{src}:{nft_rule.line}" if nft_rule.line else src
+                        raise TraceError(f"{label}/{cname} #{pos + 1}: "
+                                         f"{self._nft.unmodelled[0]}", where=where)
+
     def _check_strict(self) -> None:
+        self._check_strict_nft()
         for tname, table in self.ruleset.tables.items():
             for cname in table.chains:
                 code = self.code(tname, cname)
@@ -268,6 +326,13 @@ class Tracer:
                         raise TraceError(f"{tname}/{cname} #{pos + 1}: {c.data}", where=where)
 
     def _compile(self, code: ChainCode, pos: int) -> Compiled:
+        if self._nft is not None and code.table in self._nft_tables:
+            nft_table = self._nft_tables[code.table]
+            nft_rule = nft_table.chains[code.name].rules[pos]
+            nft_matcher, nft_kind, nft_data = self._nft.compile(code.table, nft_table, nft_rule)
+            compiled = Compiled((), nft_matcher, nft_kind, nft_data)
+            code.compiled[pos] = compiled
+            return compiled
         rule = code.rules[pos]
         if rule.opaque is not None:
             code.compiled[pos] = _UNPARSED
@@ -344,12 +409,23 @@ class Tracer:
 
     def hop(self, code: ChainCode, pos: int | None, depth: int) -> Hop:
         """A path entry as a :class:`Hop` (``pos`` None: the chain policy)."""
+        if code.table in self._nft_tables:
+            return self._nft_hop(code, pos, depth)
         if pos is None:
             return Hop(code.table, code.name, None, code.chain.line,
                        text=f"-P {code.name} {code.policy}", depth=depth)
         rule = code.rules[pos]
         return Hop(code.table, code.name, pos + 1, rule.line,
                    render=lambda: self.rule_text(code.table, code.name, rule), depth=depth)
+
+    def _nft_hop(self, code: Any, pos: int | None, depth: int) -> Hop:
+        if pos is None:
+            return Hop(code.table_name, code.name, None, code.chain.line,
+                       text=f"policy {code.policy.lower()}", depth=depth,
+                       family=code.family_name)
+        rule = code.chain.rules[pos]
+        return Hop(code.table_name, code.name, pos + 1, rule.line, text=rule.text, depth=depth,
+                   family=code.family_name, handle=rule.handle)
 
     # ------------------------------------------------------------------ public API
 
@@ -518,8 +594,15 @@ class Tracer:
         match = self._match
         steps = self._steps
         while True:
-            if not stack:
-                hook, table = w.steps[w.si]
+            if w.pending is not None:  # a branch of an nft numgen lookup takes its action
+                kind, data, pos = w.pending
+                w.pending = None
+                frame = stack[-1]
+                code = frame[0]
+                if kind == "none":
+                    continue
+            elif not stack:
+                hook, table, chain = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
                     if self.router is None:
@@ -553,66 +636,89 @@ class Tracer:
                 if hook == "DONE":
                     out.append(self._outcome(w, "ACCEPT", delivered=table))
                     return
-                if table == "nat" and not w.nat_ok:
+                code = codes.get((table, chain))
+                if code is None or (not code.rules and code.policy == "ACCEPT"):
+                    continue  # absent, or empty with policy ACCEPT: no effect, not shown
+                if code.nat and not w.nat_ok:
                     if w.conn is not None:
                         self._conn_nat(w, hook)
                     continue
-                code = codes.get((table, hook))
-                if code is None or (not code.rules and code.policy == "ACCEPT"):
-                    continue  # absent, or empty with policy ACCEPT: no effect, not shown
                 self._enter(w, hook)
-                stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (hook,), code])
+                stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (code.name,),
+                              code])
                 continue
-            frame = stack[-1]
-            code = frame[0]
-            cands = frame[1]
-            compiled = code.compiled
-            n = len(cands)
-            i = frame[2]
-            acted = False
-            while i < n:
-                pos = cands[i]
-                i += 1
-                c = compiled[pos]
-                if c is None:
-                    c = self._compile(code, pos)
-                if c.addr:
-                    miss = False
-                    for is_src, net, mask, neg in c.addr:
-                        if (((w.src if is_src else w.dst) & mask) == net) is neg:
-                            miss = True
-                            break
-                    if miss:
+            else:
+                frame = stack[-1]
+                code = frame[0]
+                cands = frame[1]
+                compiled = code.compiled
+                n = len(cands)
+                i = frame[2]
+                while i < n:
+                    pos = cands[i]
+                    i += 1
+                    c = compiled[pos]
+                    if c is None:
+                        c = self._compile(code, pos)
+                    if c.addr:
+                        miss = False
+                        for is_src, net, mask, neg in c.addr:
+                            if (((w.src if is_src else w.dst) & mask) == net) is neg:
+                                miss = True
+                                break
+                        if miss:
+                            continue
+                    if c.matcher.evals:
+                        frame[2] = i  # a fork resumes after this rule
+                        if w.decided is None:
+                            r = match(c.matcher, w, todo)
+                        else:  # a branch forked on an unknown fact of this very rule
+                            r, w.decided = w.decided, None
+                        if r is False:
+                            continue
+                    else:
+                        r = True
+                    frame[2] = i
+                    path.append((code, pos, len(stack) - 1))
+                    if r is not True:
+                        out.append(self._outcome(w, "UNKNOWN", reason=str(r)))
+                        return
+                    kind = c.kind
+                    if kind == "none" or kind == "nop":
                         continue
-                if c.matcher.evals:
-                    frame[2] = i  # a fork resumes after this rule
-                    if w.decided is None:
-                        r = match(c.matcher, w, todo)
-                    else:  # a branch forked on an unknown fact of this very rule
-                        r, w.decided = w.decided, None
-                    if r is False:
+                    if kind == "MARK":
+                        value, mask = c.data
+                        w.mark = (w.mark & ~mask & 0xFFFFFFFF) ^ value
                         continue
+                    data = c.data
+                    break
                 else:
-                    r = True
-                frame[2] = i
-                path.append((code, pos, len(stack) - 1))
-                if r is not True:
-                    out.append(self._outcome(w, "UNKNOWN", reason=str(r)))
-                    return
-                kind = c.kind
-                if kind == "none" or kind == "nop":
-                    continue
-                if kind == "MARK":
-                    value, mask = c.data
-                    w.mark = (w.mark & ~mask & 0xFFFFFFFF) ^ value
-                    continue
-                acted = True
-                break
-            if not acted:
-                # Falling off the end of a chain is a RETURN (the policy, in a built-in chain).
-                kind = "RETURN"
+                    # Falling off the end of a chain is a RETURN (the policy, in a built-in
+                    # chain).
+                    kind = "RETURN"
+                    pos = -1
+                if kind == "dyn":  # an nft lookup decides the action now
+                    found = data(w)
+                    if found is None:  # no element: the rule ends, the next one runs
+                        w.path.pop()  # and, like a rule that did not match, is not shown
+                        continue
+                    if type(found) is str:
+                        out.append(self._outcome(w, "UNKNOWN", reason=found))
+                        return
+                    if type(found) is list:
+                        for p, k, d in found[1:]:
+                            other = w.fork()
+                            other.prob *= p
+                            other.pending = (k, d, pos)
+                            todo.append(other)
+                        p, kind, data = found[0]
+                        w.prob *= p
+                    else:
+                        kind, data = found
+                    if kind == "none":
+                        continue
             if kind == "jump" or kind == "goto":
-                target = codes.get((code.table, c.data)) or self.code(code.table, c.data)
+                target = codes.get((code.table, data)) or self.code(code.table, data)
                 cands2 = target.all if target.dim is None else target.candidates(
                     w.dst, proto, w.dport)
                 if kind == "jump":
@@ -641,7 +747,7 @@ class Tracer:
                 out.append(self._outcome(w, kind))
                 return
             if kind == "CONNMARK":
-                op, a, b = c.data
+                op, a, b = data
                 if op == "set":
                     w.ctmark = (w.ctmark & ~b & 0xFFFFFFFF) ^ a
                 elif op == "save":
@@ -654,15 +760,15 @@ class Tracer:
                 w.nat_ok = False
                 continue
             if kind == "DNAT" or kind == "SNAT" or kind == "MASQUERADE" or kind == "REDIRECT":
-                reason = self._nat(w, kind, c.data, code.table)
+                reason = self._nat(w, kind, data, stack[0][0].nat)
                 if reason is not None:
                     out.append(self._outcome(w, "UNKNOWN", reason=reason))
                     return
                 if kind == "MASQUERADE":
-                    w.masq_flags = c.data
+                    w.masq_flags = data
                 stack.clear()
                 continue
-            out.append(self._outcome(w, "UNKNOWN", reason=str(c.data)))
+            out.append(self._outcome(w, "UNKNOWN", reason=str(data)))
             return
 
     def _conn_nat(self, w: Walk, hook: str) -> None:
@@ -773,9 +879,9 @@ class Tracer:
             return r
         return True
 
-    def _nat(self, w: Walk, kind: str, data: Any, table: str) -> str | None:
-        if table != "nat":
-            return f"-j {kind} outside the nat table"
+    def _nat(self, w: Walk, kind: str, data: Any, nat: bool) -> str | None:
+        if not nat:
+            return f"{kind} outside a nat chain"
         if kind == "DNAT" or kind == "REDIRECT":
             if kind == "DNAT":
                 addr, port, _text = data

@@ -72,39 +72,64 @@ def render_text(result: TraceResult, *, verbose: bool = True) -> str:
 
 
 def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A quoted graphviz string; a newline becomes graphviz's line break."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def render_dot(result: TraceResult) -> str:
-    """Only the chains the packet visited; edges weighted by the probability through them."""
+    """Only the chains the packet visited; edges weighted by the probability through them.
+
+    After a DNAT each endpoint's branch is a path of its own (its chains are drawn once per
+    endpoint), so the split shows where it happens; end nodes carry the verdict, the DNAT
+    destination, an UNKNOWN's reason and the facts a conditional outcome assumed."""
     nodes: dict[str, str] = {}
-    edges: dict[tuple[str, str, str], float] = {}
+    edges: dict[tuple[str, str], float] = {}
     ends: dict[str, str] = {}
     for o in result.outcomes:
         prev: str | None = None
+        branch = ""
         for hop in o.path:
-            node = f"{hop.table}/{hop.chain}"
-            nodes.setdefault(node, node)
+            chain = f"{hop.table}/{hop.chain}"
+            node = chain + branch
+            nodes.setdefault(node, chain + (f"\n(to {o.dnat})" if branch else ""))
             if prev is not None and prev != node:
-                label = ""
-                key = (prev, node, label)
-                edges[key] = edges.get(key, 0.0) + o.probability
+                edges[(prev, node)] = edges.get((prev, node), 0.0) + o.probability
             prev = node
-        end = o.verdict + (f"\\n{o.dnat}" if o.dnat else "") + ("\\nmasqueraded" if o.masquerade else "")
+            if not branch and o.dnat and (" -j DNAT" in hop.text or " -j REDIRECT" in hop.text):
+                branch = f" @{o.dnat}"  # from here on, this endpoint's own path
+        end = o.verdict + (f"\n{o.dnat}" if o.dnat else "") + (
+            "\nmasqueraded" if o.masquerade else "")
+        if o.verdict == "UNKNOWN" and o.reason:
+            end += "\n" + _wrap(o.reason)
+        if o.assumes:
+            end += "\nif " + "\nand ".join(o.conditions())
         end_id = f"end:{end}"
         ends[end_id] = end
         if prev is not None:
-            key = (prev, end_id, "")
-            edges[key] = edges.get(key, 0.0) + o.probability
+            edges[(prev, end_id)] = edges.get((prev, end_id), 0.0) + o.probability
     out = ["digraph trace {", "  rankdir=LR;", "  node [shape=box, fontname=monospace];",
            f"  label={_q(describe_packet(result))};"]
-    for node in nodes:
-        out.append(f"  {_q(node)};")
+    for node, label in nodes.items():
+        out.append(f"  {_q(node)}" + (f" [label={_q(label)}]" if label != node else "") + ";")
     for end_id, label in ends.items():
         color = {"ACCEPT": "darkgreen", "DROP": "red", "REJECT": "red"}.get(
-            label.split("\\n")[0], "orange")
-        out.append(f'  {_q(end_id)} [label="{label}", shape=ellipse, color={color}];')
-    for (a, b, _), p in edges.items():
+            label.split("\n")[0], "orange")
+        out.append(f"  {_q(end_id)} [label={_q(label)}, shape=ellipse, color={color}];")
+    for (a, b), p in edges.items():
         out.append(f"  {_q(a)} -> {_q(b)} [label={_q(percent(p))}];")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _wrap(text: str, width: int = 40) -> str:
+    """Break a long reason into lines for a graph label."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        if current and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = f"{current} {word}".strip()
+    lines.append(current)
+    return "\n".join(lines)

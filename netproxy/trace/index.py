@@ -27,7 +27,7 @@ class ChainCode:
     """A chain prepared for walking: rules, lazily compiled rules, and its index."""
 
     __slots__ = ("table", "name", "chain", "rules", "compiled", "builtin", "policy", "dim",
-                 "buckets", "always", "all", "cache", "table_chains")
+                 "buckets", "always", "all", "cache", "table_chains", "nat")
 
     def __init__(self, table: str, chain: Chain, family: str) -> None:
         self.table = table
@@ -39,6 +39,8 @@ class ChainCode:
         """All chains of the table (jump targets), set by the tracer."""
         self.builtin = chain.policy is not None
         self.policy = chain.policy
+        self.nat = table == "nat"
+        """Consulted only for the first packet of a connection."""
         self.all: Sequence[int] = range(len(chain.rules))
         self.dim: str | None = None
         if len(chain.rules) >= INDEX_MIN_RULES:

@@ -87,7 +87,14 @@ def infer_node(ruleset: Ruleset) -> NodeFacts:
                 facts.service_ips.add(parse_net(host, fam)[0])
         elif target.startswith("KUBE-FW-") and dst is not None and not dst[1]:
             lb_vips.setdefault(target, set()).add(dst[0].split("/")[0])
+    quiet = 0  # kube-proxy repeats the pod CIDR in every Service chain: a sample suffices
     for cname, chain in nat.chains.items():
+        if quiet > 50 and cname.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-",
+                                            "KUBE-XLB-", "KUBE-SEP-")):
+            continue
+        if cname.startswith("KUBE-SEP-"):
+            continue  # endpoint chains hold endpoint addresses only
+        found_before = len(facts.pod_cidrs)
         for rule in chain.rules:
             if rule.opaque is not None or rule.target is None:
                 continue
@@ -110,6 +117,8 @@ def infer_node(ruleset: Ruleset) -> NodeFacts:
                                         f"outside {pod} (the pod network)"
                                         if src[1] else f"line {rule.line}: {cname} treats "
                                         f"{pod} as pods"))
+        if cname.startswith(("KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-XLB-")):
+            quiet = 0 if len(facts.pod_cidrs) > found_before else quiet + 1
     for fw, vips in lb_vips.items():
         fw_chain = nat.chains.get(fw)
         if fw_chain is None:

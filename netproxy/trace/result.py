@@ -17,16 +17,21 @@ class Hop:
     text is rendered on first use, so tracing many packets does not pay for it.
     """
 
-    __slots__ = ("table", "chain", "rule", "line", "depth", "_text", "_render")
+    __slots__ = ("table", "chain", "rule", "line", "depth", "_text", "_render", "family",
+                 "handle")
 
     def __init__(self, table: str, chain: str, rule: int | None, line: int,
                  text: str | None = None, render: Callable[[], str] | None = None,
-                 depth: int = 0) -> None:
+                 depth: int = 0, family: str | None = None, handle: int | None = None) -> None:
         self.table = table
         self.chain = chain
         self.rule = rule
         self.line = line
         self.depth = depth
+        self.family = family
+        """For an nftables chain: the table's family (``ip``, ``inet``); None for iptables."""
+        self.handle = handle
+        """For an nftables rule: its handle, when the listing showed handles (``nft -a``)."""
         """How many user chains deep the hop is (0 for a built-in chain)."""
         self._text = text
         self._render = render
@@ -39,12 +44,18 @@ class Hop:
 
     def label(self) -> str:
         where = f"#{self.rule}" if self.rule is not None else "policy"
-        line = f" (line {self.line})" if self.line else ""
-        return f"{self.table}/{self.chain} {where}{line}"
+        line = f" (line {self.line})" if self.line else (
+            f" (handle {self.handle})" if self.handle is not None else "")
+        table = f"{self.family} {self.table}" if self.family is not None else self.table
+        return f"{table}/{self.chain} {where}{line}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table": self.table, "chain": self.chain, "rule": self.rule,
-                "line": self.line or None, "text": self.text}
+        out: dict[str, Any] = {"table": self.table, "chain": self.chain, "rule": self.rule,
+                               "line": self.line or None, "text": self.text}
+        if self.family is not None:
+            out["family"] = self.family
+            out["handle"] = self.handle
+        return out
 
     def __repr__(self) -> str:
         return f"Hop({self.label()}: {self.text})"

@@ -185,8 +185,7 @@ class Stepper:
                 values[prev_key] = o.raw_dnat
                 if auto and o.verdict == "ACCEPT" and "NEW" in res.packet.ct:
                     self._connection(values, res, o, flow)
-                items = tuple(sorted(((k, v) for k, v in values.items() if v is not None),
-                                     key=repr))
+                items = frozenset((k, v) for k, v in values.items() if v is not None)
                 entry = alts.get(items)
                 if entry is None:
                     alts[items] = [p * o.probability, items]

@@ -18,7 +18,8 @@ from netproxy.trace.packet import Resolved
 class Memory:
     """Kernel state that persists across the packets of a sequence (copy on write).
 
-    Entries are keyed ``("recent", list name, address)``, ``("nth", rule key)`` and
+    Entries are keyed ``("recent", list name, address)``, ``("nftset", table, set, element)``
+    (an nft dynamic set's element, valued by its expiry time), ``("nth", rule key)`` and
     ``("limit", rule key)``. ``writes`` holds what this world changed; reads that miss it
     go to ``base`` (the state left by earlier packets, see :mod:`netproxy.trace.sequence`)
     and are recorded in ``reads`` (shared by the forks of one trace).
@@ -69,7 +70,7 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided", "conn", "reverse", "route")
+                 "assumed", "decided", "conn", "reverse", "route", "pending")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -89,7 +90,7 @@ class Walk:
         self.prob = 1.0
         self.stack: list[list[Any]] = []
         self.path: list[Any] = []
-        self.steps: tuple[tuple[str, str], ...] = ()
+        self.steps: tuple[tuple[str, str, str], ...] = ()
         self.si = 0
         self.dnat: tuple[int, int | None] | None = None
         self.snat: str | None = None
@@ -107,6 +108,9 @@ class Walk:
         """Stated defaults this branch relied on (an unnamed interface, not bridged)."""
         self.decided: object = None
         """A forked branch re-visiting the rule it forked on: that rule's match result."""
+        self.pending: tuple[str, Any, int] | None = None
+        """A branch forked by an nft ``numgen`` lookup: the action it takes when resumed
+        (kind, data, rule position)."""
         self.conn: tuple[str, Any] | None = None
         """The connection a later packet belongs to (a packet sequence): ("orig", (dnat
         address, port, masqueraded)) or ("reply", (service address, port, client address,
@@ -150,6 +154,7 @@ class Walk:
         o.facts = self.facts
         o.assumed = self.assumed
         o.decided = None
+        o.pending = None
         o.conn = self.conn
         o.reverse = self.reverse
         return o

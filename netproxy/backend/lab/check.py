@@ -35,6 +35,7 @@ from netproxy.backend.lab.spec import (
     LabSpec,
 )
 from netproxy.netfilter.model import Ruleset
+from netproxy.progress import Progress, progress
 from netproxy.trace import Packet, Tracer
 
 COVERAGE_MIN = 0.10
@@ -138,7 +139,7 @@ class Checker:
         g.checks.pop("prediction", None)
 
     # -- probing ----------------------------------------------------------------------
-    def probe(self) -> None:
+    def probe(self, bar: Progress | None = None) -> None:
         by_ns: dict[str, list[Group]] = {}
         for g in self.groups:
             by_ns.setdefault(g.client_ns, []).append(g)
@@ -148,6 +149,8 @@ class Checker:
             for g, res in zip(groups, self._run_probes(ns, probes), strict=True):
                 g.local = res["local"] or (g.src or "")
                 g.observed = res["results"]
+            if bar is not None:
+                bar.advance(len(groups))
 
     def _run_probes(self, ns: str, probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         budget = max(1.0, self.deadline - time.monotonic())
@@ -250,7 +253,9 @@ class Checker:
 
     def run(self) -> dict[str, Any]:
         self.plan()
-        self.probe()
+        with progress("lab check: sending traffic", len(self.groups),
+                      unit="frontend/source groups") as bar:
+            self.probe(bar)
         for g in self.groups:
             if g.local and g.local != g.src and g.source == "node":
                 self._predict(g, g.local)  # the source address the kernel actually chose
