@@ -349,7 +349,8 @@ def test_progress_only_on_a_terminal(fleet: Path) -> None:
     """With stderr on a terminal (a real pseudo-terminal), progress lines; piped, none."""
     import pty
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETPROXY_PROGRESS_DELAY": "0"}
+    env.pop("NETPROXY_PROGRESS", None)
     args = [sys.executable, "-m", "netproxy", "audit", str(fleet / "cluster.json"),
             "--nodes", str(fleet / "nodes"), "--brief", "-j", "1"]
     leader, follower = pty.openpty()
@@ -369,6 +370,6 @@ def test_progress_only_on_a_terminal(fleet: Path) -> None:
     finally:
         os.close(leader)
     assert done.returncode == 1
-    assert b"audit: 9/9 nodes" in seen and b"nodes/s" in seen and b"s left" in seen
+    assert b"netproxy: audit, " in seen and b" nodes/s: " in seen and b"/9 nodes (" in seen
     piped = subprocess.run(args, capture_output=True, env=env, timeout=300, check=False)
     assert piped.returncode == 1 and piped.stderr == b""
