@@ -1,9 +1,10 @@
 """The "my Service does not work" checklist, one function per question.
 
-Node checks look at what every Service relies on (the hooks into KUBE-SERVICES, the
-masquerade rule, the NodePort jump); Service checks look at one Service port's rules as
-recovered by :mod:`.view`. Each returns a :class:`~.report.Finding`: passed, failed or not
-applicable, the rule lines it looked at, and one sentence on what a failure means.
+Node checks look at what every Service relies on (the proxy mode, the hooks into
+KUBE-SERVICES, the masquerade rule, the NodePort jump); Service checks look at one Service
+port of the model :mod:`netproxy.kubeview` reads. Each returns a :class:`~.report.Finding`:
+passed, failed, warning (cannot be decided from the dump), info (by design) or not
+applicable, the rule lines it looked at, and one sentence on what a problem means.
 """
 
 from __future__ import annotations

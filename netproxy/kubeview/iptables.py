@@ -14,6 +14,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from netproxy.chainnames import port_proto_hash
+from netproxy.gcpause import paused_gc
 from netproxy.kubeview.comments import Comment, parse_comment, service_port_name
 from netproxy.kubeview.model import (
     BALANCING_KINDS,
@@ -60,6 +61,11 @@ def _chain_kind(name: str | None) -> str | None:
     """SVC, SVL, EXT, FW or XLB for a per-Service-port chain (they share one hash), else None."""
     if name is None:
         return None
+    return _kind_of(name)
+
+
+@lru_cache(maxsize=1 << 18)
+def _kind_of(name: str) -> str | None:
     role = chain_role(name)
     return role if role in SERVICE_ROLES else None
 
@@ -131,6 +137,8 @@ class _Builder:
         self.ruleset = ruleset
         self.by_key: dict[tuple[str, str], ServicePortView] = {}
         self.by_hash: dict[str, ServicePortView] = {}
+        self.by_name: dict[str, list[ServicePortView]] = {}
+        """Views by Service port name, every protocol (health checks attach to all of them)."""
         self.hash_names: dict[str, tuple[str, str | None]] = {}
         """Hash to (Service port name, protocol) learnt from comments."""
         self.written: dict[str, str] = {}
@@ -160,6 +168,7 @@ class _Builder:
         found = self.by_key.get(key)
         if found is None:
             found = self.by_key[key] = ServicePortView(name, protocol)
+            self.by_name.setdefault(name, []).append(found)
         return found
 
     def finish(self) -> None:
@@ -277,6 +286,13 @@ def _split_leftovers(view: RulesetView) -> None:
 
 def build_view(ruleset: Ruleset) -> RulesetView:
     """Recover every Service port kube-proxy wrote into ``ruleset``."""
+    # Hundreds of thousands of acyclic references to rules: keep the cyclic collector out,
+    # also later, while the checks and walks allocate (gcpause).
+    with paused_gc(freeze=True):
+        return _build_view(ruleset)
+
+
+def _build_view(ruleset: Ruleset) -> RulesetView:
     b = _Builder(ruleset)
     nat = ruleset.tables.get("nat")
     filt = ruleset.tables.get("filter")
@@ -428,7 +444,7 @@ def _collect_filter(b: _Builder, filt: Table) -> None:
             proto = _protocol(ref.rule) or "?"
             if comment.kind == "health-check":
                 # Always tcp; attach to whichever protocol views the Service port has.
-                views = [v for v in b.by_key.values() if v.name == name] or [b.view(name, proto)]
+                views = b.by_name.get(name) or [b.view(name, proto)]
                 for view in views:
                     view.health_checks.append(ref)
                 continue
