@@ -15,11 +15,13 @@ import click
 
 from netproxy import __version__
 from netproxy.errors import NetproxyError
+from netproxy.textsafe import install_output_escapes
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("netproxy.commands.compile", "Compile Services and EndpointSlices into kube-proxy's iptables rules."),
     "trace": ("netproxy.commands.trace", "Walk a packet through a ruleset, every branch with its weight."),
     "diff": ("netproxy.commands.diff", "Compare two rulesets by meaning, grouped by Service."),
+    "migrate": ("netproxy.commands.migrate", "Compare iptables and nftables mode: will every Service behave the same?"),
     "apply": ("netproxy.commands.apply", "Load rules into a network namespace, the way kube-proxy does."),
     "save": ("netproxy.commands.save", "Read the rules of a network namespace back."),
     "lab": ("netproxy.commands.lab", "Build a namespace lab and check the tracer against the kernel."),
@@ -66,6 +68,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    install_output_escapes()
     try:
         result = cli.main(args=argv, prog_name="netproxy", standalone_mode=False)
         if isinstance(result, int) and not isinstance(result, bool):

@@ -315,3 +315,19 @@ def test_lenient_parse_says_what_it_tolerated_once_per_kind() -> None:
         f"netproxy: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 4 lines: option "
         "--to-destination needs 1 argument(s) (first at line 126; those rules are UNKNOWN "
         "where a packet reaches them)"]
+
+
+def test_text_golden_conditional_nodeport() -> None:
+    # no --local-ip, nothing in dump 00 reveals the node's address: the answer per case
+    r = run("--rules", dump("00-seed-hostnames"), "--src", "172.16.0.1", "--dst",
+            "192.168.1.10", "--dport", "8080")
+    assert r.returncode == 0, r.stderr
+    check_golden("nodeport-unplaced.txt", r.stdout)
+
+
+def test_text_golden_ipvs_sets_without_contents() -> None:
+    r = run("--rules", dump("12-calico-vxlan-ipvs-nat"), "--local-ip", "192.168.0.10",
+            "--src", "10.0.0.9", "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp",
+            "-i", "eth0")
+    assert r.returncode == 0, r.stderr
+    check_golden("ipvs-sets-conditional.txt", r.stdout)

@@ -196,6 +196,9 @@ def test_every_dump_answers_common_questions_without_unknown_for_missing_context
     if svc is not None:
         questions.append(Packet(src=pod, dst=svc[0], dport=svc[1]))          # pod to ClusterIP
         questions.append(Packet(src=pod, dst=svc[0], dport=svc[1], proto="udp"))
+    hairpin = _hairpin(rs)
+    if hairpin is not None:                                                  # endpoint to itself
+        questions.append(Packet(src=hairpin[0], dst=hairpin[1], dport=hairpin[2]))
     questions.append(Packet(src=pod, dst="2001:db8::99" if six else "203.0.113.9", dport=443))
     lan = "2001:db8::50" if six else "192.168.77.50"
     node = t.local_ips[0] if t.local_ips else ("2001:db8::1" if six else "192.168.77.1")
@@ -207,3 +210,26 @@ def test_every_dump_answers_common_questions_without_unknown_for_missing_context
             if o.verdict == "UNKNOWN":
                 assert "(give " not in (o.reason or ""), (q, o.reason)
                 assert "not known" not in (o.reason or ""), (q, o.reason)
+
+
+def _hairpin(rs):  # type: ignore[no-untyped-def]
+    """(endpoint address, its Service's ClusterIP, port): a pod calling its own Service."""
+    nat = rs.tables.get("nat")
+    if nat is None or "KUBE-SERVICES" not in nat.chains:
+        return None
+    for rule in nat.chains["KUBE-SERVICES"].rules:
+        d = rule.builtin("destination")
+        port = next((o for o in rule.matches if o.name == "dport"), None)
+        target = rule.target.name if rule.target is not None else ""
+        if d is None or d.negated or port is None or not port.value.isdigit() \
+                or target not in nat.chains:
+            continue
+        for jump in nat.chains[target].rules:
+            sep = nat.chains.get(jump.target.name) if jump.target is not None else None
+            for r in sep.rules if sep is not None else ():
+                if r.target is not None and r.target.name == "DNAT":
+                    to = next((o.value for o in r.target.options
+                               if o.name == "to-destination"), None)
+                    if to and to.count(":") == 1:
+                        return to.split(":")[0], d.value.split("/")[0], int(port.value)
+    return None

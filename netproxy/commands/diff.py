@@ -98,11 +98,16 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
     # A short-lived process holding millions of parsed rules: the cyclic collector would only
     # rescan them (nothing here makes reference cycles worth collecting).
     gc.disable()
+    inputs = tuple(params.get("inputs") or ())
+    if not expected:
+        from netproxy.commands.migrate_states import is_across_modes
+
+        if is_across_modes(inputs):
+            return _across_modes(inputs, params, list(local_ips), strict, as_json)
     if expected:
         old, new = _expected_and_actual(params, strict)
         scope = scope or "kube"
     else:
-        inputs = tuple(params.get("inputs") or ())
         _cluster_and_dump(inputs)
         if len(inputs) != 2:
             raise InputError(f"diff needs two rulesets (OLD NEW), got {len(inputs)}; "
@@ -131,3 +136,25 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
     else:
         sys.stdout.write(render_text(report, rules=not brief))
     return 0 if report.equivalent else 1
+
+
+def _across_modes(inputs: tuple[str, ...], params: dict[str, Any], local_ips: list[str],
+                  strict: bool, as_json: bool) -> int:
+    """An iptables-mode state against an nftables-mode one: behaviour only (the rules of
+    the two modes have nothing in common to diff), grouped as ``netproxy migrate`` does."""
+    from click.core import ParameterSource
+
+    from netproxy.commands.migrate_states import across_modes
+    from netproxy.migrate.report import render_text as migrate_text
+
+    ctx = click.get_current_context()
+    family = params.get("family") if ctx.get_parameter_source("family") == \
+        ParameterSource.COMMANDLINE else None
+    reports = across_modes(inputs, family=family, local_ips=local_ips, strict=strict)
+    if as_json:
+        body: Any = reports[0].to_json() if len(reports) == 1 else \
+            {"families": [r.to_json() for r in reports]}
+        sys.stdout.write(json.dumps(body, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n".join(migrate_text(r) for r in reports))
+    return max(r.exit_code for r in reports)

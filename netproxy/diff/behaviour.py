@@ -18,6 +18,7 @@ from netproxy.errors import TraceError
 from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.values import saved_address
+from netproxy.textsafe import digits
 from netproxy.trace import Packet, Tracer
 
 _EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
@@ -44,7 +45,7 @@ def _host(value: str) -> str | None:
     return None
 
 
-def _frontend(rule: Rule) -> Frontend | None:
+def rule_frontend(rule: Rule) -> Frontend | None:
     proto = rule.builtin("protocol")
     if proto is None or proto.negated or not proto.args:
         return None
@@ -53,7 +54,7 @@ def _frontend(rule: Rule) -> Frontend | None:
         opt = rule.option(module, "dport")
         if opt is not None and opt.args and not opt.negated:
             port = opt.args[0]
-    if port is None or not port.isdigit():
+    if port is None or not digits(port):
         return None
     dst = rule.builtin("destination")
     if dst is None:
@@ -72,7 +73,7 @@ def frontends(ruleset: Ruleset) -> set[Frontend]:
             chain = table.chains.get(cname)
             for rule in chain.rules if chain is not None else ():
                 if rule.opaque is None:
-                    f = _frontend(rule)
+                    f = rule_frontend(rule)
                     if f is not None:
                         out.add(f)
     return out
@@ -111,7 +112,18 @@ def pod_source(rulesets: list[Ruleset], family: str) -> str:
     return "10.244.0.250" if family == "ipv4" else "fd00:10:244::250"
 
 
-def _outcomes(tracer: Tracer, packet: Packet) -> dict[str, float]:
+AFFINITY = "next connection from this client: same endpoint"
+"""The key :func:`outcomes` adds with ``affinity=True``: how likely a second connection of
+the same client reaches the endpoint the first one did."""
+
+
+def outcomes(tracer: Tracer, packet: Packet, *, reasons: bool = True,
+             affinity: bool = False) -> dict[str, float]:
+    """The packet's outcomes as ``text -> probability`` (verdict, DNAT destination,
+    masquerade; the tracer's reason unless ``reasons=False``). ``affinity``: when the first
+    connection may reach several endpoints, trace a second one from the same client (same
+    source, another source port, a second later) in the kernel state each first branch left,
+    and add :data:`AFFINITY` with the probability that it reaches the same endpoint."""
     try:
         result = tracer.trace(packet)
     except TraceError as err:
@@ -123,19 +135,34 @@ def _outcomes(tracer: Tracer, packet: Packet) -> dict[str, float]:
             text += f" DNAT {o.dnat}"
         if o.masquerade:
             text += " masquerade"
-        if o.reason:
+        if o.reason and reasons:
             text += f" ({o.reason})"
         merged[text] = merged.get(text, 0.0) + o.probability
+    if affinity and len({o.dnat for o in result.outcomes if o.dnat}) > 1:
+        second = packet.with_(sport=(packet.sport or 40000) + 1, time=packet.time + 1.0)
+        sticky = 0.0
+        for o in result.outcomes:
+            if not o.dnat:
+                continue
+            try:
+                again = tracer.trace(second, memory=o.memory)
+            except TraceError:
+                continue
+            sticky += o.probability * sum(a.probability for a in again.outcomes
+                                          if a.dnat == o.dnat)
+        merged[AFFINITY] = sticky
     return merged
 
 
-def _same(a: dict[str, float], b: dict[str, float]) -> bool:
+def same(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Two outcome maps agree: the same texts, each with the same probability."""
     if set(a) != set(b):
         return False
     return all(abs(a[k] - b[k]) <= _SAME for k in a)
 
 
-def _lines(outcomes: dict[str, float]) -> list[str]:
+def lines(outcomes: dict[str, float]) -> list[str]:
+    """``["50.00% ACCEPT DNAT ...", ...]``, sorted by text."""
     return [f"{p * 100:.2f}% {text}" for text, p in sorted(outcomes.items())]
 
 
@@ -146,7 +173,7 @@ def service_frontends(ruleset: Ruleset, keys: list[tuple[str, str]]) -> set[Fron
     for spn, proto in keys:
         index = view.service(ServiceKey(spn, proto))
         for _table, _chain, rule in index.shared if index is not None else ():
-            f = _frontend(rule) if rule.opaque is None else None
+            f = rule_frontend(rule) if rule.opaque is None else None
             if f is not None:
                 out.add(f)
     return out
@@ -198,10 +225,10 @@ def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
     report.probe_scope = "all" if only is None else "changed"
     plan = probes(old, new, node_ips[0], only)
     for text, packet in plan:
-        a = _outcomes(told, packet)
-        b = _outcomes(tnew, packet)
-        if not _same(a, b):
-            found.append(ProbeLine(text, _lines(a), _lines(b)))
+        a = outcomes(told, packet)
+        b = outcomes(tnew, packet)
+        if not same(a, b):
+            found.append(ProbeLine(text, lines(a), lines(b)))
     report.behaviour = found
     report.probes = len(plan)
     report.summary["behaviour_differences"] = len(found)

@@ -138,6 +138,7 @@ class Tracer:
                     raise TraceError(f"bad --local-ip: {err}") from None
                 continue  # an address of the other family can never be a packet's
             self.local_ips.append(text)
+        self._first_cache: tuple[tuple[str, ...], str | None] | None = None
         self.router = router
         """The node's routing (``lookup``/``reverse``/``is_local``/``local_hosts``/
         ``local_nets``, as :class:`netproxy.node.routing.Router`), or None."""
@@ -431,9 +432,15 @@ class Tracer:
 
     def first_local(self) -> str | None:
         """The node's first address that is not loopback (the source it masquerades to)."""
+        key = tuple(self.local_ips)
+        cached = self._first_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
         lo_net, lo_mask = self._lo
-        return next((ip for ip in self.local_ips
-                     if parse_addr(ip, self.family) & lo_mask != lo_net), None)
+        found = next((ip for ip in self.local_ips
+                      if parse_addr(ip, self.family) & lo_mask != lo_net), None)
+        self._first_cache = (key, found)
+        return found
 
     def resolve(self, packet: Packet) -> Resolved:
         first = self.first_local()

@@ -294,6 +294,8 @@ def summary(result: TraceResult) -> str:
     cases = case_list(result)
     if cases is None:
         text = summarize(result.outcomes)
+    elif len(cases) == 1 and not cases[0][0]:
+        text = summarize(cases[0][1])  # the cases differ only in what a summary leaves out
     else:
         grouped: dict[str, list[str]] = {}
         for cond, outs in cases:

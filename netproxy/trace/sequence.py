@@ -62,6 +62,8 @@ class Stepper:
         self.tracer = tracer
         self.family = tracer.family
         self.where: dict[Any, Factor] = {}
+        self._parsed: tuple[Any, ...] = (None,)
+        """The current flow and its addresses as numbers (parsed once per packet)."""
 
     def step(self, packet: Packet) -> TraceResult:
         auto = packet.extra.get("ct") == AUTO_STATE
@@ -256,6 +258,10 @@ class Stepper:
         fam = self.family
         proto, src, sport, dst, dport = flow
         dnat = o.raw_dnat
+        parsed = self._parsed
+        if parsed[0] != flow:
+            parsed = self._parsed = (flow, parse_addr(src, fam), parse_addr(dst, fam),
+                                     self.tracer.first_local())
         values[("conn", flow)] = (dnat[0] if dnat else None, dnat[1] if dnat else None,
                                   o.masquerade)
         ep_host = format_addr(dnat[0], fam) if dnat else dst
@@ -263,12 +269,12 @@ class Stepper:
         reply_dst = src
         client = None
         if o.masquerade:
-            local = self.tracer.first_local()
+            local = parsed[3]
             if local is None:
                 return  # the masquerading address is not known: replies cannot be matched
             reply_dst = local
-            client = parse_addr(src, fam)
-        vip = parse_addr(dst, fam) if dnat is not None else None
+            client = parsed[1]
+        vip = parsed[2] if dnat is not None else None
         values[("reply", (proto, ep_host, ep_port, reply_dst, sport))] = (
             vip, dport if dnat is not None else None, client, sport)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from netproxy.errors import ParseError
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.parser.nftables.jsonform import parse_nft_json
 from netproxy.parser.nftables.text import parse_nft_text
+from netproxy.textsafe import decode_input, stdin_bytes
 
 
 def is_nft(text: str) -> bool:
@@ -33,7 +33,7 @@ def read_text(path: str | Path) -> tuple[str, str]:
     source = str(path)
     try:
         if source == "-":
-            return sys.stdin.read(), "<stdin>"
+            return decode_input(stdin_bytes()), "<stdin>"
         return Path(path).read_text(encoding="utf-8", errors="surrogateescape"), source
     except OSError as err:
         raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None

@@ -1,0 +1,1 @@
+"""netproxy migrate (see probes, expected, report)."""

@@ -1,0 +1,181 @@
+"""netproxy migrate (compiled cluster in both modes) and diff --behaviour across modes
+(an iptables-mode dump before, an nftables-mode listing after)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from netproxy.cli import main
+from netproxy.migrate import probes as p
+from netproxy.migrate.expected import classify
+from netproxy.proxy.nodeports import nodeport_addresses
+from netproxy.trace import Packet
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = [str(REPO / "fixtures" / "example-cluster"),
+           str(REPO / "tests" / "data" / "migrate" / "extra.yaml")]
+ALL_EXPECTED = {"nodeport-addresses", "localhost-nodeports", "source-ranges-first",
+                "cluster-ip-other-ports", "unallocated-service-ips"}
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def migrate_json(capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, dict]:
+    code, out, err = run(capsys, "migrate", *CLUSTER, "--local-ip", "172.17.0.1", "--json",
+                         *flags)
+    assert err == ""
+    return code, json.loads(out)
+
+
+def groups(report: dict) -> dict[str, dict]:
+    return {g["key"]: g for g in report["expected"]}
+
+
+def test_every_intended_difference_is_named_with_its_services(capsys):
+    code, report = migrate_json(capsys)
+    assert code == 0 and report["verdict"] == "expected" and report["findings"] == []
+    found = groups(report)
+    assert set(found) == ALL_EXPECTED
+    assert found["nodeport-addresses"]["services"] == [
+        "shop/admin:https", "shop/checkout:https", "shop/frontend:http", "shop/ingress:http"]
+    # only the second node address lost its NodePorts; the primary one behaves the same
+    assert {d["probe"].split(" ")[1].split(":")[0]
+            for d in found["nodeport-addresses"]["differences"]} == {"172.17.0.1"}
+    assert "0.0.0.0/0" in found["nodeport-addresses"]["avoid"]
+    local = found["localhost-nodeports"]["differences"]
+    assert {d["source"] for d in local} == {"localhost"} and len(local) == 4
+    assert all(d["nftables"] == ["100.00% ACCEPT"] for d in local)
+    by_service = {d["service"]: d["iptables"] for d in local}
+    assert by_service["shop/admin:https"] == ["100.00% REJECT"]  # no endpoints
+    assert any("DNAT" in line for line in by_service["shop/frontend:http"])
+    ranges = found["source-ranges-first"]
+    assert ranges["services"] == ["shop/admin:https"]
+    assert {d["source"] for d in ranges["differences"]} == {
+        p.POD_HERE, p.POD_ELSEWHERE, p.NODE, p.OUT_OF_RANGE}
+    assert [d["probe"] for d in found["unallocated-service-ips"]["differences"]] == [
+        "tcp 10.96.16.225:80 (unallocated-service-ip) from pod on this node 10.244.1.250"]
+    assert {n["key"] for n in report["notes"]} == {"host-firewall", "health-check-nodeports",
+                                                    "conntrack-invalid"}
+    assert report["probes"] == report["alike"] + sum(
+        len(g["differences"]) for g in report["expected"])
+
+
+def test_settings_that_avoid_a_difference_remove_its_group(capsys):
+    code, report = migrate_json(capsys, "--nodeport-addresses", "0.0.0.0/0",
+                                "--conntrack-tcp-be-liberal")
+    assert code == 0
+    assert "nodeport-addresses" not in groups(report)
+    assert "conntrack-invalid" not in {n["key"] for n in report["notes"]}
+
+
+def test_localhost_nodeports_gate_rejects_them(capsys):
+    code, report = migrate_json(capsys, "--feature-gates",
+                                "KubeProxyNFTablesLocalhostNodePorts=true")
+    assert code == 0
+    local = groups(report)["localhost-nodeports"]["differences"]
+    assert all(d["nftables"] == ["100.00% REJECT"] for d in local)
+
+
+def test_session_affinity_and_shares_compared(capsys):
+    code, report = migrate_json(capsys)
+    # the cart Service (ClientIP affinity) behaves alike: no group names it
+    assert not any("shop/cart:grpc" in g["services"] for g in report["expected"])
+    code, out, _ = run(capsys, "migrate", *CLUSTER, "--all")
+    assert code == 0
+    assert "next connection from this client: same endpoint" in out
+
+
+def test_text_report(capsys):
+    code, out, _ = run(capsys, "migrate", *CLUSTER)
+    assert code == 0
+    assert "expected: NodePorts on localhost are not forwarded (§12.2; 4 probes)" in out
+    assert "    services: shop/admin:https, shop/checkout:https, shop/frontend:http, " \
+           "shop/ingress:http" in out
+    assert out.rstrip().endswith("only the differences kube-proxy intends")
+    assert "nodePortAddresses defaults" not in out  # one node address: nothing lost
+
+
+def test_bad_input_is_exit_2(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Service\nmetadata: [\n")
+    code, out, err = run(capsys, "migrate", str(bad))
+    assert code == 2 and out == "" and err.startswith("netproxy: ")
+    code, _, err = run(capsys, "migrate", *CLUSTER, "--local-ip", "nope")
+    assert code == 2 and "--local-ip" in err
+
+
+def test_a_difference_not_in_the_notes_is_a_finding():
+    probe = p.Probe("ns/svc:http", p.LOCALHOST_NODE_PORT, p.LOCALHOST,
+                    Packet("127.0.0.1", "127.0.0.1", "tcp", 30080, origin="localhost"))
+    npa = nodeport_addresses((), "ipv4")
+    old = {"ACCEPT DNAT 10.244.1.5:80 masquerade": 1.0}
+    assert classify(probe, old, {"ACCEPT": 1.0}, old_nodeports=npa,
+                    new_nodeports=npa) == "localhost-nodeports"
+    # still DNATed in nftables mode, but elsewhere: not what kube-proxy intends
+    assert classify(probe, old, {"ACCEPT DNAT 10.244.9.9:80": 1.0}, old_nodeports=npa,
+                    new_nodeports=npa) is None
+    other = p.Probe("ns/svc", p.OTHER_PORT, p.POD_HERE, Packet("10.96.0.1", "10.244.0.5"))
+    assert classify(other, {"ACCEPT": 1.0}, {"REJECT": 1.0}, old_nodeports=npa,
+                    new_nodeports=npa) == "cluster-ip-other-ports"
+    assert classify(other, {"ACCEPT": 1.0}, {"DROP": 1.0}, old_nodeports=npa,
+                    new_nodeports=npa) is None
+
+
+@pytest.fixture
+def states(tmp_path, capsys) -> tuple[Path, Path, Path]:
+    """The example cluster's iptables dump, its nftables listing, and a listing compiled
+    with --masquerade-all (a real behaviour change)."""
+    before, after, masq = tmp_path / "before.rules", tmp_path / "after.nft", tmp_path / "m.nft"
+    assert run(capsys, "compile", *CLUSTER, "-o", str(before))[0] == 0
+    assert run(capsys, "compile", *CLUSTER, "--proxy-mode", "nftables", "-o", str(after))[0] == 0
+    assert run(capsys, "compile", *CLUSTER, "--proxy-mode", "nftables", "--masquerade-all",
+               "-o", str(masq))[0] == 0
+    return before, after, masq
+
+
+def test_diff_behaviour_across_modes(capsys, states):
+    before, after, _ = states
+    code, out, err = run(capsys, "diff", "--behaviour", str(before), str(after), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["findings"] == []
+    found = groups(report)
+    assert set(found) == {"localhost-nodeports", "source-ranges-first",
+                          "cluster-ip-other-ports", "unallocated-service-ips"}
+    assert found["source-ranges-first"]["services"] == ["shop/admin:https"]
+    assert "media/voice" in found["cluster-ip-other-ports"]["services"]
+    code, text, _ = run(capsys, "diff", "--behaviour", str(before), str(after))
+    assert code == 0 and text.startswith(f"--- iptables mode: {before}\n")
+
+
+def test_diff_across_modes_finds_what_the_notes_do_not_explain(capsys, states):
+    before, _, masq = states
+    code, out, _ = run(capsys, "diff", "--behaviour", str(before), str(masq), "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["verdict"] == "findings"
+    pod_to_cart = [d for d in report["findings"]
+                   if d["service"] == "shop/cart:grpc" and d["source"] == p.POD_HERE
+                   and d["frontend"] == p.CLUSTER_IP]
+    assert pod_to_cart and all("masquerade" not in line for line in pod_to_cart[0]["iptables"])
+    assert any("masquerade" in line for line in pod_to_cart[0]["nftables"])
+    code, text, _ = run(capsys, "diff", "--behaviour", str(before), str(masq))
+    assert code == 1 and "! finding: shop/cart:grpc: tcp 10.96.100.40:9000" in text
+
+
+def test_diff_across_modes_wants_iptables_first(capsys, states):
+    before, after, _ = states
+    code, out, err = run(capsys, "diff", "--behaviour", str(after), str(before))
+    assert code == 2 and out == ""
+    assert f"netproxy diff --behaviour {before} {after}" in err
