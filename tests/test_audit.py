@@ -343,3 +343,33 @@ def test_nodes_from_an_fsspec_url(tmp_path: Path, capsys: pytest.CaptureFixture[
         ("node-000", "equal"), ("node-001", "equal"), ("node-005", "error")]
     source = report["nodes"][0]["source"]
     assert source.startswith("memory://") and source.endswith("/audit-test/node-000.rules")
+
+
+def test_progress_only_on_a_terminal(fleet: Path) -> None:
+    """With stderr on a terminal (a real pseudo-terminal), progress lines; piped, none."""
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETPROXY_PROGRESS_DELAY": "0"}
+    env.pop("NETPROXY_PROGRESS", None)
+    args = [sys.executable, "-m", "netproxy", "audit", str(fleet / "cluster.json"),
+            "--nodes", str(fleet / "nodes"), "--brief", "-j", "1"]
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(args, stdout=subprocess.PIPE, stderr=follower, env=env,
+                              timeout=300, check=False)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 1
+    assert b"netproxy: audit, " in seen and b" nodes/s: " in seen and b"/9 nodes (" in seen
+    piped = subprocess.run(args, capture_output=True, env=env, timeout=300, check=False)
+    assert piped.returncode == 1 and piped.stderr == b""

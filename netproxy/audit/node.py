@@ -117,6 +117,7 @@ def _version_findings(text: str, expected: Blocks) -> list[Finding]:
 def audit_node(ctx: AuditContext, node: NodeInput) -> NodeResult:
     """Audit one node; never raises for a bad node file."""
     start = time.perf_counter()
+    cpu = time.process_time()
     result = NodeResult(node.name, node.shown or node.path, EQUAL)
     try:
         _audit(ctx, node, result)
@@ -127,6 +128,7 @@ def audit_node(ctx: AuditContext, node: NodeInput) -> NodeResult:
         result.status = ERROR
         result.findings.append(_node_finding("unreadable", f"cannot read the node's file: {err}"))
     result.seconds["total"] = time.perf_counter() - start
+    result.seconds["cpu"] = time.process_time() - cpu
     return result
 
 

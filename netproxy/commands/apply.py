@@ -70,7 +70,7 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
         raise InputError("both families at once only in nftables mode (--proxy-mode nftables)",
                          where="--family")
     ruleset = None if do_cleanup else load_ruleset(params, rules_file)
-    family = ruleset.family if ruleset is not None else "ipv4"
+    family = ruleset.family if ruleset is not None else (params.get("family") or "ipv4")
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=allow_host_netns)
     desired = desired_state(ruleset) if ruleset is not None else {}
