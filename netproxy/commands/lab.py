@@ -91,6 +91,18 @@ def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
     return spec, ruleset
 
 
+def _apply_nftables(node: str, params: dict[str, Any]) -> Any:
+    """kube-proxy's nftables table on the lab's node (``apply --proxy-mode nftables``)."""
+    from netproxy.backend.nftables import apply_nftables
+    from netproxy.commands.nftables_options import NftFlags, nftables_tables
+
+    cluster = load_cluster(params)
+    nft = {**params, "proxy_mode": "nftables"}
+    result, _ = apply_nftables(node, ["ipv4"], lambda listing: nftables_tables(
+        nft, cluster, NftFlags(None, None, None, ()), node=listing))
+    return result
+
+
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -105,27 +117,40 @@ def _load_state(path: Path) -> dict[str, Any]:
 @state_option
 @click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
               show_default=True, help="iptables variant used in the node namespace.")
+@click.option("--proxy-mode", "mode", type=click.Choice(["iptables", "nftables"]),
+              default="iptables", show_default=True,
+              help="kube-proxy's mode on the lab's node: iptables rules, or its nftables table "
+                   "loaded with nft -f.")
+@click.option("--prefix", metavar="NAME", default=None,
+              help="Start of every namespace name the lab makes (default np-lab-<pid>).")
 @cluster_options
-def up(state_path: Path, variant: str, **params: Any) -> None:
+def up(state_path: Path, variant: str, mode: str, prefix: str | None, **params: Any) -> None:
     """Create the node, pod and client namespaces and apply the compiled rules."""
     if not params.get("inputs"):
         raise InputError("lab up needs cluster INPUTS")
     if state_path.exists():
         raise BackendError(f"a lab is already up ({state_path}); run 'netproxy lab down' first")
-    spec, ruleset = build_spec(params)
-    tools = xtables.resolve(variant)
-    lab = Lab(state_path)
+    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"})
+    tools = xtables.resolve(variant) if mode == "iptables" else None
+    if prefix is not None:
+        netns.check_name(f"{prefix}-node")
+    lab = Lab(state_path, prefix)
     try:
         lab.build(spec)
-        result = apply_state(RestoreBackend(lab.state["node"], tools), desired_state(ruleset))
-        lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
+        if tools is not None:
+            result = apply_state(RestoreBackend(lab.state["node"], tools), desired_state(ruleset))
+            what = f"{tools.variant}, {result.counts['chains_written']} chains"
+            lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
+        else:
+            done = _apply_nftables(lab.state["node"], params)
+            what = f"nftables, {done.operations} operations"
+            lab.state.update({"spec": spec.to_dict(), "variant": "nft", "mode": "nftables"})
         lab.save()
     except BaseException:
         teardown(lab.state)
         state_path.unlink(missing_ok=True)
         raise
-    click.echo(f"lab {lab.prefix} is up: node {lab.state['node']} ({tools.variant}, "
-               f"{result.counts['chains_written']} chains), {len(spec.pods)} pods, "
+    click.echo(f"lab {lab.prefix} is up: node {lab.state['node']} ({what}), {len(spec.pods)} pods, "
                f"{len(spec.frontends)} frontends, clients: pod {spec.pod_client}, "
                f"external {', '.join(spec.external_sources)}, node-local")
     click.echo(f"state: {state_path}")
@@ -153,11 +178,24 @@ def check(state_path: Path, as_json: bool, count: int, timeout: float, budget: f
     if "spec" not in state:
         raise BackendError(f"{state_path}: the lab did not finish coming up; run 'netproxy lab down'")
     spec = labspec.LabSpec.from_dict(state["spec"])
-    tools = xtables.resolve(state["variant"])
-    text = RestoreBackend(state["node"], tools).read()
-    ruleset = parse_rules(text, source=f"netns {state['node']}")
-    report = Checker(state, spec, ruleset, count=count, timeout=timeout, budget=budget,
-                     kernel_paths=kernel_paths, variant=tools.variant).run()
+    if state.get("mode") == "nftables":
+        from netproxy.backend.nftables import read_table
+        from netproxy.netfilter.model import Ruleset
+        from netproxy.parser.nftables import parse_nft
+
+        listed = read_table(state["node"], "ipv4")
+        if listed is None:
+            raise BackendError(f"netns {state['node']} holds no table ip kube-proxy")
+        listing = parse_nft(listed, source=f"netns {state['node']}", strict=True)
+        report = Checker(state, spec, Ruleset(family="ipv4", source=listing.source),
+                         count=count, timeout=timeout, budget=budget, kernel_paths=kernel_paths,
+                         variant="nftables", nft=[listing]).run()
+    else:
+        tools = xtables.resolve(state["variant"])
+        text = RestoreBackend(state["node"], tools).read()
+        ruleset = parse_rules(text, source=f"netns {state['node']}")
+        report = Checker(state, spec, ruleset, count=count, timeout=timeout, budget=budget,
+                         kernel_paths=kernel_paths, variant=tools.variant).run()
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
