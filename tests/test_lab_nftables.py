@@ -86,3 +86,42 @@ def test_lab_in_nftables_mode_agrees_with_the_kernel(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert prefix not in left
+
+
+@pytest.mark.netns
+def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> None:
+    if shutil.which("nft") is None:
+        pytest.skip("nft is not installed (scripts/setup.sh installs nftables)")
+    state = tmp_path / "lab.json"
+    prefix = f"np-migrate-{os.getpid()}-b"
+    up = netproxy("lab", "up", str(CLUSTER), "--iptables", "nft", "--state", str(state),
+                  "--prefix", prefix)
+    try:
+        assert up.returncode == 0, up.stderr
+        checked = netproxy("lab", "check", "--state", str(state), "--proxy-mode", "both",
+                           "--json", "--count", "20", "--kernel-paths", "4")
+        report = json.loads(checked.stdout)
+        for mode in ("iptables", "nftables"):
+            assert report[mode]["agreement"] == 1.0, mode
+        migration = report["migration"]
+        assert checked.returncode == 0 and migration["findings"] == 0
+        assert migration["confirmed"] == migration["groups"] >= 40
+        changed = {row["group"].split(" ")[0]: row for row in migration["changed"]}
+        assert set(changed) == {"shop/checkout:https", "shop/frontend:http", "shop/ingress:http"}
+        for row in changed.values():
+            assert row["expected"] == "localhost-nodeports" and row["kernel_agrees"]
+            assert row["observed"]["nftables"] == {"refused": 20}
+            assert "refused" not in row["observed"]["iptables"]
+        # the lab is back in its own mode: iptables rules, no nftables table of kube-proxy
+        node = f"{prefix}-node"
+        tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"],
+                                capture_output=True, text=True).stdout
+        assert "kube-proxy" not in tables
+        saved = subprocess.run(["ip", "netns", "exec", node, "iptables-nft-save"],
+                               capture_output=True, text=True).stdout
+        assert "KUBE-SERVICES" in saved
+    finally:
+        down = netproxy("lab", "down", "--state", str(state))
+        if state.exists():
+            teardown(json.loads(state.read_text()))
+    assert down.returncode == 0, down.stderr

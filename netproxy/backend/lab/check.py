@@ -58,6 +58,8 @@ class Group:
     masq_predicted: dict[str, set[bool]] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     kernel_path: dict[str, Any] | None = None
+    packet: Packet | None = None
+    """The packet the prediction traced (for comparing two modes' predictions)."""
 
     @property
     def ok(self) -> bool:
@@ -135,6 +137,7 @@ class Checker:
         origin = g.source if g.source != "node" else ("localhost" if src.startswith("127.") else "node")
         packet = Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port, in_interface=g.in_interface,
                         origin=origin)
+        g.packet = packet
         result = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
