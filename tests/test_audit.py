@@ -303,7 +303,8 @@ def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
     cluster = tmp_path / "cluster.json"
     nodes = tmp_path / "nodes"
     (nodes / "node-000.rules").unlink()
-    (nodes / "node-000.nft").write_text(fleet_gen.nft_text(cluster, "node-000"))
+    other_table = "table ip flannel-ipv4 {\n\tchain postrtg {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n}\n"
+    (nodes / "node-000.nft").write_text(other_table + fleet_gen.nft_text(cluster, "node-000"))
     doc = json.loads(cluster.read_text())
     victim = next(o for o in doc["items"] if o["kind"] == "EndpointSlice"
                   and o["metadata"]["name"] == "svc-00001-x1")
@@ -317,6 +318,8 @@ def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
     assert code == 1, err
     by_node = {n["node"]: n for n in json.loads(out)["nodes"]}
     assert by_node["node-000"]["status"] == "equal" and by_node["node-000"]["mode"] == "nftables"
+    assert by_node["node-000"]["checked"] == "lines"  # kube-proxy's table as listed, not parsed
+    assert by_node["node-001"]["checked"] == "semantic"
     lost = by_node["node-001"]["findings"]
     assert {(f["kind"], f["service"], f["problem"]) for f in lost} == {
         ("endpoint-missing", "ns-01/svc-00001:http", f"lost endpoint {gone}:8080")}
