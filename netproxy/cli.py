@@ -15,6 +15,7 @@ import click
 
 from netproxy import __version__
 from netproxy.errors import NetproxyError
+from netproxy.textsafe import install_output_escapes
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "compile": ("netproxy.commands.compile", "Compile Services and EndpointSlices into kube-proxy's iptables rules."),
@@ -67,6 +68,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    install_output_escapes()
     try:
         result = cli.main(args=argv, prog_name="netproxy", standalone_mode=False)
         if isinstance(result, int) and not isinstance(result, bool):

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from netproxy.errors import NetproxyError
+from netproxy.textsafe import KEEP_BYTES
 
 
 def _umask() -> int:
@@ -30,7 +31,7 @@ def write_atomic(path: str | Path, text: str | Iterable[str]) -> None:
     except OSError as err:
         raise NetproxyError(f"cannot write: {err.strerror or err}", where=str(path)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8", errors=KEEP_BYTES) as handle:
             if isinstance(text, str):
                 handle.write(text)
             else:

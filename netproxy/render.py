@@ -33,6 +33,8 @@ from netproxy.netfilter.saveform import (
 from netproxy.netfilter.values import is_ipv4_host, saved_address
 
 _SAVE_STRING_OPTIONS = frozenset({"comment", "log-prefix", "nflog-prefix", "string", "path"})
+MAX_SHAPE_OPTIONS = 200
+"""Longer match parts (no real rule has them) are formatted by the general code."""
 _BARE_SAVE = re.compile(r"[A-Za-z0-9_-]+").fullmatch
 """libxtables prints a string bare iff it is only these characters (and not empty)."""
 RESTORE_SPECIAL = re.compile(r"[ \t\"'\\]").search
@@ -125,6 +127,8 @@ class _MatchText:
         return spec is not None and spec.nargs == 0
 
     def _compile(self, key: tuple[tuple[str, str, bool], ...]) -> Callable[[tuple[Option, ...]], str | None]:
+        if len(key) > MAX_SHAPE_OPTIONS:
+            return lambda matches: None  # one long expression would be too deep to compile
         entries: list[object] = list(range(len(key)))
         if self.reorder:
             layout = save_layout(tuple((module, name) for module, name, _ in key), self.family,

@@ -14,6 +14,7 @@ import click
 
 from netproxy.errors import InputError
 from netproxy.gcpause import paused_gc
+from netproxy.textsafe import shown
 
 # The Kubernetes side and the compiler are imported where they are used, so commands that
 # take these flags but read a dump (``trace --rules``) start without loading them.
@@ -165,7 +166,7 @@ def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[
     for text in flags:
         addr = parse_ip(text)
         if addr is None:
-            raise InputError(f"invalid IP address {text!r}", where="--node-ip")
+            raise InputError(f"invalid IP address {shown(text)}", where="--node-ip")
         out.append(str(addr))
     if out:
         return out
@@ -205,7 +206,7 @@ def settings_for(params: dict[str, Any], cluster: Cluster, *,
     ips = [ip for ip in _node_ips(params, cluster, node_name)
            if family_of(parse_ip(ip)) == family]  # type: ignore[arg-type]
     if cfg.detect_local_mode == "NodeCIDR" and (node is None or not node.pod_cidrs):
-        raise InputError(f"detectLocalMode NodeCIDR needs a Node object named {node_name!r} "
+        raise InputError(f"detectLocalMode NodeCIDR needs a Node object named {shown(node_name)} "
                          "with spec.podCIDRs among the inputs", where="detectLocalMode")
     detector = local_detector(
         cfg.detect_local_mode, family, cluster_cidrs=cfg.cluster_cidrs,

@@ -21,6 +21,7 @@ from netproxy.fileio import write_atomic
 from netproxy.gcpause import paused_gc
 from netproxy.progress import Progress, progress
 from netproxy.render import render_save
+from netproxy.textsafe import digits
 
 if TYPE_CHECKING:
     from netproxy.k8s.loader import Cluster
@@ -46,7 +47,7 @@ def _leave_to_the_os(*objects: object) -> None:
 
 def _version(text: str) -> tuple[int, ...]:
     parts = text.split(".")
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
+    if not 1 <= len(parts) <= 3 or not all(digits(p) for p in parts):
         raise click.BadParameter(f"{text!r} is not a version like 1.8.9")
     return tuple(int(p) for p in parts)
 

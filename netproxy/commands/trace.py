@@ -103,7 +103,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+    from netproxy.commands.nftrules import is_nft_file, read_nft_listings
 
     inputs = tuple(params.get("inputs") or ())
     nft_paths = [p for p in (*rules_paths, *inputs) if is_nft_file(p)]
@@ -113,7 +113,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         raise InputError(f"netproxy trace walks one iptables dump with any number of nft "
                          f"listings, got {len(ipt_paths)} iptables dumps: {', '.join(ipt_paths)}")
     rules_path = rules_given(params, ipt_paths[0] if ipt_paths else None, netns_name, "trace")
-    listings = [read_nft_listing(p, strict=strict) for p in nft_paths]
+    listings = read_nft_listings(nft_paths, strict=strict)
     node = None
     if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
         snapshot_path = rules_path

@@ -18,6 +18,7 @@ from netproxy.errors import TraceError
 from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey
 from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.values import saved_address
+from netproxy.textsafe import digits
 from netproxy.trace import Packet, Tracer
 
 _EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
@@ -53,7 +54,7 @@ def rule_frontend(rule: Rule) -> Frontend | None:
         opt = rule.option(module, "dport")
         if opt is not None and opt.args and not opt.negated:
             port = opt.args[0]
-    if port is None or not port.isdigit():
+    if port is None or not digits(port):
         return None
     dst = rule.builtin("destination")
     if dst is None:

@@ -29,6 +29,7 @@ from netproxy.kubeview.model import (
     hostport,
     is_redacted,
 )
+from netproxy.textsafe import digits
 
 QUESTIONS: dict[str, tuple[str, str]] = {
     "service-hooks": (
@@ -385,7 +386,7 @@ def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
 @lru_cache(maxsize=1 << 16)
 def _valid_destination(text: str) -> bool:
     addr, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not digits(port) or not 0 < int(port) < 65536:
         return False
     if addr.startswith("[") and addr.endswith("]"):
         addr = addr[1:-1]

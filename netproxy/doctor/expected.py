@@ -13,6 +13,7 @@ from netproxy.doctor.probability import stored
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, host, hostport
+from netproxy.textsafe import digits
 
 
 def _has_rules(svc: ServicePortView) -> bool:
@@ -71,7 +72,7 @@ def _addresses(svc: ServicePortView) -> dict[tuple[str | None, int | None], str]
             continue
         dst = ref.rule.builtin("destination")
         port_text = next((o.value for o in ref.rule.matches if o.name == "dport"), "")
-        port = int(port_text) if port_text.isdigit() else None
+        port = int(port_text) if digits(port_text) else None
         if dst is not None:
             kind = "cluster-ip" if ref.chain == "KUBE-SERVICES" else "external-ip"
             found.setdefault((host(dst.value), port), kind)

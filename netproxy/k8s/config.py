@@ -12,6 +12,7 @@ from typing import Any
 from netproxy.errors import InputError
 from netproxy.k8s.decode import fail
 from netproxy.k8s.ipaddr import parse_cidr
+from netproxy.textsafe import shown
 
 API_VERSION = "kubeproxy.config.k8s.io/v1alpha1"
 PROXY_MODES = ("iptables", "nftables")
@@ -68,10 +69,10 @@ def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = No
         return fail(where, names.get(path, path) if names else path, message)
 
     if cfg.mode not in PROXY_MODES:
-        raise err("mode", f"proxy mode {cfg.mode!r} is not modelled (netproxy compiles "
+        raise err("mode", f"proxy mode {shown(cfg.mode)} is not modelled (netproxy compiles "
                    "iptables and nftables mode)")
     if cfg.detect_local_mode not in DETECT_LOCAL_MODES:
-        raise err("detectLocalMode", f"unknown mode {cfg.detect_local_mode!r} "
+        raise err("detectLocalMode", f"unknown mode {shown(cfg.detect_local_mode)} "
                    f"(want {', '.join(DETECT_LOCAL_MODES)})")
     if cfg.detect_local_mode == "BridgeInterface" and not cfg.bridge_interface:
         raise err("detectLocal.bridgeInterface", "required when detectLocalMode is BridgeInterface")
@@ -80,7 +81,7 @@ def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = No
                    "required when detectLocalMode is InterfaceNamePrefix")
     for cidr in cfg.cluster_cidrs:
         if parse_cidr(cidr) is None:
-            raise err("clusterCIDR", f"invalid CIDR {cidr!r}")
+            raise err("clusterCIDR", f"invalid CIDR {shown(cidr)}")
     families = [parse_cidr(c).version for c in cfg.cluster_cidrs]  # type: ignore[union-attr]
     if len(families) > 2 or len(set(families)) != len(families):
         raise err("clusterCIDR", "at most one CIDR per IP family")
@@ -93,7 +94,7 @@ def validate(cfg: KubeProxyConfig, where: str, names: dict[str, str] | None = No
             if len(cfg.nodeport_addresses) != 1:
                 raise err("nodePortAddresses", "'primary' must be the only entry")
         elif parse_cidr(addr) is None:
-            raise err("nodePortAddresses", f"invalid CIDR {addr!r}")
+            raise err("nodePortAddresses", f"invalid CIDR {shown(addr)}")
 
 
 def _get(doc: dict[str, Any], where: str, path: str, kind: type, default: Any) -> Any:
@@ -107,20 +108,20 @@ def _get(doc: dict[str, Any], where: str, path: str, kind: type, default: Any) -
     if value is None:
         return default
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise fail(where, path, f"must be {kind.__name__}, not {value!r}")
+        raise fail(where, path, f"must be {kind.__name__}, not {shown(value)}")
     return value
 
 
 def config_from_document(doc: dict[str, Any], where: str) -> KubeProxyConfig:
     """Decode one ``KubeProxyConfiguration`` document."""
     if doc.get("kind") != "KubeProxyConfiguration":
-        raise fail(where, "kind", f"expected KubeProxyConfiguration, got {doc.get('kind')!r}")
+        raise fail(where, "kind", f"expected KubeProxyConfiguration, got {shown(doc.get('kind'))}")
     if doc.get("apiVersion") != API_VERSION:
-        raise fail(where, "apiVersion", f"expected {API_VERSION}, got {doc.get('apiVersion')!r}")
+        raise fail(where, "apiVersion", f"expected {API_VERSION}, got {shown(doc.get('apiVersion'))}")
     npa = _get(doc, where, "nodePortAddresses", list, [])
     for i, item in enumerate(npa):
         if not isinstance(item, str):
-            raise fail(where, f"nodePortAddresses[{i}]", f"must be a string, not {item!r}")
+            raise fail(where, f"nodePortAddresses[{i}]", f"must be a string, not {shown(item)}")
     cfg = KubeProxyConfig(
         hostname_override=_get(doc, where, "hostnameOverride", str, ""),
         cluster_cidrs=split_cidrs(_get(doc, where, "clusterCIDR", str, "")),

@@ -7,7 +7,8 @@ path, e.g. ``svc.yaml, document 2: spec.ports[0].port: ...``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from netproxy.errors import InputError
@@ -21,11 +22,44 @@ from netproxy.k8s.objects import (
     Service,
     ServicePortSpec,
 )
+from netproxy.textsafe import cut, digits, shown
 
 T = TypeVar("T")
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName")
+
+DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?").fullmatch
+"""RFC 1123 label: namespaces, port names."""
+DNS1035_LABEL = re.compile(r"[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?").fullmatch
+"""RFC 1035 label: Service names."""
+_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*").fullmatch
+_TARGET_PORT = re.compile(r"[a-z0-9](?:-?[a-z0-9]){0,14}").fullmatch
+"""A ``targetPort`` string: a port number or an IANA service name (at most 15 characters)."""
+
+
+def is_subdomain(text: str) -> bool:
+    """Whether ``text`` is a DNS-1123 subdomain (Node, EndpointSlice and Endpoints names)."""
+    return len(text) <= 253 and _SUBDOMAIN(text) is not None
+
+
+_NAME_RULES: dict[str, tuple[Callable[[str], object], str]] = {
+    "label": (DNS_LABEL, "a DNS-1123 label: at most 63 lowercase letters, digits and '-', "
+                         "starting and ending with a letter or digit"),
+    "service": (DNS1035_LABEL, "a DNS-1035 label: at most 63 lowercase letters, digits and '-', "
+                               "starting with a letter and ending with a letter or digit"),
+    "subdomain": (is_subdomain, "a DNS-1123 subdomain: "
+                  "at most 253 characters, dot-separated lowercase letters, digits and '-'"),
+}
+"""The API server's rules for object names (``NameIsDNS...`` in its validation)."""
+
+
+def check_name(value: str, source: str, path: str, rule: str) -> str:
+    """``value`` when it is a valid name of kind ``rule`` (see :data:`_NAME_RULES`)."""
+    match, what = _NAME_RULES[rule]
+    if not match(value):
+        raise fail(source, path, f"invalid name {shown(value)} (the API server requires {what})")
+    return value
 
 
 def fail(source: str, path: str, message: str) -> InputError:
@@ -53,21 +87,43 @@ def _str(value: Any, source: str, path: str, default: str = "") -> str:
     if value is None:
         return default
     if not isinstance(value, str):
-        raise fail(source, path, f"must be a string, not {value!r}")
+        raise fail(source, path, f"must be a string, not {shown(value)}")
     return value
 
 
 def _labels(meta: dict[str, Any], source: str) -> dict[str, str]:
-    labels = _map(meta.get("labels"), source, "metadata.labels")
-    return {str(k): "" if v is None else str(v) for k, v in labels.items()}
+    return _string_map(meta.get("labels"), source, "metadata.labels")
+
+
+def _common_string_map(value: Any) -> dict[str, str] | None:
+    """A copy of labels or a selector whose keys and values are all strings, else None."""
+    if value.__class__ is not dict or not (_all_str(value) and _all_str(value.values())):
+        return None
+    return dict(value)
+
+
+def _string_map(value: Any, source: str, path: str) -> dict[str, str]:
+    """Labels or a selector: a new mapping of strings (``None`` values read as ``""``, other
+    scalars as their text); a list or mapping as a value is an error."""
+    out = {}
+    for k, v in _map(value, source, path).items():
+        if v.__class__ is not str:
+            if v is None:
+                v = ""
+            elif isinstance(v, list | dict):
+                raise fail(source, f"{path}.{cut(str(k))}", f"must be a string, not {shown(v)}")
+            else:
+                v = str(v)
+        out[k if k.__class__ is str else str(k)] = v
+    return out
 
 
 def _int(value: Any, source: str, path: str, low: int, high: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise fail(source, path, f"invalid {what} {value!r} (want {low}-{high})")
+        raise fail(source, path, f"invalid {what} {shown(value)} (want {low}-{high})")
     if isinstance(value, str):
-        if not value.isdigit():
-            raise fail(source, path, f"invalid {what} {value!r} (want {low}-{high})")
+        if not digits(value):
+            raise fail(source, path, f"invalid {what} {shown(value)} (want {low}-{high})")
         value = int(value)
     if not low <= value <= high:
         raise fail(source, path, f"invalid {what} {value} (want {low}-{high})")
@@ -78,7 +134,7 @@ def _bool(value: Any, source: str, path: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise fail(source, path, f"must be true or false, not {value!r}")
+        raise fail(source, path, f"must be true or false, not {shown(value)}")
     return value
 
 
@@ -87,11 +143,11 @@ def _ip(value: Any, source: str, path: str) -> str:
         return value  # the common case; canonical_ip would accept it as well
     text = _str(value, source, path)
     if canonical_ip(text) is None:
-        raise fail(source, path, f"invalid IP address {text!r}")
+        raise fail(source, path, f"invalid IP address {shown(text)}")
     return text
 
 
-def _all_str(values: list[Any]) -> bool:
+def _all_str(values: Iterable[Any]) -> bool:
     """Whether every item is a string (``join`` checks them in C)."""
     try:
         "".join(values)
@@ -129,17 +185,24 @@ def _check_ips(values: list[str], source: str, path: str) -> None:
 def _protocol(value: Any, source: str, path: str) -> str:
     proto = _str(value, source, path, "TCP")
     if proto not in PROTOCOLS:
-        raise fail(source, path, f"unknown protocol {proto!r} (want TCP, UDP or SCTP)")
+        raise fail(source, path, f"unknown protocol {shown(proto)} (want TCP, UDP or SCTP)")
     return proto
 
 
-def metadata(doc: dict[str, Any], source: str) -> tuple[str, str, dict[str, Any]]:
-    """``(namespace, name, metadata)``; the namespace defaults to ``default`` like kubectl."""
+def metadata(doc: dict[str, Any], source: str, rule: str = "subdomain") -> tuple[str, str, dict[str, Any]]:
+    """``(namespace, name, metadata)``; the namespace defaults to ``default`` like kubectl.
+
+    The name must pass the API server's rule for the kind (``rule``, see :func:`check_name`),
+    the namespace is a DNS-1123 label: a name with a newline or a quote never reaches
+    kube-proxy, and would break the comments of the rules written for it.
+    """
     meta = _map(doc.get("metadata"), source, "metadata")
     name = _str(meta.get("name"), source, "metadata.name")
     if not name:
         raise fail(source, "metadata.name", "missing")
+    check_name(name, source, "metadata.name", rule)
     namespace = _str(meta.get("namespace"), source, "metadata.namespace") or "default"
+    check_name(namespace, source, "metadata.namespace", "label")
     return namespace, name, meta
 
 
@@ -169,13 +232,18 @@ def _common_service(doc: dict[str, Any], source: str) -> Service | None:
         return None
     name = meta.get("name")
     namespace = meta.get("namespace")
-    labels = meta.get("labels")
+    labels = {} if meta.get("labels") is None else _common_string_map(meta["labels"])
     svc_type = spec.get("type", "ClusterIP")
-    if (name.__class__ is not str or not name or not (namespace is None or namespace.__class__ is str)
-            or not (labels is None or labels.__class__ is dict)
+    if (name.__class__ is not str or not DNS1035_LABEL(name)
+            or not (namespace is None or namespace.__class__ is str and DNS_LABEL(namespace))
+            or labels is None
             or svc_type.__class__ is not str or svc_type not in _COMMON_TYPES):
         return None
     selector = spec.get("selector")
+    if selector is not None:
+        selector = _common_string_map(selector)
+        if selector is None:
+            return None
     addresses = _common_cluster_ips(spec)
     families = _common_families(spec.get("ipFamilies"))
     ports = _common_ports(spec.get("ports"), svc_type)
@@ -190,7 +258,7 @@ def _common_service(doc: dict[str, Any], source: str) -> Service | None:
     ingress = _common_ingress(doc.get("status"))
     if (addresses is None or families is None or ports is None or external_ips is None
             or ranges is None or external is None or internal is None or timeout is None
-            or ingress is None or not (selector is None or selector.__class__ is dict)
+            or ingress is None
             or hc.__class__ is not int or not 0 <= hc <= 65535
             or affinity.__class__ is not str or affinity not in ("None", "ClientIP")
             or distribution.__class__ is not str):
@@ -201,8 +269,7 @@ def _common_service(doc: dict[str, Any], source: str) -> Service | None:
         lb_ingress=ingress, lb_source_ranges=ranges, external_traffic_policy=external,
         internal_traffic_policy=internal, health_check_node_port=hc, session_affinity=affinity,
         affinity_timeout=timeout,
-        selector=None if selector is None else {str(k): str(v) for k, v in selector.items()},
-        labels=_labels(meta, source), traffic_distribution=distribution, source=source)
+        selector=selector, labels=labels, traffic_distribution=distribution, source=source)
 
 
 def _common_cluster_ips(spec: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -310,12 +377,12 @@ def _common_ingress(status: Any) -> list[LoadBalancerIngress] | None:
 
 def _checked_service(doc: dict[str, Any], source: str) -> Service:
     """:func:`decode_service` field by field, raising for the first bad one."""
-    namespace, name, meta = metadata(doc, source)
+    namespace, name, meta = metadata(doc, source, "service")
     spec = _map(doc.get("spec"), source, "spec")
     svc = Service(namespace, name, source=source, labels=_labels(meta, source))
     svc.type = _str(spec.get("type"), source, "spec.type", "ClusterIP")
     if svc.type not in SERVICE_TYPES:
-        raise fail(source, "spec.type", f"unknown service type {svc.type!r}")
+        raise fail(source, "spec.type", f"unknown service type {shown(svc.type)}")
     if svc.type == "ExternalName":
         return svc
     svc.cluster_ip = _str(spec.get("clusterIP"), source, "spec.clusterIP")
@@ -332,10 +399,9 @@ def _checked_service(doc: dict[str, Any], source: str) -> Service:
     svc.ip_families = _strs(spec.get("ipFamilies"), source, "spec.ipFamilies")
     for i, fam in enumerate(svc.ip_families):
         if fam not in ("IPv4", "IPv6"):
-            raise fail(source, f"spec.ipFamilies[{i}]", f"unknown IP family {fam!r}")
+            raise fail(source, f"spec.ipFamilies[{i}]", f"unknown IP family {shown(fam)}")
     selector = spec.get("selector")
-    svc.selector = None if selector is None else {
-        str(k): str(v) for k, v in _map(selector, source, "spec.selector").items()}
+    svc.selector = None if selector is None else _string_map(selector, source, "spec.selector")
     for i, raw in enumerate(_list(spec.get("ports"), source, "spec.ports")):
         svc.ports.append(_service_port(raw, svc.type, source, i))
     svc.external_ips = _ip_list(spec.get("externalIPs"), source, "spec.externalIPs")
@@ -344,7 +410,7 @@ def _checked_service(doc: dict[str, Any], source: str) -> Service:
         text = (raw if raw.__class__ is str
                 else _str(raw, source, f"spec.loadBalancerSourceRanges[{i}]")).strip()
         if parse_cidr(text) is None:
-            raise fail(source, f"spec.loadBalancerSourceRanges[{i}]", f"invalid CIDR {text!r}")
+            raise fail(source, f"spec.loadBalancerSourceRanges[{i}]", f"invalid CIDR {shown(text)}")
         svc.lb_source_ranges.append(text)
     external = spec.get("externalTrafficPolicy")
     svc.external_traffic_policy = _policy(external, source, "spec.externalTrafficPolicy",
@@ -356,7 +422,7 @@ def _checked_service(doc: dict[str, Any], source: str) -> Service:
         hc, source, "spec.healthCheckNodePort", 1, 65535, "port")
     svc.session_affinity = _str(spec.get("sessionAffinity"), source, "spec.sessionAffinity", "None")
     if svc.session_affinity not in ("None", "ClientIP"):
-        raise fail(source, "spec.sessionAffinity", f"unknown session affinity {svc.session_affinity!r}")
+        raise fail(source, "spec.sessionAffinity", f"unknown session affinity {shown(svc.session_affinity)}")
     cfg = _map(_map(spec.get("sessionAffinityConfig"), source, "spec.sessionAffinityConfig")
                .get("clientIP"), source, "spec.sessionAffinityConfig.clientIP")
     timeout = cfg.get("timeoutSeconds")
@@ -406,7 +472,7 @@ def _lb_ingress_checked(raw: Any, source: str, path: str) -> LoadBalancerIngress
 def _policy(value: Any, source: str, path: str, default: str) -> str:
     policy = _str(value, source, path, default) or default
     if policy not in ("Cluster", "Local", ""):
-        raise fail(source, path, f"unknown traffic policy {policy!r} (want Cluster or Local)")
+        raise fail(source, path, f"unknown traffic policy {shown(policy)} (want Cluster or Local)")
     return policy
 
 
@@ -434,11 +500,16 @@ def _common_service_port(raw: Any, svc_type: str) -> ServicePortSpec | None:
     if (port.__class__ is int and 1 <= port <= 65535
             and (node_port.__class__ is int and 1 <= node_port <= 65535
                  or node_port is None and svc_type != "NodePort")
-            and (name is None or name.__class__ is str)
+            and (name is None or name.__class__ is str and (not name or DNS_LABEL(name)))
             and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
         target = raw.get("targetPort")
-        return ServicePortSpec(name or "", protocol or "TCP", port, node_port or 0,
-                               "" if target is None else str(target))
+        if target is None:
+            target = ""
+        elif target.__class__ is int and 1 <= target <= 65535:
+            target = str(target)
+        elif target.__class__ is not str or not _TARGET_PORT(target):
+            return None
+        return ServicePortSpec(name or "", protocol or "TCP", port, node_port or 0, target)
     return None
 
 
@@ -450,23 +521,40 @@ def _service_port_checked(raw: Any, svc_type: str, source: str, path: str) -> Se
     node_port = 0
     if entry.get("nodePort") not in (None, 0):
         node_port = _int(entry["nodePort"], source, path + ".nodePort", 1, 65535, "port")
-    target = entry.get("targetPort")
     return ServicePortSpec(
-        name=_str(entry.get("name"), source, path + ".name"),
+        name=_port_name(entry.get("name"), source, path + ".name"),
         protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
         port=port,
         node_port=node_port,
-        target_port="" if target is None else str(target),
+        target_port=_target_port(entry.get("targetPort"), source, path + ".targetPort"),
     )
+
+
+def _port_name(value: Any, source: str, path: str) -> str:
+    name = _str(value, source, path)
+    return check_name(name, source, path, "label") if name else name
+
+
+def _target_port(value: Any, source: str, path: str) -> str:
+    """``targetPort``: a number 1-65535 or a port name, as text (``""`` when unset; the API
+    server reads 0 and ``""`` as unset too)."""
+    if value is None or value == "" or value.__class__ is int and value == 0:
+        return ""
+    if value.__class__ is str and _TARGET_PORT(value):
+        return value
+    if value.__class__ is str and not digits(value):
+        raise fail(source, path, f"invalid port name {shown(value)} (the API server requires "
+                   "at most 15 lowercase letters, digits and single '-')")
+    return str(_int(value, source, path, 1, 65535, "port"))
 
 
 def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
     """A ``discovery.k8s.io/v1`` EndpointSlice, conditions defaulted the way kube-proxy reads them."""
-    namespace, name, meta = metadata(doc, source)
+    namespace, name, meta = metadata(doc, source, "subdomain")
     labels = _labels(meta, source)
     address_type = _str(doc.get("addressType"), source, "addressType")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
-        raise fail(source, "addressType", f"missing or unknown address type {address_type!r}")
+        raise fail(source, "addressType", f"missing or unknown address type {shown(address_type)}")
     eps = EndpointSlice(namespace, name, labels.get("kubernetes.io/service-name", ""),
                         address_type, labels=labels, source=source)
     for i, raw in enumerate(_list(doc.get("ports"), source, "ports")):
@@ -490,14 +578,14 @@ def _endpoint_port(raw: Any, source: str, index: int) -> EndpointPort:
         name = raw.get("name")
         protocol = raw.get("protocol")
         if ((port is None or port.__class__ is int and 1 <= port <= 65535)
-                and (name is None or name.__class__ is str)
+                and (name is None or name.__class__ is str and (not name or DNS_LABEL(name)))
                 and (protocol is None or protocol.__class__ is str and protocol in PROTOCOLS)):
             return EndpointPort(name or "", protocol or "TCP", port or 0)
     path = f"ports[{index}]"
     entry = _map(raw, source, path)
     port = entry.get("port")
     return EndpointPort(
-        name=_str(entry.get("name"), source, path + ".name"),
+        name=_port_name(entry.get("name"), source, path + ".name"),
         protocol=_protocol(entry.get("protocol"), source, path + ".protocol"),
         port=0 if port is None else _int(port, source, path + ".port", 1, 65535, "port"),
     )
@@ -569,7 +657,7 @@ def _endpoint_checked(raw: Any, check_ips: bool, source: str, path: str) -> Endp
     if check_ips:
         for j, addr in enumerate(addresses):
             if canonical_ip(addr) is None:
-                raise fail(source, f"{path}.addresses[{j}]", f"invalid IP address {addr!r}")
+                raise fail(source, f"{path}.addresses[{j}]", f"invalid IP address {shown(addr)}")
     cond = _map(entry.get("conditions"), source, path + ".conditions")
     hints = _map(entry.get("hints"), source, path + ".hints")
     return Endpoint(
@@ -586,7 +674,7 @@ def _endpoint_checked(raw: Any, check_ips: bool, source: str, path: str) -> Endp
 
 def decode_endpoints(doc: dict[str, Any], source: str) -> tuple[str, str, dict[str, str], list[Any]]:
     """A legacy ``v1`` Endpoints: ``(namespace, name, labels, subsets)`` after validation."""
-    namespace, name, meta = metadata(doc, source)
+    namespace, name, meta = metadata(doc, source, "subdomain")
     subsets = _list(doc.get("subsets"), source, "subsets")
     for i, raw in enumerate(subsets):
         subset = _map(raw, source, f"subsets[{i}]")
@@ -599,7 +687,7 @@ def decode_endpoints(doc: dict[str, Any], source: str) -> tuple[str, str, dict[s
             entry = _map(port, source, f"subsets[{i}].ports[{j}]")
             _int(entry.get("port"), source, f"subsets[{i}].ports[{j}].port", 1, 65535, "port")
             _protocol(entry.get("protocol"), source, f"subsets[{i}].ports[{j}].protocol")
-            _str(entry.get("name"), source, f"subsets[{i}].ports[{j}].name")
+            _port_name(entry.get("name"), source, f"subsets[{i}].ports[{j}].name")
     return namespace, name, _labels(meta, source), subsets
 
 
@@ -609,6 +697,7 @@ def decode_node(doc: dict[str, Any], source: str) -> Node:
     name = _str(meta.get("name"), source, "metadata.name")
     if not name:
         raise fail(source, "metadata.name", "missing")
+    check_name(name, source, "metadata.name", "subdomain")
     node = Node(name, labels=_labels(meta, source), source=source)
     spec = _map(doc.get("spec"), source, "spec")
     cidrs = _list(spec.get("podCIDRs"), source, "spec.podCIDRs")
@@ -617,7 +706,7 @@ def decode_node(doc: dict[str, Any], source: str) -> Node:
     for i, raw in enumerate(cidrs):
         text = _str(raw, source, f"spec.podCIDRs[{i}]")
         if parse_cidr(text) is None:
-            raise fail(source, f"spec.podCIDRs[{i}]", f"invalid CIDR {text!r}")
+            raise fail(source, f"spec.podCIDRs[{i}]", f"invalid CIDR {shown(text)}")
         node.pod_cidrs.append(text)
     status = _map(doc.get("status"), source, "status")
     for i, raw in enumerate(_list(status.get("addresses"), source, "status.addresses")):

@@ -11,13 +11,15 @@ import ipaddress
 import re
 from functools import lru_cache
 
+from netproxy.textsafe import digits
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _strip_v4_zeros(text: str) -> str:
     parts = text.split(".")
-    if len(parts) == 4 and all(p.isdigit() and p.isascii() for p in parts):
+    if len(parts) == 4 and all(map(digits, parts)):
         return ".".join(str(int(p)) for p in parts)
     return text
 
@@ -64,8 +66,8 @@ def canonical_ip(text: str) -> str | None:
 
 def parse_ip(text: str) -> IPAddress | None:
     """The address ``text`` denotes, or None when it is not an IP address."""
-    if not isinstance(text, str) or not text or "/" in text:
-        return None
+    if not isinstance(text, str) or not text or "/" in text or "%" in text:
+        return None  # also no IPv6 zone (fe80::1%eth0): Go's ParseIP refuses it, ip6tables too
     try:
         if ":" in text:
             addr6 = ipaddress.IPv6Address(text)
@@ -82,7 +84,7 @@ def parse_cidr(text: str) -> IPNetwork | None:
         return None
     addr_text, _, bits = text.partition("/")
     addr = parse_ip(addr_text)
-    if addr is None or not bits.isdigit() or int(bits) > addr.max_prefixlen:
+    if addr is None or not digits(bits) or int(bits) > addr.max_prefixlen:
         return None
     if ":" in addr_text and addr.version == 4:
         return None  # an IPv4-mapped CIDR is ambiguous; Kubernetes rejects it as well

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from netproxy.k8s.decode import (
 )
 from netproxy.k8s.mirror import mirror_endpoints
 from netproxy.k8s.objects import EndpointSlice, Node, Service
+from netproxy.textsafe import shown
 
 SUFFIXES = (".yaml", ".yml", ".json")
 SERVICE_CIDR_APIS = ("networking.k8s.io/v1", "networking.k8s.io/v1beta1")
@@ -73,17 +75,41 @@ def expand_paths(inputs: Iterable[str]) -> list[str]:
 
 
 def read_text(name: str) -> str:
-    """The text of file ``name`` (``-`` is stdin); unreadable files are input errors."""
+    """The text of file ``name`` (``-`` is stdin); unreadable files are input errors.
+
+    Both are read as bytes and decoded as UTF-8 (what Kubernetes objects are), whatever the
+    locale: standard input under a C locale would otherwise smuggle undecodable bytes in.
+    """
+    where = "<stdin>" if name == "-" else name
     try:
         if name == "-":
             from netproxy.inputs.stdin import read_stdin  # once, shared with input sniffing
 
-            return read_stdin()
-        with open(name, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise InputError(f"cannot read: {reason}", where="<stdin>" if name == "-" else name) from None
+            return _utf8_only(read_stdin(), where)
+        with open(name, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror or err}", where=where) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _not_utf8(data.count(b"\n", 0, err.start) + 1, data[err.start], err.start, where) from None
+
+
+def _utf8_only(text: str, where: str) -> str:
+    """``text`` (read with undecodable bytes kept as surrogates) when it was all UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = ord(text[err.start])
+        byte = char - 0xDC00 if 0xDC80 <= char <= 0xDCFF else char
+        raise _not_utf8(text.count("\n", 0, err.start) + 1, byte, err.start, where) from None
+    return text
+
+
+def _not_utf8(line: int, byte: int, offset: int, where: str) -> InputError:
+    return InputError(f"cannot read: not UTF-8 text (line {line}, byte 0x{byte:02x} at offset "
+                      f"{offset}); Kubernetes objects are UTF-8", where=where)
 
 
 def parse_documents(text: str, name: str) -> list[Any]:
@@ -94,17 +120,59 @@ def parse_documents(text: str, name: str) -> list[Any]:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InputError(f"line {err.lineno}: invalid JSON: {err.msg}", where=name) from None
+        except RecursionError:
+            raise InputError("invalid JSON: nested too deeply (Kubernetes objects are a few "
+                             "dozen levels deep at most)", where=name) from None
         return data if isinstance(data, list) else [data]
     import yaml  # only for YAML input: JSON (the fast way for big clusters) starts without it
 
     loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it
     try:
-        return [d for d in yaml.load_all(text, Loader=loader) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=loader) if d is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise InputError(f"{line}invalid YAML: {problem}", where=name) from None
+        raise InputError(f"{line}invalid YAML: {shown(problem)[1:-1]}", where=name) from None
+    except (UnicodeError, RecursionError) as err:
+        what = "not UTF-8 text" if isinstance(err, UnicodeError) else "nested too deeply"
+        raise InputError(f"invalid YAML: {what}", where=name) from None
+    if "&" in text and _ALIAS(text):
+        check_aliases(docs, name)
+    return docs
+
+
+_ALIAS = re.compile(r"(?:^|[\s\[{,])\*[^\s\[\]{},]", re.M).search
+"""Where a YAML alias (``*name``) may be: only then are the documents checked for expansion."""
+
+MAX_EXPANDED = 100_000
+"""Values an aliased document may expand to (when that is also ten times what is written)."""
+
+
+def check_aliases(docs: list[Any], name: str) -> None:
+    """Refuse documents whose aliases expand them enormously (a "billion laughs" bomb) or
+    that contain themselves: anything walking them later would run for minutes."""
+    sizes: dict[int, int] = {}  # id of a list or mapping -> values it expands to
+    open_: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(doc, False) for doc in docs]
+    while stack:
+        node, closing = stack.pop()
+        items = node.values() if node.__class__ is dict else node if node.__class__ is list else None
+        if items is None:
+            continue
+        key = id(node)
+        if closing:
+            sizes[key] = 1 + sum(sizes.get(id(item), 1) for item in items)
+            open_.discard(key)
+            if sizes[key] > MAX_EXPANDED and sizes[key] > 10 * len(sizes):
+                raise InputError(f"YAML aliases expand to more than {MAX_EXPANDED:,} values from "
+                                 f"{len(sizes):,} written: write the values out", where=name)
+        elif key in open_:
+            raise InputError("a YAML alias refers to the value that contains it", where=name)
+        elif key not in sizes:
+            open_.add(key)
+            stack.append((node, True))
+            stack.extend((item, False) for item in items)
 
 
 def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]:

@@ -18,6 +18,7 @@ import re
 from typing import NamedTuple
 
 from netproxy.kubeview.names import normalise_spn
+from netproxy.textsafe import digits
 
 _SPN = r"(?P<spn>[^\s/]+/[^\s]+?)"
 
@@ -82,7 +83,7 @@ def matches_selector(name: str, selector: str, port_numbers: set[int] | None = N
         return True
     if want_port == port:
         return True
-    return want_port.isdigit() and port_numbers is not None and int(want_port) in port_numbers
+    return digits(want_port) and port_numbers is not None and int(want_port) in port_numbers
 
 
 _SPN_IN_TEXT = re.compile(r"(?<![\w./-])([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?(:[-a-z0-9]*)?)(?![\w/])")

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from netproxy.textsafe import digits
 from netproxy.trace.addr import BITS, format_addr, parse_addr
 
 TABLE_NAMES = {"255": "local", "254": "main", "253": "default", "0": "unspec"}
@@ -351,7 +352,7 @@ def _prefix(text: str, family: str, where: str) -> tuple[int, int]:
         raise RouteDataError(f"{where}: {err}") from None
     if not sep:
         return addr, bits
-    if not plen.isdigit() or int(plen) > bits:
+    if not digits(plen) or int(plen) > bits:
         raise RouteDataError(f"{where}: bad prefix length in {text!r}")
     n = int(plen)
     return addr & (((1 << bits) - 1) ^ ((1 << (bits - n)) - 1)), n
@@ -446,7 +447,7 @@ def rules_from_json(items: Sequence[Any], family: str, where: str = "rules") -> 
             ipproto = None
             if proto_text is not None:
                 text = str(proto_text).removeprefix("ipproto-")
-                ipproto = int(text) if text.isdigit() else _PROTO_NUMBERS.get(text, -1)
+                ipproto = int(text) if digits(text) else _PROTO_NUMBERS.get(text, -1)
             goto = int(item["goto"]) if "goto" in item else None
             suppress = int(item.get("suppress_prefixlen", -1))
         except (TypeError, ValueError) as err:

@@ -372,12 +372,12 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
 
 def read_snapshot(path: str | Path) -> NodeContext:
     """Read the snapshot at ``path`` (``-`` for standard input)."""
-    import sys
+    from netproxy.textsafe import decode_input, stdin_bytes
 
     source = str(path)
     try:
         if source == "-":
-            text = sys.stdin.read()
+            text = decode_input(stdin_bytes())
             source = "<stdin>"
         else:
             text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")

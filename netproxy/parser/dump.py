@@ -9,7 +9,6 @@ strict mode stops at the first one. Every error names the source, line and colum
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from itertools import chain as _chain
 from pathlib import Path
@@ -25,6 +24,7 @@ from netproxy.parser.rules import (
 )
 from netproxy.parser.shapes import STRUCTURAL, bangs, compile_check, long_dashes, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
+from netproxy.textsafe import decode_input, digits, shown, stdin_bytes
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
 
@@ -147,7 +147,9 @@ class _Reader:
                 self.finish_table()
                 name = line[1:].strip()
                 if name not in BUILTIN_CHAINS:
-                    self.fail(f"unknown table {name!r}", line_no, 2)
+                    # fatal also when lenient: every line up to its COMMIT would be guesswork
+                    raise self.fatal(f"unknown table {shown(name)} (iptables has "
+                                     f"{', '.join(BUILTIN_CHAINS)})", line_no, 2)
                 self.table = self.ruleset.table(name)
             elif line == "COMMIT":
                 if self.table is None:
@@ -277,7 +279,7 @@ class _Reader:
         chain_name = words[1]
         start = 2
         position = None
-        if cmd in ("-I", "--insert") and len(words) > 2 and words[2].isdigit():
+        if cmd in ("-I", "--insert") and len(words) > 2 and digits(words[2]):
             position = int(words[2]) - 1
             start = 3
         chain = self.table.chains.get(chain_name)
@@ -441,7 +443,8 @@ def read_rules(path: str | Path, *, family: str | None = None, strict: bool = Fa
     source = str(path)
     try:
         if source == "-":
-            text = sys.stdin.read()
+            # bytes, like a file: an old dump's Latin-1 comment is kept, not a decode error
+            text = decode_input(stdin_bytes())
             source = "<stdin>"
         else:
             text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")

@@ -20,6 +20,7 @@ from typing import NamedTuple, cast
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule, Target
 from netproxy.parser.shapes import is_structural
+from netproxy.textsafe import digits, shown
 
 _BUILTIN_SPELLINGS: dict[str, ext.OptionSpec] = {}
 for _o in ext.BUILTIN_MATCH.options:
@@ -148,7 +149,7 @@ def parse_rule_words(
         nonlocal i
         begin = i
         while i < n and words[i] != "!" and not (words[i].startswith("-") and len(words[i]) > 1
-                                                 and not words[i][1].isdigit()):
+                                                 and not digits(words[i][1])):
             i += 1
         return tuple(words[begin:i])
 
@@ -197,10 +198,9 @@ def parse_rule_words(
             continue
         if word in ("-c", "--set-counters"):
             args, _, counters_index = take(2, at, word)
-            try:
-                counters = (int(args[0]), int(args[1]))
-            except ValueError:
-                raise RuleSyntaxError(f"invalid counters {' '.join(args)!r}", at) from None
+            if not (digits(args[0]) and digits(args[1])):
+                raise RuleSyntaxError(f"invalid counters {shown(' '.join(args))}", at)
+            counters = (int(args[0]), int(args[1]))
             continue
         if not word.startswith("-") or word == "-":
             raise RuleSyntaxError(f"unexpected word {word!r}", at)
@@ -302,12 +302,16 @@ def compile_plan(plan: Plan) -> Callable[[Sequence[str], int], Rule | None]:
         lines += [f"    t.{name} = {target.get(name, default)}" for name, default in _TARGET_FIELDS]
     counters = "None"
     if plan.counters >= 0:
-        counters = f"(int(w[{plan.counters}]), int(w[{plan.counters + 1}]))"
+        # a line of this shape whose counters are not numbers goes to the slow path's error
+        a, b = plan.counters, plan.counters + 1
+        lines.append(f"    if not (digits(w[{a}]) and digits(w[{b}])): return None")
+        counters = f"(int(w[{a}]), int(w[{b}]))"
     rule = {"matches": items(plan.matches, "m"), "target": "t" if plan.target >= 0 else "None",
             "counters": counters, "line": "line"}
     lines += [f"    r.{name} = {rule.get(name, default)}" for name, default in _RULE_FIELDS]
     lines.append("    return r")
     env["plausible"] = _PLAUSIBLE_ADDRESS.match
+    env["digits"] = digits
     env["new_object"] = object.__new__
     exec("\n".join(lines), env)  # noqa: S102 - generated above
     return cast(Callable[[Sequence[str], int], "Rule | None"], env["build"])

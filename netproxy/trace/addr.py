@@ -6,6 +6,8 @@ import ipaddress
 import socket
 from functools import lru_cache
 
+from netproxy.textsafe import digits
+
 BITS = {"ipv4": 32, "ipv6": 128}
 LOOPBACK = {"ipv4": (0x7F000000, 0xFF000000), "ipv6": (1, (1 << 128) - 1)}
 """127.0.0.0/8 and ::1/128: always local, whatever the node's addresses."""
@@ -41,7 +43,7 @@ def parse_net(text: str, family: str) -> tuple[int, int]:
     addr = parse_addr(base, family)
     if not sep:
         return addr, full
-    if plen.isdigit():
+    if digits(plen):
         n = int(plen)
         if n > bits:
             raise ValueError(f"prefix length {plen} is too long in {text!r}")
@@ -91,6 +93,6 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    if not digits(text) or int(text) > 65535:
         raise ValueError(f"{text!r} is not a port number")
     return int(text)

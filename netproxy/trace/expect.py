@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netproxy.errors import TraceError
+from netproxy.textsafe import digits
 from netproxy.trace.result import Outcome, TraceResult, percent
 
 EXIT_OK = 0
@@ -79,7 +80,7 @@ def _endpoint(text: str) -> tuple[str, int | None]:
 
 
 def _port(text: str, item: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not digits(text) or not 0 < int(text) < 65536:
         raise TraceError(f"bad port in {item!r}", where="--expect")
     return int(text)
 

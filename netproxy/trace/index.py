@@ -15,6 +15,7 @@ from heapq import merge
 from typing import Any
 
 from netproxy.netfilter.model import Chain, Rule
+from netproxy.textsafe import digits
 from netproxy.trace.addr import BITS, parse_net
 from netproxy.trace.packet import PROTOCOLS
 
@@ -117,7 +118,7 @@ def _keys(rule: Rule, family: str, full: int) -> tuple[Any, Any]:
                 proto = PROTOCOLS.get(opt.args[0].lower())
         elif opt.name == "dport" and opt.module in ("tcp", "udp", "sctp") and opt.args:
             text = opt.args[0]
-            if text.isdigit():
+            if digits(text):
                 port = int(text)
     pkey = (proto, port) if proto is not None and port is not None else None
     return dkey, pkey

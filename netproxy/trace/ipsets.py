@@ -12,6 +12,7 @@ from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Option
+from netproxy.textsafe import digits
 from netproxy.trace.addr import family_of, format_addr, parse_net, parse_port_range
 from netproxy.trace.packet import PROTOCOLS
 from netproxy.trace.state import Cond, Walk
@@ -73,7 +74,7 @@ def _member(s: IpSet, text: str) -> tuple[Any, ...]:
             out.append(parse_net(part, family_of(part)))
         elif dim == "port":
             proto, _, port = part.rpartition(":")
-            if proto and not port.isdigit() and "-" not in port:
+            if proto and not digits(port) and "-" not in port:
                 raise ValueError("bad port")
             num = PROTOCOLS.get(proto or "tcp", 6)
             out.append((num, parse_port_range(port.replace("-", ":"))))

@@ -15,6 +15,7 @@ from typing import Any
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Option, Rule
 from netproxy.netfilter.values import kernel_probability, parse_mark
+from netproxy.textsafe import digits
 from netproxy.trace.addr import (
     is_limited_broadcast,
     is_multicast,
@@ -142,7 +143,7 @@ def _proto_match(opt: Option) -> Eval:
     text = opt.value.lower()
     if text in ("all", "0"):
         return _const(not opt.negated)
-    num = int(text) if text.isdigit() else PROTOCOLS.get(text)
+    num = int(text) if digits(text) else PROTOCOLS.get(text)
     if num is None:
         return _unknown(f"protocol {opt.value!r} is not modelled")
     if num == 1 and text == "icmp":
@@ -276,7 +277,7 @@ def _icmp_module(opts: list[Option], ctx: Context, v6: bool) -> list[Eval]:
             want = names[text]
         else:
             kind, _, code = text.partition("/")
-            if not kind.isdigit() or (code and not code.isdigit()):
+            if not digits(kind) or (code and not digits(code)):
                 out.append(_unknown(f"icmp type {o.value!r} is not modelled"))
                 continue
             want = (int(kind), int(code) if code else None)
@@ -585,7 +586,7 @@ def _limit_module(opts: list[Option], ctx: Context, key: Any) -> list[Eval]:
     burst = int(next((o.value for o in opts if o.name == "limit-burst"), "5"))
     count, _, unit = rate_t.partition("/")
     per = _RATE_UNITS.get(unit.lower() or "s")
-    if per is None or not count.isdigit():
+    if per is None or not digits(count):
         return [_unknown(f"limit rate {rate_t!r} is not modelled")]
     rate = int(count) / per
 
@@ -610,7 +611,7 @@ def _owner_eval(o: Option, assume: bool) -> Eval:
     lo = hi = -1
     if o.name in ("uid-owner", "gid-owner"):
         a, _, b = o.value.partition("-")
-        if not a.isdigit() or (b and not b.isdigit()):
+        if not digits(a) or (b and not digits(b)):
             return _unknown(f"owner name {o.value!r} is not modelled (numeric ids only)")
         lo, hi = int(a), int(b or a)
 

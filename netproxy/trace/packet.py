@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from netproxy.errors import TraceError
+from netproxy.textsafe import digits, shown
 from netproxy.trace.addr import family_of, parse_addr
 
 PROTOCOLS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58,
@@ -71,20 +75,43 @@ class Packet:
             values[name] = value
         if "dst" not in values:
             raise TraceError("a packet needs dst", where=where)
-        try:
-            for name in ("dport", "sport", "uid", "gid"):
-                if values.get(name) is not None:
-                    values[name] = int(values[name])
-            for name in ("mark", "ctmark"):
-                if values.get(name) is not None:
-                    values[name] = int(str(values[name]), 0)
-            if values.get("time") is not None:
-                values["time"] = float(values["time"])
-        except ValueError as err:
-            raise TraceError(f"bad number: {err}", where=where) from None
-        if isinstance(values.get("bridged"), str):
-            values["bridged"] = values["bridged"].lower() in ("1", "true", "yes")
+        for name, value in values.items():
+            if value is not None or name == "dst":
+                values[name] = _field_value(name, value, where)
         return cls(**values)
+
+
+_NUMBERS = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]+").fullmatch
+"""A mark: decimal or hexadecimal, ASCII digits only."""
+
+
+def _field_value(name: str, value: Any, where: str) -> Any:
+    """``value`` of packet field ``name`` as the field's type (numbers from text too)."""
+    if name in ("dport", "sport", "uid", "gid", "mark", "ctmark"):
+        if value.__class__ is int:
+            return value
+        if value.__class__ is str and (digits(value) or name in ("mark", "ctmark") and _NUMBERS(value)):
+            return int(value, 0) if name in ("mark", "ctmark") and value[:2] in ("0x", "0X") else int(value)
+        raise TraceError(f"{name}: not a number: {shown(value)}", where=where)
+    if name == "time":
+        seconds = None
+        if value.__class__ in (int, float):
+            seconds = float(value)
+        elif value.__class__ is str and value.isascii():
+            with contextlib.suppress(ValueError):
+                seconds = float(value)
+        if seconds is not None and math.isfinite(seconds):
+            return seconds
+        raise TraceError(f"time: not a number of seconds: {shown(value)}", where=where)
+    if name == "bridged":
+        if value.__class__ is bool:
+            return value
+        if value.__class__ is str:
+            return value.lower() in ("1", "true", "yes")
+        raise TraceError(f"bridged: want true or false, not {shown(value)}", where=where)
+    if value.__class__ is not str:
+        raise TraceError(f"{name}: must be text, not {shown(value)}", where=where)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +163,7 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
         else:
             origin = "external"
     proto_name = packet.proto.lower()
-    if proto_name.isdigit():
+    if digits(proto_name):
         proto = int(proto_name)
     elif proto_name in PROTOCOLS:
         proto = PROTOCOLS[proto_name]
@@ -166,6 +193,8 @@ def _icmp(text: str | None, proto: int) -> tuple[int, int]:
         return (8, 0) if proto == 1 else (128, 0)
     kind, _, code = text.partition("/")
     try:
+        if not digits(kind) or code and not digits(code):
+            raise ValueError(text)
         return int(kind), int(code or 0)
     except ValueError:
         raise TraceError(f"icmp type must be numeric type[/code], not {text!r}") from None

@@ -32,6 +32,8 @@ def is_classic(head: bytes) -> bool:
 def frames(stream: IO[bytes]) -> Iterator[dict[str, Any] | None]:
     """One dict of header fields per frame (None for a frame that is not IPv4/IPv6)."""
     head = stream.read(24)
+    if len(head) < 24:
+        raise Truncated("the file header is cut short")
     order, unit = MAGICS[head[:4]]
     link = struct.unpack(order + "I", head[20:24])[0] & 0x0FFFFFFF
     offset = LINK_OFFSETS.get(link)

@@ -7,6 +7,7 @@ from typing import Any
 from netproxy.netfilter import extensions as ext
 from netproxy.netfilter.model import Target
 from netproxy.netfilter.values import parse_int, parse_mark
+from netproxy.textsafe import digits
 from netproxy.trace.addr import parse_addr
 
 FULL = 0xFFFFFFFF
@@ -104,7 +105,7 @@ def _single_port(text: str) -> int:
     lo, _, hi = text.partition("-")
     if hi and hi != lo:
         raise ValueError(f"port range {text} (the kernel picks a port)")
-    if not lo.isdigit():
+    if not digits(lo):
         raise ValueError(f"bad port {text!r}")
     return int(lo)
 
@@ -121,7 +122,7 @@ def _plain_dnat(opt: Any, family: str) -> tuple[str, Any] | None:
         head, sep, port_t = text.partition(":")
     else:
         return None
-    if not sep or not port_t.isdigit() or "-" in head or not head:
+    if not sep or not digits(port_t) or "-" in head or not head:
         return None
     port = int(port_t)
     if port > 65535:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from netproxy.errors import ParseError
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.parser.nftables.jsonform import parse_nft_json
 from netproxy.parser.nftables.text import parse_nft_text
+from netproxy.textsafe import decode_input, stdin_bytes
 
 
 def is_nft(text: str) -> bool:
@@ -21,11 +21,12 @@ def is_nft(text: str) -> bool:
     return False
 
 
-def parse_nft(text: str, *, source: str = "<nft>", strict: bool = False) -> NftRuleset:
+def parse_nft(text: str, *, source: str = "<nft>", strict: bool = False,
+              references: bool = True) -> NftRuleset:
     """Text or JSON, told apart by the first character."""
     if text.lstrip().startswith("{"):
         return parse_nft_json(text, source=source, strict=strict)
-    return parse_nft_text(text, source=source, strict=strict)
+    return parse_nft_text(text, source=source, strict=strict, references=references)
 
 
 def read_text(path: str | Path) -> tuple[str, str]:
@@ -33,7 +34,7 @@ def read_text(path: str | Path) -> tuple[str, str]:
     source = str(path)
     try:
         if source == "-":
-            return sys.stdin.read(), "<stdin>"
+            return decode_input(stdin_bytes()), "<stdin>"
         return Path(path).read_text(encoding="utf-8", errors="surrogateescape"), source
     except OSError as err:
         raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None

@@ -8,6 +8,8 @@ import json
 import re
 from typing import Any
 
+from netproxy.textsafe import digits
+
 _TIME = re.compile(r"(\d+)(ms|d|h|m|s)")
 _NUM = re.compile(r"(?:0x[0-9a-fA-F]+|\d+)$")
 BITMASK_KEYS = frozenset({("ct", "state"), ("ct", "status"), ("tcp", "flags")})
@@ -17,7 +19,7 @@ REJECT_DEFAULT = "port-unreachable"
 
 def parse_time(text: str) -> float | None:
     """``1d2h3m4s500ms`` (nft's time format) as seconds; None when it is not one."""
-    if text.isdigit():
+    if digits(text):
         return float(text)
     total = 0.0
     pos = 0
@@ -51,7 +53,7 @@ def word_value(text: str) -> Any:
         return n
     if "/" in text:
         addr, _, plen = text.rpartition("/")
-        if plen.isdigit() and is_address(addr):
+        if digits(plen) and is_address(addr):
             return {"prefix": {"addr": addr, "len": int(plen)}}
     if "-" in text and not text.startswith("-"):
         lo, _, hi = text.partition("-")
