@@ -403,3 +403,16 @@ def test_real_dumps_of_other_versions_and_modes(tmp_path: Path, dumps_dir: Path,
     assert v6["status"] == "error" and "--family" in v6["findings"][0]["problem"]
     assert {o["node"] for o in report["other_mode_or_version"]} == {
         "09-coreos-2016-flannel-kubeproxy11", "12-calico-vxlan-ipvs-nat"}
+
+
+def test_a_snapshot_naming_a_node_that_has_a_file_too(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    fleet_gen.generate(tmp_path, nodes=2, services=20, endpoints=2, seed=1, faults=False)
+    dump = (tmp_path / "nodes" / "node-001.rules").read_text()
+    (tmp_path / "nodes" / "host-x.snap").write_text(fleet_gen.snapshot_text("node-001", dump))
+    code, out, _ = _audit(capsys, str(tmp_path / "cluster.json"), "--nodes",
+                          str(tmp_path / "nodes"), "--json")
+    assert code == 1
+    twice = [n for n in json.loads(out)["nodes"] if n["node"] == "node-001"]
+    assert len(twice) == 2 and all(n["status"] == "error" for n in twice)
+    assert twice[0]["findings"][0]["problem"] == "more than one file for this node"

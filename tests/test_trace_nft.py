@@ -274,3 +274,47 @@ def test_strict_refuses_what_it_cannot_decide() -> None:
             "--src", "10.0.0.1", "--dst", "10.0.0.2")
     assert r.returncode == 2
     assert ":103:51: xt match 'set'" in r.stderr
+
+
+# ---------------------------------------------------------------- trace INPUTS --proxy-mode nftables
+
+CLUSTER = str(REPO / "fixtures" / "example-cluster")
+BOTH_MODES = [
+    ("10.244.2.50", "10.96.100.10", 80, "tcp"),    # ClusterIP, 3 endpoints, from a pod
+    ("172.16.0.9", "10.96.100.10", 80, "tcp"),     # ClusterIP from outside: masqueraded
+    ("172.16.0.9", "192.168.0.11", 30080, "tcp"),  # NodePort
+    ("172.16.0.9", "203.0.113.10", 443, "tcp"),    # LoadBalancer, source not allowed: DROP
+    ("198.51.100.7", "203.0.113.10", 443, "tcp"),  # LoadBalancer, allowed source
+    ("172.16.0.9", "192.168.0.11", 30081, "tcp"),  # eTP Local NodePort
+    ("10.244.2.50", "10.96.100.50", 5432, "tcp"),  # no endpoints: REJECT
+    ("10.244.2.50", "10.96.0.10", 53, "udp"),      # DNS
+]
+
+
+def _table(args: tuple[str, ...]) -> dict[tuple[str, str | None, bool], float]:
+    r = run(CLUSTER, *args, "--json")
+    assert r.returncode in (0, 3), r.stderr
+    out: dict[tuple[str, str | None, bool], float] = {}
+    for o in json.loads(r.stdout)["outcomes"]:
+        key = (o["verdict"], o["dnat"], o["masquerade"])
+        out[key] = round(out.get(key, 0.0) + o["probability"], 9)
+    return out
+
+
+@pytest.mark.parametrize(("src", "dst", "dport", "proto"), BOTH_MODES)
+def test_trace_inputs_in_nftables_mode_agrees_with_iptables_mode(src: str, dst: str, dport: int,
+                                                                 proto: str) -> None:
+    args = ("--src", src, "--dst", dst, "--dport", str(dport), "--proto", proto)
+    assert _table(("--proxy-mode", "nftables", *args)) == _table(args)
+
+
+def test_trace_inputs_nftables_mode_walks_kube_proxy_table() -> None:
+    r = run(CLUSTER, "--proxy-mode", "nftables", "--src", "10.244.2.50", "--dst",
+            "10.96.100.40", "--dport", "9000", "--repeat", "2", "--brief")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].endswith("[same endpoint as before: 100.0%]")
+    r = run(CLUSTER, "--proxy-mode", "nftables", "--src", "10.244.2.50", "--dst",
+            "10.96.100.10", "--dport", "80")
+    assert "ip kube-proxy/nat-prerouting #1" in r.stdout
+    r = run(CLUSTER, "--kube-proxy-version", "1.36", "--dst", "10.96.100.10")
+    assert r.returncode == 2 and "only in nftables mode" in r.stderr
