@@ -22,7 +22,9 @@ the run and deleted afterwards:
 4. ``reference``: what a full re-sync costs, measured in the same run: the changed
    ruleset's complete payload sent with ``iptables-restore --noflush`` into a second namespace
    holding the first ruleset (cut off after ``--reference-timeout`` seconds);
-5. the partially updated namespace is compared with a third one that got the changed
+5. ``first load``: the restore tool alone loading the payload of step 1 into an empty
+   namespace, next to apply's first load (``--first-load-only`` measures just this);
+6. the partially updated namespace is compared with a third one that got the changed
    ruleset in one full apply; they must hold exactly the same rules.
 
 Times are for the apply step (state, plan, restore, record), not for compiling. The legacy
@@ -52,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 TARGETS = {"nft": 10.0, "legacy": 3.0}
 sys.path.insert(0, str(HERE.parent))
 
-from netproxy.backend import netns, xtables  # noqa: E402
+from netproxy.backend import netns, nfacct, xtables  # noqa: E402
 from netproxy.backend.engine import RestoreBackend, apply_state  # noqa: E402
 from netproxy.backend.nsthread import run_in_netns  # noqa: E402
 from netproxy.backend.plan import make_plan  # noqa: E402
@@ -128,6 +130,33 @@ def reference_resync(name: str, tools: xtables.Xtables, desired: TextState, time
     except subprocess.TimeoutExpired:
         return None
     return time.perf_counter() - t0
+
+
+def first_load_reference(name: str, tools: xtables.Xtables, desired: TextState) -> float:
+    """Seconds ``iptables-restore`` alone takes to load the payload apply's first load sends
+    (the same plan: into an empty namespace), for comparing apply's overhead with."""
+    plan = make_plan({}, desired, allow_replace=True)
+    argv = [tools.restore_bin, "-w", "60"] + (["--noflush"] if plan.noflush else [])
+    nfacct.ensure(name, nfacct.names_in(plan.lines))  # as apply does; the rules use them
+    t0 = time.perf_counter()
+    netns.run(name, argv, input_text=plan.payload, timeout=1800)
+    return time.perf_counter() - t0
+
+
+def bench_first_load(variant: str, before: TextState) -> dict[str, object]:
+    """apply's first load into an empty namespace next to the restore tool loading the same
+    payload into another empty one."""
+    tools = xtables.resolve(variant)
+    with netns.Namespaces("bench") as spaces:
+        full = apply_state(RestoreBackend(spaces.make(), tools), before)
+        print(f"  {variant}: first load by apply {full.seconds['total']:.2f}s", file=sys.stderr)
+        reference = first_load_reference(spaces.make(), tools, before)
+        print(f"  {variant}: {tools.restore_bin} of the same payload {reference:.2f}s", file=sys.stderr)
+    return {"variant": variant, "first_load_apply_s": round(full.seconds["total"], 3),
+            "first_load_breakdown_s": {k: round(v, 3) for k, v in full.seconds.items()},
+            "first_load_mode": "--noflush" if full.noflush else "whole-table rewrite",
+            "restore_same_payload_s": round(reference, 3),
+            "apply_overhead_s": round(full.seconds["total"] - reference, 3)}
 
 
 FLOOR_PAYLOAD = "*nat\n:KUBE-BENCH-FLOOR - [0:0]\n-X KUBE-BENCH-FLOOR\nCOMMIT\n"
@@ -250,6 +279,7 @@ def bench_variant(variant: str, before: TextState, after: TextState, ref_timeout
         ref_ns = RestoreBackend(spaces.make(), tools)
         apply_state(ref_ns, before)
         reference = reference_resync(ref_ns.netns, tools, after, ref_timeout)
+        first_load_restore = first_load_reference(spaces.make(), tools, before)
     seconds = partial.seconds["total"]
     floor_text = (f"a one-chain iptables-restore into that table alone takes {floor['wall']:.2f}s, "
                   f"{floor['user']:.2f}s user + {floor['system']:.2f}s system CPU")
@@ -261,6 +291,8 @@ def bench_variant(variant: str, before: TextState, after: TextState, ref_timeout
         "variant": variant,
         "full_apply_s": round(full.seconds["total"], 3),
         "full_apply_mode": "--noflush" if full.noflush else "whole-table rewrite",
+        "full_apply_breakdown_s": {k: round(v, 3) for k, v in full.seconds.items()},
+        "restore_same_first_payload_s": round(first_load_restore, 3),
         "partial_apply_s": round(seconds, 3),
         "partial_runs_s": [round(r.seconds["total"], 3) for r in runs],
         "partial_breakdown_s": {k: round(v, 3) for k, v in partial.seconds.items()},
@@ -303,6 +335,9 @@ def main() -> int:
                          "rulesets, to see what the kernel's xt_recent checks cost each commit")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--first-load-only", action="store_true",
+                    help="only apply's first load of the first ruleset next to the restore tool "
+                         "loading the same payload (per variant)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-apply-") as tmp:
         workdir = args.workdir or Path(tmp)
@@ -315,6 +350,12 @@ def main() -> int:
         print(f"ruleset: {args.services} services x {args.endpoints} endpoints: {rules} rules, "
               f"{chains} chains; {args.change_percent}% of services changed"
               + ("; rules using -m recent left out" if args.drop_recent else ""), file=sys.stderr)
+        if args.first_load_only:
+            loads = [bench_first_load(v, before) for v in args.variants.split(",")]
+            Path(os.environ["XTABLES_LOCKFILE"]).unlink(missing_ok=True)
+            print(json.dumps({"services": args.services, "endpoints": args.endpoints,
+                              "first_load": loads}, indent=2))
+            return 0
         results = [bench_variant(v, before, after, args.reference_timeout, args.repeat)
                    for v in args.variants.split(",")]
     report = {"services": args.services, "endpoints": args.endpoints, "rules": rules, "chains": chains,
@@ -328,7 +369,8 @@ def main() -> int:
             print(f"{r['variant']:>6}: partial re-apply {r['partial_apply_s']:.2f}s "
                   f"(target < {r['target_s']:.0f}s, {'met' if r['meets_target'] else 'MISSED'}; "
                   f"{r['floor_text']}); "
-                  f"full apply {r['full_apply_s']:.2f}s ({r['full_apply_mode']}); "
+                  f"full apply {r['full_apply_s']:.2f}s ({r['full_apply_mode']}; the restore tool "
+                  f"alone loads that payload in {r['restore_same_first_payload_s']:.2f}s); "
                   f"reference full --noflush re-sync "
                   f"{r['reference_full_resync_s'] if r['reference_full_resync_s'] is not None else '>' + str(r['reference_cut_off_at_s'])}s "
                   f"({r['speedup_vs_reference']} slower than partial); "

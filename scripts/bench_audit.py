@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -100,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f" = {per_node[r.node] / parse[r.node]:.1f} x parse" if r.node in parse else ""
         print(f"  {r.node} ({r.status}, diffed): {per_node[r.node]:.2f} s{ratio} [{parts}]")
     print(f"  worst ratio {max(ratios):.2f} x, best {min(ratios):.2f} x")
+    cpu = statistics.mean(r.seconds["cpu"] for r in fleet1.nodes)
+    print(f"CPU per node (process time on the worker): mean {cpu:.3f} s "
+          f"= {1 / cpu:.1f} nodes per CPU-second")
     print(f"shared compile and load (once): {prepared:.2f} s")
     print(f"--jobs 1: {wall1:.1f} s for {args.nodes} nodes = {args.nodes / wall1:.1f} nodes/s "
           f"(whole run)")
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{args.nodes / walld:.1f} nodes/s, scatter "
                   f"{fleetd.engine.get('scatter_seconds')} s")
     print(f"verdict: {fleet1.counts()}")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs")
     return 0
 
 

@@ -238,7 +238,8 @@ def generate(out: Path, nodes: int, services: int, endpoints: int, seed: int,
                 nat = text.index("*nat\n")
                 text = text[:nat + (len(text) - nat) // 2]
                 text = text[:text.rindex("\n") + 1]
-            (out / "nodes" / f"{node}.rules").write_text(text, encoding="utf-8")
+            suffix = ".nft" if kind == "other-mode" else ".rules"
+            (out / "nodes" / f"{node}{suffix}").write_text(text, encoding="utf-8")
             injected.append(fault)
     plain = [node for node in names if node not in special]
     as_snapshot = set(plain[len(plain) - snapshots:]) if snapshots > 0 else set()

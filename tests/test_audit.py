@@ -303,7 +303,8 @@ def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
     cluster = tmp_path / "cluster.json"
     nodes = tmp_path / "nodes"
     (nodes / "node-000.rules").unlink()
-    (nodes / "node-000.nft").write_text(fleet_gen.nft_text(cluster, "node-000"))
+    other_table = "table ip flannel-ipv4 {\n\tchain postrtg {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t}\n}\n"
+    (nodes / "node-000.nft").write_text(other_table + fleet_gen.nft_text(cluster, "node-000"))
     doc = json.loads(cluster.read_text())
     victim = next(o for o in doc["items"] if o["kind"] == "EndpointSlice"
                   and o["metadata"]["name"] == "svc-00001-x1")
@@ -317,6 +318,8 @@ def test_nftables_nodes_are_judged_in_their_mode(tmp_path: Path,
     assert code == 1, err
     by_node = {n["node"]: n for n in json.loads(out)["nodes"]}
     assert by_node["node-000"]["status"] == "equal" and by_node["node-000"]["mode"] == "nftables"
+    assert by_node["node-000"]["checked"] == "lines"  # kube-proxy's table as listed, not parsed
+    assert by_node["node-001"]["checked"] == "semantic"
     lost = by_node["node-001"]["findings"]
     assert {(f["kind"], f["service"], f["problem"]) for f in lost} == {
         ("endpoint-missing", "ns-01/svc-00001:http", f"lost endpoint {gone}:8080")}
@@ -343,3 +346,73 @@ def test_nodes_from_an_fsspec_url(tmp_path: Path, capsys: pytest.CaptureFixture[
         ("node-000", "equal"), ("node-001", "equal"), ("node-005", "error")]
     source = report["nodes"][0]["source"]
     assert source.startswith("memory://") and source.endswith("/audit-test/node-000.rules")
+
+
+def test_progress_only_on_a_terminal(fleet: Path) -> None:
+    """With stderr on a terminal (a real pseudo-terminal), progress lines; piped, none."""
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NETPROXY_PROGRESS_DELAY": "0"}
+    env.pop("NETPROXY_PROGRESS", None)
+    args = [sys.executable, "-m", "netproxy", "audit", str(fleet / "cluster.json"),
+            "--nodes", str(fleet / "nodes"), "--brief", "-j", "1"]
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(args, stdout=subprocess.PIPE, stderr=follower, env=env,
+                              timeout=300, check=False)
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 1
+    assert b"netproxy: audit, " in seen and b" nodes/s: " in seen and b"/9 nodes (" in seen
+    piped = subprocess.run(args, capture_output=True, env=env, timeout=300, check=False)
+    assert piped.returncode == 1 and piped.stderr == b""
+
+
+def test_real_dumps_of_other_versions_and_modes(tmp_path: Path, dumps_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Real nodes' dumps against a generated API state: old layouts, ipvs mode and an IPv6
+    dump are reported for what they are, none of them crashes the audit."""
+    fleet_gen.generate(tmp_path / "f", nodes=2, services=20, endpoints=2, seed=1, faults=False)
+    nodes = tmp_path / "nodes"
+    nodes.mkdir()
+    for name in ("09-coreos-2016-flannel-kubeproxy11", "12-calico-vxlan-ipvs-nat",
+                 "05-k3s-pi-kuberouter-nft-v6"):
+        shutil.copy(dumps_dir / f"{name}.rules", nodes)
+    code, out, _ = _audit(capsys, str(tmp_path / "f" / "cluster.json"), "--nodes", str(nodes),
+                          "--json", "-j", "1")
+    assert code == 1
+    report = json.loads(out)
+    by_node = {n["node"]: n for n in report["nodes"]}
+    old = by_node["09-coreos-2016-flannel-kubeproxy11"]
+    assert old["status"] == "different"
+    assert "rules of kube-proxy 1.24 or older (no filter KUBE-PROXY-FIREWALL chain)" in [
+        f["problem"] for f in old["findings"]]
+    ipvs = by_node["12-calico-vxlan-ipvs-nat"]
+    assert (ipvs["status"], ipvs["mode"]) == ("not-audited", "ipvs")
+    v6 = by_node["05-k3s-pi-kuberouter-nft-v6"]
+    assert v6["status"] == "error" and "--family" in v6["findings"][0]["problem"]
+    assert {o["node"] for o in report["other_mode_or_version"]} == {
+        "09-coreos-2016-flannel-kubeproxy11", "12-calico-vxlan-ipvs-nat"}
+
+
+def test_a_snapshot_naming_a_node_that_has_a_file_too(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    fleet_gen.generate(tmp_path, nodes=2, services=20, endpoints=2, seed=1, faults=False)
+    dump = (tmp_path / "nodes" / "node-001.rules").read_text()
+    (tmp_path / "nodes" / "host-x.snap").write_text(fleet_gen.snapshot_text("node-001", dump))
+    code, out, _ = _audit(capsys, str(tmp_path / "cluster.json"), "--nodes",
+                          str(tmp_path / "nodes"), "--json")
+    assert code == 1
+    twice = [n for n in json.loads(out)["nodes"] if n["node"] == "node-001"]
+    assert len(twice) == 2 and all(n["status"] == "error" for n in twice)
+    assert twice[0]["findings"][0]["problem"] == "more than one file for this node"

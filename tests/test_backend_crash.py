@@ -104,3 +104,46 @@ def test_summary_says_what_was_done() -> None:
                                                         "last apply's record)")
     for text in (summary(m, n) for m in ("partial", "full", "cleanup") for n in (True, False)):
         assert "partial apply" not in text and "whole-table rewrite" not in text
+
+
+V6 = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:KUBE-SVC-V6V6V6V6V6V6V6V6 - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A KUBE-SERVICES -d fd00::10/128 -p tcp -m tcp --dport 80 -j KUBE-SVC-V6V6V6V6V6V6V6V6
+-A KUBE-SVC-V6V6V6V6V6V6V6V6 -p tcp -m tcp -j DNAT --to-destination [fd00::5]:8080
+COMMIT
+"""
+
+
+@pytest.mark.netns
+def test_cleanup_takes_family(spaces: netns.Namespaces, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    name = spaces.make()
+    rules = tmp_path / "v6.rules"
+    rules.write_text(V6)
+
+    def netproxy(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "netproxy", *args], capture_output=True,
+                              text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+
+    applied = netproxy("apply", "--netns", name, "--iptables", "legacy", "--rules", str(rules))
+    assert applied.returncode == 0, applied.stderr
+    saved = netproxy("save", "--netns", name, "--iptables", "legacy", "--family", "ipv6")
+    assert "KUBE-SVC-V6V6V6V6V6V6V6V6" in saved.stdout
+    alias = netproxy("save", "--netns", name, "--iptables", "legacy", "--ipv6")
+
+    def rules_of(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert rules_of(alias.stdout) == rules_of(saved.stdout)
+    cleaned = netproxy("apply", "--netns", name, "--iptables", "legacy", "--cleanup", "--family", "ipv6")
+    assert cleaned.returncode == 0 and "cleaned up" in cleaned.stdout, cleaned.stderr
+    assert "KUBE-" not in netproxy("save", "--netns", name, "--iptables", "legacy", "--ipv6").stdout

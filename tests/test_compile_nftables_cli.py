@@ -109,7 +109,15 @@ def test_other_commands_refuse_a_configuration_in_nftables_mode(tmp_path: Path) 
     config = tmp_path / "kp.yaml"
     config.write_text("apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
                       "mode: nftables\n")
-    code, _, err = run(str(EXAMPLE), "--config", str(config), "--src", "10.244.1.1", "--dst",
-                       "10.96.10.10", "--dport", "80", command="trace")
+    # doctor works on iptables-mode rules; trace follows the configuration's mode.
+    rules = tmp_path / "node.rules"
+    code, _, err = run(str(EXAMPLE), "-o", str(rules))
+    assert code == 0, err
+    code, _, err = run("--rules", str(rules), str(EXAMPLE), "--config", str(config),
+                       command="doctor")
     assert code == 2
     assert "nftables mode" in err and err.endswith("\n") and err.count("\n") == 1
+    code, out, err = run(str(EXAMPLE), "--config", str(config), "--src", "10.244.1.1", "--dst",
+                         "10.96.10.10", "--dport", "80", "--brief", command="trace")
+    assert code == 0, err
+    assert "2 endpoints, 50% each" in out

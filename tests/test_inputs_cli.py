@@ -57,8 +57,8 @@ def test_trace_refuses_random_text(tmp_path: Path, capsys: pytest.CaptureFixture
     text.write_text("hello world\nthis is not a dump\n")
     code, out, err = run(capsys, "trace", "--rules", str(text), *PACKET)
     assert (code, out) == (2, "")
-    assert one_error(err) == (f"netproxy: {text}:1: not an iptables-save dump or iptables-restore "
-                              "payload: 'hello world' (expected '*filter', '*nat', ... table lines "
+    assert one_error(err) == (f"netproxy: {text}:1: not an iptables-save dump, iptables-restore "
+                              "payload or nft listing: 'hello world' (expected '*filter', '*nat', ... table lines "
                               "as iptables-save prints them)")
 
 
@@ -67,7 +67,7 @@ def test_doctor_refuses_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "doctor", "--rules", nft)
     assert (code, out) == (2, "")
     assert "this looks like 'nft list ruleset' output" in one_error(err)
-    assert "run iptables-save" in err
+    assert "run iptables-save" in err and f"netproxy trace --rules {nft} --dst ..." in err
 
 
 def test_trace_reads_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,7 +150,26 @@ def node() -> Iterator[str]:
                        text=True, check=True, capture_output=True)
         subprocess.run(["ip", "netns", "exec", name, "ip6tables-legacy-restore"], input=RULES6,
                        text=True, check=True, capture_output=True)
+        wait_until_settled(name)
         yield name
+
+
+def wait_until_settled(name: str, limit: float = 10.0) -> None:
+    """Wait until the veths have carrier and no route is `linkdown` any more: carrier comes up
+    a moment after `link set up`, and a snapshot taken before it records other route flags than
+    one taken after (on a loaded machine the two producers' snapshots differed that way)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        routes = "".join(subprocess.run(["ip", "-n", name, *family, "route", "show", "table",
+                                         "all"], capture_output=True, text=True).stdout
+                         for family in ([], ["-6"]))
+        links = json.loads(subprocess.run(["ip", "-n", name, "-j", "link"], capture_output=True,
+                                          text=True).stdout)
+        if "linkdown" not in routes and all(link.get("operstate") in ("UP", "UNKNOWN")
+                                            for link in links):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"namespace {name}: links or routes still down after {limit} s")
 
 
 @pytest.fixture(scope="module")

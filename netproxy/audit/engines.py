@@ -79,7 +79,7 @@ def _dask_client(scheduler: str | None, jobs: int) -> Any:
         except (OSError, TimeoutError) as err:
             raise InputError(f"cannot reach the Dask scheduler: {err}", where=scheduler) from None
     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+                           dashboard_address=":0")  # any free port: 8787 may be taken
     return Client(cluster)
 
 

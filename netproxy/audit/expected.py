@@ -177,6 +177,8 @@ class FleetModel:
     total_endpoints: int
     node_slices: list[Any]
     """EndpointSlices of the services with per-node ports (their locality is per node)."""
+    mode: str = "iptables"
+    """The proxy mode the configuration (or ``--proxy-mode``) sets for the fleet."""
     shared: dict[tuple[Any, ...], dict[int, PortLines]] = field(default_factory=dict)
     """Per :func:`shared_key`: the lines of every shared port, by port index."""
     _ports: dict[tuple[Any, ...], PortLines] = field(default_factory=dict)
@@ -186,12 +188,6 @@ class FleetModel:
         """Large-cluster mode (no per-endpoint comments), decided on all service ports."""
         return self.total_endpoints > settings.large_cluster_endpoints
 
-    @property
-    def mode(self) -> str:
-        """The proxy mode the configuration (or ``--proxy-mode``) sets for the fleet."""
-        from netproxy.commands.cluster_options import proxy_mode
-
-        return proxy_mode(self.params, self.cluster)
 
     def settings(self, node: str, mode: str = "iptables") -> ProxySettings:
         """kube-proxy's settings on ``node`` in ``mode`` (each node is judged in its own)."""
@@ -200,20 +196,17 @@ class FleetModel:
         return settings_for({**self.params, "hostname_override": node, "proxy_mode": mode},
                             self.cluster, nftables=mode == "nftables")
 
-    def nft_table(self, node: str) -> Any:
-        """kube-proxy's nftables table compiled for ``node``, read back into the nftables
-        model (what ``nft list table`` would show after a full sync)."""
+    def nft_text(self, node: str) -> str:
+        """What ``nft list table ip kube-proxy`` shows on ``node`` after a full sync in
+        nftables mode, compiled for it."""
         from netproxy.commands.nftables_options import NftFlags, options_for
         from netproxy.compiler.nftables import compile_table, list_table
-        from netproxy.parser.nftables import parse_nft
         from netproxy.proxy.model import proxy_model
 
         settings = self.settings(node, "nftables")
         options = options_for(NftFlags(None, None, None, ()), self.params, self.cluster,
                               self.family)
-        text = list_table(compile_table(proxy_model(self.cluster, settings), settings, options))
-        ruleset = parse_nft(text, source=f"expected (compiled for {node})")
-        return next(iter(ruleset.tables.values()))
+        return list_table(compile_table(proxy_model(self.cluster, settings), settings, options))
 
     def add_shared(self, settings: ProxySettings) -> None:
         """Compile the shared ports for ``settings`` (once per distinct :func:`shared_key`)."""
@@ -297,6 +290,8 @@ def _save_order(table: str, policies: dict[str, str]) -> dict[str, str]:
 
 def fleet_model(cluster: Cluster, params: dict[str, Any]) -> FleetModel:
     """Split the cluster's service ports into shared and per-node ones (see the module)."""
+    from netproxy.commands.cluster_options import proxy_mode
+
     family = params.get("family") or "ipv4"
     ports = all_service_ports(cluster.services, family)
     everywhere = endpoints_map(cluster.slices, family, "")
@@ -311,4 +306,5 @@ def fleet_model(cluster: Cluster, params: dict[str, Any]) -> FleetModel:
                       shared_ports=shared, node_ports=own,
                       shared_endpoints={ports[i].name: everywhere.get(ports[i].name, [])
                                         for i in shared},
-                      total_endpoints=total, node_slices=node_slices)
+                      total_endpoints=total, node_slices=node_slices,
+                      mode=proxy_mode(params, cluster))

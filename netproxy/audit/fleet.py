@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from netproxy.audit.findings import Finding
 from netproxy.audit.node import DIFFERENT, EQUAL, ERROR, NOT_AUDITED, STATUSES, NodeResult
 
 SCHEMA = "netproxy-audit/1"
@@ -59,7 +60,15 @@ class Fleet:
 
 def roll_up(results: list[NodeResult], service_ports: int, stuck_threshold: int) -> Fleet:
     """Group the nodes' findings the way an operator reads a fleet."""
-    fleet = Fleet(sorted(results, key=lambda r: r.node), service_ports, stuck_threshold)
+    fleet = Fleet(sorted(results, key=lambda r: (r.node, r.source)), service_ports, stuck_threshold)
+    sources: dict[str, list[str]] = {}
+    for r in fleet.nodes:
+        sources.setdefault(r.node, []).append(r.source)
+    for r in fleet.nodes:
+        if len(sources[r.node]) > 1:  # a snapshot naming a node another file is named after
+            r.status = ERROR
+            r.findings.insert(0, Finding("error", "", "", "more than one file for this node",
+                                         "files: " + ", ".join(sources[r.node])))
     by_problem: dict[tuple[str, str, str], ServiceProblem] = {}
     by_node_problem: dict[str, ServiceProblem] = {}
     for r in fleet.nodes:

@@ -13,6 +13,7 @@ from netproxy.backend.engine import apply_state, cleanup, current_state
 from netproxy.backend.owned import owned_chain
 from netproxy.backend.plan import make_plan
 from netproxy.commands.cluster_options import build_ruleset, cluster_options
+from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.commands.save import netns_options
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Chain, Rule, Ruleset
@@ -44,15 +45,32 @@ def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
 @click.option("--cleanup", "do_cleanup", is_flag=True,
               help="Remove every KUBE-* chain and the built-in jumps to them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--proxy-mode", "proxy_mode", type=click.Choice(["iptables", "nftables"]),
+              default=None, help="kube-proxy's mode (default: the configuration's, else iptables); "
+                                 "nftables: load table ip/ip6 kube-proxy with nft -f.")
 @cluster_options
+@nft_options
 def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: bool,
             rules_file: str | None, full: bool, reread: bool, dry_run: bool, do_cleanup: bool, as_json: bool,
             **params: Any) -> None:
     """Load rules into namespace NAME with iptables-restore --noflush, touching only the
     chains kube-proxy owns (KUBE-*) and the jumps to them; other software's rules survive.
-    Only the chains that differ are sent; the result equals a full apply."""
+    Only the chains that differ are sent; the result equals a full apply.
+
+    With --proxy-mode nftables: kube-proxy's nftables table(s) loaded atomically with nft -f,
+    only what changed (elements, changed chains), other tables untouched.
+    """
+    flags = NftFlags.pop(params)
+    if _nftables_mode(params, do_cleanup):
+        _apply_nftables(netns_name, allow_host_netns, rules_file, full, dry_run, do_cleanup,
+                        as_json, params, flags, backend_name)
+        return
+    flags.refuse_in_iptables_mode()
+    if params.get("family") == "dual":
+        raise InputError("both families at once only in nftables mode (--proxy-mode nftables)",
+                         where="--family")
     ruleset = None if do_cleanup else load_ruleset(params, rules_file)
-    family = ruleset.family if ruleset is not None else "ipv4"
+    family = ruleset.family if ruleset is not None else (params.get("family") or "ipv4")
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=allow_host_netns)
     desired = desired_state(ruleset) if ruleset is not None else {}
@@ -76,6 +94,68 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     if result.ignored:
         click.echo(f"note: {len(result.ignored)} chains not owned by kube-proxy were not applied: "
                    + ", ".join(result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else ""), err=True)
+
+
+def _nftables_mode(params: dict[str, Any], do_cleanup: bool) -> bool:
+    if params.get("proxy_mode"):
+        return bool(params["proxy_mode"] == "nftables")
+    if do_cleanup or not params.get("inputs"):
+        return False
+    from netproxy.commands.cluster_options import effective_config
+
+    return effective_config(params).mode == "nftables"
+
+
+def _apply_nftables(netns_name: str, allow_host: bool, rules_file: str | None, full: bool,
+                    dry_run: bool, do_cleanup: bool, as_json: bool, params: dict[str, Any],
+                    flags: NftFlags, backend_name: str) -> None:
+    from netproxy.backend import netns
+    from netproxy.backend.nftables import apply_nftables, cleanup
+    from netproxy.commands.cluster_options import load_cluster
+    from netproxy.commands.nftables_options import nftables_tables
+
+    if rules_file is not None:
+        raise InputError("in nftables mode apply compiles the cluster INPUTS (to load a "
+                         "transaction file yourself: ip netns exec NAME nft -f FILE)",
+                         where="--rules")
+    if backend_name != "restore":
+        raise InputError("nftables mode loads with nft -f; --backend is for iptables mode",
+                         where="--backend")
+    netns.require(netns_name, allow_host=allow_host)
+    if do_cleanup:
+        if dry_run:
+            raise InputError("--cleanup --dry-run: nothing to show; nft list tables shows what "
+                             "would go", where="--dry-run")
+        gone = cleanup(netns_name)
+        if as_json:
+            click.echo(json.dumps({"netns": netns_name, "mode": "nftables",
+                                   "deleted_tables": gone}, indent=2))
+        else:
+            click.echo(f"netns {netns_name}: deleted " + (", ".join(f"table {t}" for t in gone)
+                                                          if gone else "nothing (no kube-proxy table)"))
+        return
+    if not params.get("inputs"):
+        raise InputError("nothing to apply: give cluster INPUTS (or --cleanup)")
+    cluster = load_cluster(params)
+    family = params.get("family") or "ipv4"
+    families = ["ipv4", "ipv6"] if family == "dual" else [family]
+    result, transaction = apply_nftables(
+        netns_name, families, lambda listing: nftables_tables(params, cluster, flags, node=listing),
+        full=full, dry_run=dry_run)
+    if as_json:
+        body = result.to_json()
+        if dry_run:
+            body = {**body, "dry_run": True, "transaction": transaction.splitlines()}
+        click.echo(json.dumps(body, indent=2))
+        return
+    if dry_run:
+        click.echo(transaction, nl=False)
+        stale = f", then delete {result.stale_chains} stale chains" if result.stale_chains else ""
+        click.echo(f"dry run: would send {result.operations} of {result.full_operations} "
+                   f"operations with nft -f{stale}" if transaction else
+                   "dry run: nothing to send", err=True)
+        return
+    click.echo(result.summary())
 
 
 def _dry_run(backend: Any, ruleset: Ruleset | None, desired: Any, *, full: bool, as_json: bool) -> None:

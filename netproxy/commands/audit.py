@@ -14,27 +14,20 @@ from netproxy.errors import InputError
 
 
 class _Progress:
-    """``nodes done / total, rate, time left`` on a terminal's stderr; nothing when piped."""
+    """Nodes done / total, rate and time left (:mod:`netproxy.progress`: only on a terminal)."""
 
-    def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
+    def __init__(self, total: int) -> None:
+        from netproxy.progress import progress
+
+        self.bar = progress("audit", total, unit="nodes")  # a total: no ticker thread
         self.start = time.perf_counter()
-        self.last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if done < total and now - self.last < 0.2:
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-9)
-        left = (total - done) / rate if rate > 0 else 0.0
-        sys.stderr.write(f"\raudit: {done:,}/{total:,} nodes, {rate:,.1f} nodes/s, "
-                         f"{left:,.0f} s left   ")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(done, what=f"audit, {rate:,.1f} nodes/s")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @click.command("audit")
@@ -97,8 +90,12 @@ def command(node_specs: tuple[str, ...], as_json: bool, html_path: str | None, j
     params["proxy_mode"] = proxy_mode
     nodes = audit.find_nodes(node_specs)
     ctx = audit.prepare(params, nodes, doctor=doctor, walk=walk)
-    fleet = audit.run(ctx, nodes, engine=engine, jobs=jobs, scheduler=scheduler,
-                      stuck_threshold=stuck, progress=_Progress())
+    shown = _Progress(len(nodes))
+    try:
+        fleet = audit.run(ctx, nodes, engine=engine, jobs=jobs, scheduler=scheduler,
+                          stuck_threshold=stuck, progress=shown)
+    finally:
+        shown.close()
     if html_path:
         from netproxy.audit.html import render_html
         from netproxy.fileio import write_atomic

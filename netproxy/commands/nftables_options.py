@@ -108,17 +108,16 @@ def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: Nft
 
 
 def nftables_tables(params: dict[str, Any], cluster: Cluster, flags: NftFlags,
-                    existing_rules: str | None = None) -> list[Table]:
+                    existing_rules: str | None = None, node: Any = None) -> list[Table]:
     """One table per family of ``params['family']`` (both for ``dual``). ``existing_rules``:
     the node's current ``nft list table``/``ruleset`` output (kube-proxy's first sync on a
-    node that holds its table)."""
+    node that holds its table); ``node``: the same, already parsed."""
     from netproxy.commands.cluster_options import settings_for
     from netproxy.compiler.nftables import compile_table
     from netproxy.proxy.model import proxy_model
 
     family = params.get("family") or "ipv4"
     families = ("ipv4", "ipv6") if family == "dual" else (family,)
-    node = None
     if existing_rules:
         from netproxy.parser.nftables import is_nft, parse_nft
         from netproxy.parser.nftables.read import read_text

@@ -18,9 +18,25 @@ def is_nft_file(name: str) -> bool:
     return sniff_path(name).kind in (k.NFT_TEXT, k.NFT_JSON)
 
 
-def read_nft_listing(name: str, *, strict: bool) -> NftRuleset:
-    """Parse a listing; what a lenient parse could not read is noted on stderr (the trace
-    says UNKNOWN where a packet reaches it)."""
+def read_nft_listings(names: list[str], *, strict: bool) -> list[NftRuleset]:
+    """Parse listings read together: a table in several of them is one table, so a chain or
+    set one of them refers to may be in another. What a lenient parse could not read is
+    noted on stderr (the trace says UNKNOWN where a packet reaches it)."""
+    from netproxy.parser.nftables.refs import check_references
+
+    listings = [read_nft_listing(name, strict=strict, references=False) for name in names]
+    for listing in listings:
+        check_references(listing, strict, tuple(o for o in listings if o is not listing))
+    for listing in listings:
+        if listing.problems:
+            first = listing.problems[0]
+            more = f" (and {len(listing.problems) - 1} more)" if len(listing.problems) > 1 else ""
+            stderr_note(f"{listing.source}:{first.line}: {first.message}{more}")
+    return listings
+
+
+def read_nft_listing(name: str, *, strict: bool, references: bool = True) -> NftRuleset:
+    """Parse one listing."""
     from netproxy.parser.nftables import parse_nft
 
     source = display(name)
@@ -31,11 +47,7 @@ def read_nft_listing(name: str, *, strict: bool) -> NftRuleset:
             text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
         except OSError as err:
             raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
-    listing = parse_nft(text, source=source, strict=strict)
+    listing = parse_nft(text, source=source, strict=strict, references=references)
     if not listing.tables:
         raise ParseError("no nftables tables found", source=source, line=1)
-    if listing.problems:
-        first = listing.problems[0]
-        more = f" (and {len(listing.problems) - 1} more)" if len(listing.problems) > 1 else ""
-        stderr_note(f"{source}:{first.line}: {first.message}{more}")
     return listing

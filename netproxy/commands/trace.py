@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import cluster_options
+from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.commands.rulesource import netns_read_options, read_given, rules_given
 from netproxy.errors import InputError, TraceError
 from netproxy.inputs.read import check_input
@@ -32,6 +33,10 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
                    "INPUTS.")
 @netns_read_options
 @cluster_options
+@click.option("--proxy-mode", "proxy_mode", type=click.Choice(["iptables", "nftables"]),
+              default=None, help="With cluster INPUTS: trace the rules kube-proxy writes in this "
+                                 "mode (default: the configuration's, else iptables).")
+@nft_options
 @click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
 @click.option("--dst", metavar="IP", help="Destination address.")
 @click.option("--dport", type=click.IntRange(0, 65535), metavar="PORT", help="Destination port.")
@@ -103,7 +108,9 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         raise TraceError(f"bad --mark/--ctmark {mark!r}/{ctmark!r}") from None
     locals_: list[str] = list(local_ip)
     pod_cidrs: tuple[str, ...] = ()
-    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+    from netproxy.commands.nftrules import is_nft_file, read_nft_listings
+
+    nft_flags = NftFlags.pop(params)
 
     inputs = tuple(params.get("inputs") or ())
     nft_paths = [p for p in (*rules_paths, *inputs) if is_nft_file(p)]
@@ -113,7 +120,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         raise InputError(f"netproxy trace walks one iptables dump with any number of nft "
                          f"listings, got {len(ipt_paths)} iptables dumps: {', '.join(ipt_paths)}")
     rules_path = rules_given(params, ipt_paths[0] if ipt_paths else None, netns_name, "trace")
-    listings = [read_nft_listing(p, strict=strict) for p in nft_paths]
+    listings = read_nft_listings(nft_paths, strict=strict)
     node = None
     if rules_path is not None and snapshot_path is None and _is_snapshot(rules_path):
         snapshot_path = rules_path
@@ -164,17 +171,38 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
     else:
         if not params.get("inputs"):
             raise InputError("nothing to trace: give --rules FILE, --netns NAME or cluster INPUTS")
-        from netproxy.commands.cluster_options import effective_config, load_cluster, settings_for
+        from netproxy.commands.cluster_options import (
+            effective_config,
+            load_cluster,
+            proxy_mode,
+            settings_for,
+        )
         from netproxy.compiler import compile_cluster
         from netproxy.parser import parse_rules
         from netproxy.render import render_save
 
         cluster = load_cluster(params)  # once: both the rules and the node addresses
-        settings = settings_for(params, cluster)
-        compiled = compile_cluster(cluster, settings)
-        # Through the save text, so hop line numbers are those of `netproxy compile`.
-        ruleset = parse_rules(render_save(compiled.save), source="<compiled>",
-                              family=settings.family)
+        if proxy_mode(params, cluster) == "nftables":
+            # kube-proxy's table as `nft list table` shows it (hop lines are those of
+            # `netproxy compile --proxy-mode nftables`), walked like a node's listing.
+            from netproxy.commands.nftables_options import nftables_text
+            from netproxy.netfilter.model import Ruleset
+            from netproxy.parser.nftables import parse_nft_text
+
+            if params.get("family") == "dual":
+                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
+                                 where="--family")
+            text = nftables_text(params, cluster, "list", nft_flags)
+            listings = [parse_nft_text(text, source="<compiled>", strict=True)]
+            settings = settings_for(params, cluster, nftables=True)
+            ruleset = Ruleset(family=settings.family, source="<compiled>")
+        else:
+            nft_flags.refuse_in_iptables_mode()
+            settings = settings_for(params, cluster)
+            compiled = compile_cluster(cluster, settings)
+            # Through the save text, so hop line numbers are those of `netproxy compile`.
+            ruleset = parse_rules(render_save(compiled.save), source="<compiled>",
+                                  family=settings.family)
         locals_ += [ip for ip in settings.local_addresses if ip not in locals_]
         pod_cidrs = effective_config(params, cluster).cluster_cidrs
     if ruleset.problems:  # a lenient parse says what it tolerated, once per kind
@@ -210,7 +238,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
     # Without --local-ip a dump's node addresses are those its rules reveal (stated), and
     # unknowable facts fork into cases; --strict makes them UNKNOWN instead. A namespace's
     # live rules are read like a dump; compiled cluster objects and a snapshot know them all.
-    complete = (bool(locals_) or (rules_path is None and netns_name is None and not listings)
+    complete = (bool(locals_) or (rules_path is None and netns_name is None and not nft_paths)
                 or node is not None)
     tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
                     strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router,
@@ -260,12 +288,23 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             problems_all.extend(f"packet {n}, {line}" for line in problems)
             yield result
 
-    _emit_stream(checked(trace_stream({tracer.family: tracer}, packets,
-                                      skipped if pcap_path else None)), fmt, brief)
+    tracers = {tracer.family: tracer}
+    if pcap_path and node is not None and rules_path == snapshot_path:
+        # A capture holds both families: the snapshot's rules of the other one trace the
+        # packets of that family.
+        other = "ipv6" if tracer.family == "ipv4" else "ipv4"
+        other_rules = node.ruleset(other, strict=strict)
+        if other_rules.tables:
+            tracers[other] = Tracer(
+                other_rules, local_ips=node.addresses(other), ipsets=ipsets, strict=strict,
+                assume=not strict,
+                router=node.router(other) if node.has_routes(other) else None)
+    _emit_stream(checked(trace_stream(tracers, packets, skipped if pcap_path else None)),
+                 fmt, brief)
     for fam, n in skipped.items():
         sys.stderr.write(f"netproxy: skipped {n:,} {fam} packet{'s' if n != 1 else ''} of the "
-                         f"capture: the rules are {tracer.family} (trace them with the "
-                         f"{fam} rules, e.g. ip6tables-save output)\n")
+                         f"capture: the rules are {tracer.family} (a node snapshot holding "
+                         f"{fam} rules traces them too)\n")
     for line in problems_all:
         click.echo(f"netproxy: not as expected: {line}", err=True)
     from netproxy.trace.expect import EXIT_DISAGREES, EXIT_OK, EXIT_UNKNOWN

@@ -78,8 +78,9 @@ def hint(kind: str, command: str, name: str) -> str:
     if kind == k.IPTABLES_S:
         return "netproxy reads iptables-save output: run iptables-save (not iptables -S) on the node"
     if kind in (k.NFT_TEXT, k.NFT_JSON):
-        return ("netproxy reads iptables rulesets: on the node run iptables-save, which also shows "
-                "the rules iptables-nft keeps in nftables")
+        return (f"netproxy {command} reads iptables rulesets: on the node run iptables-save, which "
+                "also shows the rules iptables-nft keeps in nftables; netproxy trace reads nft "
+                f"listings: netproxy trace --rules {f} --dst ...")
     if kind == k.SNAPSHOT:
         return {
             "trace": f"a node snapshot goes to --rules or --snapshot: netproxy trace --rules {f} --dst ...",
@@ -100,6 +101,8 @@ def hint(kind: str, command: str, name: str) -> str:
 def refuse(found: Sniffed, *, where: str, role: str, command: str) -> WrongInput:
     """The error for ``found`` given where ``role`` is read by ``command``."""
     expected = EXPECTED[role]
+    if role == "rules" and command == "trace":
+        expected = "an iptables-save dump, iptables-restore payload or nft listing"
     if found.kind == k.TEXT:
         quoted = f": {found.detail!r}" if found.detail else ""
         message = f"not {expected}{quoted}"

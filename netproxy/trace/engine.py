@@ -182,6 +182,8 @@ class Tracer:
                  and (prio := iptables_priority(tname, hook)) is not None]
         self._nft_tables: dict[str, NftTable] = {}
         self._nft: NftRules | None = None
+        self._several = len(nft) + bool(ruleset.tables) > 1
+        """Rules from several files: nft hops name their file beside the line."""
         if nft:
             bases += self._add_nft(nft)
         # Hook sequences without the chains that cannot have an effect (absent, or empty
@@ -216,13 +218,26 @@ class Tracer:
                                           f"{table.family} family is not traced")
                     continue
                 label = table.label
-                if label in self._nft_tables:
-                    raise TraceError(f"table {label} is listed twice", where=listing.source)
+                known = self._nft_tables.get(label)
+                if known is not None:
+                    # The same table in several listings (a listing of its base chains and
+                    # one of its service chains, say): one table, as `nft -f` of both makes.
+                    twice = sorted((set(known.chains) & set(table.chains))
+                                   | (set(known.sets) & set(table.sets)))
+                    if twice:
+                        raise TraceError(f"table {label}: {twice[0]!r} is in two listings",
+                                         where=listing.source)
+                    table = replace(table, chains={**known.chains, **table.chains},
+                                    sets={**known.sets, **table.sets},
+                                    objects=[*known.objects, *table.objects],
+                                    flowtables={**known.flowtables, **table.flowtables})
                 self._nft_tables[label] = table
                 for ft in table.flowtables.values():
                     self.notes.append(f"flowtable {ft.name} in {label}: offloaded connections "
                                       "skip the hooks after their first packets (not traced)")
                 for chain in table.chains.values():
+                    if known is not None and chain.name in known.chains:
+                        continue
                     code = NftChainCode(label, table, chain, listing.source)
                     self.codes[(label, chain.name)] = code
                     if not chain.base:
@@ -420,13 +435,14 @@ class Tracer:
                    render=lambda: self.rule_text(code.table, code.name, rule), depth=depth)
 
     def _nft_hop(self, code: Any, pos: int | None, depth: int) -> Hop:
+        source = code.source if self._several else None
         if pos is None:
             return Hop(code.table_name, code.name, None, code.chain.line,
                        text=f"policy {code.policy.lower()}", depth=depth,
-                       family=code.family_name)
+                       family=code.family_name, source=source)
         rule = code.chain.rules[pos]
         return Hop(code.table_name, code.name, pos + 1, rule.line, text=rule.text, depth=depth,
-                   family=code.family_name, handle=rule.handle)
+                   family=code.family_name, handle=rule.handle, source=source)
 
     # ------------------------------------------------------------------ public API
 
@@ -650,6 +666,8 @@ class Tracer:
                     if w.conn is not None:
                         self._conn_nat(w, hook)
                     continue
+                if code.nat and w.nat_hook == hook:
+                    continue  # an earlier nat chain at this hook set up the NAT already
                 self._enter(w, hook)
                 stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (code.name,),
                               code])
@@ -725,7 +743,13 @@ class Tracer:
                     if kind == "none":
                         continue
             if kind == "jump" or kind == "goto":
-                target = codes.get((code.table, data)) or self.code(code.table, data)
+                target = codes.get((code.table, data))
+                if target is None:
+                    if code.table in self._nft_tables:  # a cut-short or trimmed listing
+                        out.append(self._outcome(w, "UNKNOWN", reason=f"{kind} {data}: the "
+                                                 "listing has no such chain"))
+                        return
+                    target = self.code(code.table, data)
                 cands2 = target.all if target.dim is None else target.candidates(
                     w.dst, proto, w.dport)
                 if kind == "jump":
@@ -767,12 +791,13 @@ class Tracer:
                 w.nat_ok = False
                 continue
             if kind == "DNAT" or kind == "SNAT" or kind == "MASQUERADE" or kind == "REDIRECT":
-                reason = self._nat(w, kind, data, stack[0][0].nat)
+                reason = self._nat(w, kind, data, stack[0][4].nat)  # the base chain's type
                 if reason is not None:
                     out.append(self._outcome(w, "UNKNOWN", reason=reason))
                     return
                 if kind == "MASQUERADE":
                     w.masq_flags = data
+                w.nat_hook = w.hook
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(data)))

@@ -89,13 +89,14 @@ def render_dot(result: TraceResult) -> str:
         prev: str | None = None
         branch = ""
         for hop in o.path:
-            chain = f"{hop.table}/{hop.chain}"
+            chain = (f"{hop.family} " if hop.family else "") + f"{hop.table}/{hop.chain}"
             node = chain + branch
             nodes.setdefault(node, chain + (f"\n(to {o.dnat})" if branch else ""))
             if prev is not None and prev != node:
                 edges[(prev, node)] = edges.get((prev, node), 0.0) + o.probability
             prev = node
-            if not branch and o.dnat and (" -j DNAT" in hop.text or " -j REDIRECT" in hop.text):
+            if not branch and o.dnat and (" -j DNAT" in hop.text or " -j REDIRECT" in hop.text
+                                          or "dnat " in hop.text or "redirect" in hop.text):
                 branch = f" @{o.dnat}"  # from here on, this endpoint's own path
         end = o.verdict + (f"\n{o.dnat}" if o.dnat else "") + (
             "\nmasqueraded" if o.masquerade else "")

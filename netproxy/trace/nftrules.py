@@ -395,6 +395,8 @@ class NftRules:
         parts = _parts(left)
         getters = [self.getter(p) for p in parts]
         kinds = tuple(g.kind for g in getters)
+        if "never" in kinds:  # a header of the other family: nft's dependency fails
+            return _const(False)
         gets = tuple(g.get for g in getters)
         negated = op == "!="
         if isinstance(right, str) and right.startswith("@") or \
@@ -516,7 +518,7 @@ class NftRules:
         v4 = self.v4
         if proto in ("ip", "ip6"):
             if (proto == "ip") != v4:
-                return _Keyed(lambda w: NO, "addr")
+                return _Keyed(lambda w: NO, "never")
             if field == "saddr":
                 return _Keyed(lambda w: w.src, "addr")
             if field == "daddr":

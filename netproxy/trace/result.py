@@ -18,11 +18,12 @@ class Hop:
     """
 
     __slots__ = ("table", "chain", "rule", "line", "depth", "_text", "_render", "family",
-                 "handle")
+                 "handle", "source")
 
     def __init__(self, table: str, chain: str, rule: int | None, line: int,
                  text: str | None = None, render: Callable[[], str] | None = None,
-                 depth: int = 0, family: str | None = None, handle: int | None = None) -> None:
+                 depth: int = 0, family: str | None = None, handle: int | None = None,
+                 source: str | None = None) -> None:
         self.table = table
         self.chain = chain
         self.rule = rule
@@ -32,6 +33,8 @@ class Hop:
         """For an nftables chain: the table's family (``ip``, ``inet``); None for iptables."""
         self.handle = handle
         """For an nftables rule: its handle, when the listing showed handles (``nft -a``)."""
+        self.source = source
+        """The file the rule was read from, when several were walked together."""
         """How many user chains deep the hop is (0 for a built-in chain)."""
         self._text = text
         self._render = render
@@ -46,6 +49,8 @@ class Hop:
         where = f"#{self.rule}" if self.rule is not None else "policy"
         line = f" (line {self.line})" if self.line else (
             f" (handle {self.handle})" if self.handle is not None else "")
+        if self.source is not None and self.line:
+            line = f" ({self.source}:{self.line})"
         table = f"{self.family} {self.table}" if self.family is not None else self.table
         return f"{table}/{self.chain} {where}{line}"
 
@@ -55,6 +60,8 @@ class Hop:
         if self.family is not None:
             out["family"] = self.family
             out["handle"] = self.handle
+        if self.source is not None:
+            out["file"] = self.source
         return out
 
     def __repr__(self) -> str:

@@ -64,12 +64,20 @@ class Stepper:
         self.where: dict[Any, Factor] = {}
         self._parsed: tuple[Any, ...] = (None,)
         """The current flow and its addresses as numbers (parsed once per packet)."""
+        self.replies: dict[int, Any] = {}
+        """hash of a reply's flow -> the connections (their flows) it may answer. Which one
+        it answers in a world is checked against that world's NAT of the connection, so a
+        hash collision never makes a wrong reply; keeping hashes keeps memory small."""
+        self._new_replies: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
 
     def step(self, packet: Packet) -> TraceResult:
         auto = packet.extra.get("ct") == AUTO_STATE
         flow = _flow(packet)
         prev_key = ("prev", packet.src, packet.dst, packet.dport, packet.proto.lower())
-        pre = [prev_key] + ([("conn", flow), ("reply", flow)] if auto else [])
+        answers = self.replies.get(hash(flow), ()) if auto else ()
+        if answers and type(answers[0]) is not tuple:
+            answers = (answers,)  # one connection (the usual case) is kept without a list
+        pre = [prev_key] + ([("conn", flow)] if auto else []) + [("conn", c) for c in answers]
         touched: list[Factor] = []
         for key in pre:
             f = self.where.get(key)
@@ -77,7 +85,7 @@ class Stepper:
                 touched.append(f)
         while True:
             try:
-                runs = self._runs(packet, touched, pre, auto, flow, prev_key)
+                runs = self._runs(packet, touched, pre, auto, flow, prev_key, answers)
                 break
             except _Unsettled as need:
                 touched.append(need.factor)
@@ -101,7 +109,7 @@ class Stepper:
         return get
 
     def _runs(self, packet: Packet, touched: list[Factor], pre: list[Any], auto: bool,
-              flow: tuple[Any, ...], prev_key: Any) -> list[Any]:
+              flow: tuple[Any, ...], prev_key: Any, answers: Any = ()) -> list[Any]:
         runs = []
         combos = product(*[f.alts for f in touched]) if touched else [()]
         for combo in combos:
@@ -114,10 +122,11 @@ class Stepper:
             pkt, conn = packet, None
             found = False
             if auto:
-                orig, reply = get(("conn", flow)), get(("reply", flow))
+                orig = get(("conn", flow))
+                reply = None if orig is not None else self._reply_of(flow, answers, get)
                 found = orig is not None or reply is not None
                 if orig is not None:
-                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", orig)
+                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", _conn_nat(orig))
                 elif reply is not None:
                     pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("reply", reply)
                 else:
@@ -211,6 +220,18 @@ class Stepper:
             factor = Factor(keys, [(prob / total, values) for prob, values in new_alts])
             for key in keys:
                 where[key] = factor
+        replies = self.replies
+        for back, conn_flow in self._new_replies:
+            h = hash(back)
+            known = replies.get(h)
+            if known is None:
+                replies[h] = conn_flow
+            elif type(known[0]) is not tuple:
+                if known != conn_flow:
+                    replies[h] = (known, conn_flow)
+            elif conn_flow not in known:
+                replies[h] = known + (conn_flow,)
+        self._new_replies.clear()
         first = runs[0][2]
         notes = list(first.notes)
         if auto and any(r[2].packet.ct != first.packet.ct for r in runs):
@@ -252,6 +273,32 @@ class Stepper:
         res.same_as_previous = same if prev is not None else None
         return res
 
+    def _reply_of(self, flow: tuple[Any, ...], answers: Any, get: Any) -> Any:
+        """The connection ``flow`` answers in this world, as (service address, port, client
+        address, port) for the reverse NAT; None when it answers none."""
+        fam = self.family
+        for conn_flow in answers:
+            nat = get(("conn", conn_flow))
+            if nat is None:
+                continue
+            addr, port, masq = _conn_nat(nat)
+            proto, src, sport, dst, dport = conn_flow
+            if masq:
+                local = self.tracer.first_local()
+                if local is None:
+                    continue
+                reply_dst = local
+            else:
+                reply_dst = src
+            back = (proto, format_addr(addr, fam) if addr is not None else dst,
+                    port if addr is not None else dport, reply_dst, sport)
+            if back != flow:
+                continue
+            return (parse_addr(dst, fam) if addr is not None else None,
+                    dport if addr is not None else None,
+                    parse_addr(src, fam) if masq else None, sport)
+        return None
+
     def _connection(self, values: dict[Any, Any], res: TraceResult, o: Outcome,
                     flow: tuple[Any, ...]) -> None:
         """Remember a new connection: its NAT for later packets, and its reply tuple."""
@@ -262,21 +309,28 @@ class Stepper:
         if parsed[0] != flow:
             parsed = self._parsed = (flow, parse_addr(src, fam), parse_addr(dst, fam),
                                      self.tracer.first_local())
-        values[("conn", flow)] = (dnat[0] if dnat else None, dnat[1] if dnat else None,
-                                  o.masquerade)
+        # the raw DNAT tuple itself (shared with the "prev" entry), wrapped when masqueraded
+        values[("conn", flow)] = (("masq", dnat) if o.masquerade else (dnat or _NO_DNAT))
         ep_host = format_addr(dnat[0], fam) if dnat else dst
         ep_port = dnat[1] if dnat else dport
         reply_dst = src
-        client = None
         if o.masquerade:
-            local = parsed[3]
-            if local is None:
+            if parsed[3] is None:
                 return  # the masquerading address is not known: replies cannot be matched
-            reply_dst = local
-            client = parsed[1]
-        vip = parsed[2] if dnat is not None else None
-        values[("reply", (proto, ep_host, ep_port, reply_dst, sport))] = (
-            vip, dport if dnat is not None else None, client, sport)
+            reply_dst = parsed[3]
+        self._new_replies.append(((proto, ep_host, ep_port, reply_dst, sport), flow))
+
+
+_NO_DNAT = ("none",)
+
+
+def _conn_nat(value: Any) -> tuple[Any, Any, bool]:
+    """A remembered connection's NAT as (DNAT address, port, masqueraded)."""
+    masq = value[0] == "masq"
+    dnat = value[1] if masq else value
+    if dnat is None or dnat[0] == "none":
+        return None, None, masq
+    return dnat[0], dnat[1], masq
 
 
 def trace_stream(tracers: dict[str, Any], packets: Iterable[Packet],

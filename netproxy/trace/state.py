@@ -70,7 +70,7 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided", "conn", "reverse", "route", "pending")
+                 "assumed", "decided", "conn", "reverse", "route", "pending", "nat_hook")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -108,6 +108,9 @@ class Walk:
         """Stated defaults this branch relied on (an unnamed interface, not bridged)."""
         self.decided: object = None
         """A forked branch re-visiting the rule it forked on: that rule's match result."""
+        self.nat_hook = ""
+        """The hook where a nat chain last set up the connection's NAT: the kernel consults
+        no further nat chain at that hook (nf_nat_inet_fn)."""
         self.pending: tuple[str, Any, int] | None = None
         """A branch forked by an nft ``numgen`` lookup: the action it takes when resumed
         (kind, data, rule position)."""
@@ -155,6 +158,7 @@ class Walk:
         o.assumed = self.assumed
         o.decided = None
         o.pending = None
+        o.nat_hook = self.nat_hook
         o.conn = self.conn
         o.reverse = self.reverse
         return o

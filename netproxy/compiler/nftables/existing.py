@@ -68,6 +68,20 @@ def preload(t: Table, existing: Any) -> None:
     t.existing_sets = list(existing.sets)
     t.existing_elements = {name: set(t.containers[name].elements) for name in STORAGE_ORDER
                            if name in t.containers}
+    t.before = state_of(t)
+
+
+def state_of(t: Table) -> dict[tuple[str, str], object]:
+    """Every object of ``t`` as a comparable value: ``("chain", name)`` -> header and rules,
+    ``("set", name)`` -> kind, type, flags, timeout, comment and elements."""
+    out: dict[tuple[str, str], object] = {}
+    for name, chain in t.chains.items():
+        out[("chain", name)] = (chain.hook, chain.type, chain.priority if chain.hook else 0,
+                                chain.comment, tuple(chain.rules))
+    for name, c in t.containers.items():
+        out[("set", name)] = (c.kind, c.type, c.flags, c.timeout, c.comment,
+                              frozenset(c.elements.items()))
+    return out
 
 
 def finish(t: Table) -> None:

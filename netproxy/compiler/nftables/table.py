@@ -63,6 +63,9 @@ class Table:
         self.existing_chains: list[str] = []
         self.existing_sets: list[str] = []
         self.existing_elements: dict[str, set[str]] = {}
+        self.before: dict[tuple[str, str], object] | None = None
+        """The node's objects before the transaction (``existing.state_of``), None on a
+        fresh node."""
 
     # -- table and chains --------------------------------------------------------------
     def add_table(self, comment: str) -> None:

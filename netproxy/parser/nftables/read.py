@@ -21,11 +21,12 @@ def is_nft(text: str) -> bool:
     return False
 
 
-def parse_nft(text: str, *, source: str = "<nft>", strict: bool = False) -> NftRuleset:
+def parse_nft(text: str, *, source: str = "<nft>", strict: bool = False,
+              references: bool = True) -> NftRuleset:
     """Text or JSON, told apart by the first character."""
     if text.lstrip().startswith("{"):
         return parse_nft_json(text, source=source, strict=strict)
-    return parse_nft_text(text, source=source, strict=strict)
+    return parse_nft_text(text, source=source, strict=strict, references=references)
 
 
 def read_text(path: str | Path) -> tuple[str, str]:

@@ -29,23 +29,36 @@ def references(value: Any) -> Iterator[tuple[str, str]]:
                 yield from references(item)
 
 
-def check_references(ruleset: NftRuleset, strict: bool) -> None:
-    """Record (or, strict, raise) every reference to a set, map or chain that is missing."""
+REFERS = "which the listing lacks"
+"""Ends the message of every dangling-reference problem."""
+
+
+def check_references(ruleset: NftRuleset, strict: bool,
+                     others: tuple[NftRuleset, ...] = ()) -> None:
+    """Record (or, strict, raise) every reference to a set, map or chain that is missing;
+    ``others``: listings read together with this one, whose tables count as the same."""
     for table in ruleset.tables.values():
+        key = (table.family, table.name)
+        sets = dict(table.sets)
+        chains = dict(table.chains)
+        for other in others:
+            same = other.tables.get(key)
+            if same is not None:
+                sets.update(same.sets)
+                chains.update(same.chains)
         found: list[tuple[int, str]] = []
         for chain in table.chains.values():
             for rule in chain.rules:
                 for kind, name in references(rule.exprs):
-                    if (table.sets if kind == "set" else table.chains).get(name) is None:
+                    if (sets if kind == "set" else chains).get(name) is None:
                         found.append((rule.line, f"{table.label}: {chain.name} refers to "
-                                                 f"{kind} {name!r}, which the listing lacks"))
+                                                 f"{kind} {name!r}, {REFERS}"))
         for nset in table.sets.values():
             for elem in nset.elements:
                 for kind, name in references(elem.value):
-                    if kind == "chain" and name not in table.chains:
+                    if kind == "chain" and name not in chains:
                         found.append((nset.line, f"{table.label}: element of {nset.name} "
-                                                 f"refers to chain {name!r}, which the "
-                                                 "listing lacks"))
+                                                 f"refers to chain {name!r}, {REFERS}"))
         for line, message in found:
             if strict:
                 raise ParseError(message, source=ruleset.source, line=line)

@@ -998,8 +998,11 @@ def _split_addr_port(text: str) -> tuple[Any, Any]:
     return (word_value(addr) if addr else None), (word_value(port) if port else None)
 
 
-def parse_nft_text(text: str, *, source: str = "<nft>", strict: bool = False) -> NftRuleset:
-    """Parse an ``nft list ruleset`` listing."""
+def parse_nft_text(text: str, *, source: str = "<nft>", strict: bool = False,
+                   references: bool = True) -> NftRuleset:
+    """Parse an ``nft list ruleset`` listing; ``references``: check that the sets and chains
+    rules refer to are there (off for listings read together, checked across them)."""
     ruleset = TextParser(text, source, strict).parse()
-    check_references(ruleset, strict)
+    if references:
+        check_references(ruleset, strict)
     return ruleset
