@@ -301,3 +301,38 @@ def test_bridge_facts_from_links_and_sysctls(
     assert bool(data.get("assumptions")) == assumed, data.get("assumptions")
     if not assumed:  # decided: the DROP rule did not match
         assert [o["verdict"] for o in data["outcomes"]] == ["ACCEPT"]
+
+
+RULES6 = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+-A PREROUTING -j KUBE-SERVICES
+-A KUBE-SERVICES -d fd00:96::10/128 -p udp -m udp --dport 53 -j DNAT --to-destination [fd00:244::5]:53
+COMMIT
+"""
+
+
+def test_capture_packets_of_both_families_with_a_snapshot(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    path = tmp_path / "node.snap"
+    path.write_text(snapshot_text().replace("### ipset save\n",
+                                            f"### ip6tables-save (legacy)\n{RULES6}"
+                                            "### ipset save\n"))
+    cap = tmp_path / "both.pcap"
+    wrpcap(str(cap), [Ether() / IP(src="10.244.1.7", dst="10.96.0.10") / UDP(sport=5, dport=53),
+                      Ether() / IPv6(src="fd00:244::9", dst="fd00:96::10") / UDP(sport=6,
+                                                                                 dport=53)])
+    code, out, err = run(capsys, "trace", "--rules", str(path), "--pcap", str(cap))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "1 endpoint 10.244.1.5:53" in lines[0]
+    assert "1 endpoint [fd00:244::5]:53" in lines[1]  # the snapshot's ip6tables rules
+    assert "skipped" not in err

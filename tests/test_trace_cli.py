@@ -156,7 +156,7 @@ def test_pcap(tmp_path: Path) -> None:
     assert "same endpoint" not in lines[2]
     assert "1 endpoint 10.244.1.21:5353" in lines[3]
     assert r.stderr == ("netproxy: skipped 1 ipv6 packet of the capture: the rules are ipv4 "
-                        "(trace them with the ipv6 rules, e.g. ip6tables-save output)\n")
+                        "(a node snapshot holding ipv6 rules traces them too)\n")
 
 
 def test_pcap_masqueraded_reply(tmp_path: Path) -> None:

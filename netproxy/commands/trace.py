@@ -288,12 +288,23 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             problems_all.extend(f"packet {n}, {line}" for line in problems)
             yield result
 
-    _emit_stream(checked(trace_stream({tracer.family: tracer}, packets,
-                                      skipped if pcap_path else None)), fmt, brief)
+    tracers = {tracer.family: tracer}
+    if pcap_path and node is not None and rules_path == snapshot_path:
+        # A capture holds both families: the snapshot's rules of the other one trace the
+        # packets of that family.
+        other = "ipv6" if tracer.family == "ipv4" else "ipv4"
+        other_rules = node.ruleset(other, strict=strict)
+        if other_rules.tables:
+            tracers[other] = Tracer(
+                other_rules, local_ips=node.addresses(other), ipsets=ipsets, strict=strict,
+                assume=not strict,
+                router=node.router(other) if node.has_routes(other) else None)
+    _emit_stream(checked(trace_stream(tracers, packets, skipped if pcap_path else None)),
+                 fmt, brief)
     for fam, n in skipped.items():
         sys.stderr.write(f"netproxy: skipped {n:,} {fam} packet{'s' if n != 1 else ''} of the "
-                         f"capture: the rules are {tracer.family} (trace them with the "
-                         f"{fam} rules, e.g. ip6tables-save output)\n")
+                         f"capture: the rules are {tracer.family} (a node snapshot holding "
+                         f"{fam} rules traces them too)\n")
     for line in problems_all:
         click.echo(f"netproxy: not as expected: {line}", err=True)
     from netproxy.trace.expect import EXIT_DISAGREES, EXIT_OK, EXIT_UNKNOWN
