@@ -179,3 +179,19 @@ def test_diff_across_modes_wants_iptables_first(capsys, states):
     code, out, err = run(capsys, "diff", "--behaviour", str(after), str(before))
     assert code == 2 and out == ""
     assert f"netproxy diff --behaviour {before} {after}" in err
+
+
+def test_dual_stack_reports_each_family(capsys):
+    inputs = str(REPO / "tests" / "golden" / "compile" / "ipv6-dualstack" / "inputs")
+    code, out, _ = run(capsys, "migrate", inputs, "--family", "dual", "--hostname-override",
+                       "node-1", "--node-ip", "192.168.0.10", "--node-ip", "2001:db8:ffff::10",
+                       "--cluster-cidr", "10.244.0.0/16,fd00:10:244::/56", "--service-cidr",
+                       "10.96.0.0/16,fd00:10:96::/112", "--json")
+    assert code == 0
+    families = json.loads(out)["families"]
+    assert [r["family"] for r in families.values()] == ["ipv4", "ipv6"]
+    # kube-proxy never forwarded IPv6 NodePorts on localhost: nothing to lose there
+    assert "localhost-nodeports" in groups(families["ipv4"])
+    assert set(groups(families["ipv6"])) == {"cluster-ip-other-ports", "unallocated-service-ips"}
+    assert groups(families["ipv6"])["unallocated-service-ips"]["differences"][0]["probe"] \
+        .startswith("tcp [fd00:10:96::")

@@ -153,7 +153,7 @@ def _across_modes(inputs: tuple[str, ...], params: dict[str, Any], local_ips: li
     reports = across_modes(inputs, family=family, local_ips=local_ips, strict=strict)
     if as_json:
         body: Any = reports[0].to_json() if len(reports) == 1 else \
-            {"families": [r.to_json() for r in reports]}
+            {"families": {r.family: r.to_json() for r in reports}}
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
     else:
         sys.stdout.write("\n".join(migrate_text(r) for r in reports))

@@ -91,6 +91,18 @@ def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
     return spec, ruleset
 
 
+def _apply_nftables(node: str, params: dict[str, Any]) -> Any:
+    """kube-proxy's nftables table on the lab's node (``apply --proxy-mode nftables``)."""
+    from netproxy.backend.nftables import apply_nftables
+    from netproxy.commands.nftables_options import NftFlags, nftables_tables
+
+    cluster = load_cluster(params)
+    nft = {**params, "proxy_mode": "nftables"}
+    result, _ = apply_nftables(node, ["ipv4"], lambda listing: nftables_tables(
+        nft, cluster, NftFlags(None, None, None, ()), node=listing))
+    return result
+
+
 def _load_state(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -105,27 +117,42 @@ def _load_state(path: Path) -> dict[str, Any]:
 @state_option
 @click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
               show_default=True, help="iptables variant used in the node namespace.")
+@click.option("--proxy-mode", "mode", type=click.Choice(["iptables", "nftables"]),
+              default="iptables", show_default=True,
+              help="kube-proxy's mode on the lab's node: iptables rules, or its nftables table "
+                   "loaded with nft -f.")
+@click.option("--prefix", metavar="NAME", default=None,
+              help="Start of every namespace name the lab makes (default np-lab-<pid>).")
 @cluster_options
-def up(state_path: Path, variant: str, **params: Any) -> None:
+def up(state_path: Path, variant: str, mode: str, prefix: str | None, **params: Any) -> None:
     """Create the node, pod and client namespaces and apply the compiled rules."""
     if not params.get("inputs"):
         raise InputError("lab up needs cluster INPUTS")
     if state_path.exists():
         raise BackendError(f"a lab is already up ({state_path}); run 'netproxy lab down' first")
-    spec, ruleset = build_spec(params)
-    tools = xtables.resolve(variant)
-    lab = Lab(state_path)
+    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"})
+    tools = xtables.resolve(variant) if mode == "iptables" else None
+    if prefix is not None:
+        netns.check_name(f"{prefix}-node")
+    lab = Lab(state_path, prefix)
     try:
         lab.build(spec)
-        result = apply_state(RestoreBackend(lab.state["node"], tools), desired_state(ruleset))
-        lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
+        if tools is not None:
+            result = apply_state(RestoreBackend(lab.state["node"], tools), desired_state(ruleset))
+            what = f"{tools.variant}, {result.counts['chains_written']} chains"
+            lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
+        else:
+            done = _apply_nftables(lab.state["node"], params)
+            what = f"nftables, {done.operations} operations"
+            lab.state.update({"spec": spec.to_dict(), "variant": "nft", "mode": "nftables"})
+        lab.state["params"] = {k: list(v) if isinstance(v, tuple) else v
+                               for k, v in params.items()}
         lab.save()
     except BaseException:
         teardown(lab.state)
         state_path.unlink(missing_ok=True)
         raise
-    click.echo(f"lab {lab.prefix} is up: node {lab.state['node']} ({tools.variant}, "
-               f"{result.counts['chains_written']} chains), {len(spec.pods)} pods, "
+    click.echo(f"lab {lab.prefix} is up: node {lab.state['node']} ({what}), {len(spec.pods)} pods, "
                f"{len(spec.frontends)} frontends, clients: pod {spec.pod_client}, "
                f"external {', '.join(spec.external_sources)}, node-local")
     click.echo(f"state: {state_path}")
@@ -143,26 +170,109 @@ def up(state_path: Path, variant: str, **params: Any) -> None:
               help="Upper bound on the whole check, in seconds.")
 @click.option("--kernel-paths", type=click.IntRange(0, 100), default=12, show_default=True,
               help="Sample packets whose kernel rule path is compared hop by hop.")
-def check(state_path: Path, as_json: bool, count: int, timeout: float, budget: float, kernel_paths: int) -> int:
+@click.option("--proxy-mode", "mode", type=click.Choice(["both"]), default=None,
+              help="both: check the lab in iptables mode, then in nftables mode, and set the "
+                   "kernel's results beside netproxy migrate's prediction (the lab returns to "
+                   "its own mode afterwards).")
+def check(state_path: Path, as_json: bool, count: int, timeout: float, budget: float, kernel_paths: int,
+          mode: str | None) -> int:
     """Send TCP/UDP traffic to every frontend from pod, external and node-local clients
     and compare with the tracer's predictions for the rules read back from the node."""
-    from netproxy.backend.lab.check import Checker
-    from netproxy.parser import parse_rules
-
     state = _load_state(state_path)
     if "spec" not in state:
         raise BackendError(f"{state_path}: the lab did not finish coming up; run 'netproxy lab down'")
     spec = labspec.LabSpec.from_dict(state["spec"])
-    tools = xtables.resolve(state["variant"])
-    text = RestoreBackend(state["node"], tools).read()
-    ruleset = parse_rules(text, source=f"netns {state['node']}")
-    report = Checker(state, spec, ruleset, count=count, timeout=timeout, budget=budget,
-                     kernel_paths=kernel_paths, variant=tools.variant).run()
+    if mode == "both":
+        return _check_both(state, spec, as_json, count=count, timeout=timeout, budget=budget,
+                           kernel_paths=kernel_paths)
+    report = _checker(state, spec, state.get("mode") or "iptables", count=count, timeout=timeout,
+                      budget=budget, kernel_paths=kernel_paths).run()
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
         _print_report(report)
     return 0 if report["agree"] == report["groups"] else 1
+
+
+def _checker(state: dict[str, Any], spec: labspec.LabSpec, mode: str, **knobs: Any) -> Any:
+    """A checker for the rules the lab's node holds in ``mode`` (read back from it)."""
+    from netproxy.backend.lab.check import Checker
+    from netproxy.parser import parse_rules
+
+    if mode == "nftables":
+        from netproxy.backend.nftables import read_table
+        from netproxy.netfilter.model import Ruleset
+        from netproxy.parser.nftables import parse_nft
+
+        listed = read_table(state["node"], "ipv4")
+        if listed is None:
+            raise BackendError(f"netns {state['node']} holds no table ip kube-proxy")
+        listing = parse_nft(listed, source=f"netns {state['node']}", strict=True)
+        return Checker(state, spec, Ruleset(family="ipv4", source=listing.source),
+                       variant="nftables", nft=[listing], **knobs)
+    tools = xtables.resolve(state["variant"])
+    text = RestoreBackend(state["node"], tools).read()
+    ruleset = parse_rules(text, source=f"netns {state['node']}")
+    return Checker(state, spec, ruleset, variant=tools.variant, **knobs)
+
+
+def _switch(state: dict[str, Any], params: dict[str, Any], mode: str) -> None:
+    """Put the lab's node in ``mode``: the other mode's rules removed, this mode's applied."""
+    from netproxy.backend.engine import cleanup
+    from netproxy.backend.nftables import cleanup as nft_cleanup
+
+    node = state["node"]
+    tools = xtables.resolve(state["variant"])
+    if mode == "nftables":
+        cleanup(RestoreBackend(node, tools), reread=True)
+        _apply_nftables(node, params)
+    else:
+        nft_cleanup(node)
+        ruleset = build_ruleset({**params, "proxy_mode": "iptables"})
+        apply_state(RestoreBackend(node, tools), desired_state(ruleset), reread=True)
+
+
+def _check_both(state: dict[str, Any], spec: labspec.LabSpec, as_json: bool, **knobs: Any) -> int:
+    from netproxy.backend.lab.both import compare_modes
+
+    params = state.get("params")
+    if params is None:
+        raise BackendError("this lab was brought up by an older netproxy (no cluster inputs in "
+                           "its state); run 'netproxy lab down' and 'netproxy lab up' again")
+    home = state.get("mode") or "iptables"
+    checkers: dict[str, Any] = {}
+    reports: dict[str, dict[str, Any]] = {}
+    try:
+        for mode in ("iptables", "nftables"):
+            _switch(state, params, mode)
+            checkers[mode] = _checker(state, spec, mode, **knobs)
+            reports[mode] = checkers[mode].run()
+    finally:
+        _switch(state, params, home)
+    cluster = load_cluster(params)
+    old_np = settings_for({**params, "proxy_mode": "iptables"}, cluster).nodeports
+    new_np = settings_for({**params, "proxy_mode": "nftables"}, cluster, nftables=True).nodeports
+    migration = compare_modes(checkers["iptables"], checkers["nftables"],
+                              old_nodeports=old_np, new_nodeports=new_np)
+    agree = all(r["agree"] == r["groups"] for r in reports.values())
+    if as_json:
+        click.echo(json.dumps({**reports, "migration": migration}, indent=2))
+    else:
+        for m, r in reports.items():
+            kp = r["kernel_paths"]
+            click.echo(f"{m}: {r['agree']}/{r['groups']} frontend/source groups agree with the "
+                       f"tracer, kernel paths {kp['agree']}/{kp['sampled']} match")
+        for row in migration["changed"]:
+            what = f"expected: {row['expected']}" if row["expected"] else (
+                "FINDING" if row["finding"] else "not predicted")
+            seen = " -> ".join(", ".join(f"{k} x{v}" for k, v in sorted(row["observed"][m].items()))
+                               for m in ("iptables", "nftables"))
+            mark = "ok  " if row["kernel_agrees"] else "FAIL"
+            click.echo(f"{mark} {row['group']}: {what}; kernel saw {seen}")
+        click.echo(f"migration: {len(migration['changed'])} groups change between the modes, "
+                   f"{migration['findings']} findings; the kernel confirms the prediction for "
+                   f"{migration['confirmed']}/{migration['groups']} groups")
+    return 0 if agree and migration["findings"] == 0 else 1
 
 
 def _print_report(report: dict[str, Any]) -> None:

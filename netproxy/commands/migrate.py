@@ -111,7 +111,8 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
     old = Tracer(ipt, local_ips=local)
     new = Tracer(Ruleset(family=fam, source=listing.source), local_ips=local, nft=[listing])
     report = MigrationReport(old="compiled from " + ", ".join(params["inputs"]),
-                             new="compiled from " + ", ".join(params["inputs"]), context=context)
+                             new="compiled from " + ", ".join(params["inputs"]), context=context,
+                             family=fam)
     compare(report, probes, old, new, old_nodeports=old_settings.nodeports,
             new_nodeports=new_settings.nodeports)
     _notes(report, model, old_settings)

@@ -101,7 +101,7 @@ def across_modes(inputs: tuple[str, ...], *, family: str | None, local_ips: list
         probes = rule_probes(old, listing, ips)
         context.append(f"node addresses {', '.join(ips)}; iptables mode taken to accept "
                        "NodePorts on every node address")
-        report = MigrationReport(old=before, new=after, context=context)
+        report = MigrationReport(old=before, new=after, context=context, family=fam)
         t_old = Tracer(old, local_ips=[loopback, *ips])
         t_new = Tracer(Ruleset(family=fam, source=listing.source), local_ips=[loopback, *ips],
                        nft=[listing])

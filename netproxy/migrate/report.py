@@ -52,6 +52,7 @@ class MigrationReport:
     affected Services."""
     context: list[str] = field(default_factory=list)
     """What the comparison assumed (node, family, addresses, sources)."""
+    family: str = "ipv4"
 
     @property
     def verdict(self) -> str:
@@ -65,7 +66,8 @@ class MigrationReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "iptables": self.old, "nftables": self.new, "verdict": self.verdict,
+            "iptables": self.old, "nftables": self.new, "family": self.family,
+            "verdict": self.verdict,
             "probes": self.probes, "alike": self.alike,
             "expected": [{"key": k, "title": EXPECTED[k].title, "spec": EXPECTED[k].spec,
                           "avoid": EXPECTED[k].avoid, "services": g.services,

@@ -22,11 +22,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from netproxy.backend import netns
-from netproxy.backend.lab import ktrace, nflog, stats
+from netproxy.backend.lab import ktrace, nflog, nfttrace, stats
 from netproxy.backend.lab.spec import (
     EXTERNAL_CLIENT,
     NODE_EXTERNAL,
@@ -35,6 +36,7 @@ from netproxy.backend.lab.spec import (
     LabSpec,
 )
 from netproxy.netfilter.model import Ruleset
+from netproxy.netfilter.nft import NftRuleset
 from netproxy.progress import Progress, progress
 from netproxy.trace import Packet, Tracer
 
@@ -56,6 +58,8 @@ class Group:
     masq_predicted: dict[str, set[bool]] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     kernel_path: dict[str, Any] | None = None
+    packet: Packet | None = None
+    """The packet the prediction traced (for comparing two modes' predictions)."""
 
     @property
     def ok(self) -> bool:
@@ -87,7 +91,8 @@ def observed_key(result: dict[str, Any]) -> str:
 
 class Checker:
     def __init__(self, state: dict[str, Any], spec: LabSpec, ruleset: Ruleset, *, count: int,
-                 timeout: float, budget: float, kernel_paths: int, variant: str) -> None:
+                 timeout: float, budget: float, kernel_paths: int, variant: str,
+                 nft: Sequence[NftRuleset] = ()) -> None:
         self.state = state
         self.spec = spec
         self.count = count
@@ -97,7 +102,9 @@ class Checker:
         self.variant = variant
         self.ruleset = ruleset
         self.local_ips = {*spec.node_ips, NODE_EXTERNAL, NODE_GATEWAY, "127.0.0.1"}
-        self.tracer = Tracer(ruleset, local_ips=sorted(self.local_ips))
+        self.tracer = Tracer(ruleset, local_ips=sorted(self.local_ips), nft=nft)
+        self.nft = list(nft)
+        """kube-proxy's nftables table (nftables mode): the tracer walks it."""
         self.groups: list[Group] = []
 
     # -- planning ---------------------------------------------------------------------
@@ -130,6 +137,7 @@ class Checker:
         origin = g.source if g.source != "node" else ("localhost" if src.startswith("127.") else "node")
         packet = Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port, in_interface=g.in_interface,
                         origin=origin)
+        g.packet = packet
         result = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
@@ -216,11 +224,15 @@ class Checker:
                       "timeout": self.timeout}]
             sample.extend(self._run_probes(g.client_ns, probe)[0]["results"])
 
-        if self.variant == "nft":
+        tables: tuple[str, ...] = PATH_TABLES
+        if self.nft:
+            tables = ("kube-proxy",)
+            hops = nfttrace.kernel_path(self.state["node"], src, f.ip, f.proto, f.port, send)
+        elif self.variant == "nft":
             hops = ktrace.kernel_path(self.state["node"], match, hook, send, src)
         else:
             hops = nflog.kernel_path(self.state["node"], match, hook, send, src, self._rule_text, self._policy)
-        kernel = [(h.table, h.chain, h.text) for h in hops if h.table in PATH_TABLES]
+        kernel = [(h.table, h.chain, h.text) for h in hops if h.table in tables]
         taken = observed_key(sample[0]) if sample else "timeout"
         origin = "node" if g.source == "node" else g.source
         if g.source == "node" and src.startswith("127."):
@@ -230,8 +242,8 @@ class Checker:
         candidates = [o for o in result.outcomes if outcome_key(o, f.ip, self.local_ips) == taken]
         best: list[tuple[str, str, str]] = []
         for o in candidates:
-            path = [(h.table, h.chain, h.text if h.rule is not None else _policy(h.text)) for h in o.path
-                    if h.table in PATH_TABLES]
+            path = [(h.table, h.chain, h.text if h.rule is not None or self.nft
+                     else _policy(h.text)) for h in o.path if h.table in tables]
             if path == kernel:
                 best = path
                 break
