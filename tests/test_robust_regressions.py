@@ -37,7 +37,8 @@ def clean_error(result: subprocess.CompletedProcess[bytes], *parts: str) -> str:
     """The one-line message of an exit-2 result, checked to hold every one of ``parts``."""
     err = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 2, (result.returncode, err[-2000:])
-    lines = [line for line in err.splitlines() if not line.startswith("netproxy: note:")]
+    lines = [line for line in err.splitlines()
+             if not line.startswith(("netproxy: note:", "netproxy: warning:"))]
     assert len(lines) == 1 and lines[0].startswith("netproxy: "), err[-2000:]
     for part in parts:
         assert part in lines[0], lines[0]

@@ -82,6 +82,16 @@ def _note(text: str) -> None:
     click.echo(f"netproxy: note: {text}", err=True)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn(text: str) -> None:
+    """A warning on stderr, once per run (a command may load the same inputs twice)."""
+    if text not in _WARNED:
+        _WARNED.add(text)
+        click.echo(f"netproxy: warning: {text}", err=True)
+
+
 def command_name() -> str:
     """The netproxy sub-command being run (``lab`` for ``lab up``), for messages."""
     ctx = click.get_current_context(silent=True)
@@ -111,7 +121,8 @@ def load_cluster(params: dict[str, Any]) -> Cluster:
     if not inputs:
         raise InputError("no inputs: give YAML/JSON files, directories, or - for stdin")
     check_inputs(inputs, command_name())  # what only the bytes show: captures, binaries
-    return load_inputs(inputs, note=_note, prepare=_prepare)
+    return load_inputs(inputs, note=_note, prepare=_prepare, warn=_warn,
+                       strict=bool(params.get("strict")))
 
 
 def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> KubeProxyConfig:
@@ -122,7 +133,7 @@ def effective_config(params: dict[str, Any], cluster: Cluster | None = None) -> 
         from netproxy.inputs.read import check_input
 
         check_input(params["config_path"], "config", command_name())
-        cfg = load_config(params["config_path"])
+        cfg = load_config(params["config_path"], strict=bool(params.get("strict")), warn=_warn)
     elif cluster is not None and cluster.configs:
         if len(cluster.configs) > 1:
             raise InputError("more than one KubeProxyConfiguration among the inputs",
@@ -154,6 +165,12 @@ def _node_name(cfg: KubeProxyConfig, cluster: Cluster) -> str:
         return cfg.hostname_override.strip().lower()
     if len(cluster.nodes) == 1:
         return cluster.nodes[0].name
+    if len(cluster.nodes) > 1:
+        names = sorted(node.name for node in cluster.nodes)
+        shown_names = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+        raise InputError(f"{len(names)} Nodes among the inputs ({shown_names}): say which one "
+                         "to compile for with --hostname-override NAME (or hostnameOverride in "
+                         "the KubeProxyConfiguration)")
     return env_hostname()
 
 
@@ -180,6 +197,24 @@ def _node_ips(params: dict[str, Any], cluster: Cluster, node_name: str) -> list[
     return out
 
 
+def _say_missing_family(cluster: Cluster, family: str) -> None:
+    """A note when Services exist but none has an address of ``family``: the rules for it hold
+    only kube-proxy's base chains, which is rarely what was meant."""
+    if family not in ("ipv4", "ipv6") or not cluster.services:
+        return
+    six = family == "ipv6"
+    for svc in cluster.services:
+        if svc.type == "ExternalName":
+            continue
+        if any((":" in ip) == six for ip in svc.cluster_ips if ip and ip != "None"):
+            return
+        if svc.cluster_ip == "None" and any((fam == "IPv6") == six for fam in svc.ip_families):
+            return
+    other = "ipv4" if six else "ipv6"
+    _warn(f"no Service among the inputs has an {family} address: the {family} rules hold only "
+          f"kube-proxy's base chains (the Services are {other}: --family {other})")
+
+
 def settings_for(params: dict[str, Any], cluster: Cluster, *,
                  nftables: bool = False) -> ProxySettings:
     """The proxier settings for ``params['family']`` on the chosen node.
@@ -194,6 +229,7 @@ def settings_for(params: dict[str, Any], cluster: Cluster, *,
 
     cfg = effective_config(params, cluster)
     family = params.get("family") or "ipv4"
+    _say_missing_family(cluster, family)
     if family == "dual":
         raise InputError("both families at once only in nftables mode (netproxy compile "
                          "--proxy-mode nftables); give --family ipv4 or ipv6", where="--family")

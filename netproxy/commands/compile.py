@@ -65,6 +65,9 @@ def _version(text: str) -> tuple[int, ...]:
 @click.option("--existing-rules", metavar="DUMP",
               help="The node's current iptables-save output (nftables mode: nft list table/ruleset): "
                    "what kube-proxy's sync removes or keeps of it, as kube-proxy does.")
+@click.option("--strict", is_flag=True,
+              help="Fields the API does not have (typos such as sesionAffinity) are errors, "
+                   "not warnings.")
 @click.option("--iptables-version", "iptables_version", metavar="X.Y.Z", default="1.8.9",
               show_default=True, callback=lambda _c, _p, v: _version(v),
               help="iptables release whose iptables-save spelling the save view uses.")

@@ -6,6 +6,7 @@ Only the settings that change iptables rules are kept. Flags override these valu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -164,9 +165,11 @@ def parse_feature_gates(text: str, where: str = "--feature-gates") -> tuple[tupl
     return tuple(sorted(gates.items()))
 
 
-def load_config(path: str) -> KubeProxyConfig:
-    """Read ``--config FILE`` (YAML or JSON, one KubeProxyConfiguration document)."""
-    from netproxy.k8s.loader import parse_documents, read_text
+def load_config(path: str, *, strict: bool = False,
+                warn: Callable[[str], None] | None = None) -> KubeProxyConfig:
+    """Read ``--config FILE`` (YAML or JSON, one KubeProxyConfiguration document); unknown
+    fields go to ``warn`` (with ``strict``: the first is an error)."""
+    from netproxy.k8s.loader import check_fields, parse_documents, read_text
 
     docs = parse_documents(read_text(path), path)
     configs = [(d, f"{path}, document {i}") for i, d in enumerate(docs, 1)
@@ -174,4 +177,7 @@ def load_config(path: str) -> KubeProxyConfig:
     if len(configs) != 1:
         raise InputError(f"expected one KubeProxyConfiguration document, found {len(configs)}",
                          where=path)
+    for text in check_fields(configs[0][0], "KubeProxyConfiguration", configs[0][1], strict):
+        if warn is not None:
+            warn(text)
     return config_from_document(*configs[0])

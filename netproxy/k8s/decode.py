@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from netproxy.errors import InputError
+from netproxy.k8s.fields import known
 from netproxy.k8s.ipaddr import all_canonical_ipv4, canonical_ip, is_canonical_ipv4, parse_cidr
 from netproxy.k8s.objects import (
     Endpoint,
@@ -212,6 +213,30 @@ def decode_service(doc: dict[str, Any], source: str) -> Service:
     return svc if svc is not None else _checked_service(doc, source)
 
 
+def common_service(doc: dict[str, Any], source: str) -> Service | None:
+    """The Service when the fast path decodes it, which also certifies that it has no field
+    the API lacks (else None: :func:`decode_service` and an unknown-field check decide)."""
+    return _common_service(doc, source)
+
+
+# The fields of the common shapes (netproxy.k8s.fields): a fast path takes an object only
+# when its keys are among them, so an object it decodes has no unknown field.
+_SVC = known("Service")
+_SVC_META = known("Service", "metadata")
+_SVC_SPEC = known("Service", "spec")
+_SVC_PORT = known("Service", "spec", "ports")
+_SVC_AFFINITY = known("Service", "spec", "sessionAffinityConfig")
+_SVC_CLIENT_IP = known("Service", "spec", "sessionAffinityConfig", "clientIP")
+_SVC_STATUS = known("Service", "status")
+_SVC_LB = known("Service", "status", "loadBalancer")
+_SVC_INGRESS = known("Service", "status", "loadBalancer", "ingress")
+_SLICE = known("EndpointSlice")
+_SLICE_META = known("EndpointSlice", "metadata")
+_SLICE_PORT = known("EndpointSlice", "ports")
+_ENDPOINT = known("EndpointSlice", "endpoints")
+_CONDITIONS = known("EndpointSlice", "endpoints", "conditions")
+
+
 _COMMON_TYPES = {"ClusterIP": "", "NodePort": "Cluster", "LoadBalancer": "Cluster"}
 """The types :func:`_common_service` decodes, with their default external traffic policy."""
 
@@ -228,7 +253,8 @@ def _common_service(doc: dict[str, Any], source: str) -> Service | None:
     """
     meta = doc.get("metadata")
     spec = doc.get("spec")
-    if meta.__class__ is not dict or spec.__class__ is not dict:
+    if (meta.__class__ is not dict or spec.__class__ is not dict or not doc.keys() <= _SVC
+            or not meta.keys() <= _SVC_META or not spec.keys() <= _SVC_SPEC):
         return None
     name = meta.get("name")
     namespace = meta.get("namespace")
@@ -348,12 +374,12 @@ def _common_timeout(value: Any) -> int | None:
     """``sessionAffinityConfig.clientIP.timeoutSeconds``, 10800 when unset."""
     if value is None:
         return 10800
-    if value.__class__ is not dict:
+    if value.__class__ is not dict or not value.keys() <= _SVC_AFFINITY:
         return None
     client = value.get("clientIP")
     if client is None:
         return 10800
-    if client.__class__ is not dict:
+    if client.__class__ is not dict or not client.keys() <= _SVC_CLIENT_IP:
         return None
     timeout = client.get("timeoutSeconds")
     if timeout is None:
@@ -365,12 +391,12 @@ def _common_ingress(status: Any) -> list[LoadBalancerIngress] | None:
     """``status.loadBalancer.ingress`` when every entry has the common shape."""
     if status is None:
         return []
-    if status.__class__ is not dict:
+    if status.__class__ is not dict or not status.keys() <= _SVC_STATUS:
         return None
     lb = status.get("loadBalancer")
     if lb is None:
         return []
-    if lb.__class__ is not dict:
+    if lb.__class__ is not dict or not lb.keys() <= _SVC_LB:
         return None
     return _each(lb.get("ingress"), _common_lb_ingress)
 
@@ -448,7 +474,7 @@ def _lb_ingress(raw: Any, source: str, index: int) -> LoadBalancerIngress:
 
 
 def _common_lb_ingress(raw: Any) -> LoadBalancerIngress | None:
-    if raw.__class__ is not dict:
+    if raw.__class__ is not dict or not raw.keys() <= _SVC_INGRESS:
         return None
     ip = raw.get("ip")
     mode = raw.get("ipMode")
@@ -491,7 +517,7 @@ def _service_port(raw: Any, svc_type: str, source: str, index: int) -> ServicePo
 
 def _common_service_port(raw: Any, svc_type: str) -> ServicePortSpec | None:
     """The port when it has the common shape (see :func:`_service_port`), else None."""
-    if raw.__class__ is not dict:
+    if raw.__class__ is not dict or not raw.keys() <= _SVC_PORT:
         return None
     port = raw.get("port")
     node_port = raw.get("nodePort")
@@ -550,7 +576,14 @@ def _target_port(value: Any, source: str, path: str) -> str:
 
 def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
     """A ``discovery.k8s.io/v1`` EndpointSlice, conditions defaulted the way kube-proxy reads them."""
+    return decode_endpoint_slice_known(doc, source)[0]
+
+
+def decode_endpoint_slice_known(doc: dict[str, Any], source: str) -> tuple[EndpointSlice, bool]:
+    """:func:`decode_endpoint_slice`, and whether its fast paths certify that the slice has no
+    field the API lacks (when not, an unknown-field check decides)."""
     namespace, name, meta = metadata(doc, source, "subdomain")
+    certified = doc.keys() <= _SLICE and meta.keys() <= _SLICE_META
     labels = _labels(meta, source)
     address_type = _str(doc.get("addressType"), source, "addressType")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
@@ -559,6 +592,7 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
                         address_type, labels=labels, source=source)
     for i, raw in enumerate(_list(doc.get("ports"), source, "ports")):
         eps.ports.append(_endpoint_port(raw, source, i))
+        certified = certified and raw.keys() <= _SLICE_PORT
     check_ips = address_type != "FQDN"
     raws = _list(doc.get("endpoints"), source, "endpoints")
     fast = _common_endpoints(raws)
@@ -568,7 +602,8 @@ def decode_endpoint_slice(doc: dict[str, Any], source: str) -> EndpointSlice:
         # Some entry is unusual: every entry field by field, naming the bad one.
         eps.endpoints = [_endpoint_checked(raw, check_ips, source, f"endpoints[{i}]")
                          for i, raw in enumerate(raws)]
-    return eps
+        certified = False
+    return eps, certified
 
 
 def _endpoint_port(raw: Any, source: str, index: int) -> EndpointPort:
@@ -625,6 +660,12 @@ def _common_endpoints(raws: list[Any]) -> tuple[list[Endpoint], list[str]] | Non
             return None
         node = raw.get("nodeName")
         zone = raw.get("zone")
+        # Only known fields: as many keys as fields read here (no hashing), or all in the schema.
+        if (len(raw) != 1 + (cond is not None) + (node is not None) + (zone is not None)
+                and not raw.keys() <= _ENDPOINT
+                or cond is not None and len(cond) != (ready is not None) + (serving is not None)
+                + (terminating is not None) and not cond.keys() <= _CONDITIONS):
+            return None
         if (addrs.__class__ is not list or len(addrs) != 1 or raw.get("hints") is not None
                 or not (ready is True or ready is False or ready is None)
                 or not (serving is True or serving is False or serving is None)

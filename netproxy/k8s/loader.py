@@ -18,17 +18,20 @@ from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.k8s.decode import (
-    decode_endpoint_slice,
+    common_service,
+    decode_endpoint_slice_known,
     decode_endpoints,
     decode_node,
     decode_service,
     decode_service_cidr,
 )
+from netproxy.k8s.fields import unknown_fields
 from netproxy.k8s.mirror import mirror_endpoints
 from netproxy.k8s.objects import EndpointSlice, Node, Service
 from netproxy.textsafe import shown
 
 SUFFIXES = (".yaml", ".yml", ".json")
+_API_VERSIONS = {"Endpoints": (None, "v1"), "Node": (None, "v1")}
 SERVICE_CIDR_APIS = ("networking.k8s.io/v1", "networking.k8s.io/v1beta1")
 
 
@@ -41,6 +44,8 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     configs: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     """KubeProxyConfiguration documents found among the inputs, with their source."""
+    warnings: list[str] = field(default_factory=list)
+    """Fields the API does not have (typos), one line each with file, document and path."""
     legacy_endpoints: list[tuple[str, str, dict[str, str], list[Any], str]] = field(default_factory=list)
     service_cidrs: list[str] = field(default_factory=list)
     """``spec.cidrs`` of the ServiceCIDR objects (networking.k8s.io), canonical, in input order."""
@@ -206,9 +211,12 @@ def _objects(docs: list[Any], name: str) -> Iterator[tuple[dict[str, Any], str]]
 
 
 def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = None,
-                prepare: Callable[[str, str], str] | None = None) -> Cluster:
-    """Read every input into one :class:`Cluster`; notes also go to ``note`` when given.
-    ``prepare(text, name)`` may check or repair each file's text before it is parsed."""
+                prepare: Callable[[str, str], str] | None = None,
+                warn: Callable[[str], None] | None = None, strict: bool = False) -> Cluster:
+    """Read every input into one :class:`Cluster`; notes and warnings also go to ``note``
+    and ``warn`` when given. ``prepare(text, name)`` may check or repair each file's text
+    before it is parsed. An input without any object is an error; so is, with ``strict``, a
+    field the object's API does not have (else it is a warning)."""
     cluster = Cluster()
     for name in expand_paths(inputs):
         display = "<stdin>" if name == "-" else name
@@ -216,27 +224,53 @@ def load_inputs(inputs: Iterable[str], *, note: Callable[[str], None] | None = N
         if prepare is not None:
             text = prepare(text, display)
         docs = parse_documents(text, display)
+        if not docs:
+            raise InputError("holds no Kubernetes objects (an empty file, or only comments?)",
+                             where=display)
         for obj, where in _objects(docs, display):
-            _add(cluster, obj, where)
+            _add(cluster, obj, where, strict)
     _mirror_legacy(cluster)
     if note is not None:
         for text in cluster.notes:
             note(text)
+    if warn is not None:
+        for text in cluster.warnings:
+            warn(text)
     return cluster
 
 
-def _add(cluster: Cluster, obj: dict[str, Any], where: str) -> None:
+def check_fields(obj: dict[str, Any], kind: str, where: str, strict: bool) -> list[str]:
+    """Warnings for the fields of ``obj`` its API does not have; with ``strict``, an error."""
+    unknown = unknown_fields(obj, kind)
+    if unknown and strict:
+        raise InputError(f"{unknown[0]}: unknown field (not in the {kind} API; a typo?)", where=where)
+    return [f"{where}: {path}: unknown field, ignored (not in the {kind} API; a typo? "
+            "--strict makes this an error)" for path in unknown]
+
+
+def _add(cluster: Cluster, obj: dict[str, Any], where: str, strict: bool = False) -> None:
     kind = obj.get("kind")
     api = obj.get("apiVersion")
     if not isinstance(kind, str) or not kind:
         raise InputError("kind: missing", where=where)
+    if kind in ("Endpoints", "Node", "KubeProxyConfiguration") and (
+            kind == "KubeProxyConfiguration" or api in _API_VERSIONS[kind]):
+        cluster.warnings += check_fields(obj, kind, where, strict)  # few objects: no fast path
     if kind == "Service" and api in (None, "v1"):
-        svc = decode_service(obj, where)
+        svc = common_service(obj, where)  # the fast path: fields certified known
+        if svc is None:
+            cluster.warnings += check_fields(obj, kind, where, strict)
+            svc = decode_service(obj, where)
         cluster.services.append(svc)
         if svc.type in ("NodePort", "LoadBalancer"):
             _note_missing_node_ports(cluster, svc, obj, where)
     elif kind == "EndpointSlice" and api in (None, "discovery.k8s.io/v1"):
-        cluster.slices.append(decode_endpoint_slice(obj, where))
+        if strict:  # an unknown field is refused before a bad value is
+            check_fields(obj, kind, where, strict)
+        eps, certified = decode_endpoint_slice_known(obj, where)
+        if not certified:
+            cluster.warnings += check_fields(obj, kind, where, strict)
+        cluster.slices.append(eps)
     elif kind == "Endpoints" and api in (None, "v1"):
         cluster.legacy_endpoints.append((*decode_endpoints(obj, where), where))
     elif kind == "Node" and api in (None, "v1"):
