@@ -87,13 +87,28 @@ def test_localhost_nodeports_gate_rejects_them(capsys):
     assert all(d["nftables"] == ["100.00% REJECT"] for d in local)
 
 
-def test_session_affinity_and_shares_compared(capsys):
+def test_session_affinity_and_shares_compared(capsys, tmp_path):
     code, report = migrate_json(capsys)
     # the cart Service (ClientIP affinity) behaves alike: no group names it
     assert not any("shop/cart:grpc" in g["services"] for g in report["expected"])
-    code, out, _ = run(capsys, "migrate", *CLUSTER, "--all")
-    assert code == 0
-    assert "next connection from this client: same endpoint" in out
+    # an nftables side that lost the affinity is a finding, shown by a second connection
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    for f in (REPO / "fixtures" / "example-cluster").iterdir():
+        text = f.read_text()
+        (cluster / f.name).write_text(text.replace("sessionAffinity: ClientIP",
+                                                   "sessionAffinity: None"))
+    before, after = tmp_path / "before.rules", tmp_path / "after.nft"
+    assert run(capsys, "compile", CLUSTER[0], "-o", str(before))[0] == 0
+    assert run(capsys, "compile", str(cluster), "--proxy-mode", "nftables",
+               "-o", str(after))[0] == 0
+    code, out, _ = run(capsys, "diff", "--behaviour", str(before), str(after), "--json")
+    assert code == 1
+    cart = [d for d in json.loads(out)["findings"] if d["service"] == "shop/cart:grpc"]
+    assert cart and all("100.00% next connection from this client: same endpoint"
+                        in d["iptables"] for d in cart)
+    assert all("50.00% next connection from this client: same endpoint" in d["nftables"]
+               for d in cart)
 
 
 def test_text_report(capsys):

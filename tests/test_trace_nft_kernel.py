@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from netproxy.netfilter.model import Ruleset
-from netproxy.parser.nftables import parse_nft_text
+from netproxy.parser.nftables import parse_nft_json, parse_nft_text
 from netproxy.trace import Packet, Tracer
 
 pytestmark = pytest.mark.netns
@@ -112,14 +112,19 @@ def test_trace_agrees_with_the_kernel(lab: tuple[str, str]) -> None:
     listing = parse_nft_text(sh("ip", "netns", "exec", server, "nft", "list", "ruleset"),
                              source="netns", strict=True)
     tracer = Tracer(Ruleset(family="ipv4"), local_ips=["10.77.0.2"], nft=[listing])
+    as_json = parse_nft_json(sh("ip", "netns", "exec", server, "nft", "-j", "list", "ruleset"),
+                             source="netns-json", strict=True)
+    json_tracer = Tracer(Ruleset(family="ipv4"), local_ips=["10.77.0.2"], nft=[as_json])
 
-    def traced(port: int) -> dict[tuple[str, str | None], float]:
-        res = tracer.trace(Packet(src="10.77.0.1", dst="10.77.0.2", dport=port,
-                                  in_interface="s0"))
+    def traced(port: int, t: Tracer = tracer) -> dict[tuple[str, str | None], float]:
+        res = t.trace(Packet(src="10.77.0.1", dst="10.77.0.2", dport=port, in_interface="s0"))
         out: dict[tuple[str, str | None], float] = {}
         for o in res.outcomes:
             out[(o.verdict, o.dnat)] = out.get((o.verdict, o.dnat), 0.0) + o.probability
         return out
+
+    for port in (7000, 7001, 7002, 7003, 9000):  # the JSON listing traces alike
+        assert traced(port, json_tracer) == traced(port)
 
     for port in (7000, 7001, 7002, 7003):
         seen = kernel(client, port)

@@ -99,8 +99,9 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
     local = [old_settings.local_addresses[0], *node_ips]
     cfg = effective_config({**params, "proxy_mode": "iptables"}, cluster)
     node = cluster.node(old_settings.node_name)
+    endpoints = {ep.ip for eps in model.endpoints.values() for ep in eps}
     srcs = sources(old_settings, cfg.cluster_cidrs, node.pod_cidrs if node is not None else (),
-                   node_ips[0])
+                   node_ips[0], endpoints)
     context.append(f"node addresses {', '.join(node_ips)}; pod here {srcs.pod_here}, pod "
                    f"elsewhere {srcs.pod_elsewhere or '(no cluster CIDR known)'}, outside "
                    f"{srcs.external}")

@@ -51,6 +51,9 @@ class Probe:
     packet: Packet
     ranges: tuple[str, ...] = ()
     """The frontend's loadBalancerSourceRanges (for a load-balancer IP)."""
+    affinity: bool = True
+    """Compare session affinity (a second connection of the client); False for a Service
+    port known to have none, where it only costs time."""
 
     @property
     def text(self) -> str:
@@ -76,20 +79,33 @@ def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> st
     return str(net.network_address + n)
 
 
+def _free_host(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int,
+               taken: set[str]) -> str:
+    """A host of ``net`` from the ``nth`` on that is no endpoint's address (a client that is
+    not itself an endpoint: no hairpin)."""
+    for step in range(4096):
+        cand = _host_in(net, nth + step)
+        if cand not in taken:
+            return cand
+    return _host_in(net, nth)
+
+
 def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
-            node_ip: str) -> Sources:
+            node_ip: str, taken: Iterable[str] = ()) -> Sources:
     """A pod of this node (inside its podCIDR), a pod elsewhere (the cluster CIDR outside
-    it), the node, loopback, an outside client."""
+    it), the node, loopback, an outside client; the pods' addresses are none of ``taken``
+    (the endpoints')."""
     fam = settings.family
+    busy = set(taken)
     want = 6 if fam == "ipv6" else 4
     mine = [ipaddress.ip_network(c, strict=False) for c in node_pod_cidrs]
     mine = [n for n in mine if n.version == want]
     cluster = [ipaddress.ip_network(c, strict=False) for c in pod_cidrs]
     cluster = [n for n in cluster if n.version == want]
     if mine:
-        here = _host_in(mine[0], 250)
+        here = _free_host(mine[0], 250, busy)
     elif cluster:
-        here = _host_in(cluster[0], 250)
+        here = _free_host(cluster[0], 250, busy)
     else:
         here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
     elsewhere = None
@@ -98,7 +114,8 @@ def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: I
             continue
         for cand in (net.network_address + net.num_addresses // 2 + 250,
                      net.network_address + 250):
-            if cand in net and not any(cand in m for m in mine) and str(cand) != here:
+            if (cand in net and not any(cand in m for m in mine) and str(cand) != here
+                    and str(cand) not in busy):
                 elsewhere = str(cand)
                 break
         if elsewhere:
@@ -123,21 +140,26 @@ def node_packet(src: str, dst: str, proto: str, port: int, origin: str = "node")
 
 
 def frontend_probes(spn: str, kind: str, s: Sources, dst: str, proto: str, port: int,
-                    ranges: tuple[str, ...] = (), family: str = "ipv4") -> list[Probe]:
+                    ranges: tuple[str, ...] = (), family: str = "ipv4",
+                    affinity: bool = True) -> list[Probe]:
     """One frontend from a pod here, a pod elsewhere, the node and outside (with source
     ranges: a client inside them and one outside)."""
-    out = [Probe(spn, kind, POD_HERE, _pod(s, dst, proto, port), ranges)]
+    out = [Probe(spn, kind, POD_HERE, _pod(s, dst, proto, port), ranges, affinity)]
     if s.pod_elsewhere:
         out.append(Probe(spn, kind, POD_ELSEWHERE, _remote(s.pod_elsewhere, dst, proto, port),
-                         ranges))
-    out.append(Probe(spn, kind, NODE, node_packet(s.node_ip, dst, proto, port), ranges))
+                         ranges, affinity))
+    out.append(Probe(spn, kind, NODE, node_packet(s.node_ip, dst, proto, port), ranges,
+                     affinity))
     if ranges:
         inside, outside = _range_sources(ranges, family, s.external)
         if inside:
-            out.append(Probe(spn, kind, IN_RANGE, _remote(inside, dst, proto, port), ranges))
-        out.append(Probe(spn, kind, OUT_OF_RANGE, _remote(outside, dst, proto, port), ranges))
+            out.append(Probe(spn, kind, IN_RANGE, _remote(inside, dst, proto, port), ranges,
+                             affinity))
+        out.append(Probe(spn, kind, OUT_OF_RANGE, _remote(outside, dst, proto, port), ranges,
+                         affinity))
     else:
-        out.append(Probe(spn, kind, OUTSIDE, _remote(s.external, dst, proto, port)))
+        out.append(Probe(spn, kind, OUTSIDE, _remote(s.external, dst, proto, port), (),
+                         affinity))
     return out
 
 
@@ -172,18 +194,22 @@ def cluster_probes(model: ProxyModel, settings: ProxySettings, s: Sources,
         spn = sp.spn
         used.setdefault(sp.cluster_ip, set()).add((proto, sp.port))
         names.setdefault(sp.cluster_ip, f"{sp.name.namespace}/{sp.name.name}")
-        out += frontend_probes(spn, CLUSTER_IP, s, sp.cluster_ip, proto, sp.port)
+        sticky = sp.client_ip_affinity
+        out += frontend_probes(spn, CLUSTER_IP, s, sp.cluster_ip, proto, sp.port,
+                               affinity=sticky)
         if sp.node_port:
             for ip in node_ips:
-                out += frontend_probes(spn, NODE_PORT, s, ip, proto, sp.node_port)
+                out += frontend_probes(spn, NODE_PORT, s, ip, proto, sp.node_port,
+                                       affinity=sticky)
             if fam == "ipv4":
                 out.append(Probe(spn, LOCALHOST_NODE_PORT, LOCALHOST,
                                  node_packet(s.loopback, s.loopback, proto, sp.node_port,
-                                             origin="localhost")))
+                                             origin="localhost"), affinity=sticky))
         for ip in sp.external_ips:
-            out += frontend_probes(spn, EXTERNAL_IP, s, ip, proto, sp.port)
+            out += frontend_probes(spn, EXTERNAL_IP, s, ip, proto, sp.port, affinity=sticky)
         for ip in sp.lb_vips:
-            out += frontend_probes(spn, LB_IP, s, ip, proto, sp.port, sp.source_ranges, fam)
+            out += frontend_probes(spn, LB_IP, s, ip, proto, sp.port, sp.source_ranges, fam,
+                                   affinity=sticky)
     return out + extra_probes(used, names, s, service_cidrs)
 
 

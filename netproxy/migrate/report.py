@@ -85,8 +85,8 @@ def compare(report: MigrationReport, probes: list[Probe], old: Tracer, new: Trac
             old_nodeports: NodePortAddresses, new_nodeports: NodePortAddresses) -> None:
     """Trace every probe through ``old`` (iptables mode) and ``new`` (nftables mode)."""
     for probe in probes:
-        a = outcomes(old, probe.packet, reasons=False, affinity=True)
-        b = outcomes(new, probe.packet, reasons=False, affinity=True)
+        a = outcomes(old, probe.packet, reasons=False, affinity=probe.affinity)
+        b = outcomes(new, probe.packet, reasons=False, affinity=probe.affinity)
         report.probes += 1
         if same(a, b):
             report.alike += 1
