@@ -1,6 +1,7 @@
 """Tracing nftables listings: kube-proxy's table in nftables mode (real listings 01-05),
-native nftables beside iptables-nft tables, a firewalld-like inet filter, a Calico-like table (sets, marks, policy drop), affinity across a
-packet sequence, and the walk's order of base chains by priority."""
+native nftables beside iptables-nft tables, a firewalld-like inet filter, a Calico-like table
+(sets, marks, policy drop) beside kube-proxy's, affinity across a packet sequence, and the
+walk's order of base chains by priority."""
 
 from __future__ import annotations
 
