@@ -73,6 +73,8 @@ class Progress:
         self.unit = unit
         self.done = 0.0
         self.start = time.monotonic()
+        self.stage_start = self.start
+        """When the current step began: the time left is estimated from its own pace."""
         self.delay = _delay()
         self.last = 0.0
         self.shown = False
@@ -108,6 +110,7 @@ class Progress:
     def stage(self, what: str, total: float | None = None) -> None:
         """Go on with another step of the same work (done starts again at 0)."""
         self.what, self.total, self.done = what, total, 0.0
+        self.stage_start = time.monotonic()
         if self.active and self.shown:
             self._draw(time.monotonic())
 
@@ -131,7 +134,8 @@ class Progress:
                 text = (f"{self.what}: {_amount(self.done, self.unit)}/"
                         f"{_amount(self.total, self.unit)}{unit} ({share:.0%})")
                 if share > 0.02:
-                    text += f", {_duration(spent / share - spent)} left"
+                    pace = now - self.stage_start
+                    text += f", {_duration(pace / share - pace)} left"
             else:
                 text = f"{self.what} ({_duration(spent)} so far)"
             self.stream.write(f"\r\x1b[Knetproxy: {text}")

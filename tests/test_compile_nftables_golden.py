@@ -87,8 +87,8 @@ def test_list_view_reads_back_with_the_nft_parser(case: str, monkeypatch: pytest
     built: list[Table] = []
     build = nft_command.nftables_tables
 
-    def record(*args: object) -> list[Table]:
-        tables = build(*args)  # type: ignore[arg-type]
+    def record(*args: object, **kwargs: object) -> list[Table]:
+        tables = build(*args, **kwargs)  # type: ignore[arg-type]
         built.extend(tables)
         return tables
 

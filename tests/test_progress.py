@@ -83,6 +83,13 @@ def test_compile_shows_its_stages_on_a_terminal() -> None:
     assert "netproxy: compile: reading the cluster objects (0s so far)" in err
 
 
+@pytest.mark.parametrize("flags", [[], ["--format", "restore"], ["--proxy-mode", "nftables"]])
+def test_compile_counts_the_service_ports_it_writes(flags: list[str]) -> None:
+    code, out, err = run_on_pty(["compile", CLUSTER, *flags], NETPROXY_PROGRESS_DELAY="0")
+    assert code == 0 and out
+    assert "netproxy: compile: writing the rules of 7 Services, service ports: 0/8 (0%)" in err
+
+
 def test_quick_work_shows_nothing_even_on_a_terminal(node_rules: Path) -> None:
     code, _, err = run_on_pty(["doctor", "--rules", str(node_rules)])
     assert code in (0, 1) and err == ""

@@ -89,12 +89,15 @@ def _compile(bar: Progress, fmt: str | None, output: str | None, existing_rules:
     nft = NftFlags.pop(params)
     with paused_gc(freeze=True):
         cluster = load_cluster(params)
-    bar.stage(f"compile: building the rules of {len(cluster.services):,} Services")
+    ports = sum(len(s.ports) for s in cluster.services)  # an upper bound: headless ones write none
+    bar.stage(f"compile: writing the rules of {len(cluster.services):,} Services, service ports",
+              total=ports)
     if proxy_mode(params, cluster) == "nftables":
         if fmt not in (None, "list", "transaction"):
             raise InputError(f"--format {fmt} is an iptables-mode format; nftables mode writes "
                              "list (default) or transaction", where="--format")
-        _write([nftables_text(params, cluster, fmt or "list", nft, existing_rules)], output)
+        _write([nftables_text(params, cluster, fmt or "list", nft, existing_rules,
+                              on_port=bar.update)], output)
         return
     if fmt not in (None, "save", "restore"):
         raise InputError(f"--format {fmt} is an nftables-mode format (add --proxy-mode nftables); "
@@ -108,9 +111,9 @@ def _compile(bar: Progress, fmt: str | None, output: str | None, existing_rules:
         nat = dump.tables.get("nat")
         existing = tuple(nat.chains) if nat is not None else ()
     if fmt == "restore":
-        pieces = _restore_pieces(params, cluster, existing)
+        pieces = _restore_pieces(params, cluster, existing, bar)
     else:
-        pieces = [_save_text(params, cluster, existing, iptables_version)]
+        pieces = [_save_text(params, cluster, existing, iptables_version, bar)]
     _write(pieces, output)
 
 
@@ -122,25 +125,26 @@ def _write(pieces: list[str], output: str | None) -> None:
 
 
 def _restore_pieces(params: dict[str, Any], cluster: Cluster,
-                    existing: tuple[str, ...]) -> list[str]:
+                    existing: tuple[str, ...], bar: Progress) -> list[str]:
     """kube-proxy's payload, written as text without the rule model (in pieces)."""
     from netproxy.compiler import compile_restore_pieces, proxy_model
 
     with paused_gc(freeze=True):
         settings = settings_for(params, cluster)
         model = proxy_model(cluster, settings)
-        pieces = compile_restore_pieces(model, settings, existing)
+        pieces = compile_restore_pieces(model, settings, existing, bar.update)
     if sum(map(len, pieces)) >= LEAVE_TO_OS_BYTES:
         _leave_to_the_os(cluster, model)
     return pieces
 
 
 def _save_text(params: dict[str, Any], cluster: Cluster, existing: tuple[str, ...],
-               iptables_version: tuple[int, ...]) -> str:
+               iptables_version: tuple[int, ...], bar: Progress) -> str:
     from netproxy.compiler import compile_cluster
 
     with paused_gc(freeze=True):
-        compiled = compile_cluster(cluster, settings_for(params, cluster), existing)
+        compiled = compile_cluster(cluster, settings_for(params, cluster), existing, bar.update)
+        bar.stage("compile: formatting the iptables-save view")
         # the view unsorted: render_save sorts, and formats faster in build order
         view = save_view(compiled.payload, sort_chains=False)
         text = render_save(view, iptables_version=iptables_version)

@@ -95,11 +95,12 @@ def options_for(flags: NftFlags, params: dict[str, Any], cluster: Cluster, famil
 
 
 def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: NftFlags,
-                  existing_rules: str | None = None) -> str:
+                  existing_rules: str | None = None,
+                  on_port: Callable[[int], None] | None = None) -> str:
     """The node's kube-proxy table(s) after a full sync: ``list`` (``nft list table``) or
     ``transaction`` (the ``nft -f`` input); ``--family dual`` gives the ip table, then ip6."""
     with paused_gc(freeze=True):
-        tables = nftables_tables(params, cluster, flags, existing_rules)
+        tables = nftables_tables(params, cluster, flags, existing_rules, on_port=on_port)
         if fmt == "transaction":
             return "".join(t.transaction() for t in tables)
         from netproxy.compiler.nftables import list_table
@@ -108,7 +109,8 @@ def nftables_text(params: dict[str, Any], cluster: Cluster, fmt: str, flags: Nft
 
 
 def nftables_tables(params: dict[str, Any], cluster: Cluster, flags: NftFlags,
-                    existing_rules: str | None = None, node: Any = None) -> list[Table]:
+                    existing_rules: str | None = None, node: Any = None,
+                    on_port: Callable[[int], None] | None = None) -> list[Table]:
     """One table per family of ``params['family']`` (both for ``dual``). ``existing_rules``:
     the node's current ``nft list table``/``ruleset`` output (kube-proxy's first sync on a
     node that holds its table); ``node``: the same, already parsed."""
@@ -136,5 +138,6 @@ def nftables_tables(params: dict[str, Any], cluster: Cluster, flags: NftFlags,
         if node is not None and (nft_family, "kube-proxy") in node.tables:
             present = node.table(nft_family, "kube-proxy")
         tables.append(compile_table(proxy_model(cluster, settings), settings,
-                                    options_for(flags, params, cluster, fam), present))
+                                    options_for(flags, params, cluster, fam), present,
+                                    on_port))
     return tables

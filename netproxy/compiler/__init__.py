@@ -7,7 +7,7 @@ the save view (what ``iptables-save`` shows on the node afterwards) as the rule 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from netproxy.compiler.payload import (
@@ -38,10 +38,11 @@ class Compiled:
 
 
 def compile_cluster(cluster: Cluster, settings: ProxySettings,
-                    existing_nat_chains: Iterable[str] = ()) -> Compiled:
+                    existing_nat_chains: Iterable[str] = (),
+                    on_port: Callable[[int], None] | None = None) -> Compiled:
     """Compile ``cluster`` for one node and one IP family (see :func:`compile_payload`)."""
     model = proxy_model(cluster, settings)
-    payload = compile_payload(model, settings, existing_nat_chains)
+    payload = compile_payload(model, settings, existing_nat_chains, on_port)
     return Compiled(payload=payload, model=model)
 
 

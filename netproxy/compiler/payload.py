@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from netproxy.compiler.fixed import (
     declare_fixed_chains,
@@ -20,14 +20,15 @@ from netproxy.proxy.topology import categorize
 
 
 def compile_payload(model: ProxyModel, settings: ProxySettings,
-                    existing_nat_chains: Iterable[str] = ()) -> Ruleset:
+                    existing_nat_chains: Iterable[str] = (),
+                    on_port: Callable[[int], None] | None = None) -> Ruleset:
     """The ``iptables-restore`` payload of a full sync, as the rule model.
 
     ``existing_nat_chains`` are the nat chains already on the node (kube-proxy reads them with
     ``iptables-save -t nat``); kube-proxy-owned ones this sync does not write are deleted.
     """
     out = PayloadWriter(settings.family)
-    write_payload(out, model, settings, existing_nat_chains)
+    write_payload(out, model, settings, existing_nat_chains, on_port)
     return out.ruleset
 
 
@@ -39,24 +40,29 @@ def compile_restore_text(model: ProxyModel, settings: ProxySettings,
 
 
 def compile_restore_pieces(model: ProxyModel, settings: ProxySettings,
-                           existing_nat_chains: Iterable[str] = ()) -> list[str]:
+                           existing_nat_chains: Iterable[str] = (),
+                           on_port: Callable[[int], None] | None = None) -> list[str]:
     """:func:`compile_restore_text` in pieces, for writing out without joining them."""
     out = TextWriter(settings.family)
-    write_payload(out, model, settings, existing_nat_chains)
+    write_payload(out, model, settings, existing_nat_chains, on_port)
     return out.pieces()
 
 
 def write_payload(out: Sink, model: ProxyModel, settings: ProxySettings,
-                  existing_nat_chains: Iterable[str] = ()) -> None:
-    """Every line of a full sync, in kube-proxy's order, into ``out``."""
+                  existing_nat_chains: Iterable[str] = (),
+                  on_port: Callable[[int], None] | None = None) -> None:
+    """Every line of a full sync, in kube-proxy's order, into ``out``; ``on_port(n)`` is told
+    how many service ports are written so far (for progress)."""
     declare_fixed_chains(out, settings)
     write_head(out, settings)
     large = model.total_endpoints() > settings.large_cluster_endpoints
-    for svc in model.service_ports:
+    for n, svc in enumerate(model.service_ports, 1):
         eps = model.endpoints.get(svc.name, [])
         cat = categorize(eps, svc, settings.node_name, settings.zone,
                          prefer_same_node=settings.prefer_same_node)
         write_service_port(out, svc, cat, settings, large)
+        if on_port is not None:
+            on_port(n)
     write_stale_deletions(out, existing_nat_chains)
     write_nodeports_tail(out, settings)
     write_forward(out, settings)

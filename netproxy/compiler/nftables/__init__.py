@@ -4,6 +4,7 @@ iptables mode (:mod:`netproxy.proxy`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from netproxy.compiler.nftables.existing import finish, preload
@@ -22,19 +23,22 @@ from netproxy.proxy.topology import categorize
 
 
 def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOptions,
-                  existing: Any = None) -> Table:
+                  existing: Any = None, on_port: Callable[[int], None] | None = None) -> Table:
     """One family's ``kube-proxy`` table after kube-proxy's first full sync: on a fresh node,
-    or on one holding ``existing`` (the node's parsed ``kube-proxy`` table of this family)."""
+    or on one holding ``existing`` (the node's parsed ``kube-proxy`` table of this family).
+    ``on_port(n)`` is told how many service ports are written so far (for progress)."""
     t = Table("ip6" if settings.ipv6 else "ip")
     if existing is not None:
         preload(t, existing)
     write_setup(t, settings, options)
     writer = PortWriter(t, settings, options)
-    for svc in model.service_ports:
+    for n, svc in enumerate(model.service_ports, 1):
         eps = model.endpoints.get(svc.name, [])
         cat = categorize(eps, svc, settings.node_name, settings.zone,
                          prefer_same_node=settings.prefer_same_node)
         writer.write(svc, cat)
+        if on_port is not None:
+            on_port(n)
     if existing is not None:
         finish(t)
     return t
