@@ -176,6 +176,13 @@ def test_flags_need_ascii_digits_and_no_zone() -> None:
 def test_long_bad_values_are_cut_in_messages() -> None:
     line = clean_error(cli("compile", CLUSTER, "--node-ip", "1" * 5000), "--node-ip", "more characters")
     assert len(line) < 300
+    rules = str(dump(DUMP))
+    for flags in (["--src", "1" * 5000, "--dst", "10.96.0.1"], ["--src", "10.0.0.1", "--dst", "x" * 5000],
+                  ["--src", "10.0.0.1", "--dst", "10.96.0.1", "--proto", "p" * 5000]):
+        line = clean_error(cli("trace", "--rules", rules, "--dport", "80", *flags), "more characters")
+        assert len(line) < 300
+    line = clean_error(cli("doctor", "--rules", rules, "--service", "s" * 5000), "--service")
+    assert len(line) < 300
 
 
 # --- encodings and locales ------------------------------------------------------------------

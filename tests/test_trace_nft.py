@@ -1,6 +1,7 @@
 """Tracing nftables listings: kube-proxy's table in nftables mode (real listings 01-05),
-native nftables beside iptables-nft tables, a firewalld-like inet filter, affinity across a
-packet sequence, and the walk's order of base chains by priority."""
+native nftables beside iptables-nft tables, a firewalld-like inet filter, a Calico-like table
+(sets, marks, policy drop) beside kube-proxy's, affinity across a packet sequence, and the
+walk's order of base chains by priority."""
 
 from __future__ import annotations
 
@@ -318,3 +319,44 @@ def test_trace_inputs_nftables_mode_walks_kube_proxy_table() -> None:
     assert "ip kube-proxy/nat-prerouting #1" in r.stdout
     r = run(CLUSTER, "--kube-proxy-version", "1.36", "--dst", "10.96.100.10")
     assert r.returncode == 2 and "only in nftables mode" in r.stderr
+
+
+# ---------------------------------------------------------------- Calico-like table beside kube-proxy
+
+KUBE_PROXY_EXAMPLE = str(REPO / "tests" / "golden" / "compile-nftables" / "example-cluster"
+                         / "expected.list")
+CALICO = str(DATA / "calico-like.nft")
+
+
+@pytest.mark.parametrize(("golden", "src", "extra"), [
+    ("05-calico-allowed-by-set.txt", "10.244.2.50", ()),          # in @cali40s:shop-frontend-clients
+    ("06-calico-policy-drop.txt", "10.244.3.77", ()),             # no policy allows: base chain drops
+    ("07-calico-wireguard-mark.txt", "10.244.3.77", ("--mark", "0x100000")),  # same, WireGuard's mark
+])
+def test_golden_calico_like_beside_kube_proxy(golden: str, src: str, extra: tuple[str, ...]) -> None:
+    r = run("--rules", KUBE_PROXY_EXAMPLE, "--rules", CALICO, "--local-ip", "192.168.0.11",
+            "--cluster-cidr", "10.244.0.0/16", "--src", src, "--dst", "10.96.100.10", "--dport", "80",
+            *extra)
+    assert r.returncode == 0, r.stderr
+    check_golden(golden, r.stdout)
+
+
+def test_calico_like_marks_and_sets_decide() -> None:
+    t = tracer(KUBE_PROXY_EXAMPLE, CALICO, local=("192.168.0.11",), pods=("10.244.0.0/16",))
+    frontend = {f"10.244.{n}.10:8080" for n in (1, 2, 3)}
+
+    def outcome(src: str, mark: int = 0) -> tuple[set[str], set[str | None], str]:
+        res = t.trace(Packet(src=src, dst="10.96.100.10", dport=80, mark=mark))
+        last = res.outcomes[0].path[-1]
+        return {o.verdict for o in res.outcomes}, {o.dnat for o in res.outcomes}, last.chain
+    allowed = outcome("10.244.2.50")
+    assert allowed[:2] == ({"ACCEPT"}, frontend)
+    # kube-proxy DNATs first; Calico's forward chain then drops by its policy
+    assert outcome("10.244.3.77") == ({"DROP"}, frontend, "cali-FORWARD")
+    assert outcome("10.244.3.77", mark=0x100000)[:2] == ({"ACCEPT"}, frontend)
+    # the raw chain's workload mark sends the quarantined pod to the egress chain
+    assert outcome("10.244.2.60") == ({"DROP"}, frontend, "cali-from-wl-dispatch")
+    # monitoring networks are allowed from outside the cluster (no workload mark); other
+    # outside sources are not
+    assert outcome("198.51.100.7")[0] == {"ACCEPT"}
+    assert outcome("172.16.0.9")[0] == {"DROP"}

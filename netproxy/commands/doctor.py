@@ -13,6 +13,7 @@ from netproxy.commands.rulesource import read_given, rules_given
 from netproxy.doctor import diagnose
 from netproxy.doctor.report import to_failed_only, to_json, to_text
 from netproxy.errors import InputError
+from netproxy.textsafe import shown
 
 
 def _flag_ips(params: dict[str, Any]) -> list[str]:
@@ -99,7 +100,7 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         raise InputError("give the node's rules: --rules DUMP (or the dump as the first "
                          "argument) or --netns NAME")
     if service is not None and "/" not in service:
-        raise InputError(f"expected NS/NAME[:PORT], got {service!r}", where="--service")
+        raise InputError(f"expected NS/NAME[:PORT], got {shown(service)}", where="--service")
     ctx = click.get_current_context()
     family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
     ruleset = read_given(rules_path, netns_name, variant, command="doctor",

@@ -6,7 +6,7 @@ import ipaddress
 import socket
 from functools import lru_cache
 
-from netproxy.textsafe import digits
+from netproxy.textsafe import digits, shown
 
 BITS = {"ipv4": 32, "ipv6": 128}
 LOOPBACK = {"ipv4": (0x7F000000, 0xFF000000), "ipv6": (1, (1 << 128) - 1)}
@@ -29,9 +29,9 @@ def parse_addr(text: str, family: str) -> int:
     try:
         ip = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address") from None
-    raise ValueError(f"{text!r} is not an {family} address" if (ip.version == 6) != (
-        family == "ipv6") else f"{text!r} is not an IP address")
+        raise ValueError(f"{shown(text)} is not an IP address") from None
+    raise ValueError(f"{shown(text)} is not an {family} address" if (ip.version == 6) != (
+        family == "ipv6") else f"{shown(text)} is not an IP address")
 
 
 @lru_cache(maxsize=1 << 18)
@@ -46,7 +46,7 @@ def parse_net(text: str, family: str) -> tuple[int, int]:
     if digits(plen):
         n = int(plen)
         if n > bits:
-            raise ValueError(f"prefix length {plen} is too long in {text!r}")
+            raise ValueError(f"prefix length {plen} is too long in {shown(text)}")
         mask = full ^ ((1 << (bits - n)) - 1)
     else:
         mask = parse_addr(plen, family)
@@ -94,5 +94,5 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 def _port(text: str) -> int:
     if not digits(text) or int(text) > 65535:
-        raise ValueError(f"{text!r} is not a port number")
+        raise ValueError(f"{shown(text)} is not a port number")
     return int(text)

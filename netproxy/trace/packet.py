@@ -71,7 +71,7 @@ class Packet:
             name = str(key).replace("-", "_")
             name = {"from": "origin", "protocol": "proto", "state": "ct_state"}.get(name, name)
             if name not in names or name == "extra":
-                raise TraceError(f"unknown packet field {key!r}", where=where)
+                raise TraceError(f"unknown packet field {shown(key)}", where=where)
             values[name] = value
         if "dst" not in values:
             raise TraceError("a packet needs dst", where=where)
@@ -142,7 +142,7 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
         raise TraceError(f"bad destination address: {err}") from None
     origin = ORIGINS.get(packet.origin or "") if packet.origin else None
     if packet.origin and origin is None:
-        raise TraceError(f"unknown origin {packet.origin!r} (pod, external, node, localhost)")
+        raise TraceError(f"unknown origin {shown(packet.origin)} (pod, external, node, localhost)")
     src_text = packet.src
     if src_text is None:
         if origin == "localhost":
@@ -168,7 +168,7 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
     elif proto_name in PROTOCOLS:
         proto = PROTOCOLS[proto_name]
     else:
-        raise TraceError(f"unknown protocol {packet.proto!r}")
+        raise TraceError(f"unknown protocol {shown(packet.proto)}")
     if family == "ipv6" and proto == 1:
         proto = 58
     for name in ("dport", "sport"):
@@ -177,7 +177,7 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
             raise TraceError(f"{name} {port} is not a port number")
     states = frozenset(s.strip().upper() for s in packet.ct_state.split(",") if s.strip())
     if not states or not states <= CT_STATES:
-        raise TraceError(f"unknown conntrack state {packet.ct_state!r}")
+        raise TraceError(f"unknown conntrack state {shown(packet.ct_state)}")
     if packet.tcp_flags is not None:
         flags = frozenset(f.strip().upper() for f in packet.tcp_flags.split(",") if f.strip())
     else:
@@ -197,4 +197,4 @@ def _icmp(text: str | None, proto: int) -> tuple[int, int]:
             raise ValueError(text)
         return int(kind), int(code or 0)
     except ValueError:
-        raise TraceError(f"icmp type must be numeric type[/code], not {text!r}") from None
+        raise TraceError(f"icmp type must be numeric type[/code], not {shown(text)}") from None

@@ -39,7 +39,9 @@ class Factor:
 
     __slots__ = ("keys", "alts")
 
-    def __init__(self, keys: set[Any], alts: list[tuple[float, dict[Any, Any]]]) -> None:
+    def __init__(self, keys: set[Any], alts: list[tuple[float, Any]]) -> None:
+        """``alts``: (probability, entries) where entries read like a dict (``get``,
+        ``keys``, ``items``)."""
         self.keys = keys
         self.alts = alts
 
@@ -212,7 +214,7 @@ class Stepper:
         keys: set[Any] = set()
         new_alts = []
         for prob, items in alts.values():
-            values = dict(items)
+            values = _values(items)
             keys.update(values)
             new_alts.append((prob, values))
         if keys:
@@ -268,7 +270,7 @@ class Stepper:
             self.where.pop(prev_key, None)
         else:
             total = sum(dist.values()) or 1.0
-            self.where[prev_key] = Factor({prev_key}, [(q / total, {prev_key: d})
+            self.where[prev_key] = Factor({prev_key}, [(q / total, _Small((prev_key, d)))
                                                        for d, q in dist.items()])
         res.same_as_previous = same if prev is not None else None
         return res
@@ -319,6 +321,55 @@ class Stepper:
                 return  # the masquerading address is not known: replies cannot be matched
             reply_dst = parsed[3]
         self._new_replies.append(((proto, ep_host, ep_port, reply_dst, sport), flow))
+
+
+class _Small:
+    """One alternative's entries when there are one or two (a connection and its client's
+    last endpoint, the usual case): a third of a dict's memory, the same reading."""
+
+    __slots__ = ("k0", "v0", "k1", "v1")
+
+    def __init__(self, first: tuple[Any, Any], second: tuple[Any, Any] | None = None) -> None:
+        self.k0, self.v0 = first
+        self.k1: Any
+        self.v1: Any
+        self.k1, self.v1 = second if second is not None else (_NONE, None)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        if key == self.k0:
+            return self.v0
+        if key == self.k1:
+            return self.v1
+        return default
+
+    def keys(self) -> list[Any]:
+        return [self.k0] if self.k1 is _NONE else [self.k0, self.k1]
+
+    def __getitem__(self, key: Any) -> Any:
+        if key == self.k0:
+            return self.v0
+        if key == self.k1 and self.k1 is not _NONE:
+            return self.v1
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return 1 if self.k1 is _NONE else 2
+
+    def items(self) -> list[tuple[Any, Any]]:
+        return [(k, self[k]) for k in self.keys()]
+
+
+_NONE = object()
+
+
+def _values(items: Iterable[tuple[Any, Any]]) -> Any:
+    pairs = list(items)
+    if 0 < len(pairs) <= 2:
+        return _Small(*pairs)
+    return dict(pairs)
 
 
 _NO_DNAT = ("none",)
