@@ -1,5 +1,5 @@
 """Property-based robustness: random clusters compile, read back and trace consistently;
-mutated objects, dumps and captures end in a clean exit, never a traceback or a hang.
+mutated objects, dumps, node snapshots and captures end in a clean exit, never a traceback or a hang.
 
 Runs with a fixed seed (``derandomize``) and a small budget in CI; a longer run:
 
@@ -28,6 +28,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_node_snapshot import snapshot_text
 
 from netproxy.cli import main
 
@@ -310,6 +311,40 @@ def test_mutated_dumps_end_cleanly(rng: random.Random, name: str, count: int) ->
         run_clean("trace", "--rules", str(path), "--src", "10.244.1.5", "--dst", "10.96.0.1",
                   "--dport", "443")
         run_clean("diff", str(original), str(path))
+        run_clean("doctor", "--rules", str(path), "--brief")
+
+
+# --- mutated node snapshots -----------------------------------------------------------------
+
+SNAPSHOT_WORDS = ["### ip -j addr", "### end", "# netproxy node snapshot v2", "{", "}", "[", "]",
+                  '"dst": "10.0.0.0/99"', '"prefixlen": "x"', '"table": 300000000000', "null",
+                  '"type": "bogus"', "### no such section", "\u00b2", "\udce9"]
+
+
+@BUDGET
+@given(st.randoms(use_true_random=False), st.integers(1, 5))
+def test_mutated_snapshots_end_cleanly(rng: random.Random, count: int) -> None:
+    """A snapshot cut short, with sections lost, repeated or reordered, or with broken JSON
+    inside: every command that reads it ends cleanly."""
+    lines = snapshot_text().splitlines()
+    for _ in range(count):
+        lines = lines or [""]  # a mutation may have cut it all
+        i = rng.randrange(len(lines))
+        roll = rng.random()
+        if roll < 0.4:
+            lines = mutate_dump(rng, lines, 1)
+        elif roll < 0.7:
+            cut = rng.randrange(len(lines[i]) + 1)
+            lines[i] = lines[i][:cut] + rng.choice(SNAPSHOT_WORDS) + lines[i][cut:]
+        else:
+            lines.insert(i, rng.choice(SNAPSHOT_WORDS))
+    with scratch() as folder:
+        path = folder / "node.snap"
+        path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
+        run_clean("trace", "--rules", str(path), "--src", "10.244.1.5", "--dst", "10.96.0.1",
+                  "--dport", "443")
+        run_clean("trace", "--rules", str(path), "--from", "node", "--dst", "10.9.3.3")
+        run_clean("diff", str(path), str(path))
         run_clean("doctor", "--rules", str(path), "--brief")
 
 

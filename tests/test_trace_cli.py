@@ -309,10 +309,10 @@ def test_lenient_parse_says_what_it_tolerated_once_per_kind() -> None:
     assert r.returncode in (0, 3), r.stderr
     lines = r.stderr.splitlines()
     assert lines == [
-        f"netproxy: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 2 lines: option "
+        f"netproxy: note: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 2 lines: option "
         "--to-destination has no value (first at line 122; those rules are UNKNOWN where a "
         "packet reaches them)",
-        f"netproxy: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 4 lines: option "
+        f"netproxy: note: {dump('11-cilium-ipvs-docker-broken-dnat')}: tolerated 4 lines: option "
         "--to-destination needs 1 argument(s) (first at line 126; those rules are UNKNOWN "
         "where a packet reaches them)"]
 

@@ -209,7 +209,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         from netproxy.parser.tolerated import tolerated
 
         for line in tolerated(ruleset.problems):
-            click.echo(f"netproxy: {ruleset.source}: {line}", err=True)
+            click.echo(f"netproxy: note: {ruleset.source}: {line}", err=True)
     for path, role in ((ipsets_path, "ipsets"), (pcap_path, "pcap"), (packets_path, "packets")):
         if path and path != "-":
             check_input(path, role, "trace")

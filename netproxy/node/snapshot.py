@@ -25,6 +25,7 @@ from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Ruleset
+from netproxy.textsafe import cut
 
 MAGIC = "# netproxy node snapshot"
 VERSION = 1
@@ -327,7 +328,7 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
                          where=f"{source}:1")
     version = first[len(MAGIC):].strip()
     if version != f"v{VERSION}":
-        raise InputError(f"snapshot format {version or '(none)'} is not supported (this "
+        raise InputError(f"snapshot format {cut(version) or '(none)'} is not supported (this "
                          f"netproxy reads v{VERSION})", where=f"{source}:1")
     header: dict[str, str] = {}
     sections: dict[str, Section] = {}
@@ -343,7 +344,7 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
                 raise InputError(f"section '{name}' appears twice (first at line "
                                  f"{sections[name].line})", where=f"{source}:{n}")
             if name not in ORDER:
-                raise InputError(f"unknown section '{name}'", where=f"{source}:{n}")
+                raise InputError(f"unknown section '{cut(name)}'", where=f"{source}:{n}")
             current = sections[name] = Section(name, n)
             continue
         if current is None:

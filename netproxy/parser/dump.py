@@ -24,7 +24,7 @@ from netproxy.parser.rules import (
 )
 from netproxy.parser.shapes import STRUCTURAL, bangs, compile_check, long_dashes, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
-from netproxy.textsafe import decode_input, digits, shown, stdin_bytes
+from netproxy.textsafe import cut, decode_input, digits, shown, stdin_bytes
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
 
@@ -164,7 +164,7 @@ class _Reader:
             else:
                 chains = None
         if self.table is not None:
-            self.fail(f"table {self.table.name!r} has no COMMIT", line_no_end(text))
+            self.fail(f"table {shown(self.table.name)} has no COMMIT", line_no_end(text))
             self.finish_table()
         self.check_jumps()
         self.ruleset.family = infer_family(self.ruleset, self.header)
@@ -230,12 +230,12 @@ class _Reader:
         name = parts[0]
         policy = parts[1] if len(parts) > 1 else "-"
         if policy not in _POLICIES:
-            self.fail(f"unknown policy {policy!r} for chain {name}", line_no, len(name) + 3)
+            self.fail(f"unknown policy {shown(policy)} for chain {cut(name)}", line_no, len(name) + 3)
         counters = None
         if len(parts) > 2:
             counters = _counters(parts[2])
             if counters is None:
-                self.fail(f"invalid counters {parts[2]!r}", line_no)
+                self.fail(f"invalid counters {shown(parts[2])}", line_no)
         builtin = name in BUILTIN_CHAINS.get(self.table.name, ())
         chain = self.table.chains.get(name)
         if chain is None:
@@ -255,7 +255,7 @@ class _Reader:
         if words[0].startswith("["):
             counters = _counters(words[0])
             if counters is None:
-                self.fail(f"invalid counters {words[0]!r}", line_no, 1)
+                self.fail(f"invalid counters {shown(words[0])}", line_no, 1)
             words = words[1:]
             if not words:
                 self.fail("counters without a rule", line_no, 1)
@@ -272,7 +272,7 @@ class _Reader:
             self.table.chain(words[1]).policy = words[2]
             return
         if cmd not in ("-A", "--append", "-I", "--insert"):
-            self.fail(f"unsupported command {cmd!r}", line_no, 1)
+            self.fail(f"unsupported command {shown(cmd)}", line_no, 1)
             return
         if len(words) < 2:
             raise self.fatal(f"{cmd} needs a chain name", line_no, 1)
@@ -286,7 +286,7 @@ class _Reader:
         if chain is None and chain_name in BUILTIN_CHAINS.get(self.table.name, ()):
             chain = self.table.chain(chain_name)
         elif chain is None:
-            self.fail(f"chain {chain_name!r} was not declared", line_no, _column(line, 1))
+            self.fail(f"chain {shown(chain_name)} was not declared", line_no, _column(line, 1))
             chain = self.table.chain(chain_name)
         try:
             rule, problems, plan = parse_rule_words(words, start, strict=self.strict)
@@ -365,7 +365,7 @@ class _Reader:
                 for rule in chain.rules:
                     if rule.target is not None and rule.target.name in missing:
                         self.fail(
-                            f"rule in {table.name}/{chain.name} jumps to {rule.target.name!r}, "
+                            f"rule in {table.name}/{cut(chain.name)} jumps to {shown(rule.target.name)}, "
                             "which is neither a declared chain nor a known target",
                             rule.line,
                         )

@@ -168,7 +168,7 @@ def parse_rule_words(
             if spec.name in ("source", "destination") and args:
                 addresses.append(first)
                 if not _PLAUSIBLE_ADDRESS.match(args[0]):
-                    problem(f"invalid address {args[0]!r} for {word}", first, structural_=False)
+                    problem(f"invalid address {shown(args[0])} for {word}", first, structural_=False)
             if spec.name == "protocol" and args:
                 protocol_word = args[0]
                 protocol = protocol_word.lower()
@@ -181,7 +181,7 @@ def parse_rule_words(
             module = words[i]
             i += 1
             if ext.match(module) is None:
-                problem(f"unknown match module {module!r}", at + 1)
+                problem(f"unknown match module {shown(module)}", at + 1)
             modules.append(module)
             add(match_steps, matches, module, "", i, (), False)
             continue
@@ -203,7 +203,7 @@ def parse_rule_words(
             counters = (int(args[0]), int(args[1]))
             continue
         if not word.startswith("-") or word == "-":
-            raise RuleSyntaxError(f"unexpected word {word!r}", at)
+            raise RuleSyntaxError(f"unexpected word {shown(word)}", at)
         spelling = word.lstrip("-")
         owner: str | None = None
         ospec: ext.OptionSpec | None = None
