@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parse = _parse_seconds([nodes_dir / f"{r.node}.rules" for r in fleet1.nodes
                             if r.mode == "iptables"])
     per_node = {r.node: r.seconds["total"] for r in fleet1.nodes}
-    lines = [r for r in fleet1.nodes if r.checked == "lines"]
+    # equal line for line, among the iptables nodes (an nftables node equal to its table is not parsed)
+    lines = [r for r in fleet1.nodes if r.checked == "lines" and r.node in parse]
     semantic = [r for r in fleet1.nodes if r.checked == "semantic"]
     ratios = [per_node[r.node] / parse[r.node] for r in fleet1.nodes if r.node in parse]
     mean_parse = statistics.mean(parse.values())
