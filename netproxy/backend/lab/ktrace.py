@@ -59,16 +59,13 @@ def parse_monitor(output: str, src: str = "") -> list[KernelHop]:
     return hops
 
 
-def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], object],
-                src: str = "") -> list[KernelHop]:
-    """Trace one packet matching ``match`` (iptables words) from ``hook`` (PREROUTING or
-    OUTPUT) while ``send()`` sends it; the TRACE rule is removed again in every case."""
-    rule = ["-t", "raw", "-I", hook, "1", *match, "-j", "TRACE"]
-    netns.run(node, ["iptables-nft", *rule])
-    monitor = subprocess.Popen(netns.exec_argv(node, ["xtables-monitor", "--trace"]),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+def monitor_output(node: str, argv: list[str], send: Callable[[], object]) -> str:
+    """What the trace monitor ``argv`` (run in ``node``) prints while ``send()`` sends a
+    packet; the monitor is stopped in every case."""
+    monitor = subprocess.Popen(netns.exec_argv(node, argv), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the monitor subscribes before the packet is sent
         send()
         time.sleep(0.3)
     finally:
@@ -78,5 +75,17 @@ def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], objec
         except subprocess.TimeoutExpired:
             monitor.kill()
             out, _ = monitor.communicate()
+    return out or ""
+
+
+def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], object],
+                src: str = "") -> list[KernelHop]:
+    """Trace one packet matching ``match`` (iptables words) from ``hook`` (PREROUTING or
+    OUTPUT) while ``send()`` sends it; the TRACE rule is removed again in every case."""
+    rule = ["-t", "raw", "-I", hook, "1", *match, "-j", "TRACE"]
+    netns.run(node, ["iptables-nft", *rule])
+    try:
+        out = monitor_output(node, ["xtables-monitor", "--trace"], send)
+    finally:
         netns.run(node, ["iptables-nft", "-t", "raw", "-D", hook, *match, "-j", "TRACE"], check=False)
-    return parse_monitor(out or "", src)
+    return parse_monitor(out, src)

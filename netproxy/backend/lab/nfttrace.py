@@ -9,12 +9,10 @@ table the packet then matched, in ``nft list`` spelling, and each base chain's p
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 from collections.abc import Callable
 
 from netproxy.backend import netns
-from netproxy.backend.lab.ktrace import KernelHop
+from netproxy.backend.lab.ktrace import KernelHop, monitor_output
 
 TRACE_TABLE = "np-trace"
 _LINE = re.compile(r"^trace id ([0-9a-f]+) (\w+) (\S+) (\S+) (packet|rule|policy|verdict)\b ?(.*)$")
@@ -64,18 +62,8 @@ def kernel_path(node: str, src: str, dst: str, proto: str, port: int,
              f"  chain out {{ type filter hook output priority -350; {match} meta nftrace set 1; }}\n"
              "}\n")
     netns.run(node, ["nft", "-f", "-"], input_text=table)
-    monitor = subprocess.Popen(netns.exec_argv(node, ["nft", "monitor", "trace"]),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(0.3)
-        send()
-        time.sleep(0.3)
+        out = monitor_output(node, ["nft", "monitor", "trace"], send)
     finally:
-        monitor.terminate()
-        try:
-            out, _ = monitor.communicate(timeout=3)
-        except subprocess.TimeoutExpired:
-            monitor.kill()
-            out, _ = monitor.communicate()
         netns.run(node, ["nft", "delete", "table", "ip", TRACE_TABLE], check=False)
-    return parse_trace(out or "")
+    return parse_trace(out)
