@@ -639,9 +639,6 @@ class Tracer:
                     w.steps = steps["in" if here else "fwd"]
                     w.si = 0
                     continue
-                if hook == "PLACE":  # a locally generated packet: is its destination here?
-                    self._local_fact(w, w.dst, todo, True)
-                    continue
                 if hook == "REROUTE":  # OUTPUT nat/mangle changed the packet: route again
                     w.route = self._route(w, arriving=False)
                     continue

@@ -9,7 +9,7 @@ given (the kernel's order among equals is its registration order, which a listin
 show).
 
 A step of a walk is ``(HOOK, table, chain)``; the markers ``ROUTE`` (routing decision),
-``PLACE``/``LOOP`` (where a locally generated packet goes), ``REROUTE`` (routing again after
+``LOOP`` (where a locally generated packet goes), ``REROUTE`` (routing again after
 OUTPUT nat: the kernel re-routes a local packet whose address or mark nat or mangle changed,
 so it comes after every OUTPUT chain at or below dstnat's priority, -100) and ``DONE``
 (table = how the packet was delivered) carry empty names.
@@ -61,7 +61,7 @@ def plan(bases: list[BaseChain]) -> dict[str, tuple[Step, ...]]:
         "pre": (*at("PREROUTING"), ("ROUTE", "", "")),
         "in": (*at("INPUT"), ("DONE", "local", "")),
         "fwd": (*at("FORWARD"), *at("POSTROUTING"), ("DONE", "forwarded", "")),
-        "out": (("PLACE", "", ""), *at("OUTPUT", upto=DSTNAT), ("REROUTE", "", ""),
+        "out": (*at("OUTPUT", upto=DSTNAT), ("REROUTE", "", ""),
                 *at("OUTPUT", above=DSTNAT), *at("POSTROUTING"), ("LOOP", "", "")),
         # nat is not consulted again on the way back in: the connection's bindings are set.
         "loop": (*at("PREROUTING", False), *at("INPUT", False), ("DONE", "local", "")),
