@@ -17,6 +17,7 @@ import contextlib
 import io
 import reprlib
 import sys
+from pathlib import Path
 from typing import Any
 
 MAX_SHOWN = 60
@@ -105,6 +106,15 @@ def stdin_bytes() -> bytes:
     if buffer is not None:
         return bytes(buffer.read())
     return sys.stdin.read().encode("utf-8", "surrogateescape")
+
+
+def read_input(path: str | Path) -> tuple[str, str]:
+    """(text, source name) of the file at ``path``, ``-`` for standard input, read as bytes
+    whatever the locale and decoded by :func:`decode_input`; ``OSError`` for the caller to
+    turn into its own one-line error."""
+    if str(path) == "-":
+        return decode_input(stdin_bytes()), "<stdin>"
+    return Path(path).read_text(encoding="utf-8", errors="surrogateescape"), str(path)
 
 
 def decode_input(data: bytes) -> str:

@@ -373,17 +373,12 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
 
 def read_snapshot(path: str | Path) -> NodeContext:
     """Read the snapshot at ``path`` (``-`` for standard input)."""
-    from netproxy.textsafe import decode_input, stdin_bytes
+    from netproxy.textsafe import read_input
 
-    source = str(path)
     try:
-        if source == "-":
-            text = decode_input(stdin_bytes())
-            source = "<stdin>"
-        else:
-            text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        text, source = read_input(path)
     except OSError as err:
-        raise InputError(f"cannot read: {err.strerror or err}", where=source) from None
+        raise InputError(f"cannot read: {err.strerror or err}", where=str(path)) from None
     return parse_snapshot(text, source)
 
 

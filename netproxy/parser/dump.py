@@ -24,7 +24,7 @@ from netproxy.parser.rules import (
 )
 from netproxy.parser.shapes import STRUCTURAL, bangs, compile_check, long_dashes, shape_key
 from netproxy.parser.tokens import TokenError, split_words, split_words_with_columns
-from netproxy.textsafe import cut, decode_input, digits, shown, stdin_bytes
+from netproxy.textsafe import cut, digits, read_input, shown
 
 _POLICIES = {"ACCEPT", "DROP", "QUEUE", "RETURN", "-"}
 
@@ -440,16 +440,11 @@ def parse_rules(text: str, *, source: str = "<input>", family: str | None = None
 
 def read_rules(path: str | Path, *, family: str | None = None, strict: bool = False) -> Ruleset:
     """Read a dump from ``path``; ``-`` reads standard input."""
-    source = str(path)
     try:
-        if source == "-":
-            # bytes, like a file: an old dump's Latin-1 comment is kept, not a decode error
-            text = decode_input(stdin_bytes())
-            source = "<stdin>"
-        else:
-            text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        # bytes, also from stdin: an old dump's Latin-1 comment is kept, not a decode error
+        text, source = read_input(path)
     except OSError as err:
-        raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+        raise ParseError(f"cannot read: {err.strerror or err}", source=str(path)) from None
     if text.startswith("# netproxy node snapshot"):
         # A node snapshot (netproxy snapshot): its iptables rules of the family.
         from netproxy.node.snapshot import parse_snapshot

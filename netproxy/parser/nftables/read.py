@@ -8,7 +8,7 @@ from netproxy.errors import ParseError
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.parser.nftables.jsonform import parse_nft_json
 from netproxy.parser.nftables.text import parse_nft_text
-from netproxy.textsafe import decode_input, stdin_bytes
+from netproxy.textsafe import read_input
 
 
 def is_nft(text: str) -> bool:
@@ -31,13 +31,10 @@ def parse_nft(text: str, *, source: str = "<nft>", strict: bool = False,
 
 def read_text(path: str | Path) -> tuple[str, str]:
     """(text, source name) of a file, ``-`` for standard input."""
-    source = str(path)
     try:
-        if source == "-":
-            return decode_input(stdin_bytes()), "<stdin>"
-        return Path(path).read_text(encoding="utf-8", errors="surrogateescape"), source
+        return read_input(path)
     except OSError as err:
-        raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+        raise ParseError(f"cannot read: {err.strerror or err}", source=str(path)) from None
 
 
 def read_nft(path: str | Path, *, strict: bool = False) -> NftRuleset:
