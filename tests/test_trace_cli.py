@@ -331,3 +331,11 @@ def test_text_golden_ipvs_sets_without_contents() -> None:
             "-i", "eth0")
     assert r.returncode == 0, r.stderr
     check_golden("ipvs-sets-conditional.txt", r.stdout)
+
+
+def test_from_node_without_a_known_node_address_says_what_to_give() -> None:
+    r = run("--rules", dump("01-minik8s-flannel-docker"), "--from", "node", "--dst", "10.96.0.1",
+            "--dport", "443")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("netproxy: --from node needs the node's address: give --src "
+                                "NODE_IP, --local-ip NODE_IP or a snapshot (--snapshot node.snap)")

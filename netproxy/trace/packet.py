@@ -149,6 +149,9 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
             src_text = "::1" if family == "ipv6" else "127.0.0.1"
         elif origin == "node" and first_local is not None:
             src_text = first_local
+        elif origin == "node":  # no node address known to take as the source
+            raise TraceError("--from node needs the node's address: give --src NODE_IP, "
+                             "--local-ip NODE_IP or a snapshot (--snapshot node.snap)")
         else:
             raise TraceError("a source address is needed (--src), or --from node/localhost")
     try:
