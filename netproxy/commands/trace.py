@@ -154,6 +154,15 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         if node is not None and rules_path == snapshot_path:
             family = params["family"] if family_given else _family(dst, node)
             ruleset = node.ruleset(family, strict=strict)
+        elif netns_name is not None:
+            # the namespace's iptables (legacy, iptables-nft) and nftables rules together
+            from netproxy.commands.rulesource import live_node
+
+            ruleset, live, live_notes = live_node(netns_name, variant, params["family"],
+                                                  strict=strict)
+            listings += live
+            for text in live_notes:
+                click.echo(f"netproxy: note: {text}", err=True)
         else:
             ruleset = read_given(rules_path, netns_name, variant, command="trace",
                                  strict=strict, family=params.get("family")

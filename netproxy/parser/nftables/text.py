@@ -669,10 +669,33 @@ class _RuleParser:
                 self.i += 1
                 out["offset"] = int(self.take().value)
             return {"numgen": out}
-        if w in ("jhash", "symhash", "socket", "osf", "rt", "ipsec", "exthdr", "tunnel"):
+        if w in ("jhash", "symhash"):
+            return self.hash(w)
+        if w in ("socket", "osf", "rt", "ipsec", "exthdr", "tunnel"):
             raise _Unknown(tok, f"{w} expressions are not modelled")
         self.i -= 1
         return self.value()
+
+    def hash(self, kind: str) -> Any:
+        """``jhash EXPR mod N [seed S] [offset O]``, ``symhash mod N [offset O]``."""
+        out: dict[str, Any] = {}
+        if kind == "jhash":
+            out["expr"] = self.expression()
+        tok = self.take()
+        if tok.value != "mod":
+            raise _Unknown(tok, f"{kind} without mod")
+        out["mod"] = self.number()
+        while self.word() in ("seed", "offset"):
+            name = self.take().value
+            out[name] = self.number()
+        return {kind: out}
+
+    def number(self) -> int:
+        tok = self.take()
+        value = word_value(tok.value)
+        if not isinstance(value, int):
+            raise _Unknown(tok, f"expected a number, found {tok.value!r}")
+        return value
 
     def ct(self, tok: Token) -> Any:
         key = self.name()
