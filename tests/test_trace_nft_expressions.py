@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_node_routing import router
 
 from netproxy.netfilter.model import Ruleset
 from netproxy.parser.nftables import parse_nft_json, parse_nft_text, read_nft
 from netproxy.trace import Packet, Tracer
 from netproxy.trace.sequence import AUTO_STATE
-
-from test_node_routing import router
 
 DATA = Path(__file__).resolve().parent / "data" / "nft"
 LISTING = DATA / "expressions.nft"
