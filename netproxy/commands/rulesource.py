@@ -55,61 +55,57 @@ def read_given(rules_path: str | None, netns_name: str | None, variant: str, *, 
     return read_ruleset(rules_path, command=command, strict=strict, family=family)
 
 
-def live_node(name: str, variant: str, family: str, *, strict: bool = False
-              ) -> tuple[Ruleset, list[Any], list[str]]:
-    """Everything that acts on packets in namespace ``name``, for ``trace --netns``: the
-    iptables rules (legacy and iptables-nft) and the nftables ruleset (``nft list ruleset``),
-    as (iptables ruleset, nft listings, notes).
 
-    iptables-nft's tables are nftables tables too, so they are read once: through
-    ``iptables-nft-save`` (exact iptables meaning) when they are the iptables ruleset walked,
-    and left out of the nft listing then; when iptables-legacy also holds rules, legacy is
-    the iptables ruleset and iptables-nft's tables are walked as nft lists them. ``variant``
-    ``legacy`` or ``nft`` picks the iptables ruleset; ``auto`` the one that holds rules."""
-    import shutil
-
-    from netproxy.backend import netns, xtables
-    from netproxy.netfilter.nft import FAMILY_OF
-    from netproxy.parser import parse_rules
-    from netproxy.parser.nftables import parse_nft_text
+def live_node(name: str) -> Any:
+    """Namespace ``name`` as a node snapshot would record it (rules of both iptables
+    variants, the nft ruleset, addresses, routes, policy rules, ipsets, sysctls), read now;
+    only read, never changed."""
+    from netproxy.backend import netns
+    from netproxy.node.collect import collect
+    from netproxy.node.snapshot import parse_snapshot
 
     netns.require(name, allow_host=True)
+    return parse_snapshot(collect(name), source=f"netns {name}")
+
+
+def node_rules(node: Any, variant: str, family: str, *, strict: bool = False
+               ) -> tuple[Ruleset, list[Any], list[str]]:
+    """Everything that acts on packets of ``family`` on a node (a snapshot, or a namespace
+    read with :func:`live_node`): the iptables rules and the nftables ruleset, as (iptables
+    ruleset, nft listings, notes).
+
+    iptables-nft's tables are nftables tables too, so they are walked once: through
+    ``iptables-nft-save`` (exact iptables meaning) when they are the iptables ruleset, and
+    left out of the nft listing then; when iptables-legacy holds rules, legacy is the
+    iptables ruleset and iptables-nft's tables are walked as nft lists them. ``variant``
+    ``legacy`` or ``nft`` picks the iptables ruleset; ``auto`` the one that holds rules
+    (legacy when both do)."""
+    from netproxy.netfilter.nft import FAMILY_OF
+    from netproxy.node.snapshot import IPTABLES_SECTIONS
+    from netproxy.parser.nftables import parse_nft_text
+
+    holds = {kind: any(line.startswith("-A ") for line in node.sections[name].lines)
+             for (fam, kind), name in IPTABLES_SECTIONS.items()
+             if fam == family and name in node.sections}
     notes: list[str] = []
-    saved: dict[str, str] = {}
-    for kind in ("legacy", "nft"):
-        tools = xtables.Xtables(kind, family)
-        if shutil.which(tools.save_bin) is None:
-            continue
-        proc = netns.run(name, [tools.save_bin], check=False)
-        if proc.returncode == 0:
-            saved[kind] = proc.stdout
-    if not saved:
-        xtables.resolve(variant, family)  # says which tool is missing
-    holds = {kind: any(line.startswith("-A ") for line in text.splitlines())
-             for kind, text in saved.items()}
+    section = node.sections.get("nft list ruleset")
+    if section is None and variant == "auto":
+        # no nftables listing: one iptables variant, as the snapshot reader picks it
+        return node.ruleset(family, strict=strict), [], notes
     if variant == "auto":
-        variant = ("legacy" if holds.get("legacy") else "nft" if "nft" in saved
-                   else "legacy")
-    if variant not in saved:
-        raise InputError(f"netns {name}: {xtables.Xtables(variant, family).save_bin} is "
-                         "not installed (give --iptables with the other variant)")
-    ruleset = parse_rules(saved[variant], source=f"netns {name}", family=family,
-                          strict=strict)
+        variant = "legacy" if holds.get("legacy") or not holds.get("nft") else "nft"
+    ruleset = node.ruleset(family, strict=strict, backend=variant)
     if variant == "nft" and holds.get("legacy"):
-        notes.append(f"netns {name} also holds iptables-legacy rules, not walked (give "
+        notes.append(f"{node.source} also holds iptables-legacy rules, not walked (give "
                      "--iptables legacy to walk them with iptables-nft's tables)")
-    listings: list[Any] = []
-    nft = shutil.which("nft")
-    if nft is None:
-        notes.append("nft is not installed: the namespace's nftables tables are not read")
-        return ruleset, listings, notes
-    text = netns.run(name, [nft, "list", "ruleset"]).stdout
-    listing = parse_nft_text(text, source=f"netns {name} (nft list ruleset)", strict=strict)
+    if section is None:
+        if holds.get("nft") and variant == "legacy":
+            notes.append(f"{node.source} also holds iptables-nft rules, not walked (no "
+                         "'nft list ruleset' section; give --iptables nft to walk them)")
+        return ruleset, [], notes
+    listing = parse_nft_text(section.numbered(), source=node.source, strict=strict)
     if variant == "nft":
-        # iptables-nft's own tables: walked from iptables-nft-save, not twice
-        own = FAMILY_OF[family][0]
+        own = FAMILY_OF[family][0]  # iptables-nft's own tables: walked from its save output
         for table_name in ruleset.tables:
             listing.tables.pop((own, table_name), None)
-    if listing.tables:
-        listings.append(listing)
-    return ruleset, listings, notes
+    return ruleset, [listing] if listing.tables else [], notes
