@@ -216,6 +216,8 @@ class TraceResult:
         self.outcomes = outcomes
         self.notes = notes or []
         self.same_as_previous = same_as_previous
+        """In a packet sequence: the probability that this packet reached the same DNAT
+        destination as the previous packet of its world (session affinity)."""
         self.inferred: dict[str, str] = {}
         """Packet fields the tracer filled in from the node's context (``in_interface``,
         ``src``), each also explained in a note."""
@@ -237,21 +239,16 @@ class TraceResult:
         return sorted({a for o in self.outcomes for a in o.assumed})
 
     def missing(self) -> list[str]:
-        """Every missing fact that mattered, with the flag that supplies it."""
+        """Every missing fact that mattered, with the flag that supplies it (grouped by flag;
+        a stated default shows only its flag, the ``assumed:`` line says the rest)."""
+        from netproxy.trace.missing import ASSUMED, missing_facts
+
         out: dict[str, list[str]] = {}
-        for c in self.conditions():
-            out.setdefault(c.flag, []).append(f"{c.text}?")
-        for text in self.assumptions():
-            _head, _, flag = text.rpartition(" (give ")
-            out.setdefault(flag.rstrip(")") or text, [])
-        for o in self.outcomes:
-            if o.verdict == "UNKNOWN" and o.reason and "(give " in o.reason:
-                head, _, flag = o.reason.rpartition(" (give ")
-                out.setdefault(flag.rstrip(")"), []).append(head)
-        return [f"{flag} ({'; '.join(dict.fromkeys(what))})" if what else flag
-                for flag, what in out.items()]
-        """In a packet sequence: the probability that this packet reached the same DNAT
-        destination as the previous packet of its world (session affinity)."""
+        for flag, fact, kind in missing_facts(self):
+            what = out.setdefault(flag, [])
+            if kind != ASSUMED:
+                what.append(fact)
+        return [f"{flag} ({'; '.join(what)})" if what else flag for flag, what in out.items()]
 
     def total(self) -> float:
         return sum(o.probability for o in self.outcomes)
