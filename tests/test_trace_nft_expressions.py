@@ -149,6 +149,22 @@ def test_ct_direction_reply_for_the_answer_of_a_connection() -> None:
     assert rule in [h.label() for h in back.outcomes[0].path]
 
 
+def test_ct_status_of_a_connection_seen_earlier_in_the_sequence() -> None:
+    # the reply of a DNATed connection: `ct direction reply ct status dnat tcp sport 80 drop`
+    tracked = {"ct": AUTO_STATE}
+    first = Packet(src="10.1.0.5", dst="10.96.1.4", dport=80, sport=5556, in_interface="a0",
+                   extra=tracked)
+    t = tracer()
+    there, = t.trace_sequence([first])
+    endpoints = {o.dnat for o in there.outcomes if o.verdict == "ACCEPT"}
+    assert endpoints == {"10.7.4.2:80"}  # 10.7.4.1 is dropped at postrouting (late)
+    answer = Packet(src="10.7.4.2", dst="10.1.0.5", sport=80, dport=5556, in_interface="b0",
+                    tcp_flags="SYN,ACK", extra=tracked)
+    _, back = t.trace_sequence([first, answer])
+    assert {(o.verdict, o.path[-1].label()) for o in back.outcomes} == {
+        ("DROP", "inet guard/replies #1 (line 43)")}
+
+
 def test_statements_after_a_verdict_map_run_only_on_continue() -> None:
     t = tracer()
     drop = t.trace(syn("10.9.1.1", src="10.1.0.66"))

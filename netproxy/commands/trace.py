@@ -168,6 +168,9 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             whole = live_node(netns_name) if netns_name is not None else node
             node = node or whole
             family = params["family"] if family_given else _family(dst, whole)
+            if family == "dual":
+                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
+                                 where="--family")
             ruleset, more, read_notes = node_rules(whole, variant, family, strict=strict)
             listings += more
             for text in read_notes:

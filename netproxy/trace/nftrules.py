@@ -858,6 +858,14 @@ class NftRules:
         if key == "status":
             def status(w: Walk) -> Any:
                 have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
+                conn = w.conn
+                if conn is not None:  # a later packet of a connection the sequence saw
+                    nat = conn[1]
+                    dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
+                                  else (nat[0] is not None, nat[2] is not None))
+                    have |= {"dnat"} if dnat else set()
+                    have |= {"snat"} if snat else set()
+                    return frozenset(have | {"confirmed"})
                 if not have and w.pkt.ct & {"ESTABLISHED", "RELATED"}:
                     return Why("whether the connection was NATed is not known for a non-NEW "
                                "packet (add DNAT or SNAT to --ct-state)")
