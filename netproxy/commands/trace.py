@@ -130,6 +130,15 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         node = read_snapshot(snapshot_path)
         if rules_path is None and netns_name is None and not params.get("inputs"):
             rules_path = snapshot_path
+    if node is not None and rules_path == snapshot_path and not listings \
+            and not params.get("inputs") and _nft_node(node):
+        # a node in nftables mode (`save --proxy-mode nftables`): its kube-proxy tables
+        from netproxy.node.snapshot import NFT
+        from netproxy.parser.nftables import parse_nft
+
+        listings = [parse_nft(node.sections[NFT].numbered(), source=node.source,
+                              strict=strict)]
+        rules_path = None
     if listings and rules_path is None and netns_name is None:
         # nftables listings alone: the packet's family picks the ip/ip6 (and inet) tables.
         if params.get("inputs"):
@@ -314,6 +323,13 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
     return EXIT_UNKNOWN if EXIT_UNKNOWN in statuses else EXIT_OK
 
 
+def _nft_node(node: Any) -> bool:
+    """A snapshot with kube-proxy's nftables table and no iptables rules at all."""
+    text = node.nft_ruleset or ""
+    return (not any(node.rules_sections(f) for f in ("ipv4", "ipv6"))
+            and ("table ip kube-proxy {" in text or "table ip6 kube-proxy {" in text))
+
+
 def _is_snapshot(path: str) -> bool:
     """Does the file start like a node snapshot? (stdin is never sniffed.)"""
     if path == "-":
@@ -354,18 +370,24 @@ def _emit_one(result: Any, fmt: str, brief: bool) -> None:
 
 
 def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
+    """Each packet as it is traced; then, once for the whole sequence, the missing facts
+    that mattered (each with the packets it affected and the flag that supplies it)."""
     from netproxy.trace.explain import describe_packet, render_dot, render_text
+    from netproxy.trace.missing import MissingTally
     from netproxy.trace.result import summary
 
     out = sys.stdout
+    tally = MissingTally()
     if fmt == "json":
         out.write('{"packets": [')
         for n, r in enumerate(results):
+            tally.add(r)
             text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
             out.write(("," if n else "") + "\n  " + text)
-        out.write("\n]}\n")
+        out.write("\n],\n" + f' "missing": {json.dumps(tally.to_list())}' + "}\n")
         return
     for n, r in enumerate(results, 1):
+        tally.add(r)
         if fmt == "dot":
             out.write(render_dot(r))
         elif brief:
@@ -374,4 +396,6 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
             out.write(f"{n}: {describe_packet(r)}: {summary(r)}{same}\n")
         else:
             out.write(f"=== packet {n} ===\n")
-            out.write(render_text(r))
+            out.write(render_text(r, missing=False))
+    # A graph stays a graph: there, the summary goes to stderr.
+    (sys.stderr if fmt == "dot" else out).write("".join(f"{line}\n" for line in tally.lines()))
