@@ -233,18 +233,25 @@ def test_strict_refuses_what_stays_undecidable() -> None:
 @pytest.fixture
 def node_snapshot(tmp_path: Path) -> Path:
     """A node snapshot with test_node_routing's addresses, routes and policy rules (a0
-    10.1.0.1/24, b0 10.2.0.1/24, 10.9.9.0/24 via b0, 10.7.0.0/16 via b0) and no rules of its
-    own: the trace routes the packets instead of forking on fib lookups."""
+    10.1.0.1/24, b0 10.2.0.1/24, 10.9.9.0/24 via b0, 10.7.0.0/16 via b0; not its uidrange
+    rule), reverse path filtering off, and no rules of its own: the trace routes the packets
+    instead of forking on fib lookups."""
     import json
 
     from test_node_routing import ADDRS, ROUTES4, RULES4
     from test_node_snapshot import snapshot_text
 
+    rules = [r for r in RULES4 if "uid_start" not in r]
     path = tmp_path / "node.snap"
     path.write_text(snapshot_text(**{"iptables-save (legacy)": None, "ipset save": None},
                                   addr=json.dumps(ADDRS) + "\n",
                                   routes4=json.dumps(ROUTES4) + "\n",
-                                  rules4=json.dumps(RULES4) + "\n"))
+                                  rules4=json.dumps(rules) + "\n",
+                                  sysctl="net.ipv4.ip_forward = 1\n"
+                                         "net.ipv4.conf.all.rp_filter = 0\n"
+                                         "net.ipv4.conf.default.rp_filter = 0\n"
+                                         "net.ipv4.conf.a0.rp_filter = 0\n"
+                                         "net.ipv4.conf.b0.rp_filter = 0\n"))
     return path
 
 
