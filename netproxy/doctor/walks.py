@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from netproxy.doctor.checks import counted
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.errors import TraceError
-from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, hostport
+from netproxy.kubeview.model import Ref, RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.trace import Hop, Outcome, Packet, Tracer
 
 POD_INTERFACE = "doctor0"
@@ -55,14 +55,14 @@ QUESTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _finding(check: str, status: str, summary: str, rules: list[RuleRef] | None = None,
+def _finding(check: str, status: str, summary: str, rules: Sequence[Ref] | None = None,
              details: list[str] | None = None) -> Finding:
     question, meaning = QUESTIONS[check]
     return Finding(check, question, status, summary, meaning, list(rules or []), list(details or []))
 
 
-def _refs(view: RulesetView, hops: list[Hop]) -> list[RuleRef]:
-    refs = []
+def _refs(view: RulesetView, hops: list[Hop]) -> list[Ref]:
+    refs: list[Ref] = []
     for hop in hops:
         chain = view.chain(hop.table, hop.chain)
         if hop.rule is None or chain is None or hop.rule > len(chain.rules):
@@ -213,7 +213,7 @@ def _ending(view: RulesetView, outcome: Outcome) -> list[str]:
     refs = _refs(view, outcome.path)
     if not refs or outcome.verdict == "ACCEPT":
         return []
-    text = counted(refs[-1], refs[-1].rule.jump or outcome.verdict)
+    text = counted(refs[-1], refs[-1].jump or outcome.verdict)
     return [text] if text else []
 
 
@@ -227,8 +227,8 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
     failing: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
     warnings: list[str] = []
     undecided: list[str] = []
-    refs: list[RuleRef] = []
-    first_ok: list[RuleRef] = []
+    refs: list[Ref] = []
+    first_ok: list[Ref] = []
     walked: list[str] = []
     for source in sources(view, svc, tracer):
         outcomes = _trace(tracer, _packet(svc, ip, port, source, source.in_interface))
@@ -346,7 +346,7 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
         return _finding("walk-hairpin", NOT_APPLICABLE, "no cluster IP with endpoint rules to trace")
     ip, port = target
     problems: list[str] = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     undecided = []
     checked = 0
     for ep in endpoints[:HAIRPIN_SAMPLE]:
@@ -379,7 +379,7 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
 
 def _local_policy(svc: ServicePortView) -> bool:
     return "XLB" in svc.chains or any(
-        (r.rule.comment() or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic"))
+        (r.comment or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic"))
         for r in svc.ext_rules)
 
 

@@ -6,6 +6,11 @@
   probabilities, endpoint chains, REJECT/DROP rules) and what the node says around them
   (proxy mode, pod CIDRs, redactions), each fact with the rule it came from.
 * :mod:`.iptables` -- builds that model from an iptables ruleset (``build_view``).
+* :mod:`.nftables` -- builds it from kube-proxy's nftables table (``build_nft_view``); facts
+  point at nftables rules and set/map elements (:class:`~.model.NftRef`) instead of
+  iptables rules (:class:`~.model.RuleRef`).
+* :mod:`.reading` -- one Service port's meaning in words both modes share (frontends,
+  endpoint shares, affinity, no-endpoint answers), for comparing rulesets of either mode.
 
 The doctor judges the model; the differ names chains and groups rules by Service with the
 same names and comment grammar (its lazy identity index is :mod:`netproxy.diff.identity`).
@@ -15,10 +20,15 @@ from __future__ import annotations
 
 from netproxy.kubeview.iptables import build_view, well_known_hashes
 from netproxy.kubeview.model import (
+    NftRef,
+    Ref,
     RuleRef,
     RulesetView,
     ServicePortView,
     is_redacted,
 )
+from netproxy.kubeview.nftables import build_nft_view, has_kube_proxy_table
+from netproxy.kubeview.reading import reading
 
-__all__ = ["RuleRef", "RulesetView", "ServicePortView", "build_view", "is_redacted", "well_known_hashes"]
+__all__ = ["NftRef", "Ref", "RuleRef", "RulesetView", "ServicePortView", "build_nft_view", "build_view",
+           "has_kube_proxy_table", "is_redacted", "reading", "well_known_hashes"]
