@@ -99,7 +99,8 @@ class NftRef:
 
     A rule has ``chain`` and ``rule`` (``index`` is its position in the chain); an element has
     ``set`` and ``element`` (``index`` is its position in the set as listed); a set itself
-    (an affinity set) has only ``set``.
+    (an affinity set) has only ``set``. Two refs are equal when they point at the same place
+    (family, table, chain or set, position).
     """
 
     family: str
@@ -107,10 +108,10 @@ class NftRef:
     table: str
     chain: str | None
     index: int
-    rule: NftRule | None = None
+    rule: NftRule | None = field(default=None, compare=False)
     set: str | None = None
-    element: NftElement | None = None
-    set_line: int = 0
+    element: NftElement | None = field(default=None, compare=False)
+    set_line: int = field(default=0, compare=False)
     """The line of the set an element belongs to (elements have no line of their own)."""
 
     @property
