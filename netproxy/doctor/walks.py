@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from netproxy.doctor.checks import counted
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.errors import TraceError
-from netproxy.kubeview.model import Ref, RuleRef, RulesetView, ServicePortView, hostport
+from netproxy.kubeview.model import NftRef, Ref, RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.trace import Hop, Outcome, Packet, Tracer
 
 POD_INTERFACE = "doctor0"
@@ -64,11 +64,26 @@ def _finding(check: str, status: str, summary: str, rules: Sequence[Ref] | None 
 def _refs(view: RulesetView, hops: list[Hop]) -> list[Ref]:
     refs: list[Ref] = []
     for hop in hops:
+        if hop.family is not None:  # an nftables rule
+            found = _nft_ref(view, hop)
+            if found is not None:
+                refs.append(found)
+            continue
         chain = view.chain(hop.table, hop.chain)
         if hop.rule is None or chain is None or hop.rule > len(chain.rules):
             continue
         refs.append(RuleRef(hop.table, hop.chain, hop.rule - 1, chain.rules[hop.rule - 1]))
     return refs
+
+
+def _nft_ref(view: RulesetView, hop: Hop) -> NftRef | None:
+    """The nftables rule of a hop, from the listing the view was read from."""
+    table = view.nft.tables.get((hop.family or "", hop.table)) if view.nft is not None else None
+    chain = table.chains.get(hop.chain) if table is not None else None
+    if chain is None or hop.rule is None or hop.rule > len(chain.rules):
+        return None
+    return NftRef(table.family, table.name, chain.name, hop.rule - 1, rule=chain.rules[hop.rule - 1]) \
+        if table is not None else None
 
 
 def _cluster_ip(view: RulesetView, svc: ServicePortView) -> tuple[str, int] | None:
@@ -344,6 +359,14 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
     endpoints = _endpoints(svc)
     if target is None or not endpoints or svc.protocol not in ("tcp", "udp", "sctp"):
         return _finding("walk-hairpin", NOT_APPLICABLE, "no cluster IP with endpoint rules to trace")
+    if view.mode == "nftables" and not any(sep.masq for sep in svc.endpoints.values()):
+        # kube-proxy masquerades hairpin traffic of this node's endpoints only (the
+        # hairpin-connections elements): a pod elsewhere never sends through these rules.
+        own = {_hairpin_endpoint(r) for r in svc.hairpins}
+        endpoints = [ep for ep in endpoints if ep in own]
+        if not endpoints:
+            return _finding("walk-hairpin", NOT_APPLICABLE, "no endpoint on this node "
+                            "(no hairpin-connections element) to trace reaching itself")
     ip, port = target
     problems: list[str] = []
     refs: list[Ref] = []
@@ -377,9 +400,21 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
                     details=undecided)
 
 
+def _hairpin_endpoint(ref: Ref) -> str:
+    """``ip:port`` of a ``hairpin-connections`` element (``EP . EP . proto . port``)."""
+    from netproxy.kubeview.nftables import nft_element_parts
+
+    parts = nft_element_parts(ref) if isinstance(ref, NftRef) else []
+    return hostport(str(parts[1]), parts[3]) if len(parts) == 4 else ""
+
+
 def _local_policy(svc: ServicePortView) -> bool:
+    """externalTrafficPolicy Local, from the external chain's rules (both modes)."""
+    local_svl = svc.chains.get("SVL")
     return "XLB" in svc.chains or any(
-        (r.comment or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic"))
+        (r.comment or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic",
+                                      "short-circuit local traffic", "masquerade local traffic"))
+        or (isinstance(r, NftRef) and local_svl is not None and r.jump == local_svl)
         for r in svc.ext_rules)
 
 
