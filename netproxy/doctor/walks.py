@@ -362,8 +362,8 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
     if view.mode == "nftables" and not any(sep.masq for sep in svc.endpoints.values()):
         # kube-proxy masquerades hairpin traffic of this node's endpoints only (the
         # hairpin-connections elements): a pod elsewhere never sends through these rules.
-        own = {_hairpin_endpoint(r) for r in svc.hairpins}
-        endpoints = [ep for ep in endpoints if ep in own]
+        on_node = {_hairpin_endpoint(r) for r in svc.hairpins}
+        endpoints = [ep for ep in endpoints if ep in on_node]
         if not endpoints:
             return _finding("walk-hairpin", NOT_APPLICABLE, "no endpoint on this node "
                             "(no hairpin-connections element) to trace reaching itself")
