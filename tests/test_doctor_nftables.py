@@ -271,3 +271,53 @@ def test_unknown_service(example: str) -> None:
     assert [s.name for s in report.services] == ["shop/frontend:http"]
     assert all(f.check not in ("walk-split",) for f in report.services[0].findings)
     assert status(report, "shop/frontend:http", "firewall") == NOT_APPLICABLE
+
+
+GOLDEN = REPO / "tests" / "golden" / "compile-nftables"
+
+
+@pytest.mark.parametrize("case", sorted(p.parent.name for p in GOLDEN.glob("*/expected.list")))
+def test_every_compiled_case_is_healthy(case: str) -> None:
+    """What kube-proxy writes fails only where the cluster itself has a problem: a Service
+    port without endpoints, or (shared-keys) two Services claiming one external IP:port."""
+    flags = (GOLDEN / case / "flags").read_text().split()
+    ips = [flags[i + 1] for i, f in enumerate(flags) if f == "--node-ip"]
+    listing = parse_nft_text((GOLDEN / case / "expected.list").read_text(), source=case)
+    families: list[str | None] = [f for f in ("ipv4", "ipv6")
+                                  if (("ip", "ip6")[f == "ipv6"], "kube-proxy") in listing.tables]
+    assert families
+    for family in families:
+        report = diagnose_nft(listing, family=family, local_ips=ips)
+        found = {k: v for k, v in failures(report).items() if v != {"endpoints"}}
+        if case == "shared-keys":
+            assert found == {"default/a": {"entry"}}
+        else:
+            assert found == {}, found
+        no_endpoints = [s for s in report.services if any(f.check == "endpoints" and f.status == FAILED
+                                                          for f in s.findings)]
+        assert all(any(f.check == "reject" and f.status == INFO for f in s.findings) or
+                   any(f.check == "local-endpoints" for f in s.findings) for s in no_endpoints)
+
+
+def test_flushed_stale_chains_are_no_service_ports() -> None:
+    """A resync flushes the chains of Service ports that are gone; they are stale objects."""
+    listing = parse_nft_text((GOLDEN / "resync" / "expected.list").read_text(), source="resync")
+    report = diagnose_nft(listing)
+    stale = next(f for f in report.node if f.check == "stale-objects")
+    assert stale.status == INFO and "empty per-Service chain(s)" in stale.summary
+    assert "default/web:http" not in [s.name for s in report.services]
+
+
+def test_internal_local_policy_walks_to_the_local_endpoint() -> None:
+    listing = parse_nft_text((GOLDEN / "itp-local" / "expected.list").read_text(), source="itp")
+    report = diagnose_nft(listing, local_ips=["192.168.0.10"])
+    walk = next(f for s in report.services if s.name == "data/gateway:http"
+                for f in s.findings if f.check == "walk-split")
+    assert walk.status == PASSED and "reaches its one endpoint" in walk.summary
+
+
+def test_masquerade_bit_31_listed_as_a_prefix() -> None:
+    listing = parse_nft_text((GOLDEN / "masquerade-bit" / "expected.list").read_text(), source="bit")
+    report = diagnose_nft(listing, walk=False)
+    masq = next(f for f in report.node if f.check == "masquerade")
+    assert masq.status == PASSED and "0x80000000" in masq.summary

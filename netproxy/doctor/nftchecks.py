@@ -333,9 +333,11 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
     if svc.only_expected:
         return finding("entry", FAILED, "the rules have nothing for this Service port of the "
                        "cluster objects")
-    if not svc.addresses and not svc.chains and not svc.missing_chains:
-        return finding("entry", NOT_APPLICABLE, "no service-ips or service-nodeports element for "
-                       "this Service port")
+    if not svc.addresses and not svc.missing_chains and (
+            not svc.chains or svc.rejects or svc.local_drops):
+        why = (": its frontends are answered by no-endpoint elements (see endpoints)"
+               if svc.rejects or svc.local_drops else " for this Service port")
+        return finding("entry", NOT_APPLICABLE, "no service-ips or service-nodeports element" + why)
     refs: list[Ref] = [a.ref for a in svc.addresses]
     problems: list[str] = []
     parts: list[str] = []
@@ -638,7 +640,7 @@ def check_reject(view: RulesetView, svc: ServicePortView) -> Finding:
     if not svc.rejects:
         return finding("reject", PASSED, "no goto reject-chain element for it")
     where = ", ".join(frontend_text(r) for r in svc.rejects)
-    if not svc.jumps and not svc.chains:
+    if not svc.jumps:
         return finding("reject", INFO, f"kube-proxy rejects {where} because the Service port has no "
                        "endpoints (see endpoints)", svc.rejects)
     return finding("reject", FAILED, f"{where} rejected although the rules have endpoints for it",

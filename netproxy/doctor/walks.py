@@ -94,8 +94,14 @@ def _cluster_ip(view: RulesetView, svc: ServicePortView) -> tuple[str, int] | No
 
 
 def _endpoints(svc: ServicePortView) -> list[str]:
+    """The endpoints a connection to the cluster IP is spread over: those of the chain the
+    cluster IP leads to (the local chain for internalTrafficPolicy Local)."""
     out: list[str] = []
-    for jump in svc.balancing("SVC") or svc.balancing("SVL"):
+    local = svc.chains.get("SVL")
+    internal_local = local is not None and any(a.kind == "cluster-ip" and a.target == local
+                                               for a in svc.addresses)
+    first, second = ("SVL", "SVC") if internal_local else ("SVC", "SVL")
+    for jump in svc.balancing(first) or svc.balancing(second):
         sep = svc.endpoints.get(jump.sep)
         if sep is not None and sep.destination and sep.destination not in out:
             out.append(sep.destination)
@@ -421,6 +427,8 @@ def _local_policy(svc: ServicePortView) -> bool:
 def check_walk_nodeport(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
     ports = sorted({a.port for a in svc.addresses if a.kind == "node-port" and a.port is not None})
     node_ip = next((ip for ip in tracer.local_ips if not _loopback(ip)), None)
+    if view.nodeport_ips:  # nftables: only these addresses take NodePorts (nodeport-addresses)
+        node_ip = next((ip for ip in tracer.local_ips if ip in view.nodeport_ips), node_ip)
     if not ports or svc.protocol not in ("tcp", "udp", "sctp"):
         return _finding("walk-nodeport", NOT_APPLICABLE, "no node port")
     if node_ip is None:

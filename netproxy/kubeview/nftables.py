@@ -339,13 +339,18 @@ def _build(listing: NftRuleset, family: str | None, iptables: Ruleset | None) ->
 
 
 def _read_chains(r: _Reader) -> None:
-    """Per-port chains: balancing (service-/local-), external-, firewall-, endpoint-."""
-    for chain in r.table.chains.values():
+    """Per-port chains: balancing (service-/local-), external-, firewall-, endpoint-.
+
+    An empty chain nothing refers to is one kube-proxy flushed because its Service port is
+    gone (it deletes it a second later): it is only a stale chain, not a Service port."""
+    used = _referenced_chains(r.table)
+    chains = [c for c in r.table.chains.values() if c.rules or c.name in used]
+    for chain in chains:
         kind = chain_kind(chain.name)
         if kind is None or kind[0] != "SEP":
             continue
         r.endpoint_chains[chain.name] = _endpoint_chain(r, chain)
-    for chain in r.table.chains.values():
+    for chain in chains:
         kind = chain_kind(chain.name)
         if kind is None or kind[0] == "SEP":
             continue
@@ -614,6 +619,10 @@ def _read_node(r: _Reader, view: RulesetView) -> None:
                     and left["&"][0] == {"meta": {"key": "mark"}} and isinstance(left["&"][1], int):
                 view.masquerade_mark = left["&"][1]
                 break
+            if left == {"meta": {"key": "mark"}} and m is not None:
+                view.masquerade_mark = _prefix_mask(m.get("right"))
+                if view.masquerade_mark is not None:
+                    break
         if view.masquerade_mark is not None:
             break
     for svc in view.services.values():
@@ -629,21 +638,44 @@ def _read_node(r: _Reader, view: RulesetView) -> None:
             svc.affinity_timeout = timeouts.pop()
 
 
+def _prefix_mask(value: Any) -> int | None:
+    """The bits of a mark written as a prefix: nft lists ``mark & 0x80000000 != 0`` as
+    ``meta mark != 0x00000000/1`` (the top bit)."""
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    _, _, length = value.partition("/")
+    if not length.isdigit() or not 0 < int(length) <= 32:
+        return None
+    n = int(length)
+    return ((1 << n) - 1) << (32 - n)
+
+
+def _referenced_chains(table: NftTable) -> set[str]:
+    """Chains some element or rule of the table jumps or goes to."""
+    used: set[str] = set()
+    for found in table.sets.values():
+        for element in found.elements:
+            used.update(_verdicts(element.value))
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            for stmt in rule.exprs:
+                used.update(_verdicts(stmt))
+    return used
+
+
 def _read_stale(r: _Reader, view: RulesetView) -> None:
     """Per-port chains and affinity sets nothing refers to, and references to nothing."""
-    used_chains: set[str] = set()
+    used_chains = _referenced_chains(r.table)
     used_sets: set[str] = set()
     for set_name, found in r.table.sets.items():
         for i, element in enumerate(found.elements):
             for target in _verdicts(element.value):
-                used_chains.add(target)
                 if target not in r.table.chains:
                     view.dangling.append((r.element_ref(set_name, i, element), target))
     for chain in r.table.chains.values():
         for i, rule in enumerate(chain.rules):
             for stmt in rule.exprs:
                 for target in _verdicts(stmt):
-                    used_chains.add(target)
                     if target not in r.table.chains:
                         view.dangling.append((r.rule_ref(chain, i), target))
                 for name in _sets_used(stmt):
