@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from netproxy.diff.kubenames import is_kube_chain
+from netproxy.kubeview.names import is_kube_chain
 from netproxy.netfilter.model import BUILTIN_CHAINS
 
 

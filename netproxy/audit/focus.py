@@ -10,7 +10,7 @@ size of the node's ruleset.
 from __future__ import annotations
 
 from netproxy import chainnames
-from netproxy.diff.kubenames import FRONTEND_CHAINS, chain_role, normalise_spn
+from netproxy.kubeview.names import FRONTEND_CHAINS, chain_role, normalise_spn
 from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
 
 ServicePort = tuple[str, str]

@@ -100,8 +100,9 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
     cfg = effective_config({**params, "proxy_mode": "iptables"}, cluster)
     node = cluster.node(old_settings.node_name)
     endpoints = {ep.ip for eps in model.endpoints.values() for ep in eps}
+    here = frozenset(ep.ip for eps in model.endpoints.values() for ep in eps if ep.is_local)
     srcs = sources(old_settings, cfg.cluster_cidrs, node.pod_cidrs if node is not None else (),
-                   node_ips[0], endpoints)
+                   node_ips[0], endpoints, here)
     context.append(f"node addresses {', '.join(node_ips)}; pod here {srcs.pod_here}, pod "
                    f"elsewhere {srcs.pod_elsewhere or '(no cluster CIDR known)'}, outside "
                    f"{srcs.external}")
@@ -115,7 +116,7 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
                              new="compiled from " + ", ".join(params["inputs"]), context=context,
                              family=fam)
     compare(report, probes, old, new, old_nodeports=old_settings.nodeports,
-            new_nodeports=new_settings.nodeports)
+            new_nodeports=new_settings.nodeports, local_endpoints=here)
     _notes(report, model, old_settings)
     return report
 

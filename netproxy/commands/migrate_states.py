@@ -4,6 +4,7 @@ migrate`` compares compiled rules."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,7 @@ def across_modes(inputs: tuple[str, ...], *, family: str | None, local_ips: list
     """Compare BEFORE (iptables mode) and AFTER (nftables mode), one report per family
     kube-proxy's nftables table covers."""
     from netproxy.diff.load import load_ruleset
-    from netproxy.migrate.report import compare
-    from netproxy.migrate.ruleprobes import kube_table, nodeport_addresses, rule_probes
-    from netproxy.netfilter.model import Ruleset
-    from netproxy.proxy.nodeports import NodePortAddresses
-    from netproxy.trace import Tracer
+    from netproxy.migrate.ruleprobes import kube_table
 
     before, after = inputs
     snap_before, snap_after = _snapshot(before), _snapshot(after)
@@ -84,31 +81,76 @@ def across_modes(inputs: tuple[str, ...], *, family: str | None, local_ips: list
                else load_ruleset(before, strict=strict))
         if old.family != fam:
             continue
-        table = kube_table(listing, fam)
-        ips = [ip for ip in local_ips if (":" in ip) == (fam == "ipv6")]
-        for snap in (snap_after, snap_before):
-            if not ips and snap is not None:
-                ips = [ip for ip in snap.addresses(fam)
-                       if ip not in ("127.0.0.1", "::1")]
-        context = [f"{fam}"]
-        if not ips and table is not None and "nodeport-ips" in table.sets:
-            ips = [str(e.key) for e in table.sets["nodeport-ips"].elements]
-            context.append("node addresses from the nodeport-ips set (more with --local-ip)")
-        if not ips:
-            ips = [_FALLBACK_NODE[fam]]
-            context.append(f"no node address known (--local-ip): probing {ips[0]}")
-        loopback = "::1" if fam == "ipv6" else "127.0.0.1"
-        probes = rule_probes(old, listing, ips)
-        context.append(f"node addresses {', '.join(ips)}; iptables mode taken to accept "
-                       "NodePorts on every node address")
-        report = MigrationReport(old=before, new=after, context=context, family=fam)
-        t_old = Tracer(old, local_ips=[loopback, *ips])
-        t_new = Tracer(Ruleset(family=fam, source=listing.source), local_ips=[loopback, *ips],
-                       nft=[listing])
-        compare(report, probes, t_old, t_new,
-                old_nodeports=NodePortAddresses((), True, fam == "ipv4"),
-                new_nodeports=nodeport_addresses(table))
-        reports.append(report)
+        reports.append(_family_report(before, after, old, listing, fam, local_ips,
+                                      [s for s in (snap_after, snap_before) if s is not None]))
     if not reports:
         raise InputError(f"no {family or 'ipv4/ipv6'} rules to compare", where=before)
     return reports
+
+
+def _family_report(before: str, after: str, old: Any, listing: Any, fam: str,
+                   local_ips: list[str], snaps: list[Any]) -> MigrationReport:
+    """One family: sources and node addresses read from the two states, every frontend
+    probed, what was assumed said in the report's context."""
+    from netproxy.migrate import probes as p
+    from netproxy.migrate import ruleprobes as rp
+    from netproxy.migrate.report import compare
+    from netproxy.netfilter.model import Ruleset
+    from netproxy.trace import Tracer
+
+    table = rp.kube_table(listing, fam)
+    context = [f"{fam}"]
+    ips = [ip for ip in local_ips if (":" in ip) == (fam == "ipv6")]
+    how = "--local-ip"
+    for snap in snaps:
+        if not ips:
+            ips = [ip for ip in snap.addresses(fam) if not ipaddress.ip_address(ip).is_loopback]
+            how = f"the addresses of snapshot {snap.source}"
+    named = rp.nodeport_hosts(old, table)
+    if not ips:
+        how = "the NodePort addresses the rules name (more with --local-ip)"
+    ips += [ip for ip in named if ip not in ips]
+    if not ips:
+        ips = [_FALLBACK_NODE[fam]]
+        how = "none known (--local-ip): probing a stand-in"
+    old_np, old_how = rp.iptables_nodeports(old)
+    new_np = rp.nodeport_addresses(table)
+    new_how = ("the nodeport-ips set: " + ", ".join(str(n.network_address) for n in new_np.cidrs)
+               if not new_np.match_all else "every local address (no nodeport-ips set)")
+    context.append(f"node addresses {', '.join(ips)} ({how})")
+    context.append(f"NodePorts in iptables mode: {old_how}; in nftables mode: {new_how}")
+    cluster = rp.cluster_cidrs(old, table)
+    local = rp.local_endpoints(table)
+    routes = None
+    for snap in snaps:
+        if routes is None and snap.has_routes(fam):
+            routes = _routes(snap, fam)
+    mine, mine_how = rp.node_pod_cidrs(routes, cluster, local, fam)
+    s = p.pod_sources(fam, cluster, mine, ips[0], rp.endpoints(old, table), local)
+    context.append(
+        f"pod network {', '.join(cluster) or '(not in the rules)'}; this node's pods "
+        f"{', '.join(mine) or '(not known)'} ({mine_how}); pod here {s.pod_here}, pod elsewhere "
+        f"{s.pod_elsewhere or '(no pod network known: not probed)'}, outside {s.external}; "
+        "no probe source is an endpoint")
+    if local is None:
+        context.append("this node's endpoints not known (no hairpin-connections set): "
+                       "hairpin not probed")
+    loopback = "::1" if fam == "ipv6" else "127.0.0.1"
+    probes = rp.rule_probes(old, listing, ips, s)
+    report = MigrationReport(old=before, new=after, context=context, family=fam)
+    t_old = Tracer(old, local_ips=[loopback, *ips])
+    t_new = Tracer(Ruleset(family=fam, source=listing.source), local_ips=[loopback, *ips],
+                   nft=[listing])
+    compare(report, probes, t_old, t_new, old_nodeports=old_np, new_nodeports=new_np,
+            local_endpoints=local)
+    return report
+
+
+def _routes(snap: Any, fam: str) -> list[Any]:
+    from netproxy.node.routing import RouteDataError, routes_from_json
+    from netproxy.node.snapshot import ROUTES
+
+    try:
+        return routes_from_json(snap.json(ROUTES[fam]), fam, "routes")
+    except RouteDataError as err:
+        raise InputError(f"section '{ROUTES[fam]}': {err}", where=snap.source) from None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from netproxy.diff.chains import ChainDiff, compare
-from netproxy.diff.facts import POLICY_ROLES, ServiceFacts, service_facts
 from netproxy.diff.identity import KubeView, analyse
+from netproxy.diff.portfacts import POLICY_ROLES, ServiceFacts, port_facts
 from netproxy.diff.report import DiffReport, Fact, FindingLine, Group, RuleLine
 from netproxy.diff.structure import Finding, findings
 from netproxy.gcpause import paused_gc
@@ -225,8 +225,8 @@ def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> Diff
         g = grouper.services[key]
         a = ov.service(key)
         b = nv.service(key)
-        fa = service_facts(a, ov) if a is not None else None
-        fb = service_facts(b, nv) if b is not None else None
+        fa = port_facts(old, a) if a is not None else None
+        fb = port_facts(new, b) if b is not None else None
         changes, counts = fact_changes(fa, fb)
         g.facts = changes + g.facts
         for k, v in counts.items():

@@ -5,15 +5,17 @@
 * :mod:`.model` -- every Service port of a node (addresses, endpoint rules with their
   probabilities, endpoint chains, REJECT/DROP rules) and what the node says around them
   (proxy mode, pod CIDRs, redactions), each fact with the rule it came from.
-* :mod:`.iptables` -- builds that model from an iptables ruleset (``build_view``).
+* :mod:`.iptables` -- builds that model from an iptables ruleset (``build_view``), or from
+  the part of one holding a few Service ports (``build_part_view``).
 * :mod:`.nftables` -- builds it from kube-proxy's nftables table (``build_nft_view``); facts
   point at nftables rules and set/map elements (:class:`~.model.NftRef`) instead of
   iptables rules (:class:`~.model.RuleRef`).
 * :mod:`.reading` -- one Service port's meaning in words both modes share (frontends,
   endpoint shares, affinity, no-endpoint answers), for comparing rulesets of either mode.
 
-The doctor judges the model; the differ names chains and groups rules by Service with the
-same names and comment grammar (its lazy identity index is :mod:`netproxy.diff.identity`).
+The doctor judges the model of a whole ruleset; the differ compares the models of the
+Service ports a change touches (it locates their chains and rules with its lazy index,
+:mod:`netproxy.diff.identity`, and reads them with ``build_part_view``).
 """
 
 from __future__ import annotations

@@ -292,6 +292,13 @@ def build_view(ruleset: Ruleset) -> RulesetView:
         return _build_view(ruleset)
 
 
+def build_part_view(part: Ruleset) -> RulesetView:
+    """The model of part of a ruleset: whole chains and single frontend rules of a few
+    Service ports (the differ picks out those of one Service port). Jumps to chains left out
+    of the part read as jumps to missing chains; rule indexes count within the part."""
+    return _build_view(part)
+
+
 def _build_view(ruleset: Ruleset) -> RulesetView:
     b = _Builder(ruleset)
     nat = ruleset.tables.get("nat")

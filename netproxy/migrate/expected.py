@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from netproxy.diff.behaviour import AFFINITY as _AFFINITY
+from netproxy.diff.behaviour import same
 from netproxy.migrate import probes as p
 from netproxy.proxy.nodeports import NodePortAddresses
 
@@ -40,6 +41,11 @@ EXPECTED: dict[str, Expected] = {e.key: e for e in (
     Expected("unallocated-service-ips", "traffic to unallocated addresses of the "
              "ServiceCIDRs is dropped", "§12.5",
              "none needed (the ServiceCIDR objects, or --service-cidr, give the ranges)"),
+    Expected("hairpin-local-endpoints-only", "hairpin masquerade only for endpoints on this "
+             "node: a Service's endpoint on another node whose connection through this node "
+             "comes back to itself is no longer masqueraded", "§12.7",
+             "none usually needed (a pod's traffic to a Service is handled by its own node's "
+             "rules); masqueradeAll: true (--masquerade-all) masquerades it in both modes"),
     Expected("source-ranges-first", "loadBalancerSourceRanges apply before the endpoint "
              "check, in prerouting and output: clients outside them (the node's own too) are "
              "dropped even when the Service has no endpoints", "§12.6",
@@ -86,6 +92,33 @@ def _outside(probe: p.Probe) -> bool:
     return not any(addr in n for n in nets if n.version == addr.version)
 
 
+def endpoint_of(text: str) -> str | None:
+    """The DNAT address of an outcome text (``ACCEPT DNAT 10.0.0.1:80 masquerade``)."""
+    words = text.split(" ")
+    if len(words) < 3 or words[1] != "DNAT":
+        return None
+    return words[2].rsplit(":", 1)[0].strip("[]")
+
+
+def _hairpin(probe: p.Probe, old: dict[str, float], new: dict[str, float]) -> bool:
+    """Only the branches where the client reaches itself differ, masqueraded in iptables
+    mode and not in nftables mode (§12.7)."""
+    src = probe.packet.src
+
+    def unmasked(outcomes: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for text, prob in outcomes.items():
+            if endpoint_of(text) == src:
+                text = text.removesuffix(" masquerade")
+            out[text] = out.get(text, 0.0) + prob
+        return out
+
+    def self_masq(outcomes: dict[str, float]) -> bool:
+        return any(endpoint_of(t) == src and t.endswith(" masquerade") for t in outcomes)
+
+    return same(unmasked(old), unmasked(new)) and self_masq(old) and not self_masq(new)
+
+
 def classify(probe: p.Probe, old: dict[str, float], new: dict[str, float], *,
              old_nodeports: NodePortAddresses, new_nodeports: NodePortAddresses) -> str | None:
     """The key of the intended difference ``old`` (iptables mode) -> ``new`` (nftables mode)
@@ -104,6 +137,8 @@ def classify(probe: p.Probe, old: dict[str, float], new: dict[str, float], *,
     keys = {p.LOCALHOST_NODE_PORT: "localhost-nodeports", p.NODE_PORT: "nodeport-addresses",
             p.OTHER_PORT: "cluster-ip-other-ports", p.UNALLOCATED: "unallocated-service-ips",
             p.LB_IP: "source-ranges-first"}
+    if probe.source == p.ENDPOINT_ELSEWHERE:
+        return "hairpin-local-endpoints-only" if _hairpin(probe, old, new) else None
     rule = rules.get(probe.frontend)
     if rule is not None and rule():
         return keys[probe.frontend]

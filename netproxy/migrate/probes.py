@@ -36,6 +36,8 @@ LOCALHOST = "localhost"
 OUTSIDE = "outside"
 IN_RANGE = "outside, inside the source ranges"
 OUT_OF_RANGE = "outside, not in the source ranges"
+ENDPOINT_HERE = "an endpoint of it on this node (hairpin)"
+ENDPOINT_ELSEWHERE = "an endpoint of it on another node (hairpin)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class Sources:
     node_ip: str
     loopback: str
     external: str
+    local_endpoints: frozenset[str] | None = None
+    """The endpoint addresses of this node (None: not known), for the hairpin probes."""
 
 
 def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> str:
@@ -91,11 +95,19 @@ def _free_host(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int,
 
 
 def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
-            node_ip: str, taken: Iterable[str] = ()) -> Sources:
+            node_ip: str, taken: Iterable[str] = (),
+            local_endpoints: frozenset[str] | None = None) -> Sources:
     """A pod of this node (inside its podCIDR), a pod elsewhere (the cluster CIDR outside
     it), the node, loopback, an outside client; the pods' addresses are none of ``taken``
     (the endpoints')."""
-    fam = settings.family
+    return pod_sources(settings.family, pod_cidrs, node_pod_cidrs, node_ip, taken,
+                       local_endpoints)
+
+
+def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
+                node_ip: str, taken: Iterable[str] = (),
+                local_endpoints: frozenset[str] | None = None) -> Sources:
+    """:func:`sources` for a family."""
     busy = set(taken)
     want = 6 if fam == "ipv6" else 4
     mine = [ipaddress.ip_network(c, strict=False) for c in node_pod_cidrs]
@@ -110,18 +122,19 @@ def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: I
         here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
     elsewhere = None
     for net in cluster:
-        if net.num_addresses < 4:
-            continue
-        for cand in (net.network_address + net.num_addresses // 2 + 250,
-                     net.network_address + 250):
-            if (cand in net and not any(cand in m for m in mine) and str(cand) != here
-                    and str(cand) not in busy):
-                elsewhere = str(cand)
+        for start in (net.num_addresses // 2 + 250, 250):
+            for nth in range(start, min(start + 4096, net.num_addresses - 1)):
+                cand = net.network_address + nth
+                if (not any(cand in m for m in mine) and str(cand) != here
+                        and str(cand) not in busy):
+                    elsewhere = str(cand)
+                    break
+            if elsewhere:
                 break
         if elsewhere:
             break
     return Sources(here, elsewhere, node_ip, "::1" if want == 6 else "127.0.0.1",
-                   EXTERNAL[fam])
+                   EXTERNAL[fam], local_endpoints)
 
 
 def _pod(s: Sources, dst: str, proto: str, port: int) -> Packet:
@@ -160,6 +173,30 @@ def frontend_probes(spn: str, kind: str, s: Sources, dst: str, proto: str, port:
     else:
         out.append(Probe(spn, kind, OUTSIDE, _remote(s.external, dst, proto, port), (),
                          affinity))
+    return out
+
+
+def hairpin_probes(probe: Probe, endpoints: Iterable[str],
+                   local: frozenset[str] | None) -> list[Probe]:
+    """The ClusterIP ``probe`` again, sent by one of the Service's own endpoints on this node
+    and one on another node (their traffic may come back to them: hairpin). ``local``: this
+    node's endpoint addresses; None when not known (no probe then)."""
+    if local is None:
+        return []
+    p = probe.packet
+    eps = sorted(set(endpoints), key=ipaddress.ip_address)
+    out: list[Probe] = []
+    here = next((ip for ip in eps if ip in local), None)
+    there = next((ip for ip in eps if ip not in local), None)
+    if here is not None:
+        out.append(Probe(probe.service, probe.frontend, ENDPOINT_HERE,
+                         Packet(p.dst, here, p.proto, p.dport, origin="pod",
+                                in_interface=POD_IF, out_interface=NODE_IF),
+                         probe.ranges, probe.affinity))
+    if there is not None:
+        out.append(Probe(probe.service, probe.frontend, ENDPOINT_ELSEWHERE,
+                         _remote(there, p.dst, p.proto, p.dport or 0), probe.ranges,
+                         probe.affinity))
     return out
 
 

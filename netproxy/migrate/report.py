@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netproxy.diff.behaviour import lines, outcomes, same
-from netproxy.migrate.expected import EXPECTED, NOTES, classify
-from netproxy.migrate.probes import Probe
+from netproxy.migrate.expected import EXPECTED, NOTES, classify, endpoint_of
+from netproxy.migrate.probes import CLUSTER_IP, POD_HERE, Probe, hairpin_probes
 from netproxy.proxy.nodeports import NodePortAddresses
 from netproxy.trace import Tracer
 
@@ -82,11 +82,18 @@ class MigrationReport:
 
 
 def compare(report: MigrationReport, probes: list[Probe], old: Tracer, new: Tracer, *,
-            old_nodeports: NodePortAddresses, new_nodeports: NodePortAddresses) -> None:
-    """Trace every probe through ``old`` (iptables mode) and ``new`` (nftables mode)."""
-    for probe in probes:
+            old_nodeports: NodePortAddresses, new_nodeports: NodePortAddresses,
+            local_endpoints: frozenset[str] | None = None) -> None:
+    """Trace every probe through ``old`` (iptables mode) and ``new`` (nftables mode). Each
+    ClusterIP probe from a pod here is followed by the same from the endpoints it reached, one
+    on this node and one elsewhere (``local_endpoints``: this node's; None: not known)."""
+    queue = list(probes)
+    for probe in queue:
         a = outcomes(old, probe.packet, reasons=False, affinity=probe.affinity)
         b = outcomes(new, probe.packet, reasons=False, affinity=probe.affinity)
+        if probe.frontend == CLUSTER_IP and probe.source == POD_HERE:
+            reached = {ep for text in (*a, *b) if (ep := endpoint_of(text)) is not None}
+            queue += hairpin_probes(probe, reached, local_endpoints)
         report.probes += 1
         if same(a, b):
             report.alike += 1

@@ -9,7 +9,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from netproxy.diff.behaviour import frontends, pod_source, rule_frontend
+from netproxy.diff.behaviour import frontends, rule_frontend
 from netproxy.migrate import probes as p
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset, NftTable
@@ -115,6 +115,151 @@ def nodeport_addresses(table: NftTable | None) -> NodePortAddresses:
     return NodePortAddresses(nets, False, False)
 
 
+def iptables_nodeports(ruleset: Ruleset) -> tuple[NodePortAddresses, str]:
+    """What the iptables rules accept NodePorts on, read from KUBE-SERVICES' jumps to
+    KUBE-NODEPORTS (``-m addrtype --dst-type LOCAL``: every local address, kube-proxy's
+    default; ``-d IP``: the addresses ``--nodeport-addresses`` chose), and how it was known."""
+    nat = ruleset.tables.get("nat")
+    chain = nat.chains.get("KUBE-SERVICES") if nat is not None else None
+    hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    every = False
+    for rule in chain.rules if chain is not None else ():
+        if rule.target is None or rule.target.name != "KUBE-NODEPORTS":
+            continue
+        dst = rule.builtin("destination")
+        if dst is None or not dst.args or dst.negated:
+            every = True
+            continue
+        try:
+            hosts.append(ipaddress.ip_network(dst.args[0], strict=False))
+        except ValueError:
+            continue
+    loopback = ruleset.family == "ipv4"
+    if every:
+        return (NodePortAddresses((), True, loopback),
+                "every local address (KUBE-SERVICES: -m addrtype --dst-type LOCAL)")
+    if hosts:
+        return (NodePortAddresses(tuple(hosts), False, False),
+                "only " + ", ".join(str(h) for h in hosts) + " (KUBE-SERVICES: -d, from "
+                "--nodeport-addresses)")
+    return (NodePortAddresses((), True, loopback),
+            "no jump to KUBE-NODEPORTS: taken as every local address, kube-proxy's default")
+
+
+def nodeport_hosts(old: Ruleset, table: NftTable | None) -> list[str]:
+    """Node addresses the rules name for NodePorts: iptables' ``-d IP -j KUBE-NODEPORTS``
+    and the nftables ``nodeport-ips`` set."""
+    out: list[str] = []
+    np, _ = iptables_nodeports(old)
+    for net in np.cidrs:
+        if net.num_addresses == 1 and str(net.network_address) not in out:
+            out.append(str(net.network_address))
+    for e in table.sets["nodeport-ips"].elements if table is not None and \
+            "nodeport-ips" in table.sets else ():
+        if str(e.key) not in out:
+            out.append(str(e.key))
+    return out
+
+
+_ADDR = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:]+)"
+                   r"(?:/\d+)?")
+
+
+def _addresses(text: str, family: str) -> list[str]:
+    out = []
+    for m in _ADDR.finditer(text):
+        if m.group(0) != m.group(1):  # a CIDR, not an address
+            continue
+        try:
+            addr = ipaddress.ip_address(m.group(1))
+        except ValueError:
+            continue
+        if (addr.version == 6) == (family == "ipv6"):
+            out.append(str(addr))
+    return out
+
+
+def endpoints(old: Ruleset, table: NftTable | None) -> set[str]:
+    """Every DNAT destination either side names (the Services' endpoints)."""
+    out: set[str] = set()
+    for t in old.tables.values():
+        for chain in t.chains.values():
+            for rule in chain.rules:
+                opt = rule.target.get("to-destination") if rule.target is not None and \
+                    rule.target.name == "DNAT" else None
+                if opt is not None and opt.args:
+                    out.add(opt.args[0].rsplit(":", 1)[0].strip("[]"))
+    for text in _nft_texts(table):
+        if "dnat" in text:
+            out.update(_addresses(text.split("dnat", 1)[1], old.family))
+    return out
+
+
+def _nft_texts(table: NftTable | None) -> list[str]:
+    return [r.text for c in (table.chains.values() if table is not None else ()) for r in c.rules]
+
+
+def local_endpoints(table: NftTable | None) -> frozenset[str] | None:
+    """This node's endpoints: the nftables ``hairpin-connections`` set holds exactly them
+    (None without it)."""
+    if table is None or "hairpin-connections" not in table.sets:
+        return None
+    return frozenset(str(e.key["concat"][0]) for e in table.sets["hairpin-connections"].elements
+                     if isinstance(e.key, dict) and e.key.get("concat"))
+
+
+def cluster_cidrs(old: Ruleset, table: NftTable | None) -> list[str]:
+    """The pod network, from the local-traffic detector: iptables' ``! -s CIDR -j
+    KUBE-MARK-MASQ``, nftables' ``saddr != CIDR ... mark set``."""
+    out: list[str] = []
+    nat = old.tables.get("nat")
+    for chain in nat.chains.values() if nat is not None else ():
+        for rule in chain.rules:
+            src = rule.builtin("source")
+            if (rule.target is not None and rule.target.name == "KUBE-MARK-MASQ"
+                    and src is not None and src.negated and src.args):
+                net = str(ipaddress.ip_network(src.args[0], strict=False))
+                if net not in out:
+                    out.append(net)
+    for text in _nft_texts(table):
+        m = re.search(r"saddr != ([0-9a-fA-F.:]+/\d+) .*mark set", text)
+        if m:
+            net = str(ipaddress.ip_network(m.group(1), strict=False))
+            if net not in out:
+                out.append(net)
+    return out
+
+
+def node_pod_cidrs(routes: list[object] | None, cluster: list[str],
+                   local: frozenset[str] | None, family: str) -> tuple[list[str], str]:
+    """This node's pod range: a directly connected (or, Calico's, blackhole) route inside the
+    cluster CIDR of a snapshot; else the /24 (/64) around this node's endpoints; and how."""
+    nets = [ipaddress.ip_network(c) for c in cluster]
+    bits = 128 if family == "ipv6" else 32
+    found: list[str] = []
+    for kind_wanted in ("unicast", "blackhole"):
+        for r in routes or ():
+            net_int, plen = getattr(r, "net", None), getattr(r, "plen", bits)
+            if not isinstance(net_int, int) or not isinstance(plen, int) or plen >= bits:
+                continue
+            if getattr(r, "kind", "") != kind_wanted or getattr(r, "gateway", None) or \
+                    getattr(r, "table", "main") not in ("main", "254"):
+                continue
+            if kind_wanted == "unicast" and not getattr(r, "dev", None):
+                continue
+            net = (ipaddress.IPv6Network((net_int, plen)) if family == "ipv6"
+                   else ipaddress.IPv4Network((net_int, plen)))
+            if any(net.version == c.version and net.subnet_of(c) for c in nets):  # type: ignore[arg-type]
+                found.append(str(net))
+        if found:
+            return found, "from the snapshot's routes"
+    if local:
+        plen = 64 if family == "ipv6" else 24
+        around = sorted({str(ipaddress.ip_network(f"{ip}/{plen}", strict=False)) for ip in local})
+        return around, f"assumed: the /{plen} around this node's endpoints"
+    return [], "not known"
+
+
 def service_cidrs(table: NftTable | None) -> list[str]:
     chain = table.chains.get("cluster-ips-check") if table is not None else None
     out: list[str] = []
@@ -124,17 +269,17 @@ def service_cidrs(table: NftTable | None) -> list[str]:
     return out
 
 
-def rule_probes(old: Ruleset, listing: NftRuleset, node_ips: list[str]) -> list[p.Probe]:
-    """Every frontend either side has, from every source kind (as :func:`cluster_probes`),
-    plus other ports of each ClusterIP and unallocated service addresses."""
+def rule_probes(old: Ruleset, listing: NftRuleset, node_ips: list[str],
+                s: p.Sources) -> list[p.Probe]:
+    """Every frontend either side has, from every source kind ``s`` holds (as
+    :func:`cluster_probes`), plus other ports of each ClusterIP and unallocated service
+    addresses."""
     family = old.family
     table = kube_table(listing, family)
     seen = iptables_frontends(old)
     for key, found in (nft_frontends(table) if table is not None else {}).items():
         if key not in seen or not seen[key].service or found.ranges:
             seen[key] = found
-    s = p.Sources(pod_source([old], family), None, node_ips[0],
-                  "::1" if family == "ipv6" else "127.0.0.1", p.EXTERNAL[family])
     out: list[p.Probe] = []
     used: dict[str, set[tuple[str, int]]] = {}
     names: dict[str, str] = {}
