@@ -111,6 +111,58 @@ def test_ipset_without_contents_forks_with_conditions() -> None:
     assert any(m.startswith("--ipsets FILE (") for m in data["missing"])
 
 
+def test_packet_sequence_lists_missing_facts_once_with_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # dump 11 (IPVS, no set contents): three pod packets to two Services and a NodePort
+    # question. Each packet forks on KUBE-LOAD-BALANCER; the facts are listed once at the
+    # end, each with the packets it affected and its flag, not after every packet.
+    packets = tmp_path / "p.txt"
+    packets.write_text("src=10.42.0.9 dst=10.43.0.10 dport=53 proto=udp\n"
+                       "src=10.42.0.9 dst=10.43.0.10 dport=53 proto=udp time=1\n"
+                       "src=10.42.0.8 dst=10.43.0.1 dport=443\n")
+    args = ["--rules", dump("11-cilium-ipvs-docker-broken-dnat"), "--local-ip", "192.168.0.2",
+            "--packets", str(packets)]
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert "\nmissing: " not in r.stdout  # not per packet
+    tail = r.stdout[r.stdout.index("missing in 3 of 3 packets"):].splitlines()
+    assert tail[1].startswith("  --ipsets FILE: 3 packets: 10.43.0.10,udp:53 in "
+                              "KUBE-LOAD-BALANCER? (2 packets); "), tail
+    assert "10.43.0.1,tcp:443 in KUBE-LOAD-BALANCER? (1 packet)" in tail[1]
+    assert any(line.startswith("  --in-interface: 3 packets: assumed input interface: one "
+                               "that no rule names (3 packets)") for line in tail), tail
+    brief = run(*args, "--brief").stdout.splitlines()
+    assert [line[:3] for line in brief[:3]] == ["1: ", "2: ", "3: "]
+    assert brief[3] == tail[0]
+    data = json.loads(run(*args, "--json").stdout)
+    assert len(data["packets"]) == 3
+    ipsets = next(m for m in data["missing"] if m["flag"] == "--ipsets FILE")
+    assert ipsets["packets"] == 3
+    assert {"fact": "10.43.0.10,udp:53 in KUBE-LOAD-BALANCER?", "kind": "fork",
+            "packets": 2} in ipsets["facts"]
+    iif = next(m for m in data["missing"] if m["flag"] == "--in-interface")
+    assert iif["facts"] == [{"fact": "input interface: one that no rule names",
+                             "kind": "assumed", "packets": 3}]
+
+
+def test_missing_tally_stays_flat_over_distinct_facts() -> None:
+    from netproxy.trace import missing
+
+    t = tracer("11-cilium-ipvs-docker-broken-dnat", local_ips=["192.168.0.2"])
+    tally = missing.MissingTally()
+    old = missing.MAX_FACTS
+    missing.MAX_FACTS = 4
+    try:
+        for n in range(6):
+            tally.add(t.trace(Packet(src="10.42.0.9", dst=f"10.43.0.{n + 1}", dport=53,
+                                     proto="udp", in_interface="cni0", out_interface="cni0")))
+    finally:
+        missing.MAX_FACTS = old
+    assert tally.packets == tally.affected == 6
+    entry = tally.flags["--ipsets FILE"]
+    assert entry.packets == 6 and len(entry.facts) == 4 and entry.uncounted == 4
+    assert "further facts in 4 packets (not counted one by one)" in tally.lines()[1]
+
+
 def test_fork_that_does_not_matter_is_definite() -> None:
     # dump 10: the NodePort has no endpoints; KUBE-EXTERNAL-SERVICES rejects it whether or
     # not the destination is a node address (the filter rule asks addrtype LOCAL too).

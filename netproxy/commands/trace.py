@@ -354,18 +354,24 @@ def _emit_one(result: Any, fmt: str, brief: bool) -> None:
 
 
 def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
+    """Each packet as it is traced; then, once for the whole sequence, the missing facts
+    that mattered (each with the packets it affected and the flag that supplies it)."""
     from netproxy.trace.explain import describe_packet, render_dot, render_text
+    from netproxy.trace.missing import MissingTally
     from netproxy.trace.result import summary
 
     out = sys.stdout
+    tally = MissingTally()
     if fmt == "json":
         out.write('{"packets": [')
         for n, r in enumerate(results):
+            tally.add(r)
             text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
             out.write(("," if n else "") + "\n  " + text)
-        out.write("\n]}\n")
+        out.write("\n],\n" + f' "missing": {json.dumps(tally.to_list())}' + "}\n")
         return
     for n, r in enumerate(results, 1):
+        tally.add(r)
         if fmt == "dot":
             out.write(render_dot(r))
         elif brief:
@@ -374,4 +380,6 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
             out.write(f"{n}: {describe_packet(r)}: {summary(r)}{same}\n")
         else:
             out.write(f"=== packet {n} ===\n")
-            out.write(render_text(r))
+            out.write(render_text(r, missing=False))
+    # A graph stays a graph: there, the summary goes to stderr.
+    (sys.stderr if fmt == "dot" else out).write("".join(f"{line}\n" for line in tally.lines()))

@@ -35,10 +35,18 @@ def _fits(o: Outcome, case: dict[Any, bool]) -> bool:
 
 
 def _distribution(outcomes: list[Outcome], case: dict[Any, bool]) -> dict[Any, float]:
+    """What the outcomes of ``case`` amount to, with their shares. What an outcome leaves
+    in the kernel's memory (a recent entry, an nth counter) counts too: a later packet of a
+    sequence sees it, so cases that remember differently do not end alike; so does what a
+    reply's reverse NAT restored."""
     out: dict[Any, float] = {}
     for o in outcomes:
         if _fits(o, case):
             k = o.ending()
+            if o.reverse:
+                k = (k, o.reverse)
+            if o.memory is not None and o.memory.writes:
+                k = (k, o.memory.key())
             out[k] = out.get(k, 0.0) + o.probability
     return out
 
@@ -104,7 +112,9 @@ def _split(outs: list[Outcome], case: dict[Any, bool]) -> list[tuple[list[str], 
     for value in (True, False):
         sub = {**case, cond.key: value}
         sides.append((value, _split([o for o in outs if _fits(o, sub)], sub)))
-    texts = [[(c, summarize(o)) for c, o in cases] for _v, cases in sides]
+    # Compared with the endpoints named: cases that reach different endpoints with equal
+    # shares are different cases.
+    texts = [[(c, summarize(o, named=True)) for c, o in cases] for _v, cases in sides]
     if texts[0] == texts[1]:
         return sides[0][1]  # alike on both sides: not a condition here
     return [([cond.state(value)] + conds, o) for value, cases in sides for conds, o in cases]

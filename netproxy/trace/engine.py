@@ -465,10 +465,13 @@ class Tracer:
         return resolve(packet, self.family, local, first, self._pods)
 
     def trace(self, packet: Packet, memory: Memory | None = None,
-              conn: tuple[str, Any] | None = None) -> TraceResult:
+              conn: tuple[str, Any] | None = None,
+              facts: dict[Any, tuple[bool, Cond]] | None = None) -> TraceResult:
         """Every outcome of ``packet``; ``memory`` carries recent/nth/limit state between
         packets of a sequence (a fresh one when omitted); ``conn``: the connection a later
-        packet belongs to, whose NAT applies (see :attr:`Walk.conn`)."""
+        packet belongs to, whose NAT applies (see :attr:`Walk.conn`); ``facts``: unknown
+        facts the world of an earlier packet assumed (a sequence's case), which this walk
+        takes as given and its outcomes carry."""
         inferred: dict[str, str] = {}
         first_route = None
         if self.router is not None:
@@ -489,6 +492,8 @@ class Tracer:
                 pkt = replace(pkt, packet=packet)
         walk = Walk(pkt, memory if memory is not None else Memory())
         walk.conn = conn
+        if facts:
+            walk.facts = dict(facts)
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
         if self.router is not None and pkt.origin in ("node", "localhost"):
             walk.route = first_route or self._route(walk, arriving=False)

@@ -47,7 +47,9 @@ def outcome_head(index: int, o: Outcome) -> str:
     return head
 
 
-def render_text(result: TraceResult, *, verbose: bool = True) -> str:
+def render_text(result: TraceResult, *, verbose: bool = True, missing: bool = True) -> str:
+    """The packet, its summary, notes and outcomes; ``missing=False`` leaves out the
+    ``missing:`` line (a packet sequence lists the missing facts once, at its end)."""
     lines = [f"packet: {describe_packet(result)}",
              f"summary: {summary(result)}"]
     if result.same_as_previous is not None:
@@ -56,9 +58,9 @@ def render_text(result: TraceResult, *, verbose: bool = True) -> str:
         lines.append(f"note: {note}")
     for text in result.assumptions():
         lines.append(f"assumed: {text}")
-    missing = result.missing()
-    if missing:
-        lines.append("missing: " + ", ".join(missing))
+    facts = result.missing() if missing else []
+    if facts:
+        lines.append("missing: " + ", ".join(facts))
     if verbose:
         for n, o in enumerate(result.outcomes, 1):
             lines.append("")

@@ -216,6 +216,8 @@ class TraceResult:
         self.outcomes = outcomes
         self.notes = notes or []
         self.same_as_previous = same_as_previous
+        """In a packet sequence: the probability that this packet reached the same DNAT
+        destination as the previous packet of its world (session affinity)."""
         self.inferred: dict[str, str] = {}
         """Packet fields the tracer filled in from the node's context (``in_interface``,
         ``src``), each also explained in a note."""
@@ -237,21 +239,16 @@ class TraceResult:
         return sorted({a for o in self.outcomes for a in o.assumed})
 
     def missing(self) -> list[str]:
-        """Every missing fact that mattered, with the flag that supplies it."""
+        """Every missing fact that mattered, with the flag that supplies it (grouped by flag;
+        a stated default shows only its flag, the ``assumed:`` line says the rest)."""
+        from netproxy.trace.missing import ASSUMED, missing_facts
+
         out: dict[str, list[str]] = {}
-        for c in self.conditions():
-            out.setdefault(c.flag, []).append(f"{c.text}?")
-        for text in self.assumptions():
-            _head, _, flag = text.rpartition(" (give ")
-            out.setdefault(flag.rstrip(")") or text, [])
-        for o in self.outcomes:
-            if o.verdict == "UNKNOWN" and o.reason and "(give " in o.reason:
-                head, _, flag = o.reason.rpartition(" (give ")
-                out.setdefault(flag.rstrip(")"), []).append(head)
-        return [f"{flag} ({'; '.join(dict.fromkeys(what))})" if what else flag
-                for flag, what in out.items()]
-        """In a packet sequence: the probability that this packet reached the same DNAT
-        destination as the previous packet of its world (session affinity)."""
+        for flag, fact, kind in missing_facts(self):
+            what = out.setdefault(flag, [])
+            if kind != ASSUMED:
+                what.append(fact)
+        return [f"{flag} ({'; '.join(what)})" if what else flag for flag, what in out.items()]
 
     def total(self) -> float:
         return sum(o.probability for o in self.outcomes)
@@ -304,9 +301,14 @@ def summary(result: TraceResult) -> str:
     elif len(cases) == 1 and not cases[0][0]:
         text = summarize(cases[0][1])  # the cases differ only in what a summary leaves out
     else:
+        texts = [summarize(outs) for _cond, outs in cases]
+        if len(set(texts)) < len(texts):
+            # Cases that differ only in what the short form leaves out (which endpoints):
+            # name them, so that no two different cases read alike.
+            texts = [summarize(outs, named=True) for _cond, outs in cases]
         grouped: dict[str, list[str]] = {}
-        for cond, outs in cases:
-            grouped.setdefault(summarize(outs), []).append(" and ".join(cond) or "otherwise")
+        for (cond, _outs), what in zip(cases, texts, strict=True):
+            grouped.setdefault(what, []).append(" and ".join(cond) or "otherwise")
         parts = []
         for what, conds in grouped.items():
             if len(conds) > 1:
@@ -323,8 +325,9 @@ def summary(result: TraceResult) -> str:
     return text
 
 
-def summarize(outcomes: list[Outcome]) -> str:
-    """The one-line summary of outcomes that sum to 1."""
+def summarize(outcomes: list[Outcome], named: bool = False) -> str:
+    """The one-line summary of outcomes that sum to 1; ``named``: endpoints with equal
+    shares are named too (``2 endpoints (a, b), 50% each``)."""
     parts: list[str] = []
     accepted = [o for o in outcomes if o.verdict == "ACCEPT"]
     dnat: dict[str | None, float] = {}
@@ -340,7 +343,8 @@ def summarize(outcomes: list[Outcome]) -> str:
                 parts.append(f"1 endpoint {next(iter(targets))}"
                              + ("" if abs(values[0] - total) < 1e-9 else f" {percent(values[0])}"))
             elif len({percent(v) for v in values}) == 1:
-                parts.append(f"{n} endpoints, {percent(values[0])} each")
+                names = f" ({', '.join(str(k) for k in targets)})" if named else ""
+                parts.append(f"{n} endpoints{names}, {percent(values[0])} each")
             else:
                 parts.append(f"{n} endpoints, " + ", ".join(
                     f"{k} {percent(v)}" for k, v in targets.items()))

@@ -12,6 +12,13 @@ A packet is traced once per joint alternative of the factors whose entries it re
 trace when they are all certain), and those factors, with what the packet wrote, become one
 new factor. Each packet costs what it touches, not what came before it; the state grows
 with the connections and clients seen (as conntrack and the recent lists do).
+
+A packet whose walk forked on a fact the tracer cannot know (an ipset without contents,
+whether an address is the node's) leaves one state per case: each alternative also holds the
+facts its outcome assumed (entries keyed ``("fact", key)``), and a later packet traced in that
+alternative takes those facts as given, so it follows its own case's state and its outcomes
+carry the case's conditions. Probabilities are within a case, as in one packet's outcomes: for
+every assignment of the facts, the alternatives that fit it sum to 1.
 """
 
 from __future__ import annotations
@@ -28,6 +35,11 @@ from netproxy.trace.result import Outcome, TraceResult
 from netproxy.trace.state import Memory
 
 MAX_ALTERNATIVES = 50_000
+MAX_CASE_FACTS = 6
+"""Facts a TCP packet inside a connection is checked against case by case (2^n cases); with
+more, the connection's worlds are kept as in a sequence without unknown facts."""
+FACT = "fact"
+"""Tag of a state entry that records an unknown fact an alternative assumed."""
 AUTO_STATE = "auto"
 """``Packet.extra["ct"]``: the conntrack state follows from the connections seen so far
 (captures): a later packet of a connection, or a reply to it, is ESTABLISHED and gets the
@@ -37,13 +49,17 @@ connection's NAT; anything else is NEW."""
 class Factor:
     """Entries that depend on each other, with their joint alternatives."""
 
-    __slots__ = ("keys", "alts")
+    __slots__ = ("keys", "alts", "conditional")
 
-    def __init__(self, keys: set[Any], alts: list[tuple[float, Any]]) -> None:
+    def __init__(self, keys: set[Any], alts: list[tuple[float, Any]],
+                 conditional: bool = False) -> None:
         """``alts``: (probability, entries) where entries read like a dict (``get``,
-        ``keys``, ``items``)."""
+        ``keys``, ``items``); ``conditional``: some alternative holds assumed facts
+        (``(FACT, key) -> (value, Cond)`` entries, never in ``keys``) and its probability is
+        within that case."""
         self.keys = keys
         self.alts = alts
+        self.conditional = conditional
 
 
 class _Unsettled(Exception):  # noqa: N818 - internal control flow, not an error
@@ -117,93 +133,112 @@ class Stepper:
         for combo in combos:
             p = 1.0
             choice: dict[int, dict[Any, Any]] = {}
+            facts: dict[Any, Any] | None = {}
             for f, (q, values) in zip(touched, combo, strict=True):
                 p *= q
                 choice[id(f)] = values
-            get = self._lookup(choice)
-            pkt, conn = packet, None
-            found = False
-            if auto:
-                orig = get(("conn", flow))
-                reply = None if orig is not None else self._reply_of(flow, answers, get)
-                found = orig is not None or reply is not None
-                if orig is not None:
-                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", _conn_nat(orig))
-                elif reply is not None:
-                    pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("reply", reply)
-                else:
-                    pkt = packet.with_(ct_state="NEW")
-            memory = Memory(base=get)
-            res = self.tracer.trace(pkt, memory, conn)
-            runs.append((p, choice, res, get(prev_key), found))
+                if f.conditional and facts is not None:
+                    facts = _case_of(values, facts)
+            if facts is None:
+                continue  # alternatives of contradicting cases: no such world
+            runs.append(self._run(packet, p, choice, facts or None, auto, flow, prev_key,
+                                  answers))
         if auto and packet.proto.lower() == "tcp" and any(r[4] for r in runs):
             flags = set((packet.tcp_flags or "").upper().split(","))
             if flags != {"SYN"}:
                 # A TCP packet other than a SYN exists only within a connection: the capture
                 # shows which of the worlds happened (the connection went this way).
-                kept = [r for r in runs if r[4]]
-                total = sum(r[0] for r in kept)
-                runs = [(r[0] / total, *r[1:]) for r in kept]
+                runs = _within_connection(runs)
         return runs
+
+    def _run(self, packet: Packet, p: float, choice: dict[int, Any], facts: Any, auto: bool,
+             flow: tuple[Any, ...], prev_key: Any, answers: Any) -> tuple[Any, ...]:
+        """One trace of ``packet`` in the world ``choice`` (of probability ``p``, within the
+        case ``facts``): (p, choice, result, previous DNAT, connection found, facts, facts
+        added to its outcomes)."""
+        get = self._lookup(choice)
+        pkt, conn = packet, None
+        found = False
+        if auto:
+            orig = get(("conn", flow))
+            reply = None if orig is not None else self._reply_of(flow, answers, get)
+            found = orig is not None or reply is not None
+            if orig is not None:
+                pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", _conn_nat(orig))
+            elif reply is not None:
+                pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("reply", reply)
+            else:
+                pkt = packet.with_(ct_state="NEW")
+        memory = Memory(base=get)
+        res = (self.tracer.trace(pkt, memory, conn, facts) if facts
+               else self.tracer.trace(pkt, memory, conn))
+        return (p, choice, res, get(prev_key), found, facts, ())
 
     def _combine(self, packet: Packet, touched: list[Factor], runs: list[Any], auto: bool,
                  flow: tuple[Any, ...], prev_key: Any) -> TraceResult:
-        from netproxy.trace.cases import case_list
-
         merged: dict[Any, Outcome] = {}
-        same = 0.0
+        same: list[tuple[float, tuple[Any, ...]]] = []
+        """(probability, facts assumed) of each way this packet reached its client's
+        previous endpoint."""
         had_prev = False
         alts: dict[Any, list[Any]] = {}
         where = self.where
         # Certain factors an outcome writes to join the new factor too.
-        for _p, _c, res, _prev, _found in runs:
-            for o in res.outcomes:
+        for run in runs:
+            for o in run[2].outcomes:
                 for key in (o.memory.writes if o.memory is not None else ()):
                     f = where.get(key)
                     if f is not None and f not in touched:
                         touched.append(f)
+        first = runs[0][2]
         if len(runs) == 1 and not touched and not auto and not any(
-                o.memory is not None and o.memory.writes for o in runs[0][2].outcomes):
+                o.memory is not None and o.memory.writes or o.assumes for o in first.outcomes):
             return self._independent(runs[0], prev_key)
-        for p, choice, res, prev, _found in runs:
+        one = len(runs) == 1 and not runs[0][6]
+        """One world: its outcomes are the result as they are."""
+        conditional = False
+        for p, choice, res, prev, _found, _facts, extra in runs:
             if "NEW" not in res.packet.ct:
                 prev = None  # a later packet of a connection keeps its endpoint anyway
             if prev is not None:
                 had_prev = True
-            cases = case_list(res)
-            # Memory goes on from the first case of facts the tracer could not know.
-            carried = res.outcomes if cases is None else cases[0][1]
             base: dict[Any, Any] = {}
             for f in touched:
                 base.update(choice.get(id(f)) or f.alts[0][1])
+            # Every case's outcomes go on, each with the facts it assumed: a later packet
+            # of this world follows its own case.
             for o in res.outcomes:
+                assumes = _assuming(o.assumes, extra) if extra else o.assumes
+                if assumes is None:
+                    continue  # the outcome belongs to the other side of a fact of this case
                 q = p * o.probability
                 if prev is not None and o.raw_dnat == prev:
-                    same += q
-                if len(runs) == 1:
-                    continue  # one world: its outcomes are the result as they are
-                k = o.key()
-                if k in merged:
-                    merged[k].probability += q
-                else:
-                    m = Outcome(q, o.verdict, o.dnat, o.masquerade, o.snat, o.path, o.reason,
-                                o.delivered, None, o.masquerade_flags, o.final)
-                    m.assumes, m.assumed, m.reverse = o.assumes, o.assumed, o.reverse
-                    m.route, m.raw_dnat = o.route, o.raw_dnat
-                    merged[k] = m
-            for o in carried:
+                    same.append((q, assumes))
+                if not one:
+                    k = (o.key(), tuple(c.state(v) for v, c in assumes))
+                    if k in merged:
+                        merged[k].probability += q
+                    else:
+                        m = Outcome(q, o.verdict, o.dnat, o.masquerade, o.snat, o.path,
+                                    o.reason, o.delivered, None, o.masquerade_flags, o.final)
+                        m.assumes, m.assumed, m.reverse = assumes, o.assumed, o.reverse
+                        m.route, m.raw_dnat = o.route, o.raw_dnat
+                        merged[k] = m
                 values = dict(base)
                 if o.memory is not None:
                     values.update(o.memory.writes)
                 values[prev_key] = o.raw_dnat
                 if auto and o.verdict == "ACCEPT" and "NEW" in res.packet.ct:
                     self._connection(values, res, o, flow)
+                for v, c in assumes:
+                    values[(FACT, c.key)] = (v, c)
+                    conditional = True
                 items = frozenset((k, v) for k, v in values.items() if v is not None)
                 entry = alts.get(items)
                 if entry is None:
-                    alts[items] = [p * o.probability, items]
+                    alts[items] = [q, items]
                 else:
-                    entry[0] += p * o.probability
+                    entry[0] += q
         if len(alts) > MAX_ALTERNATIVES:
             raise TraceError(f"packet sequence has more than {MAX_ALTERNATIVES} possible states "
                              "of one client and Service")
@@ -215,11 +250,14 @@ class Stepper:
         new_alts = []
         for prob, items in alts.values():
             values = _values(items)
-            keys.update(values)
+            keys.update(k for k in values if not (type(k) is tuple and k[0] == FACT))
             new_alts.append((prob, values))
         if keys:
-            total = sum(prob for prob, _ in new_alts) or 1.0
-            factor = Factor(keys, [(prob / total, values) for prob, values in new_alts])
+            # Within a case the alternatives sum to 1 already; without cases, the total is 1
+            # up to rounding.
+            total = 1.0 if conditional else (sum(prob for prob, _ in new_alts) or 1.0)
+            factor = Factor(keys, [(prob / total, values) for prob, values in new_alts],
+                            conditional)
             for key in keys:
                 where[key] = factor
         replies = self.replies
@@ -234,17 +272,25 @@ class Stepper:
             elif conn_flow not in known:
                 replies[h] = known + (conn_flow,)
         self._new_replies.clear()
-        first = runs[0][2]
         notes = list(first.notes)
         if auto and any(r[2].packet.ct != first.packet.ct for r in runs):
             notes.append("conntrack state differs by what earlier packets did: "
                          + ", ".join(sorted({",".join(sorted(r[2].packet.ct)) for r in runs})))
-        outcomes = first.outcomes if len(runs) == 1 else list(merged.values())
-        if len(runs) == 1 and runs[0][0] != 1.0:
+        outcomes = first.outcomes if one else list(merged.values())
+        if one and runs[0][0] != 1.0:
             for o in outcomes:
                 o.probability *= runs[0][0]
-        result = TraceResult(first.packet, outcomes, notes, same if had_prev else None)
-        result.independent = first.independent
+        independent = list(dict.fromkeys(t for r in runs for t in r[2].independent))
+        if not one and self.tracer.assume and any(o.assumes for o in outcomes):
+            from netproxy.trace.cases import settle
+
+            outcomes, dropped = settle(outcomes)
+            independent += [t for t in dropped if t not in independent]
+        share = _same_share(same) if had_prev else None
+        if had_prev and share is None:
+            notes.append("the share reaching the same endpoint as before differs by case")
+        result = TraceResult(first.packet, outcomes, notes, share)
+        result.independent = independent
         result.inferred = first.inferred
         return result
 
@@ -252,16 +298,13 @@ class Stepper:
         """The common case, fast: a packet whose outcomes depend on nothing uncertain and
         change no memory. Only its DNAT destinations are remembered, for the next packet of
         the same client and Service, as a factor of their own."""
-        from netproxy.trace.cases import case_list
-
-        _p, _choice, res, prev, _found = run
+        res, prev = run[2], run[3]
         dist: dict[Any, float] = {}
         same = 0.0
         for o in res.outcomes:
             if prev is not None and o.raw_dnat == prev:
                 same += o.probability
-        cases = case_list(res)
-        for o in res.outcomes if cases is None else cases[0][1]:
+        for o in res.outcomes:
             dist[o.raw_dnat] = dist.get(o.raw_dnat, 0.0) + o.probability
         old = self.where.get(prev_key)
         if old is not None:
@@ -321,6 +364,80 @@ class Stepper:
                 return  # the masquerading address is not known: replies cannot be matched
             reply_dst = parsed[3]
         self._new_replies.append(((proto, ep_host, ep_port, reply_dst, sport), flow))
+
+
+def _case_of(values: Any, facts: dict[Any, Any]) -> dict[Any, Any] | None:
+    """``facts`` with the facts an alternative assumed added; None when they contradict."""
+    out = facts
+    for k, v in values.items():
+        if type(k) is tuple and k[0] == FACT:
+            known = out.get(k[1])
+            if known is None:
+                if out is facts:
+                    out = dict(facts)
+                out[k[1]] = v
+            elif known[0] != v[0]:
+                return None
+    return out
+
+
+def _assuming(assumes: tuple[Any, ...], extra: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """An outcome's assumed facts with a case's ``extra`` ones; None when they contradict."""
+    have = {c.key: v for v, c in assumes}
+    out = list(assumes)
+    for v, c in extra:
+        known = have.get(c.key)
+        if known is None:
+            out.append((v, c))
+        elif known != v:
+            return None
+    return tuple(out)
+
+
+def _fits(assumes: tuple[Any, ...], case: dict[Any, bool]) -> bool:
+    return all(case.get(c.key, v) == v for v, c in assumes)
+
+
+def _same_share(parts: list[tuple[float, tuple[Any, ...]]]) -> float | None:
+    """The probability of reaching the previous endpoint, when it is the same in every case
+    of the facts assumed (None when the cases differ, or there are too many to compare)."""
+    conds: dict[Any, Any] = {}
+    for _q, assumes in parts:
+        for _v, c in assumes:
+            conds.setdefault(c.key, c)
+    if not conds:
+        return sum(q for q, _ in parts)
+    if len(conds) > MAX_CASE_FACTS:
+        return None
+    shares = set()
+    for values in product((True, False), repeat=len(conds)):
+        case = dict(zip(conds, values, strict=True))
+        shares.add(round(sum(q for q, a in parts if _fits(a, case)), 9))
+    return shares.pop() if len(shares) == 1 else None
+
+
+def _within_connection(runs: list[Any]) -> list[Any]:
+    """The worlds in which a TCP packet other than a SYN found its connection (the capture
+    shows the connection went that way), each case of the facts the worlds assumed on its
+    own: a case where no world holds the connection keeps its worlds as they are."""
+    conds: dict[Any, Any] = {}
+    for r in runs:
+        for key, (_v, c) in (r[5] or {}).items():
+            conds.setdefault(key, c)
+    if not conds or len(conds) > MAX_CASE_FACTS:
+        kept = [r for r in runs if r[4]]
+        total = sum(r[0] for r in kept)
+        return [(r[0] / total, *r[1:]) for r in kept]
+    out = []
+    for values in product((True, False), repeat=len(conds)):
+        case = dict(zip(conds, values, strict=True))
+        fit = [r for r in runs if all(case[k] == v for k, (v, _c) in (r[5] or {}).items())]
+        found = [r for r in fit if r[4]]
+        scale = sum(r[0] for r in fit) / sum(r[0] for r in found) if found else 1.0
+        for r in found or fit:
+            extra = tuple((case[k], c) for k, c in conds.items() if k not in (r[5] or {}))
+            out.append((r[0] * scale, *r[1:6], extra))
+    return out
 
 
 class _Small:
