@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,30 +33,15 @@ from netproxy.backend.netns import Namespaces
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-
-def best_of(repeat: int, cmd: list[str], stdin_path: str | None = None) -> tuple[float, int, int, float]:
-    """``run_measured`` ``repeat`` times: fastest wall and CPU time, largest peak RSS."""
-    runs = [run_measured(cmd, stdin_path) for _ in range(repeat)]
-    return (min(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs),
-            min(r[3] for r in runs))
-
-
-def run_measured(cmd: list[str], stdin_path: str | None = None) -> tuple[float, int, int, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in KiB, exit code, CPU seconds)."""
-    stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115
-    try:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.returncode != 0:
-            print(f"  ! {' '.join(cmd[:4])}... exited {proc.returncode}: {err.strip()[:300]}")
-        return wall, usage.ru_maxrss, proc.returncode, usage.ru_utime + usage.ru_stime
-    finally:
-        if stdin_path:
-            stdin.close()  # type: ignore[union-attr]
+from benchlib import (  # noqa: E402
+    best_of,
+    cluster_args,
+    kernel_tools,
+    load_note,
+    phase_detail,
+    run_measured,
+    synth,
+)
 
 
 def phases(path: str) -> dict[str, float]:
@@ -94,7 +78,7 @@ def rounds(compile_cmd: list[str], payload: str, repeat: int) -> dict[str, list[
     ``<tool> --test`` on it in a throwaway namespace. The runs alternate, so a change in the
     machine's speed during the benchmark hits the compile and its references alike."""
     tools = [t for t in ("iptables-nft-restore", "iptables-legacy-restore") if shutil.which(t)]
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    if not kernel_tools():
         print("  (not root: iptables-restore --test skipped)")
         tools = []
     out: dict[str, list[tuple[float, int, float]]] = {"compile": [], **{t: [] for t in tools}}
@@ -111,36 +95,27 @@ def rounds(compile_cmd: list[str], payload: str, repeat: int) -> dict[str, list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="compile benchmark")
-    ap.add_argument("--services", type=int, default=10000)
-    ap.add_argument("--endpoints", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = cluster_args("compile benchmark")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.phases:
         print(json.dumps(phases(args.phases)))
         return 0
-    import synth_cluster
-
     with tempfile.TemporaryDirectory(prefix="np-bench-") as tmp:
-        cluster = os.path.join(tmp, "cluster.json")
-        synth_cluster.main(["--services", str(args.services), "--endpoints", str(args.endpoints),
-                            "--seed", str(args.seed), "-o", cluster])
+        cluster = synth(args, os.path.join(tmp, "cluster.json"))
         restore = os.path.join(tmp, "out.restore")
         save = os.path.join(tmp, "out.save")
         base = [sys.executable, "-m", "netproxy", "compile", cluster]
         runs = rounds(base + ["--format", "restore", "-o", restore], restore, args.repeat)
         t_save, rss_save, _, c_save = best_of(args.repeat, base + ["--format", "save", "-o", save])
-        detail = subprocess.run([sys.executable, __file__, "--phases", cluster],
-                                capture_output=True, text=True, check=True)
-        ph = json.loads(detail.stdout)
+        ph = phase_detail(__file__, cluster)
     compiled = runs.pop("compile")
     t_restore, c_restore = min(r[0] for r in compiled), min(r[2] for r in compiled)
     rss_restore = max(r[1] for r in compiled)
     print(f"cluster: {args.services} services x {args.endpoints} endpoints (seed {args.seed}), "
           f"{int(ph['rules'])} rules, {int(ph['restore_lines'])} payload lines; "
-          f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f}")
+          f"best of {args.repeat}; {load_note()}")
     print(f"compile --format restore: {t_restore:6.2f} s (cpu {c_restore:5.2f} s)  peak {rss_restore / 1024:7.1f} MiB")
     print(f"compile --format save:    {t_save:6.2f} s (cpu {c_save:5.2f} s)  peak {rss_save / 1024:7.1f} MiB")
     print("phases (in-process, cpu): " + ", ".join(

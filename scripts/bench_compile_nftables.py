@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +31,15 @@ from netproxy.backend.netns import Namespaces
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_compile import run_measured  # noqa: E402
+from benchlib import (  # noqa: E402
+    cluster_args,
+    kernel_tools,
+    load_note,
+    nft_version,
+    phase_detail,
+    run_measured,
+    synth,
+)
 
 
 def phases(path: str) -> dict[str, float]:
@@ -62,28 +68,21 @@ def phases(path: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="nftables-mode compile benchmark")
-    ap.add_argument("--services", type=int, default=10000)
-    ap.add_argument("--endpoints", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = cluster_args("nftables-mode compile benchmark")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.phases:
         print(json.dumps(phases(args.phases)))
         return 0
-    import synth_cluster
-
-    check = os.geteuid() == 0 and shutil.which("nft") is not None and shutil.which("ip") is not None
+    check = kernel_tools("nft")
     if not check:
         print("  (not root or no nft: nft -c -f skipped)")
     compiled: list[tuple[float, int, float]] = []
     listed: list[tuple[float, int, float]] = []
     checked: list[tuple[float, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="np-bench-") as tmp, Namespaces("nftc-bench") as spaces:
-        cluster = os.path.join(tmp, "cluster.json")
-        synth_cluster.main(["--services", str(args.services), "--endpoints", str(args.endpoints),
-                            "--seed", str(args.seed), "-o", cluster])
+        cluster = synth(args, os.path.join(tmp, "cluster.json"))
         transaction = os.path.join(tmp, "out.nft")
         base = [sys.executable, "-m", "netproxy", "compile", cluster, "--proxy-mode", "nftables"]
         name = spaces.make() if check else ""
@@ -97,14 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                                                      transaction])
                 if code == 0:
                     checked.append((wall, rss, cpu))
-        detail = subprocess.run([sys.executable, __file__, "--phases", cluster],
-                                capture_output=True, text=True, check=True)
-        ph = json.loads(detail.stdout)
-    version = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip() \
-        if shutil.which("nft") else "no nft"
+        ph = phase_detail(__file__, cluster)
     print(f"cluster: {args.services} services x {args.endpoints} endpoints (seed {args.seed}), "
           f"{int(ph['transaction_lines'])} transaction lines, {int(ph['list_lines'])} list lines; "
-          f"best of {args.repeat}; {version}; load average {os.getloadavg()[0]:.1f}")
+          f"best of {args.repeat}; {nft_version()}; {load_note()}")
     for label, runs in (("compile --format transaction", compiled), ("compile (list view)", listed)):
         print(f"{label:29s} {min(r[0] for r in runs):6.2f} s (cpu {min(r[2] for r in runs):5.2f} s)  "
               f"peak {max(r[1] for r in runs) / 1024:7.1f} MiB")

@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from bench_compile import run_measured  # noqa: E402
+from benchlib import cluster_args, kernel_tools, load_note, nft_version, run_measured, synth  # noqa: E402
 
 from netproxy.backend.netns import Namespaces  # noqa: E402
 
@@ -132,10 +131,7 @@ def trace_rates(path: str, cluster_json: str, count: int, seed: int) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="nftables listing parse and trace benchmark")
-    ap.add_argument("--services", type=int, default=10000)
-    ap.add_argument("--endpoints", type=int, default=10)
-    ap.add_argument("--seed", type=int, default=1)
+    ap = cluster_args("nftables listing parse and trace benchmark")
     ap.add_argument("--rounds", type=int, default=1, help="nft -c -f rounds (best is reported)")
     ap.add_argument("--packets", type=int, default=5000)
     ap.add_argument("--parse-once", metavar="FILE", help=argparse.SUPPRESS)
@@ -143,13 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.parse_once:
         print(json.dumps(parse_once(args.parse_once)))
         return 0
-    import synth_cluster
-
-    check = os.geteuid() == 0 and shutil.which("nft") is not None and shutil.which("ip") is not None
+    check = kernel_tools("nft")
     with tempfile.TemporaryDirectory(prefix="np-bench-") as tmp, Namespaces("nftbench") as spaces:
-        cluster = os.path.join(tmp, "cluster.json")
-        synth_cluster.main(["--services", str(args.services), "--endpoints", str(args.endpoints),
-                            "--seed", str(args.seed), "-o", cluster])
+        cluster = synth(args, os.path.join(tmp, "cluster.json"))
         listed = os.path.join(tmp, "out.list")
         base = [sys.executable, "-m", "netproxy", "compile", cluster, "--proxy-mode", "nftables"]
         subprocess.run(base + ["-o", listed], check=True, cwd=REPO)
@@ -173,11 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                 if code == 0:
                     checked.append((wall, cpu, rss))
         rates = trace_rates(listed, cluster, args.packets, args.seed)
-    version = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip() \
-        if shutil.which("nft") else "no nft"
     parse_cpu = min(p[0] for p in parses)
     print(f"listing: {args.services} services x {args.endpoints} endpoints (seed {args.seed}), "
-          f"{lines} lines, {size / 1e6:.1f} MB; {version}; load average {os.getloadavg()[0]:.1f}")
+          f"{lines} lines, {size / 1e6:.1f} MB; {nft_version()}; {load_note()}")
     print(f"parse (read_nft, best of 3 fresh processes): {parse_cpu:.2f} s CPU; whole process "
           f"{min(p[1] for p in parses):.2f} s CPU, peak {max(p[2] for p in parses) / 1024:.0f} MiB")
     if checked:

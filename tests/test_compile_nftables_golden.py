@@ -4,42 +4,30 @@ the expected ``nft list table`` view (expected.list) and ``nft -f`` transaction
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from goldencompile import GOLDEN_ROOT, cases, check_case, check_formats
+from goldencompile import compile_case as compile_in
 
-from netproxy.cli import cli
-
-GOLDEN = Path(__file__).resolve().parent / "golden" / "compile-nftables"
-CASES = sorted(p.parent.name for p in GOLDEN.glob("*/flags"))
+GOLDEN = GOLDEN_ROOT / "compile-nftables"
+CASES = cases(GOLDEN)
 SPEC = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "kube-proxy-nftables.md"
 
 
 def compile_case(case: str, fmt: str, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
-    folder = GOLDEN / case
-    monkeypatch.chdir(folder)
-    args = shlex.split((folder / "flags").read_text())
-    result = CliRunner().invoke(cli, ["compile", *args, "--format", fmt], catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return result.stdout, result.stderr
+    return compile_in(GOLDEN, case, fmt, monkeypatch)
 
 
 @pytest.mark.parametrize("fmt", ["list", "transaction"])
 @pytest.mark.parametrize("case", CASES)
 def test_golden(case: str, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    out, err = compile_case(case, fmt, monkeypatch)
-    assert out == (GOLDEN / case / f"expected.{fmt}").read_text()
-    stderr_file = GOLDEN / case / "expected.stderr"
-    assert err == (stderr_file.read_text() if stderr_file.exists() else "")
+    check_case(GOLDEN, case, fmt, monkeypatch)
 
 
 def test_every_case_has_both_formats() -> None:
     assert "spec-worked-example" in CASES
-    for case in CASES:
-        assert (GOLDEN / case / "expected.list").is_file(), case
-        assert (GOLDEN / case / "expected.transaction").is_file(), case
+    check_formats(GOLDEN, ("list", "transaction"))
 
 
 def spec_transaction() -> str:

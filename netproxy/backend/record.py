@@ -83,10 +83,14 @@ def load(path: Path | None, fingerprint: str) -> tuple[TextState, dict[str, bool
 def store(path: Path | None, state: TextState, foreign: dict[str, bool], fingerprint: str) -> None:
     if path is None:
         return
-    text = render(state, foreign, fingerprint)
+    write_record(path, render(state, foreign, fingerprint))
+
+
+def write_record(path: Path, text: str) -> None:
+    """Write a record (atomically), dropping those of an earlier namespace of that name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     name, inode = path.name.split("@")[:2]
-    for old in path.parent.glob(f"{name}@*.json"):  # records of an earlier namespace of that name
+    for old in path.parent.glob(f"{name}@*.json"):
         if old.name.split("@")[1] != inode:
             old.unlink(missing_ok=True)
     write_atomic(path, text)

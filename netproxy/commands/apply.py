@@ -17,6 +17,7 @@ from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.commands.save import netns_options
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Chain, Rule, Ruleset
+from netproxy.progress import progress
 
 
 def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
@@ -37,10 +38,13 @@ def load_ruleset(params: dict[str, Any], rules_file: str | None) -> Ruleset:
 @click.command("apply")
 @netns_options
 @click.option("--rules", "rules_file", metavar="FILE",
-              help="Apply this iptables-save/-restore file instead of compiling ('-' = stdin).")
+              help="Apply this iptables-save/-restore file instead of compiling ('-' = stdin); "
+                   "nftables mode: an nft -f file (transaction or listing) for table ip/ip6 "
+                   "kube-proxy only.")
 @click.option("--full", is_flag=True, help="Rewrite every owned chain, not only the changed ones.")
 @click.option("--reread", is_flag=True,
-              help="Read the namespace's rules even if the record of the last apply is still valid.")
+              help="Read the namespace's rules (nftables: table) even if the record of the "
+                   "last apply is still valid.")
 @click.option("--dry-run", is_flag=True, help="Show the semantic diff and the plan; change nothing.")
 @click.option("--cleanup", "do_cleanup", is_flag=True,
               help="Remove every KUBE-* chain and the built-in jumps to them.")
@@ -63,7 +67,7 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     flags = NftFlags.pop(params)
     if _nftables_mode(params, do_cleanup):
         _apply_nftables(netns_name, allow_host_netns, rules_file, full, dry_run, do_cleanup,
-                        as_json, params, flags, backend_name)
+                        as_json, params, flags, backend_name, reread)
         return
     flags.refuse_in_iptables_mode()
     if params.get("family") == "dual":
@@ -108,19 +112,18 @@ def _nftables_mode(params: dict[str, Any], do_cleanup: bool) -> bool:
 
 def _apply_nftables(netns_name: str, allow_host: bool, rules_file: str | None, full: bool,
                     dry_run: bool, do_cleanup: bool, as_json: bool, params: dict[str, Any],
-                    flags: NftFlags, backend_name: str) -> None:
+                    flags: NftFlags, backend_name: str, reread: bool) -> None:
     from netproxy.backend import netns
     from netproxy.backend.nftables import apply_nftables, cleanup
     from netproxy.commands.cluster_options import load_cluster
     from netproxy.commands.nftables_options import nftables_tables
 
-    if rules_file is not None:
-        raise InputError("in nftables mode apply compiles the cluster INPUTS (to load a "
-                         "transaction file yourself: ip netns exec NAME nft -f FILE)",
-                         where="--rules")
     if backend_name != "restore":
         raise InputError("nftables mode loads with nft -f; --backend is for iptables mode",
                          where="--backend")
+    if rules_file is not None:
+        _apply_nft_file(netns_name, allow_host, rules_file, params, dry_run, as_json)
+        return
     netns.require(netns_name, allow_host=allow_host)
     if do_cleanup:
         if dry_run:
@@ -135,13 +138,15 @@ def _apply_nftables(netns_name: str, allow_host: bool, rules_file: str | None, f
                                                           if gone else "nothing (no kube-proxy table)"))
         return
     if not params.get("inputs"):
-        raise InputError("nothing to apply: give cluster INPUTS (or --cleanup)")
+        raise InputError("nothing to apply: give cluster INPUTS or --rules FILE (or --cleanup)")
     cluster = load_cluster(params)
     family = params.get("family") or "ipv4"
     families = ["ipv4", "ipv6"] if family == "dual" else [family]
-    result, transaction = apply_nftables(
-        netns_name, families, lambda listing: nftables_tables(params, cluster, flags, node=listing),
-        full=full, dry_run=dry_run)
+    with progress(f"apply: netns {netns_name}, nftables mode"):
+        result, transaction = apply_nftables(
+            netns_name, families,
+            lambda current: nftables_tables(params, cluster, flags, node=current),
+            full=full, dry_run=dry_run, reread=reread)
     if as_json:
         body = result.to_json()
         if dry_run:
@@ -150,12 +155,38 @@ def _apply_nftables(netns_name: str, allow_host: bool, rules_file: str | None, f
         return
     if dry_run:
         click.echo(transaction, nl=False)
-        stale = f", then delete {result.stale_chains} stale chains" if result.stale_chains else ""
+        stale = f", deleting {result.stale_chains} stale chains" if result.stale_chains else ""
+        source = f" ({result.source()})" if result.source() else ""
         click.echo(f"dry run: would send {result.operations} of {result.full_operations} "
-                   f"operations with nft -f{stale}" if transaction else
-                   "dry run: nothing to send", err=True)
+                   f"operations with nft -f{stale}{source}" if transaction else
+                   f"dry run: nothing to send{source}", err=True)
         return
     click.echo(result.summary())
+
+
+def _apply_nft_file(netns_name: str, allow_host: bool, rules_file: str, params: dict[str, Any],
+                    dry_run: bool, as_json: bool) -> None:
+    """``apply --proxy-mode nftables --rules FILE``: an nft -f file for kube-proxy's tables."""
+    from netproxy.backend import netns
+    from netproxy.backend.nftables import load_file
+    from netproxy.inputs.read import split_rules_input
+    from netproxy.parser.nftables.read import read_text
+
+    _, inputs = split_rules_input(tuple(params.get("inputs") or ()), rules_file, "apply")
+    if inputs:
+        raise InputError("give either --rules FILE or cluster INPUTS, not both")
+    text, source = read_text(rules_file)
+    netns.require(netns_name, allow_host=allow_host)
+    result = load_file(netns_name, text, source, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "dry_run": dry_run}, indent=2))
+    elif dry_run:
+        click.echo(f"dry run: nft -c accepts {source} ({result.operations} statements for "
+                   + " and ".join(f"table {f} kube-proxy" for f in
+                                  ("ip" if x == "ipv4" else "ip6" for x in result.families))
+                   + "); nothing changed")
+    else:
+        click.echo(result.summary())
 
 
 def _dry_run(backend: Any, ruleset: Ruleset | None, desired: Any, *, full: bool, as_json: bool) -> None:

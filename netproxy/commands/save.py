@@ -40,18 +40,24 @@ def netns_options(func: Any, *, reads_only: bool = False) -> Any:
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 @click.option("--proxy-mode", "proxy_mode", type=click.Choice(["iptables", "nftables"]),
               default="iptables", show_default=True,
-              help="nftables: print kube-proxy's nftables tables (nft list table ip/ip6 "
+              help="nftables: read kube-proxy's nftables tables back, as a node snapshot "
+                   "(docs/snapshot.md) or, with --format nft, as nft list table prints them.")
+@click.option("--format", "fmt", type=click.Choice(["snapshot", "nft"]), default=None,
+              help="nftables mode: snapshot (the default: the namespace's node snapshot, with "
+                   "nft list ruleset, addresses, routes) or nft (nft list table ip/ip6 "
                    "kube-proxy; both present unless --family says which).")
 def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: bool,
             family: str | None, ipv6: bool, counters: bool, output: str | None,
-            proxy_mode: str) -> None:
+            proxy_mode: str, fmt: str | None) -> None:
     """Print the rules of namespace NAME the way iptables-save does. With --counters the
     packet counters show which rules traffic actually hit. Only reads."""
     if ipv6 and family == "ipv4":
         raise InputError("--ipv6 and --family ipv4 contradict each other", where="--family")
     if proxy_mode == "nftables":
-        _save_nftables(netns_name, "ipv6" if ipv6 else family, counters, output)
+        _save_nftables(netns_name, "ipv6" if ipv6 else family, counters, output, fmt or "snapshot")
         return
+    if fmt is not None:
+        raise InputError("only in nftables mode (add --proxy-mode nftables)", where="--format")
     family = "ipv6" if ipv6 else family or "ipv4"
     backend = select.open_backend(netns_name, variant=variant, backend=backend_name,
                                   family=family, allow_host=True)
@@ -63,25 +69,39 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
         click.echo(text, nl=False)
 
 
-def _save_nftables(netns_name: str, family: str | None, counters: bool, output: str | None) -> None:
-    """kube-proxy's tables as ``nft list table`` prints them: what trace, diff, migrate and
-    compile --existing-rules read (``netproxy snapshot --netns`` records them with the rest)."""
+def _save_nftables(netns_name: str, family: str | None, counters: bool, output: str | None,
+                   fmt: str) -> None:
+    """kube-proxy's tables read back: in a node snapshot (what trace, diff --behaviour,
+    migrate's companion form and doctor read, with the namespace's addresses and routes), or
+    as ``nft list table`` prints them (what compile --existing-rules reads too)."""
     from netproxy.backend import netns
-    from netproxy.backend.nftables import NFT_FAMILY, read_table
+    from netproxy.backend.nftables import NFT_FAMILY, TABLE, read_table
     from netproxy.errors import BackendError
 
     if counters:
         raise InputError("nftables mode: kube-proxy's table has no rule counters (its "
                          "localhost-nodeport-rejected-* counters are in the listing)",
                          where="--counters")
+    if fmt == "snapshot" and family is not None:
+        raise InputError("a snapshot holds both families; --family picks one table with "
+                         "--format nft", where="--family")
     netns.require(netns_name, allow_host=True)
     families = [family] if family else ["ipv4", "ipv6"]
-    texts = [t for t in (read_table(netns_name, f) for f in families) if t is not None]
-    if not texts:
-        which = " or ".join(f"table {NFT_FAMILY[f]} kube-proxy" for f in families)
+    with progress(f"reading the nftables tables of netns {netns_name}"):
+        if fmt == "snapshot":
+            from netproxy.node.collect import collect
+            from netproxy.node.snapshot import parse_snapshot
+
+            text = collect(netns_name)
+            listing = parse_snapshot(text, f"netns {netns_name}").nft_ruleset or ""
+            found = any(f"table {NFT_FAMILY[f]} {TABLE} {{" in listing for f in families)
+        else:
+            text = "".join(t for t in (read_table(netns_name, f) for f in families) if t)
+            found = bool(text)
+    if not found:
+        which = " or ".join(f"table {NFT_FAMILY[f]} {TABLE}" for f in families)
         raise BackendError(f"no {which} (apply --proxy-mode nftables loads one)",
                            where=f"netns {netns_name}")
-    text = "".join(texts)
     if output:
         write_atomic(output, text)
     else:

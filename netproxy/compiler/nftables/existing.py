@@ -10,6 +10,7 @@ re-created base chains move to the end.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from netproxy.compiler.nftables.table import Chain, Container, Table
@@ -43,12 +44,23 @@ def element_value(value: Any) -> str:
     return _field(value)
 
 
-def preload(t: Table, existing: Any) -> None:
-    """Put the node's current table (a parsed ``nft list table``) into ``t`` as kernel state."""
-    t.comment = existing.comment or ""
+@dataclass(slots=True)
+class KernelTable:
+    """A ``kube-proxy`` table as the kernel holds it, in the recorder's terms: the table's
+    comment, chains and containers (sets, maps, counters) in the kernel's order. Read from a
+    listing (:func:`from_listing`) or from apply's record of what it loaded."""
+
+    comment: str
+    chains: dict[str, Chain]
+    containers: dict[str, Container]
+
+
+def from_listing(existing: Any) -> KernelTable:
+    """The kernel table of a parsed ``nft list table`` (:class:`netproxy.netfilter.nft.NftTable`)."""
+    containers: dict[str, Container] = {}
     for obj in existing.objects or ():
         if obj.kind == "counter":
-            t.containers[obj.name] = Container("counter", obj.name)
+            containers[obj.name] = Container("counter", obj.name)
     for name, s in existing.sets.items():
         kind = "map" if s.kind == "map" else "set"
         type_text = " . ".join(s.type)
@@ -60,15 +72,33 @@ def preload(t: Table, existing: Any) -> None:
         for element in s.elements:
             container.elements[element_key(element.key)] = (element_value(element.value),
                                                            element.comment or "")
-        t.containers[name] = container
-    for name, chain in existing.chains.items():
-        t.chains[name] = Chain(name, chain.hook or "", chain.type or "", int(chain.priority or 0),
-                               chain.comment or "", [rule.text for rule in chain.rules])
-    t.existing_chains = list(existing.chains)
-    t.existing_sets = list(existing.sets)
+        containers[name] = container
+    chains = {name: Chain(name, chain.hook or "", chain.type or "", int(chain.priority or 0),
+                          chain.comment or "", [rule.text for rule in chain.rules])
+              for name, chain in existing.chains.items()}
+    return KernelTable(existing.comment or "", chains, containers)
+
+
+def preload(t: Table, existing: Any) -> None:
+    """Put the node's current table into ``t`` as kernel state: a :class:`KernelTable`, or a
+    parsed ``nft list table``."""
+    kernel = existing if isinstance(existing, KernelTable) else from_listing(existing)
+    t.comment = kernel.comment
+    t.containers.update(kernel.containers)
+    t.chains.update(kernel.chains)
+    t.existing_chains = [n for n in kernel.chains]
+    t.existing_sets = [n for n, c in kernel.containers.items() if c.kind != "counter"]
     t.existing_elements = {name: set(t.containers[name].elements) for name in STORAGE_ORDER
                            if name in t.containers}
     t.before = state_of(t)
+
+
+def kernel_after(t: Table, deleted_chains: list[str]) -> KernelTable:
+    """What the kernel holds once ``t``'s transaction and the deletion of ``deleted_chains``
+    went through (the record apply keeps)."""
+    gone = set(deleted_chains)
+    return KernelTable(t.comment, {n: c for n, c in t.chains.items() if n not in gone},
+                       dict(t.containers))
 
 
 def state_of(t: Table) -> dict[tuple[str, str], object]:
