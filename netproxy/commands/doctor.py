@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
-from netproxy.commands.rulesource import read_given, rules_given
+from netproxy.commands.rulesource import live_rules, read_given, rules_given
 from netproxy.doctor import diagnose
 from netproxy.doctor.report import Report, to_failed_only, to_json, to_text
 from netproxy.errors import InputError
@@ -123,7 +123,7 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     ctx = click.get_current_context()
     family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
     nft_report = _nftables_mode(nft_paths[0] if nft_paths else rules_path, params, service, walk,
-                                family_given)
+                                family_given, netns_name=netns_name, variant=variant)
     if nft_report is not None:
         return _print(nft_report, as_json, failed_only, brief)
     ruleset = read_given(rules_path, netns_name, variant, command="doctor",
@@ -159,22 +159,58 @@ def _print(report: Report, as_json: bool, failed_only: bool, brief: bool) -> int
     return report.exit_code
 
 
+def _netns_listing(name: str) -> Any:
+    """``nft list ruleset`` of namespace ``name`` when it holds kube-proxy's table, else None
+    (no nft tool, no such table: the namespace is read as iptables rules)."""
+    import shutil
+
+    from netproxy.backend import netns
+    from netproxy.errors import NetproxyError
+    from netproxy.kubeview.nftables import kube_proxy_families
+    from netproxy.parser.nftables import parse_nft
+
+    if shutil.which("nft") is None:
+        return None
+    try:
+        proc = netns.run(name, ["nft", "list", "ruleset"], check=False, timeout=120)
+    except NetproxyError:
+        return None
+    if proc.returncode != 0:
+        return None
+    listing = parse_nft(proc.stdout, source=f"netns {name}", strict=False)
+    return listing if kube_proxy_families(listing) else None
+
+
 def _nftables_mode(path: str | None, params: dict[str, Any], service: str | None, walk: bool,
-                   family_given: bool) -> Report | None:
-    """The report on kube-proxy's nftables table when ``path`` is an nft listing, or a
-    snapshot whose nft listing holds it (its iptables rules are then walked too); else None."""
+                   family_given: bool, *, netns_name: str | None = None,
+                   variant: str = "auto") -> Report | None:
+    """The report on kube-proxy's nftables table when ``path`` is an nft listing, a
+    snapshot whose nft listing holds it (its iptables rules are then walked too), or the
+    namespace ``netns_name`` holds it (its iptables rules too); else None."""
     from netproxy.commands.nftrules import is_nft_file, read_nft_listing
     from netproxy.doctor.nftables import diagnose_nft
     from netproxy.kubeview.nftables import kube_proxy_families
     from netproxy.parser.nftables import parse_nft
 
-    if path is None:
-        return None
     family = params["family"] if family_given else None
     local_ips = _flag_ips(params)
     iptables = None
     ipsets = None
-    if is_nft_file(path):
+    if path is None and netns_name is not None:
+        listing = _netns_listing(netns_name)
+        if listing is None:
+            return None
+        family = family or kube_proxy_families(listing)[0]
+        from netproxy.errors import NetproxyError
+
+        try:
+            live = live_rules(netns_name, variant, family)
+            iptables = live if live.tables else None
+        except NetproxyError:  # no iptables tool or tables: the nftables table alone
+            iptables = None
+    elif path is None:
+        return None
+    elif is_nft_file(path):
         listing = read_nft_listing(path, strict=False)
     elif path != "-" and _is_snapshot(path):
         from netproxy.node.snapshot import read_snapshot

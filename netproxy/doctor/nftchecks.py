@@ -597,8 +597,10 @@ def check_affinity(view: RulesetView, svc: ServicePortView) -> Finding:
             problems.append(f"the set {own} does not exist")
         else:
             timeouts.add(found.timeout)
-            if "timeout" not in found.flags or "dynamic" not in found.flags:
-                problems.append(f"{own} lacks flags dynamic,timeout")
+            # (Only timeout: nft's JSON listing leaves "dynamic" out, and the kernel refuses an
+            # update of a set without it when the rule is loaded.)
+            if "timeout" not in found.flags or found.timeout is None:
+                problems.append(f"{own} has no timeout: clients stay on their endpoint for good")
     refs += svc.affinity_sets[:2]
     if len(timeouts) > 1:
         problems.append("the endpoints' affinity sets have different timeouts: "
