@@ -81,6 +81,9 @@ _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be pars
 _CAND, _ADDR, _EVAL, _NAT = 0, 1, 2, 3
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
 an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
+SUMMARY_KEYS = 20_000
+"""Entry states summarized at most (they hold the facts a branch assumed, so a capture with
+many unplaced addresses would otherwise add some with every packet)."""
 SUMMARIES_PER_KEY = 16
 """Summaries kept for one base chain and entry state (each for other addresses or ports).
 When that many do not fit three branches in four, the key is given up: its branches are
@@ -556,6 +559,11 @@ class Tracer:
                          f"({inferred.pop('in_interface_why')})")
         if "bridge" in inferred:
             notes.append(f"inferred: {inferred['bridge']} ({inferred.pop('bridge_why')})")
+        if self.router is not None:  # what the routing decisions took as given
+            for o in outcomes:
+                for text in o.route.notes if o.route is not None else ():
+                    if f"routing: {text}" not in notes:
+                        notes.append(f"routing: {text}")
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
@@ -615,7 +623,7 @@ class Tracer:
     def _refused(self, w: Walk, decision: Any) -> Outcome:
         """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
         unreachable, prohibit and no route answer with an ICMP error (REJECT)."""
-        verdict = "DROP" if decision.kind in ("blackhole", "not-forwarding") else "REJECT"
+        verdict = "DROP" if decision.silent else "REJECT"
         return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
     def trace_sequence(self, packets: Iterable[Packet]) -> list[TraceResult]:
@@ -931,6 +939,8 @@ class Tracer:
                     return True
             if len(found) >= SUMMARIES_PER_KEY:
                 return False
+        elif len(self._summaries) >= SUMMARY_KEYS:
+            return False
         w.rec = [key]
         w.rec_at = len(w.path)
         return False
