@@ -216,3 +216,36 @@ def test_endpoint_chain_without_dnat_before_the_last_shifts_its_share(tmp_path):
     assert len(got) == 1 and got[0].startswith("! new connections (cluster) now go: ")
     assert f"; {sep} (" in got[0] and got[0].endswith("so its draw goes on to the next rule")
     assert "fall through" not in got[0]
+
+
+def _latin1_pair(tmp_path: Path) -> tuple[Path, Path]:
+    """base / endpoint-removed with a Latin-1 byte (not UTF-8) in the Service's name."""
+    paths = []
+    for name in ("base", "endpoint-removed"):
+        data = (DATA / f"{name}.rules").read_bytes().replace(b"default/web:http", b"default/w\xe9b:http")
+        path = tmp_path / f"{name}.rules"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def test_latin1_byte_in_a_comment_names_the_service_whole_and_escaped(tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    old, new = _latin1_pair(tmp_path)
+    env = {"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    done = subprocess.run([sys.executable, "-m", "netproxy", "diff", "--brief", str(old), str(new)],
+                          capture_output=True, env=env)
+    assert done.returncode == 1, done.stderr
+    out = done.stdout.decode("ascii")  # every byte of the old dump escaped
+    assert "~ service default/w\\xe9b:http tcp\n" in out
+    assert "    - endpoint 10.244.2.7:8080 (cluster, was 50.00%)\n" in out
+    assert "service default/w tcp" not in out
+    done = subprocess.run([sys.executable, "-m", "netproxy", "diff", "--json", str(old), str(new)],
+                          capture_output=True, env=env)
+    data = json.loads(done.stdout.decode("utf-8", "strict"))
+    assert [g["title"] for g in data["groups"]] == ["default/w\\xe9b:http tcp"]
+    assert all("\\xe9" in r["text"] for r in data["groups"][0]["rules"])
+    assert data["changed_services"] == [["default/w\\xe9b:http", "tcp"]]

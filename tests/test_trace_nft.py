@@ -360,3 +360,35 @@ def test_calico_like_marks_and_sets_decide() -> None:
     # outside sources are not
     assert outcome("198.51.100.7")[0] == {"ACCEPT"}
     assert outcome("172.16.0.9")[0] == {"DROP"}
+
+
+# ---------------------------------------------------------------- goldens of hand-written rulesets
+
+@pytest.mark.parametrize(("golden", "args"), [
+    # firewalld-like inet filter: a trusted source, a zone's port, the zone's reject
+    ("08-firewalld-trusted-source.txt", ("--src", "192.168.10.7", "--dport", "8080")),
+    ("09-firewalld-zone-port.txt", ("--src", "203.0.113.5", "--dport", "443")),
+    ("10-firewalld-reject.txt", ("--src", "203.0.113.5", "--dport", "8080")),
+])
+def test_golden_firewalld_like(golden: str, args: tuple[str, ...]) -> None:
+    r = run("--rules", str(DATA / "firewalld-like.nft"), "--local-ip", "192.168.0.10",
+            "--dst", "192.168.0.10", "-i", "eth0", *args)
+    assert r.returncode == 0, r.stderr
+    check_golden(golden, r.stdout)
+
+
+@pytest.mark.parametrize(("golden", "args"), [
+    # a Docker iptables-nft node beside table ip kube-proxy: pod traffic to a Service is
+    # accepted by kube-proxy's filter-forward and dropped by Docker's FORWARD policy
+    ("11-docker-drops-service-traffic.txt", ("--src", "10.244.1.9", "--dst", "10.96.0.10",
+                                             "--dport", "53", "--proto", "udp", "-i", "cni0",
+                                             "-o", "eth0")),
+    # Docker's published port from the LAN: Docker's DNAT, then kube-proxy's chains
+    ("12-docker-published-port.txt", ("--src", "192.168.0.99", "--dst", "192.168.0.10",
+                                      "--dport", "8080", "-i", "eth0", "-o", "docker0")),
+])
+def test_golden_docker_beside_kube_proxy(golden: str, args: tuple[str, ...]) -> None:
+    r = run("--rules", str(DATA / "docker-beside-kube-proxy.nft"), "--local-ip",
+            "192.168.0.10", "--cluster-cidr", "10.244.0.0/16", *args)
+    assert r.returncode == 0, r.stderr
+    check_golden(golden, r.stdout)

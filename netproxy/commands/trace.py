@@ -160,9 +160,21 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                              "INPUTS, not both")
         family_given = click.get_current_context().get_parameter_source("family") \
             == ParameterSource.COMMANDLINE
-        if node is not None and rules_path == snapshot_path:
-            family = params["family"] if family_given else _family(dst, node)
-            ruleset = node.ruleset(family, strict=strict)
+        if netns_name is not None or node is not None and rules_path == snapshot_path:
+            # a node (a snapshot, or the namespace read now as a snapshot records it): its
+            # iptables (legacy, iptables-nft) and nftables rules walked together
+            from netproxy.commands.rulesource import live_node, node_rules
+
+            whole = live_node(netns_name) if netns_name is not None else node
+            node = node or whole
+            family = params["family"] if family_given else _family(dst, whole)
+            if family == "dual":
+                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
+                                 where="--family")
+            ruleset, more, read_notes = node_rules(whole, variant, family, strict=strict)
+            listings += more
+            for text in read_notes:
+                click.echo(f"netproxy: note: {text}", err=True)
         else:
             ruleset = read_given(rules_path, netns_name, variant, command="trace",
                                  strict=strict, family=params.get("family")
@@ -227,7 +239,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
     node_notes: list[str] = []
     if node is not None:
         family = ruleset.family
-        if not ruleset.tables:
+        if not ruleset.tables and not listings:
             node_notes.append(f"the snapshot holds no {family} iptables rules: only the "
                               "routing decision acts")
         locals_ += [ip for ip in node.addresses(family) if ip not in locals_]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from netproxy.textsafe import ESCAPE
+
 GROUP_SIGNS = {"added": "+", "removed": "-", "changed": "~", "renamed": "="}
 
 
@@ -83,7 +85,19 @@ class DiffReport:
         data = asdict(self)
         data["equivalent"] = self.equivalent
         data["text_equivalent"] = self.text_equivalent
-        return data
+        return _escaped(data)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with the bytes an old dump held that are not UTF-8 (kept as surrogates)
+    spelt ``\\xe9``, as the text report prints them: JSON has no way to carry them."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", ESCAPE).decode("utf-8")
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _summary_line(s: dict[str, int]) -> str:

@@ -86,7 +86,13 @@ def matches_selector(name: str, selector: str, port_numbers: set[int] | None = N
     return digits(want_port) and port_numbers is not None and int(want_port) in port_numbers
 
 
-_SPN_IN_TEXT = re.compile(r"(?<![\w./-])([a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?(:[-a-z0-9]*)?)(?![\w/])")
+_ODD = "\x80-\U0010ffff"
+"""Characters no Kubernetes name has, kept inside a name so that it is shown whole (escaped
+on output) rather than cut at them: a Latin-1 byte of an old dump (read as a surrogate),
+other non-ASCII letters."""
+_SPN_IN_TEXT = re.compile(
+    rf"(?<![\w./-])([a-z0-9{_ODD}]([-a-z0-9.{_ODD}]*[a-z0-9{_ODD}])?"
+    rf"/[A-Za-z0-9{_ODD}]([-A-Za-z0-9_.{_ODD}]*[A-Za-z0-9{_ODD}])?(:[-a-z0-9{_ODD}]*)?)(?![\w/])")
 _ENDPOINT = re.compile(r" -> (\S+)$")
 
 

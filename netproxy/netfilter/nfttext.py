@@ -33,6 +33,11 @@ def expr_text(e: Any) -> str:
     if key == "numgen":
         off = f" offset {body['offset']}" if body.get("offset") else ""
         return f"numgen {body['mode']} mod {body['mod']}{off}"
+    if key in ("jhash", "symhash"):
+        of = f" {expr_text(body['expr'])}" if "expr" in body else ""
+        seed = f" seed {hex(body['seed'])}" if "seed" in body else ""
+        off = f" offset {body['offset']}" if body.get("offset") else ""
+        return f"{key}{of} mod {body['mod']}{seed}{off}"
     if key in _BINOPS:
         return f"{expr_text(body[0])} {key} {expr_text(body[1])}"
     if key == "concat":

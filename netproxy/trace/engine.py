@@ -206,7 +206,7 @@ class Tracer:
         """Register the nftables tables a packet of this family walks; their base chains."""
         from netproxy.trace.nftrules import NftChainCode
 
-        self._nft = NftRules(self.family, self.ctx)
+        self._nft = NftRules(self.family, self.ctx, self.router)
         families = FAMILY_OF[self.family]
         bases: list[BaseChain] = []
         order = 0
@@ -627,6 +627,8 @@ class Tracer:
                 w.pending = None
                 frame = stack[-1]
                 code = frame[0]
+                if kind == "dyn":  # the branch first records its own state (numgen inc)
+                    kind, data = data(w)
                 if kind == "none":
                     continue
             elif not stack:

@@ -16,22 +16,32 @@ does not); quotas start unused; a packet is in the original direction of its con
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from netproxy.netfilter.nft import NftChain, NftRule, NftSet, NftTable
 from netproxy.trace.addr import (
     BITS,
+    LOOPBACK,
+    format_addr,
     format_endpoint,
     is_limited_broadcast,
     is_multicast,
     parse_addr,
 )
 from netproxy.trace.index import ChainCode
-from netproxy.trace.matches import FORK, Context, Matcher, _addrtype_eval
+from netproxy.trace.matches import (
+    ASSUMED_IIF,
+    ASSUMED_OIF,
+    FORK,
+    UNNAMED_IFACE,
+    Context,
+    Matcher,
+    _addrtype_eval,
+)
 from netproxy.trace.packet import PORT_PROTOCOLS, PROTOCOLS
-from netproxy.trace.state import Walk
+from netproxy.trace.state import Cond, Walk
 
 
 class Why(str):
@@ -84,6 +94,8 @@ def verdict_action(value: Any) -> Action | str:
 
 def _verdict(key: str, body: Any) -> Action:
     return (_VERDICTS[key], None) if key in _VERDICTS else (key, body["target"])
+
+
 
 
 class NftChainCode(ChainCode):
@@ -151,9 +163,15 @@ class _Keyed(NamedTuple):
 class NftRules:
     """Compiles the rules of nft tables for one address family."""
 
-    def __init__(self, family: str, ctx: Context) -> None:
+    def __init__(self, family: str, ctx: Context, router: Any = None) -> None:
         self.family = family
         self.ctx = ctx
+        self.router = router
+        """The node's routing (:class:`netproxy.node.routing.Router`) for ``fib`` lookups,
+        or None."""
+        self._rule: tuple[str, int, int] = ("", 0, 0)
+        """(table, line, id) of the rule being compiled: the key of its per-rule kernel
+        state (``numgen inc`` counters, hash buckets) in the walk's memory."""
         self.v4 = family == "ipv4"
         self._indexes: dict[Any, _Index] = {}
         self._written: dict[str, frozenset[str]] = {}
@@ -176,6 +194,7 @@ class NftRules:
         # Rules with the same statements before their action share one matcher (kube-proxy
         # repeats ``meta l4proto tcp`` and ``ct state new`` thousands of times); equal
         # statements print alike, and a rule is compiled once, so the key costs little.
+        # (Per-rule kernel state, numgen inc and hash buckets, is only in actions.)
         key = (label, repr(exprs[:end]))
         known = self._matchers.get(key)
         if known is None:
@@ -184,11 +203,14 @@ class NftRules:
                                            tuple(self.unmodelled))
         matcher, complete, reasons = known
         self.unmodelled = list(reasons)
+        self._rule = (label, rule.line, id(rule))
         kind, data = "none", None
         if complete and end < len(exprs):
             (name, body), = exprs[end].items()
             try:
                 kind, data = self.action(name, body, label, table)
+                if name == "vmap" and end + 1 < len(exprs):
+                    data = self._then(data, rule, end + 1, label, table)
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 matcher = Matcher(matcher.evals + (self._no(f"{name} not modelled ({err})"),),
                                   matcher.pure + (False,), matcher.forks)
@@ -228,6 +250,31 @@ class NftRules:
             complete = False
             break
         return Matcher(tuple(evals), tuple(pure), forks), complete
+
+    def _then(self, lookup: Callable[[Walk], Any], rule: NftRule, at: int, label: str,
+              table: NftTable) -> Callable[[Walk], Any]:
+        """A verdict map followed by more statements: the kernel goes on with them only when
+        the element's verdict is ``continue`` (any other verdict ends the rule, a missing
+        element too)."""
+        kept = self.unmodelled
+        matcher, kind, data = self.compile(label, table, NftRule(rule.exprs[at:], rule.line))
+        self._rule = (label, rule.line, id(rule))
+        self.unmodelled = kept + self.unmodelled
+        evals = matcher.evals
+
+        def then(w: Walk) -> Any:
+            found = lookup(w)
+            if found != ("none", None):
+                return found
+            for ev in evals:
+                r = ev(w)
+                if r is False:
+                    return None
+                if r is not True:
+                    return str(r) if type(r) is Why or isinstance(r, str) else (
+                        "a fork after a verdict map's continue is not modelled")
+            return data(w) if kind == "dyn" else (kind, data)
+        return then
 
     def statement(self, key: str, body: Any, label: str, table: NftTable) -> Any:
         """An evaluator for a statement that does not end the rule (one of _EFFECTS)."""
@@ -313,30 +360,78 @@ class NftRules:
     def lookup_action(self, key: Any, data: Any, label: str, table: NftTable,
                       to_action: Callable[[Any], Action | str]) -> Callable[[Walk], Any]:
         """A ``dyn`` action: look the key up in a map (named or anonymous)."""
-        if isinstance(key, dict) and "numgen" in key:
-            ng = key["numgen"]
-            if ng.get("mode") != "random":
-                return self._no("numgen inc (a counter shared by all packets) is not modelled")
-            mod, off = int(ng["mod"]), int(ng.get("offset", 0))
-            weight = 1.0 / mod
+        if isinstance(key, dict) and ("numgen" in key or "jhash" in key or "symhash" in key):
+            (mode, gen), = key.items()
+            mod, off = int(gen["mod"]), int(gen.get("offset", 0))
             index = self.index(data, ("int",), label, table, to_action)
-            alts: list[tuple[float, str, Any]] = []
+            acts: list[Action] = []
             for n in range(off, off + mod):
                 act = index.find(n)
                 if act is MISSING:
                     act = ("none", None)
                 elif isinstance(act, str):
                     return self._no(act)
-                alts.append((weight, act[0], act[1]))
-            merged = _merge(alts)
-            return lambda w: merged
+                acts.append(act)
+            if mode == "numgen" and gen.get("mode") == "random":
+                merged = _merge([(1.0 / mod, k, d) for k, d in acts])
+                return lambda w: merged
+            if mode == "numgen":
+                return self._counter(gen, acts)
+            return self._hashed(mode, gen, acts)
         getters = [self.getter(p) for p in _parts(key)]
         index = self.index(data, tuple(g.kind for g in getters), label, table, to_action)
 
         def action(k: Any, w: Walk) -> Any:
             found = index.find(k, w)
             return None if found is MISSING else found
-        return _decided(_reader(getters), action, None)
+        return _decided(_reader([g.get for g in getters]), action, None)
+
+    def _counter(self, gen: dict[str, Any], acts: list[Action]) -> Callable[[Walk], Any]:
+        """``numgen inc mod N``: one counter per expression, shared by every packet that
+        evaluates it, giving 0, 1, ..., N-1, 0, ... Its value is kept in the walk's memory,
+        so a packet sequence follows it exactly; where no earlier packet of the sequence
+        set it (the counter's state before the sequence), each of the N values is a
+        branch of weight 1/N."""
+        mod = len(acts)
+        label, line, ident = self._rule
+        entry = ("numgen", label, ident, line)
+
+        takes = [_taking(entry, n, acts[n]) for n in range(mod)]
+        weight = 1.0 / mod
+
+        def counter(w: Walk) -> Any:
+            last = w.memory.get(entry)
+            if last is not None:
+                return takes[(last + 1) % mod](w)
+            first = takes[0](w)
+            return [(weight, first[0], first[1])] + [
+                (weight, "dyn", take) for take in takes[1:]]
+        return counter
+
+    def _hashed(self, mode: str, gen: dict[str, Any], acts: list[Action]
+                ) -> Callable[[Walk], Any]:
+        """``jhash EXPR mod N`` / ``symhash mod N``: the flow's hash decides, the same bucket
+        for every packet of the flow. The hash itself is not computed (symhash's key is
+        random per boot, jhash's seed when none is listed): each bucket is a branch weighted
+        by its share of the 32-bit hash space (the kernel scales the hash to ``mod``), and
+        the bucket a flow took is kept for the later packets of a sequence."""
+        mod = len(acts)
+        label, line, _ident = self._rule
+        weights = _bucket_shares(mod)
+        if mode == "jhash":
+            read = _reader([self.getter(p).get for p in _parts(gen["expr"])])
+        else:  # symhash: the flow, the same in both directions
+            read = _flow_ends
+
+        def hashed(k: Any, w: Walk) -> Any:
+            entry = ("hash", label, line, mode, k)
+            known = w.memory.get(entry)
+            if known is not None:
+                return acts[known]
+            first = _taking(entry, 0, acts[0])(w)
+            return [(weights[0], first[0], first[1])] + [
+                (weights[b], "dyn", _taking(entry, b, acts[b])) for b in range(1, mod)]
+        return _decided(read, hashed, None)
 
     def index(self, data: Any, kinds: tuple[str, ...], label: str, table: NftTable,
               convert: Callable[[Any], Any] | None = None) -> _Index:
@@ -410,7 +505,7 @@ class NftRules:
             elif op == "update" or (w.memory.get(entry) or -1.0) <= now:
                 w.memory = w.memory.with_(entry, now + span)
             return True
-        return _decided(_reader([self.getter(p) for p in _parts(elem)]), update, True)
+        return _decided(_reader([self.getter(p).get for p in _parts(elem)]), update, True)
 
     # ------------------------------------------------------------------ matches
 
@@ -426,8 +521,16 @@ class NftRules:
             return self._no("meta random comparison is not modelled")
         if isinstance(left, dict) and "fib" in left:
             return self.fib(left["fib"], op, right)
-        if isinstance(left, dict) and "numgen" in left:
-            return self._no("numgen outside a map is not modelled")
+        if isinstance(left, dict) and "numgen" in left and left["numgen"]["mode"] == "random":
+            # numgen random mod N OP value: the share of the N equally likely values that match
+            gen = left["numgen"]
+            off = int(gen.get("offset", 0))
+            values = range(off, off + int(gen["mod"]))
+            hits = sum(1 for n in values if self._holds(n, op, right))
+            return (lambda w: FORK), (hits / len(values), False)
+        if isinstance(left, dict) and ("numgen" in left or "jhash" in left or "symhash" in left):
+            (name, _), = left.items()
+            return self._no(f"{name} compared outside a map is not modelled")
         getters = [self.getter(p) for p in _parts(left)]
         kinds = tuple(g.kind for g in getters)
         if "never" in kinds:  # a header of the other family: nft's dependency fails
@@ -435,7 +538,7 @@ class NftRules:
         test = self.test(kinds, op, right, label, table)
         if isinstance(test, str):
             return self._no(test)
-        return _decided(_reader(getters), test, False)
+        return _decided(_reader([g.get for g in getters]), test, False)
 
     def test(self, kinds: tuple[str, ...], op: str, right: Any, label: str, table: NftTable
              ) -> Callable[[Any, Walk], bool] | str:
@@ -471,14 +574,139 @@ class NftRules:
             return f"operator {op} is not modelled"
         return lambda v, w: order(v, const)
 
+    def _holds(self, value: int, op: str, right: Any) -> bool:
+        """``value OP right`` for a number and a constant, a range or an anonymous set."""
+        items = right["set"] if isinstance(right, dict) and "set" in right else (
+            right if isinstance(right, list) else [right])
+        consts = [self.const(c, "int") for c in items]
+        if op in ("==", "!=", "in"):
+            return any(_part_in(value, c) for c in consts) != (op == "!=")
+        c = consts[0]
+        return {"<": value < c, ">": value > c, "<=": value <= c, ">=": value >= c}[op]
+
     def fib(self, fib: dict[str, Any], op: str, right: Any) -> Any:
         flags = fib["flags"]
-        if fib["result"] != "type" or flags not in (["saddr"], ["daddr"]):
-            return self._no(f"fib {' . '.join(flags)} {fib['result']}: the route lookup "
-                              "is not modelled")
+        if fib["result"] != "type":
+            return self.fib_route(flags, op, right)
         types = {t.upper() for t in (right if isinstance(right, list) else
                                      right.get("set", []) if isinstance(right, dict) else [right])}
-        return _addrtype_eval(flags == ["saddr"], types, op == "!=", False, self.ctx)
+        if flags in (["saddr"], ["daddr"]):
+            return _addrtype_eval(flags == ["saddr"], types, op == "!=", False, self.ctx)
+        if sorted(flags) in (["oif", "saddr"], ["daddr", "iif"]):
+            return self.fib_type_on(flags[0] == "saddr", types, op == "!=")
+        return self._no(f"fib {' . '.join(flags)} type is not modelled")
+
+    def fib_type_on(self, src: bool, types: set[str], negated: bool) -> Any:
+        """``fib saddr . oif type`` / ``fib daddr . iif type``: the address's type on that
+        interface only (local when it is one of the interface's own addresses; the
+        loopback network belongs to ``lo``). Which interface holds an address comes from
+        the node's addresses (a snapshot); without them it is a stated fork."""
+        full = _addrtype_eval(src, types, negated, False, self.ctx)
+        local_any = _addrtype_eval(src, {"LOCAL"}, False, False, self.ctx)
+        router = self.router
+        assume = self.ctx.assume
+        family = self.family
+        lo_net, lo_mask = LOOPBACK[family]
+        owners: dict[int, set[str]] = {}
+        if router is not None:
+            for a in router.addresses:
+                owners.setdefault(a.addr, set()).add(a.dev)
+        local_wanted = "LOCAL" in types
+
+        def f(w: Walk) -> object:
+            dev = w.oif if src else w.iif
+            if not dev:
+                return Why(f"{'output' if src else 'input'} interface not known (give "
+                           f"{'--out-interface' if src else '--in-interface'})")
+            addr = w.src if src else w.dst
+            if addr & lo_mask == lo_net:
+                on = dev == "lo"
+            else:
+                anywhere = local_any(w)
+                if anywhere is False:  # not the node's: the same type on every interface
+                    return full(w)
+                if isinstance(anywhere, str):
+                    return anywhere
+                if router is not None:
+                    on = dev in owners.get(addr, ())
+                elif not assume:
+                    return Why(f"which interface holds {format_addr(addr, family)} is not "
+                               "known (give --snapshot)")
+                else:
+                    text = f"{format_addr(addr, family)} is an address of {dev}"
+                    return Cond(("addr-on", addr, dev), text,
+                                text.replace(" is an ", " is not an "), "--snapshot",
+                                local_wanted == negated)
+            return (on == local_wanted) != negated
+        return f
+
+    def fib_route(self, flags: list[str], op: str, right: Any) -> Any:
+        """``fib saddr|daddr [. mark] [. iif|oif] oif|oifname``: the interface of the node's
+        route to the address (saddr: the reverse path, as rp_filter checks it), none when
+        there is no unicast route or, with ``. iif``/``. oif``, when it does not go through
+        that interface; a packet that arrived on ``lo`` finds ``lo`` (the kernel's loopback
+        shortcut). From the node's routes (a snapshot); without them whether the route
+        exists is a stated fork."""
+        if not ({"saddr", "daddr"} & set(flags)) or not set(flags) <= {
+                "saddr", "daddr", "mark", "iif", "oif"}:
+            return self._no(f"fib {' . '.join(flags)} oif is not modelled")
+        src = "saddr" in flags
+        use_mark = "mark" in flags
+        bound = "iif" if "iif" in flags else "oif" if "oif" in flags else None
+        family = self.family
+        router = self.router
+        assume = self.ctx.assume
+        local = self.ctx.local
+        name: str | None = None
+        if right is True or right is False or right == 0:
+            wanted = right is True  # exists / missing (0)
+        else:
+            wanted, name = True, str(right)
+        wanted = wanted != (op == "!=")
+
+        def f(w: Walk) -> object:
+            restrict = None
+            addr = w.src if src else w.dst
+            through = name
+            if bound is not None:
+                restrict = w.iif if bound == "iif" else w.oif
+                if not restrict:
+                    side = "input" if bound == "iif" else "output"
+                    flag = "--in-interface" if bound == "iif" else "--out-interface"
+                    if not assume:
+                        return Why(f"{side} interface not known (give {flag})")
+                    text = format_addr(addr, family)
+                    return Cond(("route", addr, bound, w.mark if use_mark else 0),
+                                f"the node routes {text} through the {side} interface",
+                                f"the node does not route {text} through the {side} "
+                                "interface", flag, not wanted)
+                through = restrict
+            if w.hook in ("PREROUTING", "INGRESS") and w.iif == "lo":
+                dev: str | None = "lo"
+            elif router is not None:
+                found = router.lookup(addr, src=w.dst if src else w.src,
+                                      mark=w.mark if use_mark else 0)
+                dev = found.dev if found.kind == "unicast" else None
+            elif not src and w.pkt.packet.out_interface and not local(addr):
+                dev = w.pkt.packet.out_interface  # the route the user named (-o)
+            else:
+                text = format_addr(addr, family)
+                if not assume:
+                    return Why(f"the node's route to {text} is not known (give --snapshot)")
+                if through is None:
+                    yes, no = (f"the node has a route to {text}",
+                               f"the node has no route to {text}")
+                else:
+                    yes, no = (f"the node routes {text} through {through}",
+                               f"the node does not route {text} through {through}")
+                return Cond(("route", addr, through, w.mark if use_mark else 0), yes, no,
+                            "--snapshot", not wanted)
+            if restrict is not None and dev != restrict:
+                dev = None
+            found_it = dev is not None and (name is None or restrict is not None or
+                                            _part_in(dev, self.const(name, "iface")))
+            return found_it == wanted
+        return f
 
     # ------------------------------------------------------------------ expressions
 
@@ -502,7 +730,7 @@ class NftRules:
             fn = _BITWISE[key]
             if isinstance(other, int):  # the usual case: a constant mask
                 return _Keyed(_lift(inner.get, lambda v: fn(v, other)), "int")
-            both = _reader([inner, self.getter(other)])
+            both = _reader([inner.get, self.getter(other).get])
             return _Keyed(_lift(both, lambda v: fn(*v)), "int")
         raise ValueError(f"expression {key!r}")
 
@@ -556,11 +784,20 @@ class NftRules:
         if key in ("iifname", "iif", "oifname", "oif"):
             src = key.startswith("i")
             flag = "--in-interface" if src else "--out-interface"
+            assume = self.ctx.assume
+            stated = ASSUMED_IIF if src else ASSUMED_OIF
 
             def iface(w: Walk) -> Any:
                 have = w.iif if src else w.oif
-                return have if have is not None else Why(
-                    f"{'input' if src else 'output'} interface not known (give {flag})")
+                if have is not None:
+                    return have
+                if not assume:
+                    return Why(f"{'input' if src else 'output'} interface not known "
+                               f"(give {flag})")
+                # as for iptables' -i/-o: a stated interface that no rule names
+                if stated not in w.assumed:
+                    w.assumed = w.assumed | {stated}
+                return UNNAMED_IFACE
             return _Keyed(iface, "iface")
         if key in ("skuid", "skgid"):
             attr = "uid" if key == "skuid" else "gid"
@@ -586,22 +823,20 @@ class NftRules:
         key = body["key"]
         direction = body.get("dir")
         if direction is not None:
-            if direction != "original":
-                return _Keyed(self._no(f"ct {direction} {key} is not modelled"), "int")
-            if key in ("saddr", "ip saddr", "ip6 saddr"):
-                return _Keyed(lambda w: w.pkt.src, "addr")
-            if key in ("daddr", "ip daddr", "ip6 daddr"):
-                return _Keyed(lambda w: w.orig_dst, "addr")
-            if key == "proto-dst":
-                return _Keyed(lambda w: w.orig_dport, "port")
-            if key == "protocol":
-                return _Keyed(lambda w: w.pkt.proto, "proto")
-            return _Keyed(self._no(f"ct original {key} is not modelled"), "int")
+            return self.ct_tuple(direction, key)
         if key == "state":
             return _Keyed(lambda w: _ct_states(w.ct), "ctstate")
         if key == "status":
             def status(w: Walk) -> Any:
                 have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
+                conn = w.conn
+                if conn is not None:  # a later packet of a connection the sequence saw
+                    nat = conn[1]
+                    dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
+                                  else (nat[0] is not None, nat[2] is not None))
+                    have |= {"dnat"} if dnat else set()
+                    have |= {"snat"} if snat else set()
+                    return frozenset(have | {"confirmed"})
                 if not have and w.pkt.ct & {"ESTABLISHED", "RELATED"}:
                     return Why("whether the connection was NATed is not known for a non-NEW "
                                "packet (add DNAT or SNAT to --ct-state)")
@@ -612,12 +847,54 @@ class NftRules:
         if key == "mark":
             return _Keyed(lambda w: w.ctmark, "int")
         if key == "direction":
-            return _Keyed(lambda w: "original", "str")
-        if key == "l3proto":
-            return _Keyed(_const("ipv4" if self.v4 else "ipv6"), "str")
-        if key == "protocol":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+            return _Keyed(lambda w: "reply" if w.conn is not None and w.conn[0] == "reply"
+                          else "original", "str")
+        if key in ("l3proto", "protocol"):
+            return self.ct_tuple("original", key)
         return _Keyed(self._no(f"ct {key} is not modelled"), "int")
+
+    def ct_tuple(self, direction: str, key: str) -> _Keyed:
+        """``ct original|reply saddr|daddr|proto-src|proto-dst|protocol``: the connection's
+        tuples. The original tuple is the first packet as it arrived; the reply tuple is its
+        inverse after NAT (the DNAT destination is the reply's source, the SNAT source its
+        destination), as the kernel sets it when the NAT is set up. A reply packet of a
+        sequence arrives with the reply tuple."""
+        field = key.split()[-1]
+        if field == "l3proto":
+            return _Keyed(_const("ipv4" if self.v4 else "ipv6"), "str")
+        if field == "protocol":
+            return _Keyed(lambda w: w.pkt.proto, "proto")
+        if field not in ("saddr", "daddr", "proto-src", "proto-dst"):
+            return _Keyed(self._no(f"ct {direction} {key} is not modelled"), "int")
+        want = (direction == "reply", field)
+        kind = "addr" if field.endswith("addr") else "port"
+
+        def value(w: Walk) -> Any:
+            p = w.pkt.packet
+            arrived = (w.pkt.src, w.pkt.dst, p.sport, p.dport)
+            conn = w.conn
+            if conn is not None and conn[0] == "reply":
+                vip, vport, client, cport = conn[1]
+                reply = arrived
+                original = (client if client is not None else w.pkt.dst,
+                            vip if vip is not None else w.pkt.src, cport,
+                            vport if vip is not None else p.sport)
+            else:
+                original = (w.pkt.src, w.orig_dst, p.sport, w.orig_dport)
+                to, to_port = w.dst, w.dport
+                if conn is not None and conn[1][0] is not None:  # a later packet: its DNAT
+                    to, to_port = conn[1][0], conn[1][1]
+                back: Any = w.src
+                if w.masquerade and w.snat is None or conn is not None and conn[1][2]:
+                    back = Why("the address masquerade picks (the output interface's) is "
+                               "not known")
+                reply = (to, back, to_port, w.sport)
+            at = {"saddr": 0, "daddr": 1, "proto-src": 2, "proto-dst": 3}[want[1]]
+            got = (reply if want[0] else original)[at]
+            if got is None:
+                return Why(f"ct {direction} {key}: the port is not given (--sport/--dport)")
+            return got
+        return _Keyed(value, kind)
 
     def const(self, value: Any, kind: str) -> Any:
         """A constant as the getter's kind of value: exact, or ``(lo, hi)`` / ``("*", stem)``."""
@@ -674,12 +951,11 @@ def _const(value: object) -> Callable[[Walk], object]:
     return lambda w: value
 
 
-def _reader(getters: list[_Keyed]) -> Get:
+def _reader(gets: Sequence[Get]) -> Get:
     """How to read a key: the value of one expression, or the tuple of a concatenation's
     values; NO or a :class:`Why` as soon as one part is that."""
-    if len(getters) == 1:
-        return getters[0].get
-    gets = tuple(g.get for g in getters)
+    if len(gets) == 1:
+        return gets[0]
 
     def read(w: Walk) -> Any:
         values = []
@@ -751,6 +1027,29 @@ def _port_text(port: Any) -> str:
     if isinstance(port, dict) and "range" in port:
         return f"{port['range'][0]}-{port['range'][1]}"
     return str(port)
+
+
+def _taking(entry: Any, n: int, act: Action) -> Callable[[Walk], Action]:
+    """Alternative ``n`` of a counter or hash: the action, remembering which was taken."""
+    def take(w: Walk) -> Action:
+        w.memory = w.memory.with_(entry, n)
+        return act
+    return take
+
+
+def _bucket_shares(mod: int) -> list[float]:
+    """The share of 32-bit hash values the kernel's ``reciprocal_scale(hash, mod)`` (``hash *
+    mod >> 32``) puts in each bucket: exact, nearly 1/mod each."""
+    space = 1 << 32
+    edges = [-(-b * space // mod) for b in range(mod + 1)]
+    return [(edges[b + 1] - edges[b]) / space for b in range(mod)]
+
+
+def _flow_ends(w: Walk) -> Any:
+    """The flow as symhash sees it: protocol and both ends, in an order that does not
+    depend on the direction."""
+    ends = sorted([(w.src, w.sport or 0), (w.dst, w.dport or 0)])
+    return (w.pkt.proto, *ends)
 
 
 def _merge(alts: list[tuple[float, str, Any]]) -> list[tuple[float, str, Any]]:

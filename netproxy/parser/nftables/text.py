@@ -10,6 +10,7 @@ either is recorded as a problem with line and column. Strict mode raises
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from netproxy.errors import ParseError
@@ -96,6 +97,12 @@ class TextParser:
 
     def skip_item(self) -> None:
         """Skip to the end of the line, or past a block that starts on it."""
+        self.through_block(line_end=True)
+
+    def through_block(self, *, line_end: bool = False) -> bool:
+        """Take tokens until the braces opened among them close (a stray ``}`` included),
+        or, with ``line_end``, until a line ends outside braces; False when the tokens run
+        out first."""
         depth = 0
         while self.i < len(self.toks):
             tok = self.take()
@@ -104,9 +111,10 @@ class TextParser:
             elif tok.kind == PUNCT and tok.value == "}":
                 depth -= 1
                 if depth <= 0:
-                    return
-            elif tok.kind == NL and depth == 0:
-                return
+                    return True
+            elif line_end and tok.kind == NL and depth == 0:
+                return True
+        return False
 
     def is_word(self, tok: Token | None, *values: str) -> bool:
         return tok is not None and tok.kind == WORD and (not values or tok.value in values)
@@ -126,6 +134,28 @@ class TextParser:
             self.i += 1
 
     # ------------------------------------------------------------------ structure
+
+    def block(self, what: str, item: Callable[[Token], None]) -> None:
+        """The items of a ``{ ... }`` block (table, chain, set, map, flowtable) up to its
+        closing brace: blank lines, comments and ``;`` are skipped, ``item`` reads one item
+        from its first token on; an item it cannot read is reported (raised in strict
+        mode) and skipped to the end of its line."""
+        while True:
+            tok = self.peek()
+            if tok is None:
+                self.problem(None, f"{what} is not closed ('}}' missing)")
+                return
+            if tok.kind in (NL, COMMENT) or self.is_punct(tok, ";"):
+                self.i += 1
+                continue
+            if self.is_punct(tok, "}"):
+                self.i += 1
+                return
+            try:
+                item(tok)
+            except _Unknown as err:
+                self.problem(err.token, err.message)
+                self.skip_item()
 
     def parse(self) -> NftRuleset:
         while True:
@@ -160,29 +190,13 @@ class TextParser:
             self.skip_item()
             return
         self.i += 1
-        while True:
-            tok = self.peek()
-            if tok is None:
-                self.problem(None, f"table {family} {name} is not closed ('}}' missing)")
-                return
-            if tok.kind in (NL, COMMENT) or self.is_punct(tok, ";"):
-                self.i += 1
-                continue
-            if tok.kind == HANDLE:
-                table.handle = int(tok.value)
-                self.i += 1
-                continue
-            if self.is_punct(tok, "}"):
-                self.i += 1
-                return
-            try:
-                self.table_item(table)
-            except _Unknown as err:
-                self.problem(err.token, err.message)
-                self.skip_item()
+        self.block(f"table {family} {name}", lambda tok: self.table_item(table, tok))
 
-    def table_item(self, table: NftTable) -> None:
-        tok = self.take()
+    def table_item(self, table: NftTable, tok: Token) -> None:
+        self.i += 1
+        if tok.kind == HANDLE:
+            table.handle = int(tok.value)
+            return
         word = tok.value if tok.kind == WORD else ""
         if word == "comment":
             table.comment = self.string()
@@ -230,34 +244,22 @@ class TextParser:
         if chain is None:
             chain = table.chains[name] = NftChain(name, line=start.line)
         chain.handle = self.open_block()
-        while True:
-            tok = self.peek()
-            if tok is None:
-                self.problem(None, f"chain {name} is not closed ('}}' missing)")
-                return
-            if tok.kind in (NL, COMMENT) or self.is_punct(tok, ";"):
-                self.i += 1
-                continue
-            if self.is_punct(tok, "}"):
-                self.i += 1
-                return
-            try:
-                if self.is_word(tok, "type") and self.is_word(self.peek(2), "hook"):
-                    self.base_chain(chain, table.family)
-                elif self.is_word(tok, "policy"):
-                    self.i += 1
-                    chain.policy = self.name()
-                elif self.is_word(tok, "comment") and self.peek(1) is not None and \
-                        self.peek(2) is not None and self.peek(2).kind == NL:  # type: ignore[union-attr]
-                    self.i += 1
-                    chain.comment = self.string()
-                elif self.is_word(tok, "...", "....", "…"):
-                    raise _Unknown(tok, f"listing cut short ({tok.value!r})")
-                else:
-                    chain.rules.append(self.rule())
-            except _Unknown as err:
-                self.problem(err.token, err.message)
-                self.skip_item()
+        self.block(f"chain {name}", lambda tok: self.chain_item(table, chain, tok))
+
+    def chain_item(self, table: NftTable, chain: NftChain, tok: Token) -> None:
+        if self.is_word(tok, "type") and self.is_word(self.peek(2), "hook"):
+            self.base_chain(chain, table.family)
+        elif self.is_word(tok, "policy"):
+            self.i += 1
+            chain.policy = self.name()
+        elif self.is_word(tok, "comment") and self.peek(1) is not None and \
+                self.peek(2) is not None and self.peek(2).kind == NL:  # type: ignore[union-attr]
+            self.i += 1
+            chain.comment = self.string()
+        elif self.is_word(tok, "...", "....", "…"):
+            raise _Unknown(tok, f"listing cut short ({tok.value!r})")
+        else:
+            chain.rules.append(self.rule())
 
     def base_chain(self, chain: NftChain, family: str) -> None:
         self.i += 1
@@ -323,49 +325,37 @@ class TextParser:
         name = self.name()
         nset = table.sets[name] = NftSet(name, kind, line=start.line)
         nset.handle = self.open_block()
-        while True:
-            tok = self.peek()
-            if tok is None:
-                self.problem(None, f"{kind} {name} is not closed ('}}' missing)")
-                return
-            if tok.kind in (NL, COMMENT) or self.is_punct(tok, ";"):
+        self.block(f"{kind} {name}", lambda tok: self.set_item(nset, tok))
+
+    def set_item(self, nset: NftSet, tok: Token) -> None:
+        self.i += 1
+        word = tok.value
+        if word == "type":
+            key, data = self.type_spec()
+            nset.type = tuple(key)
+            nset.map_type = " . ".join(data) if data else None
+        elif word == "typeof":
+            nset.typeof = self.rest_of_line()
+        elif word == "flags":
+            nset.flags = tuple(sorted(self.word_list()))
+        elif word == "timeout":
+            nset.timeout = self.time()
+        elif word == "gc-interval":
+            self.time()
+        elif word == "size":
+            nset.size = int(self.take().value)
+        elif word == "policy":
+            nset.policy = self.name()
+        elif word == "comment":
+            nset.comment = self.string()
+        elif word in ("auto-merge", "counter"):
+            pass
+        elif word == "elements":
+            if self.is_word(self.peek(), "="):
                 self.i += 1
-                continue
-            if self.is_punct(tok, "}"):
-                self.i += 1
-                return
-            self.i += 1
-            word = tok.value
-            try:
-                if word == "type":
-                    key, data = self.type_spec()
-                    nset.type = tuple(key)
-                    nset.map_type = " . ".join(data) if data else None
-                elif word == "typeof":
-                    nset.typeof = self.rest_of_line()
-                elif word == "flags":
-                    nset.flags = tuple(sorted(self.word_list()))
-                elif word == "timeout":
-                    nset.timeout = self.time()
-                elif word == "gc-interval":
-                    self.time()
-                elif word == "size":
-                    nset.size = int(self.take().value)
-                elif word == "policy":
-                    nset.policy = self.name()
-                elif word == "comment":
-                    nset.comment = self.string()
-                elif word in ("auto-merge", "counter"):
-                    pass
-                elif word == "elements":
-                    if self.is_word(self.peek(), "="):
-                        self.i += 1
-                    nset.elements.extend(self.elements())
-                else:
-                    raise _Unknown(tok, f"unknown {kind} property {word!r}")
-            except _Unknown as err:
-                self.problem(err.token, err.message)
-                self.skip_item()
+            nset.elements.extend(self.elements())
+        else:
+            raise _Unknown(tok, f"unknown {nset.kind} property {word!r}")
 
     def type_spec(self) -> tuple[list[str], list[str]]:
         key = [self.name()]
@@ -401,35 +391,24 @@ class TextParser:
         if not self.is_punct(self.peek(), "{"):
             raise _Unknown(self.peek() or self.toks[-1], "expected '{' before the elements")
         start = self.i + 1
-        depth = 0
-        while self.i < len(self.toks):
-            tok = self.take()
-            if tok.kind == PUNCT and tok.value == "{":
-                depth += 1
-            elif tok.kind == PUNCT and tok.value == "}":
-                depth -= 1
-                if depth == 0:
-                    return _RuleParser(self, self.toks[start:self.i - 1], NftRule([])).elements()
+        if self.through_block():
+            return _RuleParser(self, self.toks[start:self.i - 1], NftRule([])).elements()
         raise _Unknown(self.toks[start - 1], "element list is not closed")
 
     def flowtable(self, table: NftTable, start: Token) -> None:
         name = self.name()
         ft = table.flowtables[name] = NftFlowtable(name, line=start.line)
         ft.handle = self.open_block()
-        while True:
-            tok = self.peek()
-            if tok is None:
-                self.problem(None, f"flowtable {name} is not closed")
-                return
-            self.i += 1
-            if self.is_punct(tok, "}"):
-                return
-            if tok.value == "hook":
-                ft.hook = self.name()
-            elif tok.value == "priority":
-                ft.priority, _ = self.priority(table.family)
-            elif tok.value == "devices":
-                ft.devices = tuple(self.devices())
+        self.block(f"flowtable {name}", lambda tok: self.flowtable_item(table, ft, tok))
+
+    def flowtable_item(self, table: NftTable, ft: NftFlowtable, tok: Token) -> None:
+        self.i += 1
+        if tok.value == "hook":
+            ft.hook = self.name()
+        elif tok.value == "priority":
+            ft.priority, _ = self.priority(table.family)
+        elif tok.value == "devices":
+            ft.devices = tuple(self.devices())
 
     def object(self, table: NftTable, start: Token, kind: str) -> None:
         if kind == "ct":
@@ -690,10 +669,33 @@ class _RuleParser:
                 self.i += 1
                 out["offset"] = int(self.take().value)
             return {"numgen": out}
-        if w in ("jhash", "symhash", "socket", "osf", "rt", "ipsec", "exthdr", "tunnel"):
+        if w in ("jhash", "symhash"):
+            return self.hash(w)
+        if w in ("socket", "osf", "rt", "ipsec", "exthdr", "tunnel"):
             raise _Unknown(tok, f"{w} expressions are not modelled")
         self.i -= 1
         return self.value()
+
+    def hash(self, kind: str) -> Any:
+        """``jhash EXPR mod N [seed S] [offset O]``, ``symhash mod N [offset O]``."""
+        out: dict[str, Any] = {}
+        if kind == "jhash":
+            out["expr"] = self.expression()
+        tok = self.take()
+        if tok.value != "mod":
+            raise _Unknown(tok, f"{kind} without mod")
+        out["mod"] = self.number()
+        while self.word() in ("seed", "offset"):
+            name = self.take().value
+            out[name] = self.number()
+        return {kind: out}
+
+    def number(self) -> int:
+        tok = self.take()
+        value = word_value(tok.value)
+        if not isinstance(value, int):
+            raise _Unknown(tok, f"expected a number, found {tok.value!r}")
+        return value
 
     def ct(self, tok: Token) -> Any:
         key = self.name()

@@ -106,6 +106,8 @@ def normal(value: Any) -> Any:
             out[key] = (None if item.get("expr", REJECT_DEFAULT) == REJECT_DEFAULT
                         and item.get("type", "icmpx") in ("icmp", "icmpv6", "icmpx")
                         else {k: normal(v) for k, v in item.items()})
+        elif key in ("numgen", "jhash", "symhash") and isinstance(item, dict):
+            out[key] = {"offset": 0, **{k: normal(v) for k, v in item.items()}}
         elif key == "fib" and isinstance(item, dict):
             flags = item.get("flags", [])
             out[key] = {"result": item["result"],
