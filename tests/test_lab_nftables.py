@@ -50,7 +50,7 @@ def test_lab_in_nftables_mode_agrees_with_the_kernel(tmp_path: Path) -> None:
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (scripts/setup.sh installs nftables)")
     state = tmp_path / "lab.json"
-    prefix = f"np-migrate-{os.getpid()}"
+    prefix = f"np-migstates-{os.getpid()}"
     up = netproxy("lab", "up", str(CLUSTER), "--proxy-mode", "nftables", "--state", str(state),
                   "--prefix", prefix)
     try:
@@ -90,12 +90,15 @@ def test_lab_in_nftables_mode_agrees_with_the_kernel(tmp_path: Path) -> None:
 
 @pytest.mark.netns
 def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> None:
+    """A second node address (192.0.2.11, beside the Node's 192.168.0.11), a ServiceCIDR:
+    every difference the lab can show, in the kernel, each as netproxy migrate names it."""
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (scripts/setup.sh installs nftables)")
     state = tmp_path / "lab.json"
-    prefix = f"np-migrate-{os.getpid()}-b"
+    prefix = f"np-migstates-{os.getpid()}-b"
     up = netproxy("lab", "up", str(CLUSTER), "--iptables", "nft", "--state", str(state),
-                  "--prefix", prefix)
+                  "--prefix", prefix, "--local-ip", "192.0.2.11", "--service-cidr",
+                  "10.96.0.0/16")
     try:
         assert up.returncode == 0, up.stderr
         checked = netproxy("lab", "check", "--state", str(state), "--proxy-mode", "both",
@@ -105,13 +108,29 @@ def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> N
             assert report[mode]["agreement"] == 1.0, mode
         migration = report["migration"]
         assert checked.returncode == 0 and migration["findings"] == 0
-        assert migration["confirmed"] == migration["groups"] >= 40
-        changed = {row["group"].split(" ")[0]: row for row in migration["changed"]}
-        assert set(changed) == {"shop/checkout:https", "shop/frontend:http", "shop/ingress:http"}
-        for row in changed.values():
-            assert row["expected"] == "localhost-nodeports" and row["kernel_agrees"]
+        assert migration["confirmed"] == migration["groups"] >= 50
+        rows = migration["changed"]
+        assert all(row["kernel_agrees"] and row["rules_as_compiled"] for row in rows)
+        by_key: dict[str, list[dict]] = {}
+        for row in rows:
+            by_key.setdefault(row["expected"], []).append(row)
+        assert {k: len(v) for k, v in by_key.items()} == {
+            "nodeport-addresses": 9, "localhost-nodeports": 3, "cluster-ip-other-ports": 2,
+            "unallocated-service-ips": 1}
+        # NodePorts on the second address: forwarded in iptables mode; in nftables mode
+        # (nodePortAddresses 'primary') nothing listens there
+        for row in by_key["nodeport-addresses"] + by_key["localhost-nodeports"]:
             assert row["observed"]["nftables"] == {"refused": 20}
             assert "refused" not in row["observed"]["iptables"]
+        assert all(" 192.0.2.11:" in row["group"] for row in by_key["nodeport-addresses"])
+        # a port the ClusterIP does not serve: sent on unchanged (no answer) -> rejected
+        for row in by_key["cluster-ip-other-ports"]:
+            assert row["observed"] == {"iptables": {"timeout": 2}, "nftables": {"refused": 20}}
+        # an unallocated service address: sent on unchanged (answered beyond the node) ->
+        # dropped
+        (unalloc,) = by_key["unallocated-service-ips"]
+        assert unalloc["observed"] == {"iptables": {"10.96.16.225:80": 20},
+                                       "nftables": {"timeout": 2}}
         # the lab is back in its own mode: iptables rules, no nftables table of kube-proxy
         node = f"{prefix}-node"
         tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"],
@@ -125,3 +144,5 @@ def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> N
         if state.exists():
             teardown(json.loads(state.read_text()))
     assert down.returncode == 0, down.stderr
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert prefix not in left

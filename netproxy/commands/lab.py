@@ -21,6 +21,7 @@ from netproxy.commands.cluster_options import (
     settings_for,
 )
 from netproxy.errors import BackendError, InputError
+from netproxy.k8s.ipaddr import parse_ip
 
 DEFAULT_STATE = netns.STATE_DIR / "lab.json"
 
@@ -62,7 +63,39 @@ def frontends_of(params: dict[str, Any], node_ips: list[str], localhost_nodeport
     return out
 
 
-def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
+def only_one_mode(frontends: list[labspec.Frontend], service_cidrs: list[str],
+                  taken: set[str]) -> tuple[list[labspec.Frontend], list[labspec.Pod]]:
+    """Where only one mode answers (§12.5): a TCP and a UDP port the first ClusterIP does not
+    serve, and an unallocated address of the first ServiceCIDR (with what the external
+    namespace answers for, so that iptables mode's 'sent on unchanged' shows)."""
+    import ipaddress
+
+    from netproxy.migrate.probes import free_port, unallocated
+
+    out: list[labspec.Frontend] = []
+    beyond: list[labspec.Pod] = []
+    first = next((f for f in frontends if f.kind == "cluster-ip"), None)
+    if first is not None:
+        service = first.service.rsplit(":", 1)[0]
+        for proto in ("tcp", "udp"):
+            used = {f.port for f in frontends
+                    if f.kind == "cluster-ip" and f.ip == first.ip and f.proto == proto}
+            out.append(labspec.Frontend(service, "cluster-ip-other-port", first.ip,
+                                        free_port(used), proto))
+    cluster_ips = {ipaddress.ip_address(f.ip) for f in frontends if f.kind == "cluster-ip"}
+    for cidr in service_cidrs[:1]:
+        addr = unallocated(ipaddress.ip_network(cidr, strict=False),
+                           cluster_ips | {ipaddress.ip_address(t) for t in taken})
+        if addr is not None:
+            out.append(labspec.Frontend("", "unallocated-service-ip", addr, 80, "tcp"))
+            beyond.append(labspec.Pod(addr, tcp=[80]))
+    return out, beyond
+
+
+def build_spec(params: dict[str, Any], local_ips: list[str] | None = None,
+               service_cidrs: list[str] | None = None) -> tuple[labspec.LabSpec, Any]:
+    """The lab of the cluster; ``local_ips``: more node addresses (NodePorts probed on each);
+    ``service_cidrs``: the ServiceCIDRs (default: the ServiceCIDR objects among the inputs)."""
     if (params.get("family") or "ipv4") != "ipv4":
         raise InputError("the lab supports IPv4 only", where="--family")
     ruleset = build_ruleset(params)
@@ -70,15 +103,24 @@ def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
     settings = settings_for(params, cluster)
     cfg = effective_config(params, cluster)
     node_ips = list(settings.node_ips) or [labspec.DEFAULT_NODE_IP]
+    for text in local_ips or ():
+        addr = parse_ip(text)
+        if addr is None or addr.version != 4:
+            raise InputError(f"not an IPv4 address: {text!r}", where="--local-ip")
+        if str(addr) not in node_ips:
+            node_ips.append(str(addr))
     pods = labspec.endpoints_of(ruleset)
     taken = {p.ip for p in pods} | set(node_ips)
     frontends = frontends_of(params, node_ips, settings.localhost_nodeports)
+    cidrs = _service_cidrs(params, cluster, service_cidrs)
+    extra, beyond = only_one_mode(frontends, cidrs, taken)
+    frontends += extra
     sources = [labspec.EXTERNAL_CLIENT]
     for f in frontends:
         for cidr in f.source_ranges:
-            extra = labspec.source_for_range(cidr, taken)
-            if extra and extra not in sources:
-                sources.append(extra)
+            found = labspec.source_for_range(cidr, taken)
+            if found and found not in sources:
+                sources.append(found)
     ranges = [c for f in frontends for c in f.source_ranges]
     if ranges:  # and one source outside every range, to see the firewall drop it
         outside = labspec.source_outside(ranges)
@@ -87,19 +129,31 @@ def build_spec(params: dict[str, Any]) -> tuple[labspec.LabSpec, Any]:
     spec = labspec.LabSpec(node_ips=node_ips, pods=pods,
                            pod_client=labspec.pick_client(list(cfg.cluster_cidrs or ()), taken),
                            external_sources=sources, frontends=frontends,
-                           localhost_nodeports=settings.localhost_nodeports)
+                           localhost_nodeports=settings.localhost_nodeports, beyond=beyond)
     return spec, ruleset
 
 
-def _apply_nftables(node: str, params: dict[str, Any]) -> Any:
+def _service_cidrs(params: dict[str, Any], cluster: Any, given: list[str] | None) -> list[str]:
+    from netproxy.commands.nftables_options import options_for
+
+    return list(options_for(_flags(given), params, cluster, "ipv4").service_cidrs)
+
+
+def _flags(service_cidrs: list[str] | None) -> Any:
+    from netproxy.commands.nftables_options import NftFlags
+
+    return NftFlags(None, None, None, tuple(service_cidrs or ()))
+
+
+def _apply_nftables(node: str, params: dict[str, Any], service_cidrs: list[str] | None) -> Any:
     """kube-proxy's nftables table on the lab's node (``apply --proxy-mode nftables``)."""
     from netproxy.backend.nftables import apply_nftables
-    from netproxy.commands.nftables_options import NftFlags, nftables_tables
+    from netproxy.commands.nftables_options import nftables_tables
 
     cluster = load_cluster(params)
     nft = {**params, "proxy_mode": "nftables"}
     result, _ = apply_nftables(node, ["ipv4"], lambda listing: nftables_tables(
-        nft, cluster, NftFlags(None, None, None, ()), node=listing))
+        nft, cluster, _flags(service_cidrs), node=listing))
     return result
 
 
@@ -123,14 +177,22 @@ def _load_state(path: Path) -> dict[str, Any]:
                    "loaded with nft -f.")
 @click.option("--prefix", metavar="NAME", default=None,
               help="Start of every namespace name the lab makes (default np-lab-<pid>).")
+@click.option("--local-ip", "local_ips", multiple=True, metavar="IP",
+              help="Another address of the node (repeatable): NodePorts are probed on it too "
+                   "(nftables mode's default nodePortAddresses leaves it out).")
+@click.option("--service-cidr", "service_cidrs", multiple=True, metavar="CIDRS",
+              help="The ServiceCIDRs (default: the ServiceCIDR objects among the inputs): "
+                   "nftables mode drops their unallocated addresses; the lab probes one.")
 @cluster_options
-def up(state_path: Path, variant: str, mode: str, prefix: str | None, **params: Any) -> None:
+def up(state_path: Path, variant: str, mode: str, prefix: str | None,
+       local_ips: tuple[str, ...], service_cidrs: tuple[str, ...], **params: Any) -> None:
     """Create the node, pod and client namespaces and apply the compiled rules."""
     if not params.get("inputs"):
         raise InputError("lab up needs cluster INPUTS")
     if state_path.exists():
         raise BackendError(f"a lab is already up ({state_path}); run 'netproxy lab down' first")
-    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"})
+    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"}, list(local_ips),
+                               list(service_cidrs))
     tools = xtables.resolve(variant) if mode == "iptables" else None
     if prefix is not None:
         netns.check_name(f"{prefix}-node")
@@ -142,11 +204,12 @@ def up(state_path: Path, variant: str, mode: str, prefix: str | None, **params: 
             what = f"{tools.variant}, {result.counts['chains_written']} chains"
             lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
         else:
-            done = _apply_nftables(lab.state["node"], params)
+            done = _apply_nftables(lab.state["node"], params, list(service_cidrs))
             what = f"nftables, {done.operations} operations"
             lab.state.update({"spec": spec.to_dict(), "variant": "nft", "mode": "nftables"})
         lab.state["params"] = {k: list(v) if isinstance(v, tuple) else v
                                for k, v in params.items()}
+        lab.state["service_cidrs"] = list(service_cidrs)
         lab.save()
     except BaseException:
         teardown(lab.state)
@@ -225,7 +288,7 @@ def _switch(state: dict[str, Any], params: dict[str, Any], mode: str) -> None:
     tools = xtables.resolve(state["variant"])
     if mode == "nftables":
         cleanup(RestoreBackend(node, tools), reread=True)
-        _apply_nftables(node, params)
+        _apply_nftables(node, params, state.get("service_cidrs"))
     else:
         nft_cleanup(node)
         ruleset = build_ruleset({**params, "proxy_mode": "iptables"})
@@ -249,11 +312,14 @@ def _check_both(state: dict[str, Any], spec: labspec.LabSpec, as_json: bool, **k
             reports[mode] = checkers[mode].run()
     finally:
         _switch(state, params, home)
-    cluster = load_cluster(params)
-    old_np = settings_for({**params, "proxy_mode": "iptables"}, cluster).nodeports
-    new_np = settings_for({**params, "proxy_mode": "nftables"}, cluster, nftables=True).nodeports
+    from netproxy.migrate.compiled import compile_both
+
+    both = compile_both({**params, "family": "ipv4"}, load_cluster(params),
+                        _flags(state.get("service_cidrs")))
     migration = compare_modes(checkers["iptables"], checkers["nftables"],
-                              old_nodeports=old_np, new_nodeports=new_np)
+                              old_nodeports=both.old_settings.nodeports,
+                              new_nodeports=both.new_settings.nodeports,
+                              predicted=both.tracers(sorted(checkers["iptables"].local_ips)))
     agree = all(r["agree"] == r["groups"] for r in reports.values())
     if as_json:
         click.echo(json.dumps({**reports, "migration": migration}, indent=2))
@@ -268,11 +334,13 @@ def _check_both(state: dict[str, Any], spec: labspec.LabSpec, as_json: bool, **k
             seen = " -> ".join(", ".join(f"{k} x{v}" for k, v in sorted(row["observed"][m].items()))
                                for m in ("iptables", "nftables"))
             mark = "ok  " if row["kernel_agrees"] else "FAIL"
-            click.echo(f"{mark} {row['group']}: {what}; kernel saw {seen}")
+            why = f" <- {'; '.join(row['why'])}" if row["why"] else ""
+            click.echo(f"{mark} {row['group']}: {what}; kernel saw {seen}{why}")
         click.echo(f"migration: {len(migration['changed'])} groups change between the modes, "
                    f"{migration['findings']} findings; the kernel confirms the prediction for "
                    f"{migration['confirmed']}/{migration['groups']} groups")
-    return 0 if agree and migration["findings"] == 0 else 1
+    confirmed = migration["confirmed"] == migration["groups"]
+    return 0 if agree and confirmed and migration["findings"] == 0 else 1
 
 
 def _print_report(report: dict[str, Any]) -> None:

@@ -63,16 +63,10 @@ def command(local_ips: tuple[str, ...], as_json: bool, show_all: bool, **params:
 
 def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
                    extra_ips: list[str]) -> MigrationReport:
-    from netproxy.commands.cluster_options import effective_config, settings_for
-    from netproxy.commands.nftables_options import options_for
-    from netproxy.compiler import compile_cluster
-    from netproxy.compiler.nftables import compile_table, list_table
+    from netproxy.commands.cluster_options import effective_config
     from netproxy.k8s.ipaddr import family_of, parse_ip
+    from netproxy.migrate.compiled import compile_both
     from netproxy.migrate.probes import cluster_probes, sources
-    from netproxy.netfilter.model import Ruleset
-    from netproxy.parser.nftables import parse_nft
-    from netproxy.proxy.model import proxy_model
-    from netproxy.trace import Tracer
 
     fam = params["family"]
     extra: list[str] = []
@@ -82,14 +76,9 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
             raise InputError(f"invalid IP address {text!r}", where="--local-ip")
         if family_of(addr) == fam and str(addr) not in extra:
             extra.append(str(addr))
-    old_settings = settings_for({**params, "proxy_mode": "iptables"}, cluster)
-    new_settings = settings_for({**params, "proxy_mode": "nftables"}, cluster, nftables=True)
-    options = options_for(flags, params, cluster, fam)
-    with paused_gc(freeze=True):
-        model = proxy_model(cluster, old_settings)
-        ipt = compile_cluster(cluster, old_settings).save
-        table = compile_table(proxy_model(cluster, new_settings), new_settings, options)
-        listing = parse_nft(list_table(table), source="<compiled nftables>", strict=True)
+    both = compile_both(params, cluster, flags)
+    model, options = both.model, both.options
+    old_settings, new_settings = both.old_settings, both.new_settings
     context: list[str] = [f"node {old_settings.node_name or '(unnamed)'}, {fam}"]
     node_ips = [ip for ip in old_settings.node_ips if ip not in extra] + extra
     if not node_ips:
@@ -110,8 +99,7 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
         context.append("no ServiceCIDRs known (ServiceCIDR objects or --service-cidr): "
                        "unallocated service addresses not probed")
     probes = cluster_probes(model, old_settings, srcs, node_ips, options.service_cidrs)
-    old = Tracer(ipt, local_ips=local)
-    new = Tracer(Ruleset(family=fam, source=listing.source), local_ips=local, nft=[listing])
+    old, new = both.tracers(local)
     report = MigrationReport(old="compiled from " + ", ".join(params["inputs"]),
                              new="compiled from " + ", ".join(params["inputs"]), context=context,
                              family=fam)

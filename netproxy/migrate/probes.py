@@ -257,24 +257,24 @@ def extra_probes(used: dict[str, set[tuple[str, int]]], names: dict[str, str], s
     out: list[Probe] = []
     for ip in sorted(used):
         for proto in ("tcp", "udp"):
-            port = _free_port({p for pr, p in used[ip] if pr == proto})
+            port = free_port({p for pr, p in used[ip] if pr == proto})
             out.append(Probe(names.get(ip, ""), OTHER_PORT, POD_HERE, _pod(s, ip, proto, port)))
     taken = {ipaddress.ip_address(ip) for ip in used}
     for cidr in service_cidrs:
-        addr = _unallocated(ipaddress.ip_network(cidr, strict=False), taken)
+        addr = unallocated(ipaddress.ip_network(cidr, strict=False), taken)
         if addr is not None:
             out.append(Probe("", UNALLOCATED, POD_HERE, _pod(s, addr, "tcp", 80)))
     return out
 
 
-def _free_port(ports: set[int]) -> int:
+def free_port(ports: set[int]) -> int:
     for port in (8081, 9999, 12345, 54321):
         if port not in ports:
             return port
     return max(ports) + 1
 
 
-def _unallocated(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
+def unallocated(net: ipaddress.IPv4Network | ipaddress.IPv6Network,
                  taken: set[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> str | None:
     for nth in (4321, 250, 77, 3):
         if nth < net.num_addresses - 1:

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from netproxy.backend.lab.check import Checker, Group, observed_key
+from netproxy.backend.lab.check import Checker, Group, observed_key, outcome_key
 from netproxy.diff.behaviour import lines, outcomes, same
 from netproxy.migrate import probes as p
 from netproxy.migrate.expected import classify
 from netproxy.proxy.nodeports import NodePortAddresses
+from netproxy.trace import Tracer
 
 _KINDS = {"cluster-ip": p.CLUSTER_IP, "node-port": p.NODE_PORT,
           "localhost-node-port": p.LOCALHOST_NODE_PORT, "external-ip": p.EXTERNAL_IP,
-          "load-balancer": p.LB_IP}
+          "load-balancer": p.LB_IP, "cluster-ip-other-port": p.OTHER_PORT,
+          "unallocated-service-ip": p.UNALLOCATED}
 
 
 def _probe(g: Group) -> p.Probe:
@@ -41,22 +43,34 @@ def _kinds(seen: dict[str, int], affinity: bool) -> set[str]:
     return {k if k in ("timeout", "refused") else "one endpoint" for k in seen}
 
 
-def _name(g: Group) -> str:
-    return g.label()
+def _allowed(checker: Checker, g: Group, tracer: Tracer) -> set[str]:
+    """What a client may see when ``tracer``'s rules hold (as the check keys it)."""
+    f = g.frontend
+    assert g.packet is not None
+    return {outcome_key(o, f.ip, checker.local_ips, f.port, checker.beyond)
+            for o in tracer.trace(g.packet).outcomes if o.probability > 0}
 
 
 def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresses,
-                  new_nodeports: NodePortAddresses) -> dict[str, Any]:
+                  new_nodeports: NodePortAddresses,
+                  predicted: tuple[Tracer, Tracer] | None = None) -> dict[str, Any]:
     """Both checks have run (``old``: iptables mode, ``new``: nftables mode, the same
-    groups in the same order). Returns the migration part of the report."""
+    groups in the same order). ``predicted``: tracers of the rules ``netproxy migrate``
+    compiles for each mode (default: the rules read back from the node). Per group: the
+    difference the prediction names (or a finding), and whether the kernel agrees: each
+    mode's check passed, the rules read back trace as the compiled ones, and every result
+    the kernel gave in each mode is one the prediction allows."""
     rows: list[dict[str, Any]] = []
     findings = 0
     confirmed = 0
     for a, b in zip(old.groups, new.groups, strict=True):
-        assert _name(a) == _name(b)
+        assert a.label() == b.label()
         probe = _probe(a)
-        pa = outcomes(old.tracer, probe.packet, reasons=False)
-        pb = outcomes(new.tracer, probe.packet, reasons=False)
+        ra = outcomes(old.tracer, probe.packet, reasons=False)
+        rb = outcomes(new.tracer, probe.packet, reasons=False)
+        t_old, t_new = predicted if predicted is not None else (old.tracer, new.tracer)
+        pa = outcomes(t_old, probe.packet, reasons=False)
+        pb = outcomes(t_new, probe.packet, reasons=False)
         seen_a = dict(Counter(observed_key(r) for r in a.observed))
         seen_b = dict(Counter(observed_key(r) for r in b.observed))
         predicted_change = not same(pa, pb)
@@ -65,14 +79,21 @@ def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresse
                        new_nodeports=new_nodeports) if predicted_change else None
         if predicted_change and key is None:
             findings += 1
-        # the kernel confirms the prediction when each mode's check passed for this group
-        ok = a.ok and b.ok
+        as_compiled = same(pa, ra) and same(pb, rb)
+        allowed = (set(seen_a) <= _allowed(old, a, t_old)
+                   and set(seen_b) <= _allowed(new, b, t_new))
+        why = [text for bad, text in (
+            (not a.ok, "the iptables-mode check failed"),
+            (not b.ok, "the nftables-mode check failed"),
+            (not as_compiled, "the rules read back do not trace as the compiled ones"),
+            (not allowed, "the kernel gave a result the prediction does not allow")) if bad]
+        ok = not why
         confirmed += int(ok)
-        if predicted_change or observed_change:
-            rows.append({"group": _name(a), "service": probe.service,
+        if predicted_change or observed_change or not ok:
+            rows.append({"group": a.label(), "service": probe.service, "kind": probe.frontend,
                          "expected": key, "finding": predicted_change and key is None,
                          "predicted": {"iptables": lines(pa), "nftables": lines(pb)},
                          "observed": {"iptables": seen_a, "nftables": seen_b},
-                         "kernel_agrees": ok})
+                         "rules_as_compiled": as_compiled, "kernel_agrees": ok, "why": why})
     return {"groups": len(old.groups), "confirmed": confirmed, "changed": rows,
             "findings": findings}

@@ -67,19 +67,29 @@ class Group:
 
     def label(self) -> str:
         f = self.frontend
-        return f"{f.service} {f.kind} {f.ip}:{f.port}/{f.proto} from {self.source} {self.local or self.src or ''}".rstrip()
+        service = f"{f.service} " if f.service else ""
+        return (f"{service}{f.kind} {f.ip}:{f.port}/{f.proto} from {self.source} "
+                f"{self.local or self.src or ''}").rstrip()
 
 
-def outcome_key(outcome: Any, dst: str, local_ips: set[str]) -> str:
-    """What a client would see for a tracer outcome."""
+ONLY_POD = ("cluster-ip-other-port", "unallocated-service-ip")
+"""Frontend kinds probed from the pod client only (as netproxy migrate does)."""
+
+
+def outcome_key(outcome: Any, dst: str, local_ips: set[str], port: int = 0,
+                beyond: frozenset[str] = frozenset()) -> str:
+    """What a client would see for a tracer outcome; ``beyond``: the ``ip:port`` the
+    external namespace answers for (a packet sent on unchanged to one is answered there)."""
     if outcome.verdict == "DROP":
         return "timeout"
     if outcome.verdict == "REJECT":
         return "refused"
     if outcome.verdict == "ACCEPT":
         if outcome.dnat:
-            return outcome.dnat
-        return "refused" if dst in local_ips or dst.startswith("127.") else "timeout"
+            return str(outcome.dnat)
+        if dst in local_ips or dst.startswith("127."):
+            return "refused"
+        return f"{dst}:{port}" if f"{dst}:{port}" in beyond else "timeout"
     return f"unknown ({outcome.verdict})"
 
 
@@ -102,6 +112,7 @@ class Checker:
         self.variant = variant
         self.ruleset = ruleset
         self.local_ips = {*spec.node_ips, NODE_EXTERNAL, NODE_GATEWAY, "127.0.0.1"}
+        self.beyond = frozenset(f"{b.ip}:{port}" for b in spec.beyond for port in b.tcp)
         self.tracer = Tracer(ruleset, local_ips=sorted(self.local_ips), nft=nft)
         self.nft = list(nft)
         """kube-proxy's nftables table (nftables mode): the tracer walks it."""
@@ -113,6 +124,10 @@ class Checker:
         for f in self.spec.frontends:
             if f.kind == "localhost-node-port":
                 self.groups.append(Group(f, "node", self.state["node"], None, None))
+                continue
+            if f.kind in ONLY_POD:
+                self.groups.append(Group(f, "pod", self.state["pod_client"], self.spec.pod_client,
+                                         ifs["pod_client"]))
                 continue
             self.groups.append(Group(f, "pod", self.state["pod_client"], self.spec.pod_client, ifs["pod_client"]))
             sources = self.spec.external_sources if f.kind == "load-balancer" and f.source_ranges else [EXTERNAL_CLIENT]
@@ -141,7 +156,7 @@ class Checker:
         result = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
-            key = outcome_key(o, f.ip, self.local_ips)
+            key = outcome_key(o, f.ip, self.local_ips, f.port, self.beyond)
             g.predicted[key] = g.predicted.get(key, 0.0) + o.probability
             g.masq_predicted.setdefault(key, set()).add(bool(o.masquerade))
         g.checks.pop("prediction", None)
@@ -239,7 +254,8 @@ class Checker:
             origin = "localhost"
         result = self.tracer.trace(Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port,
                                           in_interface=g.in_interface, origin=origin))
-        candidates = [o for o in result.outcomes if outcome_key(o, f.ip, self.local_ips) == taken]
+        candidates = [o for o in result.outcomes
+                      if outcome_key(o, f.ip, self.local_ips, f.port, self.beyond) == taken]
         best: list[tuple[str, str, str]] = []
         for o in candidates:
             path = [(h.table, h.chain, h.text if h.rule is not None or self.nft

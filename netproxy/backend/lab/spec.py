@@ -3,7 +3,8 @@
 Addresses: pods keep their endpoint IPs; the node keeps its node IPs; the external client
 lives in 198.51.100.0/24 (TEST-NET-2) plus one address inside each LoadBalancer source
 range; the node's side of every pod link carries 169.254.1.1, which is therefore the source
-an endpoint sees for masqueraded traffic.
+an endpoint sees for masqueraded traffic. Extra node addresses (``lab up --local-ip``) sit
+on the node's external link beside its node IPs.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ class Frontend:
     """One address:port a service answers on, with what the check needs to know."""
 
     service: str
-    kind: str  # cluster-ip, node-port, localhost-node-port, external-ip, load-balancer
+    kind: str
+    """cluster-ip, node-port, localhost-node-port, external-ip, load-balancer; and where
+    only one mode answers: cluster-ip-other-port (a port the ClusterIP does not serve),
+    unallocated-service-ip (an address of a ServiceCIDR no Service has)."""
     ip: str
     port: int
     proto: str
@@ -49,6 +53,10 @@ class LabSpec:
     external_sources: list[str]
     frontends: list[Frontend]
     localhost_nodeports: bool = True
+    beyond: list[Pod] = field(default_factory=list)
+    """Addresses the external namespace answers for (TCP echo, a local route there): where
+    a packet the node routes away unchanged arrives, so that 'sent on' shows as an answer
+    (from that address) instead of silence."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +70,7 @@ class LabSpec:
             external_sources=list(data["external_sources"]),
             frontends=[Frontend(**f) for f in data["frontends"]],
             localhost_nodeports=bool(data.get("localhost_nodeports", True)),
+            beyond=[Pod(**p) for p in data.get("beyond", [])],
         )
 
 

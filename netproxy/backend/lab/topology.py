@@ -4,7 +4,9 @@ Layout (``P`` = the run's prefix, e.g. ``np-lab-4242``):
 
 * ``P-node``: the node. Rules applied, forwarding on (sysctls set inside it only), node IPs
   and 198.51.100.1/24 on ``ext0``, 169.254.1.1 on every pod link, a host route per pod.
-* ``P-ext``: the external client (198.51.100.10 plus one address per LB source range).
+* ``P-ext``: the external client (198.51.100.10 plus one address per LB source range); it
+  also answers, by a TCP echo, for the addresses in ``spec.beyond`` (where traffic the node
+  sends on unchanged ends up).
 * ``P-cli``: a client pod inside the pod network.
 * ``P-pN``: one namespace per endpoint address, running the echo server.
 
@@ -41,9 +43,12 @@ def ip(ns: str, *args: str) -> None:
     netns.run_host([netns.ip_tool(), "-n", ns, *args])
 
 
-def _sysctl(ns: str, key: str, value: str) -> None:
-    """Set a sysctl inside lab namespace ``ns`` (through /proc/sys, in that namespace)."""
-    netns.run(ns, ["sh", "-c", f"echo {value} > /proc/sys/{key.replace('.', '/')}"])
+def _sysctl(ns: str, key: str, value: str, *, if_present: bool = False) -> None:
+    """Set a sysctl inside lab namespace ``ns`` (through /proc/sys, in that namespace);
+    ``if_present``: skip it where the kernel has no such sysctl in a namespace."""
+    path = f"/proc/sys/{key.replace('.', '/')}"
+    guard = f"[ ! -e {path} ] || " if if_present else ""
+    netns.run(ns, ["sh", "-c", f"{guard}echo {value} > {path}"])
 
 
 class Lab:
@@ -72,6 +77,11 @@ class Lab:
         _sysctl(node, "net.ipv4.ip_forward", "1")
         _sysctl(node, "net.ipv4.conf.all.route_localnet", "1" if spec.localhost_nodeports else "0")
         _sysctl(node, "net.ipv4.icmp_ratelimit", "0")  # every REJECT gets its ICMP error
+        # ... also past the namespace's global ICMP budget (per namespace since Linux 6.12;
+        # at 1,000/s with a burst of 50 it loses about one UDP reject in a hundred)
+        for key, value in (("net.ipv4.icmp_msgs_per_sec", "100000"),
+                           ("net.ipv4.icmp_msgs_burst", "10000")):
+            _sysctl(node, key, value, if_present=True)
         ext = self.make_ns("ext")
         self.state["external"] = ext
         ip(node, "link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", ext)
@@ -86,6 +96,9 @@ class Lab:
                 ip(node, "route", "add", f"{extra}/32", "via", EXTERNAL_CLIENT, "dev", "ext0")
         ip(ext, "link", "set", "eth0", "up")
         ip(ext, "route", "add", "default", "via", NODE_EXTERNAL)
+        for there in spec.beyond:
+            ip(ext, "route", "add", "local", f"{there.ip}/32", "dev", "lo")
+            self._start_echo(ext, there.ip, there.tcp, [])
         ip(node, "route", "add", "default", "via", EXTERNAL_CLIENT, "dev", "ext0", "src", spec.node_ips[0])
         client = self.make_ns("cli")
         self.state["pod_client"] = client
