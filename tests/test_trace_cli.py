@@ -242,6 +242,18 @@ def test_bad_packets_file(tmp_path: Path) -> None:
     assert f"{f}:2: expected key=value" in r.stderr
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ("state=bogus", "unknown conntrack state 'bogus'"),
+    ("proto=tcpp", "unknown protocol 'tcpp'"),
+])
+def test_bad_packet_value_names_its_line(tmp_path: Path, line: str, message: str) -> None:
+    f = tmp_path / "p.txt"
+    f.write_text(f"src=10.244.1.50 dst=10.96.0.70 dport=80\nsrc=10.0.0.1 dst=10.96.0.70 {line}\n")
+    r = run(CLUSTER, "--packets", str(f))
+    assert r.returncode == 2
+    assert f"{f}:2: {message}" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_bad_packets_line_mid_file_leaves_whole_json(tmp_path: Path) -> None:
     f = tmp_path / "p.txt"
     f.write_text("src=10.244.1.50 dst=10.96.0.70 dport=80\n"

@@ -112,6 +112,15 @@ def _field_value(name: str, value: Any, where: str) -> Any:
         raise TraceError(f"bridged: want true or false, not {shown(value)}", where=where)
     if value.__class__ is not str:
         raise TraceError(f"{name}: must be text, not {shown(value)}", where=where)
+    # Checked here too (resolve checks them again for packets built in code) so that a
+    # packets file's bad value names its line.
+    if name == "ct_state" and not (_words(value) and _words(value) <= CT_STATES):
+        raise TraceError(f"unknown conntrack state {shown(value)} (one or more of "
+                         f"{','.join(sorted(CT_STATES))}, or auto in a packets file)",
+                         where=where)
+    if name == "proto" and not (digits(value) or value.lower() in PROTOCOLS):
+        raise TraceError(f"unknown protocol {shown(value)} (one of {', '.join(PROTOCOLS)} "
+                         "or a number)", where=where)
     return value
 
 
