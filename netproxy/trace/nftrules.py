@@ -171,7 +171,7 @@ class NftRules:
         self.router = router
         """The node's routing (:class:`netproxy.node.routing.Router`) for ``fib`` lookups,
         or None."""
-        self._rule: tuple[str, int, int] = ("", 0, 0)
+        self._rule: tuple[str, int, Any] = ("", 0, 0)
         """(table, line, id) of the rule being compiled: the key of its per-rule kernel
         state (``numgen inc`` counters, hash buckets) in the walk's memory."""
         self.v4 = family == "ipv4"
@@ -188,9 +188,10 @@ class NftRules:
 
     # ------------------------------------------------------------------ rules
 
-    def compile(self, label: str, table: NftTable, rule: NftRule
+    def compile(self, label: str, table: NftTable, rule: NftRule, ident: Any = None
                 ) -> tuple[Matcher, str, Any]:
-        """(matcher, action kind, action data) of one rule."""
+        """(matcher, action kind, action data) of one rule. ``ident`` names the rule's
+        kernel state (numgen inc counters); the rule object's identity by default."""
         exprs = rule.exprs
         end = next((i for i, stmt in enumerate(exprs) if _ends_rule(stmt)), len(exprs))
         # Rules with the same statements before their action share one matcher (kube-proxy
@@ -205,7 +206,7 @@ class NftRules:
                                            tuple(self.unmodelled))
         matcher, complete, reasons = known
         self.unmodelled = list(reasons)
-        self._rule = (label, rule.line, id(rule))
+        self._rule = (label, rule.line, id(rule) if ident is None else ident)
         kind, data = "none", None
         if complete and end < len(exprs):
             (name, body), = exprs[end].items()
@@ -259,7 +260,11 @@ class NftRules:
         the element's verdict is ``continue`` (any other verdict ends the rule, a missing
         element too)."""
         kept = self.unmodelled
-        matcher, kind, data = self.compile(label, table, NftRule(rule.exprs[at:], rule.line))
+        # The statements after the vmap are compiled as a rule of their own, a temporary
+        # object: their state is named by the real rule and the position instead, so that
+        # no later temporary (which may get the same id) shares a numgen counter with them.
+        matcher, kind, data = self.compile(label, table, NftRule(rule.exprs[at:], rule.line),
+                                           ident=(id(rule), at))
         self._rule = (label, rule.line, id(rule))
         self.unmodelled = kept + self.unmodelled
         evals = matcher.evals
