@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{min(c[0] for c in checked):.2f} s wall, {cpu:.2f} s CPU, peak "
               f"{max(c[2] for c in checked) / 1024:.0f} MiB")
         print(f"parse/check = {parse_cpu / cpu:.3f} CPU (target <= 0.25)")
+    elif check and args.rounds <= 0:
+        print("nft -c -f: skipped (--rounds 0)")
+    elif check:
+        print("nft -c -f: nft refused both the list view and the transaction")
     else:
         print("nft -c -f: skipped (needs root and nft)")
     print(f"trace start-up (Tracer construction): {rates['startup']:.2f} s")
