@@ -185,7 +185,8 @@ def test_rules_file_transaction_and_listing(ns: str, tmp_path: Path) -> None:
               "--dry-run")
     assert dry.returncode == 0 and "nft -c accepts" in dry.stdout
     assert kernel(ns) == compiled(MORE)
-    proc = cli("apply", "--netns", ns, "--proxy-mode", "nftables", "--rules", str(listing))
+    # an nft file is nftables mode without --proxy-mode
+    proc = cli("apply", "--netns", ns, "--rules", str(listing))
     assert proc.returncode == 0 and "replaced by the listing" in proc.stdout, proc.stderr
     assert kernel(ns) == compiled(BASE)
     assert nft(ns, "list", "table", "inet", "other") == other

@@ -242,6 +242,25 @@ def test_bad_packets_file(tmp_path: Path) -> None:
     assert f"{f}:2: expected key=value" in r.stderr
 
 
+def test_bad_packets_line_mid_file_leaves_whole_json(tmp_path: Path) -> None:
+    f = tmp_path / "p.txt"
+    f.write_text("src=10.244.1.50 dst=10.96.0.70 dport=80\n"
+                 "src=10.244.1.50 dst=10.96.0.60 dport=80\nsrc=10.0.0.1 bogus\n"
+                 "src=10.244.1.50 dst=10.96.0.70 dport=80\n")
+    r = run(CLUSTER, "--packets", str(f), "--json")
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0] == f"netproxy: {f}:3: expected key=value, got 'bogus'"
+    doc = json.loads(r.stdout)  # a whole document: the packets traced, then the error
+    assert [p["packet"]["dst"] for p in doc["packets"]] == ["10.96.0.70", "10.96.0.60"]
+    assert doc["error"] == err[0].removeprefix("netproxy: ")
+    # An error before the first packet writes nothing to stdout.
+    f.write_text("src=10.0.0.1 bogus\n")
+    r = run(CLUSTER, "--packets", str(f), "--json")
+    assert r.returncode == 2 and r.stdout == ""
+    assert f"{f}:1: expected key=value" in r.stderr
+
+
 def test_mark_and_ctmark_flags() -> None:
     rules = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m connmark --mark 0x10/0x10 -j DROP\n"
              "-A INPUT -m mark --mark 0x1 -j REJECT\nCOMMIT\n")

@@ -135,7 +135,8 @@ class NftResult:
         if self.rules_file:
             how = "replaced by the listing" if self.listing else "changed by the transaction"
             return (f"netns {self.netns}: {tables} {how} {self.rules_file} with nft -f "
-                    f"({self.operations} statements) in {sum(self.seconds.values()):.2f} s")
+                    f"({self.operations} statement{'s' if self.operations != 1 else ''}) in "
+                    f"{sum(self.seconds.values()):.2f} s")
         if not self.changed:
             return f"netns {self.netns}: {tables} already as compiled; nothing sent{source}"
         how = "full sync" if self.full or self.fresh else "changes only"

@@ -65,7 +65,7 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
     only what changed (elements, changed chains), other tables untouched.
     """
     flags = NftFlags.pop(params)
-    if _nftables_mode(params, do_cleanup):
+    if _nftables_mode(params, do_cleanup, rules_file):
         _apply_nftables(netns_name, allow_host_netns, rules_file, full, dry_run, do_cleanup,
                         as_json, params, flags, backend_name, reread)
         return
@@ -100,9 +100,13 @@ def command(netns_name: str, variant: str, backend_name: str, allow_host_netns: 
                    + ", ".join(result.ignored[:5]) + (" ..." if len(result.ignored) > 5 else ""), err=True)
 
 
-def _nftables_mode(params: dict[str, Any], do_cleanup: bool) -> bool:
+def _nftables_mode(params: dict[str, Any], do_cleanup: bool, rules_file: str | None) -> bool:
     if params.get("proxy_mode"):
         return bool(params["proxy_mode"] == "nftables")
+    if rules_file is not None and rules_file != "-":
+        from netproxy.commands.nftrules import is_nft_file
+
+        return is_nft_file(rules_file)  # an nft -f file: kube-proxy's nftables tables
     if do_cleanup or not params.get("inputs"):
         return False
     from netproxy.commands.cluster_options import effective_config

@@ -14,7 +14,7 @@ from click.core import ParameterSource
 from netproxy.commands.cluster_options import cluster_options
 from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.commands.rulesource import netns_read_options, read_given, rules_given
-from netproxy.errors import InputError, TraceError
+from netproxy.errors import InputError, NetproxyError, TraceError
 from netproxy.inputs.read import check_input
 
 _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_interface",
@@ -391,12 +391,24 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
     out = sys.stdout
     tally = MissingTally()
     if fmt == "json":
-        out.write('{"packets": [')
-        for n, r in enumerate(results):
-            tally.add(r)
-            text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
-            out.write(("," if n else "") + "\n  " + text)
-        out.write("\n],\n" + f' "missing": {json.dumps(tally.to_list())}' + "}\n")
+        # One document, opened with the first packet: a bad packet line or a damaged capture
+        # in mid-file closes it with an "error" member beside the packets already traced
+        # (the error goes to stderr too, exit 2); an error before the first packet leaves
+        # stdout empty.
+        n = 0
+        try:
+            for r in results:
+                tally.add(r)
+                text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
+                out.write(("," if n else '{"packets": [') + "\n  " + text)
+                n += 1
+        except NetproxyError as err:
+            if n:
+                out.write("\n],\n" + f' "missing": {json.dumps(tally.to_list())},\n'
+                          + f' "error": {json.dumps(str(err))}' + "}\n")
+            raise
+        out.write(("" if n else '{"packets": [') + "\n],\n"
+                  + f' "missing": {json.dumps(tally.to_list())}' + "}\n")
         return
     for n, r in enumerate(results, 1):
         tally.add(r)

@@ -65,7 +65,7 @@ class Factor:
 class _Unsettled(Exception):  # noqa: N818 - internal control flow, not an error
     """A trace read an entry of a factor with several alternatives not yet enumerated."""
 
-    def __init__(self, factor: Factor) -> None:
+    def __init__(self, factor: AnyFactor) -> None:
         self.factor = factor
 
 
@@ -79,24 +79,23 @@ class Stepper:
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
         self.family = tracer.family
-        self.where: dict[Any, Factor] = {}
-        self._parsed: tuple[Any, ...] = (None,)
-        """The current flow and its addresses as numbers (parsed once per packet)."""
+        self.where: dict[Any, AnyFactor] = {}
         self.replies: dict[int, Any] = {}
-        """hash of a reply's flow -> the connections (their flows) it may answer. Which one
-        it answers in a world is checked against that world's NAT of the connection, so a
-        hash collision never makes a wrong reply; keeping hashes keeps memory small."""
-        self._new_replies: list[tuple[tuple[Any, ...], tuple[Any, ...]]] = []
+        """hash of (protocol, address, port) a reply goes to -> the connections it may answer,
+        each as (flow, reply address, endpoints that may reply); several in a list. One
+        entry per connection whatever its endpoints; which connection a reply answers in a
+        world is checked against that world's NAT of the connection."""
+        self._new_replies: list[tuple[tuple[Any, ...], str, Any]] = []
+        self._shapes: dict[tuple[Any, ...], _Shape] = {}
+        """Interned :class:`_Shape` of the first packets seen, by how their outcomes ended."""
 
     def step(self, packet: Packet) -> TraceResult:
         auto = packet.extra.get("ct") == AUTO_STATE
         flow = _flow(packet)
         prev_key = ("prev", packet.src, packet.dst, packet.dport, packet.proto.lower())
-        answers = self.replies.get(hash(flow), ()) if auto else ()
-        if answers and type(answers[0]) is not tuple:
-            answers = (answers,)  # one connection (the usual case) is kept without a list
+        answers = self._answers(flow) if auto else ()
         pre = [prev_key] + ([("conn", flow)] if auto else []) + [("conn", c) for c in answers]
-        touched: list[Factor] = []
+        touched: list[AnyFactor] = []
         for key in pre:
             f = self.where.get(key)
             if f is not None and len(f.alts) > 1 and f not in touched:
@@ -110,6 +109,22 @@ class Stepper:
         return self._combine(packet, touched, runs, auto, flow, prev_key)
 
     # ------------------------------------------------------------------
+
+    def _answers(self, flow: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The connections (their flows) whose replies may be ``flow``, in the order they
+        were seen: those from ``flow``'s source address and port to its destination, from
+        one of the connection's endpoints (in any world)."""
+        found = self.replies.get(hash((flow[0], flow[3], flow[4])))
+        if found is None:
+            return []
+        out: list[tuple[Any, ...]] = []
+        here = (flow[1], flow[2])
+        for conn_flow, reply_dst, eps in (found if type(found) is list else (found,)):
+            if (reply_dst == flow[3] and conn_flow[2] == flow[4] and conn_flow[0] == flow[0]
+                    and (here in eps or (None in eps and here == conn_flow[3:]))
+                    and conn_flow not in out):
+                out.append(conn_flow)
+        return out
 
     def _lookup(self, choice: dict[int, dict[Any, Any]]) -> Any:
         where = self.where
@@ -126,7 +141,7 @@ class Stepper:
             raise _Unsettled(f)
         return get
 
-    def _runs(self, packet: Packet, touched: list[Factor], pre: list[Any], auto: bool,
+    def _runs(self, packet: Packet, touched: list[AnyFactor], pre: list[Any], auto: bool,
               flow: tuple[Any, ...], prev_key: Any, answers: Any = ()) -> list[Any]:
         runs = []
         combos = product(*[f.alts for f in touched]) if touched else [()]
@@ -167,14 +182,14 @@ class Stepper:
                 pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", _conn_nat(orig))
             elif reply is not None:
                 pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("reply", reply)
-            else:
+            elif packet.ct_state != "NEW":
                 pkt = packet.with_(ct_state="NEW")
         memory = Memory(base=get)
         res = (self.tracer.trace(pkt, memory, conn, facts) if facts
                else self.tracer.trace(pkt, memory, conn))
         return (p, choice, res, get(prev_key), found, facts, ())
 
-    def _combine(self, packet: Packet, touched: list[Factor], runs: list[Any], auto: bool,
+    def _combine(self, packet: Packet, touched: list[AnyFactor], runs: list[Any], auto: bool,
                  flow: tuple[Any, ...], prev_key: Any) -> TraceResult:
         merged: dict[Any, Outcome] = {}
         same: list[tuple[float, tuple[Any, ...]]] = []
@@ -184,16 +199,19 @@ class Stepper:
         alts: dict[Any, list[Any]] = {}
         where = self.where
         # Certain factors an outcome writes to join the new factor too.
-        for run in runs:
-            for o in run[2].outcomes:
-                for key in (o.memory.writes if o.memory is not None else ()):
-                    f = where.get(key)
-                    if f is not None and f not in touched:
-                        touched.append(f)
+        writes = [o.memory.writes for run in runs for o in run[2].outcomes
+                  if o.memory is not None and o.memory.writes]
+        for written in writes:
+            for key in written:
+                f = where.get(key)
+                if f is not None and f not in touched:
+                    touched.append(f)
         first = runs[0][2]
-        if len(runs) == 1 and not touched and not auto and not any(
-                o.memory is not None and o.memory.writes or o.assumes for o in first.outcomes):
-            return self._independent(runs[0], prev_key)
+        if (len(runs) == 1 and not touched and not writes and not runs[0][6]
+                and not any(o.assumes for o in first.outcomes)):
+            if not auto:
+                return self._independent(runs[0], prev_key)
+            return self._alone(runs[0], flow, prev_key)
         one = len(runs) == 1 and not runs[0][6]
         """One world: its outcomes are the result as they are."""
         conditional = False
@@ -260,18 +278,7 @@ class Stepper:
                             conditional)
             for key in keys:
                 where[key] = factor
-        replies = self.replies
-        for back, conn_flow in self._new_replies:
-            h = hash(back)
-            known = replies.get(h)
-            if known is None:
-                replies[h] = conn_flow
-            elif type(known[0]) is not tuple:
-                if known != conn_flow:
-                    replies[h] = (known, conn_flow)
-            elif conn_flow not in known:
-                replies[h] = known + (conn_flow,)
-        self._new_replies.clear()
+        self._add_replies()
         notes = list(first.notes)
         if auto and any(r[2].packet.ct != first.packet.ct for r in runs):
             notes.append("conntrack state differs by what earlier packets did: "
@@ -318,6 +325,62 @@ class Stepper:
         res.same_as_previous = same if prev is not None else None
         return res
 
+    def _alone(self, run: Any, flow: tuple[Any, ...], prev_key: Any) -> TraceResult:
+        """A packet of a capture whose trace read nothing uncertain and wrote no memory (the
+        first packet of a connection, usually): what :meth:`_combine` does, with the new
+        factor kept as its keys and a shared :class:`_Shape` of its alternatives (no outcome
+        assumed a fact: see :meth:`_combine` for those)."""
+        res, prev = run[2], run[3]
+        new = "NEW" in res.packet.ct
+        if not new:
+            prev = None  # a later packet of a connection keeps its endpoint anyway
+        same = 0.0
+        if prev is not None:
+            for o in res.outcomes:
+                if o.raw_dnat == prev:
+                    same += o.probability
+        key = tuple([(o.probability, o.raw_dnat, o.masquerade, new and o.verdict == "ACCEPT")
+                     for o in res.outcomes])
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = _Shape(key, self.family)
+        where = self.where
+        if shape.prev or shape.conn:
+            conn_key = ("conn", flow)
+            factor = _Connection(prev_key, conn_key, shape)
+            if shape.prev:
+                where[prev_key] = factor
+            if shape.conn:
+                where[conn_key] = factor
+        for masq, eps in shape.replies:
+            reply_dst = flow[1]
+            if masq:
+                reply_dst = self.tracer.first_local()
+                if reply_dst is None:
+                    continue  # the masquerading address is not known: replies cannot match
+            self._new_replies.append((flow, reply_dst, eps))
+        self._add_replies()
+        result = TraceResult(res.packet, res.outcomes, list(res.notes),
+                             same if prev is not None else None)
+        result.independent = res.independent
+        result.inferred = res.inferred
+        return result
+
+    def _add_replies(self) -> None:
+        replies = self.replies
+        for entry in self._new_replies:
+            conn_flow, reply_dst, _eps = entry
+            h = hash((conn_flow[0], reply_dst, conn_flow[2]))
+            known = replies.get(h)
+            if known is None:
+                replies[h] = entry
+            elif type(known) is list:
+                if entry not in known:
+                    known.append(entry)
+            elif known != entry:
+                replies[h] = [known, entry]
+        self._new_replies.clear()
+
     def _reply_of(self, flow: tuple[Any, ...], answers: Any, get: Any) -> Any:
         """The connection ``flow`` answers in this world, as (service address, port, client
         address, port) for the reverse NAT; None when it answers none."""
@@ -347,23 +410,103 @@ class Stepper:
     def _connection(self, values: dict[Any, Any], res: TraceResult, o: Outcome,
                     flow: tuple[Any, ...]) -> None:
         """Remember a new connection: its NAT for later packets, and its reply tuple."""
-        fam = self.family
-        proto, src, sport, dst, dport = flow
         dnat = o.raw_dnat
-        parsed = self._parsed
-        if parsed[0] != flow:
-            parsed = self._parsed = (flow, parse_addr(src, fam), parse_addr(dst, fam),
-                                     self.tracer.first_local())
         # the raw DNAT tuple itself (shared with the "prev" entry), wrapped when masqueraded
         values[("conn", flow)] = (("masq", dnat) if o.masquerade else (dnat or _NO_DNAT))
-        ep_host = format_addr(dnat[0], fam) if dnat else dst
-        ep_port = dnat[1] if dnat else dport
-        reply_dst = src
+        reply_dst = flow[1]
         if o.masquerade:
-            if parsed[3] is None:
+            reply_dst = self.tracer.first_local()
+            if reply_dst is None:
                 return  # the masquerading address is not known: replies cannot be matched
-            reply_dst = parsed[3]
-        self._new_replies.append(((proto, ep_host, ep_port, reply_dst, sport), flow))
+        ep = (format_addr(dnat[0], self.family), dnat[1]) if dnat else None
+        self._new_replies.append((flow, reply_dst, frozenset((ep,))))
+
+
+class _Shape:
+    """How the outcomes of a packet that started no uncertainty ended, without the packet's
+    own keys: the new factor's alternatives as (probability, the client's last endpoint,
+    the connection's NAT), and the endpoints (address text, port; None: the connection's
+    own destination) replies may come from, unmasqueraded and masqueraded. Every first
+    packet to the same Service from the same kind of client ends alike, so one shape
+    serves them all; a connection keeps only its keys and this shared shape."""
+
+    __slots__ = ("alts", "prev", "conn", "replies")
+
+    def __init__(self, ends: tuple[Any, ...], family: str) -> None:
+        """``ends``: (probability, DNAT, masqueraded, connection made) per outcome carried."""
+        merged: dict[tuple[Any, Any], list[float]] = {}
+        eps: dict[bool, list[Any]] = {}
+        for prob, dnat, masq, made in ends:
+            conn = None
+            if made:
+                # the raw DNAT tuple itself (shared with the "prev" entry), wrapped when
+                # masqueraded, as _connection writes it
+                conn = ("masq", dnat) if masq else (dnat or _NO_DNAT)
+                eps.setdefault(masq, []).append(dnat)
+            entry = merged.get((dnat, conn))
+            if entry is None:
+                merged[(dnat, conn)] = [prob]
+            else:
+                entry[0] += prob
+        total = sum(e[0] for e in merged.values()) or 1.0
+        self.alts = tuple((e[0] / total, dnat, conn) for (dnat, conn), e in merged.items())
+        self.prev = any(dnat is not None for _p, dnat, _c in self.alts)
+        self.conn = any(conn is not None for _p, _d, conn in self.alts)
+        self.replies = tuple((masq, _Endpoints(e, family)) for masq, e in eps.items())
+
+
+class _Endpoints:
+    """The endpoints replies may come from, as (address text, port), None for the
+    connection's own destination: spelled out when a packet is first checked against them
+    (most connections of a capture never see one)."""
+
+    __slots__ = ("dnats", "family", "_set")
+
+    def __init__(self, dnats: list[Any], family: str) -> None:
+        self.dnats = dnats
+        self.family = family
+        self._set: frozenset[Any] | None = None
+
+    def __contains__(self, item: Any) -> bool:
+        if self._set is None:
+            self._set = frozenset((format_addr(d[0], self.family), d[1]) if d else None
+                                  for d in self.dnats)
+        return item in self._set
+
+
+class _Connection:
+    """A factor made by :meth:`Stepper._alone`: the keys of one packet (its client's last
+    endpoint, its connection) and the shared :class:`_Shape` of their values, spelled out
+    as a :class:`Factor`'s ``keys`` and ``alts`` only when a later packet reads them."""
+
+    __slots__ = ("prev_key", "conn_key", "shape")
+    conditional = False
+
+    def __init__(self, prev_key: Any, conn_key: Any, shape: _Shape) -> None:
+        self.prev_key = prev_key
+        self.conn_key = conn_key
+        self.shape = shape
+
+    @property
+    def keys(self) -> set[Any]:
+        keys = set()
+        if self.shape.prev:
+            keys.add(self.prev_key)
+        if self.shape.conn:
+            keys.add(self.conn_key)
+        return keys
+
+    @property
+    def alts(self) -> list[tuple[float, Any]]:
+        out = []
+        for prob, dnat, conn in self.shape.alts:
+            pairs = []
+            if dnat is not None:
+                pairs.append((self.prev_key, dnat))
+            if conn is not None:
+                pairs.append((self.conn_key, conn))
+            out.append((prob, _values(pairs)))
+        return out
 
 
 def _case_of(values: Any, facts: dict[Any, Any]) -> dict[Any, Any] | None:
@@ -480,6 +623,7 @@ class _Small:
 
 
 _NONE = object()
+AnyFactor = Factor | _Connection
 
 
 def _values(items: Iterable[tuple[Any, Any]]) -> Any:
