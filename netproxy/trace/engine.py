@@ -49,7 +49,7 @@ from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
 from netproxy.trace.state import Cond, Memory, Walk
-from netproxy.trace.targets import compile_target
+from netproxy.trace.targets import compile_target, plain_dnat
 
 MAX_DEPTH = 1000
 """Deepest chain nesting followed (iptables-nft refuses more than 16; legacy has no fixed
@@ -77,6 +77,37 @@ class Compiled:
 
 
 _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be parsed")
+
+_CAND, _ADDR, _EVAL, _NAT = 0, 1, 2, 3
+"""What a base chain summary's checks are: a chain index lookup, a rule's address matches,
+an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
+SUMMARIES_PER_KEY = 16
+"""Summaries kept for one base chain and entry state (each for other addresses or ports).
+When that many do not fit three branches in four, the key is given up: its branches are
+walked (a chain whose walk depends on each packet's address, like a nat chain that leads
+to a different Service for each)."""
+
+
+class Summary:
+    """What walking one base chain did, for any branch that enters it in the same state
+    (its key: the chain, marks, conntrack state, interfaces, stated defaults and facts, the
+    packet's fixed fields) and passes the same ``checks``: those of the packet's addresses
+    and ports that the walk read, each with the answer it got. The hops it added, the marks,
+    conntrack state and stated defaults it left, and the NAT it ended with (or None: the
+    chain accepted or returned) follow."""
+
+    __slots__ = ("checks", "path", "mark", "ctmark", "ct", "nat_ok", "assumed", "nat")
+
+    def __init__(self, checks: tuple[Any, ...], path: tuple[Any, ...], w: Walk,
+                 nat: tuple[str, Any, bool] | None) -> None:
+        self.checks = checks
+        self.path = path
+        self.mark = w.mark
+        self.ctmark = w.ctmark
+        self.ct = w.ct
+        self.nat_ok = w.nat_ok
+        self.assumed = w.assumed
+        self.nat = nat
 _NO_CACHE_MODULES = frozenset({"limit", "statistic"})
 """Rules with per-rule kernel state (limit buckets, nth counters) get their own matcher."""
 _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
@@ -147,6 +178,8 @@ class Tracer:
             hosts |= router.local_hosts
             self._local_nets = tuple(router.local_nets)
         self._hosts = frozenset(hosts)
+        self._local_nets_of_hosts: list[tuple[int, int]] | None = None
+        """The node's addresses as host networks, and loopback (made on first use)."""
         self._pods: list[tuple[int, int]] = []
         """Pod networks: a source inside one (and not local) is labelled ``pod``."""
         for text in pod_cidrs:
@@ -161,6 +194,11 @@ class Tracer:
         self._matchers: dict[Any, Matcher] = {}
         self._targets: dict[Any, tuple[str, Any]] = {}
         self._texts: dict[int, str] = {}
+        self.summaries = True
+        """Walk a base chain once per entry state and replay it for the branches and
+        packets that enter it alike (see :meth:`_replay`); False walks every branch."""
+        self._summaries: dict[tuple[Any, ...], list[Any]] = {}
+        """Key -> [summaries, branches that looked for one, branches that found one]."""
         with paused_gc():
             for tname, table in ruleset.tables.items():
                 for chain in table.chains.values():
@@ -395,6 +433,10 @@ class Tracer:
             target = ("none", None)
         elif not t.options and t.name in chains:  # a jump: no need to look anything up
             target = ("goto" if t.goto else "jump", t.name)
+        elif (t.name == "DNAT" and len(t.options) == 1 and t.name not in chains
+              and (plain := plain_dnat(t.options[0], self.family)) is not None):
+            # One per endpoint, each different: not worth a cache entry.
+            target = plain
         else:
             tkey: Any = (code.table, t.name, t.options, t.goto)
             try:
@@ -460,8 +502,10 @@ class Tracer:
 
     def resolve(self, packet: Packet) -> Resolved:
         first = self.first_local()
-        local = [(h, (1 << (32 if self.family == "ipv4" else 128)) - 1) for h in self._hosts]
-        local.append(self._lo)
+        local = self._local_nets_of_hosts
+        if local is None:
+            full = (1 << (32 if self.family == "ipv4" else 128)) - 1
+            local = self._local_nets_of_hosts = [*((h, full) for h in self._hosts), self._lo]
         return resolve(packet, self.family, local, first, self._pods)
 
     def trace(self, packet: Packet, memory: Memory | None = None,
@@ -632,6 +676,8 @@ class Tracer:
                 if kind == "none":
                     continue
             elif not stack:
+                if w.rec is not None:  # a base chain walked to the end: summarize it
+                    self._remember(w)
                 hook, table, chain = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
@@ -673,8 +719,13 @@ class Tracer:
                 if code.nat and w.nat_hook == hook:
                     continue  # an earlier nat chain at this hook set up the NAT already
                 self._enter(w, hook)
-                stack.append([code, code.candidates(w.dst, proto, w.dport), 0, (code.name,),
-                              code])
+                if (self.summaries and code.table not in self._nft_tables
+                        and self._replay(w, code)):
+                    continue
+                cands = code.candidates(w.dst, proto, w.dport)
+                if w.rec is not None and code.dim is not None:
+                    w.rec.append((_CAND, code, cands))
+                stack.append([code, cands, 0, (code.name,), code])
                 continue
             else:
                 frame = stack[-1]
@@ -695,6 +746,8 @@ class Tracer:
                             if (((w.src if is_src else w.dst) & mask) == net) is neg:
                                 miss = True
                                 break
+                        if w.rec is not None:
+                            w.rec.append((_ADDR, c.addr, miss))
                         if miss:
                             continue
                     if c.matcher.evals:
@@ -754,8 +807,12 @@ class Tracer:
                                                  "listing has no such chain"))
                         return
                     target = self.code(code.table, data)
-                cands2 = target.all if target.dim is None else target.candidates(
-                    w.dst, proto, w.dport)
+                if target.dim is None:
+                    cands2 = target.all
+                else:
+                    cands2 = target.candidates(w.dst, proto, w.dport)
+                    if w.rec is not None:
+                        w.rec.append((_CAND, target, cands2))
                 if kind == "jump":
                     if cands2:  # no candidate rules: returns at once (and cannot loop)
                         self._check_jump(w, frame, target, pos)
@@ -791,6 +848,7 @@ class Tracer:
                     w.mark = (w.mark & ~a & 0xFFFFFFFF) ^ (w.ctmark & b)
                 continue
             if kind == "notrack":
+                w.rec = None  # evaluators after it see another conntrack state: not summarized
                 w.ct = frozenset({"UNTRACKED"})
                 w.nat_ok = False
                 continue
@@ -802,10 +860,97 @@ class Tracer:
                 if kind == "MASQUERADE":
                     w.masq_flags = data
                 w.nat_hook = w.hook
+                if w.rec is not None:
+                    w.rec.append((_NAT, kind, data, stack[0][4].nat))
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(data)))
             return
+
+    # ------------------------------------------------------------------ summaries
+    #
+    # After a DNAT the branches of one packet (one per endpoint) and the packets of other
+    # clients go through the same base chains (FORWARD, POSTROUTING, ...) in the same state
+    # but for their addresses and ports, which those chains mostly do not look at. So a base
+    # chain entered with an empty stack is walked once per entry state -- its key -- while
+    # recording the checks of addresses and ports the walk made (index lookups, rules'
+    # address matches, evaluators that read them) with their answers; a later branch with
+    # the same key whose addresses and ports pass every check would walk the same rules to
+    # the same end, so the summary's hops and state are taken over instead. Walks that fork,
+    # assume a fact, use kernel memory (recent, nth, limit) or end the packet are not
+    # summarized. Summaries never change an answer: ``summaries = False`` walks everything
+    # and the tests compare both.
+
+    def _key(self, w: Walk, code: ChainCode) -> tuple[Any, ...]:
+        facts = tuple((k, v[0]) for k, v in w.facts.items()) if w.facts else ()
+        return (code, w.hook, w.mark, w.ctmark, w.ct, w.iif, w.oif, w.nat_ok, w.assumed,
+                facts, w.fixed)
+
+    def _replay(self, w: Walk, code: ChainCode) -> bool:
+        """Take over a summary of ``code`` for this branch, if one fits (True); otherwise
+        start recording one."""
+        key = self._key(w, code)
+        slot = self._summaries.get(key)
+        if slot is not None:
+            found = slot[0]
+            if len(found) >= SUMMARIES_PER_KEY and slot[1] >= 4 * SUMMARIES_PER_KEY \
+                    and slot[2] * 4 < slot[1]:
+                return False  # given up
+            slot[1] += 1
+            proto = w.fixed[0]
+            for s in found:
+                if len(w.path) + len(s.path) > MAX_HOPS:
+                    break  # walk it: the walk says where the branch got too long
+                for check in s.checks:
+                    what = check[0]
+                    if what == _CAND:
+                        got: Any = check[1].candidates(w.dst, proto, w.dport)
+                        if got is not check[2] and got != check[2]:
+                            break
+                    elif what == _ADDR:
+                        miss = False
+                        for is_src, net, mask, neg in check[1]:
+                            if (((w.src if is_src else w.dst) & mask) == net) is neg:
+                                miss = True
+                                break
+                        if miss != check[2]:
+                            break
+                    elif check[1](w) != check[2]:
+                        break
+                else:
+                    w.path.extend(s.path)
+                    w.mark, w.ctmark, w.ct = s.mark, s.ctmark, s.ct
+                    w.nat_ok, w.assumed = s.nat_ok, s.assumed
+                    if s.nat is not None:
+                        kind, data, nat = s.nat
+                        self._nat(w, kind, data, nat)  # it succeeded when recorded
+                        if kind == "MASQUERADE":
+                            w.masq_flags = data
+                        w.nat_hook = w.hook
+                    slot[2] += 1
+                    return True
+            if len(found) >= SUMMARIES_PER_KEY:
+                return False
+        w.rec = [key]
+        w.rec_at = len(w.path)
+        return False
+
+    def _remember(self, w: Walk) -> None:
+        rec = w.rec
+        assert rec is not None
+        w.rec = None
+        nat = rec.pop()[1:] if rec[-1][0] == _NAT and len(rec) > 1 else None
+        summary = Summary(tuple(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
+        self._summaries.setdefault(rec[0], [[], 0, 0])[0].append(summary)
+
+    def _note_eval(self, m: Matcher, j: int, w: Walk, r: object) -> None:
+        """Record evaluator ``j``'s answer as a check, when it reads addresses or ports; an
+        answer that assumes a fact, or an evaluator with kernel memory, ends the recording."""
+        if type(r) is Cond or not m.pure[j]:
+            w.rec = None
+        elif m.header is None or m.header[j]:
+            assert w.rec is not None
+            w.rec.append((_EVAL, m.evals[j], r))
 
     def _conn_nat(self, w: Walk, hook: str) -> None:
         """A later packet of a known connection: the kernel applies the connection's NAT at
@@ -868,6 +1013,8 @@ class Tracer:
         n = len(evals)
         while j < n:
             r = evals[j](w)
+            if w.rec is not None:
+                self._note_eval(m, j, w, r)
             if r is True:
                 j += 1
                 continue
@@ -910,7 +1057,10 @@ class Tracer:
             for k in range(j + 1, n):
                 if not m.pure[k]:
                     break
-                if evals[k](w) is False:
+                later = evals[k](w)
+                if w.rec is not None:
+                    self._note_eval(m, k, w, later)
+                if later is False:
                     return False
             return r
         return True

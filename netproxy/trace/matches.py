@@ -78,6 +78,12 @@ class Matcher:
     match nothing past them can be concluded."""
     forks: dict[int, tuple[float, bool]] = field(default_factory=dict)
     """Evaluator position -> (kernel probability, negated) of each random statistic match."""
+    header: tuple[bool, ...] | None = None
+    """Per evaluator: it may read the packet's addresses or ports (as they are after NAT,
+    or as they were), which a walk's summary has to check again (see
+    :meth:`netproxy.trace.engine.Tracer._replay`); the others read only what the summary's
+    key holds (marks, conntrack state, interfaces, the packet's fixed fields). None: all
+    may (a matcher built elsewhere)."""
 
 
 def _const(value: object) -> Eval:
@@ -677,6 +683,7 @@ def compile_matches(rule: Rule, ctx: Context, key: Any, *,
     """
     evals: list[Eval] = []
     pure: list[bool] = []
+    header: list[bool] = []
     forks: dict[int, tuple[float, bool]] = {}
     for opt in rule.matches:
         if skip_addresses and not opt.module and opt.name in ("source", "destination"):
@@ -684,13 +691,37 @@ def compile_matches(rule: Rule, ctx: Context, key: Any, *,
         if not opt.module:
             evals.append(_safe(opt, ctx))
             pure.append(True)
+            header.append(opt.name in ("source", "destination"))
     for index, (module, opts) in enumerate(_instances(rule.matches)):
-        for f, extra in _module(module, opts, ctx, (key, index)):
+        made = _module(module, opts, ctx, (key, index))
+        header += _reads_header(module, opts, len(made))
+        for f, extra in made:
             if isinstance(extra, tuple):
                 forks[len(evals)] = extra
             evals.append(f)
             pure.append(extra != "impure")
-    return Matcher(tuple(evals), tuple(pure), forks)
+    return Matcher(tuple(evals), tuple(pure), forks, tuple(header))
+
+
+_KEYED_MODULES = frozenset({"icmp", "icmp6", "ipv6-icmp", "mark", "connmark", "physdev",
+                            "owner", "helper", "comment", "nfacct"})
+"""Modules whose evaluators read no address or port of the packet (see ``Matcher.header``)."""
+_KEYED_OPTIONS = {**{m: frozenset({"tcp-flags", "syn"})
+                     for m in ("tcp", "udp", "sctp", "udplite", "dccp")},
+                  "conntrack": frozenset({"ctstate", "state", "ctproto", "ctdir", "ctstatus"}),
+                  "state": frozenset({"state", "ctstate"})}
+"""Per module with one evaluator per option: the options that read no address or port."""
+
+
+def _reads_header(module: str, opts: list[Option], made: int) -> list[bool]:
+    """``Matcher.header`` for the ``made`` evaluators of one module instance; anything not
+    known to read none of the packet's addresses and ports is taken to read them."""
+    if module in _KEYED_MODULES:
+        return [False] * made
+    keyed = _KEYED_OPTIONS.get(module)
+    if keyed is not None and made == len(opts):
+        return [o.name not in keyed for o in opts]
+    return [True] * made
 
 
 def _instances(items: Iterable[Option]) -> list[tuple[str, list[Option]]]:

@@ -7,6 +7,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from typing import Any
 
 from netproxy.errors import TraceError
@@ -178,17 +179,27 @@ def resolve(packet: Packet, family: str, local: list[tuple[int, int]],
         port = getattr(packet, name)
         if port is not None and not 0 <= port <= 65535:
             raise TraceError(f"{name} {port} is not a port number")
-    states = frozenset(s.strip().upper() for s in packet.ct_state.split(",") if s.strip())
+    states = _words(packet.ct_state)
     if not states or not states <= CT_STATES:
         raise TraceError(f"unknown conntrack state {shown(packet.ct_state)}")
     if packet.tcp_flags is not None:
-        flags = frozenset(f.strip().upper() for f in packet.tcp_flags.split(",") if f.strip())
+        flags = _words(packet.tcp_flags)
     else:
-        flags = frozenset({"SYN"} if "NEW" in states else {"ACK"})
+        flags = _SYN if "NEW" in states else _ACK
     icmp = None
     if proto in (1, 58):
         icmp = _icmp(packet.icmp_type, proto)
     return Resolved(packet, family, src, dst, src_text, proto, origin, states, flags, icmp)
+
+
+_SYN, _ACK = frozenset({"SYN"}), frozenset({"ACK"})
+
+
+@lru_cache(maxsize=256)
+def _words(text: str) -> frozenset[str]:
+    """A comma list (conntrack states, TCP flags) as a set of upper-case words; the few
+    spellings a capture holds are read once."""
+    return frozenset(w.strip().upper() for w in text.split(",") if w.strip())
 
 
 def _icmp(text: str | None, proto: int) -> tuple[int, int]:

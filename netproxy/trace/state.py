@@ -70,7 +70,8 @@ class Walk:
     __slots__ = ("pkt", "src", "dst", "sport", "dport", "mark", "ctmark", "ct", "hook", "iif",
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
-                 "assumed", "decided", "conn", "reverse", "route", "pending", "nat_hook")
+                 "assumed", "decided", "conn", "reverse", "route", "pending", "nat_hook",
+                 "fixed", "rec", "rec_at")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -120,6 +121,17 @@ class Walk:
         port)); its NAT is applied where the kernel applies it, without the nat rules."""
         self.reverse: str | None = None
         """For a reply: what the connection's reverse NAT did."""
+        self.fixed: tuple[Any, ...] = (pkt.proto, pkt.ct, pkt.tcp_flags, pkt.icmp,
+                                       pkt.origin, p.physdev_in, p.physdev_out, p.bridged,
+                                       p.uid, p.gid)
+        """The packet's fields that no rule changes and evaluators may read besides its
+        addresses and ports (part of a base chain summary's key)."""
+        self.rec: list[Any] | None = None
+        """While a base chain is walked to be summarized: the checks its result rests on
+        (see :meth:`netproxy.trace.engine.Tracer._replay`); None otherwise, and dropped
+        when the branch forks."""
+        self.rec_at = 0
+        """Length of ``path`` when the summarized base chain was entered."""
 
     def assume(self, cond: Cond, value: bool) -> None:
         facts = dict(self.facts)
@@ -161,6 +173,10 @@ class Walk:
         o.nat_hook = self.nat_hook
         o.conn = self.conn
         o.reverse = self.reverse
+        o.fixed = self.fixed
+        o.rec = None
+        o.rec_at = 0
+        self.rec = None  # a walk that forks cannot be summarized
         return o
 
 

@@ -33,7 +33,7 @@ def compile_target(target: Target | None, chains: dict[str, Any], family: str) -
 def _extension(target: Target, family: str) -> tuple[str, Any]:
     name = target.name
     if name == "DNAT" and len(target.options) == 1:
-        fast = _plain_dnat(target.options[0], family)
+        fast = plain_dnat(target.options[0], family)
         if fast is not None:
             return fast
     if ext.target(name) is None:
@@ -110,7 +110,7 @@ def _single_port(text: str) -> int:
     return int(lo)
 
 
-def _plain_dnat(opt: Any, family: str) -> tuple[str, Any] | None:
+def plain_dnat(opt: Any, family: str) -> tuple[str, Any] | None:
     """The common ``--to-destination a.b.c.d:port`` / ``[v6]:port``, parsed cheaply
     (kube-proxy writes one per endpoint); None sends anything else the general way."""
     if opt.name != "to-destination" or not opt.args:
