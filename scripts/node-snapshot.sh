@@ -118,6 +118,14 @@ for key in net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.ro
         note "sysctl: $key is not present"
     fi
 done
+# Each interface's own rp_filter (a dot in its name is a slash in the key, as sysctl spells it).
+for file in /proc/sys/net/ipv4/conf/*/rp_filter; do
+    [ -r "$file" ] || continue
+    dev=${file#/proc/sys/net/ipv4/conf/}
+    dev=${dev%/rp_filter}
+    case $dev in all|default) continue ;; esac
+    printf 'net.ipv4.conf.%s.rp_filter = %s\n' "$(printf '%s' "$dev" | tr . /)" "$(cat "$file")"
+done
 
 printf '### notes\n'
 printf '%s' "$NOTES"

@@ -2,7 +2,9 @@
 rule by fwmark, a second table, blackhole/prohibit/unreachable routes and equal prefixes with
 different metrics; `netproxy snapshot --netns` records it, the trace decides each packet's
 route, and `ip route get` inside the namespace (with the packet's mark and iif after
-PREROUTING) is the kernel's answer. Also: both snapshot producers write the same sections."""
+PREROUTING) is the kernel's answer. Reverse path filtering too: a0 is strict, b0 loose, and
+`ip route get ... iif DEV` refuses what the kernel's rp_filter drops. Also: both snapshot
+producers write the same sections."""
 
 from __future__ import annotations
 
@@ -139,12 +141,13 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
-    with netns.Namespaces("node") as made:
+    with netns.Namespaces("nodectx") as made:
         name = made.make()
         for line in SETUP.strip().splitlines():
             subprocess.run(["ip", "-n", name, *line.split()], check=True, capture_output=True)
         for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                    "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1"):
+                    "net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1",
+                    "net.ipv4.conf.a0.rp_filter=1", "net.ipv4.conf.b0.rp_filter=2"):
             subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", key], check=True)
         subprocess.run(["ip", "netns", "exec", name, "iptables-legacy-restore"], input=RULES,
                        text=True, check=True, capture_output=True)
@@ -235,10 +238,60 @@ def test_forwarding_off_is_a_drop_like_the_kernel(node: str, snap: Path, tmp_pat
     assert "DROP 100% by routing: forwarding is off on the node" in out
 
 
+# (trace flags, `ip route get` words, the kernel's refusal or None when it routes the packet;
+# a martian source is refused with EINVAL whatever the reason)
+RP_CASES = [
+    # a0 is strict: 10.2.0.9 is routed back via b0, so it may not arrive on a0 ...
+    (["--src", "10.2.0.9", "-i", "a0", "--dst", "10.9.1.1"],
+     ["10.9.1.1", "from", "10.2.0.9", "iif", "a0"], "Invalid argument"),
+    # ... while on b0 it may.
+    (["--src", "10.2.0.9", "-i", "b0", "--dst", "10.9.1.1"],
+     ["10.9.1.1", "from", "10.2.0.9", "iif", "b0"], None),
+    # b0 is loose: any route back will do (10.1.0.9 is routed back via a0) ...
+    (["--src", "10.1.0.9", "-i", "b0", "--dst", "10.9.1.1"],
+     ["10.9.1.1", "from", "10.1.0.9", "iif", "b0"], None),
+    # ... but a blackhole is no route back.
+    (["--src", "10.8.0.9", "-i", "b0", "--dst", "10.9.1.1"],
+     ["10.9.1.1", "from", "10.8.0.9", "iif", "b0"], "Invalid argument"),
+    # strict, and the route back leaves by a0 itself: accepted.
+    (["--src", "10.1.0.9", "-i", "a0", "--dst", "10.9.1.1"],
+     ["10.9.1.1", "from", "10.1.0.9", "iif", "a0"], None),
+]
+
+
+@pytest.mark.parametrize(("flags", "words", "refusal"), RP_CASES,
+                         ids=[" ".join(c[0]) for c in RP_CASES])
+def test_reverse_path_filter_agrees_with_the_kernel(
+        node: str, snap: Path, capsys: pytest.CaptureFixture[str], flags: list[str],
+        words: list[str], refusal: str | None) -> None:
+    proc = subprocess.run(["ip", "-n", node, "-j", "route", "get", *words],
+                          capture_output=True, text=True, check=False)
+    if refusal is None:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode != 0 and refusal in proc.stderr, proc.stderr
+    code, out, err = run(capsys, "trace", "--rules", str(snap), *flags, "--dport", "80",
+                         "--json")
+    assert code == 0, err
+    (outcome,) = json.loads(out)["outcomes"]
+    if refusal is None:
+        assert (outcome["verdict"], outcome["delivered"]) == ("ACCEPT", "forwarded")
+        assert outcome["route"]["kind"] == "unicast"
+    else:
+        iif = flags[flags.index("-i") + 1]
+        mode = "strict" if iif == "a0" else "loose"
+        assert outcome["verdict"] == "DROP" and outcome["route"]["kind"] == "rp-filter"
+        assert outcome["reason"].startswith(f"routing: reverse path filter ({mode}, "
+                                            "net.ipv4.conf rp_filter all = 0, "
+                                            f"{iif} = {1 if mode == 'strict' else 2})"), outcome
+
+
 def test_snapshot_records_the_namespace(snap: Path, node: str) -> None:
     ctx = read_snapshot(snap)
     assert ctx.header["netns"] == node
     assert ctx.sysctls["net.ipv4.ip_forward"] == "1"
+    assert ctx.sysctls["net.ipv4.conf.a0.rp_filter"] == "1"
+    assert ctx.sysctls["net.ipv4.conf.b0.rp_filter"] == "2"
     assert "iptables-save (legacy)" in ctx.sections
     assert set(ctx.addresses("ipv4")) == {"127.0.0.1", "10.1.0.1", "10.2.0.1"}
     assert {"fd01::1", "fd02::1"} <= set(ctx.addresses("ipv6"))

@@ -172,6 +172,41 @@ def test_unmodelled_selector_is_noted() -> None:
     assert any("uidrange" in n for n in d.notes)
 
 
+@pytest.mark.parametrize(("values", "iif", "mode", "said"), [
+    ({}, "a0", 0, "rp_filter is not recorded in the snapshot: the reverse path check is taken "
+                  "as off"),
+    ({"all": 0, "default": 1}, "a0", 1, "a0's own value is not recorded: taken as "
+                                        "net.ipv4.conf.default.rp_filter = 1"),
+    ({"all": 2, "a0": 1}, "a0", 2, "net.ipv4.conf rp_filter all = 2, a0 = 1"),  # the larger
+    ({"all": 0, "a0": 1, "default": 0}, "a0", 1, "net.ipv4.conf rp_filter all = 0, a0 = 1"),
+])
+def test_rp_filter_mode_is_the_larger_of_all_and_the_interface(
+        values: dict[str, int], iif: str, mode: int, said: str) -> None:
+    r = router()
+    r.set_rp_filter(values)
+    got, why = r.rp_mode(iif)
+    assert got == mode and said in why
+
+
+def test_rp_filter_strict_loose_and_no_route_back() -> None:
+    r = router()
+    r.set_rp_filter({"all": 0, "a0": 1, "b0": 2})
+    # strict on a0: 10.2.0.9 goes back via b0
+    d = r.lookup(ip("10.9.1.1"), iif="a0", src=ip("10.2.0.9"))
+    assert d.kind == "rp-filter" and d.refused and d.silent
+    assert d.describe() == ("reverse path filter (strict, net.ipv4.conf rp_filter all = 0, "
+                            "a0 = 1): the node routes 10.2.0.9 back via b0, not a0 "
+                            "(10.2.0.0/24 dev b0 src 10.2.0.1 (table main, rule 32766))")
+    assert r.lookup(ip("10.9.1.1"), iif="a0", src=ip("10.1.0.9")).kind == "unicast"
+    # loose on b0: any unicast route back, but not a blackhole one
+    assert r.lookup(ip("10.9.1.1"), iif="b0", src=ip("10.1.0.9")).kind == "unicast"
+    d = r.lookup(ip("10.9.1.1"), iif="b0", src=ip("10.8.0.9"))
+    assert d.kind == "rp-filter" and "the route back to 10.8.0.9 is blackhole" in d.describe()
+    # local delivery is checked too; the node's own packets are not
+    assert r.lookup(ip("10.2.0.1"), iif="a0", src=ip("10.2.0.9")).kind == "rp-filter"
+    assert r.lookup(ip("10.9.1.1"), src=ip("10.2.0.9")).kind == "unicast"
+
+
 def test_is_local() -> None:
     r = router()
     assert r.is_local(ip("10.2.0.1")) and r.is_local(ip("192.0.2.9"))

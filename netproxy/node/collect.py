@@ -71,6 +71,13 @@ class Collector:
                 self.notes[-1] = f"{snap.SYSCTL}: {key} is not present"
                 continue
             lines.append(f"{key} = {value.strip()}\n")
+        # Each interface's own rp_filter (the check uses the larger of it and "all").
+        found = self.run(snap.SYSCTL, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/rp_filter"])
+        for line in (found or "").splitlines():
+            path, _, value = line.partition(":")
+            dev = path.removeprefix("/proc/sys/net/ipv4/conf/").removesuffix("/rp_filter")
+            if dev not in ("all", "default") and value.strip():
+                lines.append(f"{snap.rp_filter_key(dev)} = {value.strip()}\n")
         return "".join(lines)
 
 

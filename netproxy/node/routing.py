@@ -11,16 +11,22 @@ the decision, the output interface, the gateway, the preferred source and the ta
 The inputs are iproute2's JSON (``ip -j route show table all``, ``ip -j rule``, ``ip -j addr``);
 :func:`routes_from_json` and :func:`rules_from_json` read them. Pure: no kernel access.
 
+Reverse path filtering (``rp_filter``, IPv4): a packet arriving on an interface whose
+effective mode (the larger of ``conf.all`` and the interface's own value) is strict (1) is
+dropped unless the node routes its source back out of that interface; loose (2) only needs a
+route back at all. Without the interface's own value the ``default`` one is taken, and
+without any value the check is off; either is said in :attr:`Decision.notes`.
+
 Not modelled, and said so in :attr:`Decision.notes` when a rule needs it: ``uidrange``
-(the socket owner) and ``tos`` selectors, which are taken as not matching; multipath routes
-answer with their first next hop.
+(the socket owner), ``tos`` and ``l3mdev`` (VRF) selectors, which are taken as not matching;
+multipath routes answer with their first next hop.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from netproxy.textsafe import digits
@@ -33,8 +39,13 @@ ROUTE_KINDS = frozenset({"unicast", "local", "broadcast", "anycast", "multicast"
                          "unreachable", "prohibit", "throw", "nat"})
 DELIVERED = frozenset({"local", "broadcast", "anycast", "multicast"})
 """Decisions that deliver the packet to the node itself (INPUT)."""
-REFUSED = frozenset({"blackhole", "unreachable", "prohibit", "none", "not-forwarding"})
-"""Decisions that discard the packet (``none``: no route at all, ENETUNREACH)."""
+REFUSED = frozenset({"blackhole", "unreachable", "prohibit", "none", "not-forwarding",
+                     "rp-filter"})
+"""Decisions that discard the packet (``none``: no route at all, ENETUNREACH;
+``rp-filter``: the reverse path check failed)."""
+SILENT = frozenset({"blackhole", "not-forwarding", "rp-filter"})
+"""Discards without an ICMP error (the others answer unreachable or prohibited)."""
+RP_MODES = {0: "off", 1: "strict", 2: "loose"}
 
 
 class RouteDataError(ValueError):
@@ -90,8 +101,9 @@ class Decision:
 
     kind: str
     """A route type (``unicast``, ``local``, ``broadcast``, ``multicast``, ``blackhole``,
-    ``unreachable``, ``prohibit``), ``none`` (no route) or ``not-forwarding`` (a packet that
-    would be forwarded while forwarding is off)."""
+    ``unreachable``, ``prohibit``), ``none`` (no route), ``not-forwarding`` (a packet that
+    would be forwarded while forwarding is off) or ``rp-filter`` (its source failed the
+    reverse path check)."""
     dev: str | None = None
     gateway: str | None = None
     src: str | None = None
@@ -111,6 +123,11 @@ class Decision:
     def refused(self) -> bool:
         return self.kind in REFUSED
 
+    @property
+    def silent(self) -> bool:
+        """Discarded without an ICMP error (DROP rather than REJECT)."""
+        return self.kind in SILENT
+
     def describe(self) -> str:
         """One phrase: ``10.9.0.0/16 via 10.1.0.254 dev a0 (table main, rule 32766)``."""
         where = []
@@ -123,6 +140,8 @@ class Decision:
             return "no route (network unreachable)" + tail
         if self.kind == "not-forwarding":
             return f"forwarding is off on the node, {self.route}{tail}"
+        if self.kind == "rp-filter":
+            return self.route
         return (self.route or self.kind) + tail
 
 
@@ -162,6 +181,8 @@ class Router:
         """What the node says about bridges, for ``-m physdev``: (whether bridged traffic
         passes iptables, or None; the interfaces that have ports enslaved to them (bridges,
         but also bonds), or None when the links are not known; why the first holds)."""
+        self.rp_filter: dict[str, int] | None = None
+        """rp_filter values by interface (and ``all``, ``default``); None: not recorded."""
         self.rules: list[PolicyRule] = sorted(rules, key=lambda r: r.priority)
         if not self.rules:  # no rule dump: the kernel's defaults
             self.rules = [PolicyRule(0, table="local"), PolicyRule(32766, table="main"),
@@ -205,6 +226,77 @@ class Router:
     def _mask(self, plen: int) -> int:
         return self.full ^ ((1 << (self.bits - plen)) - 1)
 
+    def set_rp_filter(self, values: dict[str, int]) -> None:
+        """The node's rp_filter sysctls (``all``, ``default`` and per interface): from now
+        on, arriving packets are checked (IPv4 only; IPv6 has no such sysctl)."""
+        if self.family != "ipv4":
+            return
+        self.rp_filter = dict(values)
+        src, mark, iif, oif, ports = self._uses
+        self._uses = (True, mark, True, oif, ports)  # the check reads source and interface
+        self._cache.clear()
+
+    def rp_mode(self, iif: str) -> tuple[int, str]:
+        """The effective rp_filter mode of ``iif`` and how it was found."""
+        values = self.rp_filter
+        if values is None:
+            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
+                       "taken as off")
+        every = values.get("all")
+        own = values.get(iif)
+        why = []
+        if own is None:
+            own = values.get("default")
+            if own is not None:
+                why.append(f"{iif}'s own value is not recorded: taken as "
+                           f"net.ipv4.conf.default.rp_filter = {own}")
+        mode = max(every or 0, own or 0)
+        if every is None and own is None:
+            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
+                       "taken as off")
+        parts = []
+        if every is not None:
+            parts.append(f"all = {every}")
+        if own is not None:
+            parts.append(f"{iif} = {own}")
+        return mode, f"net.ipv4.conf rp_filter {', '.join(parts)}" + (
+            f" ({why[0]})" if why else "")
+
+    def _source_check(self, decision: Decision, src: int | None, dst: int, iif: str,
+                      notes: list[str]) -> Decision:
+        """Linux's reverse path filter (``fib_validate_source``) on an arriving packet whose
+        route was found: strict needs the route back to the source to leave by ``iif``,
+        loose a unicast route back at all; the route back is looked up without the packet's
+        mark (``src_valid_mark`` is not modelled) and with its addresses swapped."""
+        if self.rp_filter is None or src is None or not iif:
+            return decision  # no sysctls given (a router built without a snapshot)
+        mode, why = self.rp_mode(iif)
+        if "taken as" in why:
+            notes.append(why)
+        if mode == 0:
+            return decision
+        back = self.lookup(src, src=dst)
+        name = RP_MODES.get(mode, str(mode))
+        fam = self.family
+        problem = None
+        if back.kind == "none":
+            problem = f"the node has no route back to {format_addr(src, fam)}"
+        elif back.kind != "unicast":
+            problem = (f"the route back to {format_addr(src, fam)} is {back.kind} "
+                       f"({back.describe()})")
+        elif mode == 1 and back.dev != iif:
+            problem = (f"the node routes {format_addr(src, fam)} back via {back.dev}, not "
+                       f"{iif} ({back.describe()})")
+            if "multipath" in " ".join(back.notes):
+                notes.append(f"the route back to {format_addr(src, fam)} is multipath: only "
+                             "its first next hop was compared")
+        if problem is None:
+            return decision
+        return Decision("rp-filter", dev=decision.dev, table=decision.table,
+                        rule=decision.rule,
+                        route=f"reverse path filter ({name}, {why}): {problem}",
+                        notes=tuple(notes))
+
     def is_local(self, addr: int) -> bool:
         """Does the node own ``addr`` (a ``local`` route, as ``addrtype LOCAL`` decides)?"""
         if addr in self.local_hosts:
@@ -244,8 +336,8 @@ class Router:
             rule = rules[i]
             i += 1
             if rule.unmodelled:
-                notes.append(f"rule {rule.priority} selects by {rule.unmodelled}, which "
-                             "is not modelled: taken as not matching")
+                notes.append(f"policy rule {rule.text or rule.priority} selects by "
+                             f"{rule.unmodelled}, which is not modelled: taken as not matching")
                 continue
             if not self._selects(rule, dst, saddr, mark, flow_iif, oif, proto, sport, dport):
                 continue
@@ -267,7 +359,12 @@ class Router:
                 continue
             if rule.suppress_prefixlen >= 0 and found.plen <= rule.suppress_prefixlen:
                 continue
-            return self._decide(found, rule, dst, arriving, notes)
+            decision = self._decide(found, rule, dst, arriving, notes)
+            if arriving and not decision.refused:
+                decision = self._source_check(decision, src, dst, flow_iif, notes)
+                if notes and decision.notes != tuple(notes):
+                    decision = replace(decision, notes=tuple(notes))
+            return decision
         return Decision("none", notes=tuple(notes))
 
     def reverse(self, src: int, *, mark: int = 0) -> Decision:

@@ -54,7 +54,14 @@ SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
            "net.ipv4.conf.all.route_localnet", "net.ipv4.conf.all.rp_filter",
            "net.ipv4.conf.default.rp_filter", "net.bridge.bridge-nf-call-iptables",
            "net.bridge.bridge-nf-call-ip6tables")
-"""The sysctls recorded (``key = value`` lines; absent keys are noted)."""
+"""The sysctls recorded (``key = value`` lines; absent keys are noted), and each
+interface's ``net.ipv4.conf.<interface>.rp_filter`` (:func:`rp_filter_key`)."""
+
+
+def rp_filter_key(dev: str) -> str:
+    """The sysctl key of an interface's rp_filter, spelled as ``sysctl`` does (a dot in the
+    interface name becomes a slash: ``net.ipv4.conf.eth0/100.rp_filter``)."""
+    return f"net.ipv4.conf.{dev.replace('.', '/')}.rp_filter"
 
 REQUIRED = (HOSTNAME, VERSIONS, ADDR, ROUTES["ipv4"], ROUTES["ipv6"], RULES["ipv4"],
             RULES["ipv6"], LINK, SYSCTL, NOTES)
@@ -290,6 +297,8 @@ class NodeContext:
             raise self._error(name, str(err)) from None
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
         router.bridging = self._bridging(family)
+        if family == "ipv4":
+            router.set_rp_filter(self._rp_filter())
         self._routers[family] = router
         return router
 
@@ -309,6 +318,17 @@ class NodeContext:
             masters = frozenset(str(link["master"]) for link in self.json(LINK)
                                 if isinstance(link, dict) and link.get("master"))
         return calls, masters, why
+
+    def _rp_filter(self) -> dict[str, int]:
+        """The rp_filter values recorded: ``all``, ``default`` and per interface (0 off,
+        1 strict, 2 loose)."""
+        out: dict[str, int] = {}
+        for key, value in self.sysctls.items():
+            if key.startswith("net.ipv4.conf.") and key.endswith(".rp_filter"):
+                dev = key[len("net.ipv4.conf."):-len(".rp_filter")].replace("/", ".")
+                if value.strip().isdigit():
+                    out[dev] = int(value)
+        return out
 
     def has_routes(self, family: str) -> bool:
         return bool(self.json(ROUTES[family]))

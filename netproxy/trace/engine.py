@@ -556,6 +556,11 @@ class Tracer:
                          f"({inferred.pop('in_interface_why')})")
         if "bridge" in inferred:
             notes.append(f"inferred: {inferred['bridge']} ({inferred.pop('bridge_why')})")
+        if self.router is not None:  # what the routing decisions took as given
+            for o in outcomes:
+                for text in o.route.notes if o.route is not None else ():
+                    if f"routing: {text}" not in notes:
+                        notes.append(f"routing: {text}")
         if not walk.nat_ok:
             notes.append("nat table not consulted: the packet is not the first of a "
                          "connection (conntrack " + ",".join(sorted(pkt.ct)) + ")")
@@ -615,7 +620,7 @@ class Tracer:
     def _refused(self, w: Walk, decision: Any) -> Outcome:
         """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
         unreachable, prohibit and no route answer with an ICMP error (REJECT)."""
-        verdict = "DROP" if decision.kind in ("blackhole", "not-forwarding") else "REJECT"
+        verdict = "DROP" if decision.silent else "REJECT"
         return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
     def trace_sequence(self, packets: Iterable[Packet]) -> list[TraceResult]:
