@@ -58,10 +58,10 @@ def _address(text: str, rules: Ruleset) -> bool:
 
 
 def _same(rules: Ruleset, local: list[str] | None, packets: list[Packet], *,
-          stream: bool = False) -> int:
+          stream: bool = False, assume: bool = True) -> int:
     results = []
     for summaries in (True, False):
-        tracer = Tracer(rules, local_ips=local, assume=True)
+        tracer = Tracer(rules, local_ips=local, assume=assume)
         tracer.summaries = summaries
         if stream:
             for p in packets:
@@ -77,15 +77,16 @@ def _same(rules: Ruleset, local: list[str] | None, packets: list[Packet], *,
     return replayed
 
 
+@pytest.mark.parametrize("assume", [True, False], ids=["assume", "strict"])
 @pytest.mark.parametrize("path", all_dumps(), ids=lambda p: p.stem)
-def test_summaries_change_no_answer_on_real_dumps(path: Path) -> None:
+def test_summaries_change_no_answer_on_real_dumps(path: Path, assume: bool) -> None:
     rules = read_rules(path)
     local = re.search(r"addrtype --dst-type LOCAL", path.read_text())
     node = "fd00::1" if rules.family == "ipv6" else "192.168.0.10"
     packets = _packets(rules, node)
     if not packets:
         pytest.skip("no Service ports in this dump")
-    _same(rules, [node] if local else None, packets)
+    _same(rules, [node] if local else None, packets, assume=assume)
 
 
 def test_summaries_are_used_and_change_no_answer_in_a_capture() -> None:

@@ -81,6 +81,9 @@ _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be pars
 _CAND, _ADDR, _EVAL, _NAT = 0, 1, 2, 3
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
 an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
+SUMMARY_KEYS = 20_000
+"""Entry states summarized at most (they hold the facts a branch assumed, so a capture with
+many unplaced addresses would otherwise add some with every packet)."""
 SUMMARIES_PER_KEY = 16
 """Summaries kept for one base chain and entry state (each for other addresses or ports).
 When that many do not fit three branches in four, the key is given up: its branches are
@@ -936,6 +939,8 @@ class Tracer:
                     return True
             if len(found) >= SUMMARIES_PER_KEY:
                 return False
+        elif len(self._summaries) >= SUMMARY_KEYS:
+            return False
         w.rec = [key]
         w.rec_at = len(w.path)
         return False

@@ -330,9 +330,17 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
     shares are named too (``2 endpoints (a, b), 50% each``)."""
     parts: list[str] = []
     accepted = [o for o in outcomes if o.verdict == "ACCEPT"]
-    dnat: dict[str | None, float] = {}
+    # Endpoints grouped by the engine's numbers where an outcome has them (the same
+    # endpoint, the same text); their text is made only where the line names them.
+    dnat: dict[Any, float] = {}
+    shown_by: dict[Any, Outcome] = {}
     for o in accepted:
-        dnat[o.dnat] = dnat.get(o.dnat, 0.0) + o.probability
+        k = o.raw_dnat if o.raw_dnat is not None else o.dnat
+        if k in dnat:
+            dnat[k] += o.probability
+        else:
+            dnat[k] = o.probability
+            shown_by[k] = o
     total = sum(o.probability for o in outcomes) or 1.0
     if accepted:
         targets = {k: v for k, v in dnat.items() if k is not None}
@@ -340,14 +348,14 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
             values = list(targets.values())
             n = len(targets)
             if n == 1:
-                parts.append(f"1 endpoint {next(iter(targets))}"
+                parts.append(f"1 endpoint {shown_by[next(iter(targets))].dnat}"
                              + ("" if abs(values[0] - total) < 1e-9 else f" {percent(values[0])}"))
             elif len({percent(v) for v in values}) == 1:
-                names = f" ({', '.join(str(k) for k in targets)})" if named else ""
+                names = f" ({', '.join(str(shown_by[k].dnat) for k in targets)})" if named else ""
                 parts.append(f"{n} endpoints{names}, {percent(values[0])} each")
             else:
                 parts.append(f"{n} endpoints, " + ", ".join(
-                    f"{k} {percent(v)}" for k, v in targets.items()))
+                    f"{shown_by[k].dnat} {percent(v)}" for k, v in targets.items()))
         if None in dnat:
             where = sorted({o.delivered or "accepted" for o in accepted if o.dnat is None})
             parts.append(f"no DNAT ({'/'.join(where)}) {percent(dnat[None])}"
