@@ -62,12 +62,16 @@ def test_trace_refuses_random_text(tmp_path: Path, capsys: pytest.CaptureFixture
                               "as iptables-save prints them)")
 
 
-def test_doctor_refuses_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
+def test_doctor_reads_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:
+    """kube-proxy's nftables table is checked; a listing without it is refused, saying why."""
     nft = dump("nft/01-k3s-pi-kubeproxy-nft-complete.nft")
-    code, out, err = run(capsys, "doctor", "--rules", nft)
+    code, out, err = run(capsys, "doctor", "--rules", nft, "--no-walk")
+    assert code == 1 and out.startswith(f"netproxy doctor: {nft} (ipv4), ")
+    other = dump("nft/07-rhel8-firewalld-libvirt.nft")
+    code, out, err = run(capsys, "doctor", "--rules", other)
     assert (code, out) == (2, "")
-    assert "this looks like 'nft list ruleset' output" in one_error(err)
-    assert "run iptables-save" in err and f"netproxy trace --rules {nft} --dst ..." in err
+    assert "no table ip kube-proxy or ip6 kube-proxy in the listing" in one_error(err)
+    assert "netproxy trace reads any nft listing" in err
 
 
 def test_trace_reads_nft_ruleset(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,9 +9,9 @@ import click
 from click.core import ParameterSource
 
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
-from netproxy.commands.rulesource import read_given, rules_given
+from netproxy.commands.rulesource import live_rules, read_given, rules_given
 from netproxy.doctor import diagnose
-from netproxy.doctor.report import to_failed_only, to_json, to_text
+from netproxy.doctor.report import Report, to_failed_only, to_json, to_text
 from netproxy.errors import InputError
 from netproxy.textsafe import shown
 
@@ -66,8 +66,9 @@ def _flag_pod_interface(params: dict[str, Any]) -> str | None:
 
 @click.command("doctor")
 @click.option("--rules", "rules_path", metavar="DUMP", type=click.Path(allow_dash=True),
-              help="iptables-save output of the node ('-' reads stdin; a dump given as the "
-                   "first argument is taken as --rules).")
+              help="iptables-save output of the node, its 'nft list ruleset' listing (nftables "
+                   "mode: kube-proxy's table is checked), or a node snapshot ('-' reads stdin; a "
+                   "dump given as the first argument is taken as --rules).")
 @click.option("--netns", "netns_name", metavar="NAME",
               help="Read the live rules of this network namespace instead of a dump.")
 @click.option("--iptables", "variant", type=click.Choice(["auto", "legacy", "nft"]), default="auto",
@@ -89,20 +90,42 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     probabilities, DNAT, masquerade and hairpin, Local traffic policy, REJECTs.
 
     With INPUTS (Services, EndpointSlices, ... as for 'netproxy compile') the rules are also
-    compared with what kube-proxy should have written for them. Findings are pass, FAIL, warn
+    compared with what kube-proxy should have written for them. An nftables listing (or a
+    snapshot holding kube-proxy's nftables table) is checked in nftables mode: its verdict
+    maps, numgen shares, masquerading, cluster-ips-check, nodeport-ips, firewall ranges and
+    affinity sets. Findings are pass, FAIL, warn
     (may be wrong, or cannot be checked), info (by design, worth knowing) or n/a. Exit code 1
     when any check fails, 0 otherwise (warnings included), 2 on bad input.
     """
     if failed_only and (as_json or brief):
         raise InputError("--failed-only prints one line per Service port; leave out --json and --brief")
-    rules_path = rules_given(params, rules_path, netns_name, "doctor")
-    if rules_path is None and netns_name is None:
+    from netproxy.commands.nftrules import is_nft_file
+
+    inputs = tuple(params.get("inputs") or ())
+    nft_paths = [p for p in (rules_path, *inputs) if p is not None and is_nft_file(p)]
+    if len(nft_paths) > 1:
+        raise InputError(f"netproxy doctor reads one ruleset, got {len(nft_paths)}: "
+                         f"{', '.join(nft_paths)}")
+    if nft_paths:
+        params["inputs"] = tuple(p for p in inputs if p != nft_paths[0])
+        if netns_name is not None:
+            raise InputError(f"give either --rules {nft_paths[0]} or --netns {netns_name}, not both")
+        if rules_path is not None and rules_path != nft_paths[0]:
+            raise InputError(f"this is a ruleset too, and --rules {rules_path} already names one; "
+                             "netproxy doctor reads one ruleset", where=nft_paths[0])
+    else:
+        rules_path = rules_given(params, rules_path, netns_name, "doctor")
+    if rules_path is None and netns_name is None and not nft_paths:
         raise InputError("give the node's rules: --rules DUMP (or the dump as the first "
                          "argument) or --netns NAME")
     if service is not None and "/" not in service:
         raise InputError(f"expected NS/NAME[:PORT], got {shown(service)}", where="--service")
     ctx = click.get_current_context()
     family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
+    nft_report = _nftables_mode(nft_paths[0] if nft_paths else rules_path, params, service, walk,
+                                family_given, netns_name=netns_name, variant=variant)
+    if nft_report is not None:
+        return _print(nft_report, as_json, failed_only, brief)
     ruleset = read_given(rules_path, netns_name, variant, command="doctor",
                          family=params["family"] if family_given or netns_name else None)
     if not ruleset.tables:
@@ -122,6 +145,10 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
     report = diagnose(ruleset, service=service, expected=expected, walk=walk, local_ips=local_ips,
                       pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), ruleset.family),
                       pod_interface=_flag_pod_interface(params))
+    return _print(report, as_json, failed_only, brief)
+
+
+def _print(report: Report, as_json: bool, failed_only: bool, brief: bool) -> int:
     if as_json:
         text = to_json(report)
     elif failed_only:
@@ -130,3 +157,99 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         text = to_text(report, brief=brief)
     click.echo(text, nl=False)
     return report.exit_code
+
+
+def _netns_listing(name: str) -> Any:
+    """``nft list ruleset`` of namespace ``name`` when it holds kube-proxy's table, else None
+    (no nft tool, no such table: the namespace is read as iptables rules)."""
+    import shutil
+
+    from netproxy.backend import netns
+    from netproxy.errors import NetproxyError
+    from netproxy.kubeview.nftables import kube_proxy_families
+    from netproxy.parser.nftables import parse_nft
+
+    if shutil.which("nft") is None:
+        return None
+    try:
+        proc = netns.run(name, ["nft", "list", "ruleset"], check=False, timeout=120)
+    except NetproxyError:
+        return None
+    if proc.returncode != 0:
+        return None
+    listing = parse_nft(proc.stdout, source=f"netns {name}", strict=False)
+    return listing if kube_proxy_families(listing) else None
+
+
+def _nftables_mode(path: str | None, params: dict[str, Any], service: str | None, walk: bool,
+                   family_given: bool, *, netns_name: str | None = None,
+                   variant: str = "auto") -> Report | None:
+    """The report on kube-proxy's nftables table when ``path`` is an nft listing, a
+    snapshot whose nft listing holds it (its iptables rules are then walked too), or the
+    namespace ``netns_name`` holds it (its iptables rules too); else None."""
+    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+    from netproxy.doctor.nftables import diagnose_nft
+    from netproxy.kubeview.nftables import kube_proxy_families
+    from netproxy.parser.nftables import parse_nft
+
+    family = params["family"] if family_given else None
+    local_ips = _flag_ips(params)
+    iptables = None
+    ipsets = None
+    if path is None and netns_name is not None:
+        listing = _netns_listing(netns_name)
+        if listing is None:
+            return None
+        family = family or kube_proxy_families(listing)[0]
+        from netproxy.errors import NetproxyError
+
+        try:
+            live = live_rules(netns_name, variant, family)
+            iptables = live if live.tables else None
+        except NetproxyError:  # no iptables tool or tables: the nftables table alone
+            iptables = None
+    elif path is None:
+        return None
+    elif is_nft_file(path):
+        listing = read_nft_listing(path, strict=False)
+    elif path != "-" and _is_snapshot(path):
+        from netproxy.node.snapshot import read_snapshot
+
+        node = read_snapshot(path)
+        text = node.nft_ruleset
+        if not text:
+            return None
+        listing = parse_nft(text, source=path, strict=False)
+        families = kube_proxy_families(listing)
+        if not families:
+            return None
+        family = family or families[0]
+        ruleset = node.ruleset(family)
+        iptables = ruleset if ruleset.tables else None
+        ipsets = node.ipsets()
+        local_ips += [ip for ip in node.addresses(family) if ip not in local_ips]
+    else:
+        return None
+    if family is not None and family not in ("ipv4", "ipv6"):
+        raise InputError("give --family ipv4 or ipv6: the doctor checks one table", where="--family")
+    expected = None
+    if params.get("inputs"):
+        params["family"] = family or (kube_proxy_families(listing) or ["ipv4"])[0]
+        expected = _compiled_nftables(params)
+        local_ips += [ip for ip in node_local_ips(params) if ip not in local_ips]
+    fam = family or (kube_proxy_families(listing) or ["ipv4"])[0]
+    return diagnose_nft(listing, family=family, iptables=iptables, service=service, expected=expected,
+                        walk=walk, local_ips=local_ips,
+                        pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), fam),
+                        pod_interface=_flag_pod_interface(params), ipsets=ipsets)
+
+
+def _compiled_nftables(params: dict[str, Any]) -> Any:
+    """kube-proxy's table for the cluster INPUTS, as ``nft list table`` shows it, parsed."""
+    from netproxy.commands.cluster_options import load_cluster
+    from netproxy.commands.nftables_options import NftFlags, nftables_text
+    from netproxy.parser.nftables import parse_nft_text
+
+    cluster = load_cluster(params)
+    text = nftables_text(params, cluster, "list", NftFlags(None, None, None, ()))
+    return parse_nft_text(text, source="<compiled>", strict=True)

@@ -11,12 +11,13 @@ masquerade rules, traffic policies, session affinity and load-balancer source ra
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from netproxy.diff.identity import ServiceIndex
 from netproxy.kubeview.comments import frontend_kind, no_endpoint_reason
 from netproxy.kubeview.iptables import build_part_view
-from netproxy.kubeview.model import EndpointChain, RuleRef, RulesetView, ServicePortView
+from netproxy.kubeview.model import EndpointChain, Ref, RuleRef, RulesetView, ServicePortView
 from netproxy.kubeview.names import DROP_CHAIN, FRONTEND_CHAINS, MASQ_CHAIN, chain_role
 from netproxy.netfilter.model import Chain, Option, Rule, Ruleset, Table
 from netproxy.netfilter.saveform import to_saved
@@ -211,9 +212,14 @@ def _affinity(rule: Rule) -> str:
     return f"ClientIP {secs.value}s" if secs is not None else "ClientIP"
 
 
+def _iptables(refs: Iterable[Ref]) -> list[RuleRef]:
+    """The iptables rules among model refs (the model also holds nftables refs)."""
+    return [r for r in refs if isinstance(r, RuleRef)]
+
+
 def _endpoint_note(sep: EndpointChain, family: str) -> str:
     parts: list[str] = []
-    for ref in sep.rules:
+    for ref in _iptables(sep.rules):
         rule = ref.rule
         t = rule.target
         if t is None:
@@ -233,17 +239,17 @@ def _endpoint_note(sep: EndpointChain, family: str) -> str:
 
 def _frontend_refs(port: ServicePortView) -> list[RuleRef]:
     """The port's rules in kube-proxy's shared frontend chains (any table)."""
-    refs = [a.ref for a in port.addresses]
-    refs += port.rejects + port.health_checks
-    refs += [r for r in (*port.masq_rules, *port.local_drops, *port.firewall_rules)
+    refs = _iptables([a.ref for a in port.addresses])
+    refs += _iptables(port.rejects + port.health_checks)
+    refs += [r for r in _iptables((*port.masq_rules, *port.local_drops, *port.firewall_rules))
              if r.chain in FRONTEND_CHAINS]
     return refs
 
 
 def _chain_refs(port: ServicePortView) -> list[RuleRef]:
     """The port's rules in its own per-service chains (SVC, SVL, EXT, FW, XLB)."""
-    return [r for r in (*port.masq_rules, *port.other_balancing_rules, *port.local_drops,
-                        *port.ext_rules, *port.firewall_rules)
+    return [r for r in _iptables((*port.masq_rules, *port.other_balancing_rules, *port.local_drops,
+                                  *port.ext_rules, *port.firewall_rules))
             if r.chain not in FRONTEND_CHAINS]
 
 
@@ -309,11 +315,11 @@ def service_facts(view: RulesetView) -> ServiceFacts:
                     prob_text = found[1]
                 sep = port.endpoints.get(jump.sep)
                 dnat = sep is not None and any(
-                    r.rule.target is not None and r.rule.target.name == "DNAT" for r in sep.rules)
+                    r.rule.target is not None and r.rule.target.name == "DNAT" for r in _iptables(sep.rules))
                 eps.append(EndpointShare(label, prob_text, share, len(eps) + 1, jump.sep, dnat))
             if eps or role not in facts.endpoints:
                 facts.endpoints[role] = eps
-        for ref in port.affinity:
+        for ref in _iptables(port.affinity):
             if ref.rule.target is not None:
                 if ref.rule.target.name not in nat_chains:
                     facts.endpoint_notes[labels.get(ref.rule.target.name, ref.rule.target.name)] = \
@@ -351,7 +357,7 @@ def _external_policy(ports: list[ServicePortView]) -> str:
     for port in ports:
         if "EXT" not in port.chains:
             continue
-        for ref in port.ext_rules:
+        for ref in _iptables(port.ext_rules):
             rule = ref.rule
             t = rule.target
             if t is not None and t.name.startswith("KUBE-SVL-"):

@@ -2,7 +2,9 @@
 
 ``diagnose(ruleset)`` runs the node checks and, for every Service port found by kube-proxy's
 comments and chain structure, the Service checks; given the ruleset compiled from the
-cluster's objects it also compares the two (see :mod:`.expected`).
+cluster's objects it also compares the two (see :mod:`.expected`). A node in kube-proxy's
+nftables mode is checked by :func:`netproxy.doctor.nftables.diagnose_nft` (checks in
+:mod:`.nftchecks`, the same walks).
 """
 
 from __future__ import annotations

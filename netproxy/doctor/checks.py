@@ -10,7 +10,7 @@ applicable, the rule lines it looked at, and one sentence on what a problem mean
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from netproxy.chainnames import port_proto_hash
@@ -22,6 +22,7 @@ from netproxy.kubeview.model import (
     BALANCING_KINDS,
     EndpointChain,
     EndpointJump,
+    Ref,
     RuleRef,
     RulesetView,
     ServicePortView,
@@ -29,6 +30,7 @@ from netproxy.kubeview.model import (
     hostport,
     is_redacted,
 )
+from netproxy.kubeview.nftables import nft_element_parts
 from netproxy.textsafe import digits
 
 QUESTIONS: dict[str, tuple[str, str]] = {
@@ -132,7 +134,7 @@ QUESTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def finding(check: str, status: str, summary: str, rules: list[RuleRef] | None = None,
+def finding(check: str, status: str, summary: str, rules: Sequence[Ref] | None = None,
             details: list[str] | None = None) -> Finding:
     question, meaning = QUESTIONS[check]
     return Finding(check, question, status, summary, meaning, list(rules or []), list(details or []))
@@ -145,17 +147,17 @@ def _chain_refs(view: RulesetView, table: str, chain: str) -> list[RuleRef]:
     return [RuleRef(table, chain, i, r) for i, r in enumerate(found.rules)]
 
 
-def counted(ref: RuleRef, what: str | None = None) -> str | None:
+def counted(ref: Ref, what: str | None = None) -> str | None:
     """``this REJECT matched 1,234 packets (56,789 bytes)`` when the dump has counters."""
-    if ref.rule.counters is None:
+    if ref.counters is None:
         return None
-    packets, size = ref.rule.counters
-    what = what or (ref.rule.jump or "rule")
-    return (f"{ref.table}:{ref.rule.line or '?'}: this {what} matched {packets:,} packet(s) "
+    packets, size = ref.counters
+    what = what or (ref.jump or "rule")
+    return (f"{ref.where}:{ref.line or '?'}: this {what} matched {packets:,} packet(s) "
             f"({size:,} bytes) since its counters were last zeroed")
 
 
-def _counter_details(refs: list[RuleRef], what: str | None = None) -> list[str]:
+def _counter_details(refs: Sequence[Ref], what: str | None = None) -> list[str]:
     return [text for text in (counted(r, what) for r in refs) if text is not None]
 
 
@@ -190,7 +192,7 @@ def check_service_hooks(view: RulesetView) -> Finding:
     if view.chain("nat", "KUBE-SERVICES") is None:
         return finding("service-hooks", NOT_APPLICABLE, "no nat KUBE-SERVICES chain: kube-proxy's "
                        "iptables rules are not on this node")
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     missing = []
     for hook in ("PREROUTING", "OUTPUT"):
         jumps = [r for r in _chain_refs(view, "nat", hook) if r.rule.jump == "KUBE-SERVICES"]
@@ -305,7 +307,7 @@ def check_entry(view: RulesetView, svc: ServicePortView) -> Finding:
             problems.append(f"{_describe(addr.kind)} {where} jumps to {addr.target}, which is empty")
     referenced = {a.target for a in svc.addresses}
     for ref in svc.ext_rules + svc.firewall_rules + svc.other_balancing_rules:
-        referenced.add(ref.rule.jump)
+        referenced.add(ref.jump)
     for name in sorted(svc.chains.values()):
         if name not in referenced:
             problems.append(f"no rule jumps to {name}: the chain is not in use")
@@ -362,7 +364,7 @@ def check_probabilities(view: RulesetView, svc: ServicePortView) -> Finding:
     if not svc.jumps:
         return finding("probabilities", NOT_APPLICABLE, "no endpoint rules")
     problems: list[str] = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     parts: list[str] = []
     for kind in BALANCING_KINDS:
         jumps = svc.balancing(kind)
@@ -405,9 +407,9 @@ def _valid_ip(text: str) -> bool:
     return True
 
 
-def _problem_at(view: RulesetView, ref: RuleRef) -> str:
+def _problem_at(view: RulesetView, ref: Ref) -> str:
     for p in view.ruleset.problems:
-        if p.line == ref.rule.line:
+        if p.line == ref.line:
             return f"line {p.line}: {p.message}"
     return "the rule could not be read"
 
@@ -417,8 +419,8 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
         return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoint chains")
     problems: list[str] = []
     cannot: list[str] = []
-    bad: list[RuleRef] = []
-    good: list[RuleRef] = []
+    bad: list[Ref] = []
+    good: list[Ref] = []
     seen: set[str] = set()
     for jump in svc.jumps:
         if jump.sep in seen:
@@ -457,7 +459,7 @@ def _dnat_problem(view: RulesetView, svc: ServicePortView, chain: str, said: str
     if not sep.dnat:
         return f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else "")
     dest, dnat_ref = sep.dnat[0]
-    if dnat_ref.rule.opaque is not None:
+    if isinstance(dnat_ref, RuleRef) and dnat_ref.rule.opaque is not None:
         return f"{sep.name}: DNAT rule unreadable ({_problem_at(view, dnat_ref)})"
     if not _valid_destination(dest):
         return f"{sep.name}: DNAT to {dest or '(nothing)'}, not an endpoint address:port"
@@ -473,7 +475,7 @@ def check_hairpin(view: RulesetView, svc: ServicePortView) -> Finding:
     if not seps:
         return finding("hairpin", NOT_APPLICABLE, "no endpoint chain with a valid DNAT rule")
     problems: list[str] = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     for sep in seps:
         dest = sep.destination or ""
         ip = dest.rpartition(":")[0].strip("[]")
@@ -490,7 +492,30 @@ def check_hairpin(view: RulesetView, svc: ServicePortView) -> Finding:
     return finding("hairpin", PASSED, f"{len(seps)} endpoint chain(s) masquerade their own endpoint", refs)
 
 
-def _source(ref: RuleRef) -> str | None:
+def _dport_text(ref: Ref) -> str:
+    """The destination port an iptables rule or an nftables element matches (``?``)."""
+    if isinstance(ref, RuleRef):
+        return next((str(o.value) for o in ref.rule.matches if o.name == "dport"), "?")
+    parts = nft_element_parts(ref)
+    return str(parts[-1]) if parts else "?"
+
+
+def frontend_text(ref: Ref) -> str:
+    """``10.96.0.10:53`` or ``node port 30080``: the frontend a REJECT/DROP rule or a
+    no-endpoint element answers for."""
+    if isinstance(ref, RuleRef):
+        dst = ref.rule.builtin("destination")
+        port = _dport_text(ref)
+        return hostport(host(dst.value), port) if dst is not None else f"node port {port}"
+    parts = nft_element_parts(ref)
+    if len(parts) == 3:
+        return hostport(str(parts[0]), parts[2])
+    return f"node port {parts[-1]}" if parts else "?"
+
+
+def _source(ref: Ref) -> str | None:
+    if not isinstance(ref, RuleRef):
+        return None
     opt = ref.rule.builtin("source")
     return None if opt is None or opt.negated else opt.value
 
@@ -498,7 +523,7 @@ def _source(ref: RuleRef) -> str | None:
 def _policy_local(svc: ServicePortView) -> bool:
     local_comments = ("ext-local-masq", "ext-local-route", "ext-pod")
     for ref in svc.ext_rules:
-        c = parse_comment(ref.rule.comment())
+        c = parse_comment(ref.comment)
         if c is not None and c.kind in local_comments:
             return True
     return "XLB" in svc.chains or "SVL" in svc.chains or bool(svc.local_drops)
@@ -515,7 +540,7 @@ def check_local_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
     if ext is not None:
         ext_refs = _chain_refs(view, "nat", ext)
         refs += ext_refs
-        ext_to_local = svl is not None and any(r.rule.jump == svl for r in ext_refs)
+        ext_to_local = svl is not None and any(r.jump == svl for r in ext_refs)
     where = sorted({f"{r.table} {r.chain}" for r in svc.local_drops})
     if local:
         problems = []
@@ -534,7 +559,7 @@ def check_local_endpoints(view: RulesetView, svc: ServicePortView) -> Finding:
         details.append("kube-proxy's DROP rules for it: " + ", ".join(where))
         details += _counter_details(list(svc.local_drops), "DROP")
     for ref in svc.health_checks:
-        port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
+        port = _dport_text(ref)
         details.append(f"health check node port {port} is open: kube-proxy answers it with 503 "
                        "while no pod runs here, so a load balancer that checks it stops sending here")
         refs.append(ref)
@@ -554,7 +579,7 @@ def check_chain_names(view: RulesetView, svc: ServicePortView) -> Finding:
     if spn is None or svc.protocol == "?" or (not svc.chains and not svc.endpoints):
         return finding("chain-names", NOT_APPLICABLE, "no named chains to compare")
     problems: list[str] = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     expected_hash = port_proto_hash(spn, svc.protocol)
     for kind, name in sorted(svc.chains.items()):
         if name != f"KUBE-{kind}-{expected_hash}":
@@ -581,9 +606,7 @@ def check_reject(view: RulesetView, svc: ServicePortView) -> Finding:
         return finding("reject", PASSED, "no REJECT rule for it")
     where = []
     for ref in svc.rejects:
-        dst = ref.rule.builtin("destination")
-        port = next((o.value for o in ref.rule.matches if o.name == "dport"), "?")
-        where.append(hostport(host(dst.value), port) if dst is not None else f"node port {port}")
+        where.append(frontend_text(ref))
     refs = list(svc.rejects)
     details = _counter_details(refs, "REJECT")
     if view.mode == "ipvs":

@@ -12,7 +12,7 @@ from netproxy.doctor.checks import BALANCING_KINDS, finding
 from netproxy.doctor.probability import stored
 from netproxy.doctor.report import FAILED, NOT_APPLICABLE, PASSED, Finding
 from netproxy.kubeview.comments import matches_selector
-from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, host, hostport
+from netproxy.kubeview.model import Ref, RuleRef, RulesetView, ServicePortView, host, hostport
 from netproxy.textsafe import digits
 
 
@@ -41,7 +41,7 @@ def compare_node(actual: RulesetView, expected: RulesetView, selector: str | Non
         details.append("rules for Service ports not in the cluster objects: " + ", ".join(stale))
     if missing:
         details.append("Service ports with no rules: " + ", ".join(missing))
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     for key in sorted(set(have) - set(want)):
         svc = have[key]
         refs += [a.ref for a in svc.addresses][:2] + svc.rejects[:1]
@@ -68,7 +68,7 @@ def _addresses(svc: ServicePortView) -> dict[tuple[str | None, int | None], str]
     for a in svc.addresses:
         found.setdefault((a.ip, a.port), a.kind)
     for ref in svc.rejects + svc.local_drops:
-        if ref.table != "filter":
+        if not isinstance(ref, RuleRef) or ref.table != "filter":
             continue
         dst = ref.rule.builtin("destination")
         port_text = next((o.value for o in ref.rule.matches if o.name == "dport"), "")
@@ -103,7 +103,7 @@ def compare_service(actual: RulesetView, svc: ServicePortView,
 
 def _compare_endpoints(svc: ServicePortView, expected: ServicePortView) -> Finding:
     details = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     for kind in BALANCING_KINDS:
         have, want = _endpoints(svc, kind), _endpoints(expected, kind)
         if kind == "XLB" and not want:
@@ -142,7 +142,7 @@ def _compare_addresses(svc: ServicePortView, expected: ServicePortView) -> Findi
 
 def _compare_probabilities(svc: ServicePortView, expected: ServicePortView) -> Finding:
     details = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     compared = False
     for kind in BALANCING_KINDS:
         have, want = svc.balancing(kind), expected.balancing(kind)

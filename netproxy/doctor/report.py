@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from netproxy.kubeview.model import RuleRef
+from netproxy.kubeview.model import NftRef, Ref, RuleRef
 from netproxy.render import rule_text
 
 PASSED = "passed"
@@ -36,7 +36,7 @@ class Finding:
     summary: str
     meaning: str
     """What a failure means and what usually causes it (one sentence)."""
-    rules: list[RuleRef] = field(default_factory=list)
+    rules: list[Ref] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
 
 
@@ -88,15 +88,25 @@ def overall(findings: list[Finding]) -> str:
     return NOT_APPLICABLE
 
 
-def _rule_line(ref: RuleRef, family: str) -> str:
-    return rule_text(ref.rule, ref.chain, family)
+def _rule_line(ref: Ref, family: str) -> str:
+    if isinstance(ref, RuleRef):
+        return rule_text(ref.rule, ref.chain, family)
+    return f"chain {ref.chain}: {ref.text}" if ref.chain is not None else ref.text
 
 
-def _rule_json(ref: RuleRef, family: str) -> dict[str, Any]:
-    data: dict[str, Any] = {"table": ref.table, "chain": ref.chain, "line": ref.rule.line or None,
+def _rule_json(ref: Ref, family: str) -> dict[str, Any]:
+    data: dict[str, Any] = {"table": ref.table, "chain": ref.chain, "line": ref.line or None,
                             "text": _rule_line(ref, family)}
-    if ref.rule.counters is not None:
-        data["packets"], data["bytes"] = ref.rule.counters
+    if isinstance(ref, NftRef):
+        # nftables: the table's family, and the rule's handle or the element's set.
+        data["family"] = ref.family
+        data["text"] = ref.text
+        if ref.handle is not None:
+            data["handle"] = ref.handle
+        if ref.set is not None:
+            data["set"] = ref.set
+    if ref.counters is not None:
+        data["packets"], data["bytes"] = ref.counters
     return data
 
 
@@ -156,8 +166,8 @@ def _finding_text(f: Finding, family: str, out: list[str], brief: bool) -> None:
     out += [_quoted(ref, family) for ref in f.rules[len(f.rules) - tail:]] if tail else []
 
 
-def _quoted(ref: RuleRef, family: str) -> str:
-    where = f"{ref.table}:{ref.rule.line}" if ref.rule.line else ref.table
+def _quoted(ref: Ref, family: str) -> str:
+    where = f"{ref.where}:{ref.line}" if ref.line else ref.where
     return f"         {where:<9} {_rule_line(ref, family)}"
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from netproxy.doctor.checks import counted
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.errors import TraceError
-from netproxy.kubeview.model import RuleRef, RulesetView, ServicePortView, hostport
+from netproxy.kubeview.model import NftRef, Ref, RuleRef, RulesetView, ServicePortView, hostport
 from netproxy.trace import Hop, Outcome, Packet, Tracer
 
 POD_INTERFACE = "doctor0"
@@ -55,20 +55,35 @@ QUESTIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def _finding(check: str, status: str, summary: str, rules: list[RuleRef] | None = None,
+def _finding(check: str, status: str, summary: str, rules: Sequence[Ref] | None = None,
              details: list[str] | None = None) -> Finding:
     question, meaning = QUESTIONS[check]
     return Finding(check, question, status, summary, meaning, list(rules or []), list(details or []))
 
 
-def _refs(view: RulesetView, hops: list[Hop]) -> list[RuleRef]:
-    refs = []
+def _refs(view: RulesetView, hops: list[Hop]) -> list[Ref]:
+    refs: list[Ref] = []
     for hop in hops:
+        if hop.family is not None:  # an nftables rule
+            found = _nft_ref(view, hop)
+            if found is not None:
+                refs.append(found)
+            continue
         chain = view.chain(hop.table, hop.chain)
         if hop.rule is None or chain is None or hop.rule > len(chain.rules):
             continue
         refs.append(RuleRef(hop.table, hop.chain, hop.rule - 1, chain.rules[hop.rule - 1]))
     return refs
+
+
+def _nft_ref(view: RulesetView, hop: Hop) -> NftRef | None:
+    """The nftables rule of a hop, from the listing the view was read from."""
+    table = view.nft.tables.get((hop.family or "", hop.table)) if view.nft is not None else None
+    chain = table.chains.get(hop.chain) if table is not None else None
+    if chain is None or hop.rule is None or hop.rule > len(chain.rules):
+        return None
+    return NftRef(table.family, table.name, chain.name, hop.rule - 1, rule=chain.rules[hop.rule - 1]) \
+        if table is not None else None
 
 
 def _cluster_ip(view: RulesetView, svc: ServicePortView) -> tuple[str, int] | None:
@@ -79,8 +94,14 @@ def _cluster_ip(view: RulesetView, svc: ServicePortView) -> tuple[str, int] | No
 
 
 def _endpoints(svc: ServicePortView) -> list[str]:
+    """The endpoints a connection to the cluster IP is spread over: those of the chain the
+    cluster IP leads to (the local chain for internalTrafficPolicy Local)."""
     out: list[str] = []
-    for jump in svc.balancing("SVC") or svc.balancing("SVL"):
+    local = svc.chains.get("SVL")
+    internal_local = local is not None and any(a.kind == "cluster-ip" and a.target == local
+                                               for a in svc.addresses)
+    first, second = ("SVL", "SVC") if internal_local else ("SVC", "SVL")
+    for jump in svc.balancing(first) or svc.balancing(second):
         sep = svc.endpoints.get(jump.sep)
         if sep is not None and sep.destination and sep.destination not in out:
             out.append(sep.destination)
@@ -213,7 +234,7 @@ def _ending(view: RulesetView, outcome: Outcome) -> list[str]:
     refs = _refs(view, outcome.path)
     if not refs or outcome.verdict == "ACCEPT":
         return []
-    text = counted(refs[-1], refs[-1].rule.jump or outcome.verdict)
+    text = counted(refs[-1], refs[-1].jump or outcome.verdict)
     return [text] if text else []
 
 
@@ -227,8 +248,8 @@ def check_walk_split(view: RulesetView, svc: ServicePortView, tracer: Tracer) ->
     failing: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
     warnings: list[str] = []
     undecided: list[str] = []
-    refs: list[RuleRef] = []
-    first_ok: list[RuleRef] = []
+    refs: list[Ref] = []
+    first_ok: list[Ref] = []
     walked: list[str] = []
     for source in sources(view, svc, tracer):
         outcomes = _trace(tracer, _packet(svc, ip, port, source, source.in_interface))
@@ -344,9 +365,17 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
     endpoints = _endpoints(svc)
     if target is None or not endpoints or svc.protocol not in ("tcp", "udp", "sctp"):
         return _finding("walk-hairpin", NOT_APPLICABLE, "no cluster IP with endpoint rules to trace")
+    if view.mode == "nftables" and not any(sep.masq for sep in svc.endpoints.values()):
+        # kube-proxy masquerades hairpin traffic of this node's endpoints only (the
+        # hairpin-connections elements): a pod elsewhere never sends through these rules.
+        on_node = {_hairpin_endpoint(r) for r in svc.hairpins}
+        endpoints = [ep for ep in endpoints if ep in on_node]
+        if not endpoints:
+            return _finding("walk-hairpin", NOT_APPLICABLE, "no endpoint on this node "
+                            "(no hairpin-connections element) to trace reaching itself")
     ip, port = target
     problems: list[str] = []
-    refs: list[RuleRef] = []
+    refs: list[Ref] = []
     undecided = []
     checked = 0
     for ep in endpoints[:HAIRPIN_SAMPLE]:
@@ -377,15 +406,29 @@ def check_walk_hairpin(view: RulesetView, svc: ServicePortView, tracer: Tracer) 
                     details=undecided)
 
 
+def _hairpin_endpoint(ref: Ref) -> str:
+    """``ip:port`` of a ``hairpin-connections`` element (``EP . EP . proto . port``)."""
+    from netproxy.kubeview.nftables import nft_element_parts
+
+    parts = nft_element_parts(ref) if isinstance(ref, NftRef) else []
+    return hostport(str(parts[1]), parts[3]) if len(parts) == 4 else ""
+
+
 def _local_policy(svc: ServicePortView) -> bool:
+    """externalTrafficPolicy Local, from the external chain's rules (both modes)."""
+    local_svl = svc.chains.get("SVL")
     return "XLB" in svc.chains or any(
-        (r.rule.comment() or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic"))
+        (r.comment or "").startswith(("masquerade LOCAL traffic", "route LOCAL traffic",
+                                      "short-circuit local traffic", "masquerade local traffic"))
+        or (isinstance(r, NftRef) and local_svl is not None and r.jump == local_svl)
         for r in svc.ext_rules)
 
 
 def check_walk_nodeport(view: RulesetView, svc: ServicePortView, tracer: Tracer) -> Finding:
     ports = sorted({a.port for a in svc.addresses if a.kind == "node-port" and a.port is not None})
     node_ip = next((ip for ip in tracer.local_ips if not _loopback(ip)), None)
+    if view.nodeport_ips:  # nftables: only these addresses take NodePorts (nodeport-addresses)
+        node_ip = next((ip for ip in tracer.local_ips if ip in view.nodeport_ips), node_ip)
     if not ports or svc.protocol not in ("tcp", "udp", "sctp"):
         return _finding("walk-nodeport", NOT_APPLICABLE, "no node port")
     if node_ip is None:

@@ -7,6 +7,11 @@
   (proxy mode, pod CIDRs, redactions), each fact with the rule it came from.
 * :mod:`.iptables` -- builds that model from an iptables ruleset (``build_view``), or from
   the part of one holding a few Service ports (``build_part_view``).
+* :mod:`.nftables` -- builds it from kube-proxy's nftables table (``build_nft_view``); facts
+  point at nftables rules and set/map elements (:class:`~.model.NftRef`) instead of
+  iptables rules (:class:`~.model.RuleRef`).
+* :mod:`.reading` -- one Service port's meaning in words both modes share (frontends,
+  endpoint shares, affinity, no-endpoint answers), for comparing rulesets of either mode.
 
 The doctor judges the model of a whole ruleset; the differ compares the models of the
 Service ports a change touches (it locates their chains and rules with its lazy index,
@@ -17,10 +22,15 @@ from __future__ import annotations
 
 from netproxy.kubeview.iptables import build_view, well_known_hashes
 from netproxy.kubeview.model import (
+    NftRef,
+    Ref,
     RuleRef,
     RulesetView,
     ServicePortView,
     is_redacted,
 )
+from netproxy.kubeview.nftables import build_nft_view, has_kube_proxy_table
+from netproxy.kubeview.reading import reading
 
-__all__ = ["RuleRef", "RulesetView", "ServicePortView", "build_view", "is_redacted", "well_known_hashes"]
+__all__ = ["NftRef", "Ref", "RuleRef", "RulesetView", "ServicePortView", "build_nft_view", "build_view",
+           "has_kube_proxy_table", "is_redacted", "reading", "well_known_hashes"]

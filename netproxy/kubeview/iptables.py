@@ -127,7 +127,7 @@ def _endpoint_chain(table: Table, chain: Chain) -> EndpointChain:
             protocol = protocol or _protocol(rule)
         elif _is_masq_mark(rule):
             masq.append(ref)
-    return EndpointChain(chain.name, refs, dnat, masq, spn, protocol)
+    return EndpointChain(chain.name, list(refs), list(dnat), list(masq), spn, protocol)
 
 
 class _Builder:
