@@ -30,3 +30,27 @@ def test_text_report(case: str) -> None:
         golden.write_text(text)
     assert golden.is_file(), f"no golden for {case}: run with NETPROXY_REGEN=1"
     assert text == golden.read_text()
+
+
+NFT_CASES = sorted(p.stem for p in DATA.glob("nft-*.nft"))
+"""kube-proxy's nftables table of the example cluster, hand-edited (node 192.168.0.11)."""
+
+
+@pytest.mark.parametrize("case", NFT_CASES)
+def test_nftables_text_report(case: str) -> None:
+    from netproxy.doctor.nftables import diagnose_nft
+    from netproxy.parser.nftables import parse_nft_text
+
+    source = f"{case}.nft"
+    report = diagnose_nft(parse_nft_text((DATA / source).read_text(), source=source),
+                          local_ips=["192.168.0.11"])
+    text = to_text(report)
+    golden = GOLDEN / f"{case}.txt"
+    if os.environ.get("NETPROXY_REGEN") == "1":
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden for {case}: run with NETPROXY_REGEN=1"
+    assert text == golden.read_text()
+
+
+def test_nftables_cases_present() -> None:
+    assert NFT_CASES == ["nft-missing-masquerade", "nft-open-firewall-lost-affinity", "nft-uneven-shares"]

@@ -12,7 +12,7 @@ import click
 
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
 from netproxy.diff import diff_rulesets, render_text
-from netproxy.diff.load import load_ruleset
+from netproxy.diff.load import is_listing, load_listing, load_ruleset
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Ruleset
 
@@ -22,6 +22,10 @@ def _expected_and_actual(params: dict[str, Any], strict: bool) -> tuple[Ruleset,
     if len(inputs) < 2:
         raise InputError("--expected needs cluster INPUTS... followed by the node's dump")
     _dump_comes_last(inputs)
+    if is_listing(inputs[-1]):
+        raise InputError("--expected compiles kube-proxy's iptables mode; check an nftables "
+                         f"listing against the cluster with netproxy doctor {shlex.join(inputs)}, "
+                         "or compare two listings with netproxy diff OLD NEW", where=inputs[-1])
     actual = load_ruleset(inputs[-1], strict=strict)
     expected = build_ruleset({**params, "inputs": inputs[:-1]})
     expected.source = "expected (compiled from " + ", ".join(inputs[:-1]) + ")"
@@ -87,7 +91,8 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
             strict_names: bool, strict: bool, local_ips: tuple[str, ...], **params: Any) -> int:
     """Compare two rulesets by meaning: netproxy diff OLD NEW.
 
-    OLD and NEW are iptables-save dumps or restore payloads (files or -). With --expected, the
+    OLD and NEW are iptables-save dumps or restore payloads (files or -), or two nftables
+    listings (nft list ruleset, text or -j JSON, or node snapshots holding one). With --expected, the
     INPUTS are cluster objects compiled the way `netproxy compile` does, and the last INPUT is
     the node's dump: netproxy diff --expected cluster.yaml [compile flags] node.rules.
 
@@ -104,6 +109,9 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
 
         if is_across_modes(inputs):
             return _across_modes(inputs, params, list(local_ips), strict, as_json)
+        if len(inputs) == 2 and inputs != ("-", "-") and all(map(is_listing, inputs)):
+            return _listings(inputs, list(local_ips), strict, as_json, behaviour, probe_scope,
+                             scope or "all", brief)
     if expected:
         old, new = _expected_and_actual(params, strict)
         scope = scope or "kube"
@@ -158,3 +166,25 @@ def _across_modes(inputs: tuple[str, ...], params: dict[str, Any], local_ips: li
     else:
         sys.stdout.write("\n".join(migrate_text(r) for r in reports))
     return max(r.exit_code for r in reports)
+
+
+def _listings(inputs: tuple[str, ...], local_ips: list[str], strict: bool, as_json: bool,
+              behaviour: bool, probe_scope: str, scope: str, brief: bool) -> int:
+    """Two nftables listings: kube-proxy's table by Service, other tables rule by rule."""
+    from netproxy.diff.nftdiff import diff_listings
+
+    old = load_listing(inputs[0], strict=strict)
+    new = load_listing(inputs[1], strict=strict)
+    report = diff_listings(old, new, scope=scope)
+    if behaviour:
+        from netproxy.diff.behaviour import compare_listings
+
+        try:
+            compare_listings(report, old, new, local_ips=local_ips, scope=probe_scope)
+        except ValueError as err:
+            raise InputError(f"bad address: {err}", where="--local-ip") from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(report, rules=not brief))
+    return 0 if report.equivalent else 1

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from netproxy.diff.identity import KubeView
 from netproxy.diff.report import DiffReport, ProbeLine
 from netproxy.errors import TraceError
+from netproxy.kubeview.model import RulesetView
 from netproxy.kubeview.names import FRONTEND_CHAINS, ServiceKey
 from netproxy.netfilter.model import Rule, Ruleset
+from netproxy.netfilter.nft import NftRuleset
 from netproxy.netfilter.values import saved_address
 from netproxy.textsafe import digits
 from netproxy.trace import Packet, Tracer
@@ -183,10 +185,14 @@ def probes(old: Ruleset, new: Ruleset, node_ip: str,
            only: set[Frontend] | None = None) -> list[tuple[str, Packet]]:
     """``(description, packet)`` for every frontend of either ruleset (or those in ``only``)
     and every source kind."""
-    family = new.family
-    pod = pod_source([old, new], family)
-    out: list[tuple[str, Packet]] = []
     chosen = only if only is not None else frontends(old) | frontends(new)
+    return frontend_probes(chosen, pod_source([old, new], new.family), node_ip, new.family)
+
+
+def frontend_probes(chosen: set[Frontend], pod: str, node_ip: str,
+                    family: str) -> list[tuple[str, Packet]]:
+    """``(description, packet)`` for each frontend from a pod, the node and outside."""
+    out: list[tuple[str, Packet]] = []
     for f in sorted(chosen):
         dst = f.dst or node_ip
         shown = f"[{dst}]" if ":" in dst else dst
@@ -231,4 +237,87 @@ def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
             found.append(ProbeLine(text, lines(a), lines(b)))
     report.behaviour = found
     report.probes = len(plan)
+    report.summary["behaviour_differences"] = len(found)
+
+
+# -- nftables listings -------------------------------------------------------------------------
+
+def view_frontends(view: RulesetView, keys: list[tuple[str, str]] | None = None) -> set[Frontend]:
+    """Every (address, protocol, port) of kube-proxy's nftables table that a Service port
+    answers on (``service-ips``, ``service-nodeports``, ``no-endpoint-*`` elements), or only
+    those of the Service ports ``keys``."""
+    from netproxy.kubeview.model import NftRef
+    from netproxy.kubeview.nftables import nft_element_parts
+
+    out: set[Frontend] = set()
+    for key, port in view.services.items():
+        if keys is not None and key not in keys:
+            continue
+        for ref in [a.ref for a in port.addresses] + port.rejects + port.local_drops:
+            parts = nft_element_parts(ref) if isinstance(ref, NftRef) else []
+            if len(parts) not in (2, 3) or not isinstance(parts[-1], int):
+                continue
+            dst = str(parts[0]) if len(parts) == 3 else ""
+            out.add(Frontend(dst, str(parts[-2]).lower(), parts[-1]))
+    return out
+
+
+def view_pod_source(views: list[RulesetView], family: str) -> str:
+    """An address inside the pod network the views' local-traffic detector names, else
+    next to an endpoint."""
+    for view in views:
+        for cidr in view.pod_cidrs:
+            try:
+                net = ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                continue
+            if net.num_addresses > 4:
+                return str(net.network_address + min(250, net.num_addresses - 2))
+    for view in views:
+        seps = [sep for port in view.services.values() for sep in port.endpoints.values()]
+        for sep in seps:
+            if sep.destination:
+                try:
+                    return str(ipaddress.ip_address(sep.destination.rsplit(":", 1)[0].strip("[]")) + 1)
+                except ValueError:
+                    continue
+    return "10.244.0.250" if family == "ipv4" else "fd00:10:244::250"
+
+
+def compare_listings(report: DiffReport, old: NftRuleset, new: NftRuleset, *,
+                     local_ips: list[str] | None = None, scope: str = "all") -> None:
+    """:func:`compare_behaviour` for two nftables listings: probes for the frontends of
+    kube-proxy's table (each family it has), walked through every table of each listing."""
+    from netproxy.kubeview.nftables import build_nft_view, kube_proxy_families
+
+    found: list[ProbeLine] = []
+    total = 0
+    changed = all(g.kind == "service" for g in report.groups) and scope == "changed"
+    families = [f for f in ("ipv4", "ipv6")
+                if f in kube_proxy_families(old) or f in kube_proxy_families(new)]
+    for family in families:
+        views = [build_nft_view(listing, family) for listing in (old, new)
+                 if family in kube_proxy_families(listing)]
+        local = [ip for ip in (local_ips or []) if (":" in ip) == (family == "ipv6")]
+        node_ips = [ip for ip in local if not ipaddress.ip_address(ip).is_loopback]
+        for view in views:
+            if not node_ips and view.nodeport_ips:
+                node_ips = [ip for ip in view.nodeport_ips if "/" not in ip][:1]
+        if not node_ips:
+            node_ips = [_NODE[family]]
+        local = list(dict.fromkeys([*local, *node_ips, "::1" if family == "ipv6" else "127.0.0.1"]))
+        keys = report.changed_services if changed else None
+        chosen = set().union(*(view_frontends(v, keys) for v in views))
+        plan = frontend_probes(chosen, view_pod_source(views, family), node_ips[0], family)
+        told = Tracer(Ruleset(family=family, source=old.source), local_ips=local, nft=[old])
+        tnew = Tracer(Ruleset(family=family, source=new.source), local_ips=local, nft=[new])
+        for text, packet in plan:
+            a = outcomes(told, packet)
+            b = outcomes(tnew, packet)
+            if not same(a, b):
+                found.append(ProbeLine(text, lines(a), lines(b)))
+        total += len(plan)
+    report.probe_scope = "changed" if changed else "all"
+    report.behaviour = found
+    report.probes = total
     report.summary["behaviour_differences"] = len(found)

@@ -22,6 +22,14 @@ def _pct(share: float) -> str:
     return f"{share * 100:.2f}%"
 
 
+def _draw(old: str, new: str) -> str:
+    """How the share is drawn, before and after: iptables' ``--probability`` (``rest`` for
+    the last rule), or nftables' ``numgen`` entries (``numgen 1/3``)."""
+    if old.startswith("numgen") or new.startswith("numgen"):
+        return f"{old or 'none'} -> {new or 'none'}"
+    return f"probability {old or 'rest'} -> {new or 'rest'}"
+
+
 def _set_changes(a: set[str], b: set[str], what: str) -> list[Fact]:
     out = [Fact("-", f"{what} {x}") for x in sorted(a - b)]
     out += [Fact("+", f"{what} {x}") for x in sorted(b - a)]
@@ -55,7 +63,7 @@ def fact_changes(a: ServiceFacts | None, b: ServiceFacts | None) -> tuple[list[F
                 continue
             if abs(n.share - e.share) > _SAME_SHARE:
                 out.append(Fact("~", f"endpoint {ep} ({label}) share {_pct(e.share)} -> {_pct(n.share)} "
-                                     f"(probability {e.probability or 'rest'} -> {n.probability or 'rest'})"))
+                                     f"({_draw(e.probability, n.probability)})"))
                 counts["endpoints_changed"] += 1
                 reported.add(ep)
             elif n.position != e.position:

@@ -342,7 +342,7 @@ def service_facts(view: RulesetView) -> ServiceFacts:
             f.split(" ", 1)[0] in ("node", "external", "loadbalancer") and f.endswith("-> SVC")
             for f in facts.frontends):
         facts.external_policy = "Cluster"  # before KUBE-EXT/KUBE-XLB: external traffic went to SVC
-    facts.internal_policy = _internal_policy(facts)
+    facts.internal_policy = internal_policy(facts)
     return facts
 
 
@@ -368,7 +368,7 @@ def _external_policy(ports: list[ServicePortView]) -> str:
     return "-"
 
 
-def _internal_policy(facts: ServiceFacts) -> str:
+def internal_policy(facts: ServiceFacts) -> str:
     for f in facts.frontends:
         if f.startswith("cluster IP"):
             if f.endswith("-> SVL") or "no local endpoints" in f:
