@@ -1,5 +1,5 @@
-"""Base chain summaries (the tracer replaying a base chain walked before in the same state)
-never change an answer: every real dump and the test clusters, traced with and without
+"""Base chain summaries and tails (the tracer replaying a base chain, or the rest of a walk
+after a DNAT, walked before in the same state) never change an answer: every real dump and the test clusters, traced with and without
 them, packet for packet."""
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class Compiled:
 
 _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be parsed")
 
-_CAND, _ADDR, _EVAL, _NAT = 0, 1, 2, 3
+_CAND, _ADDR, _EVAL, _NAT, _ROUTE = 0, 1, 2, 3, 4
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
 an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
 SUMMARY_KEYS = 20_000
@@ -89,6 +89,28 @@ SUMMARIES_PER_KEY = 16
 When that many do not fit three branches in four, the key is given up: its branches are
 walked (a chain whose walk depends on each packet's address, like a nat chain that leads
 to a different Service for each)."""
+
+
+class Tail:
+    """What the rest of a branch's walk did after its NAT, to the packet's delivery, for any
+    branch that has the same key there (:meth:`Tracer._tail_key`) and passes the same
+    ``checks`` (the base chains' checks, and the routing decision on its destination): the
+    hops, the marks, conntrack state and stated defaults it left, the NATs on the way (with
+    their hooks) and how the packet was delivered."""
+
+    __slots__ = ("checks", "path", "mark", "ctmark", "ct", "nat_ok", "assumed", "nats",
+                 "delivered")
+
+    def __init__(self, rec: list[Any], path: tuple[Any, ...], w: Walk, delivered: str) -> None:
+        self.checks = tuple(c for c in rec if c[0] != _NAT)
+        self.nats = tuple(c[1:] for c in rec if c[0] == _NAT)
+        self.path = path
+        self.mark = w.mark
+        self.ctmark = w.ctmark
+        self.ct = w.ct
+        self.nat_ok = w.nat_ok
+        self.assumed = w.assumed
+        self.delivered = delivered
 
 
 class Summary:
@@ -199,8 +221,11 @@ class Tracer:
         self._texts: dict[int, str] = {}
         self.summaries = True
         """Walk a base chain once per entry state and replay it for the branches and
-        packets that enter it alike (see :meth:`_replay`); False walks every branch."""
+        packets that enter it alike (see :meth:`_replay`), and the rest of a walk after a
+        DNAT likewise (:meth:`_replay_tail`); False walks every branch."""
         self._summaries: dict[tuple[Any, ...], list[Any]] = {}
+        self._tails: dict[tuple[Any, ...], list[Any]] = {}
+        """Tail key -> [tails, branches that looked for one, branches that found one]."""
         """Key -> [summaries, branches that looked for one, branches that found one]."""
         with paused_gc():
             for tname, table in ruleset.tables.items():
@@ -686,11 +711,17 @@ class Tracer:
             elif not stack:
                 if w.rec is not None:  # a base chain walked to the end: summarize it
                     self._remember(w)
+                if w.tail_next:  # just NATed: the rest of the walk may be known
+                    w.tail_next = False
+                    if self._replay_tail(w, out):
+                        return
                 hook, table, chain = w.steps[w.si]
                 w.si += 1
                 if hook == "ROUTE":
                     if self.router is None:
                         here = self._delivered_here(w, todo)
+                        if w.tail is not None:
+                            w.tail.append((_ROUTE, here))
                     else:
                         w.route = self._route(w, arriving=True)
                         if w.route.refused:
@@ -715,6 +746,8 @@ class Tracer:
                     w.si = 0
                     continue
                 if hook == "DONE":
+                    if w.tail is not None:
+                        self._remember_tail(w, table)
                     out.append(self._outcome(w, "ACCEPT", delivered=table))
                     return
                 code = codes.get((table, chain))
@@ -731,8 +764,11 @@ class Tracer:
                         and self._replay(w, code)):
                     continue
                 cands = code.candidates(w.dst, proto, w.dport)
-                if w.rec is not None and code.dim is not None:
-                    w.rec.append((_CAND, code, cands))
+                if code.dim is not None:
+                    if w.rec is not None:
+                        w.rec.append((_CAND, code, cands))
+                    if w.tail is not None:
+                        w.tail.append((_CAND, code, cands))
                 stack.append([code, cands, 0, (code.name,), code])
                 continue
             else:
@@ -756,6 +792,8 @@ class Tracer:
                                 break
                         if w.rec is not None:
                             w.rec.append((_ADDR, c.addr, miss))
+                        if w.tail is not None:
+                            w.tail.append((_ADDR, c.addr, miss))
                         if miss:
                             continue
                     if c.matcher.evals:
@@ -821,6 +859,8 @@ class Tracer:
                     cands2 = target.candidates(w.dst, proto, w.dport)
                     if w.rec is not None:
                         w.rec.append((_CAND, target, cands2))
+                    if w.tail is not None:
+                        w.tail.append((_CAND, target, cands2))
                 if kind == "jump":
                     if cands2:  # no candidate rules: returns at once (and cannot loop)
                         self._check_jump(w, frame, target, pos)
@@ -856,7 +896,7 @@ class Tracer:
                     w.mark = (w.mark & ~a & 0xFFFFFFFF) ^ (w.ctmark & b)
                 continue
             if kind == "notrack":
-                w.rec = None  # evaluators after it see another conntrack state: not summarized
+                w.rec = w.tail = None  # later evaluators see another conntrack state
                 w.ct = frozenset({"UNTRACKED"})
                 w.nat_ok = False
                 continue
@@ -870,6 +910,10 @@ class Tracer:
                 w.nat_hook = w.hook
                 if w.rec is not None:
                     w.rec.append((_NAT, kind, data, stack[0][4].nat))
+                if w.tail is not None:
+                    w.tail.append((_NAT, kind, data, stack[0][4].nat, w.hook))
+                elif kind == "DNAT" and w.tail_tried is False:
+                    w.tail_next = True
                 stack.clear()
                 continue
             out.append(self._outcome(w, "UNKNOWN", reason=str(data)))
@@ -926,6 +970,10 @@ class Tracer:
                     elif check[1](w) != check[2]:
                         break
                 else:
+                    if w.tail is not None:
+                        w.tail.extend(s.checks)
+                        if s.nat is not None:
+                            w.tail.append((_NAT, *s.nat, w.hook))
                     w.path.extend(s.path)
                     w.mark, w.ctmark, w.ct = s.mark, s.ctmark, s.ct
                     w.nat_ok, w.assumed = s.nat_ok, s.assumed
@@ -945,6 +993,101 @@ class Tracer:
         w.rec_at = len(w.path)
         return False
 
+    # After a DNAT, the rest of a branch's walk -- routing decision, FORWARD or INPUT,
+    # POSTROUTING -- depends on the branch's new destination only through the checks the
+    # base chains' summaries make and the routing decision; a branch that arrives there in
+    # the same state (its tail key) and passes them all is delivered the same way. Only
+    # arriving packets without a node routing table and outside connections are followed
+    # this way (the routing decision then is whether the destination is the node's).
+
+    def _tail_key(self, w: Walk) -> tuple[Any, ...] | None:
+        if (self.router is not None or w.conn is not None or self._nft_tables
+                or w.pkt.origin in ("node", "localhost")):
+            return None
+        p = w.pkt.packet
+        facts = tuple((k, v[0]) for k, v in w.facts.items()) if w.facts else ()
+        return (id(w.steps), w.si, w.hook, w.mark, w.ctmark, w.ct, w.nat_ok, w.nat_hook,
+                w.masquerade, w.masq_flags, w.snat, w.assumed, facts, w.fixed,
+                p.in_interface, p.out_interface, w.reverse)
+
+    def _replay_tail(self, w: Walk, out: list[Outcome]) -> bool:
+        """Deliver the branch as a tail recorded before says (True), or start recording."""
+        w.tail_tried = True
+        key = self._tail_key(w) if self.summaries else None
+        if key is None:
+            return False
+        slot = self._tails.get(key)
+        if slot is not None:
+            found = slot[0]
+            if len(found) >= SUMMARIES_PER_KEY and slot[1] >= 4 * SUMMARIES_PER_KEY \
+                    and slot[2] * 4 < slot[1]:
+                return False  # given up
+            slot[1] += 1
+            for t in found:
+                if len(w.path) + len(t.path) > MAX_HOPS or not self._passes(w, t.checks):
+                    continue
+                w.path.extend(t.path)
+                w.mark, w.ctmark, w.ct = t.mark, t.ctmark, t.ct
+                w.nat_ok, w.assumed = t.nat_ok, t.assumed
+                for kind, data, nat, hook in t.nats:
+                    w.hook = hook
+                    self._nat(w, kind, data, nat)  # it succeeded when recorded
+                    if kind == "MASQUERADE":
+                        w.masq_flags = data
+                    w.nat_hook = hook
+                slot[2] += 1
+                out.append(self._outcome(w, "ACCEPT", delivered=t.delivered))
+                return True
+            if len(found) >= SUMMARIES_PER_KEY:
+                return False
+        elif len(self._tails) >= SUMMARY_KEYS:
+            return False
+        w.tail = [key]
+        w.tail_at = len(w.path)
+        return False
+
+    def _remember_tail(self, w: Walk, delivered: str) -> None:
+        rec = w.tail
+        assert rec is not None
+        w.tail = None
+        tail = Tail(rec[1:], tuple(w.path[w.tail_at:]), w, delivered)
+        self._tails.setdefault(rec[0], [[], 0, 0])[0].append(tail)
+
+    def _passes(self, w: Walk, checks: tuple[Any, ...]) -> bool:
+        """Whether the branch's addresses and ports get the recorded answers."""
+        proto = w.fixed[0]
+        for check in checks:
+            what = check[0]
+            if what == _CAND:
+                got: Any = check[1].candidates(w.dst, proto, w.dport)
+                if got is not check[2] and got != check[2]:
+                    return False
+            elif what == _ADDR:
+                miss = False
+                for is_src, net, mask, neg in check[1]:
+                    if (((w.src if is_src else w.dst) & mask) == net) is neg:
+                        miss = True
+                        break
+                if miss != check[2]:
+                    return False
+            elif what == _ROUTE:
+                if self._delivered_known(w) is not check[1]:
+                    return False
+            elif check[1](w) != check[2]:
+                return False
+        return True
+
+    def _delivered_known(self, w: Walk) -> bool | None:
+        """The routing decision without a node routing table, None where it would fork."""
+        addr = w.dst
+        if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
+            return True
+        here = self.placed(addr)
+        if here is not None:
+            return here
+        known = w.facts.get(("local", addr))
+        return None if known is None else known[0]
+
     def _remember(self, w: Walk) -> None:
         rec = w.rec
         assert rec is not None
@@ -957,10 +1100,13 @@ class Tracer:
         """Record evaluator ``j``'s answer as a check, when it reads addresses or ports; an
         answer that assumes a fact, or an evaluator with kernel memory, ends the recording."""
         if type(r) is Cond or not m.pure[j]:
-            w.rec = None
+            w.rec = w.tail = None
         elif m.header is None or m.header[j]:
-            assert w.rec is not None
-            w.rec.append((_EVAL, m.evals[j], r))
+            check = (_EVAL, m.evals[j], r)
+            if w.rec is not None:
+                w.rec.append(check)
+            if w.tail is not None:
+                w.tail.append(check)
 
     def _conn_nat(self, w: Walk, hook: str) -> None:
         """A later packet of a known connection: the kernel applies the connection's NAT at
@@ -1023,7 +1169,7 @@ class Tracer:
         n = len(evals)
         while j < n:
             r = evals[j](w)
-            if w.rec is not None:
+            if w.rec is not None or w.tail is not None:
                 self._note_eval(m, j, w, r)
             if r is True:
                 j += 1
@@ -1068,7 +1214,7 @@ class Tracer:
                 if not m.pure[k]:
                     break
                 later = evals[k](w)
-                if w.rec is not None:
+                if w.rec is not None or w.tail is not None:
                     self._note_eval(m, k, w, later)
                 if later is False:
                     return False

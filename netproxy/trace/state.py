@@ -71,7 +71,7 @@ class Walk:
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
                  "assumed", "decided", "conn", "reverse", "route", "pending", "nat_hook",
-                 "fixed", "rec", "rec_at")
+                 "fixed", "rec", "rec_at", "tail", "tail_at", "tail_next", "tail_tried")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -132,6 +132,13 @@ class Walk:
         when the branch forks."""
         self.rec_at = 0
         """Length of ``path`` when the summarized base chain was entered."""
+        self.tail: list[Any] | None = None
+        """While the rest of the walk after a DNAT is recorded: its checks and NATs (see
+        :meth:`netproxy.trace.engine.Tracer._replay_tail`); None otherwise."""
+        self.tail_at = 0
+        self.tail_next = False
+        """A DNAT just happened: look for a recorded tail at the next step."""
+        self.tail_tried = False
 
     def assume(self, cond: Cond, value: bool) -> None:
         facts = dict(self.facts)
@@ -174,9 +181,11 @@ class Walk:
         o.conn = self.conn
         o.reverse = self.reverse
         o.fixed = self.fixed
-        o.rec = None
-        o.rec_at = 0
-        self.rec = None  # a walk that forks cannot be summarized
+        o.rec = o.tail = None
+        o.rec_at = o.tail_at = 0
+        o.tail_next = False
+        o.tail_tried = self.tail_tried
+        self.rec = self.tail = None  # a walk that forks cannot be summarized
         return o
 
 
