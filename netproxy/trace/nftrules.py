@@ -15,8 +15,10 @@ does not); quotas start unused; a packet is in the original direction of its con
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from netproxy.netfilter.nft import NftChain, NftRule, NftSet, NftTable
 from netproxy.trace.addr import (
@@ -71,17 +73,29 @@ _STATES = {"NEW": "new", "ESTABLISHED": "established", "RELATED": "related",
            "INVALID": "invalid", "UNTRACKED": "untracked"}
 _VERDICTS = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN", "continue": "none"}
 _QUIET = frozenset({"counter", "log", "flow", "comment", "notrack_never"})
+_EFFECTS = frozenset({"mangle", "set", "notrack", "limit", "quota", "xt"})
+"""Statements that act and let the rule go on (xt: matches; an xt target is quiet)."""
+
+
+def _ends_rule(stmt: dict[str, Any]) -> bool:
+    """Whether a statement is the rule's action: the statements after it never run."""
+    (key, _), = stmt.items()
+    return key not in _EFFECTS and key not in _QUIET and key != "match" and key != "unknown"
 
 
 def verdict_action(value: Any) -> Action | str:
     """A verdict value (``{"goto": {"target": C}}``, ``{"drop": None}``) as an engine action."""
     if isinstance(value, dict) and len(value) == 1:
         (key, body), = value.items()
-        if key in _VERDICTS:
-            return _VERDICTS[key], None
-        if key in ("jump", "goto"):
-            return key, body["target"]
+        if key in _VERDICTS or key in ("jump", "goto"):
+            return _verdict(key, body)
     return f"map value {value!r} is not a verdict"
+
+
+def _verdict(key: str, body: Any) -> Action:
+    return (_VERDICTS[key], None) if key in _VERDICTS else (key, body["target"])
+
+
 
 
 class NftChainCode(ChainCode):
@@ -108,14 +122,42 @@ class NftChainCode(ChainCode):
         self.source = source
 
 
-class _Keyed:
+@dataclass(slots=True)
+class _Index:
+    """A set's or map's elements ready for lookups, keyed as :func:`_reader` reads (a value,
+    or a concatenation's tuple): exact keys hashed (as the kernel's hash sets are), intervals
+    and interface wildcards scanned in order, then the elements earlier packets added
+    (``update @set``, kept in the walk's memory with their expiry time)."""
+
+    exact: dict[Any, Any]
+    ranges: list[tuple[tuple[Any, ...], Any]]
+    single: bool
+    dynamic: tuple[str, str] | None
+    """(table label, set name) when packets can add elements."""
+    hit: Any
+    """An added element's value: True in a set; in a map, why it is not known."""
+
+    def find(self, key: Any, w: Walk | None = None) -> Any:
+        """The value (True for sets) of ``key``, or MISSING."""
+        found = self.exact.get(key, MISSING)
+        if found is not MISSING:
+            return found
+        parts = (key,) if self.single else key
+        for consts, value in self.ranges:
+            if all(map(_part_in, parts, consts)):
+                return value
+        if self.dynamic is not None and w is not None:
+            expiry = w.memory.get(("nftset", *self.dynamic, key))
+            if expiry is not None and expiry > w.pkt.packet.time:
+                return self.hit
+        return MISSING
+
+
+class _Keyed(NamedTuple):
     """A getter with the kind of value it yields (so constants convert alike)."""
 
-    __slots__ = ("get", "kind")
-
-    def __init__(self, get: Get, kind: str) -> None:
-        self.get = get
-        self.kind = kind
+    get: Get
+    kind: str
 
 
 class NftRules:
@@ -131,7 +173,9 @@ class NftRules:
         """(table, line, id) of the rule being compiled: the key of its per-rule kernel
         state (``numgen inc`` counters, hash buckets) in the walk's memory."""
         self.v4 = family == "ipv4"
-        self._indexes: dict[Any, tuple[dict[Any, Any], list[Any]]] = {}
+        self._indexes: dict[Any, _Index] = {}
+        self._written: dict[str, frozenset[str]] = {}
+        self._matchers: dict[tuple[str, str], tuple[Matcher, bool, tuple[str, ...]]] = {}
         self.unmodelled: list[str] = []
         """Why the last compiled rule cannot always be decided (for ``--strict``)."""
 
@@ -145,13 +189,43 @@ class NftRules:
     def compile(self, label: str, table: NftTable, rule: NftRule
                 ) -> tuple[Matcher, str, Any]:
         """(matcher, action kind, action data) of one rule."""
-        self.unmodelled = []
+        exprs = rule.exprs
+        end = next((i for i, stmt in enumerate(exprs) if _ends_rule(stmt)), len(exprs))
+        # Rules with the same statements before their action share one matcher (kube-proxy
+        # repeats ``meta l4proto tcp`` and ``ct state new`` thousands of times); equal
+        # statements print alike, and a rule is compiled once, so the key costs little.
+        # (Per-rule kernel state, numgen inc and hash buckets, is only in actions.)
+        key = (label, repr(exprs[:end]))
+        known = self._matchers.get(key)
+        if known is None:
+            self.unmodelled = []
+            known = self._matchers[key] = (*self.matcher(exprs[:end], label, table),
+                                           tuple(self.unmodelled))
+        matcher, complete, reasons = known
+        self.unmodelled = list(reasons)
         self._rule = (label, rule.line, id(rule))
+        kind, data = "none", None
+        if complete and end < len(exprs):
+            (name, body), = exprs[end].items()
+            try:
+                kind, data = self.action(name, body, label, table)
+                if name == "vmap" and end + 1 < len(exprs):
+                    data = self._then(data, rule, end + 1, label, table)
+            except (ValueError, KeyError, TypeError, IndexError) as err:
+                matcher = Matcher(matcher.evals + (self._no(f"{name} not modelled ({err})"),),
+                                  matcher.pure + (False,), matcher.forks)
+        if kind == "unknown":
+            self.unmodelled.append(str(data))
+        return matcher, kind, data
+
+    def matcher(self, exprs: list[Any], label: str, table: NftTable) -> tuple[Matcher, bool]:
+        """The matches and statements before a rule's action, in order; False when one of
+        them ends the rule early (not understood: the action is never reached)."""
         evals: list[Any] = []
         pure: list[bool] = []
         forks: dict[int, tuple[float, bool]] = {}
-        kind, data = "none", None
-        for at, stmt in enumerate(rule.exprs):
+        complete = True
+        for stmt in exprs:
             (key, body), = stmt.items()
             try:
                 if key == "match":
@@ -166,24 +240,16 @@ class NftRules:
                     continue
                 if key == "unknown":
                     evals.append(self._no(f"not understood: {body}"))
-                    pure.append(False)
-                    break
-                effect = self.statement(key, body, label, table)
-                if effect is not None:
-                    evals.append(effect)
+                else:
+                    evals.append(self.statement(key, body, label, table))
                     pure.append(False)
                     continue
-                kind, data = self.action(key, body, label, table)
-                if key == "vmap" and at + 1 < len(rule.exprs):
-                    data = self._then(data, rule, at + 1, label, table)
-                break
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 evals.append(self._no(f"{key} not modelled ({err})"))
-                pure.append(False)
-                break
-        if kind == "unknown":
-            self.unmodelled.append(str(data))
-        return Matcher(tuple(evals), tuple(pure), forks), kind, data
+            pure.append(False)
+            complete = False
+            break
+        return Matcher(tuple(evals), tuple(pure), forks), complete
 
     def _then(self, lookup: Callable[[Walk], Any], rule: NftRule, at: int, label: str,
               table: NftTable) -> Callable[[Walk], Any]:
@@ -211,14 +277,14 @@ class NftRules:
         return then
 
     def statement(self, key: str, body: Any, label: str, table: NftTable) -> Any:
-        """An evaluator for a statement that does not end the rule, or None."""
+        """An evaluator for a statement that does not end the rule (one of _EFFECTS)."""
         if key == "mangle":
             target = body["key"]
             value = self.getter(body["value"])
             if target == {"meta": {"key": "mark"}}:
-                return _setter(value.get, "mark")
+                return _decided(value.get, _setter("mark"), True)
             if target == {"ct": {"key": "mark"}}:
-                return _setter(value.get, "ctmark")
+                return _decided(value.get, _setter("ctmark"), True)
             if target in ({"meta": {"key": "nftrace"}}, {"meta": {"key": "priority"}}):
                 return lambda w: True
             return self._no(f"setting {target} is not modelled")
@@ -240,15 +306,11 @@ class NftRules:
             else:
                 over = bool(body.get("inv"))
             return _const(not over)
-        if key == "xt":
-            return self._no(f"xt {body.get('type')} {body.get('name')!r} is not modelled")
-        return None
+        return self._no(f"xt {body.get('type')} {body.get('name')!r} is not modelled")
 
     def action(self, key: str, body: Any, label: str, table: NftTable) -> Action:
-        if key in _VERDICTS:
-            return _VERDICTS[key], None
-        if key in ("jump", "goto"):
-            return key, body["target"]
+        if key in _VERDICTS or key in ("jump", "goto"):
+            return _verdict(key, body)
         if key == "reject":
             return "REJECT", None
         if key == "vmap":
@@ -282,10 +344,9 @@ class NftRules:
                 num = parse_addr(a, family) if a is not None else None
             except ValueError:
                 return f"{key} to {a}: not an address of this family"
-            text = (format_endpoint(num, None, family) if num is not None else "") + (
-                f":{_port_text(p)}" if p is not None else "")
-            if num is not None and p is not None and family == "ipv6":
-                text = f"[{format_endpoint(num, None, family)}]:{_port_text(p)}"
+            # Only SNAT's target is shown as text; a DNAT's destination is shown from the
+            # walk, so a service's endpoints are not formatted when its rule is compiled.
+            text = _nat_text(num, p, family) if kind == "SNAT" else None
             return kind, (num, p if isinstance(p, int) else None, text)
 
         if isinstance(addr, dict) and "map" in addr:
@@ -302,11 +363,13 @@ class NftRules:
         if isinstance(key, dict) and ("numgen" in key or "jhash" in key or "symhash" in key):
             (mode, gen), = key.items()
             mod, off = int(gen["mod"]), int(gen.get("offset", 0))
+            index = self.index(data, ("int",), label, table, to_action)
             acts: list[Action] = []
             for n in range(off, off + mod):
-                value = self.find(data, ("int",), label, table, (n,))
-                act = ("none", None) if value is MISSING else to_action(value)
-                if isinstance(act, str):
+                act = index.find(n)
+                if act is MISSING:
+                    act = ("none", None)
+                elif isinstance(act, str):
                     return self._no(act)
                 acts.append(act)
             if mode == "numgen" and gen.get("mode") == "random":
@@ -315,30 +378,13 @@ class NftRules:
             if mode == "numgen":
                 return self._counter(gen, acts)
             return self._hashed(mode, gen, acts)
-        parts = _parts(key)
-        getters = [self.getter(p) for p in parts]
-        kinds = tuple(g.kind for g in getters)
-        gets = tuple(g.get for g in getters)
-        cache: dict[Any, Any] = {}
+        getters = [self.getter(p) for p in _parts(key)]
+        index = self.index(data, tuple(g.kind for g in getters), label, table, to_action)
 
-        def f(w: Walk) -> Any:
-            values = []
-            for g in gets:
-                v = g(w)
-                if v is NO:
-                    return None
-                if type(v) is Why:
-                    return str(v)
-                values.append(v)
-            k = tuple(values)
-            value = self.find(data, kinds, label, table, k, w)
-            if value is MISSING:
-                return None
-            act = cache.get(id(value))
-            if act is None:
-                act = cache[id(value)] = to_action(value)
-            return act
-        return f
+        def action(k: Any, w: Walk) -> Any:
+            found = index.find(k, w)
+            return None if found is MISSING else found
+        return _decided(_reader([g.get for g in getters]), action, None)
 
     def _counter(self, gen: dict[str, Any], acts: list[Action]) -> Callable[[Walk], Any]:
         """``numgen inc mod N``: one counter per expression, shared by every packet that
@@ -350,13 +396,7 @@ class NftRules:
         label, line, ident = self._rule
         entry = ("numgen", label, ident, line)
 
-        def step(n: int) -> Callable[[Walk], Action]:
-            def take(w: Walk) -> Action:
-                w.memory = w.memory.with_(entry, n)
-                return acts[n]
-            return take
-
-        takes = [step(n) for n in range(mod)]
+        takes = [_taking(entry, n, acts[n]) for n in range(mod)]
         weight = 1.0 / mod
 
         def counter(w: Walk) -> Any:
@@ -379,81 +419,70 @@ class NftRules:
         label, line, _ident = self._rule
         weights = _bucket_shares(mod)
         if mode == "jhash":
-            getters = [self.getter(p).get for p in _parts(gen["expr"])]
+            read = _reader([self.getter(p).get for p in _parts(gen["expr"])])
         else:  # symhash: the flow, the same in both directions
-            getters = [_flow_ends]
+            read = _flow_ends
 
-        def bucket(b: int, entry: Any) -> Callable[[Walk], Action]:
-            def take(w: Walk) -> Action:
-                w.memory = w.memory.with_(entry, b)
-                return acts[b]
-            return take
-
-        def hashed(w: Walk) -> Any:
-            values = []
-            for g in getters:
-                v = g(w)
-                if v is NO:
-                    return None
-                if type(v) is Why:
-                    return str(v)
-                values.append(v)
-            entry = ("hash", label, line, mode, tuple(values))
+        def hashed(k: Any, w: Walk) -> Any:
+            entry = ("hash", label, line, mode, k)
             known = w.memory.get(entry)
             if known is not None:
                 return acts[known]
-            first = bucket(0, entry)(w)
+            first = _taking(entry, 0, acts[0])(w)
             return [(weights[0], first[0], first[1])] + [
-                (weights[b], "dyn", bucket(b, entry)) for b in range(1, mod)]
-        return hashed
+                (weights[b], "dyn", _taking(entry, b, acts[b])) for b in range(1, mod)]
+        return _decided(read, hashed, None)
 
-    def find(self, data: Any, kinds: tuple[str, ...], label: str, table: NftTable,
-             key: tuple[Any, ...], w: Walk | None = None) -> Any:
-        """The value (True for sets) of ``key`` in a set or map, or MISSING."""
-        exact, ranges = self.index(data, kinds, label, table)
-        found = exact.get(key, MISSING)
-        if found is not MISSING:
-            return found
-        for parts, value in ranges:
-            if all(_part_in(v, p) for v, p in zip(key, parts, strict=True)):
-                return value
-        if w is not None and isinstance(data, str):
-            expiry = w.memory.get(("nftset", label, data[1:], key))
-            if expiry is not None and expiry > w.pkt.packet.time:
-                return True
-        return MISSING
-
-    def index(self, data: Any, kinds: tuple[str, ...], label: str, table: NftTable
-              ) -> tuple[dict[Any, Any], list[Any]]:
-        """Elements of a named (``@name``) or anonymous set, converted for ``kinds``."""
-        ident = (label, data, kinds) if isinstance(data, str) else (id(data), kinds)
+    def index(self, data: Any, kinds: tuple[str, ...], label: str, table: NftTable,
+              convert: Callable[[Any], Any] | None = None) -> _Index:
+        """Elements of a named (``@name``) or anonymous set, converted for ``kinds``, map
+        values through ``convert``: built when a rule using it is compiled, once per named
+        set and conversion (an anonymous set belongs to its one rule)."""
+        ident = (label, data, kinds, convert) if isinstance(data, str) else None
         found = self._indexes.get(ident)
         if found is not None:
             return found
         items: list[tuple[Any, Any]] = []
+        dynamic = None
         if isinstance(data, str):
             nset: NftSet | None = table.sets.get(data[1:])
             if nset is None:
                 raise KeyError(f"set {data} is not in table {label}")
             items = [(e.key, e.value if nset.kind == "map" else True) for e in nset.elements]
+            if nset.dynamic or nset.name in self._updated(label, table):
+                dynamic = (label, nset.name)
         else:
-            for item in data["set"]:
-                if isinstance(item, list):
-                    items.append((item[0], item[1]))
-                else:
-                    items.append((item, True))
+            items = [(i[0], i[1]) if isinstance(i, list) else (i, True) for i in data["set"]]
         exact: dict[Any, Any] = {}
-        ranges: list[Any] = []
+        ranges: list[tuple[Any, Any]] = []
+        single = len(kinds) == 1
         for k, value in items:
             parts = tuple(self.const(p, kind) for p, kind in zip(_parts(k), kinds, strict=False))
             if len(parts) != len(kinds):
                 continue
+            if convert is not None:
+                value = convert(value)
             if all(not isinstance(p, tuple) for p in parts):
-                exact.setdefault(parts, value)
+                exact.setdefault(parts[0] if single else parts, value)
             else:
                 ranges.append((parts, value))
-        self._indexes[ident] = (exact, ranges)
-        return exact, ranges
+        hit = True if convert is None or dynamic is None else \
+            f"{data}: the value of an element a packet added"
+        found = _Index(exact, ranges, single, dynamic, hit)
+        if ident is not None:
+            self._indexes[ident] = found
+        return found
+
+    def _updated(self, label: str, table: NftTable) -> frozenset[str]:
+        """Names of the sets rules of ``table`` add elements to (``add``/``update @set``)."""
+        found = self._written.get(label)
+        if found is None:
+            found = self._written[label] = frozenset(
+                stmt["set"]["set"][1:] for chain in table.chains.values()
+                for rule in chain.rules for stmt in rule.exprs
+                if "set" in stmt and isinstance(stmt["set"], dict)
+                and isinstance(stmt["set"].get("set"), str))
+        return found
 
     def set_update(self, body: dict[str, Any], label: str, table: NftTable) -> Any:
         elem = body["elem"]
@@ -465,20 +494,10 @@ class NftRules:
         nset = table.sets.get(name)
         if timeout is None and nset is not None:
             timeout = nset.timeout
-        gets = [self.getter(p).get for p in _parts(elem)]
         op = body["op"]
         span = float(timeout) if timeout is not None else float("inf")
 
-        def update(w: Walk) -> object:
-            values = []
-            for g in gets:
-                v = g(w)
-                if v is NO:
-                    return True
-                if type(v) is Why:
-                    return str(v)
-                values.append(v)
-            k = tuple(values)
+        def update(k: Any, w: Walk) -> object:
             now = w.pkt.packet.time
             entry = ("nftset", label, name, k)
             if op == "delete":
@@ -486,7 +505,7 @@ class NftRules:
             elif op == "update" or (w.memory.get(entry) or -1.0) <= now:
                 w.memory = w.memory.with_(entry, now + span)
             return True
-        return update
+        return _decided(_reader([self.getter(p).get for p in _parts(elem)]), update, True)
 
     # ------------------------------------------------------------------ matches
 
@@ -512,93 +531,48 @@ class NftRules:
         if isinstance(left, dict) and ("numgen" in left or "jhash" in left or "symhash" in left):
             (name, _), = left.items()
             return self._no(f"{name} compared outside a map is not modelled")
-        parts = _parts(left)
-        getters = [self.getter(p) for p in parts]
+        getters = [self.getter(p) for p in _parts(left)]
         kinds = tuple(g.kind for g in getters)
         if "never" in kinds:  # a header of the other family: nft's dependency fails
             return _const(False)
-        gets = tuple(g.get for g in getters)
+        test = self.test(kinds, op, right, label, table)
+        if isinstance(test, str):
+            return self._no(test)
+        return _decided(_reader([g.get for g in getters]), test, False)
+
+    def test(self, kinds: tuple[str, ...], op: str, right: Any, label: str, table: NftTable
+             ) -> Callable[[Any, Walk], bool] | str:
+        """What ``op right`` asks of the left side's value (a tuple for a concatenation),
+        or why that is not modelled."""
         negated = op == "!="
         if isinstance(right, str) and right.startswith("@") or \
                 isinstance(right, dict) and "set" in right:
-            if len(gets) == 1:
-                g0 = gets[0]
-
-                def lookup1(w: Walk) -> object:
-                    v = g0(w)
-                    if v is NO:
-                        return False
-                    if type(v) is Why:
-                        return str(v)
-                    if kinds[0] in _FLAG_KINDS:
-                        return any(self.find(right, kinds, label, table, (x,), w) is not MISSING
-                                   for x in v) != negated
-                    return (self.find(right, kinds, label, table, (v,), w) is not MISSING) != negated
-                return lookup1
-
-            def lookup(w: Walk) -> object:
-                values = []
-                for g in gets:
-                    v = g(w)
-                    if v is NO:
-                        return False
-                    if type(v) is Why:
-                        return str(v)
-                    values.append(v)
-                return (self.find(right, kinds, label, table, tuple(values), w)
-                        is not MISSING) != negated
-            return lookup
-        if len(gets) != 1:
-            rparts = _parts(right)
-            consts = tuple(self.const(p, k) for p, k in zip(rparts, kinds, strict=True))
-
-            def concat(w: Walk) -> object:
-                for g, c in zip(gets, consts, strict=True):
-                    v = g(w)
-                    if v is NO:
-                        return False
-                    if type(v) is Why:
-                        return str(v)
-                    if not _part_in(v, c):
-                        return negated
-                return not negated
-            return concat
-        get, kind = gets[0], kinds[0]
+            find = self.index(right, kinds, label, table).find
+            if kinds[0] in _FLAG_KINDS:  # a flag set is in the set if one of its flags is
+                return lambda v, w: any(find(x, w) is not MISSING for x in v) != negated
+            return lambda v, w: (find(v, w) is not MISSING) != negated
+        if len(kinds) != 1:
+            consts = tuple(self.const(p, k) for p, k in zip(_parts(right), kinds, strict=True))
+            return lambda v, w: all(map(_part_in, v, consts)) != negated
+        kind = kinds[0]
         if kind in _FLAG_KINDS:
             wanted = frozenset(right if isinstance(right, list) else [right])
-
-            def flags(w: Walk) -> object:
-                v = get(w)
-                if v is NO:
-                    return False
-                if type(v) is Why:
-                    return str(v)
-                if op == "in" or op == "==":
-                    return bool(v & wanted) if op == "in" else v == wanted
-                return not (v & wanted) if op == "!=" else Why(f"{op} on flags")
-            return flags
-        const = self.const(right, kind)
-
-        def compare(w: Walk) -> object:
-            v = get(w)
-            if v is NO:
-                return False
-            if type(v) is Why:
-                return str(v)
+            if op == "in":
+                return lambda v, w: not v.isdisjoint(wanted)
             if op == "==":
-                return _part_in(v, const)
+                return lambda v, w: v == wanted
             if op == "!=":
-                return not _part_in(v, const)
-            if op == "<":
-                return v < const
-            if op == ">":
-                return v > const
-            if op == "<=":
-                return v <= const
-            if op == ">=":
-                return v >= const
-            return Why(f"operator {op}")
-        return compare
+                return lambda v, w: v.isdisjoint(wanted)
+            return f"{op} on flags is not modelled"
+        const = self.const(right, kind)
+        if op in ("==", "!="):
+            if isinstance(const, tuple):  # a range, prefix or interface wildcard
+                return lambda v, w: _part_in(v, const) != negated
+            return (lambda v, w: v != const) if negated else (lambda v, w: v == const)
+        order = _ORDER.get(op)
+        if order is None:
+            return f"operator {op} is not modelled"
+        return lambda v, w: order(v, const)
 
     def _holds(self, value: int, op: str, right: Any) -> bool:
         """``value OP right`` for a number and a constant, a range or an anonymous set."""
@@ -739,8 +713,7 @@ class NftRules:
     def getter(self, expr: Any) -> _Keyed:
         """How to read an expression from a walk, and what kind of value it is."""
         if not isinstance(expr, dict):
-            value = expr
-            return _Keyed(lambda w: value, "int" if isinstance(expr, int) else "str")
+            return _Keyed(_const(expr), "int" if isinstance(expr, int) else "str")
         (key, body), = expr.items()
         if key == "payload":
             return self.payload(body["protocol"], body["field"])
@@ -754,9 +727,11 @@ class NftRules:
             if inner.kind in _FLAG_KINDS:
                 mask = frozenset(other if isinstance(other, list) else [other])
                 return _Keyed(_lift(inner.get, lambda v: v & mask), inner.kind)
-            operand = self.getter(other)
-            fn = {"&": int.__and__, "|": int.__or__, "^": int.__xor__}[key]
-            return _Keyed(_lift2(inner.get, operand.get, fn), "int")
+            fn = _BITWISE[key]
+            if isinstance(other, int):  # the usual case: a constant mask
+                return _Keyed(_lift(inner.get, lambda v: fn(v, other)), "int")
+            both = _reader([inner.get, self.getter(other).get])
+            return _Keyed(_lift(both, lambda v: fn(*v)), "int")
         raise ValueError(f"expression {key!r}")
 
     def payload(self, proto: str, field: str) -> _Keyed:
@@ -771,8 +746,7 @@ class NftRules:
             if field in ("protocol", "nexthdr"):
                 return _Keyed(lambda w: w.pkt.proto, "proto")
             if field == "version":
-                version = 4 if v4 else 6
-                return _Keyed(lambda w: version, "int")
+                return _Keyed(_const(4 if v4 else 6), "int")
             return _Keyed(self._no(f"{proto} {field} is not modelled"), "int")
         if proto in ("tcp", "udp", "sctp", "udplite", "dccp", "th"):
             wanted = PORT_PROTOCOLS if proto == "th" else frozenset({PROTOCOLS[proto]})
@@ -802,11 +776,9 @@ class NftRules:
         if key == "l4proto":
             return _Keyed(lambda w: w.pkt.proto, "proto")
         if key == "nfproto":
-            name = "ipv4" if v4 else "ipv6"
-            return _Keyed(lambda w: name, "str")
+            return _Keyed(_const("ipv4" if v4 else "ipv6"), "str")
         if key == "protocol":
-            name = "ip" if v4 else "ip6"
-            return _Keyed(lambda w: name, "str")
+            return _Keyed(_const("ip" if v4 else "ip6"), "str")
         if key == "mark":
             return _Keyed(lambda w: w.mark, "int")
         if key in ("iifname", "iif", "oifname", "oif"):
@@ -853,8 +825,7 @@ class NftRules:
         if direction is not None:
             return self.ct_tuple(direction, key)
         if key == "state":
-            return _Keyed(lambda w: frozenset(_STATES[s] for s in w.ct if s in _STATES),
-                          "ctstate")
+            return _Keyed(lambda w: _ct_states(w.ct), "ctstate")
         if key == "status":
             def status(w: Walk) -> Any:
                 have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
@@ -878,11 +849,8 @@ class NftRules:
         if key == "direction":
             return _Keyed(lambda w: "reply" if w.conn is not None and w.conn[0] == "reply"
                           else "original", "str")
-        if key in ("l3proto",):
-            name = "ipv4" if self.v4 else "ipv6"
-            return _Keyed(lambda w: name, "str")
-        if key == "protocol":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+        if key in ("l3proto", "protocol"):
+            return self.ct_tuple("original", key)
         return _Keyed(self._no(f"ct {key} is not modelled"), "int")
 
     def ct_tuple(self, direction: str, key: str) -> _Keyed:
@@ -892,9 +860,8 @@ class NftRules:
         destination), as the kernel sets it when the NAT is set up. A reply packet of a
         sequence arrives with the reply tuple."""
         field = key.split()[-1]
-        if field in ("l3proto",):
-            name = "ipv4" if self.v4 else "ipv6"
-            return _Keyed(lambda w: name, "str")
+        if field == "l3proto":
+            return _Keyed(_const("ipv4" if self.v4 else "ipv6"), "str")
         if field == "protocol":
             return _Keyed(lambda w: w.pkt.proto, "proto")
         if field not in ("saddr", "daddr", "proto-src", "proto-dst"):
@@ -984,41 +951,90 @@ def _const(value: object) -> Callable[[Walk], object]:
     return lambda w: value
 
 
+def _reader(gets: Sequence[Get]) -> Get:
+    """How to read a key: the value of one expression, or the tuple of a concatenation's
+    values; NO or a :class:`Why` as soon as one part is that."""
+    if len(gets) == 1:
+        return gets[0]
+
+    def read(w: Walk) -> Any:
+        values = []
+        for g in gets:
+            v = g(w)
+            if v is NO or type(v) is Why:
+                return v
+            values.append(v)
+        return tuple(values)
+    return read
+
+
+def _decided(read: Get, then: Callable[[Any, Walk], Any], absent: object) -> Callable[[Walk], Any]:
+    """The one shape of every evaluator that reads the packet: ``absent`` where the
+    expression does not apply (NO: a match fails, a statement does nothing, a lookup finds
+    nothing), the reason where the value is not known, else ``then(value, walk)``."""
+    def evaluate(w: Walk) -> Any:
+        v = read(w)
+        if v is NO:
+            return absent
+        if type(v) is Why:
+            return str(v)
+        return then(v, w)
+    return evaluate
+
+
 def _lift(get: Get, fn: Callable[[Any], Any]) -> Get:
+    """A getter of ``fn`` of another getter's value (NO and Why passed on)."""
     def f(w: Walk) -> Any:
         v = get(w)
         return v if v is NO or type(v) is Why else fn(v)
     return f
 
 
-def _lift2(a: Get, b: Get, fn: Callable[[int, int], int]) -> Get:
-    def f(w: Walk) -> Any:
-        x = a(w)
-        if x is NO or type(x) is Why:
-            return x
-        y = b(w)
-        if y is NO or type(y) is Why:
-            return y
-        return fn(x, y)
-    return f
-
-
-def _setter(get: Get, attr: str) -> Callable[[Walk], object]:
-    def f(w: Walk) -> object:
-        v = get(w)
-        if v is NO:
-            return True
-        if type(v) is Why:
-            return str(v)
+def _setter(attr: str) -> Callable[[Any, Walk], object]:
+    def f(v: Any, w: Walk) -> object:
         setattr(w, attr, v & 0xFFFFFFFF)
         return True
     return f
+
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    "<": operator.lt, ">": operator.gt, "<=": operator.le, ">=": operator.ge}
+_BITWISE: dict[str, Callable[[int, int], int]] = {
+    "&": operator.and_, "|": operator.or_, "^": operator.xor}
+_CT_STATES: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _ct_states(ct: frozenset[str]) -> frozenset[str]:
+    """nft's ``ct state`` flags of the walk's conntrack facts (a handful of distinct sets,
+    converted once each)."""
+    found = _CT_STATES.get(ct)
+    if found is None:
+        found = _CT_STATES[ct] = frozenset(_STATES[s] for s in ct if s in _STATES)
+    return found
+
+
+def _nat_text(num: int | None, port: Any, family: str) -> str:
+    """A NAT target as written: ``addr``, ``addr:port``, ``[addr6]:port`` or ``:port``."""
+    addr = format_endpoint(num, None, family) if num is not None else ""
+    if port is None:
+        return addr
+    if num is not None and family == "ipv6":
+        addr = f"[{addr}]"
+    return f"{addr}:{_port_text(port)}"
 
 
 def _port_text(port: Any) -> str:
     if isinstance(port, dict) and "range" in port:
         return f"{port['range'][0]}-{port['range'][1]}"
     return str(port)
+
+
+def _taking(entry: Any, n: int, act: Action) -> Callable[[Walk], Action]:
+    """Alternative ``n`` of a counter or hash: the action, remembering which was taken."""
+    def take(w: Walk) -> Action:
+        w.memory = w.memory.with_(entry, n)
+        return act
+    return take
 
 
 def _bucket_shares(mod: int) -> list[float]:
@@ -1040,7 +1056,7 @@ def _merge(alts: list[tuple[float, str, Any]]) -> list[tuple[float, str, Any]]:
     """Equal actions of a numgen map joined (``1-2 : goto b`` is one branch of weight 2/3)."""
     out: dict[Any, list[Any]] = {}
     for p, kind, data in alts:
-        key = (kind, repr(data))
+        key = (kind, data)
         if key in out:
             out[key][0] += p
         else:
