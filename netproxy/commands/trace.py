@@ -130,15 +130,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         node = read_snapshot(snapshot_path)
         if rules_path is None and netns_name is None and not params.get("inputs"):
             rules_path = snapshot_path
-    if node is not None and rules_path == snapshot_path and not listings \
-            and not params.get("inputs") and _nft_node(node):
-        # a node in nftables mode (`save --proxy-mode nftables`): its kube-proxy tables
-        from netproxy.node.snapshot import NFT
-        from netproxy.parser.nftables import parse_nft
-
-        listings = [parse_nft(node.sections[NFT].numbered(), source=node.source,
-                              strict=strict)]
-        rules_path = None
     if listings and rules_path is None and netns_name is None:
         # nftables listings alone: the packet's family picks the ip/ip6 (and inet) tables.
         if params.get("inputs"):
@@ -333,13 +324,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
     if EXIT_DISAGREES in statuses:
         return EXIT_DISAGREES
     return EXIT_UNKNOWN if EXIT_UNKNOWN in statuses else EXIT_OK
-
-
-def _nft_node(node: Any) -> bool:
-    """A snapshot with kube-proxy's nftables table and no iptables rules at all."""
-    text = node.nft_ruleset or ""
-    return (not any(node.rules_sections(f) for f in ("ipv4", "ipv6"))
-            and ("table ip kube-proxy {" in text or "table ip6 kube-proxy {" in text))
 
 
 def _is_snapshot(path: str) -> bool:
