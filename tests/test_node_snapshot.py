@@ -272,25 +272,38 @@ LINKS = json.dumps([{"ifname": "eth0"}, {"ifname": "cni0"},
                     {"ifname": "veth1", "master": "cni0"}]) + "\n"
 
 
-@pytest.mark.parametrize(("src", "sysctl", "inferred", "assumed"), [
-    # eth0 has no ports: the packet came through no bridge, physdev-is-in is false.
-    ("192.168.0.50", "1", "arrived through no bridge port (eth0 has no ports", False),
-    # cni0 has ports: which one is not known, so the tracer's stated default is used.
-    ("10.244.1.7", "1", None, True),
+@pytest.mark.parametrize(("flags", "sysctl", "inferred", "assumed", "verdict"), [
+    # eth0 has no ports: the packet came through no bridge port, so it carries no bridge
+    # information and physdev-is-in is false.
+    (["--src", "192.168.0.50"], "1", "arrived through no bridge port (eth0 has no ports",
+     False, "ACCEPT"),
+    # In on cni0 for 10.244.2.9, which is on none of cni0's networks: routed, not bridged,
+    # and cni0's only port, veth1, is where it came in.
+    (["--src", "10.244.1.7"], "1", "routed by cni0, not bridged: no output bridge port, in "
+     "through its only port veth1 (10.244.2.9 is on none of cni0's networks (10.244.1.1/24)",
+     False, "DROP"),
+    # For a neighbour on cni0's own network the packet may be bridged: the port is not
+    # known, so the tracer's stated default is used.
+    (["--src", "10.244.1.7", "--dst", "10.244.1.9"], "1", None, True, "ACCEPT"),
+    # The node's own packet enters through no bridge port.
+    (["--from", "node"], "1", "not bridged (the node's own packet enters through no bridge "
+     "port)", False, "ACCEPT"),
     # br_netfilter keeps bridged traffic out of iptables: physdev never matches.
-    ("10.244.1.7", "0", "not bridged (net.bridge.bridge-nf-call-iptables = 0: bridged "
-                        "traffic does not pass iptables)", False),
+    (["--src", "10.244.1.7"], "0", "not bridged (net.bridge.bridge-nf-call-iptables = 0: "
+     "bridged traffic does not pass iptables)", False, "ACCEPT"),
 ])
 def test_bridge_facts_from_links_and_sysctls(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], src: str, sysctl: str,
-        inferred: str | None, assumed: bool) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], sysctl: str,
+        inferred: str | None, assumed: bool, verdict: str) -> None:
     path = tmp_path / "bridge.snap"
     path.write_text(snapshot_text(**{"iptables-save (legacy)": PHYSDEV_RULES,
                                      "ip -j link": LINKS,
                                      "sysctl": "net.ipv4.ip_forward = 1\n"
                                                f"net.bridge.bridge-nf-call-iptables = {sysctl}\n"}))
-    code, out, err = run(capsys, "trace", "--rules", str(path), "--src", src,
-                         "--dst", "10.244.2.9", "--dport", "80", "--json")
+    if "--dst" not in flags:
+        flags = [*flags, "--dst", "10.244.2.9"]
+    code, out, err = run(capsys, "trace", "--rules", str(path), *flags, "--dport", "80",
+                         "--json")
     assert code == 0, err
     data = json.loads(out)
     notes = [n for n in data.get("notes", []) if "bridge" in n]
@@ -299,8 +312,25 @@ def test_bridge_facts_from_links_and_sysctls(
     else:
         assert notes and notes[0].startswith(f"inferred: {inferred}"), notes
     assert bool(data.get("assumptions")) == assumed, data.get("assumptions")
-    if not assumed:  # decided: the DROP rule did not match
-        assert [o["verdict"] for o in data["outcomes"]] == ["ACCEPT"]
+    assert {o["verdict"] for o in data["outcomes"]} == {verdict}
+
+
+def test_routed_packet_from_a_bridge_fails_physdev_out_even_inverted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # xt_physdev: a packet that came in through a bridge port but is routed has no output
+    # port at the IP hooks; --physdev-out fails then, inverted or not, while
+    # ! --physdev-is-bridged matches.
+    rules = ("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+             "-A FORWARD -m physdev ! --physdev-out veth9 -j DROP\n"
+             "-A FORWARD -m physdev ! --physdev-is-bridged -j REJECT\nCOMMIT\n")
+    path = tmp_path / "bridge.snap"
+    path.write_text(snapshot_text(**{"iptables-save (legacy)": rules, "ip -j link": LINKS,
+                                     "sysctl": "net.ipv4.ip_forward = 1\n"
+                                               "net.bridge.bridge-nf-call-iptables = 1\n"}))
+    code, out, err = run(capsys, "trace", "--rules", str(path), "--src", "10.244.1.7",
+                         "--dst", "10.244.2.9", "--dport", "80", "--brief")
+    assert code == 0, err
+    assert "REJECT 100% by filter/FORWARD #2" in out
 
 
 RULES6 = """*nat

@@ -181,6 +181,8 @@ class Router:
         """What the node says about bridges, for ``-m physdev``: (whether bridged traffic
         passes iptables, or None; the interfaces that have ports enslaved to them (bridges,
         but also bonds), or None when the links are not known; why the first holds)."""
+        self.ports: dict[str, tuple[str, ...]] = {}
+        """Each interface that has ports enslaved to it (a bridge), with its ports."""
         self.rp_filter: dict[str, int] | None = None
         """rp_filter values by interface (and ``all``, ``default``); None: not recorded."""
         self.rules: list[PolicyRule] = sorted(rules, key=lambda r: r.priority)
@@ -225,6 +227,24 @@ class Router:
 
     def _mask(self, plen: int) -> int:
         return self.full ^ ((1 << (self.bits - plen)) - 1)
+
+    def routed_off_bridge(self, bridge: str, dst: int) -> str | None:
+        """Why a packet that arrived on ``bridge`` for ``dst`` is routed, not bridged: its
+        destination is the node's, or lies on none of the bridge's own networks, so the
+        sender addressed the bridge itself (its gateway) and the node routes it on. None
+        when it may be bridged (a neighbour on the bridge's network) or the bridge has no
+        address to tell by."""
+        text = format_addr(dst, self.family)
+        if self.is_local(dst):
+            return f"{text} is the node's: delivered up from the bridge {bridge}, not bridged"
+        nets = [a for a in self.addresses if a.dev == bridge]
+        if not nets or any(dst & self._mask(a.plen) == a.addr & self._mask(a.plen)
+                           for a in nets):
+            return None
+        where = ", ".join(f"{a.text}/{a.plen}" for a in nets)
+        return (f"{text} is on none of {bridge}'s networks ({where}): the sender sent it to "
+                "the node as its gateway, and a routed packet's output bridge port is never "
+                "known at the IP hooks")
 
     def set_rp_filter(self, values: dict[str, int]) -> None:
         """The node's rp_filter sysctls (``all``, ``default`` and per interface): from now

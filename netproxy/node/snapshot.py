@@ -297,6 +297,7 @@ class NodeContext:
             raise self._error(name, str(err)) from None
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
         router.bridging = self._bridging(family)
+        router.ports = self._ports()
         if family == "ipv4":
             router.set_rp_filter(self._rp_filter())
         self._routers[family] = router
@@ -318,6 +319,14 @@ class NodeContext:
             masters = frozenset(str(link["master"]) for link in self.json(LINK)
                                 if isinstance(link, dict) and link.get("master"))
         return calls, masters, why
+
+    def _ports(self) -> dict[str, tuple[str, ...]]:
+        """Each interface that has ports (``master`` in ``ip -j link``), with its ports."""
+        out: dict[str, list[str]] = {}
+        for link in self.json(LINK) if LINK in self.sections else []:
+            if isinstance(link, dict) and link.get("master") and link.get("ifname"):
+                out.setdefault(str(link["master"]), []).append(str(link["ifname"]))
+        return {k: tuple(v) for k, v in out.items()}
 
     def _rp_filter(self) -> dict[str, int]:
         """The rp_filter values recorded: ``all``, ``default`` and per interface (0 off,

@@ -559,7 +559,7 @@ class Tracer:
                 inferred["in_interface_why"] = (f"the node routes {pkt.src_text} to "
                                                 f"{back.dev}: {back.describe()}")
         if self.router is not None:
-            packet = self._bridge_facts(packet, pkt.origin, inferred)
+            packet = self._bridge_facts(packet, pkt.origin, inferred, pkt.dst)
             if packet is not pkt.packet:
                 pkt = replace(pkt, packet=packet)
         walk = Walk(pkt, memory if memory is not None else Memory())
@@ -612,10 +612,16 @@ class Tracer:
         inferred["src_why"] = f"the preferred source of {decision.describe()}"
         return packet.with_(src=decision.src), decision
 
-    def _bridge_facts(self, packet: Packet, origin: str, inferred: dict[str, str]) -> Packet:
+    def _bridge_facts(self, packet: Packet, origin: str, inferred: dict[str, str],
+                      dst: int) -> Packet:
         """What the node's links and sysctls say about bridge ports (``-m physdev``): with
         bridged traffic kept out of iptables, or no bridge on the node, physdev never
-        matches; a packet arriving on an interface without ports came through no bridge."""
+        matches; nor does it for a packet that entered through no bridge port (the node's
+        own, or one arriving on an interface without ports), which carries no bridge
+        information at all. A packet arriving on a bridge for a destination off the bridge's
+        own networks is routed, not bridged: the IP hooks never know its output port, and its
+        input port is the bridge's only port when it has one (see
+        :meth:`netproxy.node.routing.Router.routed_off_bridge`)."""
         if (packet.bridged is not None or packet.physdev_in is not None
                 or packet.physdev_out is not None):
             return packet
@@ -631,10 +637,26 @@ class Tracer:
             inferred["bridge_why"] = "no interface of the node has ports: no bridge"
             return packet.with_(bridged=False)
         iif = packet.in_interface
-        if origin not in ("node", "localhost") and iif and iif not in masters:
+        if origin in ("node", "localhost"):
+            inferred["bridge"] = "not bridged"
+            inferred["bridge_why"] = "the node's own packet enters through no bridge port"
+            return packet.with_(bridged=False)
+        if iif and iif not in masters:
             inferred["bridge"] = "arrived through no bridge port"
-            inferred["bridge_why"] = f"{iif} has no ports: it is not a bridge"
-            return packet.with_(physdev_in="")
+            inferred["bridge_why"] = (f"{iif} has no ports: it is not a bridge, so no bridge "
+                                      "port applies, in or out")
+            return packet.with_(bridged=False)
+        routed = self.router.routed_off_bridge(iif, dst) if iif else None
+        if routed:
+            ports = self.router.ports.get(iif, ())
+            text = f"routed by {iif}, not bridged: no output bridge port"
+            fields = {"physdev_out": ""}
+            if len(ports) == 1:
+                fields["physdev_in"] = ports[0]
+                text += f", in through its only port {ports[0]}"
+            inferred["bridge"] = text
+            inferred["bridge_why"] = routed
+            return packet.with_(**fields)
         return packet
 
     def _route(self, w: Walk, *, arriving: bool) -> Any:

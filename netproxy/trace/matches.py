@@ -577,6 +577,10 @@ def _physdev_eval(o: Option, assume: bool) -> Eval:
         if name.startswith("physdev-is-"):
             return (port != "") != o.negated
         if not port:
+            if name == "physdev-out" and p.physdev_in:
+                # Came in through a bridge port and is routed: xt_physdev finds no output
+                # port and fails --physdev-out, inverted or not.
+                return False
             return o.negated
         ok = port.startswith(want[:-1]) if want.endswith("+") else port == want
         return ok != o.negated
