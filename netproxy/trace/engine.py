@@ -77,6 +77,9 @@ class Compiled:
 
 
 _UNPARSED = Compiled((), Matcher((), ()), "unknown", "the rule could not be parsed")
+_LOOKUP = Matcher((), (True,))
+"""What an nft lookup (a ``dyn`` action) is to :meth:`Tracer._note_eval`: pure, reads the
+packet (lookups with side effects end the recording themselves)."""
 
 _CAND, _ADDR, _EVAL, _NAT, _ROUTE = 0, 1, 2, 3, 4
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
@@ -782,8 +785,7 @@ class Tracer:
                 if code.nat and w.nat_hook == hook:
                     continue  # an earlier nat chain at this hook set up the NAT already
                 self._enter(w, hook)
-                if (self.summaries and code.table not in self._nft_tables
-                        and self._replay(w, code)):
+                if self.summaries and self._replay(w, code):
                     continue
                 cands = code.candidates(w.dst, proto, w.dport)
                 if code.dim is not None:
@@ -849,6 +851,8 @@ class Tracer:
                     pos = -1
                 if kind == "dyn":  # an nft lookup decides the action now
                     found = data(w)
+                    if w.rec is not None or w.tail is not None:  # summaries rest on it too
+                        self._note_eval(_LOOKUP, 0, w, found, data)
                     if found is None:  # no element: the rule ends, the next one runs
                         w.path.pop()  # and, like a rule that did not match, is not shown
                         continue
@@ -950,9 +954,10 @@ class Tracer:
     # recording the checks of addresses and ports the walk made (index lookups, rules'
     # address matches, evaluators that read them) with their answers; a later branch with
     # the same key whose addresses and ports pass every check would walk the same rules to
-    # the same end, so the summary's hops and state are taken over instead. Walks that fork,
-    # assume a fact, use kernel memory (recent, nth, limit) or end the packet are not
-    # summarized. Summaries never change an answer: ``summaries = False`` walks everything
+    # the same end, so the summary's hops and state are taken over instead. nftables chains
+    # alike: their evaluators and set/map lookups (``dyn`` actions) are checks. Walks that
+    # fork, assume a fact, use kernel memory (recent, nth, limit, numgen inc, dynamic sets
+    # updated) or end the packet are not summarized. Summaries never change an answer: ``summaries = False`` walks everything
     # and the tests compare both.
 
     def _key(self, w: Walk, code: ChainCode) -> tuple[Any, ...]:
@@ -1118,13 +1123,14 @@ class Tracer:
         summary = Summary(tuple(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
         self._summaries.setdefault(rec[0], [[], 0, 0])[0].append(summary)
 
-    def _note_eval(self, m: Matcher, j: int, w: Walk, r: object) -> None:
-        """Record evaluator ``j``'s answer as a check, when it reads addresses or ports; an
-        answer that assumes a fact, or an evaluator with kernel memory, ends the recording."""
+    def _note_eval(self, m: Matcher, j: int, w: Walk, r: object, f: Any = None) -> None:
+        """Record evaluator ``j``'s answer (or ``f``'s, an nft lookup's) as a check, when it
+        reads addresses or ports; an answer that assumes a fact, or an evaluator with kernel
+        memory, ends the recording."""
         if type(r) is Cond or not m.pure[j]:
             w.rec = w.tail = None
         elif m.header is None or m.header[j]:
-            check = (_EVAL, m.evals[j], r)
+            check = (_EVAL, f or m.evals[j], r)
             if w.rec is not None:
                 w.rec.append(check)
             if w.tail is not None:

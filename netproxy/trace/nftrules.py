@@ -7,7 +7,9 @@ Lookups that decide the verdict at run time (``vmap``, ``dnat to ... map``, ``nu
 the action kind ``dyn``: a function of the walk returning ``None`` (no element: the rule ends,
 the next one runs), an action ``(kind, data)``, a list of weighted actions ``[(p, kind, data),
 ...]`` (``numgen random mod N``: every value with weight exactly 1/N), or a string saying why it
-cannot be decided.
+cannot be decided. The engine re-runs a lookup to check that a base chain summary fits
+another branch (:meth:`~netproxy.trace.engine.Tracer._replay`), so one with side effects
+(kernel memory, marks) drops the walk's recordings (``w.rec``, ``w.tail``).
 
 Stated assumptions: ``limit`` buckets start full (a plain limit matches, ``limit rate over``
 does not); quotas start unused; a packet is in the original direction of its connection.
@@ -263,6 +265,7 @@ class NftRules:
         evals = matcher.evals
 
         def then(w: Walk) -> Any:
+            w.rec = w.tail = None  # its statements may set marks: no summary rests on it
             found = lookup(w)
             if found != ("none", None):
                 return found
@@ -400,6 +403,7 @@ class NftRules:
         weight = 1.0 / mod
 
         def counter(w: Walk) -> Any:
+            w.rec = w.tail = None  # the counter is kernel memory: no summary rests on it
             last = w.memory.get(entry)
             if last is not None:
                 return takes[(last + 1) % mod](w)
@@ -424,6 +428,7 @@ class NftRules:
             read = _flow_ends
 
         def hashed(k: Any, w: Walk) -> Any:
+            w.rec = w.tail = None  # the flow's bucket is kept in memory: no summary either
             entry = ("hash", label, line, mode, k)
             known = w.memory.get(entry)
             if known is not None:
