@@ -226,3 +226,95 @@ def test_strict_refuses_what_stays_undecidable() -> None:
                              "\n\t\tnumgen inc mod 2 0 accept\n\t}\n}\n", strict=True)
     with pytest.raises(NetproxyError, match="numgen compared outside a map"):
         Tracer(Ruleset(family="ipv4"), local_ips=[], nft=[listing], strict=True)
+
+
+# ------------------------------------------------------------------ goldens, from the CLI
+
+@pytest.fixture
+def node_snapshot(tmp_path: Path) -> Path:
+    """A node snapshot with test_node_routing's addresses, routes and policy rules (a0
+    10.1.0.1/24, b0 10.2.0.1/24, 10.9.9.0/24 via b0, 10.7.0.0/16 via b0; not its uidrange
+    rule), reverse path filtering off, and no rules of its own: the trace routes the packets
+    instead of forking on fib lookups."""
+    import json
+
+    from test_node_routing import ADDRS, ROUTES4, RULES4
+    from test_node_snapshot import snapshot_text
+
+    rules = [r for r in RULES4 if "uid_start" not in r]
+    path = tmp_path / "node.snap"
+    path.write_text(snapshot_text(**{"iptables-save (legacy)": None, "ipset save": None},
+                                  addr=json.dumps(ADDRS) + "\n",
+                                  routes4=json.dumps(ROUTES4) + "\n",
+                                  rules4=json.dumps(rules) + "\n",
+                                  sysctl="net.ipv4.ip_forward = 1\n"
+                                         "net.ipv4.conf.all.rp_filter = 0\n"
+                                         "net.ipv4.conf.default.rp_filter = 0\n"
+                                         "net.ipv4.conf.a0.rp_filter = 0\n"
+                                         "net.ipv4.conf.b0.rp_filter = 0\n"))
+    return path
+
+
+@pytest.mark.parametrize(("golden", "args"), [
+    # jhash of the source address, seeded: each bucket half of the hash space
+    ("13-expressions-jhash-map.txt", ("--dst", "10.96.1.2")),
+    # the node routes 10.9.9.0/24 through b0: `fib daddr oif "b0" reject`
+    ("14-expressions-fib-oif-reject.txt", ("--dst", "10.9.9.9")),
+    # numgen inc mod 3: four connections in a row, none where the previous one went
+    ("15-expressions-numgen-inc-round-robin.txt", ("--dst", "10.96.1.1", "--repeat", "4",
+                                                   "--brief")),
+])
+def test_golden_expressions_traced_from_the_cli(node_snapshot: Path, golden: str,
+                                                args: tuple[str, ...]) -> None:
+    from test_trace_nft import check_golden, run
+
+    r = run("--snapshot", str(node_snapshot), "--rules", str(LISTING), "--src", "10.1.0.5",
+            "--dport", "80", *args)
+    assert r.returncode == 0, r.stderr
+    assert "UNKNOWN" not in r.stdout and "missing" not in r.stdout
+    check_golden(golden, r.stdout)
+
+
+def test_golden_reply_of_a_dnat_connection_in_a_capture(node_snapshot: Path,
+                                                        tmp_path: Path) -> None:
+    """A capture: the SYN to 10.96.1.4 (numgen random: DNAT to 10.7.4.1, which `ct reply ip
+    saddr` drops at postrouting, or to 10.7.4.2), the SYN-ACK from 10.7.4.2 (dropped by
+    `ct direction reply ct status dnat`), the client's ACK (ESTABLISHED, that endpoint only)."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.utils import wrpcap
+    from test_trace_nft import check_golden, run
+
+    cap = tmp_path / "reply.pcap"
+    wrpcap(str(cap), [
+        IP(src="10.1.0.5", dst="10.96.1.4") / TCP(sport=5556, dport=80, flags="S"),
+        IP(src="10.7.4.2", dst="10.1.0.5") / TCP(sport=80, dport=5556, flags="SA"),
+        IP(src="10.1.0.5", dst="10.96.1.4") / TCP(sport=5556, dport=80, flags="A")])
+    r = run("--snapshot", str(node_snapshot), "--rules", str(LISTING), "--pcap", str(cap))
+    assert r.returncode == 0, r.stderr
+    check_golden("16-expressions-ct-reply-of-dnat.txt", r.stdout)
+
+
+def test_packets_file_with_state_auto_follows_the_connection_as_a_capture_does(
+        node_snapshot: Path, tmp_path: Path) -> None:
+    """The same three packets as a packets file: with `state=auto` each line's conntrack
+    state follows from the earlier lines, so the trace is the capture's (golden 16); without
+    it every line is NEW and the answer is not a reply (`ct direction reply` does not match)."""
+    from test_trace_nft import GOLDEN, run
+
+    lines = ["src=10.1.0.5 sport=5556 dst=10.96.1.4 dport=80",
+             "src=10.7.4.2 sport=80 dst=10.1.0.5 dport=5556 tcp-flags=SYN,ACK",
+             "src=10.1.0.5 sport=5556 dst=10.96.1.4 dport=80 tcp-flags=ACK"]
+    auto = tmp_path / "auto.packets"
+    auto.write_text("".join(f"{line} state=auto\n" for line in lines))
+    r = run("--snapshot", str(node_snapshot), "--rules", str(LISTING), "--packets", str(auto),
+            "--brief")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (GOLDEN / "16-expressions-ct-reply-of-dnat.txt").read_text()
+    plain = tmp_path / "plain.packets"
+    plain.write_text("".join(f"{line}\n" for line in lines))
+    r = run("--snapshot", str(node_snapshot), "--rules", str(LISTING), "--packets", str(plain),
+            "--brief")
+    assert r.returncode == 0, r.stderr
+    second = r.stdout.splitlines()[1]
+    assert second.startswith("2: tcp 10.7.4.2:80 -> 10.1.0.5:5556 from external, NEW, in b0: ")
+    assert "guard/replies" not in second

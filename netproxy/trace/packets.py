@@ -5,7 +5,10 @@
     src=10.244.1.5 dst=10.96.0.10 dport=53 proto=udp time=10
 
 Keys are :class:`~netproxy.trace.packet.Packet` fields (``in-interface`` spelling accepted);
-values given on the command line fill in what a line leaves out.
+values given on the command line fill in what a line leaves out. ``state=auto`` (or
+``ct_state=auto``) lets the state follow from the connections of the earlier lines, as in a
+capture: a later packet of a connection, or its reply, is ESTABLISHED and gets the
+connection's NAT (and ``ct direction reply`` matches the reply).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import IO, Any
 
 from netproxy.errors import InputError, TraceError
 from netproxy.trace.packet import Packet
+from netproxy.trace.sequence import AUTO_STATE
 
 
 def read_packets(path: str, defaults: dict[str, Any]) -> Iterator[Packet]:
@@ -59,10 +63,17 @@ def _packets(path: str, stream: IO[str], defaults: dict[str, Any]) -> Iterator[P
                 data[key] = value
         merged = {k: v for k, v in defaults.items() if v is not None}
         merged.update({str(k).replace("-", "_"): v for k, v in data.items()})
+        state = merged.get("state", merged.get("ct_state"))
+        auto = isinstance(state, str) and state.lower() == AUTO_STATE
+        if auto:
+            merged.pop("state", None)
+            merged.pop("ct_state", None)
         try:
             packet = Packet.from_mapping(merged, where=where)
         except TypeError as err:
             raise TraceError(f"bad packet: {err}", where=where) from None
+        if auto:
+            packet.extra["ct"] = AUTO_STATE
         seen += 1
         yield packet
     if not seen:
