@@ -116,7 +116,7 @@ def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> N
             by_key.setdefault(row["expected"], []).append(row)
         assert {k: len(v) for k, v in by_key.items()} == {
             "nodeport-addresses": 9, "localhost-nodeports": 3, "cluster-ip-other-ports": 2,
-            "unallocated-service-ips": 1}
+            "unallocated-service-ips": 1, "hairpin-local-endpoints-only": 1}
         # NodePorts on the second address: forwarded in iptables mode; in nftables mode
         # (nodePortAddresses 'primary') nothing listens there
         for row in by_key["nodeport-addresses"] + by_key["localhost-nodeports"]:
@@ -131,6 +131,15 @@ def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> N
         (unalloc,) = by_key["unallocated-service-ips"]
         assert unalloc["observed"] == {"iptables": {"10.96.16.225:80": 20},
                                        "nftables": {"timeout": 2}}
+        # kube-dns's endpoint of node-2 connecting to its own Service: when sent back to
+        # itself, masqueraded in iptables mode (it answers); not in nftables mode, where it
+        # gets a packet from its own address and drops it
+        (hair,) = by_key["hairpin-local-endpoints-only"]
+        assert hair["group"].endswith("from endpoint 10.244.2.3")
+        assert set(hair["observed"]["iptables"]) == {"10.244.1.2:53", "10.244.2.3:53"}
+        assert set(hair["observed"]["nftables"]) == {"10.244.1.2:53", "timeout"}
+        # this node's endpoint (10.244.1.2) is masqueraded back to itself in both modes
+        assert not [r for r in rows if r["group"].endswith("from endpoint 10.244.1.2")]
         # the lab is back in its own mode: iptables rules, no nftables table of kube-proxy
         node = f"{prefix}-node"
         tables = subprocess.run(["ip", "netns", "exec", node, "nft", "list", "tables"],

@@ -92,6 +92,31 @@ def only_one_mode(frontends: list[labspec.Frontend], service_cidrs: list[str],
     return out, beyond
 
 
+def hairpin(frontends: list[labspec.Frontend], cluster: Any,
+            settings: Any) -> list[labspec.Frontend]:
+    """The first TCP ClusterIP (without session affinity) whose Service has two endpoints or
+    more, one of them on another node: sent to by that endpoint and by one of this node's
+    (§12.7: iptables mode masquerades both when they reach themselves, nftables mode only
+    this node's)."""
+    from netproxy.proxy.model import proxy_model
+
+    model = proxy_model(cluster, settings)
+    by_spn = {sp.spn: model.endpoints.get(sp.name, []) for sp in model.service_ports}
+    for f in frontends:
+        eps = [e for e in by_spn.get(f.service, []) if e.ready]
+        if f.kind != "cluster-ip" or f.affinity or f.proto != "tcp" or len(eps) < 2:
+            continue
+        remote = [e for e in eps if not e.is_local]
+        if not remote:
+            continue
+        out = [labspec.Frontend(f.service, "cluster-ip-hairpin", f.ip, f.port, f.proto,
+                                client=remote[0].ip)]
+        out += [labspec.Frontend(f.service, "cluster-ip-hairpin", f.ip, f.port, f.proto,
+                                 client=e.ip, client_local=True) for e in eps if e.is_local][:1]
+        return out
+    return []
+
+
 def build_spec(params: dict[str, Any], local_ips: list[str] | None = None,
                service_cidrs: list[str] | None = None) -> tuple[labspec.LabSpec, Any]:
     """The lab of the cluster; ``local_ips``: more node addresses (NodePorts probed on each);
@@ -114,7 +139,7 @@ def build_spec(params: dict[str, Any], local_ips: list[str] | None = None,
     frontends = frontends_of(params, node_ips, settings.localhost_nodeports)
     cidrs = _service_cidrs(params, cluster, service_cidrs)
     extra, beyond = only_one_mode(frontends, cidrs, taken)
-    frontends += extra
+    frontends += extra + hairpin(frontends, cluster, settings)
     sources = [labspec.EXTERNAL_CLIENT]
     for f in frontends:
         for cidr in f.source_ranges:

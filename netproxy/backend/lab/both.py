@@ -19,13 +19,15 @@ from netproxy.trace import Tracer
 _KINDS = {"cluster-ip": p.CLUSTER_IP, "node-port": p.NODE_PORT,
           "localhost-node-port": p.LOCALHOST_NODE_PORT, "external-ip": p.EXTERNAL_IP,
           "load-balancer": p.LB_IP, "cluster-ip-other-port": p.OTHER_PORT,
-          "unallocated-service-ip": p.UNALLOCATED}
+          "unallocated-service-ip": p.UNALLOCATED, "cluster-ip-hairpin": p.CLUSTER_IP}
 
 
 def _probe(g: Group) -> p.Probe:
     f = g.frontend
     ranges = tuple(f.source_ranges)
-    if g.source == "pod":
+    if g.source == "endpoint":
+        source = p.ENDPOINT_HERE if f.client_local else p.ENDPOINT_ELSEWHERE
+    elif g.source == "pod":
         source = p.POD_HERE
     elif g.source == "external":
         source = p.OUT_OF_RANGE if ranges else p.OUTSIDE
@@ -47,7 +49,7 @@ def _allowed(checker: Checker, g: Group, tracer: Tracer) -> set[str]:
     """What a client may see when ``tracer``'s rules hold (as the check keys it)."""
     f = g.frontend
     assert g.packet is not None
-    return {outcome_key(o, f.ip, checker.local_ips, f.port, checker.beyond)
+    return {outcome_key(o, f.ip, checker.local_ips, f.port, checker.beyond, g.packet.src)
             for o in tracer.trace(g.packet).outcomes if o.probability > 0}
 
 

@@ -47,7 +47,7 @@ PATH_TABLES = ("nat", "filter")
 @dataclass(slots=True)
 class Group:
     frontend: Frontend
-    source: str  # pod / external / node
+    source: str  # pod / external / node / endpoint
     client_ns: str
     src: str | None
     in_interface: str | None
@@ -77,15 +77,20 @@ ONLY_POD = ("cluster-ip-other-port", "unallocated-service-ip")
 
 
 def outcome_key(outcome: Any, dst: str, local_ips: set[str], port: int = 0,
-                beyond: frozenset[str] = frozenset()) -> str:
+                beyond: frozenset[str] = frozenset(), src: str | None = None) -> str:
     """What a client would see for a tracer outcome; ``beyond``: the ``ip:port`` the
-    external namespace answers for (a packet sent on unchanged to one is answered there)."""
+    external namespace answers for (a packet sent on unchanged to one is answered there).
+    A connection DNATed back to its sender ``src`` without masquerading arrives there from
+    the sender's own address: the kernel drops it as martian (no answer)."""
     if outcome.verdict == "DROP":
         return "timeout"
     if outcome.verdict == "REJECT":
         return "refused"
     if outcome.verdict == "ACCEPT":
         if outcome.dnat:
+            if src and not outcome.masquerade and \
+                    str(outcome.dnat).rsplit(":", 1)[0].strip("[]") == src:
+                return "timeout"
             return str(outcome.dnat)
         if dst in local_ips or dst.startswith("127."):
             return "refused"
@@ -125,6 +130,11 @@ class Checker:
             if f.kind == "localhost-node-port":
                 self.groups.append(Group(f, "node", self.state["node"], None, None))
                 continue
+            if f.kind == "cluster-ip-hairpin":
+                index = [p.ip for p in self.spec.pods].index(f.client)
+                self.groups.append(Group(f, "endpoint", self.state["pods"][f.client], f.client,
+                                         f"p{index}"))
+                continue
             if f.kind in ONLY_POD:
                 self.groups.append(Group(f, "pod", self.state["pod_client"], self.spec.pod_client,
                                          ifs["pod_client"]))
@@ -150,13 +160,14 @@ class Checker:
     def _predict(self, g: Group, src: str) -> None:
         f = g.frontend
         origin = g.source if g.source != "node" else ("localhost" if src.startswith("127.") else "node")
+        origin = "pod" if origin == "endpoint" else origin
         packet = Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port, in_interface=g.in_interface,
                         origin=origin)
         g.packet = packet
         result = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
-            key = outcome_key(o, f.ip, self.local_ips, f.port, self.beyond)
+            key = outcome_key(o, f.ip, self.local_ips, f.port, self.beyond, packet.src)
             g.predicted[key] = g.predicted.get(key, 0.0) + o.probability
             g.masq_predicted.setdefault(key, set()).add(bool(o.masquerade))
         g.checks.pop("prediction", None)
@@ -249,13 +260,13 @@ class Checker:
             hops = nflog.kernel_path(self.state["node"], match, hook, send, src, self._rule_text, self._policy)
         kernel = [(h.table, h.chain, h.text) for h in hops if h.table in tables]
         taken = observed_key(sample[0]) if sample else "timeout"
-        origin = "node" if g.source == "node" else g.source
+        origin = "pod" if g.source == "endpoint" else g.source
         if g.source == "node" and src.startswith("127."):
             origin = "localhost"
         result = self.tracer.trace(Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port,
                                           in_interface=g.in_interface, origin=origin))
         candidates = [o for o in result.outcomes
-                      if outcome_key(o, f.ip, self.local_ips, f.port, self.beyond) == taken]
+                      if outcome_key(o, f.ip, self.local_ips, f.port, self.beyond, src) == taken]
         best: list[tuple[str, str, str]] = []
         for o in candidates:
             path = [(h.table, h.chain, h.text if h.rule is not None or self.nft

@@ -37,12 +37,18 @@ class Frontend:
     kind: str
     """cluster-ip, node-port, localhost-node-port, external-ip, load-balancer; and where
     only one mode answers: cluster-ip-other-port (a port the ClusterIP does not serve),
-    unallocated-service-ip (an address of a ServiceCIDR no Service has)."""
+    unallocated-service-ip (an address of a ServiceCIDR no Service has); and
+    cluster-ip-hairpin: the ClusterIP sent to by one of the Service's endpoints (``client``),
+    which may be sent back to itself."""
     ip: str
     port: int
     proto: str
     affinity: bool = False
     source_ranges: list[str] = field(default_factory=list)
+    client: str = ""
+    """cluster-ip-hairpin: the Service's own endpoint that sends (from its namespace)."""
+    client_local: bool = False
+    """cluster-ip-hairpin: that endpoint is this node's (else another node's)."""
 
 
 @dataclass(slots=True)
