@@ -139,6 +139,11 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
             compare_behaviour(report, old, new, local_ips=ips, scope=probe_scope)
         except ValueError as err:
             raise InputError(f"bad address: {err}", where="--local-ip") from None
+    return _print(report, as_json, brief)
+
+
+def _print(report: Any, as_json: bool, brief: bool) -> int:
+    """Print a diff report (JSON or text) and give diff's exit code: 0 equivalent, 1 not."""
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -183,8 +188,4 @@ def _listings(inputs: tuple[str, ...], local_ips: list[str], strict: bool, as_js
             compare_listings(report, old, new, local_ips=local_ips, scope=probe_scope)
         except ValueError as err:
             raise InputError(f"bad address: {err}", where="--local-ip") from None
-    if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
-    else:
-        sys.stdout.write(render_text(report, rules=not brief))
-    return 0 if report.equivalent else 1
+    return _print(report, as_json, brief)
