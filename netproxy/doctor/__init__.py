@@ -12,15 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
-from netproxy.doctor.report import Finding, Report, ServiceReport
-from netproxy.doctor.walks import WALK_CHECKS
+from netproxy.doctor.ports import check_ports
+from netproxy.doctor.report import Finding, Report
 from netproxy.errors import InputError
 from netproxy.kubeview import build_view
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
 from netproxy.kubeview.names import chain_hash
 from netproxy.netfilter.model import Ruleset
-from netproxy.progress import progress
 from netproxy.trace import Tracer
 
 __all__ = ["Finding", "Report", "build_view", "diagnose"]
@@ -78,15 +77,11 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
                          + (" or the cluster objects" if expected is not None else ""),
                          where=ruleset.source)
     tracer = Tracer(ruleset, local_ips=local_ips) if walk else None
-    reports = []
-    todo = sorted(selected + extra, key=lambda v: v.key)
-    with progress("checking Service ports", len(todo), unit="Service ports") as bar:
-        for svc in todo:
-            findings = [check(view, svc) for check in SERVICE_CHECKS]
-            if tracer is not None:
-                findings += [walk_check(view, svc, tracer) for walk_check in WALK_CHECKS]
-            if expected_view is not None:
-                findings += compare_service(view, svc, expected_view.services.get(svc.key))
-            reports.append(ServiceReport(svc.name, svc.protocol, findings))
-            bar.advance()
+
+    def compare(svc: ServicePortView) -> list[Finding]:
+        assert expected_view is not None
+        return compare_service(view, svc, expected_view.services.get(svc.key))
+
+    reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
+                          compare if expected_view is not None else None)
     return Report(ruleset.source, ruleset.family, node, reports)

@@ -15,8 +15,8 @@ from typing import Any
 
 from netproxy.doctor.checks import QUESTIONS as IPTABLES_QUESTIONS
 from netproxy.doctor.nftchecks import NODE_CHECKS, SERVICE_CHECKS, check_nodeport_addresses
-from netproxy.doctor.report import FAILED, PASSED, Finding, Report, ServiceReport
-from netproxy.doctor.walks import WALK_CHECKS
+from netproxy.doctor.ports import check_ports
+from netproxy.doctor.report import FAILED, PASSED, Finding, Report
 from netproxy.errors import InputError
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
@@ -24,7 +24,6 @@ from netproxy.kubeview.nftables import FAMILIES, TABLE, build_nft_view, kube_pro
 from netproxy.kubeview.reading import reading
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset
-from netproxy.progress import progress
 from netproxy.trace import Tracer
 
 
@@ -67,17 +66,13 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
                          + (" or the cluster objects" if expected is not None else ""),
                          where=listing.source)
     tracer = Tracer(view.ruleset, local_ips=local_ips, nft=[listing], ipsets=ipsets) if walk else None
-    reports = []
-    todo = sorted(selected + extra, key=lambda v: v.key)
-    with progress("checking Service ports", len(todo), unit="Service ports") as bar:
-        for svc in todo:
-            findings = [check(view, svc) for check in SERVICE_CHECKS]
-            if tracer is not None:
-                findings += [walk_check(view, svc, tracer) for walk_check in WALK_CHECKS]
-            if expected_view is not None:
-                findings.append(_compare_service(svc, expected_view.services.get(svc.key)))
-            reports.append(ServiceReport(svc.name, svc.protocol, findings))
-            bar.advance()
+
+    def compare(svc: ServicePortView) -> list[Finding]:
+        assert expected_view is not None
+        return [_compare_service(svc, expected_view.services.get(svc.key))]
+
+    reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
+                          compare if expected_view is not None else None)
     notes = []
     if len(families) > 1:
         other = [f for f in families if f != family]
