@@ -227,9 +227,9 @@ class Tracer:
         packets that enter it alike (see :meth:`_replay`), and the rest of a walk after a
         DNAT likewise (:meth:`_replay_tail`); False walks every branch."""
         self._summaries: dict[tuple[Any, ...], list[Any]] = {}
+        """Key -> [summaries, branches that looked for one, branches that found one]."""
         self._tails: dict[tuple[Any, ...], list[Any]] = {}
         """Tail key -> [tails, branches that looked for one, branches that found one]."""
-        """Key -> [summaries, branches that looked for one, branches that found one]."""
         with paused_gc():
             for tname, table in ruleset.tables.items():
                 for chain in table.chains.values():
@@ -976,42 +976,26 @@ class Tracer:
                     and slot[2] * 4 < slot[1]:
                 return False  # given up
             slot[1] += 1
-            proto = w.fixed[0]
             for s in found:
                 if len(w.path) + len(s.path) > MAX_HOPS:
                     break  # walk it: the walk says where the branch got too long
-                for check in s.checks:
-                    what = check[0]
-                    if what == _CAND:
-                        got: Any = check[1].candidates(w.dst, proto, w.dport)
-                        if got is not check[2] and got != check[2]:
-                            break
-                    elif what == _ADDR:
-                        miss = False
-                        for is_src, net, mask, neg in check[1]:
-                            if (((w.src if is_src else w.dst) & mask) == net) is neg:
-                                miss = True
-                                break
-                        if miss != check[2]:
-                            break
-                    elif check[1](w) != check[2]:
-                        break
-                else:
-                    if w.tail is not None:
-                        w.tail.extend(s.checks)
-                        if s.nat is not None:
-                            w.tail.append((_NAT, *s.nat, w.hook))
-                    w.path.extend(s.path)
-                    w.mark, w.ctmark, w.ct = s.mark, s.ctmark, s.ct
-                    w.nat_ok, w.assumed = s.nat_ok, s.assumed
+                if not self._passes(w, s.checks):
+                    continue
+                if w.tail is not None:
+                    w.tail.extend(s.checks)
                     if s.nat is not None:
-                        kind, data, nat = s.nat
-                        self._nat(w, kind, data, nat)  # it succeeded when recorded
-                        if kind == "MASQUERADE":
-                            w.masq_flags = data
-                        w.nat_hook = w.hook
-                    slot[2] += 1
-                    return True
+                        w.tail.append((_NAT, *s.nat, w.hook))
+                w.path.extend(s.path)
+                w.mark, w.ctmark, w.ct = s.mark, s.ctmark, s.ct
+                w.nat_ok, w.assumed = s.nat_ok, s.assumed
+                if s.nat is not None:
+                    kind, data, nat = s.nat
+                    self._nat(w, kind, data, nat)  # it succeeded when recorded
+                    if kind == "MASQUERADE":
+                        w.masq_flags = data
+                    w.nat_hook = w.hook
+                slot[2] += 1
+                return True
             if len(found) >= SUMMARIES_PER_KEY:
                 return False
         elif len(self._summaries) >= SUMMARY_KEYS:
