@@ -107,7 +107,7 @@ def _facts(report, title: str) -> list[str]:
     return [f"{f.sign} {f.text}" for f in group.facts]
 
 
-def test_a_listing_equals_itself_and_its_json(listings: dict[str, Path], tmp_path: Path) -> None:
+def test_a_listing_equals_itself(listings: dict[str, Path]) -> None:
     report = _report(listings["base"], listings["base"], behaviour=True)
     assert report.groups == [] and report.findings == [] and report.equivalent
     assert report.probes > 30 and report.behaviour == []

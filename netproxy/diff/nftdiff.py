@@ -35,6 +35,7 @@ from netproxy.kubeview.nftables import (
 )
 from netproxy.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftSet, NftTable
 from netproxy.netfilter.nfttext import expr_text
+from netproxy.parser.nftables.refs import REFERS
 
 _COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
 _SUMMARY_KEYS = (
@@ -378,7 +379,7 @@ def _diff(old: NftRuleset, new: NftRuleset, scope: str) -> DiffReport:
 def _warnings(listing: NftRuleset) -> list[str]:
     """What the lenient parse could not read (kept in place, compared by its text);
     references to chains and sets the listing lacks are findings instead."""
-    problems = [p for p in listing.problems if "which the listing lacks" not in p.message]
+    problems = [p for p in listing.problems if REFERS not in p.message]
     out = [f"{listing.source}:{p.line}: {p.message} (kept as written)" for p in problems[:5]]
     if len(problems) > 5:
         out.append(f"{listing.source}: {len(problems) - 5} more such lines")

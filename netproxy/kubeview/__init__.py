@@ -29,8 +29,8 @@ from netproxy.kubeview.model import (
     ServicePortView,
     is_redacted,
 )
-from netproxy.kubeview.nftables import build_nft_view, has_kube_proxy_table
+from netproxy.kubeview.nftables import build_nft_view
 from netproxy.kubeview.reading import reading
 
 __all__ = ["NftRef", "Ref", "RuleRef", "RulesetView", "ServicePortView", "build_nft_view", "build_view",
-           "has_kube_proxy_table", "is_redacted", "reading", "well_known_hashes"]
+           "is_redacted", "reading", "well_known_hashes"]

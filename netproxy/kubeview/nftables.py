@@ -113,10 +113,6 @@ def kube_proxy_families(listing: NftRuleset) -> list[str]:
     return [fam for fam, nft in FAMILIES.items() if (nft, TABLE) in listing.tables]
 
 
-def has_kube_proxy_table(listing: NftRuleset) -> bool:
-    return bool(kube_proxy_families(listing))
-
-
 # -- expressions ----------------------------------------------------------------------------
 
 def _match(stmt: Any) -> dict[str, Any] | None:

@@ -56,8 +56,8 @@ def compile_both(params: dict[str, Any], cluster: Cluster, flags: NftFlags) -> B
     new_settings = settings_for({**params, "proxy_mode": "nftables"}, cluster, nftables=True)
     options = options_for(flags, params, cluster, fam)
     with paused_gc(freeze=True):
-        model = proxy_model(cluster, old_settings)
-        ipt = compile_cluster(cluster, old_settings).save
+        compiled = compile_cluster(cluster, old_settings)
+        model, ipt = compiled.model, compiled.save
         table = compile_table(proxy_model(cluster, new_settings), new_settings, options)
         listing = parse_nft(list_table(table), source="<compiled nftables>", strict=True)
     return BothModes(fam, model, old_settings, new_settings, options, ipt, listing)

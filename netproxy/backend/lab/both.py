@@ -55,10 +55,10 @@ def _allowed(checker: Checker, g: Group, tracer: Tracer) -> set[str]:
 
 def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresses,
                   new_nodeports: NodePortAddresses,
-                  predicted: tuple[Tracer, Tracer] | None = None) -> dict[str, Any]:
+                  predicted: tuple[Tracer, Tracer]) -> dict[str, Any]:
     """Both checks have run (``old``: iptables mode, ``new``: nftables mode, the same
     groups in the same order). ``predicted``: tracers of the rules ``netproxy migrate``
-    compiles for each mode (default: the rules read back from the node). Per group: the
+    compiles for each mode. Per group: the
     difference the prediction names (or a finding), and whether the kernel agrees: each
     mode's check passed, the rules read back trace as the compiled ones, and every result
     the kernel gave in each mode is one the prediction allows."""
@@ -70,7 +70,7 @@ def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresse
         probe = _probe(a)
         ra = outcomes(old.tracer, probe.packet, reasons=False)
         rb = outcomes(new.tracer, probe.packet, reasons=False)
-        t_old, t_new = predicted if predicted is not None else (old.tracer, new.tracer)
+        t_old, t_new = predicted
         pa = outcomes(t_old, probe.packet, reasons=False)
         pb = outcomes(t_new, probe.packet, reasons=False)
         seen_a = dict(Counter(observed_key(r) for r in a.observed))
