@@ -34,9 +34,30 @@ def parse_addr(text: str, family: str) -> int:
         family == "ipv6") else f"{shown(text)} is not an IP address")
 
 
+_HOST = {"ipv4": ("32", (1 << 32) - 1), "ipv6": ("128", (1 << 128) - 1)}
+
+
+def net_of(text: str, family: str) -> tuple[int, int]:
+    """:func:`parse_net` without its cache, for a text parsed once (a rule's address when
+    the rule is compiled: most are endpoints' own, each in one rule). A host address with
+    its full prefix length, the usual case, takes a short way."""
+    base, sep, plen = text.partition("/")
+    host_len, full = _HOST[family]
+    if plen == host_len:
+        try:
+            return int.from_bytes(socket.inet_pton(_AF[family], base), "big"), full
+        except (OSError, ValueError):
+            pass  # the general way says what is wrong
+    return _parse_net(text, family)
+
+
 @lru_cache(maxsize=1 << 18)
 def parse_net(text: str, family: str) -> tuple[int, int]:
     """``addr[/len]`` or ``addr/netmask`` as (network, mask) integers."""
+    return _parse_net(text, family)
+
+
+def _parse_net(text: str, family: str) -> tuple[int, int]:
     bits = BITS[family]
     full = (1 << bits) - 1
     base, sep, plen = text.partition("/")

@@ -39,6 +39,7 @@ from netproxy.trace.addr import (
     format_endpoint,
     is_limited_broadcast,
     is_multicast,
+    net_of,
     parse_addr,
     parse_net,
 )
@@ -437,7 +438,7 @@ class Tracer:
                 continue
             if name == "source" or name == "destination":
                 try:
-                    net, mask = parse_net(args[0], family)
+                    net, mask = net_of(args[0], family)
                 except (ValueError, IndexError):
                     bad_addr = True
                     key_items.append(o)
