@@ -49,7 +49,7 @@ from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, loca
 from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
-from netproxy.trace.state import Cond, Memory, Walk
+from netproxy.trace.state import Cond, Memory, Walk, ct_with
 from netproxy.trace.targets import compile_target, plain_dnat
 
 MAX_DEPTH = 1000
@@ -507,6 +507,10 @@ class Tracer:
         rule = code.rules[pos]
         return Hop(code.table, code.name, pos + 1, rule.line,
                    render=lambda: self.rule_text(code.table, code.name, rule), depth=depth)
+
+    def hops(self, raw: list[tuple[Any, int | None, int]]) -> list[Hop]:
+        """A branch's path, kept as (chain, rule position, depth) while walking, as hops."""
+        return [self.hop(code, pos, depth) for code, pos, depth in raw]
 
     def _nft_hop(self, code: Any, pos: int | None, depth: int) -> Hop:
         source = code.source if self._several else None
@@ -1133,10 +1137,10 @@ class Tracer:
             if dest_side and addr is not None:
                 w.dst, w.dport = addr, port
                 w.dnat = (addr, port)
-                w.ct = w.ct | {"DNAT"}
+                w.ct = ct_with(w.ct, "DNAT")
             elif not dest_side and masq and not w.masquerade:
                 w.masquerade = True
-                w.ct = w.ct | {"SNAT"}
+                w.ct = ct_with(w.ct, "SNAT")
             return
         vip, vport, client, cport = data
         fam = self.family
@@ -1256,7 +1260,7 @@ class Tracer:
             if port is not None:
                 w.dport = port
             w.dnat = (w.dst, w.dport)
-            w.ct = w.ct | {"DNAT"}
+            w.ct = ct_with(w.ct, "DNAT")
             return None
         if kind == "SNAT":
             addr, port, text = data
@@ -1267,26 +1271,15 @@ class Tracer:
                 w.sport = port
         else:
             w.masquerade = True
-        w.ct = w.ct | {"SNAT"}
+        w.ct = ct_with(w.ct, "SNAT")
         return None
 
     def _outcome(self, w: Walk, verdict: str, *, reason: str | None = None,
                  delivered: str | None = None) -> Outcome:
-        raw = w.path
         dnat = w.dnat
-        dst, dport = w.dst, w.dport
-        fam = self.family
-
-        def build() -> list[Hop]:
-            return [self.hop(code, pos, depth) for code, pos, depth in raw]
-
-        def ends() -> tuple[str | None, str]:
-            text = format_endpoint(dnat[0], dnat[1], fam) if dnat is not None else None
-            return text, format_endpoint(dst, dport, fam)
-
         flags = w.masq_flags if w.masquerade else ""
         o = Outcome.lazy(w.prob, verdict, w.masquerade, w.snat, reason, delivered, w.memory,
-                         flags, build, ends)
+                         flags, (self, w.path), (dnat, w.dst, w.dport, self.family))
         if w.facts:
             o.assumes = tuple(w.facts.values())
         if w.assumed:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from netproxy.trace.addr import format_endpoint
 from netproxy.trace.packet import Resolved
 from netproxy.trace.state import Memory
 
@@ -114,9 +115,11 @@ class Outcome:
     @classmethod
     def lazy(cls, probability: float, verdict: str, masquerade: bool, snat: str | None,
              reason: str | None, delivered: str | None, memory: Memory, flags: str,
-             build: Any, ends: Any) -> Outcome:
-        """An outcome whose path comes from ``build()`` and dnat/final from ``ends() ->
-        (dnat, final)``, each on first use (a summary never renders the hops)."""
+             hops: tuple[Any, Any], ends: tuple[Any, int, int | None, str]) -> Outcome:
+        """An outcome whose path and dnat/final are made on first use (a summary never
+        renders the hops): ``hops`` is (maker, raw path), the path ``maker.hops(raw)``;
+        ``ends`` is (DNAT (address, port) or None, destination address, port, family), as
+        numbers. (Data rather than closures: one outcome per branch, closures cost more.)"""
         o = cls.__new__(cls)
         o.probability = probability
         o.verdict = verdict
@@ -129,7 +132,7 @@ class Outcome:
         o._path = None
         o._dnat = None
         o._final = ""
-        o._lazy = build
+        o._lazy = hops
         o._ends = ends
         o.route = None
         o.assumes = ()
@@ -140,12 +143,16 @@ class Outcome:
 
     def _fill(self) -> None:
         if self._lazy is not None:
-            self._path = self._lazy()
+            maker, raw = self._lazy
+            self._path = maker.hops(raw)
             self._lazy = None
 
     def _fill_ends(self) -> None:
         if self._ends is not None:
-            self._dnat, self._final = self._ends()
+            dnat, dst, dport, family = self._ends
+            if dnat is not None:
+                self._dnat = format_endpoint(dnat[0], dnat[1], family)
+            self._final = format_endpoint(dst, dport, family)
             self._ends = None
 
     @property
@@ -350,7 +357,8 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
             if n == 1:
                 parts.append(f"1 endpoint {shown_by[next(iter(targets))].dnat}"
                              + ("" if abs(values[0] - total) < 1e-9 else f" {percent(values[0])}"))
-            elif len({percent(v) for v in values}) == 1:
+            elif percent(min(values)) == percent(max(values)):
+                # (rounding keeps order, so the extremes agree only when every share does)
                 names = f" ({', '.join(str(shown_by[k].dnat) for k in targets)})" if named else ""
                 parts.append(f"{n} endpoints{names}, {percent(values[0])} each")
             else:

@@ -216,3 +216,14 @@ class Cond:
 
 
 _NO_FACTS: dict[Any, tuple[bool, Cond]] = {}
+
+_CT_WITH: dict[tuple[frozenset[str], str], frozenset[str]] = {}
+
+
+def ct_with(ct: frozenset[str], flag: str) -> frozenset[str]:
+    """``ct | {flag}`` (a NAT marks the connection ``DNAT``/``SNAT``), one shared set per
+    combination: there are a handful, and every branch makes one or two."""
+    found = _CT_WITH.get((ct, flag))
+    if found is None:
+        found = _CT_WITH[(ct, flag)] = ct | {flag}
+    return found
