@@ -44,7 +44,7 @@ from netproxy.trace.addr import (
     parse_net,
 )
 from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_priority, plan
-from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
+from netproxy.trace.index import CACHE_MAX, INDEX_MIN_RULES, ChainCode
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
 from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
@@ -82,6 +82,7 @@ _LOOKUP = Matcher((), (True,))
 """What an nft lookup (a ``dyn`` action) is to :meth:`Tracer._note_eval`: pure, reads the
 packet (lookups with side effects end the recording themselves)."""
 
+_UNASKED = object()
 _CAND, _ADDR, _EVAL, _NAT, _ROUTE = 0, 1, 2, 3, 4
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
 an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
@@ -229,6 +230,8 @@ class Tracer:
         DNAT likewise (:meth:`_replay_tail`); False walks every branch."""
         self._summaries: dict[tuple[Any, ...], list[Any]] = {}
         """Key -> [summaries, branches that looked for one, branches that found one]."""
+        self._delivered: dict[int, bool | None] = {}
+        """Destination -> :meth:`_delivered_known`'s answer before the branch's facts."""
         self._tails: dict[tuple[Any, ...], list[Any]] = {}
         """Tail key -> [tails, branches that looked for one, branches that found one]."""
         with paused_gc():
@@ -463,8 +466,8 @@ class Tracer:
         target: tuple[str, Any] | None
         if t is None:
             target = ("none", None)
-        elif not t.options and t.name in chains:  # a jump: no need to look anything up
-            target = ("goto" if t.goto else "jump", t.name)
+        elif not t.options and t.name in chains:  # a jump: to the chain, prepared now
+            target = ("goto" if t.goto else "jump", self.code(code.table, t.name))
         elif (t.name == "DNAT" and len(t.options) == 1 and t.name not in chains
               and (plain := plain_dnat(t.options[0], self.family)) is not None):
             # One per endpoint, each different: not worth a cache entry.
@@ -877,7 +880,9 @@ class Tracer:
                     if kind == "none":
                         continue
             if kind == "jump" or kind == "goto":
-                target = codes.get((code.table, data))
+                # A rule's jump holds its chain prepared (see _compile); an nft rule's, and a
+                # target extension's, the chain's name.
+                target = data if type(data) is ChainCode else codes.get((code.table, data))
                 if target is None:
                     if code.table in self._nft_tables:  # a cut-short or trimmed listing
                         out.append(self._outcome(w, "UNKNOWN", reason=f"{kind} {data}: the "
@@ -1096,9 +1101,17 @@ class Tracer:
     def _delivered_known(self, w: Walk) -> bool | None:
         """The routing decision without a node routing table, None where it would fork."""
         addr = w.dst
-        if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
-            return True
-        here = self.placed(addr)
+        # Every branch after a DNAT asks this of its endpoint: the answers that do not depend
+        # on the branch's facts are kept (a few per Service, bounded like the index caches).
+        here = self._delivered.get(addr, _UNASKED)
+        if here is _UNASKED:
+            if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
+                here = True
+            else:
+                here = self.placed(addr)
+            if len(self._delivered) >= CACHE_MAX:
+                self._delivered.clear()
+            self._delivered[addr] = here
         if here is not None:
             return here
         known = w.facts.get(("local", addr))

@@ -336,19 +336,33 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
     """The one-line summary of outcomes that sum to 1; ``named``: endpoints with equal
     shares are named too (``2 endpoints (a, b), 50% each``)."""
     parts: list[str] = []
-    accepted = [o for o in outcomes if o.verdict == "ACCEPT"]
-    # Endpoints grouped by the engine's numbers where an outcome has them (the same
-    # endpoint, the same text); their text is made only where the line names them.
+    # One pass over the outcomes (a capture makes one line per packet): the total, the
+    # shares of accepted and masqueraded ones (each summed in the outcomes' order, as
+    # sum() would), the verdicts seen, and the accepted endpoints, grouped by the engine's
+    # numbers where an outcome has them (the same endpoint, the same text); their text is
+    # made only where the line names them.
+    accepted: list[Outcome] = []
+    verdicts: set[str] = set()
     dnat: dict[Any, float] = {}
     shown_by: dict[Any, Outcome] = {}
-    for o in accepted:
+    total = acc = masq = 0.0
+    for o in outcomes:
+        p = o.probability
+        total += p
+        if o.verdict != "ACCEPT":
+            verdicts.add(o.verdict)
+            continue
+        accepted.append(o)
+        acc += p
+        if o.masquerade:
+            masq += p
         k = o.raw_dnat if o.raw_dnat is not None else o.dnat
         if k in dnat:
-            dnat[k] += o.probability
+            dnat[k] += p
         else:
-            dnat[k] = o.probability
+            dnat[k] = p
             shown_by[k] = o
-    total = sum(o.probability for o in outcomes) or 1.0
+    total = total or 1.0
     if accepted:
         targets = {k: v for k, v in dnat.items() if k is not None}
         if targets:
@@ -369,8 +383,6 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
             parts.append(f"no DNAT ({'/'.join(where)}) {percent(dnat[None])}"
                          if len(dnat) > 1 or dnat[None] < total - 1e-9
                          else f"accepted without DNAT ({'/'.join(where)})")
-        masq = sum(o.probability for o in accepted if o.masquerade)
-        acc = sum(o.probability for o in accepted)
         if masq <= 1e-12:
             parts.append("not masqueraded")
         elif abs(masq - acc) < 1e-9:
@@ -384,6 +396,8 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
         if reverse:
             parts.append("reply: " + "; ".join(reverse))
     for verdict in ("DROP", "REJECT"):
+        if verdict not in verdicts:
+            continue
         share = sum(o.probability for o in outcomes if o.verdict == verdict)
         if share > 0:
             first = next(o for o in outcomes if o.verdict == verdict)
@@ -391,7 +405,7 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
             if first.route is not None and first.route.refused and first.reason:
                 by = first.reason  # the routing decision discarded it, not a rule
             parts.append(f"{verdict} {percent(share)}" + (f" by {by}" if by else ""))
-    unknown = [o for o in outcomes if o.verdict == "UNKNOWN"]
+    unknown = [o for o in outcomes if o.verdict == "UNKNOWN"] if "UNKNOWN" in verdicts else []
     if unknown:
         share = sum(o.probability for o in unknown)
         first = unknown[0]
