@@ -43,12 +43,12 @@ from netproxy.kubeview.model import (
 from netproxy.kubeview.names import chain_role
 from netproxy.kubeview.shares import numgen_shares
 from netproxy.netfilter.model import Ruleset
-from netproxy.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftTable
+from netproxy.netfilter.nft import NFT_FAMILY, NftChain, NftElement, NftRule, NftRuleset, NftTable
 from netproxy.nftnames import COMMENT_MAX
 
 TABLE = "kube-proxy"
-FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}
-"""Address family to the nft family of kube-proxy's table."""
+FAMILIES = NFT_FAMILY
+"""Address family to the nft family of kube-proxy's table (:data:`~netproxy.netfilter.nft.NFT_FAMILY`)."""
 SERVICE_PREFIXES = {"service-": "SVC", "local-": "SVL", "external-": "EXT", "firewall-": "FW"}
 """Per-Service-port chain prefixes and the model role (``ServicePortView.chains``) of each."""
 BALANCING = ("SVC", "SVL")
