@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from functools import partial
 
 from netproxy.doctor.checks import QUESTIONS as IPTABLES_QUESTIONS
 from netproxy.doctor.checks import _valid_destination, counted, frontend_text
@@ -314,13 +315,17 @@ def _place(ref: Ref) -> str:
     return f"{ref.table} {ref.chain}"
 
 
-NODE_CHECKS: tuple[Callable[[RulesetView], Finding | None], ...] = (
-    check_proxy_mode,
-    check_service_hooks,
-    check_masquerade,
-    check_cluster_ips,
-    check_stale_objects,
-)
+def node_checks(local_ips: Sequence[str] = ()) -> tuple[Callable[[RulesetView], Finding | None], ...]:
+    """The node checks in report order; the NodePort one looks at ``local_ips``, the node's
+    addresses."""
+    return (
+        check_proxy_mode,
+        check_service_hooks,
+        check_masquerade,
+        check_cluster_ips,
+        partial(check_nodeport_addresses, local_ips=local_ips),
+        check_stale_objects,
+    )
 
 
 # -- Service port checks ----------------------------------------------------------------------
