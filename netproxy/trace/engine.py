@@ -82,7 +82,6 @@ _LOOKUP = Matcher((), (True,))
 """What an nft lookup (a ``dyn`` action) is to :meth:`Tracer._note_eval`: pure, reads the
 packet (lookups with side effects end the recording themselves)."""
 
-_UNASKED = object()
 _CAND, _ADDR, _EVAL, _NAT, _ROUTE = 0, 1, 2, 3, 4
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
 an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
@@ -1114,8 +1113,9 @@ class Tracer:
         addr = w.dst
         # Every branch after a DNAT asks this of its endpoint: the answers that do not depend
         # on the branch's facts are kept (a few per Service, bounded like the index caches).
-        here = self._delivered.get(addr, _UNASKED)
-        if here is _UNASKED:
+        if addr in self._delivered:
+            here = self._delivered[addr]
+        else:
             if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
                 here = True
             else:
