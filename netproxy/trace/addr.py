@@ -38,9 +38,9 @@ _HOST = {"ipv4": ("32", (1 << 32) - 1), "ipv6": ("128", (1 << 128) - 1)}
 
 
 def net_of(text: str, family: str) -> tuple[int, int]:
-    """:func:`parse_net` without its cache, for a text parsed once (a rule's address when
-    the rule is compiled: most are endpoints' own, each in one rule). A host address with
-    its full prefix length, the usual case, takes a short way."""
+    """:func:`parse_net` for a rule's address when the rule is compiled: a host address
+    with its full prefix length (mostly an endpoint's own, each in one rule) the short way
+    and not cached; networks (the pod CIDR in every Service's rules) through the cache."""
     base, sep, plen = text.partition("/")
     host_len, full = _HOST[family]
     if plen == host_len:
@@ -48,7 +48,7 @@ def net_of(text: str, family: str) -> tuple[int, int]:
             return int.from_bytes(socket.inet_pton(_AF[family], base), "big"), full
         except (OSError, ValueError):
             pass  # the general way says what is wrong
-    return _parse_net(text, family)
+    return parse_net(text, family)
 
 
 @lru_cache(maxsize=1 << 18)

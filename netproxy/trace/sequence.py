@@ -363,11 +363,8 @@ class Stepper:
                     continue  # the masquerading address is not known: replies cannot match
             self._new_replies.append((flow, reply_dst, eps))
         self._add_replies()
-        result = TraceResult(res.packet, res.outcomes, list(res.notes),
-                             same if prev is not None else None)
-        result.independent = res.independent
-        result.inferred = res.inferred
-        return result
+        res.same_as_previous = same if prev is not None else None  # the trace's own result
+        return res
 
     def _add_replies(self) -> None:
         replies = self.replies
