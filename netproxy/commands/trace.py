@@ -99,6 +99,8 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
 
     expectation = parse_expectation(expect, expect_masquerade)
 
+    if params.get("family") == "dual":  # whatever the rules are: one packet, one family
+        raise InputError("trace follows one packet: give --family ipv4 or ipv6", where="--family")
     if as_json:
         fmt = "json"
     try:
@@ -159,9 +161,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             whole = live_node(netns_name) if netns_name is not None else node
             node = node or whole
             family = params["family"] if family_given else _family(dst, whole)
-            if family == "dual":
-                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
-                                 where="--family")
             ruleset, more, read_notes = node_rules(whole, variant, family, strict=strict)
             listings += more
             for text in read_notes:
@@ -201,9 +200,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             from netproxy.netfilter.model import Ruleset
             from netproxy.parser.nftables import parse_nft_text
 
-            if params.get("family") == "dual":
-                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
-                                 where="--family")
             text = nftables_text(params, cluster, "list", nft_flags)
             listings = [parse_nft_text(text, source="<compiled>", strict=True)]
             settings = settings_for(params, cluster, nftables=True)
