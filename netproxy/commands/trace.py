@@ -363,7 +363,9 @@ def _emit_one(result: Any, fmt: str, brief: bool) -> None:
 
 def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
     """Each packet as it is traced; then, once for the whole sequence, the missing facts
-    that mattered (each with the packets it affected and the flag that supplies it)."""
+    that mattered (each with the packets it affected and the flag that supplies it), in
+    every format: a packet's own output leaves them out, and they are found once per packet
+    (by the tally)."""
     from netproxy.trace.explain import describe_packet, render_dot, render_text
     from netproxy.trace.missing import MissingTally
     from netproxy.trace.result import summary
@@ -379,7 +381,7 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
         try:
             for r in results:
                 tally.add(r)
-                text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
+                text = json.dumps(r.to_dict(missing=False), indent=2).replace("\n", "\n  ")
                 out.write(("," if n else '{"packets": [') + "\n  " + text)
                 n += 1
         except NetproxyError as err:
