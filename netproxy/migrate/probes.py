@@ -6,6 +6,7 @@ LoadBalancer IP) from every kind of source, plus the addresses only one mode ans
 from __future__ import annotations
 
 import ipaddress
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -76,6 +77,8 @@ class Sources:
     external: str
     local_endpoints: frozenset[str] | None = None
     """The endpoint addresses of this node (None: not known), for the hairpin probes."""
+    notes: tuple[str, ...] = ()
+    """What the sources could not be as wanted (a pod client that is an endpoint)."""
 
 
 def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> str:
@@ -84,14 +87,17 @@ def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> st
 
 
 def _free_host(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int,
-               taken: set[str]) -> str:
-    """A host of ``net`` from the ``nth`` on that is no endpoint's address (a client that is
-    not itself an endpoint: no hairpin)."""
-    for step in range(4096):
-        cand = _host_in(net, nth + step)
+               taken: set[str]) -> tuple[str, bool]:
+    """A host of ``net`` from the ``nth`` on (then from the first; 4,096 tried at most) that
+    is no endpoint's address (a client that is not itself an endpoint: no hairpin), and True;
+    when every one tried is an endpoint's, the ``nth`` host and False."""
+    last = max(net.num_addresses - 2, 0)
+    start = min(nth, last)
+    for n in itertools.islice(itertools.chain(range(start, last + 1), range(1, start)), 4096):
+        cand = str(net.network_address + n)
         if cand not in taken:
-            return cand
-    return _host_in(net, nth)
+            return cand, True
+    return str(net.network_address + start), False
 
 
 def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
@@ -114,12 +120,13 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
     mine = [n for n in mine if n.version == want]
     cluster = [ipaddress.ip_network(c, strict=False) for c in pod_cidrs]
     cluster = [n for n in cluster if n.version == want]
-    if mine:
-        here = _free_host(mine[0], 250, busy)
-    elif cluster:
-        here = _free_host(cluster[0], 250, busy)
-    else:
-        here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
+    here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
+    notes: tuple[str, ...] = ()
+    for net in (mine or cluster)[:1]:
+        here, free = _free_host(net, 250, busy)
+        if not free:
+            notes = (f"every address of {net} tried is an endpoint's: the pod client "
+                     f"{here} is one (its probes to that endpoint's Services are hairpin)",)
     elsewhere = None
     for net in cluster:
         for start in (net.num_addresses // 2 + 250, 250):
@@ -134,7 +141,7 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
         if elsewhere:
             break
     return Sources(here, elsewhere, node_ip, "::1" if want == 6 else "127.0.0.1",
-                   EXTERNAL[fam], local_endpoints)
+                   EXTERNAL[fam], local_endpoints, notes)
 
 
 def _pod(s: Sources, dst: str, proto: str, port: int) -> Packet:
