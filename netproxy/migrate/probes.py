@@ -6,9 +6,9 @@ LoadBalancer IP) from every kind of source, plus the addresses only one mode ans
 from __future__ import annotations
 
 import ipaddress
-import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain, islice
 
 from netproxy.proxy.model import ProxyModel
 from netproxy.proxy.settings import ProxySettings
@@ -77,8 +77,8 @@ class Sources:
     external: str
     local_endpoints: frozenset[str] | None = None
     """The endpoint addresses of this node (None: not known), for the hairpin probes."""
-    notes: tuple[str, ...] = ()
-    """What the sources could not be as wanted (a pod client that is an endpoint)."""
+    note: str | None = None
+    """Said when a source is not what it stands for (the pod here is an endpoint too)."""
 
 
 def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> str:
@@ -87,17 +87,17 @@ def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> st
 
 
 def _free_host(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int,
-               taken: set[str]) -> tuple[str, bool]:
-    """A host of ``net`` from the ``nth`` on (then from the first; 4,096 tried at most) that
-    is no endpoint's address (a client that is not itself an endpoint: no hairpin), and True;
-    when every one tried is an endpoint's, the ``nth`` host and False."""
-    last = max(net.num_addresses - 2, 0)
-    start = min(nth, last)
-    for n in itertools.islice(itertools.chain(range(start, last + 1), range(1, start)), 4096):
-        cand = str(net.network_address + n)
+               taken: set[str]) -> str | None:
+    """A host of ``net`` from the ``nth`` on (then from its first) that is no endpoint's
+    address (a client that is not itself an endpoint: no hairpin); None when none of the
+    first 4,096 tried is free."""
+    last = max(net.num_addresses - 2, 0)  # the highest host (broadcast aside)
+    order = chain(range(min(nth, last), last + 1), range(1, min(nth, last)))
+    for n in islice(order, 4096):
+        cand = _host_in(net, n)
         if cand not in taken:
-            return cand, True
-    return str(net.network_address + start), False
+            return cand
+    return None
 
 
 def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
@@ -120,13 +120,17 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
     mine = [n for n in mine if n.version == want]
     cluster = [ipaddress.ip_network(c, strict=False) for c in pod_cidrs]
     cluster = [n for n in cluster if n.version == want]
-    here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
-    notes: tuple[str, ...] = ()
-    for net in (mine or cluster)[:1]:
-        here, free = _free_host(net, 250, busy)
-        if not free:
-            notes = (f"every address of {net} tried is an endpoint's: the pod client "
-                     f"{here} is one (its probes to that endpoint's Services are hairpin)",)
+    note = None
+    if mine or cluster:
+        net = mine[0] if mine else cluster[0]
+        found = _free_host(net, 250, busy)
+        if found is None:
+            found = _host_in(net, 250)
+            note = (f"every address of {net} tried is an endpoint's: the probes from a pod on "
+                    f"this node come from {found}, itself an endpoint (hairpin connections)")
+        here = found
+    else:
+        here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
     elsewhere = None
     for net in cluster:
         for start in (net.num_addresses // 2 + 250, 250):
@@ -141,7 +145,7 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
         if elsewhere:
             break
     return Sources(here, elsewhere, node_ip, "::1" if want == 6 else "127.0.0.1",
-                   EXTERNAL[fam], local_endpoints, notes)
+                   EXTERNAL[fam], local_endpoints, note)
 
 
 def _pod(s: Sources, dst: str, proto: str, port: int) -> Packet:
