@@ -187,8 +187,9 @@ def _nftables_mode(path: str | None, params: dict[str, Any], service: str | None
     """The report on kube-proxy's nftables table when ``path`` is an nft listing, a
     snapshot whose nft listing holds it (its iptables rules are then walked too), or the
     namespace ``netns_name`` holds it (its iptables rules too); else None."""
-    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+    from netproxy.commands.nftrules import is_nft_file
     from netproxy.doctor.nftables import diagnose_nft
+    from netproxy.inputs.read import read_listing
     from netproxy.kubeview.nftables import kube_proxy_families
     from netproxy.parser.nftables import parse_nft
 
@@ -211,7 +212,7 @@ def _nftables_mode(path: str | None, params: dict[str, Any], service: str | None
     elif path is None:
         return None
     elif is_nft_file(path):
-        listing = read_nft_listing(path, strict=False)
+        listing = read_listing(path, strict=False)
     elif path != "-" and _is_snapshot(path):
         from netproxy.node.snapshot import read_snapshot
 

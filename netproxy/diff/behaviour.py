@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netproxy.diff.identity import KubeView
 from netproxy.diff.report import DiffReport, ProbeLine
@@ -21,6 +22,9 @@ from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.netfilter.values import saved_address
 from netproxy.textsafe import digits
+
+if TYPE_CHECKING:
+    from netproxy.diff.nftdiff import Views
 from netproxy.trace import Packet, Tracer
 
 _EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
@@ -285,30 +289,30 @@ def view_pod_source(views: list[RulesetView], family: str) -> str:
 
 
 def compare_listings(report: DiffReport, old: NftRuleset, new: NftRuleset, *,
-                     local_ips: list[str] | None = None, scope: str = "all") -> None:
+                     local_ips: list[str] | None = None, scope: str = "all",
+                     views: Views | None = None) -> None:
     """:func:`compare_behaviour` for two nftables listings: probes for the frontends of
-    kube-proxy's table (each family it has), walked through every table of each listing."""
-    from netproxy.kubeview.nftables import build_nft_view, kube_proxy_families
+    kube-proxy's table (each family it has), walked through every table of each listing;
+    ``views``: the listings' :func:`~netproxy.diff.nftdiff.listing_views`, when the caller
+    has them (the text diff read them)."""
+    from netproxy.diff.nftdiff import listing_views
 
     found: list[ProbeLine] = []
     total = 0
     changed = all(g.kind == "service" for g in report.groups) and scope == "changed"
-    families = [f for f in ("ipv4", "ipv6")
-                if f in kube_proxy_families(old) or f in kube_proxy_families(new)]
-    for family in families:
-        views = [build_nft_view(listing, family) for listing in (old, new)
-                 if family in kube_proxy_families(listing)]
+    for family, pair in (listing_views(old, new) if views is None else views).items():
+        present = [v for v in pair if v is not None]
         local = [ip for ip in (local_ips or []) if (":" in ip) == (family == "ipv6")]
         node_ips = [ip for ip in local if not ipaddress.ip_address(ip).is_loopback]
-        for view in views:
+        for view in present:
             if not node_ips and view.nodeport_ips:
                 node_ips = [ip for ip in view.nodeport_ips if "/" not in ip][:1]
         if not node_ips:
             node_ips = [_NODE[family]]
         local = list(dict.fromkeys([*local, *node_ips, "::1" if family == "ipv6" else "127.0.0.1"]))
         keys = report.changed_services if changed else None
-        chosen = set().union(*(view_frontends(v, keys) for v in views))
-        plan = frontend_probes(chosen, view_pod_source(views, family), node_ips[0], family)
+        chosen = set().union(*(view_frontends(v, keys) for v in present))
+        plan = frontend_probes(chosen, view_pod_source(present, family), node_ips[0], family)
         told = Tracer(Ruleset(family=family, source=old.source), local_ips=local, nft=[old])
         tnew = Tracer(Ruleset(family=family, source=new.source), local_ips=local, nft=[new])
         for text, packet in plan:
