@@ -81,3 +81,21 @@ def test_sides_are_told_apart(tmp_path: Path, listings: dict[str, Path]) -> None
     assert load_ruleset(side).tables.keys() == load_ruleset(str(iptables_snap)).tables.keys()
     listing = load_listing(str(listings["base"]))
     assert listing.source == str(listings["base"]) and ("ip", "kube-proxy") in listing.tables
+
+
+def test_behaviour_on_dumps_asks_the_text_diff_views(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from netproxy.diff.identity import KubeView
+
+    made = [0]
+    real = KubeView.__init__
+
+    def counted(self: KubeView, ruleset: object) -> None:
+        made[0] += 1
+        real(self, ruleset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(KubeView, "__init__", counted)
+    code, out = run(capsys, "--behaviour", "--probes", "changed", "--brief",
+                    str(DATA / "base.rules"), str(DATA / "endpoint-removed.rules"))
+    assert code == 1 and "behaviour: " in out
+    assert made[0] == 2  # one view of each dump, for the text diff and the probes alike

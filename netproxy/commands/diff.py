@@ -14,6 +14,7 @@ from click.core import ParameterSource
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
 from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.diff import diff_rulesets, render_text
+from netproxy.diff.identity import analyse
 from netproxy.diff.load import Side, load_listing, load_ruleset, open_side
 from netproxy.errors import InputError
 from netproxy.inputs.sniff import Sniffed
@@ -191,7 +192,8 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
             raise InputError(f"cannot compare an {old.family} ruleset with an {new.family} one",
                              where=inputs[1])
         scope = scope or "all"
-    report = diff_rulesets(old, new, scope=scope, strict_names=strict_names)
+    views = (analyse(old), analyse(new))  # read once for the text diff and the probes
+    report = diff_rulesets(old, new, scope=scope, strict_names=strict_names, views=views)
     if behaviour:
         from netproxy.diff.behaviour import compare_behaviour
 
@@ -199,7 +201,7 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
         if expected and not ips:
             ips = node_local_ips({**params, "inputs": tuple(params["inputs"])[:-1]})
         try:
-            compare_behaviour(report, old, new, local_ips=ips, scope=probe_scope)
+            compare_behaviour(report, old, new, local_ips=ips, scope=probe_scope, views=views)
         except ValueError as err:
             raise InputError(f"bad address: {err}", where="--local-ip") from None
     return _print(report, as_json, brief)

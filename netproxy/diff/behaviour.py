@@ -172,9 +172,10 @@ def lines(outcomes: dict[str, float]) -> list[str]:
     return [f"{p * 100:.2f}% {text}" for text, p in sorted(outcomes.items())]
 
 
-def service_frontends(ruleset: Ruleset, keys: list[tuple[str, str]]) -> set[Frontend]:
-    """The frontends of the given service ports only."""
-    view = KubeView(ruleset)
+def service_frontends(ruleset: Ruleset | KubeView, keys: list[tuple[str, str]]) -> set[Frontend]:
+    """The frontends of the given service ports only (of a ruleset, or of the view the
+    text diff already asked about it)."""
+    view = ruleset if isinstance(ruleset, KubeView) else KubeView(ruleset)
     out: set[Frontend] = set()
     for spn, proto in keys:
         index = view.service(ServiceKey(spn, proto))
@@ -212,12 +213,14 @@ def frontend_probes(chosen: set[Frontend], pod: str, node_ip: str,
 
 
 def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
-                      local_ips: list[str] | None = None, scope: str = "all") -> None:
+                      local_ips: list[str] | None = None, scope: str = "all",
+                      views: tuple[KubeView, KubeView] | None = None) -> None:
     """Trace every probe through both rulesets; record the probes whose outcomes differ.
 
     ``scope="changed"`` probes only the frontends of the services the text diff found
     changed -- unless rules outside the services changed (kube-proxy's shared rules, other
     programs' chains), which can change any outcome; then every frontend is probed.
+    ``views``: the views the text diff read the rulesets through, when the caller has them.
     """
     family = new.family
     local = list(local_ips or [])
@@ -230,8 +233,9 @@ def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
     found: list[ProbeLine] = []
     only: set[Frontend] | None = None
     if scope == "changed" and all(g.kind == "service" for g in report.groups):
-        only = service_frontends(old, report.changed_services) | \
-            service_frontends(new, report.changed_services)
+        ov, nv = views if views is not None else (KubeView(old), KubeView(new))
+        only = service_frontends(ov, report.changed_services) | \
+            service_frontends(nv, report.changed_services)
     report.probe_scope = "all" if only is None else "changed"
     plan = probes(old, new, node_ips[0], only)
     for text, packet in plan:
