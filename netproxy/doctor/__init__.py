@@ -13,8 +13,7 @@ from collections.abc import Sequence
 
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
 from netproxy.doctor.ports import check_ports
-from netproxy.doctor.report import Finding, Report
-from netproxy.errors import InputError
+from netproxy.doctor.report import Finding, NoSuchService, Report
 from netproxy.kubeview import build_view
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
@@ -73,7 +72,7 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
         extra = [v for v in missing_views(view, expected_view) if service is None
                  or matches_selector(v.name, service, v.port_numbers())]
     if service is not None and not selected and not extra:
-        raise InputError(f"no Service port {service} in the rules"
+        raise NoSuchService(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
                          where=ruleset.source)
     tracer = Tracer(ruleset, local_ips=local_ips) if walk else None

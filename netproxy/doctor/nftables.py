@@ -16,7 +16,7 @@ from typing import Any
 from netproxy.doctor.checks import QUESTIONS as IPTABLES_QUESTIONS
 from netproxy.doctor.nftchecks import NODE_CHECKS, SERVICE_CHECKS, check_nodeport_addresses
 from netproxy.doctor.ports import check_ports
-from netproxy.doctor.report import FAILED, PASSED, Finding, Report
+from netproxy.doctor.report import FAILED, PASSED, Finding, NoSuchService, Report
 from netproxy.errors import InputError
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
@@ -30,11 +30,13 @@ from netproxy.trace import Tracer
 def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ruleset | None = None,
                  service: str | None = None, expected: NftRuleset | None = None, walk: bool = True,
                  local_ips: Sequence[str] = (), pod_cidrs: Sequence[str] = (),
-                 pod_interface: str | None = None, ipsets: dict[str, Any] | None = None) -> Report:
+                 pod_interface: str | None = None, ipsets: dict[str, Any] | None = None,
+                 alone: bool = True) -> Report:
     """Run the checklist over kube-proxy's ``family`` table in ``listing`` (default: the
     first it holds); ``iptables``: the node's iptables rules, walked with the listing;
     ``expected``: the listing the cluster objects compile to (nftables mode); ``ipsets``: the
-    node's ipsets (a snapshot's), for iptables rules that match them."""
+    node's ipsets (a snapshot's), for iptables rules that match them; ``alone``: no other
+    family of the listing is checked in the same run (the report then says it is there)."""
     families = kube_proxy_families(listing)
     if not families:
         raise InputError(f"no table ip {TABLE} or ip6 {TABLE} in the listing: kube-proxy's nftables "
@@ -62,7 +64,7 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
                  for key, v in expected_view.services.items() if key not in view.services
                  and (service is None or matches_selector(v.name, service, v.port_numbers()))]
     if service is not None and not selected and not extra:
-        raise InputError(f"no Service port {service} in the rules"
+        raise NoSuchService(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
                          where=listing.source)
     tracer = Tracer(view.ruleset, local_ips=local_ips, nft=[listing], ipsets=ipsets) if walk else None
@@ -74,10 +76,10 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
     reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
                           compare if expected_view is not None else None)
     notes = []
-    if len(families) > 1:
+    if len(families) > 1 and alone:
         other = [f for f in families if f != family]
-        notes.append(f"the listing also holds kube-proxy's {', '.join(other)} table: give --family "
-                     f"{other[0]} to check it")
+        notes.append(f"the listing also holds kube-proxy's {', '.join(other)} table: leave out "
+                     f"--family to check both, or give --family {other[0]}")
     return Report(listing.source, family, node, reports, notes)
 
 
