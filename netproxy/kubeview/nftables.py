@@ -43,12 +43,13 @@ from netproxy.kubeview.model import (
 from netproxy.kubeview.names import chain_role
 from netproxy.kubeview.shares import numgen_shares
 from netproxy.netfilter.model import Ruleset
-from netproxy.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftTable
+from netproxy.netfilter.nft import NFT_FAMILY, NftChain, NftElement, NftRule, NftRuleset, NftTable
 from netproxy.nftnames import COMMENT_MAX
+from netproxy.parser.nftables.refs import references
 
 TABLE = "kube-proxy"
-FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}
-"""Address family to the nft family of kube-proxy's table."""
+FAMILIES = NFT_FAMILY
+"""Address family to the nft family of kube-proxy's table (:data:`~netproxy.netfilter.nft.NFT_FAMILY`)."""
 SERVICE_PREFIXES = {"service-": "SVC", "local-": "SVL", "external-": "EXT", "firewall-": "FW"}
 """Per-Service-port chain prefixes and the model role (``ServicePortView.chains``) of each."""
 BALANCING = ("SVC", "SVL")
@@ -131,30 +132,13 @@ def _set_ref(value: Any) -> str | None:
 
 
 def _sets_used(value: Any) -> Iterator[str]:
-    """Every ``@set`` a statement refers to."""
-    if isinstance(value, str):
-        name = _set_ref(value)
-        if name is not None:
-            yield name
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _sets_used(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _sets_used(item)
+    """Every ``@set`` a statement refers to (flowtables of ``flow add`` aside)."""
+    return (name for kind, name in references(value) if kind == "set")
 
 
 def _verdicts(value: Any) -> Iterator[str]:
     """Every chain a statement jumps or goes to, inline vmaps included."""
-    target = verdict_chain(value)
-    if target is not None:
-        yield target
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _verdicts(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _verdicts(item)
+    return (name for kind, name in references(value) if kind == "chain")
 
 
 def _prefix_text(value: Any) -> str | None:
@@ -671,13 +655,13 @@ def _read_stale(r: _Reader, view: RulesetView) -> None:
     for chain in r.table.chains.values():
         for i, rule in enumerate(chain.rules):
             for stmt in rule.exprs:
-                for target in _verdicts(stmt):
-                    if target not in r.table.chains:
-                        view.dangling.append((r.rule_ref(chain, i), target))
-                for name in _sets_used(stmt):
-                    used_sets.add(name)
-                    if name not in r.table.sets:
-                        view.dangling.append((r.rule_ref(chain, i), f"@{name}"))
+                for kind, name in references(stmt):
+                    if kind == "chain" and name not in r.table.chains:
+                        view.dangling.append((r.rule_ref(chain, i), name))
+                    elif kind == "set":
+                        used_sets.add(name)
+                        if name not in r.table.sets:
+                            view.dangling.append((r.rule_ref(chain, i), f"@{name}"))
     view.stale_chains = [name for name in r.table.chains
                          if chain_kind(name) is not None and name not in used_chains]
     view.stale_sets = [name for name in r.table.sets
