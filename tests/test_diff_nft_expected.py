@@ -192,3 +192,10 @@ def test_kernel_listing_equals_the_cluster(netns: str, tmp_path: Path, capsys: p
                            str(tmp_path / f"endpoint-removed.{fmt}"))
         assert code == 1
         assert "    - endpoint 10.244.3.20:8443 (cluster, was 50.00%)\n" in out
+
+
+def test_without_expected_says_what_to_type(capsys: pytest.CaptureFixture[str],
+                                            listings: dict[str, Path]) -> None:
+    code, out, err = run(capsys, str(EXAMPLE), str(listings["base"]))
+    assert (code, out) == (2, "")
+    assert err.endswith(f"netproxy diff --expected {EXAMPLE} {listings['base']}\n")
