@@ -113,3 +113,13 @@ def test_doctor_shows_the_elements_line_and_column(compiled: Path,
     out = capsys.readouterr().out
     ref = refs[0]
     assert f"ip kube-proxy:{ref['line']}:{ref['column']} element no-endpoint-services {{ 10.96.100.50" in out
+
+
+def test_trace_notes_the_elements_place(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    listing = tmp_path / "t.nft"
+    listing.write_text(LISTING)
+    with pytest.raises(SystemExit):
+        main(["trace", "--rules", str(listing), "--src", "10.0.0.9", "--dst", "10.0.1.2",
+              "--dport", "80", "--brief"])
+    err = capsys.readouterr().err
+    assert f"netproxy: note: {listing}:10:9: ip t: element of many refers to chain 'gone'" in err

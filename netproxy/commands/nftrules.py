@@ -29,5 +29,6 @@ def read_nft_listings(names: list[str], *, strict: bool) -> list[NftRuleset]:
         if listing.problems:
             first = listing.problems[0]
             more = f" (and {len(listing.problems) - 1} more)" if len(listing.problems) > 1 else ""
-            stderr_note(f"{listing.source}:{first.line}: {first.message}{more}")
+            where = f"{first.line}:{first.column}" if first.column else f"{first.line}"
+            stderr_note(f"{listing.source}:{where}: {first.message}{more}")
     return listings
