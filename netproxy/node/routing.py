@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from netproxy.textsafe import digits
 from netproxy.trace.addr import BITS, format_addr, parse_addr
@@ -55,6 +55,15 @@ REFUSED = frozenset({"blackhole", "unreachable", "prohibit", "none", "not-forwar
 SILENT = frozenset({"blackhole", "not-forwarding", "rp-filter", "martian"})
 """Discards without an ICMP error (the others answer unreachable or prohibited)."""
 RP_MODES = {0: "off", 1: "strict", 2: "loose"}
+
+
+class RpMode(NamedTuple):
+    """The reverse path filter's mode for an interface and how it was found."""
+
+    mode: int
+    how: str
+    assumed: bool
+    """A value the snapshot lacks was taken (``default``'s, or off): ``how`` says which."""
 
 
 class RouteDataError(ValueError):
@@ -377,12 +386,14 @@ class Router:
             [f"{iif} = {own}"] if own is not None else [])
         return value, f"net.ipv4.conf {name} {', '.join(parts)}"
 
-    def rp_mode(self, iif: str) -> tuple[int, str]:
-        """The effective rp_filter mode of ``iif`` and how it was found."""
+    def rp_mode(self, iif: str) -> RpMode:
+        """The effective rp_filter mode of ``iif``, how it was found, and whether a value
+        missing from the snapshot was taken for it."""
         values = self.rp_filter
+        unrecorded = RpMode(0, "rp_filter is not recorded in the snapshot: the reverse path "
+                               "check is taken as off", True)
         if values is None:
-            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
-                       "taken as off")
+            return unrecorded
         every = values.get("all")
         own = values.get(iif)
         why = []
@@ -393,15 +404,14 @@ class Router:
                            f"net.ipv4.conf.default.rp_filter = {own}")
         mode = max(every or 0, own or 0)
         if every is None and own is None:
-            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
-                       "taken as off")
+            return unrecorded
         parts = []
         if every is not None:
             parts.append(f"all = {every}")
         if own is not None:
             parts.append(f"{iif} = {own}")
-        return mode, f"net.ipv4.conf rp_filter {', '.join(parts)}" + (
-            f" ({why[0]})" if why else "")
+        return RpMode(mode, f"net.ipv4.conf rp_filter {', '.join(parts)}"
+                      + (f" ({why[0]})" if why else ""), bool(why))
 
     def _source_check(self, decision: Decision, src: int | None, dst: int, iif: str,
                       notes: list[str], mark: int, ds: tuple[int, int, int] | None,
@@ -416,21 +426,22 @@ class Router:
             return decision
         if self.rp_filter is None and self.accept_local is None:
             return decision  # no sysctls given (a router built without a snapshot)
-        mode, why = self.rp_mode(iif) if self.rp_filter is not None else (0, "")
-        if "taken as" in why:
+        mode, why, assumed = (self.rp_mode(iif) if self.rp_filter is not None
+                              else RpMode(0, "", False))
+        if assumed:
             notes.append(why)
         fam = self.family
         local_src = self.is_local(src)
         if mode == 0 and not local_src:
             return decision
         back_mark = 0
+        unmarked = False  # a marked packet checked without its mark, for want of the sysctl
         if mark:
-            vmark, vwhy = self._conf("src_valid_mark", iif)
+            vmark, _vwhy = self._conf("src_valid_mark", iif)
             if vmark:
                 back_mark = mark
-            elif vmark is None and self._uses[1]:
-                notes.append(f"{vwhy}: the route back to the source is looked up without "
-                             "the packet's mark (the kernel's default)")
+            else:  # (the mark is part of the lookup cache's key when rules select by it)
+                unmarked = vmark is None and self._uses[1]
         back = self.lookup(src, src=dst, mark=back_mark, ds=ds, uid=0, facts=facts, ask=ask)
         if back.kind == "undecided":
             return back
@@ -469,6 +480,9 @@ class Router:
         if kind == "martian":
             return Decision("martian", dev=decision.dev, table=decision.table,
                             rule=decision.rule, route=problem, notes=tuple(notes))
+        if unmarked:
+            problem += (f"; the route back was looked up without the packet's mark {mark:#x} "
+                        "(src_valid_mark is not recorded: taken as 0, the kernel's default)")
         name = RP_MODES.get(mode, str(mode))
         return Decision("rp-filter", dev=decision.dev, table=decision.table,
                         rule=decision.rule,
