@@ -95,6 +95,22 @@ def test_bridged_packet_takes_its_ports_from_the_fdb(tmp_path: Path,
     assert data["outcomes"][0]["verdict"] == "REJECT"
 
 
+def test_a_bridged_packet_is_not_routed(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # br_netfilter makes no routing decision for a packet bridged port to port: forwarding
+    # off does not stop it (a routed packet it does stop).
+    text = v2(sysctl="net.ipv4.ip_forward = 0\nnet.bridge.bridge-nf-call-iptables = 1\n")
+    code, data, err = trace(tmp_path, capsys, text, "--src", "10.244.1.7", "--dst", "10.244.1.9")
+    assert code == 0, err
+    (o,) = data["outcomes"]
+    assert (o["verdict"], o["delivered"], o["route"]["kind"]) == ("ACCEPT", "forwarded",
+                                                                  "bridged")
+    assert o["route"]["route"] == "bridged by cni0 out of veth2: no routing decision"
+    code, data, err = trace(tmp_path, capsys, text, "--src", "10.244.1.7", "--dst", "8.8.8.8")
+    (o,) = data["outcomes"]
+    assert o["verdict"] == "DROP" and o["route"]["kind"] == "not-forwarding"
+
+
 @pytest.mark.parametrize(("src", "dst", "why"), [
     # 10.244.1.8's MAC was never learned by the bridge: its port is not known.
     ("10.244.1.8", "10.244.1.9", "02:00:00:00:01:08, which is not in cni0's forwarding"),

@@ -173,6 +173,7 @@ def test_bridge_ports_from_the_fdb_agree_with_the_kernel(
     else:
         assert data["inferred"]["bridge"] == f"bridged by br0 from port {port} to port {other}"
         assert data["packet"]["physdev_out"] == other
+        assert outcome["route"]["kind"] == "bridged"
     assert any(n.startswith("inferred: ") and f"behind {port} (bridge fdb)" in n
                for n in data["notes"]), data["notes"]
 
@@ -215,6 +216,35 @@ def test_source_check_agrees_with_the_kernel(
         assert outcome["route"]["kind"] in ("rp-filter", "martian"), outcome
     else:
         assert (outcome["verdict"], outcome["delivered"]) == ("ACCEPT", "forwarded"), outcome
+
+
+def test_bridging_does_not_need_forwarding(lab: dict[str, str], seen: dict[str, object],
+                                           tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """With forwarding off the kernel still bridges v1 -> v2 through FORWARD, and the trace
+    from a snapshot taken then says the same."""
+    from netproxy.cli import main
+
+    node = lab["node"]
+    subprocess.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=0"],
+                   check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", node, "iptables-legacy", "-Z"], check=True)
+        send(lab["v1"], "10.5.0.12")
+        time.sleep(0.2)
+        assert counted(node) == [("FORWARD", 1)]
+        path = tmp_path / "off.snap"
+        main(["snapshot", "--netns", node, "-o", str(path)])
+    finally:
+        subprocess.run(["ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+                       check=True)
+    code, out, err = run(capsys, "trace", "--rules", str(path), "--src", "10.5.0.11",
+                         "--dst", "10.5.0.12", "--proto", "udp", "--sport", "4000",
+                         "--dport", "9999", "--json")
+    assert code == 0, err
+    (outcome,) = json.loads(out)["outcomes"]
+    assert (outcome["verdict"], outcome["route"]["kind"]) == ("ACCEPT", "bridged")
+    assert (outcome["path"][-1]["chain"], outcome["path"][-1]["rule"]) == ("FORWARD", 1)
 
 
 def test_snapshot_records_l2_and_source_check_values(seen: dict[str, object],

@@ -299,6 +299,12 @@ class Router:
         self.neighbours = dict(neighbours)
         self.fdb = dict(fdb)
 
+    def bridged(self, bridge: str, port: str) -> Decision:
+        """The "decision" for a packet bridged port to port: none is made (br_netfilter
+        passes it through FORWARD with the bridge as input and output interface)."""
+        return Decision("bridged", dev=bridge or None,
+                        route=f"bridged by {bridge} out of {port}: no routing decision")
+
     def l2_hop(self, bridge: str, addr: int) -> int | None:
         """The neighbour on ``bridge`` that a packet to or from ``addr`` passes: ``addr``
         itself on one of the bridge's networks, else the gateway the node routes it via on

@@ -866,6 +866,12 @@ class Tracer:
                         here = self._delivered_here(w, todo)
                         if w.tail is not None:
                             w.tail.append((_ROUTE, here))
+                    elif w.pkt.packet.physdev_out and w.dnat is None:
+                        # Bridged port to port: br_netfilter makes no routing decision (no
+                        # forwarding sysctl, no source check) unless DNAT moved it.
+                        w.route = self.router.bridged(w.pkt.packet.in_interface or "",
+                                                      w.pkt.packet.physdev_out)
+                        here = False
                     else:
                         w.route = self._routed(w, todo, arriving=True)
                         if w.route.refused:
