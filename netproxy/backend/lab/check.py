@@ -41,7 +41,7 @@ from netproxy.backend.probe import MAX_ATTEMPTS
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.progress import Progress, progress
-from netproxy.trace import Packet, Tracer
+from netproxy.trace import Packet, Tracer, TraceResult
 
 COVERAGE_MIN = 0.10
 PATH_TABLES = ("nat", "filter")
@@ -63,6 +63,8 @@ class Group:
     kernel_path: dict[str, Any] | None = None
     packet: Packet | None = None
     """The packet the prediction traced (for comparing two modes' predictions)."""
+    traced: TraceResult | None = None
+    """What the tracer made of ``packet``."""
 
     @property
     def ok(self) -> bool:
@@ -173,7 +175,7 @@ class Checker:
         packet = Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port, in_interface=g.in_interface,
                         origin=origin)
         g.packet = packet
-        result = self.tracer.trace(packet)
+        result = g.traced = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
             key = outcome_key(o, f.ip, self.local_ips, f.port, self.beyond, packet.src)
