@@ -191,3 +191,23 @@ def test_iptables_dump_conditions_say_what_the_cases_say(dumps_dir, name, questi
             [summarize(outs)], [summarize(outs, named=True)]), world
     text = summary(res)
     assert "otherwise: " in text and " cases" not in text
+
+
+def test_too_many_intertwined_facts_say_what_each_answer_needs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reply whose case tree spans 12 facts: exact conditions would run to thousands of
+    characters; the line says what each answer needs instead (still true), and JSON keeps
+    every case."""
+    packets = tmp_path / "packets.txt"
+    packets.write_text("src=172.16.0.9 dst=10.96.0.10 dport=53 proto=udp sport=1000 state=auto\n"
+                       "src=10.96.0.10 dst=172.16.0.9 sport=53 dport=1000 proto=udp state=auto\n")
+    rules = REPO / "tests" / "data" / "trace" / "ipvs-unknown-sets.rules"
+    lines = run(str(rules), "--packets", str(packets), "--brief").stdout.splitlines()
+    reply = lines[1].split("ESTABLISHED: ", 1)[1]
+    assert reply.startswith("depends on 12 unknown facts (listed under missing): ")
+    assert len(reply) < 1000
+    assert "accepted without DNAT (forwarded), not masqueraded only if 172.16.0.9 is not a " \
+        "node address" in reply
+    doc = json.loads(run(str(rules), "--packets", str(packets), "--json").stdout)
+    for o in doc["packets"][1]["outcomes"]:
+        if o["delivered"] == "forwarded" and not o["masquerade"]:
+            assert "172.16.0.9 is not a node address" in o["assumes"]

@@ -26,6 +26,8 @@ from netproxy.trace.result import Outcome, TraceResult, percent, summarize
 
 LONG = 400
 """A summary longer than this is said compactly."""
+TOO_LONG = 1000
+"""Exact conditions longer than this are cut down to what each answer needs."""
 SHOWN = 6
 """Endpoints named in one compact group before the rest are counted."""
 
@@ -239,7 +241,18 @@ def _by_answer(result: TraceResult, cases: list[tuple[list[str], list[Outcome]]]
     conds = {what: _condition(terms, names) for what, terms in found.items()}
     most = max(conds, key=lambda what: len(conds[what]))
     parts = [f"if {cond}: {what}" for what, cond in conds.items() if what != most]
-    return "; ".join(parts + [f"otherwise: {most}"])
+    text = "; ".join(parts + [f"otherwise: {most}"])
+    if len(text) <= TOO_LONG:
+        return text
+    # Too many facts intertwined to spell out: what each answer needs, which is still true.
+    order = list(names)
+    needs = []
+    for what, terms in found.items():
+        common = sorted(frozenset.intersection(*terms), key=order.index) if terms else []
+        needs.append(f"{what} only if {' and '.join(names[x] for x in common)}" if common
+                     else f"{what} in some cases")
+    return (f"depends on {len(result.conditions())} unknown facts (listed under missing): "
+            + "; ".join(needs))
 
 
 def answers(result: TraceResult, cases: list[tuple[list[str], list[Outcome]]]
