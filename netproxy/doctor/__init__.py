@@ -2,7 +2,7 @@
 
 ``diagnose(ruleset)`` runs the node checks and, for every Service port found by kube-proxy's
 comments and chain structure, the Service checks; given the ruleset compiled from the
-cluster's objects it also compares the two (see :mod:`.expected`). A node in kube-proxy's
+cluster's objects it also compares the two (see :mod:`.expected`, the same for both modes). A node in kube-proxy's
 nftables mode is checked by :func:`netproxy.doctor.nftables.diagnose_nft` (checks in
 :mod:`.nftchecks`, the same walks).
 """
@@ -70,8 +70,7 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
         from netproxy.doctor.expected import compare_node, compare_service, missing_views
 
         node.append(compare_node(view, expected_view, service))
-        extra = [v for v in missing_views(view, expected_view) if service is None
-                 or matches_selector(v.name, service, v.port_numbers())]
+        extra = missing_views(view, expected_view, service)
     if service is not None and not selected and not extra:
         raise InputError(f"no Service port {service} in the rules"
                          + (" or the cluster objects" if expected is not None else ""),
@@ -80,7 +79,7 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
 
     def compare(svc: ServicePortView) -> list[Finding]:
         assert expected_view is not None
-        return compare_service(view, svc, expected_view.services.get(svc.key))
+        return compare_service(view, expected_view, svc)
 
     reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
                           compare if expected_view is not None else None)
