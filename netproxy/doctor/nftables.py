@@ -13,13 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from netproxy.doctor.expected import compare_node, compare_service, missing_views
 from netproxy.doctor.nftchecks import SERVICE_CHECKS, node_checks
-from netproxy.doctor.ports import check_ports
+from netproxy.doctor.ports import check_ports, select_ports
 from netproxy.doctor.report import Finding, Report
 from netproxy.errors import InputError
-from netproxy.kubeview.comments import matches_selector
-from netproxy.kubeview.model import ServicePortView
 from netproxy.kubeview.nftables import FAMILIES, TABLE, build_nft_view, kube_proxy_families
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset
@@ -50,25 +47,11 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
     if pod_interface:
         view.pod_interface = pod_interface
     node: list[Finding] = [f for f in (check(view) for check in node_checks(local_ips)) if f is not None]
-    selected = [v for v in view.services.values()
-                if service is None or matches_selector(v.name, service, v.port_numbers())]
     expected_view = build_nft_view(expected, family) if expected is not None else None
-    extra: list[ServicePortView] = []
-    if expected_view is not None:
-        node.append(compare_node(view, expected_view, service))
-        extra = missing_views(view, expected_view, service)
-    if service is not None and not selected and not extra:
-        raise InputError(f"no Service port {service} in the rules"
-                         + (" or the cluster objects" if expected is not None else ""),
-                         where=listing.source)
+    ports, compared, compare = select_ports(view, expected_view, service, listing.source)
+    node += compared
     tracer = Tracer(view.ruleset, local_ips=local_ips, nft=[listing], ipsets=ipsets) if walk else None
-
-    def compare(svc: ServicePortView) -> list[Finding]:
-        assert expected_view is not None
-        return compare_service(view, expected_view, svc)
-
-    reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
-                          compare if expected_view is not None else None)
+    reports = check_ports(view, ports, SERVICE_CHECKS, tracer, compare)
     notes = []
     if len(families) > 1:
         other = [f for f in families if f != family]
