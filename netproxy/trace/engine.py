@@ -578,6 +578,8 @@ class Tracer:
         if self.router is not None:
             packet, first_route = self._infer(packet, inferred)
         pkt = self.resolve(packet)
+        if facts and packet.origin is None and pkt.origin not in ("node", "localhost"):
+            pkt, packet = self._origin_of_case(pkt, packet, facts, inferred)
         if (self.router is not None and pkt.origin not in ("node", "localhost")
                 and packet.in_interface is None):
             back = self.router.reverse(pkt.src, mark=packet.mark)
@@ -615,6 +617,8 @@ class Tracer:
                          f"({inferred.pop('in_interface_why')})")
         if "bridge" in inferred:
             notes.append(f"inferred: {inferred['bridge']} ({inferred.pop('bridge_why')})")
+        if "origin" in inferred:
+            notes.append(inferred.pop("origin"))
         if self.router is not None:  # what the routing decisions took as given
             for o in outcomes:
                 for text in o.route.notes if o.route is not None else ():
@@ -627,6 +631,19 @@ class Tracer:
         result.independent = independent
         result.inferred = inferred
         return result
+
+    def _origin_of_case(self, pkt: Resolved, packet: Packet, facts: dict[Any, Any],
+                        inferred: dict[str, str]) -> tuple[Resolved, Packet]:
+        """A later packet of a sequence from an address its case made the node's (a Service
+        address kube-proxy binds to kube-ipvs0, say) is the node's own packet there."""
+        if known_fact(facts, ("local", pkt.src), self.ctx.bound_only) is not True:
+            return pkt, packet
+        packet = packet.with_(origin="node")
+        inferred["origin"] = (
+            f"where its case makes {pkt.src_text} the node's, the packet is the node's own"
+            + ("; a reply IPVS sends for a connection it took is its rewrite of the "
+               "endpoint's reply, which is not traced" if self.ipvs.active else ""))
+        return self.resolve(packet), packet
 
     def _ipvs_deliveries(self, outcomes: list[Outcome], pkt: Resolved) -> None:
         """A packet delivered to the node at a Service address of kube-proxy's IPVS mode is
