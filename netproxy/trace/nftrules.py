@@ -216,7 +216,8 @@ class NftRules:
                     data = self._then(data, rule, end + 1, label, table)
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 matcher = Matcher(matcher.evals + (self._no(f"{name} not modelled ({err})"),),
-                                  matcher.pure + (False,), matcher.forks)
+                                  matcher.pure + (False,), matcher.forks,
+                                  (*(matcher.header or ()), True), matcher.keyed_effects)
         if kind == "unknown":
             self.unmodelled.append(str(data))
         return matcher, kind, data
@@ -226,6 +227,10 @@ class NftRules:
         them ends the rule early (not understood: the action is never reached)."""
         evals: list[Any] = []
         pure: list[bool] = []
+        header: list[bool] = []
+        """Per evaluator: whether it reads more than a walk summary's key holds (see
+        ``Matcher.header``)."""
+        effects: set[int] = set()
         forks: dict[int, tuple[float, bool]] = {}
         complete = True
         for stmt in exprs:
@@ -236,6 +241,7 @@ class NftRules:
                     if isinstance(got, tuple):
                         forks[len(evals)] = got[1]
                         got = got[0]
+                    header.append(not self._keyed_match(body, label, table))
                     evals.append(got)
                     pure.append(True)
                     continue
@@ -246,13 +252,28 @@ class NftRules:
                 else:
                     evals.append(self.statement(key, body, label, table))
                     pure.append(False)
+                    header.append(True)
+                    if _keyed_statement(key, body):
+                        effects.add(len(evals) - 1)
                     continue
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 evals.append(self._no(f"{key} not modelled ({err})"))
             pure.append(False)
+            header.append(True)
             complete = False
             break
-        return Matcher(tuple(evals), tuple(pure), forks), complete
+        return Matcher(tuple(evals), tuple(pure), forks, tuple(header), frozenset(effects)), \
+            complete
+
+    def _keyed_match(self, body: dict[str, Any], label: str, table: NftTable) -> bool:
+        """Whether a match reads only what a walk summary's key holds: no address, port or
+        connection of the packet's, and no set that packets add elements to."""
+        right = body["right"]
+        if isinstance(right, str) and right.startswith("@"):
+            nset = table.sets.get(right[1:])
+            if nset is None or nset.dynamic or nset.name in self._updated(label, table):
+                return False
+        return _keyed(body["left"]) and _keyed(right)
 
     def _then(self, lookup: Callable[[Walk], Any], rule: NftRule, at: int, label: str,
               table: NftTable) -> Callable[[Walk], Any]:
@@ -941,6 +962,52 @@ class NftRules:
 
 
 _FLAG_KINDS = frozenset({"ctstate", "ctstatus", "tcpflags"})
+_KEYED_META = frozenset({"l4proto", "nfproto", "protocol", "mark", "iifname", "iif", "oifname",
+                         "oif", "skuid", "skgid"})
+_KEYED_CT = frozenset({"state", "mark"})
+"""``ct`` keys read from the walk's own state (``ct status`` and ``ct direction`` also read the
+connection a later packet of a sequence belongs to, which no summary key holds)."""
+_KEYED_PAYLOAD = frozenset({("ip", "protocol"), ("ip6", "nexthdr"), ("ip", "version"),
+                            ("ip6", "version"), ("tcp", "flags"), ("icmp", "type"),
+                            ("icmp", "code"), ("icmpv6", "type"), ("icmpv6", "code")})
+
+
+def _keyed(expr: Any) -> bool:
+    """Whether an expression reads only what a walk summary's key holds -- marks, conntrack
+    state, interfaces, the packet's fixed fields (protocol, TCP flags, ICMP type), constants --
+    and so needs no check when a summary is replayed (see ``Matcher.header``)."""
+    if not isinstance(expr, dict):
+        return True  # a constant, or a list of them
+    if len(expr) != 1:
+        return False
+    (key, body), = expr.items()
+    if key == "meta":
+        return body.get("key") in _KEYED_META
+    if key == "ct":
+        return "dir" not in body and body.get("key") in _KEYED_CT
+    if key == "payload":
+        return (body.get("protocol"), body.get("field")) in _KEYED_PAYLOAD
+    if key in ("&", "|", "^", "concat"):
+        return all(_keyed(part) for part in body)
+    if key == "set":
+        return all(_keyed(part) for part in body) if isinstance(body, list) else _keyed(body)
+    if key in ("prefix", "range", "elem"):
+        return True  # constants
+    return False
+
+
+def _keyed_statement(key: str, body: Any) -> bool:
+    """A statement whose effect follows from what a walk summary's key holds: a mark or
+    conntrack mark set from marks and constants, or one with no effect on the walk."""
+    if key in ("limit", "quota"):
+        return True  # decided by constants (stated assumptions)
+    if key != "mangle":
+        return False
+    target = body.get("key")
+    if target in ({"meta": {"key": "nftrace"}}, {"meta": {"key": "priority"}}):
+        return True
+    return target in ({"meta": {"key": "mark"}}, {"ct": {"key": "mark"}}) and \
+        _keyed(body.get("value"))
 
 
 def _parts(expr: Any) -> list[Any]:
