@@ -991,9 +991,7 @@ def _keyed(expr: Any) -> bool:
         return all(_keyed(part) for part in body)
     if key == "set":
         return all(_keyed(part) for part in body) if isinstance(body, list) else _keyed(body)
-    if key in ("prefix", "range", "elem"):
-        return True  # constants
-    return False
+    return key in ("prefix", "range", "elem")  # constants
 
 
 def _keyed_statement(key: str, body: Any) -> bool:
