@@ -392,10 +392,8 @@ class NftRules:
         if isinstance(key, dict) and ("numgen" in key or "jhash" in key or "symhash" in key):
             (mode, gen), = key.items()
             mod, off = int(gen["mod"]), int(gen.get("offset", 0))
-            index = self.index(data, ("int",), label, table, to_action)
             acts: list[Action] = []
-            for n in range(off, off + mod):
-                act = index.find(n)
+            for act in self._numbered(data, off, mod, label, table, to_action):
                 if act is MISSING:
                     act = ("none", None)
                 elif isinstance(act, str):
@@ -414,6 +412,22 @@ class NftRules:
             found = index.find(k, w)
             return None if found is MISSING else found
         return _decided(_reader([g.get for g in getters]), action, None)
+
+    def _numbered(self, data: Any, off: int, mod: int, label: str, table: NftTable,
+                  to_action: Callable[[Any], Action | str]) -> list[Any]:
+        """The map's value (an action, why not, or MISSING) for each number a ``numgen`` or
+        hash gives, ``off`` to ``off + mod - 1``. An anonymous map keyed by plain numbers
+        (kube-proxy's endpoints, one per number, thousands of them) is read as it is;
+        others through an index."""
+        items = data.get("set") if isinstance(data, dict) else None
+        if items is not None and all(type(i) is list and type(i[0]) is int for i in items):
+            values: dict[int, Any] = {}
+            for n, value in items:
+                if n not in values:  # the first element of a key counts, as in an index
+                    values[n] = to_action(value)
+            return [values.get(n, MISSING) for n in range(off, off + mod)]
+        index = self.index(data, ("int",), label, table, to_action)
+        return [index.find(n) for n in range(off, off + mod)]
 
     def _counter(self, gen: dict[str, Any], acts: list[Action]) -> Callable[[Walk], Any]:
         """``numgen inc mod N``: one counter per expression, shared by every packet that
@@ -487,16 +501,18 @@ class NftRules:
         exact: dict[Any, Any] = {}
         ranges: list[tuple[Any, Any]] = []
         single = len(kinds) == 1
+        convs = [self._converter(kind) for kind in kinds]
         for k, value in items:
-            parts = tuple(self.const(p, kind) for p, kind in zip(_parts(k), kinds, strict=False))
-            if len(parts) != len(kinds):
+            raw = k["concat"] if type(k) is dict and "concat" in k else (k,)
+            if len(raw) < len(kinds):
                 continue
+            parts = tuple([conv(p) for conv, p in zip(convs, raw, strict=False)])
             if convert is not None:
                 value = convert(value)
-            if all(not isinstance(p, tuple) for p in parts):
-                exact.setdefault(parts[0] if single else parts, value)
-            else:
+            if tuple in map(type, parts):  # a range, prefix or wildcard
                 ranges.append((parts, value))
+            else:
+                exact.setdefault(parts[0] if single else parts, value)
         hit = True if convert is None or dynamic is None else \
             f"{data}: the value of an element a packet added"
         found = _Index(exact, ranges, single, dynamic, hit)
@@ -926,6 +942,17 @@ class NftRules:
                 return Why(f"ct {direction} {key}: the port is not given (--sport/--dport)")
             return got
         return _Keyed(value, kind)
+
+    def _converter(self, kind: str) -> Callable[[Any], Any]:
+        """:meth:`const` for one kind, quicker for the plain addresses and numbers of big
+        sets (kube-proxy's hold an element per Service)."""
+        const = self.const
+        if kind == "addr":
+            family = self.family
+            return lambda v: parse_addr(v, family) if type(v) is str else const(v, kind)
+        if kind in ("int", "port", "str"):
+            return lambda v: const(v, kind) if type(v) is dict else v
+        return lambda v: const(v, kind)
 
     def const(self, value: Any, kind: str) -> Any:
         """A constant as the getter's kind of value: exact, or ``(lo, hi)`` / ``("*", stem)``."""
