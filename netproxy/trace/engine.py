@@ -107,7 +107,7 @@ class Tail:
                  "delivered")
 
     def __init__(self, rec: list[Any], path: tuple[Any, ...], w: Walk, delivered: str) -> None:
-        self.checks = tuple(c for c in rec if c[0] != _NAT)
+        self.checks = _asked(c for c in rec if c[0] != _NAT)
         self.nats = tuple(c[1:] for c in rec if c[0] == _NAT)
         self.path = path
         self.mark = w.mark
@@ -116,6 +116,24 @@ class Tail:
         self.nat_ok = w.nat_ok
         self.assumed = w.assumed
         self.delivered = delivered
+
+
+def _asked(checks: Iterable[Any]) -> tuple[Any, ...]:
+    """The checks without the ``_STATE`` entries no evaluator was asked in (before the next
+    one, or at the end): only evaluators read the state."""
+    out: list[Any] = []
+    unasked: int | None = None  # where the last state no evaluator was asked in is
+    for check in checks:
+        if check[0] == _STATE:
+            if unasked is not None:
+                del out[unasked]
+            unasked = len(out)
+        elif check[0] == _EVAL:
+            unasked = None
+        out.append(check)
+    if unasked is not None:
+        del out[unasked]
+    return tuple(out)
 
 
 class Summary:
@@ -1148,7 +1166,7 @@ class Tracer:
         assert rec is not None
         w.rec = None
         nat = rec.pop()[1:] if rec[-1][0] == _NAT and len(rec) > 1 else None
-        summary = Summary(tuple(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
+        summary = Summary(_asked(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
         self._summaries.setdefault(rec[0], [[], 0, 0])[0].append(summary)
 
     def _note_eval(self, m: Matcher, j: int, w: Walk, r: object, f: Any = None) -> None:

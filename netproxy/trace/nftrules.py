@@ -79,10 +79,18 @@ _EFFECTS = frozenset({"mangle", "set", "notrack", "limit", "quota", "xt"})
 """Statements that act and let the rule go on (xt: matches; an xt target is quiet)."""
 
 
-def _ends_rule(stmt: dict[str, Any]) -> bool:
-    """Whether a statement is the rule's action: the statements after it never run."""
-    (key, _), = stmt.items()
-    return key not in _EFFECTS and key not in _QUIET and key != "match" and key != "unknown"
+_GOES_ON = _EFFECTS | _QUIET | {"match", "unknown"}
+"""Statements that are not the rule's action: the statements after them run."""
+
+
+def _action_at(exprs: list[dict[str, Any]]) -> int:
+    """Where the rule's action is (the statements after it never run); ``len(exprs)`` when
+    it has none."""
+    for i, stmt in enumerate(exprs):
+        (key, _), = stmt.items()
+        if key not in _GOES_ON:
+            return i
+    return len(exprs)
 
 
 def verdict_action(value: Any) -> Action | str:
@@ -193,7 +201,7 @@ class NftRules:
         """(matcher, action kind, action data) of one rule. ``ident`` names the rule's
         kernel state (numgen inc counters); the rule object's identity by default."""
         exprs = rule.exprs
-        end = next((i for i, stmt in enumerate(exprs) if _ends_rule(stmt)), len(exprs))
+        end = _action_at(exprs)
         # Rules with the same statements before their action share one matcher (kube-proxy
         # repeats ``meta l4proto tcp`` and ``ct state new`` thousands of times); equal
         # statements print alike, and a rule is compiled once, so the key costs little.
@@ -365,9 +373,11 @@ class NftRules:
         family = self.family
 
         def make(a: Any, p: Any) -> Action | str:
-            if isinstance(a, dict) and "concat" in a and p is None and len(a["concat"]) == 2:
-                a, p = a["concat"]
-            if isinstance(a, dict) or isinstance(p, dict) and kind == "DNAT":
+            if type(a) is dict and p is None:
+                pair = a.get("concat")
+                if pair is not None and len(pair) == 2:
+                    a, p = pair
+            if type(a) is dict or type(p) is dict and kind == "DNAT":
                 return f"{key} to a range {a}:{p} (the kernel picks one)"
             try:
                 num = parse_addr(a, family) if a is not None else None
@@ -420,12 +430,15 @@ class NftRules:
         (kube-proxy's endpoints, one per number, thousands of them) is read as it is;
         others through an index."""
         items = data.get("set") if isinstance(data, dict) else None
-        if items is not None and all(type(i) is list and type(i[0]) is int for i in items):
+        if items is not None:
             values: dict[int, Any] = {}
-            for n, value in items:
-                if n not in values:  # the first element of a key counts, as in an index
-                    values[n] = to_action(value)
-            return [values.get(n, MISSING) for n in range(off, off + mod)]
+            for item in items:
+                if type(item) is not list or type(item[0]) is not int:
+                    break  # a range, or a set rather than a map: through an index
+                values.setdefault(item[0], item[1])  # the first element of a key counts
+            else:
+                return [to_action(values[n]) if n in values else MISSING
+                        for n in range(off, off + mod)]
         index = self.index(data, ("int",), label, table, to_action)
         return [index.find(n) for n in range(off, off + mod)]
 
@@ -874,22 +887,25 @@ class NftRules:
         if key == "state":
             return _Keyed(lambda w: _ct_states(w.ct), "ctstate")
         if key == "status":
+            known: dict[tuple[frozenset[str], frozenset[str]], Any] = {}
+            """The status of a packet outside a sequence's connections, by its conntrack
+            facts as walked and as it arrived (a handful of pairs)."""
+
             def status(w: Walk) -> Any:
-                have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
                 conn = w.conn
-                if conn is not None:  # a later packet of a connection the sequence saw
-                    nat = conn[1]
-                    dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
-                                  else (nat[0] is not None, nat[2] is not None))
-                    have |= {"dnat"} if dnat else set()
-                    have |= {"snat"} if snat else set()
-                    return frozenset(have | {"confirmed"})
-                if not have and w.pkt.ct & {"ESTABLISHED", "RELATED"}:
-                    return Why("whether the connection was NATed is not known for a non-NEW "
-                               "packet (add DNAT or SNAT to --ct-state)")
-                if "NEW" not in w.pkt.ct or have:
-                    have.add("confirmed")
-                return frozenset(have)
+                if conn is None:
+                    found = known.get((w.ct, w.pkt.ct))
+                    if found is None:
+                        found = known[(w.ct, w.pkt.ct)] = _ct_status(w.ct, w.pkt.ct)
+                    return found
+                # a later packet of a connection the sequence saw
+                have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
+                nat = conn[1]
+                dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
+                              else (nat[0] is not None, nat[2] is not None))
+                have |= {"dnat"} if dnat else set()
+                have |= {"snat"} if snat else set()
+                return frozenset(have | {"confirmed"})
             return _Keyed(status, "ctstatus")
         if key == "mark":
             return _Keyed(lambda w: w.ctmark, "int")
@@ -1113,6 +1129,18 @@ def _ct_states(ct: frozenset[str]) -> frozenset[str]:
     if found is None:
         found = _CT_STATES[ct] = frozenset(_STATES[s] for s in ct if s in _STATES)
     return found
+
+
+def _ct_status(ct: frozenset[str], arrived: frozenset[str]) -> Any:
+    """``ct status`` of a packet with conntrack facts ``ct`` (as walked) that arrived with
+    ``arrived`` and belongs to no connection a sequence saw."""
+    have = {s.lower() for s in ct & {"DNAT", "SNAT"}}
+    if not have and arrived & {"ESTABLISHED", "RELATED"}:
+        return Why("whether the connection was NATed is not known for a non-NEW "
+                   "packet (add DNAT or SNAT to --ct-state)")
+    if "NEW" not in arrived or have:
+        have.add("confirmed")
+    return frozenset(have)
 
 
 def _nat_text(num: int | None, port: Any, family: str) -> str:
