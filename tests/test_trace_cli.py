@@ -52,6 +52,17 @@ def test_text_golden_clusterip_three_endpoints() -> None:
     check_golden("clusterip-external.txt", r.stdout)
 
 
+def test_iptables_short_options() -> None:
+    """-s/-d/-p are spelled as in iptables, and mean the same as --src/--dst/--proto."""
+    long = run(CLUSTER, "--src", "172.16.5.5", "--dst", "10.96.0.10", "--dport", "53",
+               "--proto", "udp", "--brief")
+    short = run(CLUSTER, "-s", "172.16.5.5", "-d", "10.96.0.10", "--dport", "53", "-p", "udp",
+                "--brief")
+    assert long.returncode == short.returncode, short.stderr
+    assert short.stdout == long.stdout
+    assert short.stdout.startswith("udp 172.16.5.5 -> 10.96.0.10:53")
+
+
 def test_text_golden_real_dump() -> None:
     r = run("--rules", dump("01-minik8s-flannel-docker"), "--local-ip", "192.168.157.133",
             "--src", "10.244.0.7", "--dst", "10.96.0.10", "--dport", "53", "--proto", "udp",

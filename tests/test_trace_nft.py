@@ -264,7 +264,8 @@ def test_brief_and_dot_work_on_listings() -> None:
             "10.34.4.246", "--src", "10.42.1.5", "--dst", "10.43.0.10", "--dport", "53",
             "--proto", "udp")
     r = run(*args, "--brief")
-    assert r.stdout == ("udp 10.42.1.5 -> 10.43.0.10:53 from external, NEW: 1 endpoint "
+    # from pod: the service chains' `ip saddr != 10.42.0.0/16` names the pod network
+    assert r.stdout == ("udp 10.42.1.5 -> 10.43.0.10:53 from pod, NEW: 1 endpoint "
                         "10.42.0.171:53, not masqueraded\n")
     r = run(*args, "--format", "dot")
     assert r.returncode == 0 and '"ip kube-proxy/services"' in r.stdout

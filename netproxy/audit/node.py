@@ -32,6 +32,7 @@ from netproxy.audit.findings import Finding, diff_findings, doctor_findings
 from netproxy.audit.nodes import NodeInput, classify, read_node_text
 from netproxy.errors import NetproxyError
 from netproxy.netfilter.model import Ruleset
+from netproxy.netfilter.nft import NFT_FAMILY
 
 EQUAL = "equal"
 DIFFERENT = "different"
@@ -217,7 +218,7 @@ def _nftables(ctx: AuditContext, result: NodeResult, text: str) -> None:
     from netproxy.parser.nftables import parse_nft
 
     result.mode = "nftables"
-    family = "ip6" if ctx.model.family == "ipv6" else "ip"
+    family = NFT_FAMILY[ctx.model.family]
     t0 = time.perf_counter()
     expected_text = ctx.model.nft_text(result.node)
     result.seconds["expected"] = time.perf_counter() - t0

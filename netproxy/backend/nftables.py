@@ -13,8 +13,8 @@ from typing import Any
 
 from netproxy.backend import netns
 from netproxy.errors import BackendError
+from netproxy.netfilter.nft import NFT_FAMILY
 
-NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
 TABLE = "kube-proxy"
 
 

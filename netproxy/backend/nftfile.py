@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netproxy.errors import InputError, ParseError
+from netproxy.netfilter.nft import ADDRESS_FAMILY
 
 OWN_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
@@ -20,7 +21,6 @@ VERBS = ("add", "create", "insert", "replace", "delete", "destroy", "flush")
 OBJECTS = ("table", "chain", "rule", "set", "map", "element", "counter", "quota", "limit",
            "flowtable", "secmark", "synproxy")
 CT_OBJECTS = ("helper", "timeout", "expectation")
-NAMES = {"ip": "ipv4", "ip6": "ipv6"}
 
 
 @dataclass(slots=True)
@@ -41,7 +41,7 @@ class NftFile:
 
     @property
     def families(self) -> list[str]:
-        return [NAMES[f] for f in self.tables]
+        return [ADDRESS_FAMILY[f] for f in self.tables]
 
 
 def statements(text: str) -> list[Statement]:

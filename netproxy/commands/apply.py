@@ -17,6 +17,7 @@ from netproxy.commands.nftables_options import NftFlags, nft_options
 from netproxy.commands.save import netns_options
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Chain, Rule, Ruleset
+from netproxy.netfilter.nft import NFT_FAMILY
 from netproxy.progress import progress
 
 
@@ -187,7 +188,7 @@ def _apply_nft_file(netns_name: str, allow_host: bool, rules_file: str, params: 
     elif dry_run:
         click.echo(f"dry run: nft -c accepts {source} ({result.operations} statements for "
                    + " and ".join(f"table {f} kube-proxy" for f in
-                                  ("ip" if x == "ipv4" else "ip6" for x in result.families))
+                                  (NFT_FAMILY[x] for x in result.families))
                    + "); nothing changed")
     else:
         click.echo(result.summary())

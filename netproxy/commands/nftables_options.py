@@ -11,6 +11,7 @@ import click
 
 from netproxy.errors import InputError
 from netproxy.gcpause import paused_gc
+from netproxy.netfilter.nft import NFT_FAMILY
 
 if TYPE_CHECKING:
     from netproxy.compiler.nftables import NftOptions, Table
@@ -134,7 +135,7 @@ def nftables_tables(params: dict[str, Any], cluster: Cluster, flags: NftFlags,
     for fam in families:
         settings = settings_for({**params, "family": fam}, cluster, nftables=True)
         present = None
-        nft_family = "ip6" if fam == "ipv6" else "ip"
+        nft_family = NFT_FAMILY[fam]
         if node is not None and (nft_family, "kube-proxy") in node.tables:
             present = node.table(nft_family, "kube-proxy")
         tables.append(compile_table(proxy_model(cluster, settings), settings,

@@ -75,8 +75,9 @@ def _save_nftables(netns_name: str, family: str | None, counters: bool, output: 
     migrate's companion form and doctor read, with the namespace's addresses and routes), or
     as ``nft list table`` prints them (what compile --existing-rules reads too)."""
     from netproxy.backend import netns
-    from netproxy.backend.nftables import NFT_FAMILY, TABLE, read_table
+    from netproxy.backend.nftables import TABLE, read_table
     from netproxy.errors import BackendError
+    from netproxy.netfilter.nft import NFT_FAMILY
 
     if counters:
         raise InputError("nftables mode: kube-proxy's table has no rule counters (its "

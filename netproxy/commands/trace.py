@@ -37,11 +37,11 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
               default=None, help="With cluster INPUTS: trace the rules kube-proxy writes in this "
                                  "mode (default: the configuration's, else iptables).")
 @nft_options
-@click.option("--src", metavar="IP", help="Source address (default: a node address for --from node).")
-@click.option("--dst", metavar="IP", help="Destination address.")
+@click.option("--src", "-s", metavar="IP", help="Source address (default: a node address for --from node).")
+@click.option("--dst", "-d", metavar="IP", help="Destination address.")
 @click.option("--dport", type=click.IntRange(0, 65535), metavar="PORT", help="Destination port.")
 @click.option("--sport", type=click.IntRange(0, 65535), metavar="PORT", help="Source port.")
-@click.option("--proto", default="tcp", show_default=True, metavar="PROTO",
+@click.option("--proto", "--protocol", "-p", default="tcp", show_default=True, metavar="PROTO",
               help="tcp, udp, sctp, icmp, icmpv6 or a number.")
 @click.option("--in-interface", "-i", "in_interface", metavar="IFACE",
               help="Interface the packet arrives on.")

@@ -19,9 +19,10 @@ from netproxy.kubeview.comments import frontend_kind, no_endpoint_reason
 from netproxy.kubeview.iptables import build_part_view
 from netproxy.kubeview.model import EndpointChain, Ref, RuleRef, RulesetView, ServicePortView
 from netproxy.kubeview.names import DROP_CHAIN, FRONTEND_CHAINS, MASQ_CHAIN, chain_role
+from netproxy.kubeview.shares import cascade_shares
 from netproxy.netfilter.model import Chain, Option, Rule, Ruleset, Table
 from netproxy.netfilter.saveform import to_saved
-from netproxy.netfilter.values import kernel_probability, saved_probability
+from netproxy.netfilter.values import saved_probability
 
 POLICY_ROLES = ("SVC", "SVL", "XLB")
 _SHOWN_BUILTINS = {"source": "-s", "destination": "-d", "in-interface": "-i", "out-interface": "-o"}
@@ -197,14 +198,15 @@ def _frontend(ref: RuleRef, tables: dict[str, Table], family: str,
     return f"{text} -> {action}", False
 
 
-def _probability(text: str | None) -> tuple[float, str] | None:
-    """The probability the kernel applies (31-bit fraction) and its saved spelling."""
+def _saved(text: str | None) -> str:
+    """A probability as ``iptables-save`` spells it; "" for none (the last rule) or none
+    readable."""
     if text is None:
-        return None
+        return ""
     try:
-        return kernel_probability(text), saved_probability(text)
+        return saved_probability(text)
     except ValueError:
-        return None
+        return ""
 
 
 def _affinity(rule: Rule) -> str:
@@ -300,19 +302,13 @@ def service_facts(view: RulesetView) -> ServiceFacts:
             if role not in port.chains:
                 continue
             eps: list[EndpointShare] = []
-            remaining = 1.0
-            for jump in port.balancing(role):
+            jumps = port.balancing(role)
+            shares = cascade_shares([j.probability for j in jumps])
+            for jump, exact in zip(jumps, shares, strict=True):
                 label = labels.get(jump.sep, jump.sep)
                 if jump.sep not in nat_chains:
                     facts.endpoint_notes[label] = f"chain {jump.sep} does not exist"
-                found = _probability(jump.probability)
-                if found is None:
-                    share, prob_text = remaining, ""
-                    remaining = 0.0
-                else:
-                    share = remaining * found[0]
-                    remaining -= share
-                    prob_text = found[1]
+                share, prob_text = float(exact), _saved(jump.probability)
                 sep = port.endpoints.get(jump.sep)
                 dnat = sep is not None and any(
                     r.rule.target is not None and r.rule.target.name == "DNAT" for r in _iptables(sep.rules))

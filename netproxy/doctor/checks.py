@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from netproxy.chainnames import port_proto_hash
@@ -414,9 +415,47 @@ def _problem_at(view: RulesetView, ref: Ref) -> str:
     return "the rule could not be read"
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointWords:
+    """How a proxy mode's rules are spoken of by the endpoint-dnat check: iptables jumps to
+    KUBE-SEP chains; nftables goes to endpoint chains or DNATs through the entries of a map,
+    which have no chain of their own."""
+
+    none: str
+    """The summary when the Service port has no endpoints to check."""
+    sends: str
+    """How a Service chain reaches an endpoint (``jumps to``)."""
+    said: str
+    """Who claims an endpoint address (``{chain} says it is``)."""
+    orphan: str
+    """What is wrong with an endpoint chain nothing reaches."""
+    passed: str
+    """The summary when every endpoint DNATs right (``{n}``: how many)."""
+    whole_chains: bool
+    """Quote an endpoint's whole chain (iptables: the hairpin mark beside the DNAT) rather
+    than only its DNAT rule or map entry."""
+
+
+IPTABLES_ENDPOINT_WORDS = EndpointWords(
+    none="no endpoint chains", sends="jumps to", said="{chain} says it is",
+    orphan="carries this Service's comment but no Service chain jumps to it",
+    passed="{n} endpoint chain(s) DNAT to their endpoint", whole_chains=True)
+
+
 def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
+    return endpoint_dnat(view, svc, IPTABLES_ENDPOINT_WORDS)
+
+
+def endpoint_dnat(view: RulesetView, svc: ServicePortView, words: EndpointWords) -> Finding:
+    """Does every endpoint chain (or map entry) exist and DNAT to its endpoint? Both modes."""
     if not svc.jumps and not svc.orphan_endpoints:
-        return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoint chains")
+        return finding("endpoint-dnat", NOT_APPLICABLE, words.none)
+
+    def quoted(sep: EndpointChain) -> list[Ref]:
+        if words.whole_chains:
+            return list(sep.rules)
+        return [sep.dnat[0][1]] if sep.dnat else sep.rules[:1]
+
     problems: list[str] = []
     cannot: list[str] = []
     bad: list[Ref] = []
@@ -428,10 +467,11 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
         seen.add(jump.sep)
         sep = svc.endpoints.get(jump.sep)
         if sep is None:
-            problems.append(f"{jump.chain} jumps to {jump.sep}, which does not exist")
+            problems.append(f"{jump.chain} {words.sends} {jump.sep}, which does not exist")
             bad.append(jump.ref)
             continue
-        problem = _dnat_problem(view, svc, jump.chain, jump.comment_endpoint, sep)
+        said = words.said.format(chain=jump.chain)
+        problem = _dnat_problem(view, svc, said, jump.comment_endpoint, sep)
         if problem and not sep.rules and view.redacted_lines:
             cannot.append(f"cannot check {sep.name}: it is empty, which kube-proxy never writes, and "
                           "this dump has redacted addresses, so its rules were probably removed with "
@@ -439,23 +479,25 @@ def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
             bad.append(jump.ref)
         elif problem:
             problems.append(problem)
-            bad += sep.rules or [jump.ref]
+            bad += quoted(sep) or [jump.ref]
         else:
-            good += sep.rules
+            good += quoted(sep)
     for name, sep in sorted(svc.orphan_endpoints.items()):
-        bad += sep.rules[:2]
-        problems.append(f"{name} ({sep.destination or 'no DNAT'}) carries this Service's comment but no "
-                        "Service chain jumps to it")
+        bad += quoted(sep)[:2]
+        problems.append(f"{name} ({sep.destination or 'no DNAT'}) {words.orphan}")
+    if not words.whole_chains:
+        good = list(dict.fromkeys(good))  # the map entries of a DNAT share its rule
     if problems:
         return finding("endpoint-dnat", FAILED, problems[0], bad + good, problems[1:] + cannot)
     if cannot:
         return finding("endpoint-dnat", WARNING, cannot[0], bad + good, cannot[1:])
-    return finding("endpoint-dnat", PASSED, f"{len(seen)} endpoint chain(s) DNAT to their endpoint", good)
+    return finding("endpoint-dnat", PASSED, words.passed.format(n=len(seen)), good)
 
 
-def _dnat_problem(view: RulesetView, svc: ServicePortView, chain: str, said: str | None,
+def _dnat_problem(view: RulesetView, svc: ServicePortView, said_by: str, said: str | None,
                   sep: EndpointChain) -> str | None:
-    """What is wrong with an endpoint chain's DNAT, or None."""
+    """What is wrong with an endpoint chain's DNAT, or None; ``said_by`` names who claims
+    the endpoint is ``said``."""
     if not sep.dnat:
         return f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else "")
     dest, dnat_ref = sep.dnat[0]
@@ -464,7 +506,7 @@ def _dnat_problem(view: RulesetView, svc: ServicePortView, chain: str, said: str
     if not _valid_destination(dest):
         return f"{sep.name}: DNAT to {dest or '(nothing)'}, not an endpoint address:port"
     if said and said != dest:
-        return f"{sep.name}: DNAT to {dest} but {chain} says it is {said}"
+        return f"{sep.name}: DNAT to {dest} but {said_by} {said}"
     if sep.protocol and svc.protocol != "?" and sep.protocol != svc.protocol:
         return f"{sep.name}: DNAT only matches {sep.protocol}, the Service port is {svc.protocol}"
     return None

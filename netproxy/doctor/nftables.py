@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from netproxy.doctor.checks import QUESTIONS as IPTABLES_QUESTIONS
-from netproxy.doctor.nftchecks import NODE_CHECKS, SERVICE_CHECKS, check_nodeport_addresses
+from netproxy.doctor.nftchecks import SERVICE_CHECKS, node_checks
 from netproxy.doctor.ports import check_ports
 from netproxy.doctor.report import FAILED, PASSED, Finding, Report
 from netproxy.errors import InputError
@@ -50,8 +50,7 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
         view.pod_cidrs = list(pod_cidrs)
     if pod_interface:
         view.pod_interface = pod_interface
-    node: list[Finding] = [f for f in (check(view) for check in NODE_CHECKS) if f is not None]
-    node.insert(4, check_nodeport_addresses(view, local_ips))
+    node: list[Finding] = [f for f in (check(view) for check in node_checks(local_ips)) if f is not None]
     selected = [v for v in view.services.values()
                 if service is None or matches_selector(v.name, service, v.port_numbers())]
     expected_view = build_nft_view(expected, family) if expected is not None else None

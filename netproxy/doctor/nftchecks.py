@@ -15,9 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from functools import partial
 
 from netproxy.doctor.checks import QUESTIONS as IPTABLES_QUESTIONS
-from netproxy.doctor.checks import _valid_destination, counted, frontend_text
+from netproxy.doctor.checks import (
+    EndpointWords,
+    _valid_destination,
+    counted,
+    endpoint_dnat,
+    frontend_text,
+)
 from netproxy.doctor.report import FAILED, INFO, NOT_APPLICABLE, PASSED, WARNING, Finding
 from netproxy.kubeview.model import NftRef, Ref, RulesetView, ServicePortView, hostport
 from netproxy.kubeview.nftables import chain_kind, nft_element_parts, parse_base
@@ -314,13 +321,17 @@ def _place(ref: Ref) -> str:
     return f"{ref.table} {ref.chain}"
 
 
-NODE_CHECKS: tuple[Callable[[RulesetView], Finding | None], ...] = (
-    check_proxy_mode,
-    check_service_hooks,
-    check_masquerade,
-    check_cluster_ips,
-    check_stale_objects,
-)
+def node_checks(local_ips: Sequence[str] = ()) -> tuple[Callable[[RulesetView], Finding | None], ...]:
+    """The node checks in report order; the NodePort one looks at ``local_ips``, the node's
+    addresses."""
+    return (
+        check_proxy_mode,
+        check_service_hooks,
+        check_masquerade,
+        check_cluster_ips,
+        partial(check_nodeport_addresses, local_ips=local_ips),
+        check_stale_objects,
+    )
 
 
 # -- Service port checks ----------------------------------------------------------------------
@@ -427,45 +438,14 @@ def check_shares(view: RulesetView, svc: ServicePortView) -> Finding:
     return finding("shares", PASSED, "; ".join(parts), refs)
 
 
+NFT_ENDPOINT_WORDS = EndpointWords(
+    none="no endpoints", sends="goes to", said="its name says",
+    orphan="belongs to this Service port but no service or local chain goes to it",
+    passed="{n} endpoint(s) DNATed to their address", whole_chains=False)
+
+
 def check_endpoint_dnat(view: RulesetView, svc: ServicePortView) -> Finding:
-    if not svc.jumps and not svc.orphan_endpoints:
-        return finding("endpoint-dnat", NOT_APPLICABLE, "no endpoints")
-    problems: list[str] = []
-    bad: list[Ref] = []
-    good: list[Ref] = []
-    seen: set[str] = set()
-    for jump in svc.jumps:
-        if jump.sep in seen:
-            continue
-        seen.add(jump.sep)
-        sep = svc.endpoints.get(jump.sep)
-        if sep is None:
-            problems.append(f"{jump.chain} goes to {jump.sep}, which does not exist")
-            bad.append(jump.ref)
-            continue
-        dest = sep.destination
-        if not sep.dnat:
-            problems.append(f"{sep.name} has no DNAT rule" + (" (it is empty)" if not sep.rules else ""))
-            bad += sep.rules[:1] or [jump.ref]
-        elif not dest or not _valid_destination(dest):
-            problems.append(f"{sep.name}: DNAT to {dest or '(nothing)'}, not an endpoint address:port")
-            bad += [sep.dnat[0][1]]
-        elif jump.comment_endpoint and jump.comment_endpoint != dest:
-            problems.append(f"{sep.name}: DNAT to {dest} but its name says {jump.comment_endpoint}")
-            bad += [sep.dnat[0][1]]
-        elif sep.protocol and svc.protocol != "?" and sep.protocol != svc.protocol:
-            problems.append(f"{sep.name}: DNAT only matches {sep.protocol}, the Service port is {svc.protocol}")
-            bad += [sep.dnat[0][1]]
-        else:
-            good.append(sep.dnat[0][1])
-    for name, sep in sorted(svc.orphan_endpoints.items()):
-        problems.append(f"{name} ({sep.destination or 'no DNAT'}) belongs to this Service port but no "
-                        "service or local chain goes to it")
-        bad += sep.rules[:1]
-    if problems:
-        return finding("endpoint-dnat", FAILED, problems[0], bad + list(dict.fromkeys(good)), problems[1:])
-    return finding("endpoint-dnat", PASSED, f"{len(seen)} endpoint(s) DNATed to their address",
-                   list(dict.fromkeys(good)))
+    return endpoint_dnat(view, svc, NFT_ENDPOINT_WORDS)
 
 
 def check_hairpin(view: RulesetView, svc: ServicePortView) -> Finding:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
+from netproxy.kubeview.shares import cascade_shares
 from netproxy.netfilter.values import kernel_probability
 
 _SCALE = 2147483648  # 2^31
@@ -46,7 +47,8 @@ class Split:
 
     even: bool
     shares: tuple[Fraction, ...]
-    """Exact share of new connections each rule receives (kernel values), in rule order."""
+    """Exact share of new connections each rule receives, in rule order (of the kernel's
+    stored probabilities: :func:`~netproxy.kubeview.shares.cascade_shares`)."""
     problems: tuple[str, ...]
 
 
@@ -54,19 +56,13 @@ def judge(probabilities: list[str | None]) -> Split:
     """Judge the probabilities of a chain's balancing rules, in rule order."""
     n = len(probabilities)
     problems: list[str] = []
-    shares: list[Fraction] = []
-    remaining = Fraction(1)
+    shares = cascade_shares(probabilities)
     for i, text in enumerate(probabilities):
-        if text is None:
-            p = Fraction(1)
-        else:
+        if text is not None:
             try:
-                p = Fraction(stored(text), _SCALE)
+                stored(text)
             except ValueError:
                 problems.append(f"rule {i + 1}: probability {text!r} is not a number between 0 and 1")
-                p = Fraction(0)
-        shares.append(remaining * p)
-        remaining -= remaining * p
         expected_k = n - i
         if i < n - 1:
             if text is None:
@@ -80,6 +76,7 @@ def judge(probabilities: list[str | None]) -> Split:
                     f" ({1.0 / expected_k:0.10f})"
                 )
         elif text is not None:
+            remaining = 1 - sum(shares, Fraction(0))
             problems.append(
                 f"the last rule has probability {text}: {float(remaining):.2%} of new "
                 "connections match no endpoint rule and fall through the chain"

@@ -26,6 +26,7 @@ Nothing here judges the rules; the doctor's checks do.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from netproxy.gcpause import paused_gc
@@ -43,12 +44,13 @@ from netproxy.kubeview.model import (
 from netproxy.kubeview.names import chain_role
 from netproxy.kubeview.shares import numgen_shares
 from netproxy.netfilter.model import Ruleset
-from netproxy.netfilter.nft import NftChain, NftElement, NftRule, NftRuleset, NftTable
+from netproxy.netfilter.nft import NFT_FAMILY, NftChain, NftElement, NftRule, NftRuleset, NftTable
 from netproxy.nftnames import COMMENT_MAX
+from netproxy.parser.nftables.refs import references
 
 TABLE = "kube-proxy"
-FAMILIES = {"ipv4": "ip", "ipv6": "ip6"}
-"""Address family to the nft family of kube-proxy's table."""
+FAMILIES = NFT_FAMILY
+"""Address family to the nft family of kube-proxy's table (:data:`~netproxy.netfilter.nft.NFT_FAMILY`)."""
 SERVICE_PREFIXES = {"service-": "SVC", "local-": "SVL", "external-": "EXT", "firewall-": "FW"}
 """Per-Service-port chain prefixes and the model role (``ServicePortView.chains``) of each."""
 BALANCING = ("SVC", "SVL")
@@ -131,30 +133,13 @@ def _set_ref(value: Any) -> str | None:
 
 
 def _sets_used(value: Any) -> Iterator[str]:
-    """Every ``@set`` a statement refers to."""
-    if isinstance(value, str):
-        name = _set_ref(value)
-        if name is not None:
-            yield name
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _sets_used(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _sets_used(item)
+    """Every ``@set`` a statement refers to (flowtables of ``flow add`` aside)."""
+    return (name for kind, name in references(value) if kind == "set")
 
 
 def _verdicts(value: Any) -> Iterator[str]:
     """Every chain a statement jumps or goes to, inline vmaps included."""
-    target = verdict_chain(value)
-    if target is not None:
-        yield target
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _verdicts(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _verdicts(item)
+    return (name for kind, name in references(value) if kind == "chain")
 
 
 def _prefix_text(value: Any) -> str | None:
@@ -567,17 +552,50 @@ def _read_hairpins(r: _Reader, view: RulesetView) -> None:
             svc.hairpins.append(ref)
 
 
-def _read_node(r: _Reader, view: RulesetView) -> None:
-    """Pod CIDRs and interface (the local-traffic detector), the masquerade mark, NodePort
-    addresses and affinity sets."""
-    cidrs: list[str] = []
-    interfaces: list[str] = []
-    services = r.table.chains.get("services")
-    nodeport_rule = False
-    for chain in r.table.chains.values():
-        if chain.name != "services" and (chain_kind(chain.name) or ("",))[0] not in ("SVC", "EXT"):
+@dataclass(slots=True)
+class NodeRules:
+    """What kube-proxy's nftables table says about its node, each fact with the rule or
+    element that says it (:func:`read_node_rules`)."""
+
+    pod_cidrs: list[tuple[str, NftRef]] = field(default_factory=list)
+    """The local-traffic detector's pod CIDRs: ``ip saddr != CIDR`` on a masquerade rule
+    (``services``' cluster-IP rule, a ``service-`` chain's), or ``ip saddr CIDR goto``
+    (an ``external-`` chain's "short-circuit pod traffic")."""
+    pod_interfaces: list[tuple[str, NftRef]] = field(default_factory=list)
+    """Interfaces of the bridge / interface-prefix detector (``iifname != NAME`` marks)."""
+    nodeport_ips: list[tuple[str, NftRef]] | None = None
+    """Elements of ``set nodeport-ips``: the addresses NodePorts answer on, which kube-proxy
+    fills with the node's own addresses inside ``--nodeport-addresses``. None when NodePorts
+    answer on every local address (``fib daddr type local``, no set) or nothing says."""
+    nodeport_rule: NftRef | None = None
+    """The ``services`` rule that sends NodePort traffic to ``@service-nodeports``."""
+    cluster_ips: list[tuple[str, NftRef]] = field(default_factory=list)
+    """Service cluster IPs: ``set cluster-ips`` elements and the ``service-ips`` keys that go
+    to a ``service-``/``local-`` chain (never a node's address: nftables mode binds them to
+    no interface, unlike IPVS mode's kube-ipvs0)."""
+    service_cidrs: list[tuple[str, NftRef]] = field(default_factory=list)
+    """The Service CIDRs ``cluster-ips-check`` drops unallocated addresses of."""
+    node_ranges: list[tuple[list[str], NftRef]] = field(default_factory=list)
+    """A firewall chain's "allow from node": kube-proxy appends the load balancer IPs to
+    ``ip saddr != { ranges }`` only when one of the ranges holds the node's address; the
+    other ranges of such a rule, one of which holds it."""
+
+
+def read_node_rules(table: NftTable, *, sample: int | None = None) -> NodeRules:
+    """The node-wide facts of kube-proxy's table ``table``. ``sample``: stop looking for pod
+    CIDRs after that many per-port chains in a row told nothing new (kube-proxy repeats the
+    same CIDR in every ``service-`` chain); None reads them all."""
+    r = _Reader(table)
+    out = NodeRules()
+    quiet = 0
+    for chain in table.chains.values():
+        role = "services" if chain.name == "services" else (chain_kind(chain.name) or ("",))[0]
+        if role not in ("services", "SVC", "EXT"):
             continue
-        for rule in chain.rules:
+        if sample is not None and role != "services" and quiet >= sample:
+            continue
+        before = len(out.pod_cidrs)
+        for i, rule in enumerate(chain.rules):
             marks = _sets_masq_mark(rule)
             for stmt in rule.exprs:
                 m = _match(stmt)
@@ -585,27 +603,66 @@ def _read_node(r: _Reader, view: RulesetView) -> None:
                     continue
                 left, right, op = m.get("left"), m.get("right"), m.get("op")
                 text = _prefix_text(right)
-                if _is_field(left, None, "saddr") and text and "/" in text and text not in cidrs \
+                if _is_field(left, None, "saddr") and text and "/" in text \
+                        and text not in (c for c, _ in out.pod_cidrs) \
                         and ((op == "!=" and marks) or (op == "==" and verdict_chain(rule.exprs[-1]))):
-                    cidrs.append(text)
+                    out.pod_cidrs.append((text, r.rule_ref(chain, i)))
                 if left == {"meta": {"key": "iifname"}} and isinstance(right, str) and op == "!=" \
-                        and marks and right not in interfaces:
-                    interfaces.append(right)
-    if services is not None:
-        for rule in services.rules:
-            sets = set(_sets_used(rule.exprs))
-            if "service-nodeports" in sets:
-                nodeport_rule = True
-                if "nodeport-ips" not in sets:
-                    view.nodeport_ips = None
-                    break
-                view.nodeport_ips = [str(_element_parts(e)[0]) for e in
-                                     (r.table.sets["nodeport-ips"].elements
-                                      if "nodeport-ips" in r.table.sets else [])]
-    if not nodeport_rule and "nodeport-ips" in r.table.sets:
-        view.nodeport_ips = [str(_element_parts(e)[0]) for e in r.table.sets["nodeport-ips"].elements]
-    view.pod_cidrs = cidrs
-    view.pod_interface = interfaces[0].replace("*", "0") if interfaces else None
+                        and marks and right not in (n for n, _ in out.pod_interfaces):
+                    out.pod_interfaces.append((right, r.rule_ref(chain, i)))
+        if role != "services":
+            quiet = 0 if len(out.pod_cidrs) > before else quiet + 1
+    services = table.chains.get("services")
+    for i, rule in enumerate(services.rules if services is not None else ()):
+        sets = set(_sets_used(rule.exprs))
+        if services is not None and "service-nodeports" in sets:
+            out.nodeport_rule = r.rule_ref(services, i)
+            out.nodeport_ips = _address_elements(r, "nodeport-ips") if "nodeport-ips" in sets else None
+            break
+    if out.nodeport_rule is None and "nodeport-ips" in table.sets:
+        out.nodeport_ips = _address_elements(r, "nodeport-ips")
+    out.cluster_ips = _address_elements(r, "cluster-ips")
+    for ref, element in r.elements("service-ips"):
+        parts = _element_parts(element)
+        role = (chain_kind(ref.jump or "") or ("", ""))[0]
+        if role in BALANCING and isinstance(parts[0], str):
+            out.cluster_ips.append((parts[0], ref))
+    check = table.chains.get("cluster-ips-check")
+    if check is not None:
+        for i, rule in enumerate(check.rules):
+            if not any(isinstance(s, dict) and "drop" in s for s in rule.exprs):
+                continue
+            for stmt in rule.exprs:
+                m = _match(stmt)
+                if m is None or m.get("op") != "==" or not _is_field(m.get("left"), None, "daddr"):
+                    continue
+                right = m.get("right")
+                items = right["set"] if isinstance(right, dict) and isinstance(right.get("set"), list) else [right]
+                out.service_cidrs += [(t, r.rule_ref(check, i)) for t in map(_prefix_text, items)
+                                      if t is not None]
+    for ref, element in r.elements("firewall-ips"):
+        vip = _element_parts(element)[0]
+        fw = table.chains.get(ref.jump or "")
+        if fw is None or not isinstance(vip, str):
+            continue
+        for i, rule in enumerate(fw.rules):
+            ranges = _source_ranges(rule)
+            if vip in ranges and len(ranges) > 1:
+                out.node_ranges.append(([x for x in ranges if x != vip], r.rule_ref(fw, i)))
+    return out
+
+
+def _address_elements(r: _Reader, set_name: str) -> list[tuple[str, NftRef]]:
+    return [(str(_element_parts(e)[0]), ref) for ref, e in r.elements(set_name)]
+
+
+def _read_node(r: _Reader, view: RulesetView) -> None:
+    """Pod CIDRs and interface (the local-traffic detector), the masquerade mark, NodePort
+    addresses and affinity sets."""
+    node = read_node_rules(r.table)
+    view.pod_cidrs = [c for c, _ in node.pod_cidrs]
+    view.pod_interface = node.pod_interfaces[0][0].replace("*", "0") if node.pod_interfaces else None
+    view.nodeport_ips = None if node.nodeport_ips is None else [a for a, _ in node.nodeport_ips]
     masq = r.table.chains.get("masquerading")
     for rule in masq.rules if masq is not None else []:
         for stmt in rule.exprs:
@@ -671,13 +728,13 @@ def _read_stale(r: _Reader, view: RulesetView) -> None:
     for chain in r.table.chains.values():
         for i, rule in enumerate(chain.rules):
             for stmt in rule.exprs:
-                for target in _verdicts(stmt):
-                    if target not in r.table.chains:
-                        view.dangling.append((r.rule_ref(chain, i), target))
-                for name in _sets_used(stmt):
-                    used_sets.add(name)
-                    if name not in r.table.sets:
-                        view.dangling.append((r.rule_ref(chain, i), f"@{name}"))
+                for kind, name in references(stmt):
+                    if kind == "chain" and name not in r.table.chains:
+                        view.dangling.append((r.rule_ref(chain, i), name))
+                    elif kind == "set":
+                        used_sets.add(name)
+                        if name not in r.table.sets:
+                            view.dangling.append((r.rule_ref(chain, i), f"@{name}"))
     view.stale_chains = [name for name in r.table.chains
                          if chain_kind(name) is not None and name not in used_chains]
     view.stale_sets = [name for name in r.table.sets

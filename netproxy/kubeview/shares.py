@@ -3,19 +3,33 @@
 iptables mode spreads new connections with a cascade of ``-m statistic --probability`` rules
 (rule i of n: 1/(n-i), the last unconditional); nftables mode with ``numgen random mod N``,
 where an endpoint's share is the number of map entries that name it over N. Multiplying out
-the cascade gives what each endpoint gets, so the two modes can be compared; how exactly a
-cascade's decimals meet 1/n after the kernel's rounding is the doctor's question
-(:mod:`netproxy.doctor.probability`).
+the cascade gives what each endpoint gets, so the two modes can be compared; whether a
+cascade's written decimals meant 1/n is the doctor's question
+(:mod:`netproxy.doctor.probability`). This is the one computation of a cascade's shares: the
+model (:meth:`~netproxy.kubeview.model.ServicePortView.shares`), the doctor's judgement of a
+split and the differ's endpoint statements all use it.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
+from netproxy.netfilter.values import kernel_probability
+
 
 def cascade_shares(probabilities: list[str | None]) -> list[Fraction]:
-    """The share each rule of a ``--probability`` cascade receives, in rule order (an
-    unreadable probability counts as 0)."""
+    """The exact share of new connections each rule of a ``--probability`` cascade receives,
+    in rule order.
+
+    The probability used is the one the kernel stores, not the one written in the rule text:
+    libxt_statistic keeps ``lround(2^31 * p)`` and the kernel draws a 31-bit random number
+    against it (:func:`~netproxy.netfilter.values.kernel_probability`), so the stored value is
+    what connections really get (``0.3333333333`` as written is ``0.33333333349`` as stored,
+    which is also what ``iptables-save`` prints back); the written decimals only say what
+    kube-proxy meant. ``None`` (the last, unconditional rule) takes all that is left; a
+    probability that is no number between 0 and 1 counts as 0 (iptables refuses such a rule,
+    so it takes nothing).
+    """
     out: list[Fraction] = []
     remaining = Fraction(1)
     for text in probabilities:
@@ -23,8 +37,8 @@ def cascade_shares(probabilities: list[str | None]) -> list[Fraction]:
             p = Fraction(1)
         else:
             try:
-                p = min(max(Fraction(text), Fraction(0)), Fraction(1))
-            except (ValueError, ZeroDivisionError):
+                p = Fraction(kernel_probability(text))  # exact: a 31-bit value over 2^31
+            except ValueError:
                 p = Fraction(0)
         out.append(remaining * p)
         remaining -= remaining * p

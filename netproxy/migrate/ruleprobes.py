@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from netproxy.diff.behaviour import frontends, rule_frontend
 from netproxy.migrate import probes as p
 from netproxy.netfilter.model import Ruleset
-from netproxy.netfilter.nft import NftRuleset, NftTable
+from netproxy.netfilter.nft import NFT_FAMILY, NftRuleset, NftTable
 from netproxy.proxy.nodeports import NodePortAddresses
 
 _KIND_WORDS = (("cluster IP", p.CLUSTER_IP), ("external IP", p.EXTERNAL_IP),
@@ -37,7 +37,7 @@ def _spn_of_chain(name: str) -> str:
 
 
 def kube_table(listing: NftRuleset, family: str) -> NftTable | None:
-    key = ("ip6" if family == "ipv6" else "ip", "kube-proxy")
+    key = (NFT_FAMILY[family], "kube-proxy")
     return listing.tables.get(key)
 
 

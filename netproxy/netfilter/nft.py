@@ -35,6 +35,10 @@ TRACED_FAMILIES = frozenset({"ip", "ip6", "inet"})
 """Families whose tables a packet of an IP family walks; arp/bridge/netdev are read only."""
 FAMILY_OF = {"ipv4": ("ip", "inet"), "ipv6": ("ip6", "inet")}
 """The nft families that see a packet of each address family."""
+NFT_FAMILY = {"ipv4": "ip", "ipv6": "ip6"}
+"""Address family to the nft family of a table of that family alone (kube-proxy's table)."""
+ADDRESS_FAMILY = {nft: family for family, nft in NFT_FAMILY.items()}
+"""nft family ``ip``/``ip6`` to its address family."""
 
 PRIORITY_NAMES = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50,
                   "srcnat": 100}

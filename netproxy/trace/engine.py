@@ -184,22 +184,31 @@ class Tracer:
         self.inferred: list[str] = []
         """What was inferred from the dump (stated with every result)."""
         service_ips: set[int] = set()
+        service_nets: list[tuple[int, int]] = []
+        several = len(nft) + bool(ruleset.tables) > 1
         if infer or (self.assume and not pod_cidrs):
-            from netproxy.trace.inferred import infer_node
+            from netproxy.trace.inferred import infer_nft_node, infer_node
 
-            facts = infer_node(ruleset)
+            # kube-proxy's iptables rules and its nftables table alike (a node may hold both)
+            facts = infer_node(ruleset, source=ruleset.source if several else None)
+            if nft:
+                facts.merge(infer_nft_node(nft, ruleset.family, several=several))
             if infer:
                 local_ips = [a for a, _ in facts.addresses]
                 self.inferred += [f"{a} is a node address ({why})" for a, why in facts.addresses]
                 self.inferred += facts.ranges
+                self.inferred += facts.services
             if not pod_cidrs:
                 pod_cidrs = [c for c, _ in facts.pod_cidrs]
                 self.inferred += [f"{c} is the pod network, not the node's ({why})"
                                   for c, why in facts.pod_cidrs]
             service_ips = facts.service_ips
+            service_nets = facts.service_nets
         self._complete = not (infer and self.assume)
         """The node's addresses are all known (given): any other address is remote."""
         self._service_ips = frozenset(service_ips)
+        self._service_nets = tuple(service_nets)
+        """Service CIDRs: no address in them is the node's (nftables mode says so)."""
         self.ruleset = ruleset
         self.family = ruleset.family
         self.source = ruleset.source
@@ -271,7 +280,7 @@ class Tracer:
                  and (prio := iptables_priority(tname, hook)) is not None]
         self._nft_tables: dict[str, NftTable] = {}
         self._nft: NftRules | None = None
-        self._several = len(nft) + bool(ruleset.tables) > 1
+        self._several = several
         """Rules from several files: nft hops name their file beside the line."""
         if nft:
             bases += self._add_nft(nft)
@@ -354,6 +363,8 @@ class Tracer:
         if self.is_local(addr):
             return True
         if self._complete or addr in self._service_ips:
+            return False
+        if any(addr & m == n for n, m in self._service_nets):
             return False
         if is_multicast(addr, self.family) or is_limited_broadcast(addr, self.family):
             return False

@@ -17,6 +17,7 @@ from netproxy.compiler.nftables.options import (
 )
 from netproxy.compiler.nftables.services import PortWriter
 from netproxy.compiler.nftables.table import Table
+from netproxy.netfilter.nft import NFT_FAMILY
 from netproxy.proxy.model import ProxyModel
 from netproxy.proxy.settings import ProxySettings
 from netproxy.proxy.topology import categorize
@@ -27,7 +28,7 @@ def compile_table(model: ProxyModel, settings: ProxySettings, options: NftOption
     """One family's ``kube-proxy`` table after kube-proxy's first full sync: on a fresh node,
     or on one holding ``existing`` (the node's parsed ``kube-proxy`` table of this family).
     ``on_port(n)`` is told how many service ports are written so far (for progress)."""
-    t = Table("ip6" if settings.ipv6 else "ip")
+    t = Table(NFT_FAMILY[settings.family])
     if existing is not None:
         preload(t, existing)
     write_setup(t, settings, options)
