@@ -147,6 +147,12 @@ class _Index:
     hit: Any
     """An added element's value: True in a set; in a map, why it is not known."""
 
+    @property
+    def hashed_only(self) -> bool:
+        """No intervals or wildcards and no elements added by packets: :meth:`find` is a
+        lookup in ``exact``."""
+        return not self.ranges and self.dynamic is None
+
     def find(self, key: Any, w: Walk | None = None) -> Any:
         """The value (True for sets) of ``key``, or MISSING."""
         found = self.exact.get(key, MISSING)
@@ -168,6 +174,16 @@ class _Keyed(NamedTuple):
 
     get: Get
     kind: str
+    attr: str | None = None
+    """The walk's attribute (a dotted path) ``get`` reads: its value whenever ``get``
+    gives neither NO nor a :class:`Why` (see :func:`_read`)."""
+    plain: bool = False
+    """``get`` never gives NO or a Why: the attribute is the value."""
+
+
+def _attr(path: str, kind: str) -> _Keyed:
+    """A getter that is a plain attribute of the walk (``w.dst``, ``w.pkt.proto``)."""
+    return _Keyed(operator.attrgetter(path), kind, path, True)
 
 
 class NftRules:
@@ -417,11 +433,14 @@ class NftRules:
             return self._hashed(mode, gen, acts)
         getters = [self.getter(p) for p in _parts(key)]
         index = self.index(data, tuple(g.kind for g in getters), label, table, to_action)
+        if index.hashed_only:  # no value is None: a missing key gives None as it should
+            get = index.exact.get
+            return _decided(_read(getters), lambda k, w: get(k), None)
 
         def action(k: Any, w: Walk) -> Any:
             found = index.find(k, w)
             return None if found is MISSING else found
-        return _decided(_reader([g.get for g in getters]), action, None)
+        return _decided(_read(getters), action, None)
 
     def _numbered(self, data: Any, off: int, mod: int, label: str, table: NftTable,
                   to_action: Callable[[Any], Action | str]) -> list[Any]:
@@ -476,7 +495,7 @@ class NftRules:
         label, line, _ident = self._rule
         weights = _bucket_shares(mod)
         if mode == "jhash":
-            read = _reader([self.getter(p).get for p in _parts(gen["expr"])])
+            read = _read([self.getter(p) for p in _parts(gen["expr"])])
         else:  # symhash: the flow, the same in both directions
             read = _flow_ends
 
@@ -565,7 +584,7 @@ class NftRules:
             elif op == "update" or (w.memory.get(entry) or -1.0) <= now:
                 w.memory = w.memory.with_(entry, now + span)
             return True
-        return _decided(_reader([self.getter(p).get for p in _parts(elem)]), update, True)
+        return _decided(_read([self.getter(p) for p in _parts(elem)]), update, True)
 
     # ------------------------------------------------------------------ matches
 
@@ -598,7 +617,7 @@ class NftRules:
         test = self.test(kinds, op, right, label, table)
         if isinstance(test, str):
             return self._no(test)
-        return _decided(_reader([g.get for g in getters]), test, False)
+        return _decided(_read(getters), test, False)
 
     def test(self, kinds: tuple[str, ...], op: str, right: Any, label: str, table: NftTable
              ) -> Callable[[Any, Walk], bool] | str:
@@ -607,9 +626,13 @@ class NftRules:
         negated = op == "!="
         if isinstance(right, str) and right.startswith("@") or \
                 isinstance(right, dict) and "set" in right:
-            find = self.index(right, kinds, label, table).find
+            index = self.index(right, kinds, label, table)
+            find = index.find
             if kinds[0] in _FLAG_KINDS:  # a flag set is in the set if one of its flags is
                 return lambda v, w: any(find(x, w) is not MISSING for x in v) != negated
+            if index.hashed_only:
+                exact = index.exact
+                return (lambda v, w: v not in exact) if negated else (lambda v, w: v in exact)
             return lambda v, w: (find(v, w) is not MISSING) != negated
         if len(kinds) != 1:
             consts = tuple(self.const(p, k) for p, k in zip(_parts(right), kinds, strict=True))
@@ -800,11 +823,11 @@ class NftRules:
             if (proto == "ip") != v4:
                 return _Keyed(lambda w: NO, "never")
             if field == "saddr":
-                return _Keyed(lambda w: w.src, "addr")
+                return _attr("src", "addr")
             if field == "daddr":
-                return _Keyed(lambda w: w.dst, "addr")
+                return _attr("dst", "addr")
             if field in ("protocol", "nexthdr"):
-                return _Keyed(lambda w: w.pkt.proto, "proto")
+                return _attr("pkt.proto", "proto")
             if field == "version":
                 return _Keyed(_const(4 if v4 else 6), "int")
             return _Keyed(self._no(f"{proto} {field} is not modelled"), "int")
@@ -819,7 +842,7 @@ class NftRules:
                         return NO
                     value = w.sport if src else w.dport
                     return value if value is not None else Why(f"{field} not given ({flag})")
-                return _Keyed(port, "port")
+                return _Keyed(port, "port", field)
             if proto == "tcp" and field == "flags":
                 return _Keyed(lambda w: (frozenset(f.lower() for f in w.pkt.tcp_flags)
                                          if w.pkt.proto == 6 else NO), "tcpflags")
@@ -834,13 +857,13 @@ class NftRules:
     def meta(self, key: str) -> _Keyed:
         v4 = self.v4
         if key == "l4proto":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+            return _attr("pkt.proto", "proto")
         if key == "nfproto":
             return _Keyed(_const("ipv4" if v4 else "ipv6"), "str")
         if key == "protocol":
             return _Keyed(_const("ip" if v4 else "ip6"), "str")
         if key == "mark":
-            return _Keyed(lambda w: w.mark, "int")
+            return _attr("mark", "int")
         if key in ("iifname", "iif", "oifname", "oif"):
             src = key.startswith("i")
             flag = "--in-interface" if src else "--out-interface"
@@ -908,7 +931,7 @@ class NftRules:
                 return frozenset(have | {"confirmed"})
             return _Keyed(status, "ctstatus")
         if key == "mark":
-            return _Keyed(lambda w: w.ctmark, "int")
+            return _attr("ctmark", "int")
         if key == "direction":
             return _Keyed(lambda w: "reply" if w.conn is not None and w.conn[0] == "reply"
                           else "original", "str")
@@ -926,7 +949,7 @@ class NftRules:
         if field == "l3proto":
             return _Keyed(_const("ipv4" if self.v4 else "ipv6"), "str")
         if field == "protocol":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+            return _attr("pkt.proto", "proto")
         if field not in ("saddr", "daddr", "proto-src", "proto-dst"):
             return _Keyed(self._no(f"ct {direction} {key} is not modelled"), "int")
         want = (direction == "reply", field)
@@ -1067,6 +1090,27 @@ def _part_in(value: Any, const: Any) -> bool:
 
 def _const(value: object) -> Callable[[Walk], object]:
     return lambda w: value
+
+
+def _read(parts: Sequence[_Keyed]) -> Get:
+    """:func:`_reader` of getters; a concatenation of the walk's attributes (kube-proxy's
+    ``ip daddr . meta l4proto . th dport``, read for every packet) in one C-level read,
+    after asking the parts that may be NO or a Why (a port of another protocol, or not
+    given), in order."""
+    if len(parts) == 1 or any(p.attr is None for p in parts):
+        return _reader([p.get for p in parts])
+    whole = operator.attrgetter(*(p.attr for p in parts if p.attr is not None))
+    guards = [p.get for p in parts if not p.plain]
+    if not guards:
+        return whole
+
+    def read(w: Walk) -> Any:
+        for g in guards:
+            v = g(w)
+            if v is NO or type(v) is Why:
+                return v
+        return whole(w)
+    return read
 
 
 def _reader(gets: Sequence[Get]) -> Get:
