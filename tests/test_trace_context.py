@@ -15,6 +15,7 @@ import pytest
 from netproxy.parser import parse_rules, read_rules
 from netproxy.trace import Packet, Tracer
 from netproxy.trace.result import summary
+from netproxy.trace.sequence import AUTO_STATE, trace_stream
 
 from conftest import DUMPS, REPO
 
@@ -110,6 +111,62 @@ def test_ipset_without_contents_forks_with_conditions() -> None:
     data = res.to_dict()
     assert any("assumes" in o for o in data["outcomes"])
     assert any(m.startswith("--ipsets FILE (") for m in data["missing"])
+
+
+IPVS_RULES = REPO / "tests" / "data" / "trace" / "ipvs-unknown-sets.rules"
+IN_CLUSTER_IP = "10.96.0.10,udp:53 in KUBE-CLUSTER-IP"
+NODE_ADDRESS = "10.96.0.10 is a node address"
+NOT_NODE_ADDRESS = "10.96.0.10 is not a node address"
+
+
+def _ipvs_tracer() -> Tracer:
+    return Tracer(read_rules(str(IPVS_RULES)), local_ips=None, assume=True)
+
+
+def test_ipvs_service_set_member_is_a_node_address() -> None:
+    # kube-proxy binds every address of its IPVS Service sets to kube-ipvs0: a cluster IP in
+    # KUBE-CLUSTER-IP (or KUBE-LOAD-BALANCER) is the node's, not a second fact to fork on.
+    res = _ipvs_tracer().trace(Packet(src="172.16.0.9", dst="10.96.0.10", dport=53,
+                                      proto="udp"))
+    in_sets = [o for o in res.outcomes
+               if IN_CLUSTER_IP in o.conditions()
+               or "10.96.0.10,udp:53 in KUBE-LOAD-BALANCER" in o.conditions()]
+    assert in_sets and all(o.delivered == "local" for o in in_sets)
+    for o in res.outcomes:
+        local = {c for c in o.conditions() if c.startswith("10.96.0.10 is ")}
+        if o in in_sets:
+            assert not local, o.conditions()
+        else:
+            assert len(local) == 1, o.conditions()  # in no Service set: it is still asked
+    assert {c.text for c in res.conditions()} >= {IN_CLUSTER_IP, NODE_ADDRESS}
+    assert "binds it to kube-ipvs0" in " ".join(res.notes)
+    # Asked the other way round (a pod's query meets "addrtype --dst-type LOCAL" first): an
+    # address that is not the node's is in no Service set.
+    res = _ipvs_tracer().trace(Packet(src="10.244.0.5", dst="10.96.0.10", dport=53,
+                                      proto="udp"))
+    remote = [o for o in res.outcomes if NOT_NODE_ADDRESS in o.conditions()]
+    assert remote and all(o.delivered == "forwarded" for o in remote)
+    assert not any("KUBE-CLUSTER-IP" in c for o in remote for c in o.conditions())
+    # With the node's addresses given (a complete list) nothing is implied, nor said.
+    given = Tracer(read_rules(str(IPVS_RULES)), local_ips=["192.168.0.2"], assume=True)
+    res = given.trace(Packet(src="172.16.0.9", dst="10.96.0.10", dport=53, proto="udp"))
+    assert {o.delivered for o in res.outcomes} == {"forwarded"}
+    assert "kube-ipvs0" not in " ".join(res.notes)
+
+
+def test_ipvs_service_set_member_stays_the_node_s_in_later_packets() -> None:
+    # A later packet of the same client follows its case: where the query found the cluster
+    # IP in KUBE-CLUSTER-IP, the repeat does not ask again whether it is a node address.
+    packets = [Packet(src="172.16.0.9", dst="10.96.0.10", dport=53, sport=1000, proto="udp",
+                      extra={"ct": AUTO_STATE}) for _ in range(2)]
+    results = list(trace_stream({"ipv4": _ipvs_tracer()}, packets))
+    for res in results:
+        for o in res.outcomes:
+            conds = o.conditions()
+            if IN_CLUSTER_IP in conds:
+                assert not any(c.startswith("10.96.0.10 is ") for c in conds), conds
+                assert o.delivered == "local"
+    assert any(IN_CLUSTER_IP in o.conditions() for o in results[1].outcomes)
 
 
 def test_packet_sequence_lists_missing_facts_once_with_counts(tmp_path) -> None:  # type: ignore[no-untyped-def]

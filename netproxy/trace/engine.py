@@ -44,6 +44,7 @@ from netproxy.trace.addr import (
 )
 from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_priority, plan
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
+from netproxy.trace.ipsets import known_fact
 from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
 from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
@@ -273,7 +274,10 @@ class Tracer:
                                         "KUBE-CLUSTER-IP" for r in services.rules
                                         for o in r.matches):
             self.notes.append("kube-proxy runs in IPVS mode here: its load balancing happens in "
-                              "IPVS, outside iptables, and is not traced")
+                              "IPVS, outside iptables, and is not traced" + (
+                                  "" if self._complete else "; an address in one of its "
+                                  "Service sets is the node's (kube-proxy binds it to "
+                                  "kube-ipvs0)"))
         bases = [BaseChain(hook, prio, 0, tname, hook, tname == "nat")
                  for tname, table in ruleset.tables.items() for hook in table.chains
                  if hook in HOOKS.values() and table.chains[hook].policy is not None
@@ -378,9 +382,9 @@ class Tracer:
         here = self.placed(addr)
         if here is not None:
             return here
-        known = w.facts.get(("local", addr))
+        known = known_fact(w.facts, ("local", addr))
         if known is not None:
-            return known[0]
+            return known
         if todo is None:
             return False
         cond = local_cond(addr, self.family)
@@ -1169,8 +1173,7 @@ class Tracer:
         here = self.placed(addr)
         if here is not None:
             return here
-        known = w.facts.get(("local", addr))
-        return None if known is None else known[0]
+        return known_fact(w.facts, ("local", addr))
 
     def _remember(self, w: Walk) -> None:
         rec = w.rec
@@ -1271,7 +1274,7 @@ class Tracer:
             if r is False:
                 return False
             if type(r) is Cond:
-                known = w.facts.get(r.key)
+                known = known_fact(w.facts, r.key)
                 if known is None:
                     # Both cases: this branch assumes the fact, a copy assumes its opposite,
                     # finishes this rule's matches now and re-visits the rule with the result.
@@ -1283,10 +1286,8 @@ class Tracer:
                         other.stack[-1][2] -= 1
                     todo.append(other)
                     w.assume(r, True)
-                    value = True
-                else:
-                    value = known[0]
-                if value == r.negated:
+                    known = True
+                if known == r.negated:
                     return False
                 j += 1
                 continue

@@ -7,13 +7,14 @@ Without the contents of a set the match cannot be decided: the walk forks into b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from netproxy.errors import InputError
 from netproxy.netfilter.model import Option
 from netproxy.textsafe import digits
-from netproxy.trace.addr import family_of, format_addr, parse_net, parse_port_range
+from netproxy.trace.addr import family_of, format_addr, parse_addr, parse_net, parse_port_range
 from netproxy.trace.packet import PROTOCOLS
 from netproxy.trace.state import Cond, Walk
 
@@ -142,6 +143,46 @@ def _membership(w: Walk, name: str, flags: list[str], family: str, negated: bool
     element = ",".join(parts)
     return Cond(("set", name, element), f"{element} in {name}", f"{element} not in {name}",
                 "--ipsets FILE", negated)
+
+
+BOUND_SETS = frozenset({
+    "KUBE-CLUSTER-IP", "KUBE-EXTERNAL-IP", "KUBE-EXTERNAL-IP-LOCAL", "KUBE-LOAD-BALANCER",
+    "KUBE-LOAD-BALANCER-LOCAL", "KUBE-LOAD-BALANCER-FW", "KUBE-LOAD-BALANCER-SOURCE-CIDR",
+    "KUBE-LOAD-BALANCER-SOURCE-IP"})
+"""kube-proxy's IPVS-mode sets whose elements begin with a Service address (a cluster IP, an
+external IP, a load balancer ingress IP). kube-proxy binds each of those addresses to its
+dummy interface kube-ipvs0, so an element in one of these sets makes its address the node's,
+and an address that is not the node's is in none of them."""
+
+
+def known_fact(facts: dict[Any, tuple[bool, Cond]], key: Any) -> bool | None:
+    """The value of the fact ``key`` on a branch that assumed ``facts``: the value assumed, or
+    the one its assumptions imply through :data:`BOUND_SETS` (so "in KUBE-CLUSTER-IP" and "is a
+    node address" are not forked as if independent); None when it is open."""
+    known = facts.get(key)
+    if known is not None:
+        return known[0]
+    if not facts:
+        return None
+    if key[0] == "local":
+        for k, (value, _c) in facts.items():
+            if value and k[0] == "set" and k[1] in BOUND_SETS and _bound_addr(k[2]) == key[1]:
+                return True
+    elif key[0] == "set" and key[1] in BOUND_SETS:
+        local = facts.get(("local", _bound_addr(key[2])))
+        if local is not None and not local[0]:
+            return False
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _bound_addr(element: str) -> int | None:
+    """The address an element of a :data:`BOUND_SETS` set begins with."""
+    text = element.split(",", 1)[0]
+    try:
+        return parse_addr(text, family_of(text))
+    except ValueError:
+        return None
 
 
 def _inside(dim: str, member: Any, value: Any) -> bool:

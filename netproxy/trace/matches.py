@@ -23,6 +23,7 @@ from netproxy.trace.addr import (
     parse_net,
     parse_port_range,
 )
+from netproxy.trace.ipsets import known_fact
 from netproxy.trace.packet import PROTOCOLS
 from netproxy.trace.state import Cond, Walk
 
@@ -423,7 +424,7 @@ def _addrtype_eval(src: bool, types: set[str], negated: bool, limited: bool,
         if placed is not None:
             here = placed(addr)
             if here is None:
-                known = w.facts.get(("local", addr))
+                known = known_fact(w.facts, ("local", addr))
                 if known is None:
                     # Cannot place the address: fork on "it is the node's" when the answer
                     # of this test depends on it (LOCAL versus UNICAST).
@@ -432,7 +433,7 @@ def _addrtype_eval(src: bool, types: set[str], negated: bool, limited: bool,
                                     negated != ("LOCAL" not in types))
                     here = False
                 else:
-                    here = known[0]
+                    here = known
         else:
             here = local(addr)
         if here:

@@ -251,10 +251,13 @@ class Stepper:
                 for v, c in assumes:
                     values[(FACT, c.key)] = (v, c)
                     conditional = True
-                items = frozenset((k, v) for k, v in values.items() if v is not None)
+                kept = {k: v for k, v in values.items() if v is not None}
+                items = frozenset(kept.items())
                 entry = alts.get(items)
                 if entry is None:
-                    alts[items] = [q, items]
+                    # The entries as first produced, in that order (not the frozenset's hash
+                    # order): the facts of a case are read in it, and so are split on.
+                    alts[items] = [q, kept]
                 else:
                     entry[0] += q
         if len(alts) > MAX_ALTERNATIVES:
@@ -266,8 +269,8 @@ class Stepper:
                     del where[key]
         keys: set[Any] = set()
         new_alts = []
-        for prob, items in alts.values():
-            values = _values(items)
+        for prob, kept in alts.values():
+            values = _values(kept.items())
             keys.update(k for k in values if not (type(k) is tuple and k[0] == FACT))
             new_alts.append((prob, values))
         if keys:
