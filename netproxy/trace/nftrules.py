@@ -534,13 +534,21 @@ class NftRules:
         ranges: list[tuple[Any, Any]] = []
         single = len(kinds) == 1
         convs = [self._converter(kind) for kind in kinds]
+        conv = convs[0]
         for k, value in items:
+            if convert is not None:
+                value = convert(value)
+            if single and type(k) is not dict:  # a plain value (cluster-ips' addresses)
+                part = conv(k)
+                if type(part) is tuple:  # an interface wildcard
+                    ranges.append(((part,), value))
+                else:
+                    exact.setdefault(part, value)
+                continue
             raw = k["concat"] if type(k) is dict and "concat" in k else (k,)
             if len(raw) < len(kinds):
                 continue
-            parts = tuple([conv(p) for conv, p in zip(convs, raw, strict=False)])
-            if convert is not None:
-                value = convert(value)
+            parts = tuple(map(_call, convs, raw))
             if tuple in map(type, parts):  # a range, prefix or wildcard
                 ranges.append((parts, value))
             else:
@@ -1086,6 +1094,10 @@ def _part_in(value: Any, const: Any) -> bool:
             return isinstance(value, str) and value.startswith(const[1])
         return bool(const[0] <= value <= const[1])
     return bool(value == const)
+
+
+def _call(f: Callable[[Any], Any], value: Any) -> Any:
+    return f(value)
 
 
 def _const(value: object) -> Callable[[Walk], object]:
