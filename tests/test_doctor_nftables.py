@@ -165,6 +165,49 @@ def test_compared_with_the_cluster_objects(example: str) -> None:
     assert "cluster-endpoints" in failures(report)["shop/frontend:http"]
 
 
+def findings_of(report: Report, service: str) -> dict[str, tuple[str, str, list[str]]]:
+    svc = next(s for s in report.services if s.name == service)
+    return {f.check: (f.status, f.summary, f.details) for f in svc.findings}
+
+
+def test_compared_with_the_cluster_objects_as_in_iptables_mode(example: str) -> None:
+    """The same three comparisons per Service port as for an iptables dump: endpoints (and
+    affinity), addresses (no-endpoint answers too) and the split of new connections."""
+    expected = parse_nft_text(example, source="<compiled>")
+    same = doctor(example, expected=expected)
+    for name in ("shop/frontend:http", "shop/legacy-db:postgres", "shop/cart:grpc"):
+        found = findings_of(same, name)
+        assert {c: found[c][0] for c in ("cluster-endpoints", "cluster-addresses")} == {
+            "cluster-endpoints": PASSED, "cluster-addresses": PASSED}, name
+    assert findings_of(same, "shop/frontend:http")["cluster-probabilities"][0] == PASSED
+    assert node_status(same, "cluster-services") == PASSED
+
+    uneven = example.replace("1 : 10.244.2.10 . 8080, 2 : 10.244.3.10 . 8080 }",
+                             "1 : 10.244.1.10 . 8080, 2 : 10.244.3.10 . 8080 }")
+    found = findings_of(doctor(uneven, expected=expected), "shop/frontend:http")
+    assert found["cluster-endpoints"][:2] == (FAILED, "cluster endpoints missing from the rules: "
+                                                      "10.244.2.10:8080")
+    assert found["cluster-probabilities"][:2] == (
+        FAILED, "service-SFDBSQB2-shop/frontend/tcp/http splits new connections 33.33%, 66.67%, "
+                "the cluster objects give 33.33%, 33.33%, 33.33%")
+    assert found["cluster-addresses"][0] == PASSED
+
+    no_affinity = example.replace(
+        "\t\tip saddr @affinity-4EHNQDFV-shop/cart/tcp/grpc__10.244.2.40/9000 goto "
+        "endpoint-4EHNQDFV-shop/cart/tcp/grpc__10.244.2.40/9000\n"
+        "\t\tip saddr @affinity-TXDFDY2N-shop/cart/tcp/grpc__10.244.3.40/9000 goto "
+        "endpoint-TXDFDY2N-shop/cart/tcp/grpc__10.244.3.40/9000\n", "")
+    assert no_affinity != example
+    found = findings_of(doctor(no_affinity, expected=expected), "shop/cart:grpc")
+    assert found["cluster-endpoints"][:2] == (
+        FAILED, "the cluster objects ask for ClientIP affinity, the rules do not keep it")
+
+    moved = example.replace("10.96.100.50 . tcp . 5432 comment", "10.96.100.51 . tcp . 5432 comment")
+    found = findings_of(doctor(moved, expected=expected), "shop/legacy-db:postgres")
+    assert found["cluster-addresses"][:2] == (FAILED, "addresses the rules do not know: "
+                                                      "cluster IP 10.96.100.50:5432")
+
+
 def test_real_listing_old_layout(dumps_dir: Path) -> None:
     listing = parse_nft((dumps_dir / "nft" / "01-k3s-pi-kubeproxy-nft-complete.nft").read_text(),
                         source="01")
@@ -225,7 +268,8 @@ def test_cli_with_cluster_inputs(capsys: pytest.CaptureFixture[str], tmp_path: P
     code, out, _ = run(capsys, "doctor", str(path), EXAMPLE, "--failed-only", "--no-walk")
     assert code == 1
     assert "shop/frontend:http (tcp): failed: endpoint-dnat" not in out
-    assert re.search(r"shop/frontend:http \(tcp\): failed: cluster-endpoints: cluster: the rules say", out)
+    assert re.search(r"shop/frontend:http \(tcp\): failed: cluster-endpoints: cluster endpoints "
+                     r"missing from the rules: 10\.244\.3\.10:8080", out)
 
 
 def test_cli_handles_in_json(capsys: pytest.CaptureFixture[str], dumps_dir: Path) -> None:

@@ -85,7 +85,7 @@ def test_lab_check_agrees_with_the_tracer(tmp_path: Path, variant: str) -> None:
 
 
 def test_down_removes_what_a_failed_up_made(tmp_path: Path) -> None:
-    lab = Lab(tmp_path / "lab.json", prefix=netns.unique_name("labfail"))
+    lab = Lab(tmp_path / "lab.json", prefix=netns.unique_name("lab-fail"))
     try:
         lab.make_ns("node")
         lab.make_ns("p0")

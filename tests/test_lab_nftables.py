@@ -50,7 +50,7 @@ def test_lab_in_nftables_mode_agrees_with_the_kernel(tmp_path: Path) -> None:
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (scripts/setup.sh installs nftables)")
     state = tmp_path / "lab.json"
-    prefix = f"np-migstates-{os.getpid()}"
+    prefix = f"np-lab-nft-{os.getpid()}"
     up = netproxy("lab", "up", str(CLUSTER), "--proxy-mode", "nftables", "--state", str(state),
                   "--prefix", prefix)
     try:
@@ -95,7 +95,7 @@ def test_lab_check_both_modes_confirms_the_migration_report(tmp_path: Path) -> N
     if shutil.which("nft") is None:
         pytest.skip("nft is not installed (scripts/setup.sh installs nftables)")
     state = tmp_path / "lab.json"
-    prefix = f"np-migstates-{os.getpid()}-b"
+    prefix = f"np-lab-both-{os.getpid()}"
     up = netproxy("lab", "up", str(CLUSTER), "--iptables", "nft", "--state", str(state),
                   "--prefix", prefix, "--local-ip", "192.0.2.11", "--service-cidr",
                   "10.96.0.0/16")

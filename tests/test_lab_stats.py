@@ -69,3 +69,34 @@ def test_split_alpha_is_family_wise_over_the_whole_check() -> None:
     assert not alone.checks["split"]["ok"]
     assert among.checks["split"]["ok"]
     assert among.checks["split"]["outcomes"]["10.244.1.1:80"]["accepted"] == list(stats.interval(40, 0.5, 0.001 / 80))
+
+
+def test_attempts_to_see_make_a_never_seen_endpoint_a_disagreement() -> None:
+    """20 attempts at three endpoints miss one by chance 3 * (2/3)**20 = 0.09% of the time:
+    too often for a check of dozens of groups. The planned count makes a miss fail the
+    exact test at the check's alpha, and no fewer attempts would."""
+    alpha = 0.001 / 150
+    n = stats.attempts_to_see(1 / 3, alpha, 20)
+    assert stats.two_sided_p(0, n, 1 / 3) < alpha <= stats.two_sided_p(0, n - 1, 1 / 3)
+    assert 25 < n < 40
+    assert stats.attempts_to_see(1 / 3, alpha, 200) == 200  # --count is the least
+    assert stats.attempts_to_see(0.01, alpha, 20, 300) == 300  # and MAX_ATTEMPTS the most
+
+
+def test_coverage_fails_only_when_the_miss_is_no_bad_luck() -> None:
+    """Three endpoints, one never seen: in 20 attempts that is chance at alpha 0.001/150;
+    in 60 it is a disagreement (coverage and split both fail)."""
+    def group(n: int) -> Group:
+        g = Group(Frontend("ns/web:http", "cluster-ip", "10.96.0.1", 80, "tcp"), "pod", "ns", None, None)
+        g.predicted = {f"10.244.1.{i}:80": 1 / 3 for i in (1, 2, 3)}
+        g.observed = [{"kind": "answered", "local": f"10.244.1.{1 + i % 2}:80", "peer": "10.0.0.1:5"}
+                      for i in range(n)]
+        return g
+
+    checker = SimpleNamespace(groups=[])
+    few, many = group(20), group(60)
+    Checker.judge(checker, few, 150)  # type: ignore[arg-type]
+    Checker.judge(checker, many, 150)  # type: ignore[arg-type]
+    assert few.checks["coverage"]["ok"] and few.checks["split"]["ok"]
+    assert many.checks["coverage"] == {"ok": False, "missing": ["10.244.1.3:80"]}
+    assert not many.checks["split"]["ok"]

@@ -359,3 +359,17 @@ def test_diff_across_modes_bad_input_is_exit_2(capsys, tmp_path, states):
     bad.write_text("*nat\n-A KUBE-SERVICES -j\n")
     code, out, err = run(capsys, "diff", "--behaviour", str(bad), str(after), "--json")
     assert code == 2 and out == "" and err.startswith("netproxy: ")
+
+
+def test_the_pod_here_is_no_endpoint_while_one_is_free_and_said_when_none_is() -> None:
+    # The last hosts of the node's pod CIDR are endpoints: the search goes round to its first.
+    taken = {f"10.244.1.{n}" for n in range(250, 255)}
+    s = p.pod_sources("ipv4", ["10.244.0.0/16"], ["10.244.1.0/24"], "192.168.0.1", taken)
+    assert s.pod_here == "10.244.1.1" and s.note is None
+    # Every host of a /30 is an endpoint: a source that is one anyway, and it is said.
+    s = p.pod_sources("ipv4", ["10.244.0.0/16"], ["10.244.1.0/30"], "192.168.0.1",
+                      {"10.244.1.1", "10.244.1.2"})
+    assert s.pod_here == "10.244.1.2"
+    assert s.note == ("every address of 10.244.1.0/30 tried is an endpoint's: the probes from a "
+                      "pod on this node come from 10.244.1.2, itself an endpoint (hairpin "
+                      "connections)")

@@ -184,8 +184,23 @@ def test_rp_filter_mode_is_the_larger_of_all_and_the_interface(
         values: dict[str, int], iif: str, mode: int, said: str) -> None:
     r = router()
     r.set_rp_filter(values)
-    got, why = r.rp_mode(iif)
+    got, why, assumed = r.rp_mode(iif)
     assert got == mode and said in why
+    assert assumed == ("taken as" in said)
+
+
+def test_rp_filter_refusal_says_the_mark_was_not_used() -> None:
+    """Policy rules select by fwmark here: a marked packet's refusal says its route back was
+    looked up without the mark (src_valid_mark, not recorded, taken as the default 0)."""
+    r = router()
+    r.set_rp_filter({"all": 0, "a0": 1})
+    plain = r.lookup(ip("10.9.1.1"), iif="a0", src=ip("10.2.0.9"))
+    marked = r.lookup(ip("10.9.1.1"), iif="a0", src=ip("10.2.0.9"), mark=0x310)
+    assert plain.kind == marked.kind == "rp-filter"
+    assert "mark" not in plain.describe()
+    assert marked.describe() == plain.describe() + (
+        "; the route back was looked up without the packet's mark 0x310 (src_valid_mark is "
+        "not recorded: taken as 0, the kernel's default)")
 
 
 def test_rp_filter_strict_loose_and_no_route_back() -> None:

@@ -381,3 +381,20 @@ def test_from_node_without_a_known_node_address_says_what_to_give() -> None:
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == ("netproxy: --from node needs the node's address: give --src "
                                 "NODE_IP, --local-ip NODE_IP or a snapshot (--snapshot node.snap)")
+
+
+@pytest.mark.parametrize("rules", [
+    ["--rules", "01-minik8s-flannel-docker"], ["--rules", "nft/03-kubeadm132-flannel-nft-table"],
+    [CLUSTER], [CLUSTER, "--proxy-mode", "nftables"]], ids=["dump", "nft", "iptables", "nftables"])
+def test_family_dual_is_refused_for_every_kind_of_rules(rules: list[str]) -> None:
+    """One packet has one family: --family dual is one error whatever the rules are (a dump
+    or a listing once ended in a traceback)."""
+    if rules[0] == "--rules":
+        found = sorted(DUMPS.glob(f"{rules[1]}.*"))
+        if not found:
+            pytest.skip("real-world dumps not present beside the project")
+        rules = ["--rules", str(found[0])]
+    proc = run(*rules, "--family", "dual", "--dst", "10.96.0.1", "--dport", "443")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("netproxy: --family: trace follows one packet: give --family ipv4 "
+                           "or ipv6\n")

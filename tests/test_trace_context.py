@@ -193,6 +193,7 @@ def test_packet_sequence_lists_missing_facts_once_with_counts(tmp_path) -> None:
     assert brief[3] == tail[0]
     data = json.loads(run(*args, "--json").stdout)
     assert len(data["packets"]) == 3
+    assert not any("missing" in packet for packet in data["packets"])  # once, at the end
     ipsets = next(m for m in data["missing"] if m["flag"] == "--ipsets FILE")
     assert ipsets["packets"] == 3
     assert {"fact": "10.43.0.10,udp:53 in KUBE-LOAD-BALANCER?", "kind": "fork",

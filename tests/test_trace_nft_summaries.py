@@ -59,7 +59,12 @@ def _same(listing: NftRuleset, local: list[str] | None, packets: list[Packet], *
 @pytest.mark.parametrize("path", sorted(DUMPS.glob("nft/*.nft")), ids=lambda p: p.stem)
 def test_summaries_change_no_answer_on_real_nft_listings(path: Path, assume: bool) -> None:
     text = path.read_text()
-    _same(read_nft(str(path)), None, _packets(text, "192.168.0.10"), assume=assume)
+    listing = read_nft(str(path))
+    replayed = _same(listing, None, _packets(text, "192.168.0.10"), assume=assume)
+    if any(c.hook for table in listing.tables.values() for c in table.chains.values()):
+        assert replayed > 0, "no walk replayed a summary: the comparison proved nothing"
+    else:  # a trimmed listing without base chains: packets walk nothing to summarize
+        assert replayed == 0
 
 
 def test_summaries_are_used_and_change_no_answer_on_kube_proxys_nftables_table() -> None:

@@ -1,11 +1,19 @@
 """The lab's client: send bounded TCP/UDP probes and report what came back.
 
 Run inside a client namespace with a JSON list of probes on stdin, each
-``{"dst": ip, "port": n, "proto": "tcp"|"udp", "src": ip|null, "count": n, "timeout": s}``;
+``{"dst": ip, "port": n, "proto": "tcp"|"udp", "src": ip|null, "count": n, "timeout": s,
+"wait": s}`` (``wait`` optional);
 prints a JSON list with, per probe, the local address used and one result per attempt:
 ``{"kind": "answered", "local": ..., "peer": ...}`` (what the endpoint reported),
 ``{"kind": "refused"}`` (RST or ICMP port unreachable: REJECT), ``{"kind": "timeout"}``
 (nothing came back: DROP), ``{"kind": "unreachable"}`` or ``{"kind": "error", ...}``.
+
+Two waits, so that a busy machine cannot turn an answer into a timeout: ``timeout`` is what
+the kernel gets to decide a TCP connection (SYN answered, refused, or not: kept under TCP's
+first SYN retransmission, so one attempt stays one packet); ``wait`` (default
+:data:`ANSWER_WAIT`) is how long an endpoint process may then take to say who it is -- for a
+TCP connection the kernel has let through, and for a UDP datagram, where nothing but the
+answer tells it from one dropped.
 """
 
 from __future__ import annotations
@@ -18,9 +26,12 @@ import time
 from typing import Any
 
 MAX_ATTEMPTS = 1000
+ANSWER_WAIT = 5.0
+"""Seconds an endpoint's echo process may take to answer (it may wait for a CPU)."""
 
 
-def attempt(dst: str, port: int, proto: str, src: str | None, timeout: float) -> tuple[dict[str, Any], str]:
+def attempt(dst: str, port: int, proto: str, src: str | None, timeout: float,
+            wait: float = ANSWER_WAIT) -> tuple[dict[str, Any], str]:
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(family, kind) as sock:
@@ -33,8 +44,10 @@ def attempt(dst: str, port: int, proto: str, src: str | None, timeout: float) ->
             local = sock.getsockname()[0]
             if proto == "udp":
                 sock.send(b"probe\n")
+            answer_by = time.monotonic() + max(wait, timeout)
             data = b""
             while not data.endswith(b"\n"):
+                sock.settimeout(max(0.0, answer_by - time.monotonic()))
                 chunk = sock.recv(4096)
                 if not chunk:
                     break
@@ -69,7 +82,8 @@ def run(probes: list[dict[str, Any]], deadline: float) -> list[dict[str, Any]]:
             if time.monotonic() > deadline:
                 break
             result, local = attempt(probe["dst"], int(probe["port"]), probe.get("proto", "tcp"),
-                                    probe.get("src"), float(probe.get("timeout", 0.5)))
+                                    probe.get("src"), float(probe.get("timeout", 0.5)),
+                                    float(probe.get("wait", ANSWER_WAIT)))
             results.append(result)
         out.append({"local": local, "results": results})
     return out

@@ -250,10 +250,12 @@ def up(state_path: Path, variant: str, mode: str, prefix: str | None,
 @state_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 @click.option("--count", type=click.IntRange(10, 1000), default=40, show_default=True,
-              help="Attempts per frontend and source.")
+              help="Attempts per frontend and source (at least: more where a predicted "
+                   "endpoint is rare enough to be missed by chance).")
 @click.option("--timeout", type=click.FloatRange(0.05, 5.0), default=0.9, show_default=True,
-              help="Seconds before an attempt counts as timed out (DROP). Keep it under TCP's "
-                   "first SYN retransmission (1 s): one attempt must stay one packet.")
+              help="Seconds before a TCP connection the kernel does not answer counts as timed "
+                   "out (DROP). Keep it under TCP's first SYN retransmission (1 s): one attempt "
+                   "must stay one packet. Endpoints then get 5 s to answer (UDP: 5 s in all).")
 @click.option("--budget", type=click.FloatRange(5, 3600), default=300, show_default=True,
               help="Upper bound on the whole check, in seconds.")
 @click.option("--kernel-paths", type=click.IntRange(0, 100), default=12, show_default=True,

@@ -95,6 +95,8 @@ def _family_report(params: dict[str, Any], cluster: Any, flags: NftFlags,
     context.append(f"node addresses {', '.join(node_ips)}; pod here {srcs.pod_here}, pod "
                    f"elsewhere {srcs.pod_elsewhere or '(no cluster CIDR known)'}, outside "
                    f"{srcs.external}")
+    if srcs.note:
+        context.append(srcs.note)
     if not options.service_cidrs:
         context.append("no ServiceCIDRs known (ServiceCIDR objects or --service-cidr): "
                        "unallocated service addresses not probed")

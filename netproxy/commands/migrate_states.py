@@ -131,7 +131,7 @@ def _family_report(before: str, after: str, old: Any, listing: Any, fam: str,
         f"pod network {', '.join(cluster) or '(not in the rules)'}; this node's pods "
         f"{', '.join(mine) or '(not known)'} ({mine_how}); pod here {s.pod_here}, pod elsewhere "
         f"{s.pod_elsewhere or '(no pod network known: not probed)'}, outside {s.external}; "
-        "no probe source is an endpoint")
+        + (s.note or "no probe source is an endpoint"))
     if local is None:
         context.append("this node's endpoints not known (no hairpin-connections set): "
                        "hairpin not probed")

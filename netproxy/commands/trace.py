@@ -99,6 +99,8 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
 
     expectation = parse_expectation(expect, expect_masquerade)
 
+    if params.get("family") == "dual":  # whatever the rules are: one packet, one family
+        raise InputError("trace follows one packet: give --family ipv4 or ipv6", where="--family")
     if as_json:
         fmt = "json"
     try:
@@ -159,9 +161,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             whole = live_node(netns_name) if netns_name is not None else node
             node = node or whole
             family = params["family"] if family_given else _family(dst, whole)
-            if family == "dual":
-                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
-                                 where="--family")
             ruleset, more, read_notes = node_rules(whole, variant, family, strict=strict)
             listings += more
             for text in read_notes:
@@ -201,9 +200,6 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             from netproxy.netfilter.model import Ruleset
             from netproxy.parser.nftables import parse_nft_text
 
-            if params.get("family") == "dual":
-                raise InputError("trace follows one packet: give --family ipv4 or ipv6",
-                                 where="--family")
             text = nftables_text(params, cluster, "list", nft_flags)
             listings = [parse_nft_text(text, source="<compiled>", strict=True)]
             settings = settings_for(params, cluster, nftables=True)
@@ -367,7 +363,9 @@ def _emit_one(result: Any, fmt: str, brief: bool) -> None:
 
 def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
     """Each packet as it is traced; then, once for the whole sequence, the missing facts
-    that mattered (each with the packets it affected and the flag that supplies it)."""
+    that mattered (each with the packets it affected and the flag that supplies it), in
+    every format: a packet's own output leaves them out, and they are found once per packet
+    (by the tally)."""
     from netproxy.trace.explain import describe_packet, render_dot, render_text
     from netproxy.trace.missing import MissingTally
     from netproxy.trace.result import summary
@@ -383,7 +381,7 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
         try:
             for r in results:
                 tally.add(r)
-                text = json.dumps(r.to_dict(), indent=2).replace("\n", "\n  ")
+                text = json.dumps(r.to_dict(missing=False), indent=2).replace("\n", "\n  ")
                 out.write(("," if n else '{"packets": [') + "\n  " + text)
                 n += 1
         except NetproxyError as err:

@@ -2,7 +2,7 @@
 
 ``diagnose(ruleset)`` runs the node checks and, for every Service port found by kube-proxy's
 comments and chain structure, the Service checks; given the ruleset compiled from the
-cluster's objects it also compares the two (see :mod:`.expected`). A node in kube-proxy's
+cluster's objects it also compares the two (see :mod:`.expected`, the same for both modes). A node in kube-proxy's
 nftables mode is checked by :func:`netproxy.doctor.nftables.diagnose_nft` (checks in
 :mod:`.nftchecks`, the same walks).
 """
@@ -12,23 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from netproxy.doctor.checks import NODE_CHECKS, SERVICE_CHECKS
-from netproxy.doctor.ports import check_ports
+from netproxy.doctor.ports import check_ports, select_ports
 from netproxy.doctor.report import Finding, Report
-from netproxy.errors import InputError
 from netproxy.kubeview import build_view
-from netproxy.kubeview.comments import matches_selector
-from netproxy.kubeview.model import RulesetView, ServicePortView
+from netproxy.kubeview.model import RulesetView
 from netproxy.kubeview.names import chain_hash
 from netproxy.netfilter.model import Ruleset
 from netproxy.trace import Tracer
 
 __all__ = ["Finding", "Report", "build_view", "diagnose"]
-
-
-def _selected(views: dict[tuple[str, str], ServicePortView], selector: str | None) -> list[ServicePortView]:
-    if selector is None:
-        return list(views.values())
-    return [v for v in views.values() if matches_selector(v.name, selector, v.port_numbers())]
 
 
 def _name_leftovers(view: RulesetView, expected: RulesetView) -> None:
@@ -64,24 +56,7 @@ def diagnose(ruleset: Ruleset, *, service: str | None = None, expected: Ruleset 
             # IPVS holds the Services; the compiled iptables rules are nothing to compare with.
             expected_view = None
     node: list[Finding] = [f for f in (check(view) for check in NODE_CHECKS) if f is not None]
-    selected = _selected(view.services, service)
-    extra: list[ServicePortView] = []
-    if expected_view is not None:
-        from netproxy.doctor.expected import compare_node, compare_service, missing_views
-
-        node.append(compare_node(view, expected_view, service))
-        extra = [v for v in missing_views(view, expected_view) if service is None
-                 or matches_selector(v.name, service, v.port_numbers())]
-    if service is not None and not selected and not extra:
-        raise InputError(f"no Service port {service} in the rules"
-                         + (" or the cluster objects" if expected is not None else ""),
-                         where=ruleset.source)
+    ports, compared, compare = select_ports(view, expected_view, service, ruleset.source)
     tracer = Tracer(ruleset, local_ips=local_ips) if walk else None
-
-    def compare(svc: ServicePortView) -> list[Finding]:
-        assert expected_view is not None
-        return compare_service(view, svc, expected_view.services.get(svc.key))
-
-    reports = check_ports(view, selected + extra, SERVICE_CHECKS, tracer,
-                          compare if expected_view is not None else None)
-    return Report(ruleset.source, ruleset.family, node, reports)
+    reports = check_ports(view, ports, SERVICE_CHECKS, tracer, compare)
+    return Report(ruleset.source, ruleset.family, node + compared, reports)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import chain, islice
 
 from netproxy.proxy.model import ProxyModel
 from netproxy.proxy.settings import ProxySettings
@@ -76,6 +77,8 @@ class Sources:
     external: str
     local_endpoints: frozenset[str] | None = None
     """The endpoint addresses of this node (None: not known), for the hairpin probes."""
+    note: str | None = None
+    """Said when a source is not what it stands for (the pod here is an endpoint too)."""
 
 
 def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> str:
@@ -84,14 +87,17 @@ def _host_in(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int) -> st
 
 
 def _free_host(net: ipaddress.IPv4Network | ipaddress.IPv6Network, nth: int,
-               taken: set[str]) -> str:
-    """A host of ``net`` from the ``nth`` on that is no endpoint's address (a client that is
-    not itself an endpoint: no hairpin)."""
-    for step in range(4096):
-        cand = _host_in(net, nth + step)
+               taken: set[str]) -> str | None:
+    """A host of ``net`` from the ``nth`` on (then from its first) that is no endpoint's
+    address (a client that is not itself an endpoint: no hairpin); None when none of the
+    first 4,096 tried is free."""
+    last = max(net.num_addresses - 2, 0)  # the highest host (broadcast aside)
+    order = chain(range(min(nth, last), last + 1), range(1, min(nth, last)))
+    for n in islice(order, 4096):
+        cand = _host_in(net, n)
         if cand not in taken:
             return cand
-    return _host_in(net, nth)
+    return None
 
 
 def sources(settings: ProxySettings, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str],
@@ -114,10 +120,15 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
     mine = [n for n in mine if n.version == want]
     cluster = [ipaddress.ip_network(c, strict=False) for c in pod_cidrs]
     cluster = [n for n in cluster if n.version == want]
-    if mine:
-        here = _free_host(mine[0], 250, busy)
-    elif cluster:
-        here = _free_host(cluster[0], 250, busy)
+    note = None
+    if mine or cluster:
+        net = mine[0] if mine else cluster[0]
+        found = _free_host(net, 250, busy)
+        if found is None:
+            found = _host_in(net, 250)
+            note = (f"every address of {net} tried is an endpoint's: the probes from a pod on "
+                    f"this node come from {found}, itself an endpoint (hairpin connections)")
+        here = found
     else:
         here = "10.244.0.250" if want == 4 else "fd00:10:244::250"
     elsewhere = None
@@ -134,7 +145,7 @@ def pod_sources(fam: str, pod_cidrs: Iterable[str], node_pod_cidrs: Iterable[str
         if elsewhere:
             break
     return Sources(here, elsewhere, node_ip, "::1" if want == 6 else "127.0.0.1",
-                   EXTERNAL[fam], local_endpoints)
+                   EXTERNAL[fam], local_endpoints, note)
 
 
 def _pod(s: Sources, dst: str, proto: str, port: int) -> Packet:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from netproxy.textsafe import digits
 from netproxy.trace.addr import BITS, format_addr, parse_addr
@@ -46,6 +46,15 @@ REFUSED = frozenset({"blackhole", "unreachable", "prohibit", "none", "not-forwar
 SILENT = frozenset({"blackhole", "not-forwarding", "rp-filter"})
 """Discards without an ICMP error (the others answer unreachable or prohibited)."""
 RP_MODES = {0: "off", 1: "strict", 2: "loose"}
+
+
+class RpMode(NamedTuple):
+    """The reverse path filter's mode for an interface and how it was found."""
+
+    mode: int
+    how: str
+    assumed: bool
+    """A value the snapshot lacks was taken (``default``'s, or off): ``how`` says which."""
 
 
 class RouteDataError(ValueError):
@@ -256,12 +265,14 @@ class Router:
         self._uses = (True, mark, True, oif, ports)  # the check reads source and interface
         self._cache.clear()
 
-    def rp_mode(self, iif: str) -> tuple[int, str]:
-        """The effective rp_filter mode of ``iif`` and how it was found."""
+    def rp_mode(self, iif: str) -> RpMode:
+        """The effective rp_filter mode of ``iif``, how it was found, and whether a value
+        missing from the snapshot was taken for it."""
         values = self.rp_filter
+        unrecorded = RpMode(0, "rp_filter is not recorded in the snapshot: the reverse path "
+                               "check is taken as off", True)
         if values is None:
-            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
-                       "taken as off")
+            return unrecorded
         every = values.get("all")
         own = values.get(iif)
         why = []
@@ -272,26 +283,26 @@ class Router:
                            f"net.ipv4.conf.default.rp_filter = {own}")
         mode = max(every or 0, own or 0)
         if every is None and own is None:
-            return 0, ("rp_filter is not recorded in the snapshot: the reverse path check is "
-                       "taken as off")
+            return unrecorded
         parts = []
         if every is not None:
             parts.append(f"all = {every}")
         if own is not None:
             parts.append(f"{iif} = {own}")
-        return mode, f"net.ipv4.conf rp_filter {', '.join(parts)}" + (
-            f" ({why[0]})" if why else "")
+        return RpMode(mode, f"net.ipv4.conf rp_filter {', '.join(parts)}"
+                      + (f" ({why[0]})" if why else ""), bool(why))
 
     def _source_check(self, decision: Decision, src: int | None, dst: int, iif: str,
-                      notes: list[str]) -> Decision:
+                      mark: int, notes: list[str]) -> Decision:
         """Linux's reverse path filter (``fib_validate_source``) on an arriving packet whose
         route was found: strict needs the route back to the source to leave by ``iif``,
         loose a unicast route back at all; the route back is looked up without the packet's
-        mark (``src_valid_mark`` is not modelled) and with its addresses swapped."""
+        mark (``src_valid_mark`` is not recorded: its default, off, is taken; a refusal says
+        so when policy rules select by mark) and with its addresses swapped."""
         if self.rp_filter is None or src is None or not iif:
             return decision  # no sysctls given (a router built without a snapshot)
-        mode, why = self.rp_mode(iif)
-        if "taken as" in why:
+        mode, why, assumed = self.rp_mode(iif)
+        if assumed:
             notes.append(why)
         if mode == 0:
             return decision
@@ -312,6 +323,9 @@ class Router:
                              "its first next hop was compared")
         if problem is None:
             return decision
+        if mark and self._uses[1]:  # (the mark is part of the lookup cache's key then)
+            problem += (f"; the route back was looked up without the packet's mark {mark:#x} "
+                        "(src_valid_mark is not recorded: taken as 0, the kernel's default)")
         return Decision("rp-filter", dev=decision.dev, table=decision.table,
                         rule=decision.rule,
                         route=f"reverse path filter ({name}, {why}): {problem}",
@@ -381,7 +395,7 @@ class Router:
                 continue
             decision = self._decide(found, rule, dst, arriving, notes)
             if arriving and not decision.refused:
-                decision = self._source_check(decision, src, dst, flow_iif, notes)
+                decision = self._source_check(decision, src, dst, flow_iif, mark, notes)
                 if notes and decision.notes != tuple(notes):
                     decision = replace(decision, notes=tuple(notes))
             return decision

@@ -314,10 +314,7 @@ class NodeContext:
             calls, why = False, f"{key} is not present (br_netfilter is not loaded)"
         else:
             calls, why = None, ""
-        masters: frozenset[str] | None = None
-        if LINK in self.sections:
-            masters = frozenset(str(link["master"]) for link in self.json(LINK)
-                                if isinstance(link, dict) and link.get("master"))
+        masters = frozenset(self._ports()) if LINK in self.sections else None
         return calls, masters, why
 
     def _ports(self) -> dict[str, tuple[str, ...]]:

@@ -253,7 +253,9 @@ class TraceResult:
     def total(self) -> float:
         return sum(o.probability for o in self.outcomes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, missing: bool = True) -> dict[str, Any]:
+        """The packet's JSON; ``missing=False`` leaves its missing facts out (a packet
+        sequence lists them once, after the last packet: :mod:`netproxy.trace.missing`)."""
         p = self.packet
         out: dict[str, Any] = {
             "packet": {"family": p.family, "src": p.src_text, "dst": p.packet.dst,
@@ -274,9 +276,9 @@ class TraceResult:
             out["assumptions"] = assumptions
         if self.independent:
             out["did_not_depend_on"] = self.independent
-        missing = self.missing()
-        if missing:
-            out["missing"] = missing
+        facts = self.missing() if missing else []
+        if facts:
+            out["missing"] = facts
         if self.notes:
             out["notes"] = self.notes
         return out

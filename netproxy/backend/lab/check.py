@@ -5,7 +5,9 @@ Per probe group (one frontend, one source) the checks are:
 
 * ``subset``: every observed result (endpoint reached, refused, timed out) was predicted;
 * ``coverage``: every predicted result with probability >= 10% was observed (not for
-  session-affinity services, where one client sticks to one endpoint);
+  session-affinity services, where one client sticks to one endpoint); the group gets as
+  many attempts as it takes (``--count`` at least) for a result never seen to be a
+  disagreement at the split test's alpha rather than bad luck;
 * ``split``: each predicted result's count passes an exact binomial test (:mod:`stats`);
   for affinity services instead: all attempts reached the same endpoint;
 * ``masquerade``: the source the endpoint saw is the client's own address exactly when the
@@ -35,6 +37,7 @@ from netproxy.backend.lab.spec import (
     Frontend,
     LabSpec,
 )
+from netproxy.backend.probe import MAX_ATTEMPTS
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.progress import Progress, progress
@@ -146,8 +149,14 @@ class Checker:
             self.groups.append(Group(f, "node", self.state["node"], None, None))
         for g in self.groups:
             self._predict(g, self._guess_src(g))
+        alpha = stats.ALPHA / self.split_tests()
+        for g in self.groups:
             certain_silence = g.predicted.get("timeout", 0.0) >= 1.0
             g.count = 2 if certain_silence else self.count
+            if not g.frontend.affinity:  # enough attempts that coverage is a sound test
+                for p in g.predicted.values():
+                    if COVERAGE_MIN <= p < 1.0:
+                        g.count = stats.attempts_to_see(p, alpha, g.count, MAX_ATTEMPTS)
 
     def _guess_src(self, g: Group) -> str:
         if g.src:
@@ -213,9 +222,12 @@ class Checker:
             reached = [k for k in seen if k not in ("timeout", "refused")]
             g.checks["affinity"] = {"ok": len(reached) <= 1, "endpoints": reached}
         else:
-            missing = sorted(k for k, p in predicted.items() if p >= COVERAGE_MIN and seen[k] == 0)
-            g.checks["coverage"] = {"ok": not missing, "missing": missing}
             alpha = stats.ALPHA / tests
+            # never seen, and that is no bad luck at the check's alpha (the count planned
+            # makes it so; fewer attempts, cut by the budget, make a miss plausible)
+            missing = sorted(k for k, p in predicted.items() if p >= COVERAGE_MIN and seen[k] == 0
+                             and stats.two_sided_p(0, n, p) < alpha)
+            g.checks["coverage"] = {"ok": not missing, "missing": missing}
             split = {}
             ok = True
             for key, p in sorted(predicted.items()):

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO
 
 from netproxy.backend import netns
+from netproxy.errors import BackendError
 
 _TRACE = re.compile(r"^\s*TRACE: \d+ ([0-9a-f]+) (\w+):([^:]+):(rule|policy|return):?(\S*)\s*(.*)$")
 _PACKET = re.compile(r"^PACKET: \d+ ([0-9a-f]+) ")
@@ -59,23 +62,80 @@ def parse_monitor(output: str, src: str = "") -> list[KernelHop]:
     return hops
 
 
-def monitor_output(node: str, argv: list[str], send: Callable[[], object]) -> str:
+MONITOR_DEADLINE = 30.0
+"""Seconds a trace monitor may take to start listening, and to print what it was sent."""
+
+
+class _Lines:
+    """A monitor's output lines, read as they come, and waited on for a word."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._done = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def wait_for(self, word: str, timeout: float) -> bool:
+        """True once a line holding ``word`` (in any case) was printed; False when none was
+        within ``timeout``."""
+        def seen() -> bool:
+            return any(word in line.lower() for line in self.lines)
+
+        with self._cond:
+            self._cond.wait_for(lambda: self._done or seen(), timeout)
+            return seen()
+
+    def text(self) -> str:
+        self._thread.join(5)
+        with self._cond:
+            return "".join(self.lines)
+
+
+def monitor_output(node: str, argv: list[str], send: Callable[[], object],
+                   mark: Callable[[str], None]) -> str:
     """What the trace monitor ``argv`` (run in ``node``) prints while ``send()`` sends a
-    packet; the monitor is stopped in every case."""
-    monitor = subprocess.Popen(netns.exec_argv(node, argv), stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+    packet; the monitor is stopped in every case. ``mark(name)`` makes a ruleset change the
+    monitor prints with ``name`` in it (in any case): made (again) until printed before the
+    packet is sent, so the monitor listens, and once after it: the kernel queued the packet's
+    trace events before that change, so once it is printed they are too. No sleeping on a
+    guess of how busy the machine is."""
+    # line-buffered: a monitor's stdio holds a pipe's output back in blocks otherwise
+    monitor = subprocess.Popen(netns.exec_argv(node, ["stdbuf", "-oL", *argv]),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert monitor.stdout is not None
+    lines = _Lines(monitor.stdout)
     try:
-        time.sleep(0.3)  # the monitor subscribes before the packet is sent
+        deadline = time.monotonic() + MONITOR_DEADLINE
+        while True:
+            mark("np-mark-ready")
+            if lines.wait_for("np-mark-ready", 0.5):
+                break
+            if time.monotonic() > deadline or monitor.poll() is not None:
+                raise BackendError(f"netns {node}: {argv[0]} did not start listening "
+                                   f"within {MONITOR_DEADLINE:.0f} s")
         send()
-        time.sleep(0.3)
+        mark("np-mark-end")
+        if not lines.wait_for("np-mark-end", MONITOR_DEADLINE):
+            raise BackendError(f"netns {node}: {argv[0]} printed no end of the trace within "
+                               f"{MONITOR_DEADLINE:.0f} s")
     finally:
         monitor.terminate()
         try:
-            out, _ = monitor.communicate(timeout=3)
+            monitor.wait(timeout=3)
         except subprocess.TimeoutExpired:
             monitor.kill()
-            out, _ = monitor.communicate()
-    return out or ""
+            monitor.wait()
+    return lines.text()
 
 
 def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], object],
@@ -83,9 +143,15 @@ def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], objec
     """Trace one packet matching ``match`` (iptables words) from ``hook`` (PREROUTING or
     OUTPUT) while ``send()`` sends it; the TRACE rule is removed again in every case."""
     rule = ["-t", "raw", "-I", hook, "1", *match, "-j", "TRACE"]
+
+    def mark(name: str) -> None:  # a chain made and removed: the monitor prints both
+        chain = name.upper()
+        netns.run(node, ["iptables-nft", "-t", "raw", "-N", chain])
+        netns.run(node, ["iptables-nft", "-t", "raw", "-X", chain])
+
     netns.run(node, ["iptables-nft", *rule])
     try:
-        out = monitor_output(node, ["xtables-monitor", "--trace"], send)
+        out = monitor_output(node, ["xtables-monitor", "--trace", "--event"], send, mark)
     finally:
         netns.run(node, ["iptables-nft", "-t", "raw", "-D", hook, *match, "-j", "TRACE"], check=False)
     return parse_monitor(out, src)

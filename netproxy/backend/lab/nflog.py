@@ -9,15 +9,16 @@ Rule numbers are turned into rule text with the rules read back from the node.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 
 from netproxy.backend import netns
-from netproxy.backend.lab.ktrace import KernelHop
+from netproxy.backend.lab.ktrace import MONITOR_DEADLINE, KernelHop
 from netproxy.backend.nsthread import run_in_netns
+from netproxy.errors import BackendError
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_ULOG = 4
@@ -104,18 +105,25 @@ def kernel_path(node: str, match: list[str], hook: str, send: Callable[[], objec
                     received.append(sock.recv(1 << 20))
                 except TimeoutError:
                     continue
+            # what the kernel queued before stop (all of the packet sent): read to the end
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    received.append(sock.recv(1 << 20))
 
     listener = threading.Thread(target=lambda: run_in_netns(node, listen), daemon=True)
     listener.start()
-    ready.wait(5)
+    if not ready.wait(MONITOR_DEADLINE):
+        stop.set()
+        raise BackendError(f"netns {node}: the nfnetlink_log listener did not bind within "
+                           f"{MONITOR_DEADLINE:.0f} s")
     rule = ["-t", "raw", "-I", hook, "1", *match, "-j", "TRACE"]
     netns.run(node, ["iptables-legacy", *rule])
     try:
-        send()
-        time.sleep(0.3)
+        send()  # returns once the packet's fate is known: its records are queued by then
     finally:
         stop.set()
-        listener.join(5)
+        listener.join(MONITOR_DEADLINE)
         netns.run(node, ["iptables-legacy", "-t", "raw", "-D", hook, *match, "-j", "TRACE"], check=False)
     records = [r for chunk in received for r in _records(chunk)]
     hops: list[KernelHop] = []

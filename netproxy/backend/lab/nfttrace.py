@@ -61,9 +61,14 @@ def kernel_path(node: str, src: str, dst: str, proto: str, port: int,
              f"  chain pre {{ type filter hook prerouting priority -350; {match} meta nftrace set 1; }}\n"
              f"  chain out {{ type filter hook output priority -350; {match} meta nftrace set 1; }}\n"
              "}\n")
+
+    def mark(name: str) -> None:  # a table made and removed: the monitor prints both
+        netns.run(node, ["nft", "add", "table", "ip", name])
+        netns.run(node, ["nft", "delete", "table", "ip", name])
+
     netns.run(node, ["nft", "-f", "-"], input_text=table)
     try:
-        out = monitor_output(node, ["nft", "monitor", "trace"], send)
+        out = monitor_output(node, ["nft", "monitor"], send, mark)
     finally:
         netns.run(node, ["nft", "delete", "table", "ip", TRACE_TABLE], check=False)
     return parse_trace(out)

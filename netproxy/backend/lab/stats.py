@@ -35,3 +35,13 @@ def interval(n: int, p: float, alpha: float) -> tuple[int, int]:
     """The counts ``k`` whose two-sided p-value is at least ``alpha`` (the accepted band)."""
     ok = [k for k in range(n + 1) if two_sided_p(k, n, p) >= alpha]
     return (ok[0], ok[-1]) if ok else (0, n)
+
+
+def attempts_to_see(p: float, alpha: float, at_least: int = 1, at_most: int = 1000) -> int:
+    """The fewest attempts (from ``at_least``, at most ``at_most``) after which never seeing an
+    outcome of probability ``p`` fails the exact test at ``alpha``: enough attempts that a
+    predicted endpoint the kernel never picks is a disagreement, not bad luck."""
+    n = max(1, at_least)
+    while n < at_most and two_sided_p(0, n, p) >= alpha:
+        n += 1
+    return n
