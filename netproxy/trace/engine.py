@@ -992,10 +992,13 @@ class Tracer:
     # address matches, evaluators that read them) with their answers; a later branch with
     # the same key whose addresses and ports pass every check would walk the same rules to
     # the same end, so the summary's hops and state are taken over instead. nftables chains
-    # alike: their evaluators and set/map lookups (``dyn`` actions) are checks. Walks that
-    # fork, assume a fact, use kernel memory (recent, nth, limit, numgen inc, dynamic sets
-    # updated) or end the packet are not summarized. Summaries never change an answer: ``summaries = False`` walks everything
-    # and the tests compare both.
+    # alike: their evaluators that read more than the key holds and their set/map lookups
+    # (``dyn`` actions) are checks. A statement whose effect follows from the key (a mark set
+    # from marks) notes the state it leaves (``_STATE``), in which the checks after it are
+    # asked again. Walks that fork, assume a fact, use kernel memory (recent, nth, limit,
+    # numgen inc, dynamic sets updated) or end the packet are not summarized. Summaries
+    # never change an answer: ``summaries = False`` walks everything and the tests compare
+    # both.
 
     def _key(self, w: Walk, code: ChainCode) -> tuple[Any, ...]:
         facts = tuple((k, v[0]) for k, v in w.facts.items()) if w.facts else ()
@@ -1044,9 +1047,13 @@ class Tracer:
     # After a DNAT, the rest of a branch's walk -- routing decision, FORWARD or INPUT,
     # POSTROUTING -- depends on the branch's new destination only through the checks the
     # base chains' summaries make and the routing decision; a branch that arrives there in
-    # the same state (its tail key) and passes them all is delivered the same way. Only
-    # arriving packets without a node routing table and outside connections are followed
-    # this way (the routing decision then is whether the destination is the node's).
+    # the same state (its tail key) and passes them all is delivered the same way. The tail
+    # notes the walk's state as it enters each base chain (hook, interfaces, marks, conntrack
+    # state, NAT so far: ``_STATE``), and a replay asks each check in the state it was
+    # recorded in; a check made after a NAT changed the packet's addresses is not replayed
+    # (the tail is not kept). Only arriving packets without a node routing table and outside
+    # connections are followed this way (the routing decision then is whether the
+    # destination is the node's).
 
     def _tail_key(self, w: Walk) -> tuple[Any, ...] | None:
         if (self.router is not None or w.conn is not None
