@@ -68,7 +68,11 @@ def _compile(cluster: Path, out: Path, *extra: str) -> None:
 
 @pytest.fixture(scope="module")
 def listings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("nft-diff")
+    return compile_variants(tmp_path_factory.mktemp("nft-diff"))
+
+
+def compile_variants(root: Path) -> dict[str, Path]:
+    """Each variant's cluster directory under ``root`` and its listing ``root/NAME.nft``."""
     out: dict[str, Path] = {}
     for name, services in VARIANTS.items():
         cluster = root / name
@@ -248,15 +252,6 @@ def test_dual_stack_listing_compares_the_ip6_table_too(tmp_path: Path) -> None:
     # the pod source is next to an endpoint: the listing names no pod network
     pods = {p.probe.rsplit(" ", 1)[1] for p in report.behaviour if " from pod " in p.probe}
     assert pods == {"fd00:244:1::8"}
-
-
-def test_cli_expected_with_a_listing_says_what_to_type(capsys: pytest.CaptureFixture[str],
-                                                       listings: dict[str, Path]) -> None:
-    code, out, err = run(capsys, "--expected", str(EXAMPLE), str(listings["base"]))
-    assert code == 2 and out == ""
-    assert err == (f"netproxy: {listings['base']}: --expected compiles kube-proxy's iptables mode; check "
-                   f"an nftables listing against the cluster with netproxy doctor {EXAMPLE} "
-                   f"{listings['base']}, or compare two listings with netproxy diff OLD NEW\n")
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ STRICT_ERRORS = {
     "02-kubeadm132-flannel-kubeproxy-nft-handles-truncated": ":90:1: unknown table item '....'",
     "04-kubeadm136-pi-kubeproxy-nft-trimmed": ":33: ip kube-proxy: services refers to set "
                                               "'service-nodeports'",
-    "05-kubeadm136-pi-kubeproxy-nft-trimmed-after-pod-replace": ":17: ip kube-proxy: element of "
+    # the element's own line and column (the second of the map's two elements), not the map's
+    "05-kubeadm136-pi-kubeproxy-nft-trimmed-after-pod-replace": ":21:9: ip kube-proxy: element of "
                                                                 "service-ips refers to chain",
     "06-kubeadm131-calico-crio-iptables-nft": ":103:51: xt match 'set'",
 }

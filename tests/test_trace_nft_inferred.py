@@ -111,7 +111,7 @@ def nft_tracer(text: str, **kw) -> Tracer:  # type: ignore[no-untyped-def]
 def test_nodeport_ips_are_node_addresses() -> None:
     t = nft_tracer(TABLE)
     assert t.local_ips == ["192.168.7.7"]
-    at = line_of(TABLE, "set nodeport-ips")
+    at = line_of(TABLE, "elements = { 192.168.7.7 }")  # the element's own line
     assert f"192.168.7.7 is a node address (line {at}: ip kube-proxy set nodeport-ips, the " \
         "addresses NodePorts answer on, which kube-proxy fills with the node's own " \
         "addresses)" in t.inferred

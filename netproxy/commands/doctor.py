@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -11,9 +12,18 @@ from click.core import ParameterSource
 from netproxy.commands.cluster_options import build_ruleset, cluster_options, node_local_ips
 from netproxy.commands.rulesource import live_rules, read_given, rules_given
 from netproxy.doctor import diagnose
-from netproxy.doctor.report import Report, to_failed_only, to_json, to_text
+from netproxy.doctor.report import (
+    NoSuchService,
+    Report,
+    to_failed_only,
+    to_json,
+    to_json_families,
+    to_text,
+)
 from netproxy.errors import InputError
 from netproxy.textsafe import shown
+
+F = TypeVar("F", str, str | None)
 
 
 def _flag_ips(params: dict[str, Any]) -> list[str]:
@@ -122,41 +132,91 @@ def command(rules_path: str | None, netns_name: str | None, variant: str, servic
         raise InputError(f"expected NS/NAME[:PORT], got {shown(service)}", where="--service")
     ctx = click.get_current_context()
     family_given = ctx.get_parameter_source("family") == ParameterSource.COMMANDLINE
-    nft_report = _nftables_mode(nft_paths[0] if nft_paths else rules_path, params, service, walk,
-                                family_given, netns_name=netns_name, variant=variant)
-    if nft_report is not None:
-        return _print(nft_report, as_json, failed_only, brief)
+    path = nft_paths[0] if nft_paths else rules_path
+    node = _snapshot(path)
+    nft_reports = _nftables_mode(path, node, params, service, walk, family_given,
+                                 netns_name=netns_name, variant=variant)
+    if nft_reports is not None:
+        return _print(nft_reports, as_json, failed_only, brief)
+    if node is not None:
+        from netproxy.inputs.read import snapshot_ruleset
+
+        families = _iptables_families(node) if not family_given else (
+            ["ipv4", "ipv6"] if params["family"] == "dual" else [params["family"]])
+        reports = _each_family(families, lambda fam: _iptables_report(
+            snapshot_ruleset(node, fam), params, service, walk, node))
+        return _print(reports, as_json, failed_only, brief)
     ruleset = read_given(rules_path, netns_name, variant, command="doctor",
                          family=params["family"] if family_given or netns_name else None)
+    return _print([_iptables_report(ruleset, params, service, walk, None)], as_json, failed_only, brief)
+
+
+def _snapshot(path: str | None) -> Any:
+    """The node snapshot at ``path``, read once for everything the doctor takes from it."""
+    if path is None or path == "-" or not _is_snapshot(path):
+        return None
+    from netproxy.inputs.read import read_snapshot_input
+
+    return read_snapshot_input(path)
+
+
+def _iptables_families(node: Any) -> list[str]:
+    """The families whose iptables rules in the snapshot hold kube-proxy's chains (both on a
+    dual-stack node), else the family the snapshot's rules are read in by default."""
+    found = [fam for fam in ("ipv4", "ipv6") if any(
+        name.startswith("KUBE-") for t in node.ruleset(fam).tables.values() for name in t.chains)]
+    return found or [node.default_family()]
+
+
+def _each_family(families: Sequence[F], check: Callable[[F], Report]) -> list[Report]:
+    """One report per family; with several, a ``--service`` that one family lacks is left out
+    of that family's report (an error only when no family has it)."""
+    reports: list[Report] = []
+    missing: list[NoSuchService] = []
+    for fam in families:
+        try:
+            reports.append(check(fam))
+        except NoSuchService as err:
+            if len(families) == 1:
+                raise
+            missing.append(err)
+    if not reports:
+        raise missing[0]
+    return reports
+
+
+def _iptables_report(ruleset: Any, params: dict[str, Any], service: str | None, walk: bool,
+                     node: Any) -> Report:
+    """The checklist over one family's iptables rules (``node``: the snapshot they came
+    from, whose addresses the walks use)."""
     if not ruleset.tables:
         raise InputError("no tables in the rules (expected iptables-save output)", where=ruleset.source)
     expected = None
     local_ips = _flag_ips(params)
+    params = {**params, "family": ruleset.family}
     if params.get("inputs"):
-        params["family"] = ruleset.family
         expected = build_ruleset(params)
         local_ips += [ip for ip in node_local_ips(params) if ip not in local_ips]
-    if rules_path is not None and rules_path != "-" and _is_snapshot(rules_path):
+    if node is not None:
         # A node snapshot also knows the node's addresses (for the walks' NodePort checks).
-        from netproxy.node.snapshot import read_snapshot
-
-        found = read_snapshot(rules_path).addresses(ruleset.family)
-        local_ips += [ip for ip in found if ip not in local_ips]
-    report = diagnose(ruleset, service=service, expected=expected, walk=walk, local_ips=local_ips,
-                      pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), ruleset.family),
-                      pod_interface=_flag_pod_interface(params))
-    return _print(report, as_json, failed_only, brief)
+        local_ips += [ip for ip in node.addresses(ruleset.family) if ip not in local_ips]
+    return diagnose(ruleset, service=service, expected=expected, walk=walk, local_ips=local_ips,
+                    pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), ruleset.family),
+                    pod_interface=_flag_pod_interface(params))
 
 
-def _print(report: Report, as_json: bool, failed_only: bool, brief: bool) -> int:
+def _print(reports: list[Report], as_json: bool, failed_only: bool, brief: bool) -> int:
+    """Print the report of each family checked (one: as before; several: each in turn,
+    ``--json`` as ``{"families": {...}}``); exit 1 when any check failed."""
+    several = len(reports) > 1
     if as_json:
-        text = to_json(report)
+        text = to_json_families(reports) if several else to_json(reports[0])
     elif failed_only:
-        text = to_failed_only(report)
+        text = "".join(to_failed_only(r, prefix=f"{r.family}: " if several else "") for r in reports)
     else:
-        text = to_text(report, brief=brief)
+        text = "\n".join(to_text(r, brief=brief) for r in reports)
     click.echo(text, nl=False)
-    return report.exit_code
+    return max(r.exit_code for r in reports)
 
 
 def _netns_listing(name: str) -> Any:
@@ -181,67 +241,68 @@ def _netns_listing(name: str) -> Any:
     return listing if kube_proxy_families(listing) else None
 
 
-def _nftables_mode(path: str | None, params: dict[str, Any], service: str | None, walk: bool,
-                   family_given: bool, *, netns_name: str | None = None,
-                   variant: str = "auto") -> Report | None:
-    """The report on kube-proxy's nftables table when ``path`` is an nft listing, a
-    snapshot whose nft listing holds it (its iptables rules are then walked too), or the
-    namespace ``netns_name`` holds it (its iptables rules too); else None."""
-    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
+def _nftables_mode(path: str | None, node: Any, params: dict[str, Any], service: str | None,
+                   walk: bool, family_given: bool, *, netns_name: str | None = None,
+                   variant: str = "auto") -> list[Report] | None:
+    """The reports on kube-proxy's nftables tables when ``path`` is an nft listing, a
+    snapshot (``node``, read) whose nft listing holds them (its iptables rules are then
+    walked too), or the namespace ``netns_name`` holds them (its iptables rules too); else
+    None. One report per table (``ip``, ``ip6``) unless ``--family`` names one."""
+    from netproxy.commands.nftrules import is_nft_file
     from netproxy.doctor.nftables import diagnose_nft
+    from netproxy.errors import NetproxyError
+    from netproxy.inputs.read import read_listing
     from netproxy.kubeview.nftables import kube_proxy_families
     from netproxy.parser.nftables import parse_nft
 
-    family = params["family"] if family_given else None
-    local_ips = _flag_ips(params)
-    iptables = None
-    ipsets = None
     if path is None and netns_name is not None:
         listing = _netns_listing(netns_name)
         if listing is None:
             return None
-        family = family or kube_proxy_families(listing)[0]
-        from netproxy.errors import NetproxyError
-
-        try:
-            live = live_rules(netns_name, variant, family)
-            iptables = live if live.tables else None
-        except NetproxyError:  # no iptables tool or tables: the nftables table alone
-            iptables = None
     elif path is None:
         return None
+    elif node is not None:
+        if not node.nft_ruleset:
+            return None
+        listing = parse_nft(node.nft_ruleset, source=path, strict=False)
+        if not kube_proxy_families(listing):
+            return None
     elif is_nft_file(path):
-        listing = read_nft_listing(path, strict=False)
-    elif path != "-" and _is_snapshot(path):
-        from netproxy.node.snapshot import read_snapshot
-
-        node = read_snapshot(path)
-        text = node.nft_ruleset
-        if not text:
-            return None
-        listing = parse_nft(text, source=path, strict=False)
-        families = kube_proxy_families(listing)
-        if not families:
-            return None
-        family = family or families[0]
-        ruleset = node.ruleset(family)
-        iptables = ruleset if ruleset.tables else None
-        ipsets = node.ipsets()
-        local_ips += [ip for ip in node.addresses(family) if ip not in local_ips]
+        listing = read_listing(path, strict=False)
     else:
         return None
-    if family is not None and family not in ("ipv4", "ipv6"):
-        raise InputError("give --family ipv4 or ipv6: the doctor checks one table", where="--family")
-    expected = None
-    if params.get("inputs"):
-        params["family"] = family or (kube_proxy_families(listing) or ["ipv4"])[0]
-        expected = _compiled_nftables(params)
-        local_ips += [ip for ip in node_local_ips(params) if ip not in local_ips]
-    fam = family or (kube_proxy_families(listing) or ["ipv4"])[0]
-    return diagnose_nft(listing, family=family, iptables=iptables, service=service, expected=expected,
-                        walk=walk, local_ips=local_ips,
-                        pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), fam),
-                        pod_interface=_flag_pod_interface(params), ipsets=ipsets)
+    given = params["family"] if family_given else None
+    families: list[str | None] = (
+        ["ipv4", "ipv6"] if given == "dual" else [given] if given else
+        list(kube_proxy_families(listing)) or [None])  # none: diagnose_nft says what is missing
+
+    def check(family: str | None) -> Report:
+        fam = family or "ipv4"
+        local_ips = _flag_ips(params)
+        iptables = ipsets = None
+        if netns_name is not None:
+            try:
+                live = live_rules(netns_name, variant, fam)
+                iptables = live if live.tables else None
+            except NetproxyError:  # no iptables tool or tables: the nftables table alone
+                iptables = None
+        elif node is not None:
+            ruleset = node.ruleset(fam)
+            iptables = ruleset if ruleset.tables else None
+            ipsets = node.ipsets()
+            local_ips += [ip for ip in node.addresses(fam) if ip not in local_ips]
+        expected = None
+        if params.get("inputs"):
+            compile_params = {**params, "family": fam}
+            expected = _compiled_nftables(compile_params)
+            local_ips += [ip for ip in node_local_ips(compile_params) if ip not in local_ips]
+        return diagnose_nft(listing, family=family, iptables=iptables, service=service,
+                            expected=expected, walk=walk, local_ips=local_ips,
+                            pod_cidrs=_flag_cidrs(params.get("cluster_cidr"), fam),
+                            pod_interface=_flag_pod_interface(params), ipsets=ipsets,
+                            alone=len(families) == 1)
+
+    return _each_family(families, check)
 
 
 def _compiled_nftables(params: dict[str, Any]) -> Any:

@@ -5,86 +5,57 @@ migrate`` compares compiled rules."""
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Any
 
+from netproxy.diff.load import Side
 from netproxy.errors import InputError
 from netproxy.migrate.report import MigrationReport
 
 _FALLBACK_NODE = {"ipv4": "192.0.2.10", "ipv6": "2001:db8:1::10"}
 
 
-def _snapshot(name: str) -> Any:
-    from netproxy.node.snapshot import is_snapshot, read_snapshot
+def _nft_of(side: Side, strict: bool) -> Any:
+    """The nftables listing of a state in nftables mode (a listing file, or a snapshot's
+    ``nft list ruleset`` holding kube-proxy's table), else None."""
+    from netproxy.diff.load import load_listing
 
-    if name == "-" or not Path(name).is_file():
-        return None
-    with open(name, encoding="utf-8", errors="surrogateescape") as f:
-        head = f.read(4096)
-    return read_snapshot(name) if is_snapshot(head) else None
+    return load_listing(side, strict=strict) if side.is_listing else None
 
 
-def _nft_of(name: str, snapshot: Any, strict: bool) -> Any:
-    """The nftables listing of AFTER (a listing file, or a snapshot's ``nft list ruleset``)."""
-    from netproxy.commands.nftrules import is_nft_file, read_nft_listing
-    from netproxy.parser.nftables import parse_nft
-
-    if snapshot is not None:
-        text = snapshot.nft_ruleset
-        if not text or "kube-proxy" not in text:
-            return None
-        return parse_nft(text, source=f"{name} (nft list ruleset)", strict=strict)
-    if is_nft_file(name):
-        return read_nft_listing(name, strict=strict)
-    return None
-
-
-def is_across_modes(inputs: tuple[str, ...]) -> bool:
+def is_across_modes(sides: list[Side]) -> bool:
     """True when OLD NEW are an iptables-mode and an nftables-mode state (in either order)."""
-    from netproxy.commands.nftrules import is_nft_file
-
-    if len(inputs) != 2 or "-" in inputs:
+    if len(sides) != 2 or any(side.name == "-" for side in sides):
         return False
-    kinds = []
-    for name in inputs:
-        snap = _snapshot(name)
-        if snap is not None:
-            text = snap.nft_ruleset or ""
-            kinds.append("nft" if "table ip kube-proxy" in text or "table ip6 kube-proxy" in text
-                         else "iptables")
-        else:
-            kinds.append("nft" if is_nft_file(name) else "iptables")
-    return kinds[0] != kinds[1]
+    return sides[0].is_listing != sides[1].is_listing
 
 
-def across_modes(inputs: tuple[str, ...], *, family: str | None, local_ips: list[str],
+def across_modes(sides: list[Side], *, family: str | None, local_ips: list[str],
                  strict: bool) -> list[MigrationReport]:
     """Compare BEFORE (iptables mode) and AFTER (nftables mode), one report per family
     kube-proxy's nftables table covers."""
     from netproxy.diff.load import load_ruleset
     from netproxy.migrate.ruleprobes import kube_table
 
-    before, after = inputs
-    snap_before, snap_after = _snapshot(before), _snapshot(after)
-    listing = _nft_of(after, snap_after, strict)
+    before, after = sides
+    listing = _nft_of(after, strict)
     if listing is None:
-        if _nft_of(before, snap_before, strict) is not None:
+        if before.is_listing:
             raise InputError("across modes the iptables-mode state comes first: netproxy diff "
-                             f"--behaviour {after} {before}", where=before)
-        raise InputError("no kube-proxy nftables table in it", where=after)
+                             f"--behaviour {after.name} {before.name}", where=before.name)
+        raise InputError("no kube-proxy nftables table in it", where=after.name)
     families = [f for f in ("ipv4", "ipv6") if kube_table(listing, f) is not None]
     if family:
         families = [family]
     reports = []
     for fam in families:
-        old = (snap_before.ruleset(fam, strict=strict) if snap_before is not None
+        old = (before.snapshot.ruleset(fam, strict=strict) if before.snapshot is not None
                else load_ruleset(before, strict=strict))
         if old.family != fam:
             continue
-        reports.append(_family_report(before, after, old, listing, fam, local_ips,
-                                      [s for s in (snap_after, snap_before) if s is not None]))
+        reports.append(_family_report(before.name, after.name, old, listing, fam, local_ips,
+                                      [s.snapshot for s in (after, before) if s.snapshot is not None]))
     if not reports:
-        raise InputError(f"no {family or 'ipv4/ipv6'} rules to compare", where=before)
+        raise InputError(f"no {family or 'ipv4/ipv6'} rules to compare", where=before.name)
     return reports
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netproxy.errors import ParseError
 from netproxy.inputs import sniff as k
-from netproxy.inputs.read import display, sniff_path, stderr_note
-from netproxy.inputs.stdin import read_stdin
+from netproxy.inputs.read import read_listing, sniff_path, stderr_note
 from netproxy.netfilter.nft import NftRuleset
 
 
@@ -24,30 +22,13 @@ def read_nft_listings(names: list[str], *, strict: bool) -> list[NftRuleset]:
     noted on stderr (the trace says UNKNOWN where a packet reaches it)."""
     from netproxy.parser.nftables.refs import check_references
 
-    listings = [read_nft_listing(name, strict=strict, references=False) for name in names]
+    listings = [read_listing(name, strict=strict, references=False) for name in names]
     for listing in listings:
         check_references(listing, strict, tuple(o for o in listings if o is not listing))
     for listing in listings:
         if listing.problems:
             first = listing.problems[0]
             more = f" (and {len(listing.problems) - 1} more)" if len(listing.problems) > 1 else ""
-            stderr_note(f"{listing.source}:{first.line}: {first.message}{more}")
+            where = f"{first.line}:{first.column}" if first.column else f"{first.line}"
+            stderr_note(f"{listing.source}:{where}: {first.message}{more}")
     return listings
-
-
-def read_nft_listing(name: str, *, strict: bool, references: bool = True) -> NftRuleset:
-    """Parse one listing."""
-    from netproxy.parser.nftables import parse_nft
-
-    source = display(name)
-    if name == "-":
-        text = read_stdin()
-    else:
-        try:
-            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as err:
-            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
-    listing = parse_nft(text, source=source, strict=strict, references=references)
-    if not listing.tables:
-        raise ParseError("no nftables tables found", source=source, line=1)
-    return listing

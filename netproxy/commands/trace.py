@@ -223,8 +223,12 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
             check_input(path, role, "trace")
     ipsets = None
     router = None
+    ipvs_device = None
     node_notes: list[str] = []
     if node is not None:
+        from netproxy.trace.ipvs import KUBE_IPVS0
+
+        ipvs_device = node.addresses(ruleset.family, KUBE_IPVS0)
         family = ruleset.family
         if not ruleset.tables and not listings:
             node_notes.append(f"the snapshot holds no {family} iptables rules: only the "
@@ -250,7 +254,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                 or node is not None)
     tracer = Tracer(ruleset, local_ips=locals_ if complete else None, ipsets=ipsets,
                     strict=strict, pod_cidrs=pod_cidrs, assume=not strict, router=router,
-                    nft=listings)
+                    nft=listings, ipvs_device=ipvs_device)
     tracer.notes.extend(node_notes)
     defaults: dict[str, Any] = {"src": src, "dst": dst, "dport": dport, "sport": sport,
                                 "proto": proto, "in_interface": in_interface,
@@ -305,7 +309,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
         if other_rules.tables:
             tracers[other] = Tracer(
                 other_rules, local_ips=node.addresses(other), ipsets=ipsets, strict=strict,
-                assume=not strict,
+                assume=not strict, ipvs_device=node.addresses(other, KUBE_IPVS0),
                 router=node.router(other) if node.has_routes(other) else None)
     _emit_stream(checked(trace_stream(tracers, packets, skipped if pcap_path else None)),
                  fmt, brief)

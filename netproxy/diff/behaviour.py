@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from netproxy.diff.identity import KubeView
 from netproxy.diff.report import DiffReport, ProbeLine
@@ -21,6 +22,9 @@ from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.netfilter.values import saved_address
 from netproxy.textsafe import digits
+
+if TYPE_CHECKING:
+    from netproxy.diff.nftdiff import Views
 from netproxy.trace import Packet, Tracer
 
 _EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
@@ -168,9 +172,10 @@ def lines(outcomes: dict[str, float]) -> list[str]:
     return [f"{p * 100:.2f}% {text}" for text, p in sorted(outcomes.items())]
 
 
-def service_frontends(ruleset: Ruleset, keys: list[tuple[str, str]]) -> set[Frontend]:
-    """The frontends of the given service ports only."""
-    view = KubeView(ruleset)
+def service_frontends(ruleset: Ruleset | KubeView, keys: list[tuple[str, str]]) -> set[Frontend]:
+    """The frontends of the given service ports only (of a ruleset, or of the view the
+    text diff already asked about it)."""
+    view = ruleset if isinstance(ruleset, KubeView) else KubeView(ruleset)
     out: set[Frontend] = set()
     for spn, proto in keys:
         index = view.service(ServiceKey(spn, proto))
@@ -208,12 +213,14 @@ def frontend_probes(chosen: set[Frontend], pod: str, node_ip: str,
 
 
 def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
-                      local_ips: list[str] | None = None, scope: str = "all") -> None:
+                      local_ips: list[str] | None = None, scope: str = "all",
+                      views: tuple[KubeView, KubeView] | None = None) -> None:
     """Trace every probe through both rulesets; record the probes whose outcomes differ.
 
     ``scope="changed"`` probes only the frontends of the services the text diff found
     changed -- unless rules outside the services changed (kube-proxy's shared rules, other
     programs' chains), which can change any outcome; then every frontend is probed.
+    ``views``: the views the text diff read the rulesets through, when the caller has them.
     """
     family = new.family
     local = list(local_ips or [])
@@ -226,8 +233,9 @@ def compare_behaviour(report: DiffReport, old: Ruleset, new: Ruleset, *,
     found: list[ProbeLine] = []
     only: set[Frontend] | None = None
     if scope == "changed" and all(g.kind == "service" for g in report.groups):
-        only = service_frontends(old, report.changed_services) | \
-            service_frontends(new, report.changed_services)
+        ov, nv = views if views is not None else (KubeView(old), KubeView(new))
+        only = service_frontends(ov, report.changed_services) | \
+            service_frontends(nv, report.changed_services)
     report.probe_scope = "all" if only is None else "changed"
     plan = probes(old, new, node_ips[0], only)
     for text, packet in plan:
@@ -285,30 +293,30 @@ def view_pod_source(views: list[RulesetView], family: str) -> str:
 
 
 def compare_listings(report: DiffReport, old: NftRuleset, new: NftRuleset, *,
-                     local_ips: list[str] | None = None, scope: str = "all") -> None:
+                     local_ips: list[str] | None = None, scope: str = "all",
+                     views: Views | None = None) -> None:
     """:func:`compare_behaviour` for two nftables listings: probes for the frontends of
-    kube-proxy's table (each family it has), walked through every table of each listing."""
-    from netproxy.kubeview.nftables import build_nft_view, kube_proxy_families
+    kube-proxy's table (each family it has), walked through every table of each listing;
+    ``views``: the listings' :func:`~netproxy.diff.nftdiff.listing_views`, when the caller
+    has them (the text diff read them)."""
+    from netproxy.diff.nftdiff import listing_views
 
     found: list[ProbeLine] = []
     total = 0
     changed = all(g.kind == "service" for g in report.groups) and scope == "changed"
-    families = [f for f in ("ipv4", "ipv6")
-                if f in kube_proxy_families(old) or f in kube_proxy_families(new)]
-    for family in families:
-        views = [build_nft_view(listing, family) for listing in (old, new)
-                 if family in kube_proxy_families(listing)]
+    for family, pair in (listing_views(old, new) if views is None else views).items():
+        present = [v for v in pair if v is not None]
         local = [ip for ip in (local_ips or []) if (":" in ip) == (family == "ipv6")]
         node_ips = [ip for ip in local if not ipaddress.ip_address(ip).is_loopback]
-        for view in views:
+        for view in present:
             if not node_ips and view.nodeport_ips:
                 node_ips = [ip for ip in view.nodeport_ips if "/" not in ip][:1]
         if not node_ips:
             node_ips = [_NODE[family]]
         local = list(dict.fromkeys([*local, *node_ips, "::1" if family == "ipv6" else "127.0.0.1"]))
         keys = report.changed_services if changed else None
-        chosen = set().union(*(view_frontends(v, keys) for v in views))
-        plan = frontend_probes(chosen, view_pod_source(views, family), node_ips[0], family)
+        chosen = set().union(*(view_frontends(v, keys) for v in present))
+        plan = frontend_probes(chosen, view_pod_source(present, family), node_ips[0], family)
         told = Tracer(Ruleset(family=family, source=old.source), local_ips=local, nft=[old])
         tnew = Tracer(Ruleset(family=family, source=new.source), local_ips=local, nft=[new])
         for text, packet in plan:

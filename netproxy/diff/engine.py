@@ -196,16 +196,20 @@ def _finding_lines(old: list[Finding], new: list[Finding]) -> list[FindingLine]:
 
 
 def diff_rulesets(old: Ruleset, new: Ruleset, *, scope: str = "all",
-                  strict_names: bool = False) -> DiffReport:
-    """Compare two rulesets by meaning (see :mod:`netproxy.diff`)."""
+                  strict_names: bool = False,
+                  views: tuple[KubeView, KubeView] | None = None) -> DiffReport:
+    """Compare two rulesets by meaning (see :mod:`netproxy.diff`); ``views``: their lazy
+    :func:`~netproxy.diff.identity.analyse` views, when the caller keeps them (for the
+    behaviour probes, which ask them again)."""
     # The parsed rulesets are millions of objects; the cyclic collector would rescan them
     # again and again while the diff allocates, for no garbage (the diff makes no cycles).
     with paused_gc():
-        return _diff(old, new, scope=scope, strict_names=strict_names)
+        ov, nv = views if views is not None else (analyse(old), analyse(new))
+        return _diff(old, new, ov, nv, scope=scope, strict_names=strict_names)
 
 
-def _diff(old: Ruleset, new: Ruleset, *, scope: str, strict_names: bool) -> DiffReport:
-    ov, nv = analyse(old), analyse(new)
+def _diff(old: Ruleset, new: Ruleset, ov: KubeView, nv: KubeView, *, scope: str,
+          strict_names: bool) -> DiffReport:
     grouper = _Grouper(ov, nv)
     diffs = compare(ov, nv, scope)
     for d in diffs:

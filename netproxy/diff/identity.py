@@ -2,9 +2,12 @@
 
 Read from the names and comments kube-proxy writes and from the chain structure: a
 ``KUBE-SVC-<h>`` chain and its ``KUBE-SVL/EXT/FW/XLB-<h>`` siblings share the hash ``<h>``;
-the service-port name comes from their comments, or from the frontend rules that jump to
-them (only those keep comments in large-cluster mode); an endpoint chain's service comes
-from its comment or from the service chain that jumps to it, its endpoint from its DNAT rule.
+which service port a hash stands for is kubeview's reading
+(:func:`netproxy.kubeview.iptables.hash_ports`, the one the doctor's model uses), asked of
+only the part of the table those chains, the frontend rules jumping to them (only those keep
+comments in large-cluster mode) and their endpoint chains make up; an endpoint chain's
+service comes from its comment or from the service chain that jumps to it, its endpoint from
+its DNAT rule.
 
 Each analysed chain gets an *identity*: ``SVC<ns/name:port|tcp>``,
 ``SEP<ns/name:port|tcp|ip:port>``, or its own name for chains that are not per-service (or
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from netproxy.kubeview.comments import comment_endpoint, comment_spn
+from netproxy.kubeview.iptables import hash_ports
 from netproxy.kubeview.names import (
     ENDPOINT_ROLE,
     FRONTEND_CHAINS,
@@ -29,7 +33,7 @@ from netproxy.kubeview.names import (
     chain_hash,
     chain_role,
 )
-from netproxy.netfilter.model import Rule, Ruleset, Table
+from netproxy.netfilter.model import Chain, Rule, Ruleset, Table
 
 
 @dataclass(slots=True)
@@ -87,14 +91,6 @@ def _first_spn(rules: list[Rule]) -> str | None:
         if spn is not None:
             return spn
     return None
-
-
-def _first_protocol(rules: list[Rule]) -> str:
-    for rule in rules:
-        proto = _protocol(rule)
-        if proto:
-            return proto
-    return ""
 
 
 class _TableIndex:
@@ -164,33 +160,55 @@ class KubeView:
     def _group(self, table: str, h: str) -> tuple[str | None, str]:
         """Service-port name and protocol of the SVC/SVL/EXT/FW/XLB chains with hash ``h``."""
         found = self._groups.get((table, h))
-        if found is not None:
-            return found
+        if found is None:
+            self._name_hashes(table, [h])
+            found = self._groups[(table, h)]
+        return found
+
+    def _name_hashes(self, table: str, hashes: Iterable[str]) -> None:
+        """Name the Service ports of chain hashes ``hashes`` of ``table`` the way kubeview
+        names them (:func:`~netproxy.kubeview.iptables.hash_ports`), reading only their
+        part of the table: their chains, the frontend rules jumping to them and the endpoint
+        chains they jump to."""
+        hashes = [h for h in dict.fromkeys(hashes) if (table, h) not in self._groups]
         index = self._index(table)
-        spn: str | None = None
-        proto = ""
-        if index is not None:
-            chains = index.table.chains
-            names = [f"KUBE-{r}-{h}" for r in SERVICE_ROLES if f"KUBE-{r}-{h}" in chains]
-            for n in names:
-                spn = spn or _first_spn(chains[n].rules)
-                proto = proto or _first_protocol(chains[n].rules)
-            for n in names:
-                for _src, rule in index.by_target.get(n, ()):
-                    spn = spn or comment_spn(rule.comment())
-                    proto = proto or _protocol(rule)
-            if spn is not None and not proto:
-                for n in names:
-                    for rule in chains[n].rules:
-                        t = rule.target
-                        if t is not None and t.name in chains and t.name.startswith("KUBE-SEP-"):
-                            proto = _dnat_destination(chains[t.name].rules)[1]
-                            if proto:
-                                break
-                    if proto:
-                        break
-        self._groups[(table, h)] = (spn, proto)
-        return spn, proto
+        if not hashes:
+            return
+        if index is None:
+            self._groups.update({(table, h): (None, "") for h in hashes})
+            return
+        named = hash_ports(self._part(index, hashes, endpoints=False))
+        # the protocol of a port no commented rule gives comes from its endpoint chains' DNAT
+        unsure = [h for h in hashes if h in named and named[h][1] is None]
+        if unsure:
+            named.update(hash_ports(self._part(index, unsure, endpoints=True)))
+        for h in hashes:
+            spn, proto = named.get(h, (None, None))
+            self._groups[(table, h)] = (spn, proto or "") if spn is not None else (None, "")
+
+    @staticmethod
+    def _part(index: _TableIndex, hashes: list[str], *, endpoints: bool) -> Table:
+        """The chains of ``hashes`` and the frontend rules jumping to them (``endpoints``:
+        with the endpoint chains they jump to)."""
+        chains = index.table.chains
+        part = Table(index.table.name)
+        for h in hashes:
+            for role in SERVICE_ROLES:
+                name = f"KUBE-{role}-{h}"
+                chain = chains.get(name)
+                if chain is None:
+                    continue
+                part.chains[name] = chain
+                for rule in chain.rules if endpoints else ():
+                    t = rule.target
+                    if t is not None and t.name.startswith("KUBE-SEP-") and t.name in chains:
+                        part.chains[t.name] = chains[t.name]
+                for cname, rule in index.by_target.get(name, ()):
+                    holder = part.chains.get(cname)
+                    if holder is None:
+                        holder = part.chains[cname] = Chain(cname)
+                    holder.rules.append(rule)
+        return part
 
     def info(self, table: str, name: str) -> ChainInfo | None:
         """What chain ``name`` is (None for chains that are not per-service or do not exist)."""
@@ -250,6 +268,9 @@ class KubeView:
                     target = rule.target
                     if target is not None and target.name.startswith("KUBE-SEP-"):
                         hints.setdefault(target.name, []).append(p)
+        # the Service ports of every hash these chains need, read in one part of the table
+        self._name_hashes(table, [chain_hash(n) for n in names if chain_role(n) in SERVICE_ROLES]
+                          + [chain_hash(p) for n in names for p in hints.get(n, ())])
         infos = [i for i in (self.info(table, n) for n in names) if i is not None]
         counts: dict[str, int] = {}
         for i in infos:

@@ -288,24 +288,37 @@ def _findings(view: RulesetView | None) -> list[tuple[str, str, str, str, tuple[
 
 # -- the diff ------------------------------------------------------------------------------
 
-def diff_listings(old: NftRuleset, new: NftRuleset, *, scope: str = "all") -> DiffReport:
-    """Compare two nftables listings by meaning (see module docstring)."""
+Views = dict[str, tuple[RulesetView | None, RulesetView | None]]
+"""Family (``ipv4``, ``ipv6``) to the kubeview models of kube-proxy's table in the old and
+the new listing (None where that listing lacks the family's table)."""
+
+
+def listing_views(old: NftRuleset, new: NftRuleset) -> Views:
+    """kube-proxy's tables of both listings read into the Service model, once for the text
+    diff and the behaviour probes."""
+    views: Views = {}
+    in_old, in_new = kube_proxy_families(old), kube_proxy_families(new)
+    for family in ("ipv4", "ipv6"):
+        if family in in_old or family in in_new:
+            views[family] = (build_nft_view(old, family) if family in in_old else None,
+                             build_nft_view(new, family) if family in in_new else None)
+    return views
+
+
+def diff_listings(old: NftRuleset, new: NftRuleset, *, scope: str = "all",
+                  views: Views | None = None) -> DiffReport:
+    """Compare two nftables listings by meaning (see module docstring); ``views``: their
+    :func:`listing_views`, when the caller has them."""
     with paused_gc():
-        return _diff(old, new, scope)
+        return _diff(old, new, scope, listing_views(old, new) if views is None else views)
 
 
-def _diff(old: NftRuleset, new: NftRuleset, scope: str) -> DiffReport:
+def _diff(old: NftRuleset, new: NftRuleset, scope: str, views: Views) -> DiffReport:
     report = DiffReport(old.source, new.source)
     report.warnings = _warnings(old) + _warnings(new)
     groups = _Groups()
-    families = [f for f in ("ipv4", "ipv6")
-                if f in kube_proxy_families(old) or f in kube_proxy_families(new)]
-    views: dict[str, tuple[RulesetView | None, RulesetView | None]] = {}
     kube_tables: set[tuple[str, str]] = set()
-    for family in families:
-        ov = build_nft_view(old, family) if family in kube_proxy_families(old) else None
-        nv = build_nft_view(new, family) if family in kube_proxy_families(new) else None
-        views[family] = (ov, nv)
+    for family, (ov, nv) in views.items():
         nft_family = "ip6" if family == "ipv6" else "ip"
         kube_tables.add((nft_family, TABLE))
         _compare_table(old.tables.get((nft_family, TABLE)), new.tables.get((nft_family, TABLE)),

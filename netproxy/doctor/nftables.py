@@ -26,11 +26,13 @@ from netproxy.trace import Tracer
 def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ruleset | None = None,
                  service: str | None = None, expected: NftRuleset | None = None, walk: bool = True,
                  local_ips: Sequence[str] = (), pod_cidrs: Sequence[str] = (),
-                 pod_interface: str | None = None, ipsets: dict[str, Any] | None = None) -> Report:
+                 pod_interface: str | None = None, ipsets: dict[str, Any] | None = None,
+                 alone: bool = True) -> Report:
     """Run the checklist over kube-proxy's ``family`` table in ``listing`` (default: the
     first it holds); ``iptables``: the node's iptables rules, walked with the listing;
     ``expected``: the listing the cluster objects compile to (nftables mode); ``ipsets``: the
-    node's ipsets (a snapshot's), for iptables rules that match them."""
+    node's ipsets (a snapshot's), for iptables rules that match them; ``alone``: no other
+    family of the listing is checked in the same run (the report then says it is there)."""
     families = kube_proxy_families(listing)
     if not families:
         raise InputError(f"no table ip {TABLE} or ip6 {TABLE} in the listing: kube-proxy's nftables "
@@ -53,8 +55,8 @@ def diagnose_nft(listing: NftRuleset, *, family: str | None = None, iptables: Ru
     tracer = Tracer(view.ruleset, local_ips=local_ips, nft=[listing], ipsets=ipsets) if walk else None
     reports = check_ports(view, ports, SERVICE_CHECKS, tracer, compare)
     notes = []
-    if len(families) > 1:
+    if len(families) > 1 and alone:
         other = [f for f in families if f != family]
-        notes.append(f"the listing also holds kube-proxy's {', '.join(other)} table: give --family "
-                     f"{other[0]} to check it")
+        notes.append(f"the listing also holds kube-proxy's {', '.join(other)} table: leave out "
+                     f"--family to check both, or give --family {other[0]}")
     return Report(listing.source, family, node, reports, notes)

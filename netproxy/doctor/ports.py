@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from netproxy.doctor.report import Finding, ServiceReport
+from netproxy.doctor.report import Finding, NoSuchService, ServiceReport
 from netproxy.doctor.walks import WALK_CHECKS
-from netproxy.errors import InputError
 from netproxy.kubeview.comments import matches_selector
 from netproxy.kubeview.model import RulesetView, ServicePortView
 from netproxy.progress import progress
@@ -36,8 +35,9 @@ def select_ports(view: RulesetView, expected: RulesetView | None, selector: str 
         ports += missing_views(view, expected, selector)
         compare = partial(compare_service, view, expected)
     if selector is not None and not ports:
-        raise InputError(f"no Service port {selector} in the rules"
-                         + (" or the cluster objects" if expected is not None else ""), where=source)
+        raise NoSuchService(f"no Service port {selector} in the rules"
+                            + (" or the cluster objects" if expected is not None else ""),
+                            where=source)
     return ports, node, compare
 
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from netproxy.errors import InputError
 from netproxy.kubeview.model import NftRef, Ref, RuleRef
 from netproxy.render import rule_text
 
@@ -38,6 +39,10 @@ class Finding:
     """What a failure means and what usually causes it (one sentence)."""
     rules: list[Ref] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+
+
+class NoSuchService(InputError):
+    """``--service`` names no Service port of the rules checked (nor of the cluster)."""
 
 
 @dataclass(slots=True)
@@ -105,6 +110,8 @@ def _rule_json(ref: Ref, family: str) -> dict[str, Any]:
             data["handle"] = ref.handle
         if ref.set is not None:
             data["set"] = ref.set
+        if ref.column is not None:
+            data["column"] = ref.column  # an element, among others on its line
     if ref.counters is not None:
         data["packets"], data["bytes"] = ref.counters
     return data
@@ -123,6 +130,21 @@ def _finding_json(f: Finding, family: str) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> str:
+    return json.dumps(to_data(report), indent=2) + "\n"
+
+
+def to_json_families(reports: list[Report]) -> str:
+    """Several families' reports of one ruleset (kube-proxy's ``ip`` and ``ip6`` tables):
+    the worst status, and each family's report as :func:`to_json` gives it."""
+    data = {
+        "source": reports[0].source,
+        "status": overall([f for r in reports for f in r.findings()]),
+        "families": {r.family: to_data(r) for r in reports},
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def to_data(report: Report) -> dict[str, Any]:
     data = {
         "source": report.source,
         "family": report.family,
@@ -140,7 +162,7 @@ def to_json(report: Report) -> str:
             for s in report.services
         ],
     }
-    return json.dumps(data, indent=2) + "\n"
+    return data
 
 
 _MARK = {PASSED: "pass", FAILED: "FAIL", WARNING: "warn", INFO: "info", NOT_APPLICABLE: "n/a "}
@@ -168,6 +190,8 @@ def _finding_text(f: Finding, family: str, out: list[str], brief: bool) -> None:
 
 def _quoted(ref: Ref, family: str) -> str:
     where = f"{ref.where}:{ref.line}" if ref.line else ref.where
+    if isinstance(ref, NftRef) and ref.line and ref.column is not None:
+        where += f":{ref.column}"
     return f"         {where:<9} {_rule_line(ref, family)}"
 
 
@@ -193,11 +217,12 @@ def _problem_line(label: str, findings: list[Finding]) -> str | None:
     return line
 
 
-def to_failed_only(report: Report) -> str:
-    """One line per Service port (and one for the node) with a failed or warning check."""
+def to_failed_only(report: Report, *, prefix: str = "") -> str:
+    """One line per Service port (and one for the node) with a failed or warning check;
+    ``prefix`` starts each line (the family, when several are checked)."""
     lines = [_problem_line("node", report.node)]
     lines += [_problem_line(f"{s.name} ({s.protocol})", s.findings) for s in report.services]
-    return "".join(line + "\n" for line in lines if line is not None)
+    return "".join(prefix + line + "\n" for line in lines if line is not None)
 
 
 def to_text(report: Report, *, brief: bool = False) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netproxy.errors import InputError, ParseError
 from netproxy.inputs import sniff as k
@@ -20,7 +21,11 @@ from netproxy.inputs.paste import clear_edges, damage_kind, describe
 from netproxy.inputs.sniff import HEAD_BYTES, Sniffed, sniff_bytes, sniff_text
 from netproxy.inputs.stdin import read_stdin
 from netproxy.netfilter.model import Ruleset
+from netproxy.netfilter.nft import NftRuleset
 from netproxy.progress import Progress
+
+if TYPE_CHECKING:
+    from netproxy.node.snapshot import NodeContext
 
 Note = Callable[[str], None]
 
@@ -95,10 +100,7 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
         text = data.decode("utf-8", errors="surrogateescape")
         del data
     if found.kind == k.SNAPSHOT:
-        text, removed = clear_edges(text)
-        if removed:
-            note(f"{source}: ignored what a paste added: {describe(removed)}")
-        return _snapshot_ruleset(text, source, family, strict, note)
+        return snapshot_ruleset(_snapshot_of(text, source, note), family, strict=strict, note=note)
     if not found.is_rules:
         raise refuse(found, where=source, role="rules", command=command)
     text, removed = clear_edges(text)
@@ -117,13 +119,34 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
     return ruleset
 
 
-def _snapshot_ruleset(text: str, source: str, family: str | None, strict: bool,
-                      note: Note) -> Ruleset:
-    """The iptables rules of ``family`` (default: the family holding rules) in a node
-    snapshot (``netproxy snapshot``), whole."""
+def read_snapshot_input(name: str, *, note: Note = stderr_note) -> NodeContext:
+    """The node snapshot in file ``name`` (``-``: standard input), paste damage at its edges
+    blanked (with a note), read once for every use a command makes of it."""
+    source = display(name)
+    if name == "-":
+        text = read_stdin()
+    else:
+        try:
+            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as err:
+            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    return _snapshot_of(text, source, note)
+
+
+def _snapshot_of(text: str, source: str, note: Note) -> NodeContext:
     from netproxy.node.snapshot import parse_snapshot
 
-    node = parse_snapshot(text, source)
+    text, removed = clear_edges(text)
+    if removed:
+        note(f"{source}: ignored what a paste added: {describe(removed)}")
+    return parse_snapshot(text, source)
+
+
+def snapshot_ruleset(node: NodeContext, family: str | None = None, *, strict: bool = False,
+                     note: Note = stderr_note) -> Ruleset:
+    """The iptables rules of ``family`` (default: the family holding rules) in a node
+    snapshot (``netproxy snapshot``), whole."""
+    source = node.source
     ruleset = node.ruleset(family, strict=strict)
     for text_ in node.ruleset_notes.get(ruleset.family, []):
         note(f"{source}: {text_}")
@@ -133,6 +156,27 @@ def _snapshot_ruleset(text: str, source: str, family: str | None, strict: bool,
     if not ruleset.tables:
         raise ParseError(f"the snapshot holds no {ruleset.family} iptables rules", source=source)
     return ruleset
+
+
+def read_listing(name: str, *, strict: bool, references: bool = True) -> NftRuleset:
+    """The nftables listing (``nft list ruleset``, text or ``-j`` JSON) in file ``name``
+    (``-``: standard input); lenient unless ``strict``; a file without tables is refused.
+    ``references=False`` leaves the check for missing chains and sets to the caller (several
+    listings read as one node)."""
+    from netproxy.parser.nftables import parse_nft
+
+    source = display(name)
+    if name == "-":
+        text = read_stdin()
+    else:
+        try:
+            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as err:
+            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    listing = parse_nft(text, source=source, strict=strict, references=references)
+    if not listing.tables:
+        raise ParseError("no nftables tables found", source=source, line=1)
+    return listing
 
 
 def _pasted_lines(ruleset: Ruleset, text: str) -> list[tuple[int, str]]:

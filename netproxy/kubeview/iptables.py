@@ -326,6 +326,26 @@ def _build_view(ruleset: Ruleset) -> RulesetView:
     return view
 
 
+def hash_ports(table: Table) -> dict[str, tuple[str, str | None]]:
+    """The Service port (name, protocol or None) of each per-Service-port chain hash in
+    ``table`` (a whole nat table, or the part of one holding some ports' chains, the rules
+    that jump to them and their endpoint chains), named as :func:`build_view` names them:
+    from kube-proxy's comments on those rules, the protocol from the endpoint chains' DNAT
+    rules, a hash no comment names from the Service ports most clusters have. Hashes nothing
+    names are left out."""
+    b = _Builder(Ruleset())
+    endpoint_chains = {name: _endpoint_chain(table, chain) for name, chain in table.chains.items()
+                       if name.startswith(ENDPOINT_PREFIX)}
+    _learn_names(b, table, endpoint_chains)
+    names = dict(b.hash_names)
+    known = well_known_hashes()
+    for name in table.chains:
+        h = _hash(name) if _chain_kind(name) is not None else None
+        if h is not None and h not in names and h in known:
+            names[h] = known[h]
+    return names
+
+
 def _learn_names(b: _Builder, nat: Table, endpoint_chains: dict[str, EndpointChain]) -> None:
     """First pass: map chain hashes to Service port names from every comment that names one."""
     for chain, _, rule in nat.rules():

@@ -112,11 +112,25 @@ class NftRef:
     set: str | None = None
     element: NftElement | None = field(default=None, compare=False)
     set_line: int = field(default=0, compare=False)
-    """The line of the set an element belongs to (elements have no line of their own)."""
+    """The line of the set an element belongs to (for listings that give elements no line of
+    their own: JSON)."""
 
     @property
     def line(self) -> int:
-        return self.rule.line if self.rule is not None else self.set_line
+        """The rule's line, the element's own line (its set's where the listing gives none),
+        or the set's."""
+        if self.rule is not None:
+            return self.rule.line
+        if self.element is not None and self.element.line:
+            return self.element.line
+        return self.set_line
+
+    @property
+    def column(self) -> int | None:
+        """Where the element starts on its line (a line may list several), when known."""
+        if self.element is None or not self.element.line:
+            return None
+        return self.element.column or None
 
     @property
     def handle(self) -> int | None:

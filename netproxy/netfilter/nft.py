@@ -98,6 +98,10 @@ class NftElement:
     comment: str | None = None
     timeout: float | None = None
     expires: float | None = None
+    line: int = field(default=0, compare=False)
+    """Where the element starts in a text listing (nft prints big sets one element per line,
+    small ones several per line: the column tells them apart); 0 in JSON listings."""
+    column: int = field(default=0, compare=False)
 
 
 @dataclass(slots=True)

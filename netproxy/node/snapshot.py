@@ -260,12 +260,14 @@ class NodeContext:
         self.ipsets()
         return self._ipset_notes
 
-    def addresses(self, family: str) -> list[str]:
-        """The node's own addresses of ``family`` (every interface, loopback included)."""
+    def addresses(self, family: str, dev: str | None = None) -> list[str]:
+        """The node's own addresses of ``family`` (every interface, loopback included; only
+        those of interface ``dev`` when given)."""
         from netproxy.node.routing import RouteDataError, addresses_from_json
 
         try:
-            return [a.text for a in addresses_from_json(self.json(ADDR), family, "addresses")]
+            return [a.text for a in addresses_from_json(self.json(ADDR), family, "addresses")
+                    if dev is None or a.dev == dev]
         except RouteDataError as err:
             raise self._error(ADDR, str(err)) from None
 

@@ -45,7 +45,16 @@ from netproxy.trace.addr import (
 from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_priority, plan
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.ipsets import known_fact
-from netproxy.trace.matches import FORK, Context, Matcher, compile_matches, local_cond
+from netproxy.trace.ipvs import DELIVERED as IPVS_DELIVERED
+from netproxy.trace.ipvs import IpvsNode
+from netproxy.trace.matches import (
+    FORK,
+    Context,
+    Matcher,
+    compile_matches,
+    local_cond,
+    local_flag,
+)
 from netproxy.trace.nftrules import NftRules
 from netproxy.trace.packet import ORIGINS, Packet, Resolved, resolve
 from netproxy.trace.result import Hop, Outcome, TraceResult
@@ -168,7 +177,8 @@ class Tracer:
     def __init__(self, ruleset: Ruleset, local_ips: Iterable[str] | None = (), *,
                  ipsets: dict[str, Any] | None = None, strict: bool = False,
                  pod_cidrs: Iterable[str] = (), assume: bool = False,
-                 router: Any = None, nft: Sequence[NftRuleset] = ()) -> None:
+                 router: Any = None, nft: Sequence[NftRuleset] = (),
+                 ipvs_device: Iterable[str] | None = None) -> None:
         """``assume``: answer anyway where context is missing -- an interface or bridge
         port not given takes a stated default, an unknowable fact (ipset contents, whether
         an address is the node's) forks into both cases. With ``local_ips=None`` the node's
@@ -177,7 +187,11 @@ class Tracer:
 
         ``nft``: nftables listings walked together with ``ruleset`` (which may be empty):
         their base chains of the ruleset's family (ip or ip6, and inet) join each hook by
-        priority."""
+        priority.
+
+        ``ipvs_device``: the addresses on kube-ipvs0 when the node says (a snapshot's ip
+        addr; they are in ``local_ips`` too). Otherwise, in IPVS mode, the addresses of
+        kube-proxy's Service sets are the node's as well (see :mod:`netproxy.trace.ipvs`)."""
         self.assume = assume and not strict
         infer = local_ips is None
         local_ips = local_ips or ()
@@ -235,6 +249,11 @@ class Tracer:
         if router is not None:
             hosts |= router.local_hosts
             self._local_nets = tuple(router.local_nets)
+        self.ipvs = IpvsNode(ruleset, fam, ipsets, given=not infer, assume=self.assume,
+                             on_device=ipvs_device)
+        hosts |= self.ipvs.hosts
+        if self.ipvs.open:
+            self._complete = False  # its Service addresses are placed by set facts
         self._hosts = frozenset(hosts)
         self._local_nets_of_hosts: list[tuple[int, int]] | None = None
         """The node's addresses as host networks, and loopback (made on first use)."""
@@ -247,7 +266,8 @@ class Tracer:
                 continue  # a CIDR of the other family
         self._lo = LOOPBACK[fam]
         self.ctx = Context(fam, self.is_local, ipsets, assume=self.assume,
-                           placed=None if self._complete else self.placed)
+                           placed=None if self._complete else self.placed,
+                           bound_only=self.ipvs.open)
         self.codes: dict[tuple[str, str], ChainCode] = {}
         self._matchers: dict[Any, Matcher] = {}
         self._targets: dict[Any, tuple[str, Any]] = {}
@@ -268,16 +288,7 @@ class Tracer:
                         code.table_chains = table.chains
         self.notes: list[str] = []
         """Facts about the ruleset shown with every result."""
-        nat = ruleset.tables.get("nat")
-        services = nat.chains.get("KUBE-SERVICES") if nat is not None else None
-        if services is not None and any(o.module == "set" and o.args and o.args[0] ==
-                                        "KUBE-CLUSTER-IP" for r in services.rules
-                                        for o in r.matches):
-            self.notes.append("kube-proxy runs in IPVS mode here: its load balancing happens in "
-                              "IPVS, outside iptables, and is not traced" + (
-                                  "" if self._complete else "; an address in one of its "
-                                  "Service sets is the node's (kube-proxy binds it to "
-                                  "kube-ipvs0)"))
+        self.notes += self.ipvs.notes
         bases = [BaseChain(hook, prio, 0, tname, hook, tname == "nat")
                  for tname, table in ruleset.tables.items() for hook in table.chains
                  if hook in HOOKS.values() and table.chains[hook].policy is not None
@@ -382,12 +393,12 @@ class Tracer:
         here = self.placed(addr)
         if here is not None:
             return here
-        known = known_fact(w.facts, ("local", addr))
+        known = known_fact(w.facts, ("local", addr), self.ctx.bound_only)
         if known is not None:
             return known
         if todo is None:
             return False
-        cond = local_cond(addr, self.family)
+        cond = local_cond(addr, self.family, local_flag(self.ctx))
         other = w.fork()
         other.assume(cond, False)
         if rewind:
@@ -608,6 +619,8 @@ class Tracer:
         if self.router is not None and pkt.origin in ("node", "localhost"):
             walk.route = first_route or self._route(walk, arriving=False)
         outcomes = self._run(walk)
+        if self.ipvs.active:
+            self._ipvs_deliveries(outcomes, pkt)
         independent: list[str] = []
         if self.assume:
             from netproxy.trace.cases import settle
@@ -634,6 +647,17 @@ class Tracer:
         result.independent = independent
         result.inferred = inferred
         return result
+
+    def _ipvs_deliveries(self, outcomes: list[Outcome], pkt: Resolved) -> None:
+        """A packet delivered to the node at a Service address of kube-proxy's IPVS mode is
+        IPVS's from there on (not traced), not a local socket's."""
+        for o in outcomes:
+            if o.verdict != "ACCEPT" or o.delivered != "local":
+                continue
+            addr, port = o.raw_dnat if o.raw_dnat is not None else (pkt.dst,
+                                                                    pkt.packet.dport)
+            if self.ipvs.takes_over(addr, pkt.proto, port, o.assumes):
+                o.delivered = IPVS_DELIVERED
 
     def _infer(self, packet: Packet, inferred: dict[str, str]) -> tuple[Packet, Any]:
         """A packet the node generates without a source takes its route's ``src``."""
@@ -1180,7 +1204,7 @@ class Tracer:
         here = self.placed(addr)
         if here is not None:
             return here
-        return known_fact(w.facts, ("local", addr))
+        return known_fact(w.facts, ("local", addr), self.ctx.bound_only)
 
     def _remember(self, w: Walk) -> None:
         rec = w.rec

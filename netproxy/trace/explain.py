@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netproxy.trace.result import Outcome, TraceResult, percent, summary
+from netproxy.trace.result import Outcome, TraceResult, delivered_text, percent, summary
 
 
 def describe_packet(result: TraceResult) -> str:
@@ -30,7 +30,7 @@ def describe_packet(result: TraceResult) -> str:
 def outcome_head(index: int, o: Outcome) -> str:
     head = f"outcome {index}: {percent(o.probability)} (p={o.probability:.11f}) {o.verdict}"
     if o.verdict == "ACCEPT":
-        head += f", {o.delivered}" if o.delivered else ""
+        head += f", {delivered_text(o.delivered)}" if o.delivered else ""
         head += f", DNAT to {o.dnat}" if o.dnat else ", no DNAT"
         if o.masquerade:
             head += ", masqueraded" + (f" ({o.masquerade_flags})" if o.masquerade_flags else "")

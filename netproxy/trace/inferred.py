@@ -252,7 +252,9 @@ def infer_nft_node(listings: Sequence[NftRuleset], family: str, *,
             where = first.set or "service-ips"
             what += (" are Service cluster IPs, not node addresses" if len(ips) > 1
                      else " is a Service cluster IP, not a node address")
-            facts.services.append(f"{what} ({_at(first.line, source)}: {label} set {where}; "
+            # several elements, one statement: the set's line (an element's own for one)
+            at = first.set_line if len(ips) > 1 and first.set_line else first.line
+            facts.services.append(f"{what} ({_at(at, source)}: {label} set {where}; "
                                   "nftables mode binds cluster IPs to no interface)")
         for ranges, ref in node.node_ranges:
             if len(ranges) == 1 and (host := _host(ranges[0], family)) is not None:

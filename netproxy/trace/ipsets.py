@@ -155,28 +155,37 @@ dummy interface kube-ipvs0, so an element in one of these sets makes its address
 and an address that is not the node's is in none of them."""
 
 
-def known_fact(facts: dict[Any, tuple[bool, Cond]], key: Any) -> bool | None:
+def known_fact(facts: dict[Any, tuple[bool, Cond]], key: Any,
+               bound_only: bool = False) -> bool | None:
     """The value of the fact ``key`` on a branch that assumed ``facts``: the value assumed, or
     the one its assumptions imply through :data:`BOUND_SETS` (so "in KUBE-CLUSTER-IP" and "is a
-    node address" are not forked as if independent); None when it is open."""
+    node address" are not forked as if independent); None when it is open.
+
+    ``bound_only``: the node's addresses not otherwise placed are only those kube-proxy binds
+    to kube-ipvs0 (``--local-ip`` given, set contents unknown), so an address the branch
+    found in none of the Service sets it asked is not the node's."""
     known = facts.get(key)
     if known is not None:
         return known[0]
     if not facts:
         return None
     if key[0] == "local":
+        found = None
         for k, (value, _c) in facts.items():
-            if value and k[0] == "set" and k[1] in BOUND_SETS and _bound_addr(k[2]) == key[1]:
-                return True
+            if k[0] == "set" and k[1] in BOUND_SETS and bound_addr(k[2]) == key[1]:
+                if value:
+                    return True
+                found = False
+        return found if bound_only else None
     elif key[0] == "set" and key[1] in BOUND_SETS:
-        local = facts.get(("local", _bound_addr(key[2])))
+        local = facts.get(("local", bound_addr(key[2])))
         if local is not None and not local[0]:
             return False
     return None
 
 
 @lru_cache(maxsize=4096)
-def _bound_addr(element: str) -> int | None:
+def bound_addr(element: str) -> int | None:
     """The address an element of a :data:`BOUND_SETS` set begins with."""
     text = element.split(",", 1)[0]
     try:

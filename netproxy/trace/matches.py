@@ -50,6 +50,10 @@ class Context:
     placed: Callable[[int], bool | None] | None = None
     """Whether an address is the node's: True, False, or None when it cannot be placed
     (only with ``assume``; otherwise ``local`` decides)."""
+    bound_only: bool = False
+    """IPVS mode with the node's other addresses given: an unplaced address is the node's
+    only through kube-proxy's Service sets (see :func:`netproxy.trace.ipsets.known_fact`);
+    the fact "is a node address" is then supplied by ``--ipsets FILE``."""
 
 
 UNNAMED_IFACE = "\x00"
@@ -60,13 +64,18 @@ ASSUMED_OIF = "output interface: one that no rule names (give --out-interface)"
 ASSUMED_BRIDGE = "not bridged (give --physdev-in/--physdev-out)"
 
 
-def local_cond(addr: int, family: str) -> Cond:
+def local_cond(addr: int, family: str, flag: str = "--local-ip") -> Cond:
     """The fact "``addr`` is one of the node's own addresses"."""
     from netproxy.trace.addr import format_addr
 
     text = format_addr(addr, family)
     return Cond(("local", addr), f"{text} is a node address",
-                f"{text} is not a node address", "--local-ip")
+                f"{text} is not a node address", flag)
+
+
+def local_flag(ctx: Context) -> str:
+    """The flag that tells whether an unplaced address is the node's."""
+    return "--ipsets FILE" if ctx.bound_only else "--local-ip"
 
 
 @dataclass(slots=True)
@@ -418,18 +427,20 @@ def _addrtype_eval(src: bool, types: set[str], negated: bool, limited: bool,
     local = ctx.local
     placed = ctx.placed
     family = ctx.family
+    bound_only = ctx.bound_only
+    flag = local_flag(ctx)
 
     def f(w: Walk) -> object:
         addr = w.src if src else w.dst
         if placed is not None:
             here = placed(addr)
             if here is None:
-                known = known_fact(w.facts, ("local", addr))
+                known = known_fact(w.facts, ("local", addr), bound_only)
                 if known is None:
                     # Cannot place the address: fork on "it is the node's" when the answer
                     # of this test depends on it (LOCAL versus UNICAST).
                     if not limited and ("LOCAL" in types) != ("UNICAST" in types):
-                        return Cond(("local", addr), *_local_texts(addr, family), "--local-ip",
+                        return Cond(("local", addr), *_local_texts(addr, family), flag,
                                     negated != ("LOCAL" not in types))
                     here = False
                 else:

@@ -68,6 +68,13 @@ class Hop:
         return f"Hop({self.label()}: {self.text})"
 
 
+def delivered_text(delivered: str | None) -> str | None:
+    """How an outcome's ``delivered`` reads."""
+    if delivered == "ipvs":
+        return "delivered to the node where IPVS takes over"
+    return delivered
+
+
 class Outcome:
     """One branch of the walk: its probability, verdict, NAT results and path.
 
@@ -92,7 +99,9 @@ class Outcome:
         self.reason = reason
         """For UNKNOWN: why the last hop could not be decided."""
         self.delivered = delivered
-        """For ACCEPT: ``local`` (a process on the node), ``forwarded`` or ``sent``."""
+        """For ACCEPT: ``local`` (a process on the node), ``ipvs`` (the node, at a Service
+        address of kube-proxy's IPVS mode: IPVS takes over, not traced), ``forwarded`` or
+        ``sent``."""
         self.memory = memory
         self.masquerade_flags = masquerade_flags
         self._final = final
@@ -359,7 +368,8 @@ def summarize(outcomes: list[Outcome], named: bool = False) -> str:
                 parts.append(f"{n} endpoints, " + ", ".join(
                     f"{shown_by[k].dnat} {percent(v)}" for k, v in targets.items()))
         if None in dnat:
-            where = sorted({o.delivered or "accepted" for o in accepted if o.dnat is None})
+            where = sorted({delivered_text(o.delivered) or "accepted"
+                            for o in accepted if o.dnat is None})
             parts.append(f"no DNAT ({'/'.join(where)}) {percent(dnat[None])}"
                          if len(dnat) > 1 or dnat[None] < total - 1e-9
                          else f"accepted without DNAT ({'/'.join(where)})")

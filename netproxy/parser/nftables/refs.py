@@ -46,20 +46,22 @@ def check_references(ruleset: NftRuleset, strict: bool,
             if same is not None:
                 sets.update(same.sets)
                 chains.update(same.chains)
-        found: list[tuple[int, str]] = []
+        found: list[tuple[int, int, str]] = []
         for chain in table.chains.values():
             for rule in chain.rules:
                 for kind, name in references(rule.exprs):
                     if (sets if kind == "set" else chains).get(name) is None:
-                        found.append((rule.line, f"{table.label}: {chain.name} refers to "
-                                                 f"{kind} {name!r}, {REFERS}"))
+                        found.append((rule.line, 0, f"{table.label}: {chain.name} refers to "
+                                                    f"{kind} {name!r}, {REFERS}"))
         for nset in table.sets.values():
             for elem in nset.elements:
                 for kind, name in references(elem.value):
                     if kind == "chain" and name not in chains:
-                        found.append((nset.line, f"{table.label}: element of {nset.name} "
-                                                 f"refers to chain {name!r}, {REFERS}"))
-        for line, message in found:
+                        # the element's own line and column where the listing gives them
+                        found.append((elem.line or nset.line, elem.column,
+                                      f"{table.label}: element of {nset.name} refers to chain "
+                                      f"{name!r}, {REFERS}"))
+        for line, column, message in found:
             if strict:
-                raise ParseError(message, source=ruleset.source, line=line)
-            ruleset.problems.append(Problem(line, 0, message))
+                raise ParseError(message, source=ruleset.source, line=line, column=column)
+            ruleset.problems.append(Problem(line, column, message))

@@ -730,7 +730,7 @@ class _RuleParser:
             if tok.kind == NL or (tok.kind == PUNCT and tok.value == ","):
                 self.i += 1
                 continue
-            elem = NftElement(self.concat_value())
+            elem = NftElement(self.concat_value(), line=tok.line, column=tok.column)
             while True:
                 w = self.word()
                 if w == "timeout" or w == "expires":
