@@ -153,7 +153,12 @@ def test_nftables_flags_apply_and_are_refused_for_a_dump(capsys: pytest.CaptureF
     _compile_dump(dump)
     code, _, err = run(capsys, "--expected", "--kube-proxy-version", "1.36", str(EXAMPLE), str(dump))
     assert code == 2
-    assert err == "netproxy: --kube-proxy-version: only in nftables mode (add --proxy-mode nftables)\n"
+    assert err == ("netproxy: --kube-proxy-version: only with --expected against a node's nftables "
+                   "listing (the node's rules are an iptables dump)\n")
+    code, _, err = run(capsys, "--service-cidr", "10.96.0.0/16", str(old_layout), str(old_layout))
+    assert code == 2
+    assert err == ("netproxy: --service-cidr: only with --expected against a node's nftables "
+                   "listing (nothing is compiled without --expected)\n")
 
 
 def test_the_dump_first_says_what_to_type(capsys: pytest.CaptureFixture[str],

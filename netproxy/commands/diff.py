@@ -78,6 +78,17 @@ def _expected_listing(params: dict[str, Any], actual_side: Side, strict: bool,
     return expected, actual, local_ips
 
 
+def _refuse_nft_flags(flags: NftFlags, why: str) -> None:
+    """The nftables-mode compile flags apply only to ``--expected`` against a listing."""
+    for flag, value in (("--kube-proxy-version", flags.kube_proxy_version),
+                        ("--single-endpoint-dnat", flags.single_endpoint_dnat),
+                        ("--feature-gates", flags.feature_gates),
+                        ("--service-cidr", flags.service_cidrs)):
+        if value:
+            raise InputError(f"only with --expected against a node's nftables listing ({why})",
+                             where=flag)
+
+
 def _node_rules(found: Sniffed) -> bool:
     """A node's rules: an iptables dump, an nftables listing or a node snapshot."""
     from netproxy.inputs import sniff
@@ -167,11 +178,11 @@ def command(expected: bool, as_json: bool, behaviour: bool, probe_scope: str, sc
         if actual_side.is_listing:
             return _expected_nftables(params, actual_side, nft_flags, as_json, behaviour,
                                       probe_scope, scope or "kube", brief, strict, list(local_ips))
-        nft_flags.refuse_in_iptables_mode()
+        _refuse_nft_flags(nft_flags, "the node's rules are an iptables dump")
         old, new = _expected_and_actual(params, actual_side, strict)
         scope = scope or "kube"
     else:
-        nft_flags.refuse_in_iptables_mode()
+        _refuse_nft_flags(nft_flags, "nothing is compiled without --expected")
         _cluster_and_dump(inputs)
         if len(inputs) != 2:
             raise InputError(f"diff needs two rulesets (OLD NEW), got {len(inputs)}; "
