@@ -142,6 +142,7 @@ def snapshot_text(hostname: str, dump: str) -> str:
             snap.IPTABLES_SECTIONS[("ipv4", "legacy")]: snap.escape_body(dump),
             snap.ADDR: "[]\n", snap.ROUTES["ipv4"]: "[]\n", snap.ROUTES["ipv6"]: "[]\n",
             snap.RULES["ipv4"]: "[]\n", snap.RULES["ipv6"]: "[]\n", snap.LINK: "[]\n",
+            **{name: "[]\n" for name in snap.V2_SECTIONS},
             snap.SYSCTL: "net.ipv4.ip_forward = 1\n", snap.NOTES: ""}
     parts = [snap.HEADER + "\n", "# producer: scripts/fleet_gen.py\n"]
     for name in snap.ORDER:

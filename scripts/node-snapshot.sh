@@ -74,7 +74,7 @@ version() {
     return 0
 }
 
-printf '# netproxy node snapshot v1\n'
+printf '# netproxy node snapshot v2\n'
 printf '# producer: node-snapshot.sh\n'
 printf '# taken: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 [ "$(id -u)" = 0 ] || printf '# user: not root (rules may be unreadable)\n'
@@ -106,11 +106,16 @@ section 'ip -6 -j route show table all' ip -6 -j route show table all
 section 'ip -4 -j rule' ip -4 -j rule
 section 'ip -6 -j rule' ip -6 -j rule
 section 'ip -j link' ip -j link
+section 'ip -j -d link show type vrf' ip -j -d link show type vrf
+section 'ip -j neigh show' ip -j neigh show
+section 'bridge -j fdb show' bridge -j fdb show
 
 printf '### sysctl\n'
 for key in net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.route_localnet \
         net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter \
-        net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables; do
+        net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables \
+        net.ipv4.conf.all.accept_local net.ipv4.conf.default.accept_local \
+        net.ipv4.conf.all.src_valid_mark net.ipv4.conf.default.src_valid_mark; do
     file=/proc/sys/$(printf '%s' "$key" | tr . /)
     if [ -r "$file" ]; then
         printf '%s = %s\n' "$key" "$(cat "$file")"
@@ -118,13 +123,16 @@ for key in net.ipv4.ip_forward net.ipv6.conf.all.forwarding net.ipv4.conf.all.ro
         note "sysctl: $key is not present"
     fi
 done
-# Each interface's own rp_filter (a dot in its name is a slash in the key, as sysctl spells it).
-for file in /proc/sys/net/ipv4/conf/*/rp_filter; do
-    [ -r "$file" ] || continue
-    dev=${file#/proc/sys/net/ipv4/conf/}
-    dev=${dev%/rp_filter}
-    case $dev in all|default) continue ;; esac
-    printf 'net.ipv4.conf.%s.rp_filter = %s\n' "$(printf '%s' "$dev" | tr . /)" "$(cat "$file")"
+# Each interface's own values of the source check (a dot in its name is a slash in the key,
+# as sysctl spells it).
+for name in rp_filter accept_local src_valid_mark; do
+    for file in /proc/sys/net/ipv4/conf/*/"$name"; do
+        [ -r "$file" ] || continue
+        dev=${file#/proc/sys/net/ipv4/conf/}
+        dev=${dev%/"$name"}
+        case $dev in all|default) continue ;; esac
+        printf 'net.ipv4.conf.%s.%s = %s\n' "$(printf '%s' "$dev" | tr . /)" "$name" "$(cat "$file")"
+    done
 done
 
 printf '### notes\n'

@@ -282,9 +282,10 @@ LINKS = json.dumps([{"ifname": "eth0"}, {"ifname": "cni0"},
     (["--src", "10.244.1.7"], "1", "routed by cni0, not bridged: no output bridge port, in "
      "through its only port veth1 (10.244.2.9 is on none of cni0's networks (10.244.1.1/24)",
      False, "DROP"),
-    # For a neighbour on cni0's own network the packet may be bridged: the port is not
-    # known, so the tracer's stated default is used.
-    (["--src", "10.244.1.7", "--dst", "10.244.1.9"], "1", None, True, "ACCEPT"),
+    # For a neighbour on cni0's own network the packet may be bridged: it came in through
+    # cni0's only port; the output port is not known without a forwarding database.
+    (["--src", "10.244.1.7", "--dst", "10.244.1.9"], "1", "arrived on the bridge cni0 from "
+     "port veth1 (its only port)", False, "DROP"),
     # The node's own packet enters through no bridge port.
     (["--from", "node"], "1", "not bridged (the node's own packet enters through no bridge "
      "port)", False, "ACCEPT"),

@@ -18,6 +18,7 @@ from test_node_snapshot import ADDR, ROUTES4, snapshot_text
 from netproxy.parser import read_rules
 from netproxy.trace import Packet, Tracer
 from netproxy.trace.ipsets import read_ipsets
+from netproxy.trace.sequence import AUTO_STATE, trace_stream
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "trace"
@@ -141,3 +142,61 @@ def test_dump_11_with_sets_is_definite(dumps_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert [(o["delivered"], o.get("assumes")) for o in data["outcomes"]] == [("ipvs", None)]
+
+
+def _query_and_reply(reply_dst: str, client: str) -> list[Packet]:
+    return [Packet(src=client, sport=1000, dst="10.96.0.10", dport=53, proto="udp",
+                   extra={"ct": AUTO_STATE}),
+            Packet(src="10.96.0.10", sport=53, dst=reply_dst, dport=1000, proto="udp",
+                   extra={"ct": AUTO_STATE})]
+
+
+def test_reply_from_a_cluster_ip_the_case_made_the_node_s_is_the_node_s_packet() -> None:
+    # The query found 10.96.0.10 in a Service set: in that case the address is the node's
+    # (kube-ipvs0) and the reply from it leaves the node as its own packet, not "from
+    # external ... forwarded".
+    t = Tracer(read_rules(str(RULES)), local_ips=["192.168.0.2"], assume=True)
+    _query, reply = trace_stream({"ipv4": t}, _query_and_reply("10.244.0.5", "10.244.0.5"))
+    in_set = [o for o in reply.outcomes
+              if any(c in ("10.96.0.10,udp:53 in KUBE-CLUSTER-IP",
+                           "10.96.0.10,udp:53 in KUBE-LOAD-BALANCER") for c in o.conditions())]
+    assert in_set and {o.delivered for o in in_set} == {"sent"}
+    assert all(h.chain in ("OUTPUT", "POSTROUTING") or h.table != "nat"
+               for o in in_set for h in o.path if h.depth == 0)
+    others = [o for o in reply.outcomes if o not in in_set]
+    assert others and "sent" not in {o.delivered for o in others}
+    notes = " ".join(reply.notes)
+    assert "where its case makes 10.96.0.10 the node's, the packet is the node's own" in notes
+    assert "where the packet comes from differs by case: external, node" in notes
+
+
+def test_reply_to_a_connection_masqueraded_to_an_unknown_node_address() -> None:
+    # No node address known: the query, where forwarded and masqueraded, left from an
+    # address the tracer cannot name. A reply to 192.168.0.2 answers it in the case where
+    # 192.168.0.2 is the node's (its reverse NAT restores the client), and is a packet of
+    # its own in the other case -- not NEW in both.
+    t = Tracer(read_rules(str(RULES)), local_ips=None, assume=True)
+    _query, reply = trace_stream({"ipv4": t}, _query_and_reply("192.168.0.2", "172.16.0.9"))
+    restored = [o for o in reply.outcomes if o.reverse]
+    assert restored
+    for o in restored:
+        assert o.reverse == "destination restored to 172.16.0.9:1000"
+        assert "192.168.0.2 is a node address" in o.conditions()
+        assert "10.96.0.10,udp:53 not in KUBE-CLUSTER-IP" in o.conditions()
+    assert not any(o.reverse for o in reply.outcomes
+                   if "192.168.0.2 is not a node address" in o.conditions())
+
+
+def test_dump_11_reply_follows_the_query_s_case(dumps_dir: Path) -> None:
+    rules = read_rules(str(dumps_dir / "11-cilium-ipvs-docker-broken-dnat.rules"))
+    t = Tracer(rules, local_ips=["192.168.0.2"], assume=True)
+    packets = [Packet(src="10.42.0.9", sport=3000, dst="10.43.0.10", dport=53, proto="udp",
+                      in_interface="cni0", extra={"ct": AUTO_STATE}),
+               Packet(src="10.43.0.10", sport=53, dst="10.42.0.9", dport=3000, proto="udp",
+                      extra={"ct": AUTO_STATE})]
+    query, reply = trace_stream({"ipv4": t}, packets)
+    assert {o.delivered for o in query.outcomes} == {"ipvs", "forwarded"}
+    for o in reply.outcomes:
+        node = any(c in ("10.43.0.10,udp:53 in KUBE-CLUSTER-IP",
+                         "10.43.0.10,udp:53 in KUBE-LOAD-BALANCER") for c in o.conditions())
+        assert (o.delivered == "sent") == node, (o.delivered, o.conditions())

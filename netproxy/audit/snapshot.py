@@ -1,4 +1,4 @@
-"""Node snapshots (``# netproxy node snapshot v1``, written by ``netproxy snapshot``): the
+"""Node snapshots (``# netproxy node snapshot v2`` or ``v1``, written by ``netproxy snapshot``): the
 node's name and the rules the audit judges, read with the snapshot reader of
 :mod:`netproxy.node.snapshot`."""
 

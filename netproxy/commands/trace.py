@@ -51,6 +51,13 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
 @click.option("--physdev-in", metavar="PORT", help="Bridge port the packet arrived on (physdev).")
 @click.option("--physdev-out", metavar="PORT", help="Bridge port it is bridged out of (physdev).")
 @click.option("--not-bridged", is_flag=True, help="No Linux bridge is involved (physdev never matches).")
+@click.option("--tos", metavar="BYTE", help="The packet's DS field (TOS byte / traffic class, "
+              "0x00-0xff); not given: tests of it fork into both cases.")
+@click.option("--dscp", metavar="DSCP", help="The packet's DSCP (0-63 or a class: EF, AF41, CS1, "
+              "...), ECN bits 0; instead of --tos.")
+@click.option("--uid", type=click.IntRange(0, 2**32 - 1), metavar="UID",
+              help="The sending socket's uid, for a packet of the node's (-m owner, uidrange "
+                   "policy rules); not given: such tests fork into both cases.")
 @click.option("--ct-state", default="NEW", show_default=True, metavar="STATE",
               help="Conntrack state: NEW, ESTABLISHED, RELATED, INVALID (comma list).")
 @click.option("--mark", default="0", show_default=True, metavar="MARK", help="Packet fwmark.")
@@ -78,7 +85,8 @@ _PACKET_FLAGS = ("src", "dst", "dport", "sport", "proto", "in_interface", "out_i
               help="Exit 1 when any outcome is (no) or is not (yes) an accepted, masqueraded packet.")
 def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name: str | None, variant: str, src: str | None, dst: str | None, dport: int | None,
             sport: int | None, proto: str, in_interface: str | None, out_interface: str | None,
-            physdev_in: str | None, physdev_out: str | None, not_bridged: bool, ct_state: str,
+            physdev_in: str | None, physdev_out: str | None, not_bridged: bool,
+            tos: str | None, dscp: str | None, uid: int | None, ct_state: str,
             mark: str, ctmark: str, origin: str | None, local_ip: tuple[str, ...],
             ipsets_path: str | None, as_json: bool, fmt: str, repeat: int,
             packets_path: str | None, pcap_path: str | None, strict: bool, brief: bool,
@@ -262,6 +270,7 @@ def command(rules_paths: tuple[str, ...], snapshot_path: str | None, netns_name:
                                 "mark": mark_value, "ctmark": ctmark_value, "origin": origin,
                                 "physdev_in": physdev_in,
                                 "physdev_out": physdev_out,
+                                "tos": _ds_option(tos, dscp), "uid": uid,
                                 "bridged": False if not_bridged else None}
     packets: Iterable[Any]
     if pcap_path:
@@ -409,3 +418,16 @@ def _emit_stream(results: Iterable[Any], fmt: str, brief: bool) -> None:
             out.write(render_text(r, missing=False))
     # A graph stays a graph: there, the summary goes to stderr.
     (sys.stderr if fmt == "dot" else out).write("".join(f"{line}\n" for line in tally.lines()))
+
+
+def _ds_option(tos: str | None, dscp: str | None) -> int | None:
+    """The DS field of ``--tos`` or ``--dscp`` (one of them)."""
+    from netproxy.trace.packet import Packet
+
+    if tos is not None and dscp is not None:
+        raise TraceError("give --tos or --dscp, not both")
+    if tos is None and dscp is None:
+        return None
+    data: dict[str, Any] = {"dst": "0.0.0.0"}
+    data["tos" if tos is not None else "dscp"] = tos if tos is not None else dscp
+    return Packet.from_mapping(data, where="--tos" if tos is not None else "--dscp").tos

@@ -23,6 +23,9 @@ _COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (snap.RULES["ipv4"], ("ip", "-4", "-j", "rule")),
     (snap.RULES["ipv6"], ("ip", "-6", "-j", "rule")),
     (snap.LINK, ("ip", "-j", "link")),
+    (snap.VRF, ("ip", "-j", "-d", "link", "show", "type", "vrf")),
+    (snap.NEIGH, ("ip", "-j", "neigh", "show")),
+    (snap.FDB, ("bridge", "-j", "fdb", "show")),
 )
 _VERSIONS = (("kernel", ("uname", "-r")), ("ip", ("ip", "-V")), ("iptables", ("iptables", "-V")),
              ("iptables-legacy", ("iptables-legacy", "-V")),
@@ -71,13 +74,18 @@ class Collector:
                 self.notes[-1] = f"{snap.SYSCTL}: {key} is not present"
                 continue
             lines.append(f"{key} = {value.strip()}\n")
-        # Each interface's own rp_filter (the check uses the larger of it and "all").
-        found = self.run(snap.SYSCTL, ["sh", "-c", "grep -H . /proc/sys/net/ipv4/conf/*/rp_filter"])
-        for line in (found or "").splitlines():
-            path, _, value = line.partition(":")
-            dev = path.removeprefix("/proc/sys/net/ipv4/conf/").removesuffix("/rp_filter")
-            if dev not in ("all", "default") and value.strip():
-                lines.append(f"{snap.rp_filter_key(dev)} = {value.strip()}\n")
+        # Each interface's own values of the source check (rp_filter: the larger of it and
+        # "all" applies; accept_local, src_valid_mark: either being on).
+        for name in snap.CONF_SYSCTLS:
+            found = self.run(snap.SYSCTL, ["sh", "-c",
+                                           f"grep -H . /proc/sys/net/ipv4/conf/*/{name}"])
+            if found is None:
+                self.notes.pop()  # no interface has it (an old kernel): nothing to record
+            for line in (found or "").splitlines():
+                path, _, value = line.partition(":")
+                dev = path.removeprefix("/proc/sys/net/ipv4/conf/").removesuffix(f"/{name}")
+                if dev not in ("all", "default") and value.strip():
+                    lines.append(f"{snap.conf_key(dev, name)} = {value.strip()}\n")
         return "".join(lines)
 
 

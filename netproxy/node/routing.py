@@ -17,9 +17,17 @@ dropped unless the node routes its source back out of that interface; loose (2) 
 route back at all. Without the interface's own value the ``default`` one is taken, and
 without any value the check is off; either is said in :attr:`Decision.notes`.
 
-Not modelled, and said so in :attr:`Decision.notes` when a rule needs it: ``uidrange``
-(the socket owner), ``tos`` and ``l3mdev`` (VRF) selectors, which are taken as not matching;
-multipath routes answer with their first next hop.
+Selectors on what the packet's addresses do not say: ``tos``/``dscp`` compare the packet's
+DS field (``tos``: its bits ``0x1c`` in IPv4, as Linux masks it, its DSCP in IPv6; ``dscp``:
+its six DSCP bits),
+``uidrange`` the sending socket's uid (0 for a packet arriving from elsewhere, as the kernel
+takes it), and ``l3mdev`` selects the table of the VRF the input (or output) interface
+belongs to, from the node's VRF devices (:attr:`Router.vrfs`). A lookup made with
+``ask=True`` and a DS field or uid that is not known stops at the first rule that needs it
+and returns the fact to assume (:attr:`Decision.needs`); the caller forks and asks again
+with the fact's value in ``facts``. Without ``ask`` (and without VRF devices recorded) such
+selectors are taken as not matching, said in :attr:`Decision.notes`. Multipath routes answer
+with their first next hop.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import Any, NamedTuple
 
 from netproxy.textsafe import digits
 from netproxy.trace.addr import BITS, format_addr, parse_addr
+from netproxy.trace.fields import DSCP_MASK, RT_TOS_MASK, parse_dscp, rule_tos
 
 TABLE_NAMES = {"255": "local", "254": "main", "253": "default", "0": "unspec"}
 """Reserved table ids and the names iproute2 prints for them."""
@@ -40,10 +49,10 @@ ROUTE_KINDS = frozenset({"unicast", "local", "broadcast", "anycast", "multicast"
 DELIVERED = frozenset({"local", "broadcast", "anycast", "multicast"})
 """Decisions that deliver the packet to the node itself (INPUT)."""
 REFUSED = frozenset({"blackhole", "unreachable", "prohibit", "none", "not-forwarding",
-                     "rp-filter"})
+                     "rp-filter", "martian", "undecided"})
 """Decisions that discard the packet (``none``: no route at all, ENETUNREACH;
 ``rp-filter``: the reverse path check failed)."""
-SILENT = frozenset({"blackhole", "not-forwarding", "rp-filter"})
+SILENT = frozenset({"blackhole", "not-forwarding", "rp-filter", "martian"})
 """Discards without an ICMP error (the others answer unreachable or prohibited)."""
 RP_MODES = {0: "off", 1: "strict", 2: "loose"}
 
@@ -100,8 +109,14 @@ class PolicyRule:
     goto: int | None = None
     suppress_prefixlen: int = -1
     unmodelled: str = ""
-    """A selector the lookup cannot evaluate (``uidrange``, ``tos``): the rule never matches."""
+    """A selector the lookup cannot evaluate: the rule never matches (stated)."""
     text: str = ""
+    ds: tuple[int, int] | None = None
+    """``tos``/``dscp``: (mask, value) the packet's DS field must show."""
+    uid: tuple[int, int] | None = None
+    """``uidrange``: the sending socket's uid range."""
+    l3mdev: bool = False
+    """``l3mdev``: the table is the VRF's of the input or output interface."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +138,9 @@ class Decision:
     route: str = ""
     """The route as ``ip route`` prints it."""
     notes: tuple[str, ...] = ()
+    needs: tuple[Any, ...] | None = None
+    """``kind == "undecided"``: the fact the lookup needs, (key, text, text if false,
+    flag), as :mod:`netproxy.trace.fields` names it."""
 
     @property
     def delivered_here(self) -> bool:
@@ -149,8 +167,11 @@ class Decision:
             return "no route (network unreachable)" + tail
         if self.kind == "not-forwarding":
             return f"forwarding is off on the node, {self.route}{tail}"
-        if self.kind == "rp-filter":
+        if self.kind in ("rp-filter", "martian"):
             return self.route
+        if self.kind == "undecided" and self.needs is not None:
+            return (f"the policy rules need to know whether {self.needs[1]} (give "
+                    f"{self.needs[3]})")
         return (self.route or self.kind) + tail
 
 
@@ -194,6 +215,18 @@ class Router:
         """Each interface that has ports enslaved to it (a bridge), with its ports."""
         self.rp_filter: dict[str, int] | None = None
         """rp_filter values by interface (and ``all``, ``default``); None: not recorded."""
+        self.accept_local: dict[str, int] | None = None
+        """accept_local values likewise (a packet from one of the node's own addresses
+        arriving on another interface than ``lo`` is a martian unless it is on)."""
+        self.src_valid_mark: dict[str, int] | None = None
+        """src_valid_mark values likewise (the reverse path lookup uses the packet's mark)."""
+        self.vrfs: dict[str, str] | None = None
+        """VRF devices and their tables (for ``l3mdev`` rules); None: not recorded."""
+        self.neighbours: dict[tuple[str, str], str] | None = None
+        """(device, address) -> the neighbour's MAC (``ip neigh``); None: not recorded."""
+        self.fdb: dict[tuple[str, str], str] | None = None
+        """(bridge, MAC) -> the bridge port behind which the MAC was learned or set
+        (``bridge fdb``); None: not recorded."""
         self.rules: list[PolicyRule] = sorted(rules, key=lambda r: r.priority)
         if not self.rules:  # no rule dump: the kernel's defaults
             self.rules = [PolicyRule(0, table="local"), PolicyRule(32766, table="main"),
@@ -201,11 +234,15 @@ class Router:
         rules_ = self.rules
         self._uses = (any(r.src is not None for r in rules_),
                       any(r.fwmark is not None for r in rules_),
-                      any(r.iif is not None for r in rules_),
-                      any(r.oif is not None for r in rules_),
+                      any(r.iif is not None or r.l3mdev for r in rules_),
+                      any(r.oif is not None or r.l3mdev for r in rules_),
                       any(r.ipproto is not None or r.sport is not None or r.dport is not None
-                          for r in rules_))
+                          for r in rules_),
+                      any(r.ds is not None or r.uid is not None or r.l3mdev for r in rules_))
         """Which packet fields any policy rule selects on: only those key the cache."""
+        self.selects_more = self._uses[5]
+        """Some policy rule selects by the DS field, the uid or the VRF: lookups take
+        ``ds``/``uid``/``facts`` (see :meth:`lookup`)."""
         self._cache: dict[tuple[Any, ...], Decision] = {}
         self.tables: dict[str, _Table] = {}
         for route in routes:
@@ -255,15 +292,105 @@ class Router:
                 "the node as its gateway, and a routed packet's output bridge port is never "
                 "known at the IP hooks")
 
+    def set_l2(self, neighbours: dict[tuple[str, str], str],
+               fdb: dict[tuple[str, str], str]) -> None:
+        """The node's neighbour table and bridge forwarding database: bridge ports of
+        packets from and to known neighbours (:meth:`bridge_port`)."""
+        self.neighbours = dict(neighbours)
+        self.fdb = dict(fdb)
+
+    def bridged(self, bridge: str, port: str) -> Decision:
+        """The "decision" for a packet bridged port to port: none is made (br_netfilter
+        passes it through FORWARD with the bridge as input and output interface)."""
+        return Decision("bridged", dev=bridge or None,
+                        route=f"bridged by {bridge} out of {port}: no routing decision")
+
+    def l2_hop(self, bridge: str, addr: int) -> int | None:
+        """The neighbour on ``bridge`` that a packet to or from ``addr`` passes: ``addr``
+        itself on one of the bridge's networks, else the gateway the node routes it via on
+        the bridge; None when the node does not reach ``addr`` through ``bridge``."""
+        mask = self._mask
+        if any(addr & mask(a.plen) == a.addr & mask(a.plen)
+               for a in self.addresses if a.dev == bridge):
+            return addr
+        back = self.lookup(addr)
+        if back.dev == bridge and back.gateway:
+            with contextlib.suppress(ValueError):
+                return parse_addr(back.gateway, self.family)
+        return None
+
+    def bridge_port(self, bridge: str, addr: int) -> tuple[str | None, str]:
+        """The port of ``bridge`` behind which the neighbour for ``addr`` (see
+        :meth:`l2_hop`) is, from its MAC (``ip neigh``) and the forwarding database, with
+        how it was found; (None, why not) when that is not known."""
+        text = format_addr(addr, self.family)
+        if self.fdb is None or self.neighbours is None:
+            return None, "the snapshot has no neighbour table and bridge forwarding database"
+        hop = self.l2_hop(bridge, addr)
+        if hop is None:
+            return None, f"the node does not reach {text} through {bridge}"
+        hop_text = format_addr(hop, self.family)
+        via = "" if hop == addr else f" (the gateway to {text})"
+        mac = self.neighbours.get((bridge, hop_text))
+        if mac is None:
+            return None, f"{hop_text}{via} has no MAC in the node's neighbour table on {bridge}"
+        port = self.fdb.get((bridge, mac))
+        if port is None:
+            return None, (f"{hop_text}{via} is {mac}, which is not in {bridge}'s forwarding "
+                          "database")
+        return port, f"{hop_text}{via} is {mac} (ip neigh), behind {port} (bridge fdb)"
+
     def set_rp_filter(self, values: dict[str, int]) -> None:
         """The node's rp_filter sysctls (``all``, ``default`` and per interface): from now
         on, arriving packets are checked (IPv4 only; IPv6 has no such sysctl)."""
         if self.family != "ipv4":
             return
         self.rp_filter = dict(values)
-        src, mark, iif, oif, ports = self._uses
-        self._uses = (True, mark, True, oif, ports)  # the check reads source and interface
+        src, mark, iif, oif, ports, more = self._uses
+        self._uses = (True, mark, True, oif, ports, more)  # the check reads source, interface
         self._cache.clear()
+
+    def set_conf(self, name: str, values: dict[str, int]) -> None:
+        """Another ``net.ipv4.conf`` sysctl that changes the source check (``accept_local``,
+        ``src_valid_mark``): ``all``, ``default`` and per interface."""
+        if self.family != "ipv4":
+            return
+        setattr(self, name, dict(values))
+        src, mark, iif, oif, ports, more = self._uses
+        self._uses = (True, mark, True, oif, ports, more)
+        self._cache.clear()
+
+    def set_vrfs(self, tables: dict[str, str]) -> None:
+        """The node's VRF devices and their tables: ``l3mdev`` rules select by them."""
+        self.vrfs = dict(tables)
+        self._cache.clear()
+
+    def vrf_table(self, dev: str | None) -> str | None:
+        """The table of the VRF ``dev`` is (or is enslaved to), None when it is in none."""
+        if not dev or not self.vrfs:
+            return None
+        found = self.vrfs.get(dev)
+        if found is not None:
+            return found
+        for master, ports in self.ports.items():
+            if dev in ports and master in self.vrfs:
+                return self.vrfs[master]
+        return None
+
+    def _conf(self, name: str, iif: str) -> tuple[int | None, str]:
+        """A boolean ``net.ipv4.conf`` value for ``iif`` (``all`` OR the interface's own,
+        as the kernel's IN_DEV_ORCONF reads it) and how it was found; None: not recorded."""
+        values = getattr(self, name)
+        if values is None:
+            return None, f"{name} is not recorded in the snapshot"
+        every = values.get("all")
+        own = values.get(iif, values.get("default"))
+        if every is None and own is None:
+            return None, f"{name} is not recorded in the snapshot"
+        value = int(bool(every) or bool(own))
+        parts = ([f"all = {every}"] if every is not None else []) + (
+            [f"{iif} = {own}"] if own is not None else [])
+        return value, f"net.ipv4.conf {name} {', '.join(parts)}"
 
     def rp_mode(self, iif: str) -> RpMode:
         """The effective rp_filter mode of ``iif``, how it was found, and whether a value
@@ -293,24 +420,55 @@ class Router:
                       + (f" ({why[0]})" if why else ""), bool(why))
 
     def _source_check(self, decision: Decision, src: int | None, dst: int, iif: str,
-                      mark: int, notes: list[str]) -> Decision:
-        """Linux's reverse path filter (``fib_validate_source``) on an arriving packet whose
-        route was found: strict needs the route back to the source to leave by ``iif``,
-        loose a unicast route back at all; the route back is looked up without the packet's
-        mark (``src_valid_mark`` is not recorded: its default, off, is taken; a refusal says
-        so when policy rules select by mark) and with its addresses swapped."""
-        if self.rp_filter is None or src is None or not iif:
+                      notes: list[str], mark: int, ds: tuple[int, int, int] | None,
+                      facts: tuple[Any, ...], ask: bool) -> Decision:
+        """Linux's source validation (``fib_validate_source``) of an arriving packet whose
+        route was found: the route back to the source, looked up with the addresses
+        swapped, the packet's DS field, uid 0 and -- only with ``src_valid_mark`` -- its
+        mark. A source that is the node's own is a martian unless ``accept_local`` is on;
+        rp_filter strict needs the route back to leave by ``iif``, loose a unicast route
+        back at all."""
+        if src is None or not iif:
+            return decision
+        if self.rp_filter is None and self.accept_local is None:
             return decision  # no sysctls given (a router built without a snapshot)
-        mode, why, assumed = self.rp_mode(iif)
+        mode, why, assumed = (self.rp_mode(iif) if self.rp_filter is not None
+                              else RpMode(0, "", False))
         if assumed:
             notes.append(why)
-        if mode == 0:
-            return decision
-        back = self.lookup(src, src=dst)
-        name = RP_MODES.get(mode, str(mode))
         fam = self.family
-        problem = None
-        if back.kind == "none":
+        local_src = self.is_local(src)
+        if mode == 0 and not local_src:
+            return decision
+        back_mark = 0
+        unmarked = False  # a marked packet checked without its mark, for want of the sysctl
+        if mark:
+            vmark, _vwhy = self._conf("src_valid_mark", iif)
+            if vmark:
+                back_mark = mark
+            else:  # (the mark is part of the lookup cache's key when rules select by it)
+                unmarked = vmark is None and self._uses[1]
+        back = self.lookup(src, src=dst, mark=back_mark, ds=ds, uid=0, facts=facts, ask=ask)
+        if back.kind == "undecided":
+            return back
+        problem = kind = None
+        if local_src or back.kind == "local":
+            accept, awhy = self._conf("accept_local", iif)
+            if accept is None:
+                notes.append(f"{awhy}: taken as 0 (the kernel's default)")
+            if not accept:
+                kind = "martian"
+                problem = (f"martian source: {format_addr(src, fam)} is the node's own "
+                           f"address and it arrived on {iif} ("
+                           + (f"{awhy}" if accept is not None else "accept_local taken as 0")
+                           + ")")
+            elif mode == 1 and not any(a.addr == src and a.dev == iif for a in self.addresses):
+                kind = "rp-filter"
+                problem = (f"{format_addr(src, fam)} is the node's own address on another "
+                           f"interface than {iif} ({awhy})")
+        elif mode == 0:
+            return decision
+        elif back.kind == "none":
             problem = f"the node has no route back to {format_addr(src, fam)}"
         elif back.kind != "unicast":
             problem = (f"the route back to {format_addr(src, fam)} is {back.kind} "
@@ -318,14 +476,20 @@ class Router:
         elif mode == 1 and back.dev != iif:
             problem = (f"the node routes {format_addr(src, fam)} back via {back.dev}, not "
                        f"{iif} ({back.describe()})")
+            if back_mark:
+                problem += f", looked up with mark 0x{back_mark:x} (src_valid_mark)"
             if "multipath" in " ".join(back.notes):
                 notes.append(f"the route back to {format_addr(src, fam)} is multipath: only "
                              "its first next hop was compared")
         if problem is None:
             return decision
-        if mark and self._uses[1]:  # (the mark is part of the lookup cache's key then)
+        if kind == "martian":
+            return Decision("martian", dev=decision.dev, table=decision.table,
+                            rule=decision.rule, route=problem, notes=tuple(notes))
+        if unmarked:
             problem += (f"; the route back was looked up without the packet's mark {mark:#x} "
                         "(src_valid_mark is not recorded: taken as 0, the kernel's default)")
+        name = RP_MODES.get(mode, str(mode))
         return Decision("rp-filter", dev=decision.dev, table=decision.table,
                         rule=decision.rule,
                         route=f"reverse path filter ({name}, {why}): {problem}",
@@ -341,24 +505,32 @@ class Router:
 
     def lookup(self, dst: int, *, src: int | None = None, mark: int = 0, iif: str | None = None,
                oif: str | None = None, proto: int | None = None, sport: int | None = None,
-               dport: int | None = None) -> Decision:
+               dport: int | None = None, ds: tuple[int, int, int] | None = None,
+               uid: int | None = None, facts: tuple[Any, ...] = (),
+               ask: bool = False) -> Decision:
         """The decision for a packet to ``dst``. ``iif`` None: generated on the node (the
         kernel looks it up as coming from ``lo``); else it arrived on ``iif`` and a route
-        to elsewhere means forwarding."""
+        to elsewhere means forwarding. ``ds``: the DS field as :mod:`netproxy.trace.fields`
+        holds it, ``uid`` the sending socket's (for a generated packet), ``facts`` the
+        (key, value) pairs assumed about them; with ``ask`` a selector they do not decide
+        makes the decision ``undecided`` (see :attr:`Decision.needs`)."""
         uses = self._uses
         key = (dst, iif is not None and iif != "lo", src if uses[0] else None,
                mark if uses[1] else None, iif if uses[2] else None, oif if uses[3] else None,
-               (proto, sport, dport) if uses[4] else None)
+               (proto, sport, dport) if uses[4] else None,
+               (ds, uid, facts, ask) if uses[5] else None)
         found = self._cache.get(key)
         if found is None:
             if len(self._cache) >= _CACHE_MAX:  # a long capture: memory stays flat
                 self._cache.clear()
             found = self._cache[key] = self._lookup(dst, src, mark, iif, oif, proto, sport,
-                                                    dport)
+                                                    dport, ds, uid, facts, ask)
         return found
 
     def _lookup(self, dst: int, src: int | None, mark: int, iif: str | None, oif: str | None,
-                proto: int | None, sport: int | None, dport: int | None) -> Decision:
+                proto: int | None, sport: int | None, dport: int | None,
+                ds: tuple[int, int, int] | None = None, uid: int | None = None,
+                facts: tuple[Any, ...] = (), ask: bool = False) -> Decision:
         notes: list[str] = []
         arriving = iif is not None and iif != "lo"
         flow_iif = iif if iif is not None else "lo"
@@ -373,7 +545,23 @@ class Router:
                 notes.append(f"policy rule {rule.text or rule.priority} selects by "
                              f"{rule.unmodelled}, which is not modelled: taken as not matching")
                 continue
-            if not self._selects(rule, dst, saddr, mark, flow_iif, oif, proto, sport, dport):
+            table = rule.table
+            if rule.ds is not None or rule.uid is not None or rule.l3mdev:
+                # The plain selectors first (without "not"), then the others.
+                if (self._selects(rule, dst, saddr, mark, flow_iif, oif, proto, sport, dport)
+                        == rule.invert):
+                    if not rule.invert:
+                        continue
+                else:
+                    more = self._selects_more(rule, arriving, flow_iif, oif, ds, uid, facts,
+                                              ask, notes)
+                    if isinstance(more, Decision):
+                        return more
+                    if (more is not None) == rule.invert:
+                        continue
+                    if isinstance(more, str):
+                        table = more
+            elif not self._selects(rule, dst, saddr, mark, flow_iif, oif, proto, sport, dport):
                 continue
             action = rule.action
             if action == "nop":
@@ -386,7 +574,7 @@ class Router:
             if action != "lookup":
                 return Decision(action, rule=rule.priority, route=f"rule {action}",
                                 notes=tuple(notes))
-            found = self._table_lookup(rule.table, dst)
+            found = self._table_lookup(table, dst)
             if found is None:
                 continue
             if found.kind == "throw":
@@ -395,11 +583,78 @@ class Router:
                 continue
             decision = self._decide(found, rule, dst, arriving, notes)
             if arriving and not decision.refused:
-                decision = self._source_check(decision, src, dst, flow_iif, mark, notes)
-                if notes and decision.notes != tuple(notes):
+                decision = self._source_check(decision, src, dst, flow_iif, notes, mark, ds,
+                                              facts, ask)
+                if notes and decision.notes != tuple(notes) and decision.kind != "undecided":
                     decision = replace(decision, notes=tuple(notes))
             return decision
         return Decision("none", notes=tuple(notes))
+
+    def _selects_more(self, rule: PolicyRule, arriving: bool, iif: str, oif: str | None,
+                      ds: tuple[int, int, int] | None, uid: int | None,
+                      facts: tuple[Any, ...], ask: bool,
+                      notes: list[str]) -> str | bool | None | Decision:
+        """A rule's ``tos``/``dscp``, ``uidrange`` and ``l3mdev`` selectors: the table to
+        look up (``l3mdev``: the VRF's) or True when they select the packet, None when they
+        do not, an ``undecided`` decision when a fact is needed."""
+        from netproxy.trace.fields import (
+            DS_FLAG,
+            DS_UNKNOWN,
+            UID_FLAG,
+            ds_test,
+            ds_text,
+            uid_test,
+            uid_texts,
+        )
+
+        label = rule.text or str(rule.priority)
+        if rule.ds is not None:
+            mask, value = rule.ds
+            if value & ~mask:
+                return None  # bits the kernel masks off: it never matches
+            if ds is None and not ask:
+                notes.append(f"policy rule {label} selects by the packet's DS field (tos), "
+                             "which is not given: taken as not matching")
+                return None
+            got = ds_test(ds or DS_UNKNOWN, facts, mask, value)
+            if got is False:
+                return None
+            if got is not True:
+                m, v = got
+                text = ds_text(m, v)
+                return Decision("undecided", needs=(("ds", m, v), text,
+                                                    text.replace(" is ", " is not ", 1),
+                                                    DS_FLAG))
+        if rule.uid is not None:
+            lo, hi = rule.uid
+            if arriving:
+                have: bool | None = lo <= 0 <= hi  # the kernel's uid for a packet from afar
+            else:
+                have = uid_test(uid, facts, lo, hi)
+            if have is None and not ask:
+                notes.append(f"policy rule {label} selects by uidrange, and the sending "
+                             "socket's uid is not given: taken as not matching")
+                return None
+            if have is None:
+                return Decision("undecided", needs=(("owner", "uid", lo, hi),
+                                                    *uid_texts(lo, hi), UID_FLAG))
+            if not have:
+                return None
+        if rule.l3mdev:
+            if self.vrfs is None:
+                notes.append(f"policy rule {label} selects by l3mdev (the VRF of the "
+                             "interface), and the snapshot does not record the node's VRF "
+                             "devices: taken as not matching")
+                return None
+            table = self.vrf_table(oif) or (self.vrf_table(iif) if arriving else None)
+            if table is None:
+                if not arriving and self.vrfs:
+                    notes.append(f"policy rule {label} selects by l3mdev: a packet of the "
+                                 "node's is taken as sent from no VRF (a socket bound to one "
+                                 "is not modelled)")
+                return None
+            return table
+        return True
 
     def reverse(self, src: int, *, mark: int = 0) -> Decision:
         """Where the node sends packets to ``src``: the interface a packet from ``src``
@@ -592,9 +847,21 @@ def rules_from_json(items: Sequence[Any], family: str, where: str = "rules") -> 
             action = "nop"
         if action not in ("lookup", "goto", "nop", "blackhole", "unreachable", "prohibit"):
             raise RouteDataError(f"{at}: unknown rule action {action!r}")
-        unmodelled = ", ".join(k for k in ("uid_start", "tos", "l3mdev", "uidrange")
-                               if k in item and item[k] not in (None, "0", 0, "0x00"))
-        unmodelled = unmodelled.replace("uid_start", "uidrange")
+        ds = uid = None
+        try:
+            if item.get("tos") not in (None, "0", 0, "0x00", "default"):
+                # IPv4 compares the bits IPTOS_RT_MASK keeps, IPv6 the DSCP (Linux 6.18).
+                ds = (RT_TOS_MASK if family == "ipv4" else DSCP_MASK,
+                      rule_tos(str(item["tos"])))
+            if item.get("dscp") not in (None, "0", 0):
+                ds = (DSCP_MASK, parse_dscp(str(item["dscp"])) << 2)
+            if "uid_start" in item:
+                start = int(item["uid_start"])
+                uid = (start, int(item["uid_end"]) if "uid_end" in item else start)
+        except (TypeError, ValueError) as err:
+            raise RouteDataError(f"{at}: {err}") from None
+        l3mdev = "l3mdev" in item and item["l3mdev"] not in (False, 0, "0")
+        unmodelled = ""
         words = [f"{priority}:"] + (["not"] if "not" in item else [])
         words.append(f"from {item['src']}/{item.get('srclen')}" if src else "from all")
         if dst:
@@ -605,14 +872,20 @@ def rules_from_json(items: Sequence[Any], family: str, where: str = "rules") -> 
         if fwmark is not None:
             words.append(f"fwmark {item['fwmark']}" + (f"/{item['fwmask']}" if "fwmask" in item
                                                         else ""))
-        words.append({"lookup": f"lookup {table_name(item.get('table'))}",
+        if ds is not None:
+            words.append(f"tos {item['tos']}" if "tos" in item and "dscp" not in item
+                         else f"dscp {item['dscp']}")
+        if uid is not None:
+            words.append(f"uidrange {uid[0]}-{uid[1]}")
+        words.append("lookup [l3mdev-table]" if l3mdev and action == "lookup" else
+                     {"lookup": f"lookup {table_name(item.get('table'))}",
                       "goto": f"goto {goto}", "nop": "nop"}.get(action, action))
         out.append(PolicyRule(priority, action, table_name(item.get("table")), src, dst,
                               str(item["iif"]) if "iif" in item else None,
                               str(item["oif"]) if "oif" in item else None,
                               fwmark, fwmask, "not" in item, ipproto,
                               _port_range(item, "sport", at), _port_range(item, "dport", at),
-                              goto, suppress, unmodelled, " ".join(words)))
+                              goto, suppress, unmodelled, " ".join(words), ds, uid, l3mdev))
     return out
 
 

@@ -1,8 +1,9 @@
 """The node snapshot: one greppable text file with everything a trace needs from a node.
 
-Format (version 1, documented in docs/snapshot.md)::
+Format (version 2, documented in docs/snapshot.md; version 1 files, without the neighbour,
+bridge forwarding and VRF sections, are still read)::
 
-    # netproxy node snapshot v1
+    # netproxy node snapshot v2
     # key: value                      (header: producer, taken, netns; informative)
     ### hostname
     node-1
@@ -28,7 +29,9 @@ from netproxy.netfilter.model import Ruleset
 from netproxy.textsafe import cut
 
 MAGIC = "# netproxy node snapshot"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
+"""Versions this reader reads (version 2 added :data:`V2_SECTIONS` and more sysctls)."""
 HEADER = f"{MAGIC} v{VERSION}"
 
 IPTABLES_SECTIONS = {
@@ -44,32 +47,42 @@ ADDR = "ip -j addr"
 ROUTES = {"ipv4": "ip -4 -j route show table all", "ipv6": "ip -6 -j route show table all"}
 RULES = {"ipv4": "ip -4 -j rule", "ipv6": "ip -6 -j rule"}
 LINK = "ip -j link"
+VRF = "ip -j -d link show type vrf"
+NEIGH = "ip -j neigh show"
+FDB = "bridge -j fdb show"
+V2_SECTIONS = (VRF, NEIGH, FDB)
 SYSCTL = "sysctl"
 HOSTNAME = "hostname"
 VERSIONS = "versions"
 NOTES = "notes"
 END = "end"
 
+CONF_SYSCTLS = ("rp_filter", "accept_local", "src_valid_mark")
+"""The ``net.ipv4.conf`` sysctls of the source check, recorded for ``all``, ``default`` and
+each interface."""
 SYSCTLS = ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding",
            "net.ipv4.conf.all.route_localnet", "net.ipv4.conf.all.rp_filter",
            "net.ipv4.conf.default.rp_filter", "net.bridge.bridge-nf-call-iptables",
-           "net.bridge.bridge-nf-call-ip6tables")
-"""The sysctls recorded (``key = value`` lines; absent keys are noted), and each
-interface's ``net.ipv4.conf.<interface>.rp_filter`` (:func:`rp_filter_key`)."""
+           "net.bridge.bridge-nf-call-ip6tables", "net.ipv4.conf.all.accept_local",
+           "net.ipv4.conf.default.accept_local", "net.ipv4.conf.all.src_valid_mark",
+           "net.ipv4.conf.default.src_valid_mark")
+"""The sysctls recorded (``key = value`` lines; absent keys are noted), then each
+interface's :data:`CONF_SYSCTLS` (:func:`conf_key`), one name after the other."""
 
 
-def rp_filter_key(dev: str) -> str:
-    """The sysctl key of an interface's rp_filter, spelled as ``sysctl`` does (a dot in the
-    interface name becomes a slash: ``net.ipv4.conf.eth0/100.rp_filter``)."""
-    return f"net.ipv4.conf.{dev.replace('.', '/')}.rp_filter"
+def conf_key(dev: str, name: str = "rp_filter") -> str:
+    """The sysctl key of an interface's ``net.ipv4.conf`` value, spelled as ``sysctl`` does
+    (a dot in the interface name becomes a slash: ``net.ipv4.conf.eth0/100.rp_filter``)."""
+    return f"net.ipv4.conf.{dev.replace('.', '/')}.{name}"
+
 
 REQUIRED = (HOSTNAME, VERSIONS, ADDR, ROUTES["ipv4"], ROUTES["ipv6"], RULES["ipv4"],
             RULES["ipv6"], LINK, SYSCTL, NOTES)
 """Sections every snapshot has, unless a note says the tool was missing."""
 OPTIONAL = (*IPTABLES_SECTIONS.values(), NFT, IPSET)
-JSON_SECTIONS = (ADDR, *ROUTES.values(), *RULES.values(), LINK)
+JSON_SECTIONS = (ADDR, *ROUTES.values(), *RULES.values(), LINK, *V2_SECTIONS)
 ORDER = (HOSTNAME, VERSIONS, *IPTABLES_SECTIONS.values(), NFT, IPSET, ADDR, ROUTES["ipv4"],
-         ROUTES["ipv6"], RULES["ipv4"], RULES["ipv6"], LINK, SYSCTL, NOTES)
+         ROUTES["ipv6"], RULES["ipv4"], RULES["ipv6"], LINK, VRF, NEIGH, FDB, SYSCTL, NOTES)
 """The order producers write the sections in."""
 
 
@@ -105,8 +118,12 @@ class Section:
 class NodeContext:
     """A node as a snapshot recorded it. Parsed parts are built on first use."""
 
-    def __init__(self, source: str, header: dict[str, str], sections: dict[str, Section]) -> None:
+    def __init__(self, source: str, header: dict[str, str], sections: dict[str, Section],
+                 version: int = VERSION) -> None:
         self.source = source
+        self.version = version
+        """The format version of the file (1: no neighbour, bridge forwarding or VRF
+        sections)."""
         self.header = header
         self.sections = sections
         self.notes: list[str] = list(sections[NOTES].lines if NOTES in sections else [])
@@ -300,8 +317,16 @@ class NodeContext:
         router = Router(family, routes, rules, addresses, forwarding=forwarding)
         router.bridging = self._bridging(family)
         router.ports = self._ports()
+        if VRF in self.sections:
+            router.set_vrfs(self._vrfs())
+        if NEIGH in self.sections and FDB in self.sections:
+            router.set_l2(self._neighbours(family), self._fdb())
         if family == "ipv4":
-            router.set_rp_filter(self._rp_filter())
+            router.set_rp_filter(self._conf_values("rp_filter"))
+            for name in ("accept_local", "src_valid_mark"):
+                values = self._conf_values(name)
+                if values:  # snapshots before format v2 do not record them
+                    router.set_conf(name, values)
         self._routers[family] = router
         return router
 
@@ -327,13 +352,71 @@ class NodeContext:
                 out.setdefault(str(link["master"]), []).append(str(link["ifname"]))
         return {k: tuple(v) for k, v in out.items()}
 
-    def _rp_filter(self) -> dict[str, int]:
-        """The rp_filter values recorded: ``all``, ``default`` and per interface (0 off,
-        1 strict, 2 loose)."""
+    def _entries(self, name: str, needs: tuple[str, ...],
+                 what: str) -> list[tuple[int, dict[str, Any]]]:
+        """The JSON entries of section ``name`` with their numbers; an entry without the
+        keys ``needs`` is a one-line error naming the section (empty objects, which
+        iproute2 prints for filtered-out links, are skipped)."""
+        out = []
+        for n, item in enumerate(self.json(name), 1):
+            if isinstance(item, dict) and not item:
+                continue
+            if not isinstance(item, dict) or any(not isinstance(item.get(k), str)
+                                                  for k in needs):
+                missing = next((k for k in needs if not isinstance(item, dict)
+                                or not isinstance(item.get(k), str)), needs[0])
+                raise self._error(name, f"entry {n}: not {what} (no {missing})")
+            out.append((n, item))
+        return out
+
+    def _vrfs(self) -> dict[str, str]:
+        """The VRF devices and their routing tables."""
+        out: dict[str, str] = {}
+        for n, item in self._entries(VRF, ("ifname",), "a link"):
+            info = item.get("linkinfo")
+            data = info.get("info_data") if isinstance(info, dict) else None
+            if not isinstance(info, dict) or info.get("info_kind") != "vrf":
+                continue
+            table = data.get("table") if isinstance(data, dict) else None
+            if table is None:
+                raise self._error(VRF, f"entry {n} ({item['ifname']}): a vrf without a table")
+            from netproxy.node.routing import table_name
+
+            out[item["ifname"]] = table_name(table)
+        return out
+
+    def _neighbours(self, family: str) -> dict[tuple[str, str], str]:
+        """(device, address) -> MAC of the node's neighbours of ``family`` (entries without
+        a link-layer address, such as FAILED ones, are left out)."""
+        out: dict[tuple[str, str], str] = {}
+        for _n, item in self._entries(NEIGH, ("dst", "dev"), "a neighbour"):
+            mac = item.get("lladdr")
+            if not isinstance(mac, str) or (":" in item["dst"]) != (family == "ipv6"):
+                continue
+            out[(item["dev"], item["dst"])] = mac.lower()
+        return out
+
+    def _fdb(self) -> dict[tuple[str, str], str]:
+        """(bridge, MAC) -> the bridge port it is behind (learned and static entries;
+        the bridge's own and its ports' own addresses, ``permanent``, are left out)."""
+        out: dict[tuple[str, str], str] = {}
+        for _n, item in self._entries(FDB, ("mac", "ifname"), "a forwarding entry"):
+            master = item.get("master")
+            state = item.get("state")
+            if not isinstance(master, str) or state == "permanent" or "self" in (
+                    item.get("flags") or ()):
+                continue
+            out.setdefault((master, item["mac"].lower()), item["ifname"])
+        return out
+
+    def _conf_values(self, name: str) -> dict[str, int]:
+        """The ``net.ipv4.conf.*.NAME`` values recorded: ``all``, ``default`` and per
+        interface (rp_filter: 0 off, 1 strict, 2 loose)."""
         out: dict[str, int] = {}
+        tail = f".{name}"
         for key, value in self.sysctls.items():
-            if key.startswith("net.ipv4.conf.") and key.endswith(".rp_filter"):
-                dev = key[len("net.ipv4.conf."):-len(".rp_filter")].replace("/", ".")
+            if key.startswith("net.ipv4.conf.") and key.endswith(tail):
+                dev = key[len("net.ipv4.conf."):-len(tail)].replace("/", ".")
                 if value.strip().isdigit():
                     out[dev] = int(value)
         return out
@@ -355,9 +438,10 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
         raise InputError(f"not a node snapshot (the first line is not '{HEADER}')",
                          where=f"{source}:1")
     version = first[len(MAGIC):].strip()
-    if version != f"v{VERSION}":
+    if version not in {f"v{v}" for v in READS}:
         raise InputError(f"snapshot format {cut(version) or '(none)'} is not supported (this "
-                         f"netproxy reads v{VERSION})", where=f"{source}:1")
+                         f"netproxy reads {' and '.join(f'v{v}' for v in READS)})",
+                         where=f"{source}:1")
     header: dict[str, str] = {}
     sections: dict[str, Section] = {}
     current: Section | None = None
@@ -371,8 +455,9 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
             if name in sections:
                 raise InputError(f"section '{name}' appears twice (first at line "
                                  f"{sections[name].line})", where=f"{source}:{n}")
-            if name not in ORDER:
-                raise InputError(f"unknown section '{cut(name)}'", where=f"{source}:{n}")
+            if name not in ORDER or (version == "v1" and name in V2_SECTIONS):
+                raise InputError(f"unknown section '{cut(name)}'" + (
+                    f" (a {version} snapshot)" if name in ORDER else ""), where=f"{source}:{n}")
             current = sections[name] = Section(name, n)
             continue
         if current is None:
@@ -392,11 +477,11 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> NodeContext:
         if sec.lines and sec.lines[-1] == "":
             sec.lines.pop()
     notes = "\n".join(sections[NOTES].lines) if NOTES in sections else ""
-    for name in REQUIRED:
+    for name in (*REQUIRED, *(V2_SECTIONS if version != "v1" else ())):
         if name not in sections and (name == NOTES or name not in notes):
             raise InputError(f"section '{name}' is missing (and no note says why)",
                              where=source)
-    return NodeContext(source, header, sections)
+    return NodeContext(source, header, sections, int(version[1:]))
 
 
 def read_snapshot(path: str | Path) -> NodeContext:

@@ -43,6 +43,9 @@ def _distribution(outcomes: list[Outcome], case: dict[Any, bool]) -> dict[Any, f
     for o in outcomes:
         if _fits(o, case):
             k = o.ending()
+            route = o.route
+            if route is not None:  # the same verdict by another route is another case
+                k = (k, route.kind, route.dev, route.gateway, route.table)
             if o.reverse:
                 k = (k, o.reverse)
             if o.memory is not None and o.memory.writes:

@@ -42,6 +42,7 @@ from netproxy.trace.addr import (
     parse_addr,
     parse_net,
 )
+from netproxy.trace.fields import DS_UNKNOWN, set_ds
 from netproxy.trace.hooks import HOOKS, MARKERS, BaseChain, Step, iptables_priority, plan
 from netproxy.trace.index import INDEX_MIN_RULES, ChainCode
 from netproxy.trace.ipsets import known_fact
@@ -166,6 +167,8 @@ class Summary:
         self.nat_ok = w.nat_ok
         self.assumed = w.assumed
         self.nat = nat
+_NO_EXTRA: dict[str, Any] = {}
+"""No DS field, uid or facts for a route lookup (no policy rule selects by them)."""
 _NO_CACHE_MODULES = frozenset({"limit", "statistic"})
 """Rules with per-rule kernel state (limit buckets, nth counters) get their own matcher."""
 _IGNORED_IN_KEY = frozenset({"comment", "nfacct"})
@@ -598,6 +601,8 @@ class Tracer:
         if self.router is not None:
             packet, first_route = self._infer(packet, inferred)
         pkt = self.resolve(packet)
+        if facts and packet.origin is None and pkt.origin not in ("node", "localhost"):
+            pkt, packet = self._origin_of_case(pkt, packet, facts, inferred)
         if (self.router is not None and pkt.origin not in ("node", "localhost")
                 and packet.in_interface is None):
             back = self.router.reverse(pkt.src, mark=packet.mark)
@@ -616,9 +621,17 @@ class Tracer:
         if facts:
             walk.facts = dict(facts)
         walk.steps = self._steps["out" if pkt.origin in ("node", "localhost") else "pre"]
+        starts = [walk]
         if self.router is not None and pkt.origin in ("node", "localhost"):
-            walk.route = first_route or self._route(walk, arriving=False)
-        outcomes = self._run(walk)
+            if first_route is not None:
+                walk.route = first_route
+            else:  # a route that depends on an unknown fact: one start per case
+                starts, pending = [], [walk]
+                while pending:
+                    w = pending.pop()
+                    w.route = self._routed(w, pending, arriving=False, rewind=False)
+                    starts.append(w)
+        outcomes = self._run(starts)
         if self.ipvs.active:
             self._ipvs_deliveries(outcomes, pkt)
         independent: list[str] = []
@@ -635,6 +648,8 @@ class Tracer:
                          f"({inferred.pop('in_interface_why')})")
         if "bridge" in inferred:
             notes.append(f"inferred: {inferred['bridge']} ({inferred.pop('bridge_why')})")
+        if "origin" in inferred:
+            notes.append(inferred.pop("origin"))
         if self.router is not None:  # what the routing decisions took as given
             for o in outcomes:
                 for text in o.route.notes if o.route is not None else ():
@@ -647,6 +662,19 @@ class Tracer:
         result.independent = independent
         result.inferred = inferred
         return result
+
+    def _origin_of_case(self, pkt: Resolved, packet: Packet, facts: dict[Any, Any],
+                        inferred: dict[str, str]) -> tuple[Resolved, Packet]:
+        """A later packet of a sequence from an address its case made the node's (a Service
+        address kube-proxy binds to kube-ipvs0, say) is the node's own packet there."""
+        if known_fact(facts, ("local", pkt.src), self.ctx.bound_only) is not True:
+            return pkt, packet
+        packet = packet.with_(origin="node")
+        inferred["origin"] = (
+            f"where its case makes {pkt.src_text} the node's, the packet is the node's own"
+            + ("; a reply IPVS sends for a connection it took is its rewrite of the "
+               "endpoint's reply, which is not traced" if self.ipvs.active else ""))
+        return self.resolve(packet), packet
 
     def _ipvs_deliveries(self, outcomes: list[Outcome], pkt: Resolved) -> None:
         """A packet delivered to the node at a Service address of kube-proxy's IPVS mode is
@@ -667,7 +695,10 @@ class Tracer:
             dst = parse_addr(packet.dst, self.family)
         except ValueError:
             return packet, None  # resolve() says what is wrong
-        decision = self.router.lookup(dst, mark=packet.mark)
+        decision = self.router.lookup(dst, mark=packet.mark, **self._route_fields(
+            packet.tos, packet.uid, None))
+        if decision.kind == "undecided":
+            return packet, None  # the route depends on a fact each case assumes
         if decision.src is None:
             return packet, decision
         inferred["src"] = decision.src
@@ -708,30 +739,96 @@ class Tracer:
             inferred["bridge_why"] = (f"{iif} has no ports: it is not a bridge, so no bridge "
                                       "port applies, in or out")
             return packet.with_(bridged=False)
-        routed = self.router.routed_off_bridge(iif, dst) if iif else None
+        router = self.router
+        routed = router.routed_off_bridge(iif, dst) if iif else None
+        if not iif:
+            return packet
+        ports = router.ports.get(iif, ())
+        fields: dict[str, str] = {}
+        whys: list[str] = []  # how each port was found
+        only = len(ports) == 1
+        if only:
+            fields["physdev_in"] = ports[0]
+            in_text = f"in through its only port {ports[0]}"
+        else:  # the port behind which the source's hop was learned
+            try:
+                src = parse_addr(packet.src or "", self.family)
+            except ValueError:
+                src = None
+            port, why = router.bridge_port(iif, src) if src is not None else (None, "")
+            in_text = f"in through {port}" if port else ""
+            if port:
+                fields["physdev_in"] = port
+                whys.append(why)
         if routed:
-            ports = self.router.ports.get(iif, ())
-            text = f"routed by {iif}, not bridged: no output bridge port"
-            fields = {"physdev_out": ""}
-            if len(ports) == 1:
-                fields["physdev_in"] = ports[0]
-                text += f", in through its only port {ports[0]}"
-            inferred["bridge"] = text
-            inferred["bridge_why"] = routed
+            fields["physdev_out"] = ""
+            inferred["bridge"] = (f"routed by {iif}, not bridged: no output bridge port"
+                                  + (f", {in_text}" if in_text else ""))
+            inferred["bridge_why"] = "; ".join([routed, *whys])
             return packet.with_(**fields)
-        return packet
+        # A neighbour on the bridge's own network: bridged port to port, out by the port
+        # behind which the destination's MAC is.
+        port, why = router.bridge_port(iif, dst)
+        if port:
+            fields["physdev_out"] = port
+            whys.append(why)
+        if not fields:
+            return packet
+        texts = [f"bridged by {iif}"] if port else [f"arrived on the bridge {iif}"]
+        if "physdev_in" in fields:
+            texts.append(f"from port {fields['physdev_in']}")
+        if port:
+            texts.append(f"to port {port}")
+        inferred["bridge"] = " ".join(texts)
+        inferred["bridge_why"] = "; ".join((["its only port"] if only else []) + whys)
+        return packet.with_(**fields)
 
     def _route(self, w: Walk, *, arriving: bool) -> Any:
         """The router's decision for the branch as it is now."""
         pkt = w.pkt
         iif = (pkt.packet.in_interface or "") if arriving else None
+        extra = self._route_fields(w.ds, 0 if arriving else pkt.packet.uid, w) \
+            if getattr(self.router, "selects_more", False) else _NO_EXTRA
         return self.router.lookup(w.dst, src=w.src if arriving or pkt.packet.src else None,
                                   mark=w.mark, iif=iif, proto=pkt.proto, sport=w.sport,
-                                  dport=w.dport)
+                                  dport=w.dport, **extra)
+
+    def _route_fields(self, ds: Any, uid: int | None, w: Walk | None) -> dict[str, Any]:
+        """What a route lookup needs when policy rules select by the DS field, the uid or
+        the VRF: the field (a packet's own, or a walk's ``(value, known, flip)``), the uid
+        and the facts the branch assumed about them."""
+        if not getattr(self.router, "selects_more", False):
+            return _NO_EXTRA
+        if ds is None or type(ds) is int:
+            ds = DS_UNKNOWN if ds is None else (ds, 0xFF, 0)
+        facts: tuple[Any, ...] = ()
+        if w is not None and w.facts:
+            facts = tuple(sorted(((k, v[0]) for k, v in w.facts.items()
+                                  if k[0] in ("ds", "owner")), key=repr))
+        return {"ds": ds, "uid": uid, "facts": facts, "ask": True}
+
+    def _routed(self, w: Walk, todo: list[Walk], *, arriving: bool, rewind: bool = True) -> Any:
+        """:meth:`_route`, forking on a fact the policy rules need and nobody gave (the DS
+        field, the sender's uid): this branch assumes it, a copy (onto ``todo``) its
+        opposite and, with ``rewind``, re-does the current step."""
+        while True:
+            decision = self._route(w, arriving=arriving)
+            if decision.kind != "undecided" or not self.assume:
+                return decision
+            key, text, text_not, flag = decision.needs
+            cond = Cond(key, text, text_not, flag)
+            other = w.fork()
+            other.assume(cond, False)
+            if rewind:
+                other.si -= 1
+            todo.append(other)
+            w.assume(cond, True)
 
     def _refused(self, w: Walk, decision: Any) -> Outcome:
         """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
         unreachable, prohibit and no route answer with an ICMP error (REJECT)."""
+        if decision.kind == "undecided":
+            return self._outcome(w, "UNKNOWN", reason=f"routing: {decision.describe()}")
         verdict = "DROP" if decision.silent else "REJECT"
         return self._outcome(w, verdict, reason=f"routing: {decision.describe()}")
 
@@ -745,8 +842,8 @@ class Tracer:
 
     # ------------------------------------------------------------------ the walk
 
-    def _run(self, start: Walk) -> list[Outcome]:
-        todo = [start]
+    def _run(self, start: Walk | list[Walk]) -> list[Outcome]:
+        todo = list(start) if isinstance(start, list) else [start]
         out: list[Outcome] = []
         with paused_gc():  # branches are freed by reference counting; no cycles to find
             while todo:
@@ -806,8 +903,14 @@ class Tracer:
                         here = self._delivered_here(w, todo)
                         if w.tail is not None:
                             w.tail.append((_ROUTE, here))
+                    elif w.pkt.packet.physdev_out and w.dnat is None:
+                        # Bridged port to port: br_netfilter makes no routing decision (no
+                        # forwarding sysctl, no source check) unless DNAT moved it.
+                        w.route = self.router.bridged(w.pkt.packet.in_interface or "",
+                                                      w.pkt.packet.physdev_out)
+                        here = False
                     else:
-                        w.route = self._route(w, arriving=True)
+                        w.route = self._routed(w, todo, arriving=True)
                         if w.route.refused:
                             out.append(self._refused(w, w.route))
                             return
@@ -816,7 +919,7 @@ class Tracer:
                     w.si = 0
                     continue
                 if hook == "REROUTE":  # OUTPUT nat/mangle changed the packet: route again
-                    w.route = self._route(w, arriving=False)
+                    w.route = self._routed(w, todo, arriving=False)
                     continue
                 if hook == "LOOP":
                     if self.router is None:
@@ -981,6 +1084,11 @@ class Tracer:
                     w.ctmark = (w.ctmark & ~b & 0xFFFFFFFF) ^ (w.mark & a)
                 else:
                     w.mark = (w.mark & ~a & 0xFFFFFFFF) ^ (w.ctmark & b)
+                continue
+            if kind == "DS":
+                value, mask = data
+                w.ds = set_ds(w.ds, value, mask)
+                w.rec = w.tail = None  # later evaluators and the route see another field
                 continue
             if kind == "notrack":
                 w.rec = w.tail = None  # later evaluators see another conntrack state

@@ -23,6 +23,18 @@ from netproxy.trace.addr import (
     parse_net,
     parse_port_range,
 )
+from netproxy.trace.fields import (
+    DS_FLAG,
+    DSCP_CLASSES,
+    DSCP_MASK,
+    UID_FLAG,
+    ds_test,
+    ds_text,
+    parse_dscp,
+    parse_tos,
+    uid_test,
+    uid_texts,
+)
 from netproxy.trace.ipsets import known_fact
 from netproxy.trace.packet import PROTOCOLS
 from netproxy.trace.state import Cond, Walk
@@ -634,6 +646,38 @@ def _owner_module(opts: list[Option], ctx: Context) -> list[Eval]:
     return out
 
 
+def _ds_module(opts: list[Option], ctx: Context, module: str) -> list[Eval]:
+    """``-m tos --tos V[/M]`` (the DS field's bits M are V) and ``-m dscp --dscp D`` /
+    ``--dscp-class NAME`` (its six DSCP bits are D)."""
+    out: list[Eval] = []
+    for o in opts:
+        if module == "tos" and o.name == "tos":
+            value, mask = parse_tos(o.value)
+        elif module == "dscp" and o.name in ("dscp", "dscp-class"):
+            if o.name == "dscp-class" and o.value.upper() not in DSCP_CLASSES:
+                raise ValueError(f"unknown DSCP class {o.value!r}")
+            mask, value = DSCP_MASK, parse_dscp(o.value) << 2
+        else:
+            out.append(_unknown(f"-m {module} --{o.name} is not modelled"))
+            continue
+        out.append(_ds_eval(value & mask, mask, o.negated, ctx.assume))
+    return out
+
+
+def _ds_eval(value: int, mask: int, negated: bool, assume: bool) -> Eval:
+    def f(w: Walk) -> object:
+        r = ds_test(w.ds, ((k, v[0]) for k, v in w.facts.items()) if w.facts else (),
+                    mask, value)
+        if r is True or r is False:
+            return r != negated
+        if not assume:
+            return f"the packet's DS field (TOS/DSCP) is not known (give {DS_FLAG})"
+        m, v = r
+        text = ds_text(m, v)
+        return Cond(("ds", m, v), text, text.replace(" is ", " is not ", 1), DS_FLAG, negated)
+    return f
+
+
 def _owner_eval(o: Option, assume: bool) -> Eval:
     lo = hi = -1
     if o.name in ("uid-owner", "gid-owner"):
@@ -651,12 +695,17 @@ def _owner_eval(o: Option, assume: bool) -> Eval:
         have = p.uid if o.name == "uid-owner" else p.gid if o.name == "gid-owner" else None
         if o.name not in ("uid-owner", "gid-owner"):
             return f"owner --{o.name} is not modelled"
+        if have is None and o.name == "uid-owner" and w.facts:
+            decided = uid_test(None, ((k, v[0]) for k, v in w.facts.items()), lo, hi)
+            if decided is not None:
+                return decided != o.negated
         if have is None:
+            if assume and o.name == "uid-owner":
+                return Cond(("owner", "uid", lo, hi), *uid_texts(lo, hi), UID_FLAG, o.negated)
             if assume:
-                what = "uid" if o.name == "uid-owner" else "gid"
-                return Cond(("owner", what, lo, hi), f"the sender's {what} is {o.value}",
-                            f"the sender's {what} is not {o.value}",
-                            f"{what}= in a packets file", o.negated)
+                return Cond(("owner", "gid", lo, hi), f"the sender's gid is {o.value}",
+                            f"the sender's gid is not {o.value}", "gid= in a packets file",
+                            o.negated)
             return "the sending user is not known (give uid/gid in a packets file)"
         return (lo <= have <= hi) != o.negated
     return f
@@ -819,6 +868,8 @@ def _module_unsafe(module: str, opts: list[Option], ctx: Context,
         plain = _owner_module(opts, ctx)
     elif module == "pkttype":
         plain = _pkttype_module(opts, ctx)
+    elif module in ("tos", "dscp"):
+        plain = _ds_module(opts, ctx, module)
     elif module == "set":
         plain = _set_module(opts, ctx)
     elif module == "helper":

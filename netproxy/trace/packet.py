@@ -50,6 +50,9 @@ class Packet:
     """``type`` or ``type/code`` (numbers); default echo request."""
     uid: int | None = None
     gid: int | None = None
+    tos: int | None = None
+    """The DS field (IPv4 TOS byte, IPv6 traffic class: DSCP << 2 | ECN); None: not known
+    (a test of it is an undecided fact, see :mod:`netproxy.trace.fields`)."""
     physdev_in: str | None = None
     """Bridge port the packet arrived on ("" for none); None means not known."""
     physdev_out: str | None = None
@@ -68,9 +71,13 @@ class Packet:
         """Build from a dict of field names (``in-interface`` spelling accepted)."""
         names = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
+        dscp = None
         for key, value in data.items():
             name = str(key).replace("-", "_")
             name = {"from": "origin", "protocol": "proto", "state": "ct_state"}.get(name, name)
+            if name == "dscp":
+                dscp = value
+                continue
             if name not in names or name == "extra":
                 raise TraceError(f"unknown packet field {shown(key)}", where=where)
             values[name] = value
@@ -79,7 +86,30 @@ class Packet:
         for name, value in values.items():
             if value is not None or name == "dst":
                 values[name] = _field_value(name, value, where)
+        if dscp is not None:
+            tos = dscp_tos(dscp, where)
+            if values.get("tos") is not None and values["tos"] != tos:
+                raise TraceError(f"dscp {shown(dscp)} and tos 0x{values['tos']:02x} disagree "
+                                 "(give one)", where=where)
+            values["tos"] = tos
         return cls(**values)
+
+
+def dscp_tos(value: Any, where: str = "packet") -> int:
+    """The DS field of a DSCP value (0..63 or a class name such as EF, AF41), ECN bits 0."""
+    from netproxy.trace.fields import parse_dscp
+
+    try:
+        if value.__class__ is int:
+            if not 0 <= value <= 63:
+                raise ValueError(value)
+            return value << 2
+        if value.__class__ is str and value.isascii():
+            return parse_dscp(value) << 2
+    except ValueError:
+        pass
+    raise TraceError(f"dscp: want 0..63 or a class name (EF, AF41, CS1, ...), not "
+                     f"{shown(value)}", where=where)
 
 
 _NUMBERS = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]+").fullmatch
@@ -88,6 +118,14 @@ _NUMBERS = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]+").fullmatch
 
 def _field_value(name: str, value: Any, where: str) -> Any:
     """``value`` of packet field ``name`` as the field's type (numbers from text too)."""
+    if name == "tos":
+        number = value if value.__class__ is int else (
+            int(value, 16 if value[:2] in ("0x", "0X") else 10)
+            if value.__class__ is str and _NUMBERS(value) else -1)
+        if not 0 <= number <= 0xFF:
+            raise TraceError(f"tos: want a byte (0..255 or 0x00..0xff), not {shown(value)}",
+                             where=where)
+        return number
     if name in ("dport", "sport", "uid", "gid", "mark", "ctmark"):
         if value.__class__ is int:
             return value

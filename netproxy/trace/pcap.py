@@ -55,7 +55,8 @@ def read_pcap(path: str, defaults: dict[str, Any]) -> Iterator[Packet]:
             when = float(frame.time)
             start = when if start is None else start
             fields: dict[str, Any] = dict(base)
-            fields.update(src=ip.src, dst=ip.dst, time=when - start)
+            fields.update(src=ip.src, dst=ip.dst, time=when - start,
+                          tos=int(ip.tos if isinstance(ip, IP) else ip.tc))
             l4 = frame.getlayer(TCP) or frame.getlayer(UDP)
             if l4 is not None:
                 fields["proto"] = "tcp" if isinstance(l4, TCP) else "udp"

@@ -68,11 +68,13 @@ def frames(stream: IO[bytes]) -> Iterator[dict[str, Any] | None]:
         version = data[pos] >> 4
         if version == 4:
             ihl = (data[pos] & 0x0F) * 4
+            tos = data[pos + 1]
             proto = data[pos + 9]
             src = ntop(inet, data[pos + 12:pos + 16])
             dst = ntop(inet, data[pos + 16:pos + 20])
             l4 = pos + ihl
         elif version == 6 and len(data) >= pos + 40:
+            tos = (data[pos] & 0x0F) << 4 | data[pos + 1] >> 4  # the traffic class
             proto = data[pos + 6]
             src = ntop(inet6, data[pos + 8:pos + 24])
             dst = ntop(inet6, data[pos + 24:pos + 40])
@@ -81,7 +83,7 @@ def frames(stream: IO[bytes]) -> Iterator[dict[str, Any] | None]:
             yield None
             continue
         fields: dict[str, Any] = {"src": src, "dst": dst, "time": sec + frac * unit,
-                                  "proto": _PROTO_NAMES.get(proto, str(proto))}
+                                  "proto": _PROTO_NAMES.get(proto, str(proto)), "tos": tos}
         if proto in (6, 17, 132) and len(data) >= l4 + 4:
             fields["sport"] = int.from_bytes(data[l4:l4 + 2], "big")
             fields["dport"] = int.from_bytes(data[l4 + 2:l4 + 4], "big")

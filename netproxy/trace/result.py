@@ -276,6 +276,10 @@ class TraceResult:
             "summary": summary(self),
             "outcomes": [o.to_dict() for o in self.outcomes],
         }
+        for name in ("physdev_in", "physdev_out", "tos", "uid"):  # given or inferred only
+            value = getattr(p.packet, name)
+            if value is not None:
+                out["packet"][name] = value
         if self.same_as_previous is not None:
             out["same_as_previous"] = self.same_as_previous
         if self.inferred:

@@ -30,6 +30,7 @@ from typing import Any
 from netproxy.errors import TraceError
 from netproxy.gcpause import paused_gc
 from netproxy.trace.addr import family_of, format_addr, parse_addr
+from netproxy.trace.ipsets import known_fact
 from netproxy.trace.packet import Packet
 from netproxy.trace.result import Outcome, TraceResult
 from netproxy.trace.state import Memory
@@ -85,7 +86,10 @@ class Stepper:
         each as (flow, reply address, endpoints that may reply); several in a list. One
         entry per connection whatever its endpoints; which connection a reply answers in a
         world is checked against that world's NAT of the connection."""
-        self._new_replies: list[tuple[tuple[Any, ...], str, Any]] = []
+        self._new_replies: list[tuple[tuple[Any, ...], str | None, Any]] = []
+        self._unplaced = False
+        """Some connection was masqueraded to a node address the tracer does not know (its
+        replies are kept under the address None)."""
         self._shapes: dict[tuple[Any, ...], _Shape] = {}
         """Interned :class:`_Shape` of the first packets seen, by how their outcomes ended."""
 
@@ -115,15 +119,19 @@ class Stepper:
         were seen: those from ``flow``'s source address and port to its destination, from
         one of the connection's endpoints (in any world)."""
         found = self.replies.get(hash((flow[0], flow[3], flow[4])))
-        if found is None:
+        unplaced = (self.replies.get(hash((flow[0], None, flow[4]))) if self._unplaced
+                    else None)
+        if found is None and unplaced is None:
             return []
         out: list[tuple[Any, ...]] = []
         here = (flow[1], flow[2])
-        for conn_flow, reply_dst, eps in (found if type(found) is list else (found,)):
-            if (reply_dst == flow[3] and conn_flow[2] == flow[4] and conn_flow[0] == flow[0]
-                    and (here in eps or (None in eps and here == conn_flow[3:]))
-                    and conn_flow not in out):
-                out.append(conn_flow)
+        for group, dst in ((found, flow[3]), (unplaced, None)):
+            for conn_flow, reply_dst, eps in (() if group is None else group
+                                              if type(group) is list else (group,)):
+                if (reply_dst == dst and conn_flow[2] == flow[4] and conn_flow[0] == flow[0]
+                        and (here in eps or (None in eps and here == conn_flow[3:]))
+                        and conn_flow not in out):
+                    out.append(conn_flow)
         return out
 
     def _lookup(self, choice: dict[int, dict[Any, Any]]) -> Any:
@@ -156,8 +164,7 @@ class Stepper:
                     facts = _case_of(values, facts)
             if facts is None:
                 continue  # alternatives of contradicting cases: no such world
-            runs.append(self._run(packet, p, choice, facts or None, auto, flow, prev_key,
-                                  answers))
+            runs += self._run(packet, p, choice, facts or None, auto, flow, prev_key, answers)
         if auto and packet.proto.lower() == "tcp" and any(r[4] for r in runs):
             flags = set((packet.tcp_flags or "").upper().split(","))
             if flags != {"SYN"}:
@@ -167,16 +174,38 @@ class Stepper:
         return runs
 
     def _run(self, packet: Packet, p: float, choice: dict[int, Any], facts: Any, auto: bool,
-             flow: tuple[Any, ...], prev_key: Any, answers: Any) -> tuple[Any, ...]:
-        """One trace of ``packet`` in the world ``choice`` (of probability ``p``, within the
-        case ``facts``): (p, choice, result, previous DNAT, connection found, facts, facts
-        added to its outcomes)."""
+             flow: tuple[Any, ...], prev_key: Any, answers: Any) -> list[tuple[Any, ...]]:
+        """The traces of ``packet`` in the world ``choice`` (of probability ``p``, within the
+        case ``facts``), each as (p, choice, result, previous DNAT, connection found, facts,
+        facts added to its outcomes): one, or two when whether it answers a connection
+        masqueraded to an unknown node address depends on its destination being the node's
+        (a case each)."""
         get = self._lookup(choice)
+        if auto and get(("conn", flow)) is None:
+            reply, need = self._reply_of(flow, answers, get, facts)
+            if need is not None:
+                from netproxy.trace.matches import local_cond, local_flag
+
+                tracer = self.tracer
+                cond = local_cond(need, self.family, local_flag(tracer.ctx))
+                out = []
+                for value in (True, False):
+                    case = dict(facts or {})
+                    case[cond.key] = (value, cond)
+                    out.append(self._trace_run(packet, p, choice, case, True, flow, prev_key,
+                                               get, reply if value else None))
+                return out
+            return [self._trace_run(packet, p, choice, facts, auto, flow, prev_key, get,
+                                    reply)]
+        return [self._trace_run(packet, p, choice, facts, auto, flow, prev_key, get, None)]
+
+    def _trace_run(self, packet: Packet, p: float, choice: dict[int, Any], facts: Any,
+                   auto: bool, flow: tuple[Any, ...], prev_key: Any, get: Any,
+                   reply: Any) -> tuple[Any, ...]:
         pkt, conn = packet, None
         found = False
         if auto:
             orig = get(("conn", flow))
-            reply = None if orig is not None else self._reply_of(flow, answers, get)
             found = orig is not None or reply is not None
             if orig is not None:
                 pkt, conn = packet.with_(ct_state="ESTABLISHED"), ("orig", _conn_nat(orig))
@@ -282,7 +311,10 @@ class Stepper:
             for key in keys:
                 where[key] = factor
         self._add_replies()
-        notes = list(first.notes)
+        notes = list(dict.fromkeys(n for r in runs for n in r[2].notes))
+        origins = sorted({r[2].packet.origin for r in runs})
+        if len(origins) > 1:
+            notes.append("where the packet comes from differs by case: " + ", ".join(origins))
         if auto and any(r[2].packet.ct != first.packet.ct for r in runs):
             notes.append("conntrack state differs by what earlier packets did: "
                          + ", ".join(sorted({",".join(sorted(r[2].packet.ct)) for r in runs})))
@@ -358,9 +390,7 @@ class Stepper:
         for masq, eps in shape.replies:
             reply_dst = flow[1]
             if masq:
-                reply_dst = self.tracer.first_local()
-                if reply_dst is None:
-                    continue  # the masquerading address is not known: replies cannot match
+                reply_dst = self.tracer.first_local()  # None: a node address not known
             self._new_replies.append((flow, reply_dst, eps))
         self._add_replies()
         result = TraceResult(res.packet, res.outcomes, list(res.notes),
@@ -373,6 +403,8 @@ class Stepper:
         replies = self.replies
         for entry in self._new_replies:
             conn_flow, reply_dst, _eps = entry
+            if reply_dst is None:
+                self._unplaced = True
             h = hash((conn_flow[0], reply_dst, conn_flow[2]))
             known = replies.get(h)
             if known is None:
@@ -384,9 +416,14 @@ class Stepper:
                 replies[h] = [known, entry]
         self._new_replies.clear()
 
-    def _reply_of(self, flow: tuple[Any, ...], answers: Any, get: Any) -> Any:
+    def _reply_of(self, flow: tuple[Any, ...], answers: Any, get: Any,
+                  facts: Any) -> tuple[Any, int | None]:
         """The connection ``flow`` answers in this world, as (service address, port, client
-        address, port) for the reverse NAT; None when it answers none."""
+        address, port) for the reverse NAT, or None when it answers none; and the address
+        (or None) whether it is the node's decides that: a connection masqueraded to a node
+        address the tracer does not know is answered at the node's address, so a reply to
+        an address it cannot place answers it in the case where that address is the node's
+        (one a case already placed follows that case)."""
         fam = self.family
         for conn_flow in answers:
             nat = get(("conn", conn_flow))
@@ -394,10 +431,19 @@ class Stepper:
                 continue
             addr, port, masq = _conn_nat(nat)
             proto, src, sport, dst, dport = conn_flow
+            need = None
             if masq:
                 local = self.tracer.first_local()
                 if local is None:
-                    continue
+                    target = parse_addr(flow[3], fam)
+                    here = self.tracer.placed(target)
+                    if here is None:
+                        here = known_fact(facts or {}, ("local", target),
+                                          self.tracer.ctx.bound_only)
+                    if here is False:
+                        continue
+                    need = target if here is None else None
+                    local = flow[3]
                 reply_dst = local
             else:
                 reply_dst = src
@@ -407,8 +453,8 @@ class Stepper:
                 continue
             return (parse_addr(dst, fam) if addr is not None else None,
                     dport if addr is not None else None,
-                    parse_addr(src, fam) if masq else None, sport)
-        return None
+                    parse_addr(src, fam) if masq else None, sport), need
+        return None, None
 
     def _connection(self, values: dict[Any, Any], res: TraceResult, o: Outcome,
                     flow: tuple[Any, ...]) -> None:
@@ -418,9 +464,7 @@ class Stepper:
         values[("conn", flow)] = (("masq", dnat) if o.masquerade else (dnat or _NO_DNAT))
         reply_dst = flow[1]
         if o.masquerade:
-            reply_dst = self.tracer.first_local()
-            if reply_dst is None:
-                return  # the masquerading address is not known: replies cannot be matched
+            reply_dst = self.tracer.first_local()  # None: a node address not known
         ep = (format_addr(dnat[0], self.family), dnat[1]) if dnat else None
         self._new_replies.append((flow, reply_dst, frozenset((ep,))))
 

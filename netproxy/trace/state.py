@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from netproxy.trace.fields import DS_UNKNOWN
 from netproxy.trace.packet import Resolved
 
 
@@ -71,7 +72,7 @@ class Walk:
                  "oif", "prob", "stack", "path", "steps", "si", "dnat", "snat", "masquerade",
                  "masq_flags", "memory", "nat_ok", "looped", "orig_dst", "orig_dport", "facts",
                  "assumed", "decided", "conn", "reverse", "route", "pending", "nat_hook",
-                 "fixed", "rec", "rec_at", "tail", "tail_at", "tail_next", "tail_tried")
+                 "fixed", "rec", "rec_at", "tail", "tail_at", "tail_next", "tail_tried", "ds")
 
     def __init__(self, pkt: Resolved, memory: Memory) -> None:
         p = pkt.packet
@@ -84,6 +85,9 @@ class Walk:
         self.orig_dport = p.dport
         self.mark = p.mark
         self.ctmark = p.ctmark
+        self.ds: tuple[int, int, int] = (DS_UNKNOWN if p.tos is None else (p.tos, 0xFF, 0))
+        """The DS field as (value, known bits, flipped bits): see
+        :mod:`netproxy.trace.fields`."""
         self.ct: frozenset[str] = pkt.ct
         self.hook = ""
         self.iif: str | None = ""
@@ -154,6 +158,7 @@ class Walk:
         o.dport = self.dport
         o.mark = self.mark
         o.ctmark = self.ctmark
+        o.ds = self.ds
         o.ct = self.ct
         o.hook = self.hook
         o.iif = self.iif

@@ -11,8 +11,7 @@ from netproxy.textsafe import digits
 from netproxy.trace.addr import parse_addr
 
 FULL = 0xFFFFFFFF
-NO_EFFECT = frozenset({"LOG", "NFLOG", "TRACE", "CHECKSUM", "TCPMSS", "DSCP", "TOS", "CLASSIFY",
-                       "SET", "ULOG"})
+NO_EFFECT = frozenset({"LOG", "NFLOG", "TRACE", "CHECKSUM", "TCPMSS", "CLASSIFY", "SET", "ULOG"})
 """Targets that do not change where the packet goes (the walk continues after them)."""
 
 
@@ -51,6 +50,8 @@ def _extension(target: Target, family: str) -> tuple[str, Any]:
         return "nop", None
     if name == "MARK":
         return "MARK", _mark_op(target)
+    if name in ("TOS", "DSCP"):
+        return "DS", _ds_op(target)
     if name == "CONNMARK":
         return "CONNMARK", _connmark_op(target)
     if name == "DNAT":
@@ -67,6 +68,27 @@ def _extension(target: Target, family: str) -> tuple[str, Any]:
     if name in ("QUEUE", "NFQUEUE"):
         return "unknown", f"-j {name}: the verdict is given by a userspace program"
     return "unknown", f"target {name} is not modelled"
+
+
+def _ds_op(target: Target) -> tuple[int, int]:
+    """(xor value, clear mask) of ``-j TOS``/``-j DSCP``: the kernel does
+    ``field = (field & ~mask) ^ value`` on the DS field."""
+    from netproxy.trace.fields import DSCP_MASK, parse_dscp, parse_tos
+
+    for opt in target.options:
+        if opt.name in ("set-dscp", "set-dscp-class"):
+            return parse_dscp(opt.value) << 2, DSCP_MASK
+        if opt.name == "set-tos":
+            value, mask = parse_tos(opt.value)
+            return value, mask
+        bits = int(opt.value, 0) & 0xFF
+        if opt.name == "and-tos":
+            return 0, ~bits & 0xFF
+        if opt.name == "or-tos":
+            return bits, bits
+        if opt.name == "xor-tos":
+            return bits, 0
+    raise ValueError(f"-j {target.name} without a value")
 
 
 def _mark_op(target: Target) -> tuple[int, int]:
