@@ -307,34 +307,14 @@ def percent(p: float) -> str:
 
 def summary(result: TraceResult) -> str:
     """One line: "3 endpoints, 33.3% each, masqueraded" and the like; with unknown facts
-    that matter, one such summary per case ("if X: ...; if Y: ...")."""
-    from netproxy.trace.cases import case_list
+    that matter, what each case ends in, said compactly when there are many
+    (:mod:`netproxy.trace.wording`)."""
+    if any(o.assumes for o in result.outcomes):
+        from netproxy.trace.wording import conditional
 
-    cases = case_list(result)
-    if cases is None:
-        text = summarize(result.outcomes)
-    elif len(cases) == 1 and not cases[0][0]:
-        text = summarize(cases[0][1])  # the cases differ only in what a summary leaves out
+        text = conditional(result)
     else:
-        texts = [summarize(outs) for _cond, outs in cases]
-        if len(set(texts)) < len(texts):
-            # Cases that differ only in what the short form leaves out (which endpoints):
-            # name them, so that no two different cases read alike.
-            texts = [summarize(outs, named=True) for _cond, outs in cases]
-        grouped: dict[str, list[str]] = {}
-        for (cond, _outs), what in zip(cases, texts, strict=True):
-            grouped.setdefault(what, []).append(" and ".join(cond) or "otherwise")
-        parts = []
-        for what, conds in grouped.items():
-            if len(conds) > 1:
-                conds = [f"({c})" if " and " in c else c for c in conds]
-            parts.append(f"if {' or '.join(conds)}: {what}")
-        text = "; ".join(parts)
-        if len(text) > 400:  # too many facts to spell out here: the outcomes carry them
-            n = len(result.conditions())
-            text = f"depends on {n} unknown facts (listed under missing): " + "; ".join(
-                f"{what} in {len(conds)} of {len(cases)} cases"
-                for what, conds in grouped.items())
+        text = summarize(result.outcomes)
     if result.independent:
         text += f" (did not depend on: {'; '.join(result.independent)})"
     return text
