@@ -294,6 +294,12 @@ def test_cli_snapshot_with_the_table(capsys: pytest.CaptureFixture[str], tmp_pat
     data = json.loads(out)
     nodeport = next(c for c in data["services"][0]["checks"] if c["check"] == "walk-nodeport")
     assert nodeport["status"] == PASSED  # the snapshot knows the node's address 192.168.0.11
+    # References count the snapshot file's lines, not the nft section's.
+    lines = snap.read_text().split("\n")
+    refs = [r for c in data["services"][0]["checks"] for r in c["rules"] if r["chain"]]
+    assert refs
+    for ref in refs:
+        assert ref["text"] in lines[ref["line"] - 1], ref
 
 
 @pytest.mark.parametrize("listing,message", [

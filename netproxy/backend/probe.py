@@ -2,7 +2,8 @@
 
 Run inside a client namespace with a JSON list of probes on stdin, each
 ``{"dst": ip, "port": n, "proto": "tcp"|"udp", "src": ip|null, "count": n, "timeout": s,
-"wait": s}`` (``wait`` optional);
+"wait": s, "sport": n}`` (``wait`` and ``sport`` optional: attempt ``i`` is sent from source
+port ``sport + i``, else from one the kernel picks);
 prints a JSON list with, per probe, the local address used and one result per attempt:
 ``{"kind": "answered", "local": ..., "peer": ...}`` (what the endpoint reported),
 ``{"kind": "refused"}`` (RST or ICMP port unreachable: REJECT), ``{"kind": "timeout"}``
@@ -31,13 +32,14 @@ ANSWER_WAIT = 5.0
 
 
 def attempt(dst: str, port: int, proto: str, src: str | None, timeout: float,
-            wait: float = ANSWER_WAIT) -> tuple[dict[str, Any], str]:
+            wait: float = ANSWER_WAIT, sport: int = 0) -> tuple[dict[str, Any], str]:
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(family, kind) as sock:
         sock.settimeout(timeout)
-        if src:
-            sock.bind((src, 0))
+        if src or sport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((src or "", sport))
         local = ""
         try:
             sock.connect((dst, port))
@@ -78,12 +80,13 @@ def run(probes: list[dict[str, Any]], deadline: float) -> list[dict[str, Any]]:
     for probe in probes:
         results: list[dict[str, Any]] = []
         local = ""
-        for _ in range(min(int(probe.get("count", 1)), MAX_ATTEMPTS)):
+        sport = int(probe.get("sport", 0))
+        for i in range(min(int(probe.get("count", 1)), MAX_ATTEMPTS)):
             if time.monotonic() > deadline:
                 break
             result, local = attempt(probe["dst"], int(probe["port"]), probe.get("proto", "tcp"),
                                     probe.get("src"), float(probe.get("timeout", 0.5)),
-                                    float(probe.get("wait", ANSWER_WAIT)))
+                                    float(probe.get("wait", ANSWER_WAIT)), sport + i if sport else 0)
             results.append(result)
         out.append({"local": local, "results": results})
     return out

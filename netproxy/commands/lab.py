@@ -14,13 +14,13 @@ from netproxy.backend.engine import RestoreBackend, apply_state
 from netproxy.backend.lab import spec as labspec
 from netproxy.backend.lab.topology import Lab, teardown
 from netproxy.commands.cluster_options import (
-    build_ruleset,
     cluster_options,
     effective_config,
     load_cluster,
     settings_for,
 )
 from netproxy.errors import BackendError, InputError
+from netproxy.gcpause import paused_gc
 from netproxy.k8s.ipaddr import parse_ip
 
 DEFAULT_STATE = netns.STATE_DIR / "lab.json"
@@ -38,13 +38,13 @@ def command() -> None:
     the kernel with real TCP and UDP traffic."""
 
 
-def frontends_of(params: dict[str, Any], node_ips: list[str], localhost_nodeports: bool) -> list[labspec.Frontend]:
+def frontends_of(cluster: Any, family: str, node_ips: list[str],
+                 localhost_nodeports: bool) -> list[labspec.Frontend]:
     """Every address:port the services answer on (ClusterIP, NodePorts, external, LB)."""
     from netproxy.proxy.serviceport import all_service_ports
 
-    cluster = load_cluster(params)
     out: list[labspec.Frontend] = []
-    for spi in all_service_ports(cluster.services, params.get("family") or "ipv4"):
+    for spi in all_service_ports(cluster.services, family):
         base = {"service": spi.spn, "port": spi.port, "proto": spi.protocol, "affinity": spi.client_ip_affinity}
         if spi.protocol not in ("tcp", "udp"):
             continue
@@ -92,15 +92,11 @@ def only_one_mode(frontends: list[labspec.Frontend], service_cidrs: list[str],
     return out, beyond
 
 
-def hairpin(frontends: list[labspec.Frontend], cluster: Any,
-            settings: Any) -> list[labspec.Frontend]:
+def hairpin(frontends: list[labspec.Frontend], model: Any) -> list[labspec.Frontend]:
     """The first TCP ClusterIP (without session affinity) whose Service has two endpoints or
     more, one of them on another node: sent to by that endpoint and by one of this node's
     (§12.7: iptables mode masquerades both when they reach themselves, nftables mode only
-    this node's)."""
-    from netproxy.proxy.model import proxy_model
-
-    model = proxy_model(cluster, settings)
+    this node's). ``model``: kube-proxy's view of the cluster (the compiled one's)."""
     by_spn = {sp.spn: model.endpoints.get(sp.name, []) for sp in model.service_ports}
     for f in frontends:
         eps = [e for e in by_spn.get(f.service, []) if e.ready]
@@ -117,15 +113,19 @@ def hairpin(frontends: list[labspec.Frontend], cluster: Any,
     return []
 
 
-def build_spec(params: dict[str, Any], local_ips: list[str] | None = None,
+def build_spec(params: dict[str, Any], cluster: Any, local_ips: list[str] | None = None,
                service_cidrs: list[str] | None = None) -> tuple[labspec.LabSpec, Any]:
-    """The lab of the cluster; ``local_ips``: more node addresses (NodePorts probed on each);
-    ``service_cidrs``: the ServiceCIDRs (default: the ServiceCIDR objects among the inputs)."""
+    """The lab of ``cluster`` (loaded from ``params``) and its iptables-mode rules, compiled
+    once; ``local_ips``: more node addresses (NodePorts probed on each); ``service_cidrs``:
+    the ServiceCIDRs (default: the ServiceCIDR objects among the inputs)."""
+    from netproxy.compiler import compile_cluster
+
     if (params.get("family") or "ipv4") != "ipv4":
         raise InputError("the lab supports IPv4 only", where="--family")
-    ruleset = build_ruleset(params)
-    cluster = load_cluster(params)
     settings = settings_for(params, cluster)
+    with paused_gc(freeze=True):
+        compiled = compile_cluster(cluster, settings)
+    ruleset = compiled.save
     cfg = effective_config(params, cluster)
     node_ips = list(settings.node_ips) or [labspec.DEFAULT_NODE_IP]
     for text in local_ips or ():
@@ -136,10 +136,10 @@ def build_spec(params: dict[str, Any], local_ips: list[str] | None = None,
             node_ips.append(str(addr))
     pods = labspec.endpoints_of(ruleset)
     taken = {p.ip for p in pods} | set(node_ips)
-    frontends = frontends_of(params, node_ips, settings.localhost_nodeports)
+    frontends = frontends_of(cluster, "ipv4", node_ips, settings.localhost_nodeports)
     cidrs = _service_cidrs(params, cluster, service_cidrs)
     extra, beyond = only_one_mode(frontends, cidrs, taken)
-    frontends += extra + hairpin(frontends, cluster, settings)
+    frontends += extra + hairpin(frontends, compiled.model)
     sources = [labspec.EXTERNAL_CLIENT]
     for f in frontends:
         for cidr in f.source_ranges:
@@ -170,15 +170,22 @@ def _flags(service_cidrs: list[str] | None) -> Any:
     return NftFlags(None, None, None, tuple(service_cidrs or ()))
 
 
-def _apply_nftables(node: str, params: dict[str, Any], service_cidrs: list[str] | None) -> Any:
-    """kube-proxy's nftables table on the lab's node (``apply --proxy-mode nftables``)."""
+def _apply_nftables(node: str, params: dict[str, Any], cluster: Any,
+                    service_cidrs: list[str] | None, compiled: Any = None) -> Any:
+    """kube-proxy's nftables table on the lab's node (``apply --proxy-mode nftables``);
+    ``compiled``: the table as compiled for a node without one (used when the node has none:
+    not compiled again)."""
     from netproxy.backend.nftables import apply_nftables
     from netproxy.commands.nftables_options import nftables_tables
 
-    cluster = load_cluster(params)
     nft = {**params, "proxy_mode": "nftables"}
-    result, _ = apply_nftables(node, ["ipv4"], lambda listing: nftables_tables(
-        nft, cluster, _flags(service_cidrs), node=listing))
+
+    def tables(listing: Any) -> Any:
+        if compiled is not None and (listing is None or ("ip", "kube-proxy") not in listing.tables):
+            return [compiled]
+        return nftables_tables(nft, cluster, _flags(service_cidrs), node=listing)
+
+    result, _ = apply_nftables(node, ["ipv4"], tables)
     return result
 
 
@@ -216,7 +223,8 @@ def up(state_path: Path, variant: str, mode: str, prefix: str | None,
         raise InputError("lab up needs cluster INPUTS")
     if state_path.exists():
         raise BackendError(f"a lab is already up ({state_path}); run 'netproxy lab down' first")
-    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"}, list(local_ips),
+    cluster = load_cluster(params)
+    spec, ruleset = build_spec({**params, "proxy_mode": "iptables"}, cluster, list(local_ips),
                                list(service_cidrs))
     tools = xtables.resolve(variant) if mode == "iptables" else None
     if prefix is not None:
@@ -229,7 +237,7 @@ def up(state_path: Path, variant: str, mode: str, prefix: str | None,
             what = f"{tools.variant}, {result.counts['chains_written']} chains"
             lab.state.update({"spec": spec.to_dict(), "variant": tools.variant})
         else:
-            done = _apply_nftables(lab.state["node"], params, list(service_cidrs))
+            done = _apply_nftables(lab.state["node"], params, cluster, list(service_cidrs))
             what = f"nftables, {done.operations} operations"
             lab.state.update({"spec": spec.to_dict(), "variant": "nft", "mode": "nftables"})
         lab.state["params"] = {k: list(v) if isinstance(v, tuple) else v
@@ -306,8 +314,9 @@ def _checker(state: dict[str, Any], spec: labspec.LabSpec, mode: str, **knobs: A
     return Checker(state, spec, ruleset, variant=tools.variant, **knobs)
 
 
-def _switch(state: dict[str, Any], params: dict[str, Any], mode: str) -> None:
-    """Put the lab's node in ``mode``: the other mode's rules removed, this mode's applied."""
+def _switch(state: dict[str, Any], params: dict[str, Any], mode: str, both: Any) -> None:
+    """Put the lab's node in ``mode``: the other mode's rules removed, this mode's applied
+    (``both``: the cluster compiled in both modes, :class:`~netproxy.migrate.compiled.BothModes`)."""
     from netproxy.backend.engine import cleanup
     from netproxy.backend.nftables import cleanup as nft_cleanup
 
@@ -315,11 +324,10 @@ def _switch(state: dict[str, Any], params: dict[str, Any], mode: str) -> None:
     tools = xtables.resolve(state["variant"])
     if mode == "nftables":
         cleanup(RestoreBackend(node, tools), reread=True)
-        _apply_nftables(node, params, state.get("service_cidrs"))
+        _apply_nftables(node, params, both.cluster, state.get("service_cidrs"), both.table)
     else:
         nft_cleanup(node)
-        ruleset = build_ruleset({**params, "proxy_mode": "iptables"})
-        apply_state(RestoreBackend(node, tools), desired_state(ruleset), reread=True)
+        apply_state(RestoreBackend(node, tools), desired_state(both.iptables), reread=True)
 
 
 def _check_both(state: dict[str, Any], spec: labspec.LabSpec, as_json: bool, **knobs: Any) -> int:
@@ -329,20 +337,21 @@ def _check_both(state: dict[str, Any], spec: labspec.LabSpec, as_json: bool, **k
     if params is None:
         raise BackendError("this lab was brought up by an older netproxy (no cluster inputs in "
                            "its state); run 'netproxy lab down' and 'netproxy lab up' again")
+    from netproxy.migrate.compiled import compile_both
+
     home = state.get("mode") or "iptables"
+    # loaded and compiled once: what each mode applies and what migrate predicts
+    both = compile_both({**params, "family": "ipv4"}, load_cluster(params),
+                        _flags(state.get("service_cidrs")))
     checkers: dict[str, Any] = {}
     reports: dict[str, dict[str, Any]] = {}
     try:
         for mode in ("iptables", "nftables"):
-            _switch(state, params, mode)
+            _switch(state, params, mode, both)
             checkers[mode] = _checker(state, spec, mode, **knobs)
             reports[mode] = checkers[mode].run()
     finally:
-        _switch(state, params, home)
-    from netproxy.migrate.compiled import compile_both
-
-    both = compile_both({**params, "family": "ipv4"}, load_cluster(params),
-                        _flags(state.get("service_cidrs")))
+        _switch(state, params, home, both)
     migration = compare_modes(checkers["iptables"], checkers["nftables"],
                               old_nodeports=both.old_settings.nodeports,
                               new_nodeports=both.new_settings.nodeports,

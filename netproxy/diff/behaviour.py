@@ -22,10 +22,10 @@ from netproxy.netfilter.model import Rule, Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.netfilter.values import saved_address
 from netproxy.textsafe import digits
+from netproxy.trace import Packet, Tracer, TraceResult
 
 if TYPE_CHECKING:
     from netproxy.diff.nftdiff import Views
-from netproxy.trace import Packet, Tracer
 
 _EXTERNAL = {"ipv4": "203.0.113.77", "ipv6": "2001:db8:ffff::77"}
 _NODE = {"ipv4": "192.0.2.10", "ipv6": "2001:db8:1::10"}
@@ -134,16 +134,7 @@ def outcomes(tracer: Tracer, packet: Packet, *, reasons: bool = True,
         result = tracer.trace(packet)
     except TraceError as err:
         return {f"error: {err}": 1.0}
-    merged: dict[str, float] = {}
-    for o in result.outcomes:
-        text = o.verdict
-        if o.dnat:
-            text += f" DNAT {o.dnat}"
-        if o.masquerade:
-            text += " masquerade"
-        if o.reason and reasons:
-            text += f" ({o.reason})"
-        merged[text] = merged.get(text, 0.0) + o.probability
+    merged = texts(result, reasons=reasons)
     if affinity and len({o.dnat for o in result.outcomes if o.dnat}) > 1:
         second = packet.with_(sport=(packet.sport or 40000) + 1, time=packet.time + 1.0)
         sticky = 0.0
@@ -157,6 +148,21 @@ def outcomes(tracer: Tracer, packet: Packet, *, reasons: bool = True,
             sticky += o.probability * sum(a.probability for a in again.outcomes
                                           if a.dnat == o.dnat)
         merged[AFFINITY] = sticky
+    return merged
+
+
+def texts(result: TraceResult, *, reasons: bool = True) -> dict[str, float]:
+    """A trace's outcomes as :func:`outcomes` gives them (without the affinity trace)."""
+    merged: dict[str, float] = {}
+    for o in result.outcomes:
+        text = o.verdict
+        if o.dnat:
+            text += f" DNAT {o.dnat}"
+        if o.masquerade:
+            text += " masquerade"
+        if o.reason and reasons:
+            text += f" ({o.reason})"
+        merged[text] = merged.get(text, 0.0) + o.probability
     return merged
 
 

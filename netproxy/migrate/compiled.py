@@ -10,7 +10,7 @@ from netproxy.gcpause import paused_gc
 
 if TYPE_CHECKING:
     from netproxy.commands.nftables_options import NftFlags
-    from netproxy.compiler.nftables import NftOptions
+    from netproxy.compiler.nftables import NftOptions, Table
     from netproxy.k8s.loader import Cluster
     from netproxy.netfilter.model import Ruleset
     from netproxy.netfilter.nft import NftRuleset
@@ -30,6 +30,9 @@ class BothModes:
     iptables: Ruleset
     nftables: NftRuleset
     """The nftables table as ``nft list table`` shows it, parsed."""
+    table: Table
+    """The nftables table as compiled (for a node that holds none yet)."""
+    cluster: Cluster
 
     def tracers(self, local_ips: list[str]) -> tuple[Tracer, Tracer]:
         """A tracer of each mode's rules, on a node holding ``local_ips``."""
@@ -60,4 +63,5 @@ def compile_both(params: dict[str, Any], cluster: Cluster, flags: NftFlags) -> B
         model, ipt = compiled.model, compiled.save
         table = compile_table(proxy_model(cluster, new_settings), new_settings, options)
         listing = parse_nft(list_table(table), source="<compiled nftables>", strict=True)
-    return BothModes(fam, model, old_settings, new_settings, options, ipt, listing)
+    return BothModes(fam, model, old_settings, new_settings, options, ipt, listing, table,
+                     cluster)

@@ -182,8 +182,10 @@ class NodeContext:
 
     @property
     def nft_ruleset(self) -> str | None:
+        """The ``nft list ruleset`` section, preceded by blank lines so that the line numbers
+        a parser gives its rules and elements are the snapshot file's (None when absent)."""
         sec = self.sections.get(NFT)
-        return sec.text if sec is not None else None
+        return sec.numbered() if sec is not None else None
 
     def rules_sections(self, family: str) -> list[Section]:
         """The iptables sections of ``family`` present (legacy first)."""

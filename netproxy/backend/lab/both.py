@@ -10,11 +10,12 @@ from collections import Counter
 from typing import Any
 
 from netproxy.backend.lab.check import Checker, Group, observed_key, outcome_key
-from netproxy.diff.behaviour import lines, outcomes, same
+from netproxy.diff.behaviour import lines, same, texts
+from netproxy.errors import TraceError
 from netproxy.migrate import probes as p
 from netproxy.migrate.expected import classify
 from netproxy.proxy.nodeports import NodePortAddresses
-from netproxy.trace import Tracer
+from netproxy.trace import Packet, Tracer, TraceResult
 
 _KINDS = {"cluster-ip": p.CLUSTER_IP, "node-port": p.NODE_PORT,
           "localhost-node-port": p.LOCALHOST_NODE_PORT, "external-ip": p.EXTERNAL_IP,
@@ -45,12 +46,31 @@ def _kinds(seen: dict[str, int], affinity: bool) -> set[str]:
     return {k if k in ("timeout", "refused") else "one endpoint" for k in seen}
 
 
-def _allowed(checker: Checker, g: Group, tracer: Tracer) -> set[str]:
-    """What a client may see when ``tracer``'s rules hold (as the check keys it)."""
+def _allowed(checker: Checker, g: Group, traced: TraceResult) -> set[str]:
+    """What a client may see when the rules ``traced`` went through hold (as the check
+    keys it)."""
     f = g.frontend
     assert g.packet is not None
     return {outcome_key(o, f.ip, checker.local_ips, f.port, checker.beyond, g.packet.src)
-            for o in tracer.trace(g.packet).outcomes if o.probability > 0}
+            for o in traced.outcomes if o.probability > 0}
+
+
+def _trace(tracer: Tracer, packet: Packet) -> tuple[dict[str, float], TraceResult | None]:
+    """The packet's outcomes (:func:`~netproxy.diff.behaviour.outcomes`, no reasons) and the
+    trace they come from (None when the tracer refused the packet)."""
+    try:
+        traced = tracer.trace(packet)
+    except TraceError as err:
+        return {f"error: {err}": 1.0}, None
+    return texts(traced, reasons=False), traced
+
+
+def _read_back(checker: Checker, g: Group, packet: Packet) -> dict[str, float]:
+    """The outcomes of the rules read back from the node: the check's own trace of the
+    group's packet when it is ``packet`` (traced once)."""
+    if g.traced is not None and g.packet == packet:
+        return texts(g.traced, reasons=False)
+    return _trace(checker.tracer, packet)[0]
 
 
 def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresses,
@@ -68,11 +88,11 @@ def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresse
     for a, b in zip(old.groups, new.groups, strict=True):
         assert a.label() == b.label()
         probe = _probe(a)
-        ra = outcomes(old.tracer, probe.packet, reasons=False)
-        rb = outcomes(new.tracer, probe.packet, reasons=False)
+        ra = _read_back(old, a, probe.packet)
+        rb = _read_back(new, b, probe.packet)
         t_old, t_new = predicted
-        pa = outcomes(t_old, probe.packet, reasons=False)
-        pb = outcomes(t_new, probe.packet, reasons=False)
+        pa, traced_a = _trace(t_old, probe.packet)
+        pb, traced_b = _trace(t_new, probe.packet)
         seen_a = dict(Counter(observed_key(r) for r in a.observed))
         seen_b = dict(Counter(observed_key(r) for r in b.observed))
         predicted_change = not same(pa, pb)
@@ -82,8 +102,9 @@ def compare_modes(old: Checker, new: Checker, *, old_nodeports: NodePortAddresse
         if predicted_change and key is None:
             findings += 1
         as_compiled = same(pa, ra) and same(pb, rb)
-        allowed = (set(seen_a) <= _allowed(old, a, t_old)
-                   and set(seen_b) <= _allowed(new, b, t_new))
+        allowed = (traced_a is not None and traced_b is not None
+                   and set(seen_a) <= _allowed(old, a, traced_a)
+                   and set(seen_b) <= _allowed(new, b, traced_b))
         why = [text for bad, text in (
             (not a.ok, "the iptables-mode check failed"),
             (not b.ok, "the nftables-mode check failed"),

@@ -41,9 +41,14 @@ from netproxy.backend.probe import MAX_ATTEMPTS
 from netproxy.netfilter.model import Ruleset
 from netproxy.netfilter.nft import NftRuleset
 from netproxy.progress import Progress, progress
-from netproxy.trace import Packet, Tracer
+from netproxy.trace import Packet, Tracer, TraceResult
 
 COVERAGE_MIN = 0.10
+SPORTS = (10000, 32767)
+"""The source ports the probes are sent from, one per attempt and none twice in a check
+(below Linux's ephemeral range). The kernel picks UDP source ports at random: of 300
+datagrams one came from a port used before, matched that datagram's conntrack entry and
+skipped DNAT (the same endpoint again, no nat hops in a kernel path)."""
 PATH_TABLES = ("nat", "filter")
 
 
@@ -63,6 +68,8 @@ class Group:
     kernel_path: dict[str, Any] | None = None
     packet: Packet | None = None
     """The packet the prediction traced (for comparing two modes' predictions)."""
+    traced: TraceResult | None = None
+    """What the tracer made of ``packet``."""
 
     @property
     def ok(self) -> bool:
@@ -125,6 +132,8 @@ class Checker:
         self.nft = list(nft)
         """kube-proxy's nftables table (nftables mode): the tracer walks it."""
         self.groups: list[Group] = []
+        self._sport: dict[str, int] = {}
+        """The next source port per client namespace."""
 
     # -- planning ---------------------------------------------------------------------
     def plan(self) -> None:
@@ -173,7 +182,7 @@ class Checker:
         packet = Packet(dst=f.ip, src=src, proto=f.proto, dport=f.port, in_interface=g.in_interface,
                         origin=origin)
         g.packet = packet
-        result = self.tracer.trace(packet)
+        result = g.traced = self.tracer.trace(packet)
         g.predicted, g.masq_predicted = {}, {}
         for o in result.outcomes:
             key = outcome_key(o, f.ip, self.local_ips, f.port, self.beyond, packet.src)
@@ -188,12 +197,22 @@ class Checker:
             by_ns.setdefault(g.client_ns, []).append(g)
         for ns, groups in by_ns.items():
             probes = [{"dst": g.frontend.ip, "port": g.frontend.port, "proto": g.frontend.proto,
-                       "src": g.src, "count": g.count, "timeout": self.timeout} for g in groups]
+                       "src": g.src, "count": g.count, "timeout": self.timeout,
+                       "sport": self._sports(ns, g.count)} for g in groups]
             for g, res in zip(groups, self._run_probes(ns, probes), strict=True):
                 g.local = res["local"] or (g.src or "")
                 g.observed = res["results"]
             if bar is not None:
                 bar.advance(len(groups))
+
+    def _sports(self, ns: str, count: int) -> int:
+        """The first of ``count`` source ports not used yet in client namespace ``ns``
+        (after 22,768 attempts from one namespace they are used again)."""
+        first = self._sport.get(ns, SPORTS[0])
+        if first + count > SPORTS[1]:
+            first = SPORTS[0]
+        self._sport[ns] = first + count
+        return first
 
     def _run_probes(self, ns: str, probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         budget = max(1.0, self.deadline - time.monotonic())
@@ -259,7 +278,7 @@ class Checker:
 
         def send() -> None:
             probe = [{"dst": f.ip, "port": f.port, "proto": f.proto, "src": g.src, "count": 1,
-                      "timeout": self.timeout}]
+                      "timeout": self.timeout, "sport": self._sports(g.client_ns, 1)}]
             sample.extend(self._run_probes(g.client_ns, probe)[0]["results"])
 
         tables: tuple[str, ...] = PATH_TABLES
@@ -304,6 +323,9 @@ class Checker:
 
     def run(self) -> dict[str, Any]:
         self.plan()
+        # no connection of an earlier check (or of the other mode's rules) is tracked: every
+        # attempt is a new conntrack entry, NATed by the rules the node holds now
+        netns.run(self.state["node"], ["conntrack", "-F"])
         with progress("lab check: sending traffic", len(self.groups),
                       unit="frontend/source groups") as bar:
             self.probe(bar)
