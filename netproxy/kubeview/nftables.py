@@ -460,10 +460,14 @@ def _source_ranges(rule: NftRule) -> list[str]:
         m = _match(stmt)
         if m is None or m.get("op") != "!=" or not _is_field(m.get("left"), None, "saddr"):
             continue
-        right = m.get("right")
-        items = right["set"] if isinstance(right, dict) and isinstance(right.get("set"), list) else [right]
-        out += [t for t in map(_prefix_text, items) if t is not None]
+        out += _prefix_texts(m.get("right"))
     return out
+
+
+def _prefix_texts(right: Any) -> list[str]:
+    """The addresses and prefixes a match compares with: one, or an anonymous set's."""
+    items = right["set"] if isinstance(right, dict) and isinstance(right.get("set"), list) else [right]
+    return [t for t in map(_prefix_text, items) if t is not None]
 
 
 def _read_frontends(r: _Reader) -> None:
@@ -636,10 +640,7 @@ def read_node_rules(table: NftTable, *, sample: int | None = None) -> NodeRules:
                 m = _match(stmt)
                 if m is None or m.get("op") != "==" or not _is_field(m.get("left"), None, "daddr"):
                     continue
-                right = m.get("right")
-                items = right["set"] if isinstance(right, dict) and isinstance(right.get("set"), list) else [right]
-                out.service_cidrs += [(t, r.rule_ref(check, i)) for t in map(_prefix_text, items)
-                                      if t is not None]
+                out.service_cidrs += [(t, r.rule_ref(check, i)) for t in _prefix_texts(m.get("right"))]
     for ref, element in r.elements("firewall-ips"):
         vip = _element_parts(element)[0]
         fw = table.chains.get(ref.jump or "")

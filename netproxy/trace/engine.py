@@ -93,9 +93,11 @@ _LOOKUP = Matcher((), (True,))
 """What an nft lookup (a ``dyn`` action) is to :meth:`Tracer._note_eval`: pure, reads the
 packet (lookups with side effects end the recording themselves)."""
 
-_CAND, _ADDR, _EVAL, _NAT, _ROUTE = 0, 1, 2, 3, 4
+_CAND, _ADDR, _EVAL, _NAT, _ROUTE, _STATE = 0, 1, 2, 3, 4, 5
 """What a base chain summary's checks are: a chain index lookup, a rule's address matches,
-an evaluator that reads addresses or ports, and (last) the NAT the chain ended with."""
+an evaluator that reads addresses or ports, and (last) the NAT the chain ended with; a
+tail's also the routing decision, and the walk's state where its next checks were made
+(:meth:`Tracer._state`)."""
 SUMMARY_KEYS = 20_000
 """Entry states summarized at most (they hold the facts a branch assumed, so a capture with
 many unplaced addresses would otherwise add some with every packet)."""
@@ -117,7 +119,7 @@ class Tail:
                  "delivered")
 
     def __init__(self, rec: list[Any], path: tuple[Any, ...], w: Walk, delivered: str) -> None:
-        self.checks = tuple(c for c in rec if c[0] != _NAT)
+        self.checks = _asked(c for c in rec if c[0] != _NAT)
         self.nats = tuple(c[1:] for c in rec if c[0] == _NAT)
         self.path = path
         self.mark = w.mark
@@ -126,6 +128,24 @@ class Tail:
         self.nat_ok = w.nat_ok
         self.assumed = w.assumed
         self.delivered = delivered
+
+
+def _asked(checks: Iterable[Any]) -> tuple[Any, ...]:
+    """The checks without the ``_STATE`` entries no evaluator was asked in (before the next
+    one, or at the end): only evaluators read the state."""
+    out: list[Any] = []
+    unasked: int | None = None  # where the last state no evaluator was asked in is
+    for check in checks:
+        if check[0] == _STATE:
+            if unasked is not None:
+                del out[unasked]
+            unasked = len(out)
+        elif check[0] == _EVAL:
+            unasked = None
+        out.append(check)
+    if unasked is not None:
+        del out[unasked]
+    return tuple(out)
 
 
 class Summary:
@@ -934,6 +954,8 @@ class Tracer:
                 if code.nat and w.nat_hook == hook:
                     continue  # an earlier nat chain at this hook set up the NAT already
                 self._enter(w, hook)
+                if w.tail is not None:
+                    w.tail.append(self._state(w))
                 if self.summaries and self._replay(w, code):
                     continue
                 cands = code.candidates(w.dst, proto, w.dport)
@@ -1111,10 +1133,13 @@ class Tracer:
     # address matches, evaluators that read them) with their answers; a later branch with
     # the same key whose addresses and ports pass every check would walk the same rules to
     # the same end, so the summary's hops and state are taken over instead. nftables chains
-    # alike: their evaluators and set/map lookups (``dyn`` actions) are checks. Walks that
-    # fork, assume a fact, use kernel memory (recent, nth, limit, numgen inc, dynamic sets
-    # updated) or end the packet are not summarized. Summaries never change an answer: ``summaries = False`` walks everything
-    # and the tests compare both.
+    # alike: their evaluators that read more than the key holds and their set/map lookups
+    # (``dyn`` actions) are checks. A statement whose effect follows from the key (a mark set
+    # from marks) notes the state it leaves (``_STATE``), in which the checks after it are
+    # asked again. Walks that fork, assume a fact, use kernel memory (recent, nth, limit,
+    # numgen inc, dynamic sets updated) or end the packet are not summarized. Summaries
+    # never change an answer: ``summaries = False`` walks everything and the tests compare
+    # both.
 
     def _key(self, w: Walk, code: ChainCode) -> tuple[Any, ...]:
         facts = tuple((k, v[0]) for k, v in w.facts.items()) if w.facts else ()
@@ -1163,12 +1188,16 @@ class Tracer:
     # After a DNAT, the rest of a branch's walk -- routing decision, FORWARD or INPUT,
     # POSTROUTING -- depends on the branch's new destination only through the checks the
     # base chains' summaries make and the routing decision; a branch that arrives there in
-    # the same state (its tail key) and passes them all is delivered the same way. Only
-    # arriving packets without a node routing table and outside connections are followed
-    # this way (the routing decision then is whether the destination is the node's).
+    # the same state (its tail key) and passes them all is delivered the same way. The tail
+    # notes the walk's state as it enters each base chain (hook, interfaces, marks, conntrack
+    # state, NAT so far: ``_STATE``), and a replay asks each check in the state it was
+    # recorded in; a check made after a NAT changed the packet's addresses is not replayed
+    # (the tail is not kept). Only arriving packets without a node routing table and outside
+    # connections are followed this way (the routing decision then is whether the
+    # destination is the node's).
 
     def _tail_key(self, w: Walk) -> tuple[Any, ...] | None:
-        if (self.router is not None or w.conn is not None or self._nft_tables
+        if (self.router is not None or w.conn is not None
                 or w.pkt.origin in ("node", "localhost")):
             return None
         p = w.pkt.packet
@@ -1217,18 +1246,49 @@ class Tracer:
         rec = w.tail
         assert rec is not None
         w.tail = None
+        moved = False
+        for check in rec[1:]:
+            if check[0] == _NAT:
+                kind, data = check[1], check[2]
+                moved = moved or kind == "DNAT" or kind == "REDIRECT" or (
+                    kind == "SNAT" and (data[0] is not None or data[1] is not None))
+            elif moved and check[0] != _STATE:
+                # A check made after a NAT changed the packet's addresses or ports got its
+                # answer for the NATed ones, which a replay (checking the branch as it is at
+                # the tail's start) would not ask about: not kept.
+                return
         tail = Tail(rec[1:], tuple(w.path[w.tail_at:]), w, delivered)
         self._tails.setdefault(rec[0], [[], 0, 0])[0].append(tail)
 
+    @staticmethod
+    def _state(w: Walk) -> tuple[Any, ...]:
+        """What evaluators may read of a walk besides the packet's addresses and ports, and
+        what changes along one (hook, interfaces, marks, conntrack state, NAT so far, stated
+        defaults): noted in a tail at each base chain it enters, and in a summary or tail
+        after a keyed effect (``Matcher.keyed_effects``)."""
+        return (_STATE, w.hook, w.iif, w.oif, w.mark, w.ctmark, w.ct, w.masquerade, w.snat,
+                w.assumed)
+
+    @staticmethod
+    def _set_state(w: Walk, state: tuple[Any, ...]) -> None:
+        (_, w.hook, w.iif, w.oif, w.mark, w.ctmark, w.ct, w.masquerade, w.snat,
+         w.assumed) = state
+
     def _passes(self, w: Walk, checks: tuple[Any, ...]) -> bool:
-        """Whether the branch's addresses and ports get the recorded answers."""
+        """Whether the branch's addresses and ports get the recorded answers. Evaluators
+        are asked in the state the recording walk had when it asked them (its ``_STATE``
+        entries), which is this branch's state there as well: that state follows from the
+        key and the answers before; the branch's own state is restored afterwards."""
         proto = w.fixed[0]
+        saved = None
+        ok = True
         for check in checks:
             what = check[0]
             if what == _CAND:
                 got: Any = check[1].candidates(w.dst, proto, w.dport)
                 if got is not check[2] and got != check[2]:
-                    return False
+                    ok = False
+                    break
             elif what == _ADDR:
                 miss = False
                 for is_src, net, mask, neg in check[1]:
@@ -1236,13 +1296,22 @@ class Tracer:
                         miss = True
                         break
                 if miss != check[2]:
-                    return False
+                    ok = False
+                    break
             elif what == _ROUTE:
                 if self._delivered_known(w) is not check[1]:
-                    return False
+                    ok = False
+                    break
+            elif what == _STATE:
+                if saved is None:
+                    saved = self._state(w)
+                self._set_state(w, check)
             elif check[1](w) != check[2]:
-                return False
-        return True
+                ok = False
+                break
+        if saved is not None:
+            self._set_state(w, saved)
+        return ok
 
     def _delivered_known(self, w: Walk) -> bool | None:
         """The routing decision without a node routing table, None where it would fork."""
@@ -1268,15 +1337,24 @@ class Tracer:
         assert rec is not None
         w.rec = None
         nat = rec.pop()[1:] if rec[-1][0] == _NAT and len(rec) > 1 else None
-        summary = Summary(tuple(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
+        summary = Summary(_asked(rec[1:]), tuple(w.path[w.rec_at:]), w, nat)
         self._summaries.setdefault(rec[0], [[], 0, 0])[0].append(summary)
 
     def _note_eval(self, m: Matcher, j: int, w: Walk, r: object, f: Any = None) -> None:
         """Record evaluator ``j``'s answer (or ``f``'s, an nft lookup's) as a check, when it
         reads addresses or ports; an answer that assumes a fact, or an evaluator with kernel
         memory, ends the recording."""
-        if type(r) is Cond or not m.pure[j]:
+        if type(r) is Cond:
             w.rec = w.tail = None
+        elif not m.pure[j]:
+            if j in m.keyed_effects:  # the state it left, for the checks after it
+                state = self._state(w)
+                if w.rec is not None:
+                    w.rec.append(state)
+                if w.tail is not None:
+                    w.tail.append(state)
+            else:
+                w.rec = w.tail = None
         elif m.header is None or m.header[j]:
             check = (_EVAL, f or m.evals[j], r)
             if w.rec is not None:

@@ -106,6 +106,11 @@ class Matcher:
     :meth:`netproxy.trace.engine.Tracer._replay`); the others read only what the summary's
     key holds (marks, conntrack state, interfaces, the packet's fixed fields). None: all
     may (a matcher built elsewhere)."""
+    keyed_effects: frozenset[int] = frozenset()
+    """Positions of evaluators with side effects that follow from what a summary's key
+    holds (nft's ``meta mark set meta mark | 0x4000``: a mark from marks and constants): a
+    walk being summarized notes the state they leave and goes on recording (see
+    :meth:`netproxy.trace.engine.Tracer._note_eval`), where any other side effect ends it."""
 
 
 def _const(value: object) -> Eval:

@@ -79,10 +79,18 @@ _EFFECTS = frozenset({"mangle", "set", "notrack", "limit", "quota", "xt"})
 """Statements that act and let the rule go on (xt: matches; an xt target is quiet)."""
 
 
-def _ends_rule(stmt: dict[str, Any]) -> bool:
-    """Whether a statement is the rule's action: the statements after it never run."""
-    (key, _), = stmt.items()
-    return key not in _EFFECTS and key not in _QUIET and key != "match" and key != "unknown"
+_GOES_ON = _EFFECTS | _QUIET | {"match", "unknown"}
+"""Statements that are not the rule's action: the statements after them run."""
+
+
+def _action_at(exprs: list[dict[str, Any]]) -> int:
+    """Where the rule's action is (the statements after it never run); ``len(exprs)`` when
+    it has none."""
+    for i, stmt in enumerate(exprs):
+        (key, _), = stmt.items()
+        if key not in _GOES_ON:
+            return i
+    return len(exprs)
 
 
 def verdict_action(value: Any) -> Action | str:
@@ -139,6 +147,12 @@ class _Index:
     hit: Any
     """An added element's value: True in a set; in a map, why it is not known."""
 
+    @property
+    def hashed_only(self) -> bool:
+        """No intervals or wildcards and no elements added by packets: :meth:`find` is a
+        lookup in ``exact``."""
+        return not self.ranges and self.dynamic is None
+
     def find(self, key: Any, w: Walk | None = None) -> Any:
         """The value (True for sets) of ``key``, or MISSING."""
         found = self.exact.get(key, MISSING)
@@ -160,6 +174,16 @@ class _Keyed(NamedTuple):
 
     get: Get
     kind: str
+    attr: str | None = None
+    """The walk's attribute (a dotted path) ``get`` reads: its value whenever ``get``
+    gives neither NO nor a :class:`Why` (see :func:`_read`)."""
+    plain: bool = False
+    """``get`` never gives NO or a Why: the attribute is the value."""
+
+
+def _attr(path: str, kind: str) -> _Keyed:
+    """A getter that is a plain attribute of the walk (``w.dst``, ``w.pkt.proto``)."""
+    return _Keyed(operator.attrgetter(path), kind, path, True)
 
 
 class NftRules:
@@ -193,7 +217,7 @@ class NftRules:
         """(matcher, action kind, action data) of one rule. ``ident`` names the rule's
         kernel state (numgen inc counters); the rule object's identity by default."""
         exprs = rule.exprs
-        end = next((i for i, stmt in enumerate(exprs) if _ends_rule(stmt)), len(exprs))
+        end = _action_at(exprs)
         # Rules with the same statements before their action share one matcher (kube-proxy
         # repeats ``meta l4proto tcp`` and ``ct state new`` thousands of times); equal
         # statements print alike, and a rule is compiled once, so the key costs little.
@@ -216,7 +240,8 @@ class NftRules:
                     data = self._then(data, rule, end + 1, label, table)
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 matcher = Matcher(matcher.evals + (self._no(f"{name} not modelled ({err})"),),
-                                  matcher.pure + (False,), matcher.forks)
+                                  matcher.pure + (False,), matcher.forks,
+                                  (*(matcher.header or ()), True), matcher.keyed_effects)
         if kind == "unknown":
             self.unmodelled.append(str(data))
         return matcher, kind, data
@@ -226,6 +251,10 @@ class NftRules:
         them ends the rule early (not understood: the action is never reached)."""
         evals: list[Any] = []
         pure: list[bool] = []
+        header: list[bool] = []
+        """Per evaluator: whether it reads more than a walk summary's key holds (see
+        ``Matcher.header``)."""
+        effects: set[int] = set()
         forks: dict[int, tuple[float, bool]] = {}
         complete = True
         for stmt in exprs:
@@ -236,6 +265,7 @@ class NftRules:
                     if isinstance(got, tuple):
                         forks[len(evals)] = got[1]
                         got = got[0]
+                    header.append(not self._keyed_match(body, label, table))
                     evals.append(got)
                     pure.append(True)
                     continue
@@ -246,13 +276,28 @@ class NftRules:
                 else:
                     evals.append(self.statement(key, body, label, table))
                     pure.append(False)
+                    header.append(True)
+                    if _keyed_statement(key, body):
+                        effects.add(len(evals) - 1)
                     continue
             except (ValueError, KeyError, TypeError, IndexError) as err:
                 evals.append(self._no(f"{key} not modelled ({err})"))
             pure.append(False)
+            header.append(True)
             complete = False
             break
-        return Matcher(tuple(evals), tuple(pure), forks), complete
+        return Matcher(tuple(evals), tuple(pure), forks, tuple(header), frozenset(effects)), \
+            complete
+
+    def _keyed_match(self, body: dict[str, Any], label: str, table: NftTable) -> bool:
+        """Whether a match reads only what a walk summary's key holds: no address, port or
+        connection of the packet's, and no set that packets add elements to."""
+        right = body["right"]
+        if isinstance(right, str) and right.startswith("@"):
+            nset = table.sets.get(right[1:])
+            if nset is None or nset.dynamic or nset.name in self._updated(label, table):
+                return False
+        return _keyed(body["left"]) and _keyed(right)
 
     def _then(self, lookup: Callable[[Walk], Any], rule: NftRule, at: int, label: str,
               table: NftTable) -> Callable[[Walk], Any]:
@@ -344,9 +389,11 @@ class NftRules:
         family = self.family
 
         def make(a: Any, p: Any) -> Action | str:
-            if isinstance(a, dict) and "concat" in a and p is None and len(a["concat"]) == 2:
-                a, p = a["concat"]
-            if isinstance(a, dict) or isinstance(p, dict) and kind == "DNAT":
+            if type(a) is dict and p is None:
+                pair = a.get("concat")
+                if pair is not None and len(pair) == 2:
+                    a, p = pair
+            if type(a) is dict or type(p) is dict and kind == "DNAT":
                 return f"{key} to a range {a}:{p} (the kernel picks one)"
             try:
                 num = parse_addr(a, family) if a is not None else None
@@ -371,10 +418,8 @@ class NftRules:
         if isinstance(key, dict) and ("numgen" in key or "jhash" in key or "symhash" in key):
             (mode, gen), = key.items()
             mod, off = int(gen["mod"]), int(gen.get("offset", 0))
-            index = self.index(data, ("int",), label, table, to_action)
             acts: list[Action] = []
-            for n in range(off, off + mod):
-                act = index.find(n)
+            for act in self._numbered(data, off, mod, label, table, to_action):
                 if act is MISSING:
                     act = ("none", None)
                 elif isinstance(act, str):
@@ -388,11 +433,33 @@ class NftRules:
             return self._hashed(mode, gen, acts)
         getters = [self.getter(p) for p in _parts(key)]
         index = self.index(data, tuple(g.kind for g in getters), label, table, to_action)
+        if index.hashed_only:  # no value is None: a missing key gives None as it should
+            get = index.exact.get
+            return _decided(_read(getters), lambda k, w: get(k), None)
 
         def action(k: Any, w: Walk) -> Any:
             found = index.find(k, w)
             return None if found is MISSING else found
-        return _decided(_reader([g.get for g in getters]), action, None)
+        return _decided(_read(getters), action, None)
+
+    def _numbered(self, data: Any, off: int, mod: int, label: str, table: NftTable,
+                  to_action: Callable[[Any], Action | str]) -> list[Any]:
+        """The map's value (an action, why not, or MISSING) for each number a ``numgen`` or
+        hash gives, ``off`` to ``off + mod - 1``. An anonymous map keyed by plain numbers
+        (kube-proxy's endpoints, one per number, thousands of them) is read as it is;
+        others through an index."""
+        items = data.get("set") if isinstance(data, dict) else None
+        if items is not None:
+            values: dict[int, Any] = {}
+            for item in items:
+                if type(item) is not list or type(item[0]) is not int:
+                    break  # a range, or a set rather than a map: through an index
+                values.setdefault(item[0], item[1])  # the first element of a key counts
+            else:
+                return [to_action(values[n]) if n in values else MISSING
+                        for n in range(off, off + mod)]
+        index = self.index(data, ("int",), label, table, to_action)
+        return [index.find(n) for n in range(off, off + mod)]
 
     def _counter(self, gen: dict[str, Any], acts: list[Action]) -> Callable[[Walk], Any]:
         """``numgen inc mod N``: one counter per expression, shared by every packet that
@@ -428,7 +495,7 @@ class NftRules:
         label, line, _ident = self._rule
         weights = _bucket_shares(mod)
         if mode == "jhash":
-            read = _reader([self.getter(p).get for p in _parts(gen["expr"])])
+            read = _read([self.getter(p) for p in _parts(gen["expr"])])
         else:  # symhash: the flow, the same in both directions
             read = _flow_ends
 
@@ -466,16 +533,26 @@ class NftRules:
         exact: dict[Any, Any] = {}
         ranges: list[tuple[Any, Any]] = []
         single = len(kinds) == 1
+        convs = [self._converter(kind) for kind in kinds]
+        conv = convs[0]
         for k, value in items:
-            parts = tuple(self.const(p, kind) for p, kind in zip(_parts(k), kinds, strict=False))
-            if len(parts) != len(kinds):
-                continue
             if convert is not None:
                 value = convert(value)
-            if all(not isinstance(p, tuple) for p in parts):
-                exact.setdefault(parts[0] if single else parts, value)
-            else:
+            if single and type(k) is not dict:  # a plain value (cluster-ips' addresses)
+                part = conv(k)
+                if type(part) is tuple:  # an interface wildcard
+                    ranges.append(((part,), value))
+                else:
+                    exact.setdefault(part, value)
+                continue
+            raw = k["concat"] if type(k) is dict and "concat" in k else (k,)
+            if len(raw) < len(kinds):
+                continue
+            parts = tuple(map(_call, convs, raw))
+            if tuple in map(type, parts):  # a range, prefix or wildcard
                 ranges.append((parts, value))
+            else:
+                exact.setdefault(parts[0] if single else parts, value)
         hit = True if convert is None or dynamic is None else \
             f"{data}: the value of an element a packet added"
         found = _Index(exact, ranges, single, dynamic, hit)
@@ -515,7 +592,7 @@ class NftRules:
             elif op == "update" or (w.memory.get(entry) or -1.0) <= now:
                 w.memory = w.memory.with_(entry, now + span)
             return True
-        return _decided(_reader([self.getter(p).get for p in _parts(elem)]), update, True)
+        return _decided(_read([self.getter(p) for p in _parts(elem)]), update, True)
 
     # ------------------------------------------------------------------ matches
 
@@ -548,7 +625,7 @@ class NftRules:
         test = self.test(kinds, op, right, label, table)
         if isinstance(test, str):
             return self._no(test)
-        return _decided(_reader([g.get for g in getters]), test, False)
+        return _decided(_read(getters), test, False)
 
     def test(self, kinds: tuple[str, ...], op: str, right: Any, label: str, table: NftTable
              ) -> Callable[[Any, Walk], bool] | str:
@@ -557,9 +634,13 @@ class NftRules:
         negated = op == "!="
         if isinstance(right, str) and right.startswith("@") or \
                 isinstance(right, dict) and "set" in right:
-            find = self.index(right, kinds, label, table).find
+            index = self.index(right, kinds, label, table)
+            find = index.find
             if kinds[0] in _FLAG_KINDS:  # a flag set is in the set if one of its flags is
                 return lambda v, w: any(find(x, w) is not MISSING for x in v) != negated
+            if index.hashed_only:
+                exact = index.exact
+                return (lambda v, w: v not in exact) if negated else (lambda v, w: v in exact)
             return lambda v, w: (find(v, w) is not MISSING) != negated
         if len(kinds) != 1:
             consts = tuple(self.const(p, k) for p, k in zip(_parts(right), kinds, strict=True))
@@ -750,11 +831,11 @@ class NftRules:
             if (proto == "ip") != v4:
                 return _Keyed(lambda w: NO, "never")
             if field == "saddr":
-                return _Keyed(lambda w: w.src, "addr")
+                return _attr("src", "addr")
             if field == "daddr":
-                return _Keyed(lambda w: w.dst, "addr")
+                return _attr("dst", "addr")
             if field in ("protocol", "nexthdr"):
-                return _Keyed(lambda w: w.pkt.proto, "proto")
+                return _attr("pkt.proto", "proto")
             if field == "version":
                 return _Keyed(_const(4 if v4 else 6), "int")
             return _Keyed(self._no(f"{proto} {field} is not modelled"), "int")
@@ -769,7 +850,7 @@ class NftRules:
                         return NO
                     value = w.sport if src else w.dport
                     return value if value is not None else Why(f"{field} not given ({flag})")
-                return _Keyed(port, "port")
+                return _Keyed(port, "port", field)
             if proto == "tcp" and field == "flags":
                 return _Keyed(lambda w: (frozenset(f.lower() for f in w.pkt.tcp_flags)
                                          if w.pkt.proto == 6 else NO), "tcpflags")
@@ -784,13 +865,13 @@ class NftRules:
     def meta(self, key: str) -> _Keyed:
         v4 = self.v4
         if key == "l4proto":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+            return _attr("pkt.proto", "proto")
         if key == "nfproto":
             return _Keyed(_const("ipv4" if v4 else "ipv6"), "str")
         if key == "protocol":
             return _Keyed(_const("ip" if v4 else "ip6"), "str")
         if key == "mark":
-            return _Keyed(lambda w: w.mark, "int")
+            return _attr("mark", "int")
         if key in ("iifname", "iif", "oifname", "oif"):
             src = key.startswith("i")
             flag = "--in-interface" if src else "--out-interface"
@@ -837,25 +918,28 @@ class NftRules:
         if key == "state":
             return _Keyed(lambda w: _ct_states(w.ct), "ctstate")
         if key == "status":
+            known: dict[tuple[frozenset[str], frozenset[str]], Any] = {}
+            """The status of a packet outside a sequence's connections, by its conntrack
+            facts as walked and as it arrived (a handful of pairs)."""
+
             def status(w: Walk) -> Any:
-                have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
                 conn = w.conn
-                if conn is not None:  # a later packet of a connection the sequence saw
-                    nat = conn[1]
-                    dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
-                                  else (nat[0] is not None, nat[2] is not None))
-                    have |= {"dnat"} if dnat else set()
-                    have |= {"snat"} if snat else set()
-                    return frozenset(have | {"confirmed"})
-                if not have and w.pkt.ct & {"ESTABLISHED", "RELATED"}:
-                    return Why("whether the connection was NATed is not known for a non-NEW "
-                               "packet (add DNAT or SNAT to --ct-state)")
-                if "NEW" not in w.pkt.ct or have:
-                    have.add("confirmed")
-                return frozenset(have)
+                if conn is None:
+                    found = known.get((w.ct, w.pkt.ct))
+                    if found is None:
+                        found = known[(w.ct, w.pkt.ct)] = _ct_status(w.ct, w.pkt.ct)
+                    return found
+                # a later packet of a connection the sequence saw
+                have = {s.lower() for s in w.ct & {"DNAT", "SNAT"}}
+                nat = conn[1]
+                dnat, snat = ((nat[0] is not None, bool(nat[2])) if conn[0] == "orig"
+                              else (nat[0] is not None, nat[2] is not None))
+                have |= {"dnat"} if dnat else set()
+                have |= {"snat"} if snat else set()
+                return frozenset(have | {"confirmed"})
             return _Keyed(status, "ctstatus")
         if key == "mark":
-            return _Keyed(lambda w: w.ctmark, "int")
+            return _attr("ctmark", "int")
         if key == "direction":
             return _Keyed(lambda w: "reply" if w.conn is not None and w.conn[0] == "reply"
                           else "original", "str")
@@ -873,7 +957,7 @@ class NftRules:
         if field == "l3proto":
             return _Keyed(_const("ipv4" if self.v4 else "ipv6"), "str")
         if field == "protocol":
-            return _Keyed(lambda w: w.pkt.proto, "proto")
+            return _attr("pkt.proto", "proto")
         if field not in ("saddr", "daddr", "proto-src", "proto-dst"):
             return _Keyed(self._no(f"ct {direction} {key} is not modelled"), "int")
         want = (direction == "reply", field)
@@ -905,6 +989,17 @@ class NftRules:
                 return Why(f"ct {direction} {key}: the port is not given (--sport/--dport)")
             return got
         return _Keyed(value, kind)
+
+    def _converter(self, kind: str) -> Callable[[Any], Any]:
+        """:meth:`const` for one kind, quicker for the plain addresses and numbers of big
+        sets (kube-proxy's hold an element per Service)."""
+        const = self.const
+        if kind == "addr":
+            family = self.family
+            return lambda v: parse_addr(v, family) if type(v) is str else const(v, kind)
+        if kind in ("int", "port", "str"):
+            return lambda v: const(v, kind) if type(v) is dict else v
+        return lambda v: const(v, kind)
 
     def const(self, value: Any, kind: str) -> Any:
         """A constant as the getter's kind of value: exact, or ``(lo, hi)`` / ``("*", stem)``."""
@@ -941,6 +1036,50 @@ class NftRules:
 
 
 _FLAG_KINDS = frozenset({"ctstate", "ctstatus", "tcpflags"})
+_KEYED_META = frozenset({"l4proto", "nfproto", "protocol", "mark", "iifname", "iif", "oifname",
+                         "oif", "skuid", "skgid"})
+_KEYED_CT = frozenset({"state", "mark"})
+"""``ct`` keys read from the walk's own state (``ct status`` and ``ct direction`` also read the
+connection a later packet of a sequence belongs to, which no summary key holds)."""
+_KEYED_PAYLOAD = frozenset({("ip", "protocol"), ("ip6", "nexthdr"), ("ip", "version"),
+                            ("ip6", "version"), ("tcp", "flags"), ("icmp", "type"),
+                            ("icmp", "code"), ("icmpv6", "type"), ("icmpv6", "code")})
+
+
+def _keyed(expr: Any) -> bool:
+    """Whether an expression reads only what a walk summary's key holds -- marks, conntrack
+    state, interfaces, the packet's fixed fields (protocol, TCP flags, ICMP type), constants --
+    and so needs no check when a summary is replayed (see ``Matcher.header``)."""
+    if not isinstance(expr, dict):
+        return True  # a constant, or a list of them
+    if len(expr) != 1:
+        return False
+    (key, body), = expr.items()
+    if key == "meta":
+        return body.get("key") in _KEYED_META
+    if key == "ct":
+        return "dir" not in body and body.get("key") in _KEYED_CT
+    if key == "payload":
+        return (body.get("protocol"), body.get("field")) in _KEYED_PAYLOAD
+    if key in ("&", "|", "^", "concat"):
+        return all(_keyed(part) for part in body)
+    if key == "set":
+        return all(_keyed(part) for part in body) if isinstance(body, list) else _keyed(body)
+    return key in ("prefix", "range", "elem")  # constants
+
+
+def _keyed_statement(key: str, body: Any) -> bool:
+    """A statement whose effect follows from what a walk summary's key holds: a mark or
+    conntrack mark set from marks and constants, or one with no effect on the walk."""
+    if key in ("limit", "quota"):
+        return True  # decided by constants (stated assumptions)
+    if key != "mangle":
+        return False
+    target = body.get("key")
+    if target in ({"meta": {"key": "nftrace"}}, {"meta": {"key": "priority"}}):
+        return True
+    return target in ({"meta": {"key": "mark"}}, {"ct": {"key": "mark"}}) and \
+        _keyed(body.get("value"))
 
 
 def _parts(expr: Any) -> list[Any]:
@@ -957,8 +1096,33 @@ def _part_in(value: Any, const: Any) -> bool:
     return bool(value == const)
 
 
+def _call(f: Callable[[Any], Any], value: Any) -> Any:
+    return f(value)
+
+
 def _const(value: object) -> Callable[[Walk], object]:
     return lambda w: value
+
+
+def _read(parts: Sequence[_Keyed]) -> Get:
+    """:func:`_reader` of getters; a concatenation of the walk's attributes (kube-proxy's
+    ``ip daddr . meta l4proto . th dport``, read for every packet) in one C-level read,
+    after asking the parts that may be NO or a Why (a port of another protocol, or not
+    given), in order."""
+    if len(parts) == 1 or any(p.attr is None for p in parts):
+        return _reader([p.get for p in parts])
+    whole = operator.attrgetter(*(p.attr for p in parts if p.attr is not None))
+    guards = [p.get for p in parts if not p.plain]
+    if not guards:
+        return whole
+
+    def read(w: Walk) -> Any:
+        for g in guards:
+            v = g(w)
+            if v is NO or type(v) is Why:
+                return v
+        return whole(w)
+    return read
 
 
 def _reader(gets: Sequence[Get]) -> Get:
@@ -1021,6 +1185,18 @@ def _ct_states(ct: frozenset[str]) -> frozenset[str]:
     if found is None:
         found = _CT_STATES[ct] = frozenset(_STATES[s] for s in ct if s in _STATES)
     return found
+
+
+def _ct_status(ct: frozenset[str], arrived: frozenset[str]) -> Any:
+    """``ct status`` of a packet with conntrack facts ``ct`` (as walked) that arrived with
+    ``arrived`` and belongs to no connection a sequence saw."""
+    have = {s.lower() for s in ct & {"DNAT", "SNAT"}}
+    if not have and arrived & {"ESTABLISHED", "RELATED"}:
+        return Why("whether the connection was NATed is not known for a non-NEW "
+                   "packet (add DNAT or SNAT to --ct-state)")
+    if "NEW" not in arrived or have:
+        have.add("confirmed")
+    return frozenset(have)
 
 
 def _nat_text(num: int | None, port: Any, family: str) -> str:
