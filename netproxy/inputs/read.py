@@ -119,17 +119,22 @@ def read_ruleset(name: str, *, command: str, strict: bool = False, family: str |
     return ruleset
 
 
+def _text_of(name: str, source: str) -> str:
+    """The text of file ``name`` (``-``: standard input); bytes that are not UTF-8 kept as
+    surrogates, so a line with a stray byte is still named by its number."""
+    if name == "-":
+        return read_stdin()
+    try:
+        return Path(name).read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as err:
+        raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+
+
 def read_snapshot_input(name: str, *, note: Note = stderr_note) -> NodeContext:
     """The node snapshot in file ``name`` (``-``: standard input), paste damage at its edges
     blanked (with a note), read once for every use a command makes of it."""
     source = display(name)
-    if name == "-":
-        text = read_stdin()
-    else:
-        try:
-            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as err:
-            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    text = _text_of(name, source)
     return _snapshot_of(text, source, note)
 
 
@@ -166,13 +171,7 @@ def read_listing(name: str, *, strict: bool, references: bool = True) -> NftRule
     from netproxy.parser.nftables import parse_nft
 
     source = display(name)
-    if name == "-":
-        text = read_stdin()
-    else:
-        try:
-            text = Path(name).read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError as err:
-            raise ParseError(f"cannot read: {err.strerror or err}", source=source) from None
+    text = _text_of(name, source)
     listing = parse_nft(text, source=source, strict=strict, references=references)
     if not listing.tables:
         raise ParseError("no nftables tables found", source=source, line=1)

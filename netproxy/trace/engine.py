@@ -404,14 +404,19 @@ class Tracer:
             return known
         if todo is None:
             return False
-        cond = local_cond(addr, self.family, local_flag(self.ctx))
+        self._fork_on(w, local_cond(addr, self.family, local_flag(self.ctx)), todo, rewind)
+        return True
+
+    @staticmethod
+    def _fork_on(w: Walk, cond: Cond, todo: list[Walk], rewind: bool) -> None:
+        """Both cases of a fact nobody gave: this branch assumes ``cond``, a copy (onto
+        ``todo``) its opposite and, with ``rewind``, re-does the current step."""
         other = w.fork()
         other.assume(cond, False)
         if rewind:
             other.si -= 1
         todo.append(other)
         w.assume(cond, True)
-        return True
     def _delivered_here(self, w: Walk, todo: list[Walk]) -> bool:
         """The routing decision: a local address, or multicast / limited broadcast (which the
         node receives; multicast routing is not modelled)."""
@@ -823,13 +828,7 @@ class Tracer:
             if decision.kind != "undecided" or not self.assume:
                 return decision
             key, text, text_not, flag = decision.needs
-            cond = Cond(key, text, text_not, flag)
-            other = w.fork()
-            other.assume(cond, False)
-            if rewind:
-                other.si -= 1
-            todo.append(other)
-            w.assume(cond, True)
+            self._fork_on(w, Cond(key, text, text_not, flag), todo, rewind)
 
     def _refused(self, w: Walk, decision: Any) -> Outcome:
         """A discard by the routing decision: blackhole and not forwarding are silent (DROP);
