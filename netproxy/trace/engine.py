@@ -148,6 +148,19 @@ def _asked(checks: Iterable[Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _given_up(slot: list[Any]) -> bool:
+    """Whether a key's summaries or tails are given up: as many as a key keeps, and they fit
+    fewer than one branch in four of at least four times that many tries."""
+    return (len(slot[0]) >= SUMMARIES_PER_KEY and slot[1] >= 4 * SUMMARIES_PER_KEY
+            and slot[2] * 4 < slot[1])
+
+
+def _take_state(w: Walk, done: Summary | Tail) -> None:
+    """The marks, conntrack state and stated defaults a recorded walk left, on ``w``."""
+    w.mark, w.ctmark, w.ct = done.mark, done.ctmark, done.ct
+    w.nat_ok, w.assumed = done.nat_ok, done.assumed
+
+
 class Summary:
     """What walking one base chain did, for any branch that enters it in the same state
     (its key: the chain, marks, conntrack state, interfaces, stated defaults and facts, the
@@ -1152,9 +1165,8 @@ class Tracer:
         slot = self._summaries.get(key)
         if slot is not None:
             found = slot[0]
-            if len(found) >= SUMMARIES_PER_KEY and slot[1] >= 4 * SUMMARIES_PER_KEY \
-                    and slot[2] * 4 < slot[1]:
-                return False  # given up
+            if _given_up(slot):
+                return False
             slot[1] += 1
             for s in found:
                 if len(w.path) + len(s.path) > MAX_HOPS:
@@ -1166,14 +1178,10 @@ class Tracer:
                     if s.nat is not None:
                         w.tail.append((_NAT, *s.nat, w.hook))
                 w.path.extend(s.path)
-                w.mark, w.ctmark, w.ct = s.mark, s.ctmark, s.ct
-                w.nat_ok, w.assumed = s.nat_ok, s.assumed
+                _take_state(w, s)
                 if s.nat is not None:
                     kind, data, nat = s.nat
-                    self._nat(w, kind, data, nat)  # it succeeded when recorded
-                    if kind == "MASQUERADE":
-                        w.masq_flags = data
-                    w.nat_hook = w.hook
+                    self._renat(w, kind, data, nat, w.hook)
                 slot[2] += 1
                 return True
             if len(found) >= SUMMARIES_PER_KEY:
@@ -1214,22 +1222,17 @@ class Tracer:
         slot = self._tails.get(key)
         if slot is not None:
             found = slot[0]
-            if len(found) >= SUMMARIES_PER_KEY and slot[1] >= 4 * SUMMARIES_PER_KEY \
-                    and slot[2] * 4 < slot[1]:
-                return False  # given up
+            if _given_up(slot):
+                return False
             slot[1] += 1
             for t in found:
                 if len(w.path) + len(t.path) > MAX_HOPS or not self._passes(w, t.checks):
                     continue
                 w.path.extend(t.path)
-                w.mark, w.ctmark, w.ct = t.mark, t.ctmark, t.ct
-                w.nat_ok, w.assumed = t.nat_ok, t.assumed
+                _take_state(w, t)
                 for kind, data, nat, hook in t.nats:
                     w.hook = hook
-                    self._nat(w, kind, data, nat)  # it succeeded when recorded
-                    if kind == "MASQUERADE":
-                        w.masq_flags = data
-                    w.nat_hook = hook
+                    self._renat(w, kind, data, nat, hook)
                 slot[2] += 1
                 out.append(self._outcome(w, "ACCEPT", delivered=t.delivered))
                 return True
@@ -1240,6 +1243,13 @@ class Tracer:
         w.tail = [key]
         w.tail_at = len(w.path)
         return False
+
+    def _renat(self, w: Walk, kind: str, data: Any, nat: bool, hook: str) -> None:
+        """Redo the NAT a summary or tail recorded at ``hook`` (it succeeded then)."""
+        self._nat(w, kind, data, nat)
+        if kind == "MASQUERADE":
+            w.masq_flags = data
+        w.nat_hook = hook
 
     def _remember_tail(self, w: Walk, delivered: str) -> None:
         rec = w.tail
